@@ -1,0 +1,2 @@
+//! kith-crypto
+#![deny(missing_docs)]

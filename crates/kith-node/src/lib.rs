@@ -1,0 +1,2 @@
+//! kith-node
+#![deny(missing_docs)]

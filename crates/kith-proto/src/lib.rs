@@ -1,0 +1,2 @@
+//! kith-proto
+#![deny(missing_docs)]

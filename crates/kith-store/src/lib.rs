@@ -1,0 +1,2 @@
+//! kith-store
+#![deny(missing_docs)]
