@@ -1,2 +1,16 @@
-//! kith-proto
+//! Sans-IO protocol cores of kith.
+//!
+//! Everything here is a value you feed bytes (and, for state machines, the current time) and
+//! drain results from. Nothing in this crate opens a socket, reads the clock, spawns a task or
+//! touches a global: the node's tokio driver does the I/O, and tests drive the same code in
+//! memory, deterministically.
+//!
+//! - [`wire`]: byte-level codecs (the Datt envelope today; the secure-link frames, chat frames
+//!   and CIYAM text lines join it as their issues land).
+//! - [`limits`]: the one struct that bounds every frame, queue, cache and wait.
 #![deny(missing_docs)]
+
+pub mod limits;
+pub mod wire;
+
+pub use limits::Limits;
