@@ -1,2 +1,17 @@
-//! kith-node
+//! The kith node runtime: the only crate that knows tokio.
+//!
+//! It drives the sans-IO cores of `kith-proto` over real sockets, owns the listeners and the
+//! timers, and serves the local control API that the CLI uses to talk to a running node.
+//! Callers (the `kith` binary) stay synchronous: [`node::run`] builds its own runtime and
+//! [`control::ControlClient`] blocks on a small one of its own.
+//!
+//! - [`config`]: settings from flags, `kith.toml` and defaults, merged in that order.
+//! - [`node`]: `kith up`: open the data dir, serve, shut down cleanly on Ctrl-C/SIGTERM.
+//! - [`control`]: the JSON-over-HTTP API on the data dir's Unix socket, server and client.
 #![deny(missing_docs)]
+
+pub mod config;
+pub mod control;
+pub mod node;
+
+pub use config::{ConfigError, NodeConfig, Overrides};

@@ -1,0 +1,174 @@
+//! Settings: command-line flags win over `kith.toml` in the data dir, which wins over defaults.
+//!
+//! The file is optional and every key in it is optional; an unknown key is an error (a typo
+//! should not silently fall back to a default). Limits live in their own `[limits]` table, the
+//! one struct that bounds everything ([`kith_proto::Limits`]).
+//!
+//! ```toml
+//! db = "postgres://kith:secret@db.example/kith"   # default: SQLite in the data dir
+//! max_item = 1000000                                # bytes per store item, type byte included
+//!
+//! [limits]
+//! max_envelope_data = 2097152
+//! ```
+
+use kith_proto::Limits;
+use kith_store::datadir::{DataDir, DataDirError};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Default bytes per store item (type byte included), as the CIYAM reference.
+pub const DEFAULT_MAX_ITEM: usize = 1_000_000;
+
+/// Why the settings could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The data dir could not be found or opened.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// `kith.toml` exists but could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The settings file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// `kith.toml` is not valid or has an unknown key.
+    #[error("invalid settings in {path}: {message}")]
+    Parse {
+        /// The settings file.
+        path: PathBuf,
+        /// What the parser said (line and key included).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {key}: {reason}")]
+    Invalid {
+        /// Which setting.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The contents of `kith.toml`: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileSettings {
+    db: Option<String>,
+    max_item: Option<usize>,
+    limits: Option<Limits>,
+}
+
+/// Values given on the command line; `None` means "not given".
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--data DIR` (or `KITH_DATA`).
+    pub data_dir: Option<PathBuf>,
+    /// `--db URL`.
+    pub db_url: Option<String>,
+}
+
+/// Every setting of a node or of a CLI command acting on a data dir, fully resolved.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The data dir, opened (created if it was missing).
+    pub data_dir: DataDir,
+    /// Metadata database URL; `None` means SQLite at [`DataDir::sqlite_path`].
+    pub db_url: Option<String>,
+    /// Bytes per store item, type byte included.
+    pub max_item: usize,
+    /// All size, count and time limits.
+    pub limits: Limits,
+}
+
+impl NodeConfig {
+    /// Resolves the data dir (flag, else platform default), creates it if needed, reads its
+    /// `kith.toml` if present, and applies the flags on top.
+    pub fn load(overrides: &Overrides) -> Result<NodeConfig, ConfigError> {
+        let root = match &overrides.data_dir {
+            Some(dir) => dir.clone(),
+            None => DataDir::default_root()?,
+        };
+        let data_dir = DataDir::open_or_create(root)?;
+        let file = read_settings(&data_dir.config_path())?;
+        let max_item = file.max_item.unwrap_or(DEFAULT_MAX_ITEM);
+        if !(2..=64 * 1024 * 1024).contains(&max_item) {
+            return Err(ConfigError::Invalid {
+                key: "max_item",
+                reason: format!("{max_item} is not between 2 and 67108864 bytes"),
+            });
+        }
+        Ok(NodeConfig {
+            data_dir,
+            db_url: overrides.db_url.clone().or(file.db),
+            max_item,
+            limits: file.limits.unwrap_or_default(),
+        })
+    }
+
+    /// A short name of the metadata backend, for status output.
+    pub fn db_kind(&self) -> &'static str {
+        match &self.db_url {
+            Some(url) if url.starts_with("postgres") => "postgres",
+            _ => "sqlite",
+        }
+    }
+}
+
+fn read_settings(path: &Path) -> Result<FileSettings, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileSettings::default()),
+        Err(source) => return Err(ConfigError::Read { path: path.to_owned(), source }),
+    };
+    toml::from_str(&text)
+        .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overrides(dir: &Path) -> Overrides {
+        Overrides { data_dir: Some(dir.to_owned()), db_url: None }
+    }
+
+    #[test]
+    fn defaults_apply_on_a_fresh_data_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = NodeConfig::load(&overrides(&tmp.path().join("new"))).unwrap();
+        assert_eq!(config.max_item, DEFAULT_MAX_ITEM);
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.db_kind(), "sqlite");
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("kith.toml"),
+            "db = \"sqlite:///from-file.db\"\nmax_item = 5000\n[limits]\nmax_envelope_data = 4096\n",
+        )
+        .unwrap();
+        let config = NodeConfig::load(&overrides(tmp.path())).unwrap();
+        assert_eq!(config.db_url.as_deref(), Some("sqlite:///from-file.db"));
+        assert_eq!(config.max_item, 5000);
+        assert_eq!(config.limits.max_envelope_data, 4096);
+        assert_eq!(config.limits.control_timeout_ms, Limits::default().control_timeout_ms);
+        let mut o = overrides(tmp.path());
+        o.db_url = Some("postgres://x@y/z".into());
+        let config = NodeConfig::load(&o).unwrap();
+        assert_eq!(config.db_kind(), "postgres");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("kith.toml"), "max_itme = 5\n").unwrap();
+        let err = NodeConfig::load(&overrides(tmp.path())).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("kith.toml") && text.contains("max_itme"), "{text}");
+    }
+}

@@ -1,0 +1,119 @@
+//! The command line, as `../shared/design/cli.md` fixes it: names and shapes that scripts rely
+//! on. Add freely; rename only with an alias.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// kith: a peer-to-peer node for secure links, fair file exchange, signed content and chat.
+#[derive(Debug, Parser)]
+#[command(name = "kith", version, propagate_version = true)]
+pub struct Cli {
+    /// Flags every command accepts.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The node's data dir (keys, store, database, control socket) [default: the platform's
+    /// data dir, e.g. ~/.local/share/kith]
+    #[arg(long = "data", global = true, env = "KITH_DATA", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Metadata database: a SQLite path or sqlite:// URL, or postgres://user:pass@host/db
+    /// [default: SQLite kith.db in the data dir]
+    #[arg(long, global = true, value_name = "URL")]
+    pub db: Option<String>,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the node identity if it is missing, and print it.
+    Init,
+    /// Print the node identity (agent id, node id, content key).
+    Id,
+    /// Run the node in the foreground (Ctrl-C or SIGTERM stops it cleanly).
+    Up,
+    /// Ask the running node how it is doing.
+    Status,
+    /// The content-addressed file store.
+    #[command(subcommand)]
+    File(FileCommand),
+    /// Signed and sealed (ECIES) content in the Datt layouts.
+    #[command(subcommand)]
+    Content(ContentCommand),
+}
+
+/// `kith file ...`
+#[derive(Debug, Subcommand)]
+pub enum FileCommand {
+    /// Print a file's content address without storing it.
+    Hash {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Store a file; prints its content address.
+    Put {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Write a stored file out (to stdout without -o).
+    Get {
+        /// Its content address (64 hex).
+        hash: String,
+        /// Where to write it; written whole or not at all.
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+    /// List stored files.
+    Ls,
+    /// Remove a stored file (chunks other files still use are kept).
+    Rm {
+        /// Its content address (64 hex).
+        hash: String,
+    },
+}
+
+/// `kith content ...`
+#[derive(Debug, Subcommand)]
+pub enum ContentCommand {
+    /// Sign FILE with this node's content key.
+    Sign {
+        /// The content to sign.
+        file: PathBuf,
+        /// Where to write the signed content.
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: PathBuf,
+    },
+    /// Check signed content; prints the signer's key when valid, exits non-zero when not.
+    Verify {
+        /// The signed content.
+        file: PathBuf,
+    },
+    /// Encrypt FILE to a receiver's content key (hex, compressed secp256k1).
+    Seal {
+        /// The receiver's content key, as `kith id` prints it.
+        #[arg(long = "to", value_name = "PUBKEY_HEX")]
+        to: String,
+        /// The content to seal.
+        file: PathBuf,
+        /// Where to write the sealed content.
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: PathBuf,
+    },
+    /// Decrypt sealed content addressed to this node.
+    Open {
+        /// The sealed content.
+        file: PathBuf,
+        /// Where to write the plain content.
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: PathBuf,
+    },
+}

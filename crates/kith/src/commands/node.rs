@@ -1,0 +1,120 @@
+//! `kith init`, `kith id`, `kith up`, `kith status`.
+
+use super::Env;
+use crate::output::print_json;
+use anyhow::Result;
+use kith_crypto::identity::Identity;
+use kith_node::control::{ControlClient, StatusReport, STATUS_PATH};
+use serde_json::json;
+use std::time::Duration;
+
+fn identity_json(env: &Env, identity: &Identity) -> serde_json::Value {
+    json!({
+        "agent": identity.agent_id().to_string(),
+        "node_id": identity.node_id().to_string(),
+        "content_key": hex::encode(identity.content_public()),
+        "noise_key": hex::encode(identity.noise_public()),
+        "data_dir": env.config.data_dir.root().display().to_string(),
+    })
+}
+
+fn print_identity(env: &Env, identity: &Identity, created: Option<bool>) -> Result<()> {
+    if env.json {
+        let mut doc = identity_json(env, identity);
+        if let Some(created) = created {
+            doc["created"] = json!(created);
+        }
+        return print_json(&doc);
+    }
+    if let Some(created) = created {
+        let what = if created { "created a new identity" } else { "identity already exists" };
+        println!("{what} in {}", env.config.data_dir.root().display());
+    }
+    println!("agent:       {}", identity.agent_id());
+    println!("node id:     {}", identity.node_id());
+    println!("content key: {}", hex::encode(identity.content_public()));
+    println!("noise key:   {}", hex::encode(identity.noise_public()));
+    Ok(())
+}
+
+/// `kith init`: create the identity if missing; print it.
+pub fn init(env: &Env) -> Result<()> {
+    let loaded = env.config.data_dir.load_or_create_identity(&mut rand::rngs::OsRng)?;
+    print_identity(env, &loaded.identity, Some(loaded.created))
+}
+
+/// `kith id`.
+pub fn id(env: &Env) -> Result<()> {
+    print_identity(env, &env.identity()?, None)
+}
+
+/// `kith up`: run the node in the foreground.
+pub fn up(env: Env) -> Result<()> {
+    init_logging();
+    let json = env.json;
+    kith_node::node::run(env.config, |ready| {
+        if json {
+            let doc = json!({
+                "ready": true,
+                "control": ready.control.display().to_string(),
+                "agent": ready.agent,
+                "node_id": ready.node_id,
+                // The network listeners arrive with the secure-link, file and chat issues.
+                "listen": null,
+                "peer_listen": null,
+                "chat_listen": null,
+            });
+            let _ = print_json(&doc);
+        } else {
+            println!("kith node {} ready (node id {})", ready.agent, ready.node_id);
+            println!("control socket: {}; Ctrl-C stops it", ready.control.display());
+        }
+    })?;
+    Ok(())
+}
+
+/// `kith status`: ask the running node.
+pub fn status(env: &Env) -> Result<()> {
+    let report: StatusReport = client(env).get(STATUS_PATH)?;
+    if env.json {
+        return print_json(&report);
+    }
+    println!("node {} (node id {})", report.agent, report.node_id);
+    println!("running {}s, pid {}, kith {}", report.uptime_secs, report.pid, report.version);
+    println!("data dir {}, database {}, {} files stored", report.data_dir, report.db, report.files);
+    for (name, addr) in &report.listeners {
+        println!("{name}: {addr}");
+    }
+    for (name, count) in &report.counters {
+        println!("{name} = {count}");
+    }
+    Ok(())
+}
+
+/// A control API client for this data dir.
+pub fn client(env: &Env) -> ControlClient {
+    let dir = &env.config.data_dir;
+    ControlClient::new(
+        dir.root(),
+        dir.control_socket(),
+        Duration::from_millis(env.config.limits.control_timeout_ms),
+    )
+}
+
+/// Logs to stderr; `KITH_LOG` (or `RUST_LOG`) selects levels per target, e.g. `debug` or
+/// `info,kith_node=debug`.
+fn init_logging() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let spec = std::env::var("KITH_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_default();
+    let filter: Targets = spec.parse().unwrap_or_else(|_| Targets::new());
+    let filter = if spec.is_empty() {
+        Targets::new().with_default(tracing::Level::INFO)
+    } else {
+        filter
+    };
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .try_init();
+}
