@@ -14,6 +14,8 @@
 
 use kith_proto::Limits;
 use kith_store::datadir::{DataDir, DataDirError};
+use kith_store::blobs::MIN_MAX_ITEM_SIZE;
+use kith_store::{open_meta_db, BlobStore, FileStore, StoreError};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -94,10 +96,10 @@ impl NodeConfig {
         let data_dir = DataDir::open_or_create(root)?;
         let file = read_settings(&data_dir.config_path())?;
         let max_item = file.max_item.unwrap_or(DEFAULT_MAX_ITEM);
-        if !(2..=64 * 1024 * 1024).contains(&max_item) {
+        if !(MIN_MAX_ITEM_SIZE..=64 * 1024 * 1024).contains(&max_item) {
             return Err(ConfigError::Invalid {
                 key: "max_item",
-                reason: format!("{max_item} is not between 2 and 67108864 bytes"),
+                reason: format!("{max_item} is not between {MIN_MAX_ITEM_SIZE} and 67108864 bytes"),
             });
         }
         Ok(NodeConfig {
@@ -106,6 +108,14 @@ impl NodeConfig {
             max_item,
             limits: file.limits.unwrap_or_default(),
         })
+    }
+
+    /// Opens the content store and metadata database this configuration names (migrating the
+    /// schema if needed). Synchronous: on a tokio runtime, call it from `spawn_blocking`.
+    pub fn open_file_store(&self) -> Result<FileStore, StoreError> {
+        let meta = open_meta_db(self.db_url.as_deref(), &self.data_dir.sqlite_path())?;
+        let blobs = BlobStore::with_max_item_size(self.data_dir.store_dir(), self.max_item)?;
+        Ok(FileStore::new(blobs, meta))
     }
 
     /// A short name of the metadata backend, for status output.
