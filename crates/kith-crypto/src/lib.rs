@@ -1,2 +1,18 @@
-//! kith-crypto
+//! kith-crypto: a kith node's keys and the Datt content formats.
+//!
+//! - [`identity`]: the Ed25519 agent key (agent id, node id, Noise static key, self-signed
+//!   certificate) and the secp256k1 content key.
+//! - [`content`]: signed and sealed (ECIES) content, in the Datt layouts.
+//!
+//! This crate does no I/O, reads no clock and spawns nothing; randomness is passed in.
 #![deny(missing_docs)]
+
+pub mod content;
+pub mod identity;
+
+pub use content::{
+    message_digest, open, seal, sign, verify, ContentError, OpenedContent, SignedContent,
+};
+pub use identity::{
+    agent_key_to_noise_public, AgentId, Certificate, ContentKey, Identity, IdentityError, NodeId,
+};
