@@ -182,6 +182,12 @@ pub trait MetaDb: Send {
     fn remove_file(&mut self, hash: &ContentHash) -> Result<Option<Vec<ContentHash>>, MetaError>;
 }
 
+impl std::fmt::Debug for dyn MetaDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MetaDb({})", self.backend())
+    }
+}
+
 /// Opens the metadata database named by `url`, or the SQLite file `default_sqlite_path` when
 /// `url` is `None`, and applies pending migrations.
 ///
