@@ -1,2 +1,28 @@
-//! kith-store
+//! kith-store: the content-addressed blob store on disk and the metadata database.
+//!
+//! - [`datadir`]: the data dir layout and the node identity's key files ([`keyfile`]).
+//! - [`address`]: content hashes and type bytes, identical to the CIYAM reference's.
+//! - [`blobs`]: one verified, durably written file per item ([`BlobStore`]).
+//! - [`tree`]: files larger than one item, as chunk blobs under lists (streamed both ways).
+//! - [`meta`]: the metadata database behind one trait ([`MetaDb`]), SQLite or PostgreSQL.
+//! - [`files`]: [`FileStore`], which keeps blobs and records consistent, across processes too.
+//!
+//! The API is synchronous on purpose: storage is blocking I/O (files, fsync, a database
+//! client), and the node calls it from `spawn_blocking`. Nothing here knows tokio.
 #![deny(missing_docs)]
+
+pub mod address;
+pub mod blobs;
+pub mod datadir;
+pub mod error;
+pub mod files;
+pub mod keyfile;
+pub mod meta;
+pub mod tree;
+
+pub use address::{ContentHash, ItemKind, ItemType, ParseHashError};
+pub use blobs::{BlobStore, Item, DEFAULT_MAX_ITEM_SIZE};
+pub use error::StoreError;
+pub use files::{FileStore, RemoveOutcome};
+pub use meta::{open_meta_db, FileRecord, MetaDb, MetaError, PostgresMeta, SqliteMeta};
+pub use tree::{hash_file, StoredFile};

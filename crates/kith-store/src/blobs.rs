@@ -1,0 +1,316 @@
+//! The blob store: one file per item, named by its hash, laid out like the CIYAM reference.
+//!
+//! An item lives at `<root>/<first 2 hex>/<other 62 hex>` and holds `type byte ‖ content`, the
+//! same bytes the reference keeps, so a store can be inspected with `sha256sum`-style tools and
+//! compared with a reference node's `files/` directory.
+//!
+//! Two rules shape the code:
+//! - *Nothing is acknowledged before it is durable.* A put writes a temporary file inside the
+//!   store (`<root>/tmp/`, same file system, so the rename is atomic), fsyncs it, renames it into
+//!   place and fsyncs the directory. A crash leaves either the old state or the complete item,
+//!   plus perhaps a stray temporary file, never a half item under a valid name.
+//! - *Nothing is served that does not match its name.* Every read re-hashes the bytes; a file
+//!   that is missing, oversized, malformed or altered is reported with its hash and not returned.
+//!   Size is checked against the configured maximum before anything is read into memory, so a
+//!   planted huge file cannot exhaust memory.
+
+use std::fs::{self, File, ReadDir};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::address::{ContentHash, ItemType};
+use crate::error::StoreError;
+
+/// The reference's maximum item size: 1,000,000 bytes, type byte included.
+pub const DEFAULT_MAX_ITEM_SIZE: usize = 1_000_000;
+
+/// The smallest allowed maximum item size: a list must hold at least two hashes
+/// (64 + 1 + 64 bytes) plus its type byte, or a tree of lists could not shrink.
+pub const MIN_MAX_ITEM_SIZE: usize = 130;
+
+const TMP_DIR: &str = "tmp";
+
+/// One stored item, verified against its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// The stored type byte.
+    pub item_type: ItemType,
+    /// The content after the type byte.
+    pub content: Vec<u8>,
+}
+
+/// A directory of content-addressed items.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+    max_item: usize,
+}
+
+impl BlobStore {
+    /// Opens (creating if needed) a store at `root` with the default maximum item size.
+    pub fn open(root: impl AsRef<Path>) -> Result<BlobStore, StoreError> {
+        BlobStore::with_max_item_size(root, DEFAULT_MAX_ITEM_SIZE)
+    }
+
+    /// Opens (creating if needed) a store at `root` whose items hold at most `max_item_size`
+    /// bytes, type byte included. Every node exchanging files with another must use the same
+    /// value, since it decides how large files are cut into items and therefore their hashes.
+    pub fn with_max_item_size(
+        root: impl AsRef<Path>,
+        max_item_size: usize,
+    ) -> Result<BlobStore, StoreError> {
+        if max_item_size < MIN_MAX_ITEM_SIZE {
+            return Err(StoreError::Config(format!(
+                "maximum item size {max_item_size} is below the minimum of {MIN_MAX_ITEM_SIZE}"
+            )));
+        }
+        let root = root.as_ref().to_path_buf();
+        fs::create_dir_all(root.join(TMP_DIR)).map_err(StoreError::io("create", &root))?;
+        Ok(BlobStore {
+            root,
+            max_item: max_item_size,
+        })
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The maximum item size in bytes, type byte included.
+    pub fn max_item_size(&self) -> usize {
+        self.max_item
+    }
+
+    /// Where the item `hash` lives (whether or not it exists).
+    pub fn path_for(&self, hash: &ContentHash) -> PathBuf {
+        let hex = hash.to_hex();
+        self.root.join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// Stores an item durably and returns its hash. Idempotent: storing an item that is
+    /// already present (and intact) does not rewrite it; a damaged copy is replaced.
+    pub fn put_item(&self, item_type: ItemType, content: &[u8]) -> Result<ContentHash, StoreError> {
+        let (hash, dir) = self.put_item_deferred(item_type, content)?;
+        if let Some(dir) = dir {
+            sync_dir(&dir)?;
+        }
+        Ok(hash)
+    }
+
+    /// Like [`BlobStore::put_item`] but leaves the final directory fsync to the caller: returns
+    /// the directory to sync when the item was newly written. The file itself is fsync'd.
+    pub(crate) fn put_item_deferred(
+        &self,
+        item_type: ItemType,
+        content: &[u8],
+    ) -> Result<(ContentHash, Option<PathBuf>), StoreError> {
+        if item_type.has_flag(ItemType::FLAG_COMPRESSED) {
+            return Err(StoreError::CompressedItem);
+        }
+        let size = content.len() as u64 + 1;
+        if size > self.max_item as u64 {
+            return Err(StoreError::ItemTooLarge {
+                size,
+                max: self.max_item,
+            });
+        }
+        let hash = ContentHash::compute(item_type, content);
+        let path = self.path_for(&hash);
+        if self.holds_exactly(&path, item_type, content) {
+            return Ok((hash, None));
+        }
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        match fs::create_dir(&dir) {
+            Ok(()) => sync_dir(&self.root)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StoreError::io("create", &dir)(e)),
+        }
+        let tmp_dir = self.root.join(TMP_DIR);
+        // The tmp dir may have been removed by hand; recreate rather than fail.
+        fs::create_dir_all(&tmp_dir).map_err(StoreError::io("create", &tmp_dir))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix("item-")
+            .tempfile_in(&tmp_dir)
+            .map_err(StoreError::io("create temporary file in", &tmp_dir))?;
+        let tmp_path = tmp.path().to_path_buf();
+        tmp.write_all(&[item_type.byte()])
+            .and_then(|()| tmp.write_all(content))
+            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(StoreError::io("write", &tmp_path))?;
+        tmp.persist(&path)
+            .map_err(|e| StoreError::io("rename into", &path)(e.error))?;
+        Ok((hash, Some(dir)))
+    }
+
+    /// Whether `path` already holds exactly this item (bounded read: items are small).
+    fn holds_exactly(&self, path: &Path, item_type: ItemType, content: &[u8]) -> bool {
+        let Ok(file) = File::open(path) else {
+            return false;
+        };
+        match file.metadata() {
+            Ok(meta) if meta.is_file() && meta.len() == content.len() as u64 + 1 => {}
+            _ => return false,
+        }
+        let mut stored = Vec::with_capacity(content.len() + 1);
+        if file
+            .take(self.max_item as u64 + 1)
+            .read_to_end(&mut stored)
+            .is_err()
+        {
+            return false;
+        }
+        stored.first() == Some(&item_type.byte()) && stored[1..] == *content
+    }
+
+    /// Reads an item and checks it against its hash.
+    ///
+    /// Errors: [`StoreError::NotFound`] when absent, [`StoreError::Corrupt`] when the file is
+    /// empty, larger than the maximum item size (refused before reading), has an unknown or
+    /// compressed type byte, or does not hash to its name.
+    pub fn get_item(&self, hash: &ContentHash) -> Result<Item, StoreError> {
+        let path = self.path_for(hash);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound { hash: *hash })
+            }
+            Err(e) => return Err(StoreError::io("open", &path)(e)),
+        };
+        let meta = file.metadata().map_err(StoreError::io("stat", &path))?;
+        if !meta.is_file() {
+            return Err(StoreError::corrupt(*hash, "not a regular file"));
+        }
+        let max = self.max_item as u64;
+        if meta.len() > max {
+            return Err(StoreError::corrupt(
+                *hash,
+                format!(
+                    "file of {} bytes exceeds the maximum item size {max}",
+                    meta.len()
+                ),
+            ));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        // `take` guards against the file growing after the size check.
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(StoreError::io("read", &path))?;
+        if bytes.len() as u64 > max {
+            return Err(StoreError::corrupt(*hash, "file grew past the maximum item size"));
+        }
+        let Some((&type_byte, content)) = bytes.split_first() else {
+            return Err(StoreError::corrupt(*hash, "empty file (no type byte)"));
+        };
+        let item_type = ItemType::from_byte(type_byte)
+            .map_err(|e| StoreError::corrupt(*hash, e.to_string()))?;
+        if item_type.has_flag(ItemType::FLAG_COMPRESSED) {
+            return Err(StoreError::corrupt(
+                *hash,
+                "compressed item (kith keeps items uncompressed)",
+            ));
+        }
+        if ContentHash::compute(item_type, content) != *hash {
+            return Err(StoreError::corrupt(*hash, "content does not match its hash"));
+        }
+        bytes.remove(0);
+        Ok(Item {
+            item_type,
+            content: bytes,
+        })
+    }
+
+    /// Whether a file for `hash` exists (not verified; use [`BlobStore::get_item`] for that).
+    pub fn contains(&self, hash: &ContentHash) -> Result<bool, StoreError> {
+        let path = self.path_for(hash);
+        path.try_exists().map_err(StoreError::io("stat", &path))
+    }
+
+    /// Deletes an item; returns whether it existed. The directory is fsync'd.
+    pub fn remove_item(&self, hash: &ContentHash) -> Result<bool, StoreError> {
+        let path = self.path_for(hash);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                if let Some(dir) = path.parent() {
+                    sync_dir(dir)?;
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::io("remove", &path)(e)),
+        }
+    }
+
+    /// Iterates over the hashes of all stored items (unverified; order unspecified).
+    /// Names that are not item files (the tmp dir, the lock file, strays) are skipped.
+    pub fn iter(&self) -> Result<BlobIter, StoreError> {
+        let outer = fs::read_dir(&self.root).map_err(StoreError::io("list", &self.root))?;
+        Ok(BlobIter {
+            outer,
+            inner: None,
+            root: self.root.clone(),
+        })
+    }
+}
+
+/// Iterator over stored item hashes, from [`BlobStore::iter`].
+#[derive(Debug)]
+pub struct BlobIter {
+    outer: ReadDir,
+    inner: Option<(String, PathBuf, ReadDir)>,
+    root: PathBuf,
+}
+
+fn is_lower_hex(name: &str, len: usize) -> bool {
+    name.len() == len && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl Iterator for BlobIter {
+    type Item = Result<ContentHash, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((prefix, dir, entries)) = &mut self.inner {
+                match entries.next() {
+                    Some(Ok(entry)) => {
+                        let name = entry.file_name();
+                        let Some(name) = name.to_str() else { continue };
+                        if !is_lower_hex(name, 62) {
+                            continue;
+                        }
+                        let full = format!("{prefix}{name}");
+                        if let Some(hash) = ContentHash::from_lower_hex(full.as_bytes()) {
+                            return Some(Ok(hash));
+                        }
+                    }
+                    Some(Err(e)) => return Some(Err(StoreError::io("list", dir.clone())(e))),
+                    None => self.inner = None,
+                }
+                continue;
+            }
+            match self.outer.next()? {
+                Ok(entry) => {
+                    let name = entry.file_name();
+                    let Some(name) = name.to_str() else { continue };
+                    if !is_lower_hex(name, 2) {
+                        continue;
+                    }
+                    let dir = entry.path();
+                    match fs::read_dir(&dir) {
+                        Ok(entries) => self.inner = Some((name.to_string(), dir, entries)),
+                        Err(e) if e.kind() == io::ErrorKind::NotADirectory => continue,
+                        Err(e) => return Some(Err(StoreError::io("list", dir)(e))),
+                    }
+                }
+                Err(e) => return Some(Err(StoreError::io("list", self.root.clone())(e))),
+            }
+        }
+    }
+}
+
+/// fsyncs a directory so that renames and deletions inside it survive a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io("sync directory", dir))
+}

@@ -1,0 +1,88 @@
+//! The store's error type.
+//!
+//! Every error that concerns a particular item names its hash, so an operator reading a log
+//! can find the file on disk (`<root>/<2 hex>/<62 hex>`) and a peer session can answer
+//! `(not found)` or drop the file rather than serve bytes that do not match their name.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::address::ContentHash;
+use crate::meta::MetaError;
+
+/// Errors of the blob store and of the file store built on it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O operation on `path` failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("write", "rename", ...).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading or writing the caller's stream failed (not a store file).
+    #[error("{op}: {source}")]
+    Stream {
+        /// "read input" or "write output".
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// No item with this hash is stored.
+    #[error("item {hash} not found in the store")]
+    NotFound {
+        /// The missing item.
+        hash: ContentHash,
+    },
+    /// The stored item does not match its hash or is malformed; it is never served.
+    #[error("item {hash} is corrupt: {reason}")]
+    Corrupt {
+        /// The corrupt item.
+        hash: ContentHash,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An item to store is larger than the configured maximum item size.
+    #[error("item of {size} bytes (type byte included) exceeds the maximum item size of {max}")]
+    ItemTooLarge {
+        /// Size including the type byte.
+        size: u64,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// kith keeps items uncompressed; a compressed item must be inflated before it is stored.
+    #[error("compressed items are not stored (inflate the content first)")]
+    CompressedItem,
+    /// A setting is out of range.
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+    /// An item a put was about to reference was deleted meanwhile (by a concurrent remove);
+    /// nothing was committed and the put can simply be retried.
+    #[error("item {hash} vanished before the file could be committed (concurrent remove); retry")]
+    ItemVanished {
+        /// The item that disappeared.
+        hash: ContentHash,
+    },
+    /// The metadata database failed.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+impl StoreError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| StoreError::Io { op, path, source }
+    }
+
+    pub(crate) fn corrupt(hash: ContentHash, reason: impl Into<String>) -> Self {
+        StoreError::Corrupt {
+            hash,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! User-visible files: the blob store and the metadata database, kept consistent.
+//!
+//! A put streams the input into items (all durable on disk), then records the file and every
+//! item it uses in the database, and only then returns. A remove forgets the file and deletes
+//! the items no other file still uses, so shared chunks survive until their last user goes and a
+//! file that is also a chunk of another keeps its item.
+//!
+//! A CLI process and a running node may share one data dir. The race to prevent is a remove
+//! deleting an item that a concurrent put has just found already present (and so did not
+//! rewrite) and is about to reference. Both operations therefore take an exclusive lock file in
+//! the store root (`<root>/lock`, `flock` via [`std::fs::File::lock`]): remove for its whole
+//! duration, put for its final phase, in which it re-checks that every item it uses still
+//! exists before committing. Either the remove ran first (the put sees the gap and fails with
+//! [`StoreError::ItemVanished`]; [`FileStore::put_path`] retries by itself) or the put committed
+//! first (the remove sees the new references and keeps the items). A crash between a remove's
+//! commit and its deletions leaves unreferenced items behind: wasted space, never a dangling
+//! reference.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::address::ContentHash;
+use crate::blobs::{sync_dir, BlobStore};
+use crate::error::StoreError;
+use crate::meta::{FileRecord, MetaDb};
+
+/// Name of the lock file in the store root.
+pub const LOCK_FILE: &str = "lock";
+
+/// How many times [`FileStore::put_path`] retries after a concurrent remove took an item.
+const PUT_ATTEMPTS: usize = 3;
+
+/// A source of unix-seconds timestamps (injectable so tests are deterministic).
+pub type Clock = Box<dyn Fn() -> i64 + Send>;
+
+/// The system clock in unix seconds.
+pub fn system_clock() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// What [`FileStore::remove`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum RemoveOutcome {
+    /// No such file was recorded; nothing changed.
+    NotFound,
+    /// The file was forgotten and `items_deleted` items nobody else used were deleted.
+    Removed {
+        /// Items deleted from disk.
+        items_deleted: usize,
+    },
+}
+
+/// Stored files: blobs on disk plus their records.
+pub struct FileStore {
+    blobs: BlobStore,
+    meta: Box<dyn MetaDb>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore")
+            .field("blobs", &self.blobs)
+            .field("meta", &self.meta.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Holds the store's exclusive lock until dropped.
+struct StoreLock(#[allow(dead_code)] File);
+
+impl FileStore {
+    /// Combines a blob store and a metadata database; timestamps come from the system clock.
+    pub fn new(blobs: BlobStore, meta: Box<dyn MetaDb>) -> FileStore {
+        FileStore {
+            blobs,
+            meta,
+            clock: Box::new(system_clock),
+        }
+    }
+
+    /// Replaces the clock that stamps `added_at`.
+    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + 'static) -> FileStore {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    /// The underlying blob store.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// The underlying metadata database.
+    pub fn meta(&mut self) -> &mut dyn MetaDb {
+        self.meta.as_mut()
+    }
+
+    fn lock(&self) -> Result<StoreLock, StoreError> {
+        let path = self.blobs.root().join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(StoreError::io("open lock file", &path))?;
+        file.lock().map_err(StoreError::io("lock", &path))?;
+        Ok(StoreLock(file))
+    }
+
+    /// Stores the file at `path` under `name` (`None`: the path's file name). Streams; all
+    /// items are durable and the record committed when this returns. Storing a file that is
+    /// already recorded returns the existing record.
+    pub fn put_path(&mut self, path: &Path, name: Option<&str>) -> Result<FileRecord, StoreError> {
+        let name = name
+            .map(str::to_string)
+            .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut file = File::open(path).map_err(StoreError::io("open", path))?;
+            match self.put_reader_inner(&mut file, name.clone()) {
+                Err(StoreError::ItemVanished { .. }) if attempt < PUT_ATTEMPTS => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Stores everything `reader` yields under `name`. Streams; all items are durable and the
+    /// record committed when this returns. Fails with [`StoreError::ItemVanished`] (nothing
+    /// recorded) if a concurrent remove deleted an item meanwhile; the caller may retry.
+    pub fn put_reader(
+        &mut self,
+        reader: &mut dyn Read,
+        name: Option<&str>,
+    ) -> Result<FileRecord, StoreError> {
+        self.put_reader_inner(reader, name.map(str::to_string))
+    }
+
+    fn put_reader_inner(
+        &mut self,
+        reader: &mut dyn Read,
+        name: Option<String>,
+    ) -> Result<FileRecord, StoreError> {
+        let stored = self.blobs.put_file(reader)?;
+        let _lock = self.lock()?;
+        for item in &stored.items {
+            if !self.blobs.contains(item)? {
+                return Err(StoreError::ItemVanished { hash: *item });
+            }
+        }
+        let record = FileRecord {
+            hash: stored.hash,
+            kind: stored.kind,
+            size: stored.size,
+            name,
+            added_at: (self.clock)(),
+        };
+        Ok(self.meta.insert_file(&record, &stored.items)?)
+    }
+
+    /// Writes the file `hash` to `path`, verifying every item. The bytes go to a temporary file
+    /// beside `path`, which is fsync'd and renamed over `path` only when the whole file was read
+    /// and verified: a corrupt or incomplete store never leaves a file that looks complete.
+    /// Returns the number of bytes written.
+    pub fn get_to_path(&self, hash: &ContentHash, path: &Path) -> Result<u64, StoreError> {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".kith-get-")
+            .tempfile_in(dir)
+            .map_err(StoreError::io("create temporary file in", dir))?;
+        let written = {
+            let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            let written = self.blobs.read_file(hash, &mut out)?;
+            out.flush().map_err(|source| StoreError::Stream {
+                op: "write output",
+                source,
+            })?;
+            written
+        };
+        tmp.as_file()
+            .sync_all()
+            .map_err(StoreError::io("sync", tmp.path().to_path_buf()))?;
+        tmp.persist(path)
+            .map_err(|e| StoreError::io("rename into", path)(e.error))?;
+        sync_dir(dir)?;
+        Ok(written)
+    }
+
+    /// Streams the file `hash` to `out`, verifying every item before its bytes are written.
+    /// On error `out` may have received a prefix; use [`FileStore::get_to_path`] for files.
+    pub fn get_to_writer(&self, hash: &ContentHash, out: &mut dyn Write) -> Result<u64, StoreError> {
+        self.blobs.read_file(hash, out)
+    }
+
+    /// Reads the whole file `hash` and checks every item; returns its size in bytes.
+    pub fn verify(&self, hash: &ContentHash) -> Result<u64, StoreError> {
+        self.blobs.read_file(hash, &mut io::sink())
+    }
+
+    /// The address the file at `path` would get, without storing it (`kith file hash`).
+    pub fn hash_path(&self, path: &Path) -> Result<ContentHash, StoreError> {
+        let mut file = File::open(path).map_err(StoreError::io("open", path))?;
+        self.blobs.hash_file(&mut file)
+    }
+
+    /// The record of a stored file.
+    pub fn get(&mut self, hash: &ContentHash) -> Result<Option<FileRecord>, StoreError> {
+        Ok(self.meta.get_file(hash)?)
+    }
+
+    /// All stored files, oldest first.
+    pub fn list(&mut self) -> Result<Vec<FileRecord>, StoreError> {
+        Ok(self.meta.list_files()?)
+    }
+
+    /// Forgets the file `hash` and deletes every item that no other stored file uses.
+    pub fn remove(&mut self, hash: &ContentHash) -> Result<RemoveOutcome, StoreError> {
+        let _lock = self.lock()?;
+        let Some(orphans) = self.meta.remove_file(hash)? else {
+            return Ok(RemoveOutcome::NotFound);
+        };
+        let mut items_deleted = 0;
+        for item in &orphans {
+            if self.blobs.remove_item(item)? {
+                items_deleted += 1;
+            }
+        }
+        Ok(RemoveOutcome::Removed { items_deleted })
+    }
+}

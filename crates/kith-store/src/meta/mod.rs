@@ -1,0 +1,300 @@
+//! The metadata database: what the node knows *about* stored items, behind one trait.
+//!
+//! Items themselves live in the blob store; the database records which of them are
+//! user-visible files and which items each file uses, so that removing a file can delete exactly
+//! the items nobody else needs. Later features (peers, tickets, the chat queue) add tables here.
+//!
+//! Two backends implement [`MetaDb`]: SQLite (embedded, the default, one file in the data dir in
+//! WAL mode with a busy timeout so a CLI process and a running node can share it) and PostgreSQL
+//! (for big sites). Both are synchronous: the node calls them from `spawn_blocking`. This matters
+//! for PostgreSQL in particular: the sync `postgres` client runs its own small tokio runtime
+//! and panics if called on a tokio worker thread, so never call a [`MetaDb`] from async code
+//! directly.
+//!
+//! Schema changes are versioned migrations: each backend has an ordered list of SQL scripts
+//! ([`SQLITE_MIGRATIONS`], [`POSTGRES_MIGRATIONS`]) and a `schema_version` table recording how
+//! many have run. Opening a database applies the missing ones in one transaction each, under a
+//! lock, so two processes opening the same database at once do not race. To add a table, append
+//! a script to *both* lists (never edit a released one) and add methods to the trait.
+//!
+//! All SQL is static text with bound parameters; nothing from input is spliced into a query
+//! (the one exception, a PostgreSQL schema name, is validated as a plain identifier first).
+
+mod pg;
+mod sqlite;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::{ContentHash, ItemKind};
+
+pub use pg::PostgresMeta;
+pub use sqlite::SqliteMeta;
+
+/// How long a database call waits for a lock held by another process before failing.
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Migrations for SQLite, in order; entry `i` brings the schema to version `i + 1`.
+pub const SQLITE_MIGRATIONS: &[&str] = &[
+    // 1: files and the items they use.
+    "CREATE TABLE files (
+        hash TEXT PRIMARY KEY NOT NULL,
+        kind TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        name TEXT,
+        added_at INTEGER NOT NULL
+    );
+    CREATE TABLE file_items (
+        file_hash TEXT NOT NULL REFERENCES files(hash) ON DELETE CASCADE,
+        item_hash TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (file_hash, item_hash)
+    );
+    CREATE INDEX file_items_item_hash ON file_items(item_hash);",
+];
+
+/// Migrations for PostgreSQL, in order; entry `i` brings the schema to version `i + 1`.
+pub const POSTGRES_MIGRATIONS: &[&str] = &[
+    // 1: files and the items they use.
+    "CREATE TABLE files (
+        hash TEXT PRIMARY KEY NOT NULL,
+        kind TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        name TEXT,
+        added_at BIGINT NOT NULL
+    );
+    CREATE TABLE file_items (
+        file_hash TEXT NOT NULL REFERENCES files(hash) ON DELETE CASCADE,
+        item_hash TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (file_hash, item_hash)
+    );
+    CREATE INDEX file_items_item_hash ON file_items(item_hash);",
+];
+
+/// A user-visible stored file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// The file's address.
+    pub hash: ContentHash,
+    /// Blob (fits one item) or list (a tree of items).
+    pub kind: ItemKind,
+    /// Content bytes of the whole file.
+    pub size: u64,
+    /// A name given when it was added, if any.
+    pub name: Option<String>,
+    /// When it was added, in unix seconds.
+    pub added_at: i64,
+}
+
+/// The boxed source error of a database driver.
+pub type DriverError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors of the metadata database.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// The database URL's scheme is not one kith knows.
+    #[error("unsupported database URL scheme '{scheme}://' (use sqlite://PATH, a plain path, postgres:// or postgresql://)")]
+    UnsupportedScheme {
+        /// The scheme found.
+        scheme: String,
+    },
+    /// The database URL cannot be understood.
+    #[error("invalid database URL '{url}': {reason}")]
+    BadUrl {
+        /// The URL, password hidden.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The SQLite file could not be opened or set up.
+    #[error("cannot open SQLite database {}: {source}", path.display())]
+    SqliteOpen {
+        /// The database file.
+        path: PathBuf,
+        /// The driver's error.
+        #[source]
+        source: DriverError,
+    },
+    /// The PostgreSQL server could not be reached or refused the login.
+    #[error("cannot connect to PostgreSQL server {target}: {source}")]
+    PostgresConnect {
+        /// host:port (or socket) and database, without the password.
+        target: String,
+        /// The driver's error.
+        #[source]
+        source: DriverError,
+    },
+    /// A query failed.
+    #[error("{backend} database error while {op}: {source}")]
+    Query {
+        /// "sqlite" or "postgres".
+        backend: &'static str,
+        /// What was being done.
+        op: &'static str,
+        /// The driver's error.
+        #[source]
+        source: DriverError,
+    },
+    /// The database was created by a newer kith.
+    #[error("database schema version {found} is newer than this kith supports ({supported}); upgrade kith")]
+    SchemaTooNew {
+        /// Version in the database.
+        found: u32,
+        /// Newest version this build knows.
+        supported: u32,
+    },
+    /// A row holds a value kith did not write (a bad hash, kind or size).
+    #[error("database row is invalid: {0}")]
+    BadRow(String),
+    /// A PostgreSQL schema name that is not a plain identifier.
+    #[error("invalid schema name '{0}' (use lowercase letters, digits and '_', at most 63)")]
+    BadSchemaName(String),
+}
+
+/// The metadata database. Every method is synchronous and may block on I/O or on a lock held by
+/// another process (up to [`BUSY_TIMEOUT`]); call it from a blocking thread, never from async code.
+pub trait MetaDb: Send {
+    /// "sqlite" or "postgres".
+    fn backend(&self) -> &'static str;
+
+    /// The schema version (number of migrations applied).
+    fn schema_version(&mut self) -> Result<u32, MetaError>;
+
+    /// Records a file and the items it uses, in one transaction. If the file is already
+    /// recorded, the existing record is kept (and returned) and only missing item rows are added.
+    fn insert_file(
+        &mut self,
+        record: &FileRecord,
+        items: &[ContentHash],
+    ) -> Result<FileRecord, MetaError>;
+
+    /// The record of a file, if recorded.
+    fn get_file(&mut self, hash: &ContentHash) -> Result<Option<FileRecord>, MetaError>;
+
+    /// All recorded files, oldest first (then by hash).
+    fn list_files(&mut self) -> Result<Vec<FileRecord>, MetaError>;
+
+    /// Forgets a file, in one transaction. Returns `None` if it was not recorded, otherwise the
+    /// items it used that no other recorded file uses (and that are not files themselves):
+    /// the items the caller may now delete.
+    fn remove_file(&mut self, hash: &ContentHash) -> Result<Option<Vec<ContentHash>>, MetaError>;
+}
+
+impl std::fmt::Debug for dyn MetaDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MetaDb({})", self.backend())
+    }
+}
+
+/// Opens the metadata database named by `url`, or the SQLite file `default_sqlite_path` when
+/// `url` is `None`, and applies pending migrations.
+///
+/// Accepted: `sqlite://PATH` (so `sqlite:///abs/path` or `sqlite://relative/path`), `sqlite:PATH`,
+/// a bare path, and `postgres://...` / `postgresql://...` (libpq URL syntax, no TLS). Errors say
+/// what is wrong: an unknown scheme, a malformed URL, or which server could not be reached.
+pub fn open_meta_db(
+    url: Option<&str>,
+    default_sqlite_path: &Path,
+) -> Result<Box<dyn MetaDb>, MetaError> {
+    let Some(url) = url else {
+        return Ok(Box::new(SqliteMeta::open(default_sqlite_path)?));
+    };
+    let trimmed = url.trim();
+    if trimmed.is_empty() {
+        return Err(MetaError::BadUrl {
+            url: String::new(),
+            reason: "empty".into(),
+        });
+    }
+    if let Some((scheme, rest)) = trimmed.split_once("://") {
+        return match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => {
+                if rest.is_empty() {
+                    return Err(MetaError::BadUrl {
+                        url: trimmed.into(),
+                        reason: "no file path after sqlite://".into(),
+                    });
+                }
+                Ok(Box::new(SqliteMeta::open(Path::new(rest))?))
+            }
+            "postgres" | "postgresql" => Ok(Box::new(PostgresMeta::connect(trimmed, None)?)),
+            other => Err(MetaError::UnsupportedScheme {
+                scheme: other.to_string(),
+            }),
+        };
+    }
+    if let Some(rest) = trimmed.strip_prefix("sqlite:") {
+        if rest.is_empty() {
+            return Err(MetaError::BadUrl {
+                url: trimmed.into(),
+                reason: "no file path after sqlite:".into(),
+            });
+        }
+        return Ok(Box::new(SqliteMeta::open(Path::new(rest))?));
+    }
+    Ok(Box::new(SqliteMeta::open(Path::new(trimmed))?))
+}
+
+/// The URL with any password replaced by `***`, for error messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+pub(crate) fn decode_record(
+    hash: &str,
+    kind: &str,
+    size: i64,
+    name: Option<String>,
+    added_at: i64,
+) -> Result<FileRecord, MetaError> {
+    let hash = ContentHash::from_lower_hex(hash.as_bytes())
+        .ok_or_else(|| MetaError::BadRow(format!("bad hash '{hash}'")))?;
+    let kind = ItemKind::from_name(kind)
+        .ok_or_else(|| MetaError::BadRow(format!("bad kind '{kind}' for {hash}")))?;
+    let size =
+        u64::try_from(size).map_err(|_| MetaError::BadRow(format!("bad size {size} for {hash}")))?;
+    Ok(FileRecord {
+        hash,
+        kind,
+        size,
+        name,
+        added_at,
+    })
+}
+
+pub(crate) fn decode_hash(text: &str) -> Result<ContentHash, MetaError> {
+    ContentHash::from_lower_hex(text.as_bytes())
+        .ok_or_else(|| MetaError::BadRow(format!("bad item hash '{text}'")))
+}
+
+pub(crate) fn size_to_db(size: u64) -> Result<i64, MetaError> {
+    i64::try_from(size).map_err(|_| MetaError::BadRow(format!("size {size} too large")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_password_only() {
+        assert_eq!(
+            redact_url("postgres://kith:secret@db:5432/kith?x=1"),
+            "postgres://kith:***@db:5432/kith?x=1"
+        );
+        assert_eq!(redact_url("postgres://db/kith"), "postgres://db/kith");
+        assert_eq!(redact_url("/a/b"), "/a/b");
+    }
+}
