@@ -25,6 +25,7 @@ fuzz_target!(|input: &[u8]| {
                 Err(_) => return,
             }
         }
-        assert!(buf.capacity() <= rest.len() + 24 + CAP as usize + 64);
+        // BytesMut may round capacity up as it grows, hence the factor of two.
+        assert!(buf.capacity() <= 2 * (rest.len() + 24 + CAP as usize) + 64);
     }
 });

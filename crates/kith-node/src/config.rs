@@ -13,8 +13,8 @@
 //! ```
 
 use kith_proto::Limits;
-use kith_store::datadir::{DataDir, DataDirError};
 use kith_store::blobs::MIN_MAX_ITEM_SIZE;
+use kith_store::datadir::{DataDir, DataDirError};
 use kith_store::{open_meta_db, BlobStore, FileStore, StoreError};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -131,10 +131,17 @@ fn read_settings(path: &Path) -> Result<FileSettings, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileSettings::default()),
-        Err(source) => return Err(ConfigError::Read { path: path.to_owned(), source }),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        }
     };
-    toml::from_str(&text)
-        .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -142,7 +149,10 @@ mod tests {
     use super::*;
 
     fn overrides(dir: &Path) -> Overrides {
-        Overrides { data_dir: Some(dir.to_owned()), db_url: None }
+        Overrides {
+            data_dir: Some(dir.to_owned()),
+            db_url: None,
+        }
     }
 
     #[test]
@@ -166,7 +176,10 @@ mod tests {
         assert_eq!(config.db_url.as_deref(), Some("sqlite:///from-file.db"));
         assert_eq!(config.max_item, 5000);
         assert_eq!(config.limits.max_envelope_data, 4096);
-        assert_eq!(config.limits.control_timeout_ms, Limits::default().control_timeout_ms);
+        assert_eq!(
+            config.limits.control_timeout_ms,
+            Limits::default().control_timeout_ms
+        );
         let mut o = overrides(tmp.path());
         o.db_url = Some("postgres://x@y/z".into());
         let config = NodeConfig::load(&o).unwrap();
@@ -179,6 +192,9 @@ mod tests {
         std::fs::write(tmp.path().join("kith.toml"), "max_itme = 5\n").unwrap();
         let err = NodeConfig::load(&overrides(tmp.path())).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("kith.toml") && text.contains("max_itme"), "{text}");
+        assert!(
+            text.contains("kith.toml") && text.contains("max_itme"),
+            "{text}"
+        );
     }
 }

@@ -118,7 +118,9 @@ pub struct Ready {
 /// Runs a node in the foreground until Ctrl-C or SIGTERM. `on_ready` is called once, after
 /// every listener is bound.
 pub fn run(config: NodeConfig, on_ready: impl FnOnce(&Ready)) -> Result<(), NodeError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(serve(config, on_ready, shutdown_signal()))
 }
 
@@ -155,7 +157,11 @@ pub async fn serve(
         store: Arc::new(Mutex::new(store)),
     });
     tracing::info!(%agent, %node_id, data_dir = %data_dir.root().display(), "node ready");
-    on_ready(&Ready { control: socket.clone(), agent, node_id });
+    on_ready(&Ready {
+        control: socket.clone(),
+        agent,
+        node_id,
+    });
 
     let result = axum::serve(listener, server::router(state))
         .with_graceful_shutdown(shutdown)
@@ -167,7 +173,10 @@ pub async fn serve(
 
 /// Binds the control socket with mode 0600, replacing a stale socket left by a crashed node
 /// but refusing to steal one that a live node still answers on.
-fn bind_control_socket(socket: &std::path::Path, data_dir: &str) -> Result<UnixListener, NodeError> {
+fn bind_control_socket(
+    socket: &std::path::Path,
+    data_dir: &str,
+) -> Result<UnixListener, NodeError> {
     use std::os::unix::fs::PermissionsExt;
     if socket.exists() {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {

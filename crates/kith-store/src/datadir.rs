@@ -71,7 +71,9 @@ impl DataDir {
     /// The platform's default: `$XDG_DATA_HOME/kith`, else `~/.local/share/kith` (on macOS,
     /// `~/Library/Application Support/kith`).
     pub fn default_root() -> Result<PathBuf, DataDirError> {
-        dirs::data_dir().map(|d| d.join("kith")).ok_or(DataDirError::NoDefault)
+        dirs::data_dir()
+            .map(|d| d.join("kith"))
+            .ok_or(DataDirError::NoDefault)
     }
 
     /// Opens `root`, creating it (and its parents) when missing.
@@ -85,7 +87,10 @@ impl DataDir {
                     .recursive(true)
                     .mode(0o700)
                     .create(&root)
-                    .map_err(|source| DataDirError::Io { path: root.clone(), source })?;
+                    .map_err(|source| DataDirError::Io {
+                        path: root.clone(),
+                        source,
+                    })?;
             }
             Err(source) => return Err(DataDirError::Io { path: root, source }),
         }
@@ -105,7 +110,10 @@ impl DataDir {
             .recursive(true)
             .mode(0o700)
             .create(path)
-            .map_err(|source| DataDirError::Io { path: path.to_owned(), source })
+            .map_err(|source| DataDirError::Io {
+                path: path.to_owned(),
+                source,
+            })
     }
 
     /// The data dir itself.
@@ -153,16 +161,22 @@ impl DataDir {
             // A fresh Identity gives properly formed secrets of both kinds; we keep the one
             // this file needs.
             let fresh = Identity::generate(rng);
-            let secret = if path == agent_path { fresh.agent_seed() } else { fresh.content_secret() };
+            let secret = if path == agent_path {
+                fresh.agent_seed()
+            } else {
+                fresh.content_secret()
+            };
             keyfile::write_secret(path, &secret)?;
             created = true;
             Ok(secret)
         };
         let agent = load_or_make(&agent_path)?;
         let content = load_or_make(&content_path)?;
-        let identity = Identity::from_secrets(&agent, &content).map_err(|e| {
-            DataDirError::BadIdentity { path: self.keys_dir(), reason: e.to_string() }
-        })?;
+        let identity =
+            Identity::from_secrets(&agent, &content).map_err(|e| DataDirError::BadIdentity {
+                path: self.keys_dir(),
+                reason: e.to_string(),
+            })?;
         self.ensure_certificate(&identity)?;
         Ok(LoadedIdentity { identity, created })
     }
@@ -174,12 +188,19 @@ impl DataDir {
         if path.exists() {
             return Ok(());
         }
-        let cert = identity.self_signed_certificate().map_err(|e| DataDirError::BadIdentity {
-            path: self.keys_dir(),
-            reason: e.to_string(),
-        })?;
-        let io = |source| DataDirError::Io { path: path.clone(), source };
-        let tmp = self.root.join(format!(".cert.pem.tmp{}", std::process::id()));
+        let cert = identity
+            .self_signed_certificate()
+            .map_err(|e| DataDirError::BadIdentity {
+                path: self.keys_dir(),
+                reason: e.to_string(),
+            })?;
+        let io = |source| DataDirError::Io {
+            path: path.clone(),
+            source,
+        };
+        let tmp = self
+            .root
+            .join(format!(".cert.pem.tmp{}", std::process::id()));
         let mut file = fs::File::create(&tmp).map_err(io)?;
         file.write_all(cert.pem.as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
@@ -203,13 +224,22 @@ mod tests {
         let cert = fs::read(dir.cert_path()).unwrap();
         let second = dir.load_or_create_identity(&mut rng).unwrap();
         assert!(!second.created);
-        assert_eq!(first.identity.agent_id().to_string(), second.identity.agent_id().to_string());
-        assert_eq!(first.identity.content_public(), second.identity.content_public());
+        assert_eq!(
+            first.identity.agent_id().to_string(),
+            second.identity.agent_id().to_string()
+        );
+        assert_eq!(
+            first.identity.content_public(),
+            second.identity.content_public()
+        );
         assert_eq!(fs::read(dir.cert_path()).unwrap(), cert);
         let mode = fs::metadata(dir.root()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         for key in ["agent.key", "content.key"] {
-            let mode = fs::metadata(dir.keys_dir().join(key)).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.keys_dir().join(key))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{key}");
         }
     }

@@ -32,7 +32,9 @@ pub enum KeyFileError {
         found: u64,
     },
     /// Group or other users may read or write the file.
-    #[error("key file {path} has mode {mode:o}, so other users can read it; run `chmod 600 {path}`")]
+    #[error(
+        "key file {path} has mode {mode:o}, so other users can read it; run `chmod 600 {path}`"
+    )]
     TooOpen {
         /// The key file.
         path: PathBuf,
@@ -42,7 +44,10 @@ pub enum KeyFileError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
-    move |source| KeyFileError::Io { path: path.to_owned(), source }
+    move |source| KeyFileError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Writes `secret` to `path` with mode 0600, atomically and durably.
@@ -64,7 +69,9 @@ pub fn write_secret(path: &Path, secret: &[u8]) -> Result<(), KeyFileError> {
         file.write_all(secret).map_err(io_error(&tmp))?;
         file.sync_all().map_err(io_error(&tmp))?;
         fs::rename(&tmp, path).map_err(io_error(path))?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error(dir))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -83,10 +90,17 @@ pub fn read_secret<const N: usize>(path: &Path) -> Result<Option<[u8; N]>, KeyFi
     let meta = file.metadata().map_err(io_error(path))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(KeyFileError::TooOpen { path: path.to_owned(), mode });
+        return Err(KeyFileError::TooOpen {
+            path: path.to_owned(),
+            mode,
+        });
     }
     if meta.len() != N as u64 {
-        return Err(KeyFileError::WrongLength { path: path.to_owned(), expected: N, found: meta.len() });
+        return Err(KeyFileError::WrongLength {
+            path: path.to_owned(),
+            expected: N,
+            found: meta.len(),
+        });
     }
     let mut secret = [0u8; N];
     file.read_exact(&mut secret).map_err(io_error(path))?;
@@ -113,7 +127,10 @@ mod tests {
         let path = dir.path().join("k");
         assert!(read_secret::<32>(&path).unwrap().is_none());
         write_secret(&path, &[1u8; 31]).unwrap();
-        assert!(matches!(read_secret::<32>(&path), Err(KeyFileError::WrongLength { .. })));
+        assert!(matches!(
+            read_secret::<32>(&path),
+            Err(KeyFileError::WrongLength { .. })
+        ));
         write_secret(&path, &[1u8; 32]).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let err = read_secret::<32>(&path).unwrap_err();

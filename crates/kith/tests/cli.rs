@@ -38,7 +38,11 @@ fn fails(data: &Path, args: &[&str]) -> (i32, String) {
     let out = kith(data, args);
     assert!(!out.status.success(), "kith {args:?} should fail");
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one-line error, got {stderr:?}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one-line error, got {stderr:?}"
+    );
     (out.status.code().unwrap_or(-1), stderr)
 }
 
@@ -61,7 +65,10 @@ fn init_twice_keeps_the_same_identity_with_private_key_files() {
     assert_eq!(id["content_key"].as_str().unwrap().len(), 66);
     assert_eq!(id["node_id"].as_str().unwrap().len(), 36);
     for key in ["keys/agent.key", "keys/content.key"] {
-        let mode = std::fs::metadata(data.join(key)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(data.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{key}");
     }
 }
@@ -72,8 +79,14 @@ fn file_hash_reproduces_the_ciyam_check_values() {
     let hello = tmp.path().join("hello");
     std::fs::write(&hello, b"hello").unwrap();
     let data = tmp.path().join("node");
-    assert_eq!(ok(&data, &["file", "hash", hello.to_str().unwrap()]).trim(), HELLO_HASH);
-    assert_eq!(ok(&data, &["file", "hash", test_jpg().to_str().unwrap()]).trim(), TEST_JPG_HASH);
+    assert_eq!(
+        ok(&data, &["file", "hash", hello.to_str().unwrap()]).trim(),
+        HELLO_HASH
+    );
+    assert_eq!(
+        ok(&data, &["file", "hash", test_jpg().to_str().unwrap()]).trim(),
+        TEST_JPG_HASH
+    );
 }
 
 #[test]
@@ -81,15 +94,24 @@ fn put_ls_get_rm_round_trip_on_a_fresh_data_dir() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("never-created");
     let jpg = test_jpg();
-    assert_eq!(ok(&data, &["file", "put", jpg.to_str().unwrap()]).trim(), TEST_JPG_HASH);
+    assert_eq!(
+        ok(&data, &["file", "put", jpg.to_str().unwrap()]).trim(),
+        TEST_JPG_HASH
+    );
     let listed = json(&ok(&data, &["file", "ls", "--json"]));
     assert_eq!(listed[0]["hash"], TEST_JPG_HASH);
     assert_eq!(listed[0]["size"], 6708);
     let copy = tmp.path().join("copy.jpg");
-    ok(&data, &["file", "get", TEST_JPG_HASH, "-o", copy.to_str().unwrap()]);
+    ok(
+        &data,
+        &["file", "get", TEST_JPG_HASH, "-o", copy.to_str().unwrap()],
+    );
     assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&jpg).unwrap());
     ok(&data, &["file", "rm", TEST_JPG_HASH]);
-    assert_eq!(json(&ok(&data, &["file", "ls", "--json"])), serde_json::json!([]));
+    assert_eq!(
+        json(&ok(&data, &["file", "ls", "--json"])),
+        serde_json::json!([])
+    );
     let (code, err) = fails(&data, &["file", "rm", TEST_JPG_HASH]);
     assert_eq!(code, 1);
     assert!(err.contains(TEST_JPG_HASH), "{err}");
@@ -107,12 +129,22 @@ fn multi_item_files_share_chunks_until_the_last_user_is_removed() {
     let b = tmp.path().join("b");
     std::fs::write(&a, [&common[..], b"tail of a"].concat()).unwrap();
     std::fs::write(&b, [&common[..], b"tail of b!"].concat()).unwrap();
-    let hash_a = ok(&data, &["file", "put", a.to_str().unwrap()]).trim().to_owned();
-    let hash_b = ok(&data, &["file", "put", b.to_str().unwrap()]).trim().to_owned();
-    assert_eq!(ok(&data, &["file", "hash", a.to_str().unwrap()]).trim(), hash_a);
+    let hash_a = ok(&data, &["file", "put", a.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    let hash_b = ok(&data, &["file", "put", b.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    assert_eq!(
+        ok(&data, &["file", "hash", a.to_str().unwrap()]).trim(),
+        hash_a
+    );
     ok(&data, &["file", "rm", &hash_a]);
     let out = tmp.path().join("b.out");
-    ok(&data, &["file", "get", &hash_b, "-o", out.to_str().unwrap()]);
+    ok(
+        &data,
+        &["file", "get", &hash_b, "-o", out.to_str().unwrap()],
+    );
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&b).unwrap());
 }
 
@@ -121,14 +153,23 @@ fn a_corrupt_store_item_is_reported_and_never_served() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("node");
     ok(&data, &["file", "put", test_jpg().to_str().unwrap()]);
-    let item = data.join("store").join(&TEST_JPG_HASH[..2]).join(&TEST_JPG_HASH[2..]);
+    let item = data
+        .join("store")
+        .join(&TEST_JPG_HASH[..2])
+        .join(&TEST_JPG_HASH[2..]);
     let mut bytes = std::fs::read(&item).unwrap();
     bytes[100] ^= 0xff;
     std::fs::write(&item, bytes).unwrap();
     let out = tmp.path().join("out.jpg");
-    let (code, err) = fails(&data, &["file", "get", TEST_JPG_HASH, "-o", out.to_str().unwrap()]);
+    let (code, err) = fails(
+        &data,
+        &["file", "get", TEST_JPG_HASH, "-o", out.to_str().unwrap()],
+    );
     assert_eq!(code, 1);
-    assert!(err.contains("corrupt") && err.contains(TEST_JPG_HASH), "{err}");
+    assert!(
+        err.contains("corrupt") && err.contains(TEST_JPG_HASH),
+        "{err}"
+    );
     assert!(!out.exists(), "no output file for a corrupt item");
 }
 
@@ -139,8 +180,20 @@ fn signed_content_verifies_and_any_tampering_is_refused() {
     let note = tmp.path().join("note.txt");
     std::fs::write(&note, b"hello from kith\n").unwrap();
     let signed = tmp.path().join("note.signed");
-    ok(&data, &["content", "sign", note.to_str().unwrap(), "-o", signed.to_str().unwrap()]);
-    let verdict = json(&ok(&data, &["--json", "content", "verify", signed.to_str().unwrap()]));
+    ok(
+        &data,
+        &[
+            "content",
+            "sign",
+            note.to_str().unwrap(),
+            "-o",
+            signed.to_str().unwrap(),
+        ],
+    );
+    let verdict = json(&ok(
+        &data,
+        &["--json", "content", "verify", signed.to_str().unwrap()],
+    ));
     let key = json(&ok(&data, &["id", "--json"]))["content_key"].clone();
     assert_eq!(verdict["signer"], key);
     let mut bytes = std::fs::read(&signed).unwrap();
@@ -158,19 +211,35 @@ fn sealed_content_opens_only_for_its_receiver() {
     let alice = tmp.path().join("alice");
     let bob = tmp.path().join("bob");
     let carol = tmp.path().join("carol");
-    let bob_key = json(&ok(&bob, &["id", "--json"]))["content_key"].as_str().unwrap().to_owned();
+    let bob_key = json(&ok(&bob, &["id", "--json"]))["content_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let secret = tmp.path().join("secret.txt");
     std::fs::write(&secret, b"for bob only").unwrap();
     let sealed = tmp.path().join("secret.sealed");
     let (s, o) = (secret.to_str().unwrap(), sealed.to_str().unwrap());
     ok(&alice, &["content", "seal", "--to", &bob_key, s, "-o", o]);
     let opened = tmp.path().join("opened.txt");
-    let report = json(&ok(&bob, &["--json", "content", "open", o, "-o", opened.to_str().unwrap()]));
+    let report = json(&ok(
+        &bob,
+        &[
+            "--json",
+            "content",
+            "open",
+            o,
+            "-o",
+            opened.to_str().unwrap(),
+        ],
+    ));
     assert_eq!(std::fs::read(&opened).unwrap(), b"for bob only");
     let alice_key = json(&ok(&alice, &["id", "--json"]))["content_key"].clone();
     assert_eq!(report["sender"], alice_key);
     let not_mine = tmp.path().join("carol.txt");
-    let (code, _) = fails(&carol, &["content", "open", o, "-o", not_mine.to_str().unwrap()]);
+    let (code, _) = fails(
+        &carol,
+        &["content", "open", o, "-o", not_mine.to_str().unwrap()],
+    );
     assert_eq!(code, 1);
     assert!(!not_mine.exists());
     let (_, err) = fails(&alice, &["content", "seal", "--to", "abcd", s, "-o", o]);
@@ -182,7 +251,10 @@ fn commands_that_need_a_node_say_none_is_running() {
     let tmp = tempfile::tempdir().unwrap();
     let (code, err) = fails(tmp.path(), &["status"]);
     assert_eq!(code, 3);
-    assert!(err.contains("no node is running") && err.contains("kith up"), "{err}");
+    assert!(
+        err.contains("no node is running") && err.contains("kith up"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -206,7 +278,9 @@ fn up_serves_status_and_stops_cleanly_on_sigterm() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let ready = json(&line);
     assert_eq!(ready["ready"], true);
     let socket = data.join("control.sock");
@@ -225,7 +299,11 @@ fn up_serves_status_and_stops_cleanly_on_sigterm() {
     assert_eq!(code, Some(1));
     assert!(err.contains("already running"), "{err}");
 
-    let kill = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let kill = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(kill.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let exit = loop {

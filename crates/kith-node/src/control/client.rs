@@ -47,7 +47,11 @@ pub struct ControlClient {
 impl ControlClient {
     /// A client for the node whose data dir is `data_dir`.
     pub fn new(data_dir: &Path, socket: PathBuf, timeout: Duration) -> ControlClient {
-        ControlClient { socket, data_dir: data_dir.to_owned(), timeout }
+        ControlClient {
+            socket,
+            data_dir: data_dir.to_owned(),
+            timeout,
+        }
     }
 
     /// True when a node answers on the socket (a quick connect, no request).
@@ -82,9 +86,11 @@ impl ControlClient {
             .map_err(|e| ControlError::Protocol(e.to_string()))?;
         let request = self.request(method, path, body);
         runtime.block_on(async {
-            tokio::time::timeout(self.timeout, request).await.map_err(|_| {
-                ControlError::Timeout(self.data_dir.display().to_string(), self.timeout)
-            })?
+            tokio::time::timeout(self.timeout, request)
+                .await
+                .map_err(|_| {
+                    ControlError::Timeout(self.data_dir.display().to_string(), self.timeout)
+                })?
         })
     }
 
@@ -94,9 +100,12 @@ impl ControlClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T, ControlError> {
-        let not_running =
-            || ControlError::NotRunning { data_dir: self.data_dir.display().to_string() };
-        let stream = UnixStream::connect(&self.socket).await.map_err(|_| not_running())?;
+        let not_running = || ControlError::NotRunning {
+            data_dir: self.data_dir.display().to_string(),
+        };
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|_| not_running())?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ControlError::Protocol(e.to_string()))?;
@@ -108,8 +117,10 @@ impl ControlClient {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ControlError::Protocol(e.to_string()))?;
-        let response =
-            sender.send_request(request).await.map_err(|e| ControlError::Protocol(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| ControlError::Protocol(e.to_string()))?;
         let status = response.status();
         let bytes = response
             .into_body()

@@ -14,7 +14,9 @@ use std::sync::Arc;
 pub fn router(state: Arc<NodeState>) -> Router {
     Router::new()
         .route(STATUS_PATH, get(status))
-        .layer(axum::extract::DefaultBodyLimit::max(state.config.limits.max_control_body))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.limits.max_control_body,
+        ))
         .with_state(state)
 }
 
@@ -28,7 +30,10 @@ impl IntoResponse for ApiError {
 }
 
 async fn status(State(state): State<Arc<NodeState>>) -> Result<Json<StatusReport>, ApiError> {
-    state.counters.control_requests.fetch_add(1, Ordering::Relaxed);
+    state
+        .counters
+        .control_requests
+        .fetch_add(1, Ordering::Relaxed);
     let files = state
         .with_store(|store| store.list().map(|files| files.len() as u64))
         .await

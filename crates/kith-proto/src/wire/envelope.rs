@@ -393,12 +393,7 @@ mod tests {
                 let mut buf = BytesMut::new();
                 for chunk in chunks {
                     buf.extend_from_slice(&chunk);
-                    loop {
-                        match decoder.decode(&mut buf) {
-                            Ok(Some(_)) => continue,
-                            Ok(None) | Err(_) => break,
-                        }
-                    }
+                    while let Ok(Some(_)) = decoder.decode(&mut buf) {}
                     prop_assert!(buf.capacity() <= 64 * 16 + HEADER_LEN + 256 + 64);
                 }
             }

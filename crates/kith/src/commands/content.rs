@@ -16,8 +16,11 @@ pub fn run(env: &Env, command: ContentCommand) -> Result<()> {
             let identity = env.identity()?;
             let signed = content::sign(identity.content_key(), &data)?;
             write_file_atomically(&output, &signed)?;
-            report(env, json!({"signed": output, "signer": hex::encode(identity.content_public())}),
-                &format!("signed {} bytes into {}", data.len(), output.display()))
+            report(
+                env,
+                json!({"signed": output, "signer": hex::encode(identity.content_public())}),
+                &format!("signed {} bytes into {}", data.len(), output.display()),
+            )
         }
         ContentCommand::Verify { file } => {
             let bytes = read_bounded(&file, limit.saturating_add(1024))?;
@@ -33,11 +36,22 @@ pub fn run(env: &Env, command: ContentCommand) -> Result<()> {
             let receiver = parse_public_key(&to)?;
             let data = read_bounded(&file, limit)?;
             let identity = env.identity()?;
-            let sealed =
-                content::seal(identity.content_key(), &receiver, &data, &mut rand::rngs::OsRng)?;
+            let sealed = content::seal(
+                identity.content_key(),
+                &receiver,
+                &data,
+                &mut rand::rngs::OsRng,
+            )?;
             write_file_atomically(&output, &sealed)?;
-            report(env, json!({"sealed": output, "to": to}),
-                &format!("sealed {} bytes for {to} into {}", data.len(), output.display()))
+            report(
+                env,
+                json!({"sealed": output, "to": to}),
+                &format!(
+                    "sealed {} bytes for {to} into {}",
+                    data.len(),
+                    output.display()
+                ),
+            )
         }
         ContentCommand::Open { file, output } => {
             let bytes = read_bounded(&file, limit.saturating_add(1024))?;
@@ -48,7 +62,12 @@ pub fn run(env: &Env, command: ContentCommand) -> Result<()> {
             report(
                 env,
                 json!({"opened": output, "sender": hex::encode(opened.sender), "len": opened.data.len()}),
-                &format!("opened {} bytes from {} into {}", opened.data.len(), hex::encode(opened.sender), output.display()),
+                &format!(
+                    "opened {} bytes from {} into {}",
+                    opened.data.len(),
+                    hex::encode(opened.sender),
+                    output.display()
+                ),
             )
         }
     }
@@ -65,7 +84,9 @@ fn report(env: &Env, doc: serde_json::Value, text: &str) -> Result<()> {
 
 fn parse_public_key(text: &str) -> Result<[u8; 33]> {
     let bytes = hex::decode(text.trim()).context("--to is not hex")?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow!("--to must be a 33-byte compressed secp256k1 key (66 hex digits), as `kith id` prints"))
+    bytes.try_into().map_err(|_| {
+        anyhow!(
+            "--to must be a 33-byte compressed secp256k1 key (66 hex digits), as `kith id` prints"
+        )
+    })
 }

@@ -13,7 +13,10 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
     // Creating the identity here too keeps the promise that a fresh data dir is set up as
     // `kith init` would, whichever command touches it first.
     env.identity()?;
-    let mut store = env.config.open_file_store().context("cannot open the file store")?;
+    let mut store = env
+        .config
+        .open_file_store()
+        .context("cannot open the file store")?;
     match command {
         FileCommand::Hash { path } => {
             let hash = store.hash_path(&path)?;
@@ -54,7 +57,12 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
             }
             for file in &files {
                 let name = file.name.as_deref().unwrap_or("-");
-                println!("{}  {:>12}  {:<4}  {name}", file.hash, file.size, file.kind.as_str());
+                println!(
+                    "{}  {:>12}  {:<4}  {name}",
+                    file.hash,
+                    file.size,
+                    file.kind.as_str()
+                );
             }
             Ok(())
         }

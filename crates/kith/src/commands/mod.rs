@@ -20,9 +20,15 @@ pub struct Env {
 
 impl Env {
     fn load(global: &GlobalArgs) -> Result<Env> {
-        let overrides = Overrides { data_dir: global.data_dir.clone(), db_url: global.db.clone() };
+        let overrides = Overrides {
+            data_dir: global.data_dir.clone(),
+            db_url: global.db.clone(),
+        };
         let config = NodeConfig::load(&overrides)?;
-        Ok(Env { config, json: global.json })
+        Ok(Env {
+            config,
+            json: global.json,
+        })
     }
 
     /// The node identity, created on first use as `kith init` would.

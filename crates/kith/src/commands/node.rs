@@ -27,7 +27,11 @@ fn print_identity(env: &Env, identity: &Identity, created: Option<bool>) -> Resu
         return print_json(&doc);
     }
     if let Some(created) = created {
-        let what = if created { "created a new identity" } else { "identity already exists" };
+        let what = if created {
+            "created a new identity"
+        } else {
+            "identity already exists"
+        };
         println!("{what} in {}", env.config.data_dir.root().display());
     }
     println!("agent:       {}", identity.agent_id());
@@ -39,7 +43,10 @@ fn print_identity(env: &Env, identity: &Identity, created: Option<bool>) -> Resu
 
 /// `kith init`: create the identity if missing; print it.
 pub fn init(env: &Env) -> Result<()> {
-    let loaded = env.config.data_dir.load_or_create_identity(&mut rand::rngs::OsRng)?;
+    let loaded = env
+        .config
+        .data_dir
+        .load_or_create_identity(&mut rand::rngs::OsRng)?;
     print_identity(env, &loaded.identity, Some(loaded.created))
 }
 
@@ -66,8 +73,14 @@ pub fn up(env: Env) -> Result<()> {
             });
             let _ = print_json(&doc);
         } else {
-            println!("kith node {} ready (node id {})", ready.agent, ready.node_id);
-            println!("control socket: {}; Ctrl-C stops it", ready.control.display());
+            println!(
+                "kith node {} ready (node id {})",
+                ready.agent, ready.node_id
+            );
+            println!(
+                "control socket: {}; Ctrl-C stops it",
+                ready.control.display()
+            );
         }
     })?;
     Ok(())
@@ -80,8 +93,14 @@ pub fn status(env: &Env) -> Result<()> {
         return print_json(&report);
     }
     println!("node {} (node id {})", report.agent, report.node_id);
-    println!("running {}s, pid {}, kith {}", report.uptime_secs, report.pid, report.version);
-    println!("data dir {}, database {}, {} files stored", report.data_dir, report.db, report.files);
+    println!(
+        "running {}s, pid {}, kith {}",
+        report.uptime_secs, report.pid, report.version
+    );
+    println!(
+        "data dir {}, database {}, {} files stored",
+        report.data_dir, report.db, report.files
+    );
     for (name, addr) in &report.listeners {
         println!("{name}: {addr}");
     }
@@ -106,7 +125,9 @@ pub fn client(env: &Env) -> ControlClient {
 fn init_logging() {
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
-    let spec = std::env::var("KITH_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_default();
+    let spec = std::env::var("KITH_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_default();
     let filter: Targets = spec.parse().unwrap_or_else(|_| Targets::new());
     let filter = if spec.is_empty() {
         Targets::new().with_default(tracing::Level::INFO)
