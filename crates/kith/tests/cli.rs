@@ -316,3 +316,46 @@ fn up_serves_status_and_stops_cleanly_on_sigterm() {
     assert!(exit.success(), "{exit:?}");
     assert!(!socket.exists(), "control socket removed on shutdown");
 }
+
+/// The file commands and the node against a real PostgreSQL server, in a schema of their own
+/// (selected through the libpq `options` parameter of the URL). Runs when `KITH_TEST_POSTGRES`
+/// holds a server URL, as CI sets it; skipped (and says so) otherwise.
+#[test]
+fn file_commands_work_against_postgres() {
+    let Ok(base) = std::env::var("KITH_TEST_POSTGRES") else {
+        eprintln!("skipped: set KITH_TEST_POSTGRES=postgres://... to run against PostgreSQL");
+        return;
+    };
+    let schema = format!("kith_cli_{}_{}", std::process::id(), rand_suffix());
+    let mut admin = postgres::Client::connect(&base, postgres::NoTls).expect("connect");
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("node");
+    let jpg = test_jpg();
+    let put = ok(&data, &["--db", &url, "file", "put", jpg.to_str().unwrap()]);
+    assert_eq!(put.trim(), TEST_JPG_HASH);
+    let listed = json(&ok(&data, &["--db", &url, "file", "ls", "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let rows: i64 = admin
+        .query_one(&format!("SELECT COUNT(*) FROM {schema}.files"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "the record is in PostgreSQL, not in a SQLite file");
+    assert!(!data.join("kith.db").exists());
+    ok(&data, &["--db", &url, "file", "rm", TEST_JPG_HASH]);
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
