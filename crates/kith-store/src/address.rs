@@ -228,7 +228,9 @@ mod tests {
     #[test]
     fn storage_flags_do_not_change_the_hash_but_core_does() {
         let plain = ContentHash::compute(ItemType::BLOB, b"x");
-        let compressed = ItemType::BLOB.with_flags(ItemType::FLAG_COMPRESSED).unwrap();
+        let compressed = ItemType::BLOB
+            .with_flags(ItemType::FLAG_COMPRESSED)
+            .unwrap();
         let encrypted = ItemType::BLOB.with_flags(ItemType::FLAG_ENCRYPTED).unwrap();
         let core = ItemType::BLOB.with_flags(ItemType::FLAG_CORE).unwrap();
         assert_eq!(ContentHash::compute(compressed, b"x"), plain);
@@ -252,9 +254,18 @@ mod tests {
         assert_eq!(text.parse::<ContentHash>().unwrap(), hash);
         assert_eq!(text.to_uppercase().parse::<ContentHash>().unwrap(), hash);
         assert_eq!(ContentHash::from_lower_hex(text.as_bytes()), Some(hash));
-        assert_eq!(ContentHash::from_lower_hex(text.to_uppercase().as_bytes()), None);
-        assert!(matches!("abc".parse::<ContentHash>(), Err(ParseHashError::Length(3))));
-        assert!(matches!("g".repeat(64).parse::<ContentHash>(), Err(ParseHashError::NotHex)));
+        assert_eq!(
+            ContentHash::from_lower_hex(text.to_uppercase().as_bytes()),
+            None
+        );
+        assert!(matches!(
+            "abc".parse::<ContentHash>(),
+            Err(ParseHashError::Length(3))
+        ));
+        assert!(matches!(
+            "g".repeat(64).parse::<ContentHash>(),
+            Err(ParseHashError::NotHex)
+        ));
         assert!("é".repeat(32).parse::<ContentHash>().is_err());
     }
 

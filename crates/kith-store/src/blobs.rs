@@ -197,7 +197,10 @@ impl BlobStore {
             .read_to_end(&mut bytes)
             .map_err(StoreError::io("read", &path))?;
         if bytes.len() as u64 > max {
-            return Err(StoreError::corrupt(*hash, "file grew past the maximum item size"));
+            return Err(StoreError::corrupt(
+                *hash,
+                "file grew past the maximum item size",
+            ));
         }
         let Some((&type_byte, content)) = bytes.split_first() else {
             return Err(StoreError::corrupt(*hash, "empty file (no type byte)"));
@@ -211,7 +214,10 @@ impl BlobStore {
             ));
         }
         if ContentHash::compute(item_type, content) != *hash {
-            return Err(StoreError::corrupt(*hash, "content does not match its hash"));
+            return Err(StoreError::corrupt(
+                *hash,
+                "content does not match its hash",
+            ));
         }
         bytes.remove(0);
         Ok(Item {

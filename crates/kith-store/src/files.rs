@@ -200,7 +200,11 @@ impl FileStore {
 
     /// Streams the file `hash` to `out`, verifying every item before its bytes are written.
     /// On error `out` may have received a prefix; use [`FileStore::get_to_path`] for files.
-    pub fn get_to_writer(&self, hash: &ContentHash, out: &mut dyn Write) -> Result<u64, StoreError> {
+    pub fn get_to_writer(
+        &self,
+        hash: &ContentHash,
+        out: &mut dyn Write,
+    ) -> Result<u64, StoreError> {
         self.blobs.read_file(hash, out)
     }
 

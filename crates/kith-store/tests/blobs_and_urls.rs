@@ -33,7 +33,10 @@ fn item_over_the_maximum_is_refused() {
     store.put_item(ItemType::BLOB, &[7; 199]).unwrap();
     assert!(matches!(
         store.put_item(ItemType::BLOB, &[7; 200]),
-        Err(StoreError::ItemTooLarge { size: 201, max: 200 })
+        Err(StoreError::ItemTooLarge {
+            size: 201,
+            max: 200
+        })
     ));
     assert!(matches!(
         BlobStore::with_max_item_size(dir.path(), 129),
@@ -45,7 +48,9 @@ fn item_over_the_maximum_is_refused() {
 fn compressed_items_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = BlobStore::open(dir.path()).unwrap();
-    let compressed = ItemType::BLOB.with_flags(ItemType::FLAG_COMPRESSED).unwrap();
+    let compressed = ItemType::BLOB
+        .with_flags(ItemType::FLAG_COMPRESSED)
+        .unwrap();
     assert!(matches!(
         store.put_item(compressed, b"x"),
         Err(StoreError::CompressedItem)
@@ -116,7 +121,12 @@ fn list_parsing_accepts_reference_lines_and_rejects_garbage() {
     assert_eq!(parse_list(named.as_bytes()).unwrap(), vec![h1, h2]);
     assert_eq!(parse_list(b"").unwrap(), vec![]);
     assert_eq!(parse_list(b"abc").unwrap_err().line, 1);
-    assert_eq!(parse_list(format!("{h1}\n{h2}x").as_bytes()).unwrap_err().line, 2);
+    assert_eq!(
+        parse_list(format!("{h1}\n{h2}x").as_bytes())
+            .unwrap_err()
+            .line,
+        2
+    );
 }
 
 #[test]

@@ -69,7 +69,9 @@ impl<'a> Fixture<'a> {
 
     fn meta(&self) -> Box<dyn MetaDb> {
         match self.backend {
-            Backend::Sqlite => Box::new(SqliteMeta::open(&self.dir.path().join("kith.db")).unwrap()),
+            Backend::Sqlite => {
+                Box::new(SqliteMeta::open(&self.dir.path().join("kith.db")).unwrap())
+            }
             Backend::Postgres(url) => {
                 Box::new(PostgresMeta::connect(url, self.schema.as_deref()).unwrap())
             }
@@ -90,7 +92,8 @@ impl Drop for Fixture<'_> {
     fn drop(&mut self) {
         if let (Backend::Postgres(url), Some(schema)) = (self.backend, &self.schema) {
             if let Ok(mut client) = ::postgres::Client::connect(url, ::postgres::NoTls) {
-                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
+                let _ =
+                    client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
             }
         }
     }
@@ -98,7 +101,9 @@ impl Drop for Fixture<'_> {
 
 /// Deterministic, non-repeating test bytes (so chunks differ).
 fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             state = state
@@ -125,12 +130,28 @@ fn round_trip_at_boundary_sizes(backend: &Backend) {
     let fx = Fixture::new(backend);
     let mut store = fx.store();
     let out_dir = tempfile::tempdir().unwrap();
-    let sizes = [0, 1, CAP - 1, CAP, CAP + 1, 3 * CAP, 3 * CAP + 1, 10 * CAP + 7, 40 * CAP];
+    let sizes = [
+        0,
+        1,
+        CAP - 1,
+        CAP,
+        CAP + 1,
+        3 * CAP,
+        3 * CAP + 1,
+        10 * CAP + 7,
+        40 * CAP,
+    ];
     for (i, &size) in sizes.iter().enumerate() {
         let bytes = data(size, i as u64);
-        let record = store.put_reader(&mut Cursor::new(&bytes), Some("f")).unwrap();
+        let record = store
+            .put_reader(&mut Cursor::new(&bytes), Some("f"))
+            .unwrap();
         assert_eq!(record.size, size as u64, "size {size}");
-        let expected_kind = if size <= CAP { ItemKind::Blob } else { ItemKind::List };
+        let expected_kind = if size <= CAP {
+            ItemKind::Blob
+        } else {
+            ItemKind::List
+        };
         assert_eq!(record.kind, expected_kind, "size {size}");
         assert_eq!(record.added_at, NOW);
         assert_eq!(
@@ -142,7 +163,10 @@ fn round_trip_at_boundary_sizes(backend: &Backend) {
             assert_eq!(record.hash, chunk_hash(&bytes));
         }
         let mut out = Vec::new();
-        assert_eq!(store.get_to_writer(&record.hash, &mut out).unwrap(), size as u64);
+        assert_eq!(
+            store.get_to_writer(&record.hash, &mut out).unwrap(),
+            size as u64
+        );
         assert_eq!(out, bytes, "size {size}");
         let path = out_dir.path().join(format!("out-{size}"));
         assert_eq!(store.get_to_path(&record.hash, &path).unwrap(), size as u64);
@@ -161,7 +185,10 @@ fn deep_tree_round_trips_with_smallest_items(backend: &Backend) {
     let mut out = Vec::new();
     store.get_to_writer(&record.hash, &mut out).unwrap();
     assert_eq!(out, bytes);
-    assert_eq!(store.blobs().hash_file(&mut Cursor::new(&bytes)).unwrap(), record.hash);
+    assert_eq!(
+        store.blobs().hash_file(&mut Cursor::new(&bytes)).unwrap(),
+        record.hash
+    );
     // The record's size counts content bytes, not items.
     assert_eq!(record.size, bytes.len() as u64);
 }
@@ -169,7 +196,10 @@ fn deep_tree_round_trips_with_smallest_items(backend: &Backend) {
 fn check_values_through_the_store(backend: &Backend) {
     let fx = Fixture::new(backend);
     let mut store = fx.store_with_max(kith_store::DEFAULT_MAX_ITEM_SIZE);
-    let jpg = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/test.jpg"));
+    let jpg = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/test.jpg"
+    ));
     let record = store.put_path(jpg, None).unwrap();
     assert_eq!(
         record.hash.to_string(),
@@ -210,8 +240,14 @@ fn corrupt_item_is_detected_and_no_output_file_is_left(backend: &Backend) {
         other => panic!("expected Corrupt, got {other:?}"),
     }
     assert!(!target.exists(), "no half file under the target name");
-    assert_eq!(fs::read_dir(out_dir.path()).unwrap().count(), 0, "no temp file left");
-    assert!(matches!(store.verify(&record.hash), Err(StoreError::Corrupt { hash, .. }) if hash == third_chunk));
+    assert_eq!(
+        fs::read_dir(out_dir.path()).unwrap().count(),
+        0,
+        "no temp file left"
+    );
+    assert!(
+        matches!(store.verify(&record.hash), Err(StoreError::Corrupt { hash, .. }) if hash == third_chunk)
+    );
     let err = store.blobs().get_item(&third_chunk).unwrap_err();
     assert!(err.to_string().contains(&third_chunk.to_string()), "{err}");
 
@@ -234,7 +270,11 @@ fn missing_item_is_reported_by_hash(backend: &Backend) {
         Err(StoreError::NotFound { hash }) => assert_eq!(hash, last_chunk),
         other => panic!("expected NotFound, got {other:?}"),
     }
-    assert_eq!(fs::read(&target).unwrap(), b"old contents", "target untouched");
+    assert_eq!(
+        fs::read(&target).unwrap(),
+        b"old contents",
+        "target untouched"
+    );
     let absent = chunk_hash(b"never stored");
     assert!(matches!(store.verify(&absent), Err(StoreError::NotFound { hash }) if hash == absent));
 }
@@ -243,10 +283,14 @@ fn same_file_twice_is_stored_once(backend: &Backend) {
     let fx = Fixture::new(backend);
     let mut store = fx.store();
     let bytes = data(3 * CAP + 10, 5);
-    let first = store.put_reader(&mut Cursor::new(&bytes), Some("a")).unwrap();
+    let first = store
+        .put_reader(&mut Cursor::new(&bytes), Some("a"))
+        .unwrap();
     let items = stored_items(&store);
     let mut store = store.with_clock(|| NOW + 60);
-    let second = store.put_reader(&mut Cursor::new(&bytes), Some("b")).unwrap();
+    let second = store
+        .put_reader(&mut Cursor::new(&bytes), Some("b"))
+        .unwrap();
     assert_eq!(first, second, "the first record is kept");
     assert_eq!(stored_items(&store), items);
     assert_eq!(store.list().unwrap(), vec![first.clone()]);
@@ -289,10 +333,18 @@ fn file_that_is_a_chunk_of_another_keeps_its_item(backend: &Backend) {
         let mut store = fx.store();
         let small = data(CAP, 20);
         let big = [small.clone(), data(2 * CAP, 21)].concat();
-        let rbig = store.put_reader(&mut Cursor::new(&big), Some("big")).unwrap();
-        let rsmall = store.put_reader(&mut Cursor::new(&small), Some("small")).unwrap();
+        let rbig = store
+            .put_reader(&mut Cursor::new(&big), Some("big"))
+            .unwrap();
+        let rsmall = store
+            .put_reader(&mut Cursor::new(&small), Some("small"))
+            .unwrap();
         assert_eq!(rsmall.hash, chunk_hash(&small));
-        let (first, second) = if remove_big_first { (&rbig, &rsmall) } else { (&rsmall, &rbig) };
+        let (first, second) = if remove_big_first {
+            (&rbig, &rsmall)
+        } else {
+            (&rsmall, &rbig)
+        };
         store.remove(&first.hash).unwrap();
         assert!(store.blobs().contains(&rsmall.hash).unwrap(), "chunk kept");
         assert_eq!(store.verify(&second.hash).unwrap(), second.size);
@@ -306,7 +358,9 @@ fn records_list_and_serialize(backend: &Backend) {
     let mut store = fx.store();
     let r1 = store.put_reader(&mut &b"one"[..], Some("one.txt")).unwrap();
     let mut store = store.with_clock(|| NOW + 5);
-    let r2 = store.put_reader(&mut Cursor::new(data(2 * CAP, 30)), None).unwrap();
+    let r2 = store
+        .put_reader(&mut Cursor::new(data(2 * CAP, 30)), None)
+        .unwrap();
     assert_eq!(r2.name, None);
     assert_eq!(r2.added_at, NOW + 5);
     assert_eq!(store.list().unwrap(), vec![r1.clone(), r2.clone()]);
@@ -323,10 +377,15 @@ fn second_process_sees_the_same_store(backend: &Backend) {
     let fx = Fixture::new(backend);
     let mut node = fx.store();
     let mut cli = fx.store();
-    let record = cli.put_reader(&mut Cursor::new(data(3 * CAP, 40)), Some("x")).unwrap();
+    let record = cli
+        .put_reader(&mut Cursor::new(data(3 * CAP, 40)), Some("x"))
+        .unwrap();
     assert_eq!(node.list().unwrap(), vec![record.clone()]);
     assert_eq!(node.verify(&record.hash).unwrap(), record.size);
-    assert!(matches!(node.remove(&record.hash).unwrap(), RemoveOutcome::Removed { .. }));
+    assert!(matches!(
+        node.remove(&record.hash).unwrap(),
+        RemoveOutcome::Removed { .. }
+    ));
     assert!(cli.list().unwrap().is_empty());
 }
 

@@ -264,8 +264,8 @@ pub(crate) fn decode_record(
         .ok_or_else(|| MetaError::BadRow(format!("bad hash '{hash}'")))?;
     let kind = ItemKind::from_name(kind)
         .ok_or_else(|| MetaError::BadRow(format!("bad kind '{kind}' for {hash}")))?;
-    let size =
-        u64::try_from(size).map_err(|_| MetaError::BadRow(format!("bad size {size} for {hash}")))?;
+    let size = u64::try_from(size)
+        .map_err(|_| MetaError::BadRow(format!("bad size {size} for {hash}")))?;
     Ok(FileRecord {
         hash,
         kind,

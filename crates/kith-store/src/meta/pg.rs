@@ -168,10 +168,7 @@ fn schema_version(client: &mut impl GenericClient) -> Result<u32, MetaError> {
     u32::try_from(version).map_err(|_| MetaError::BadRow(format!("schema version {version}")))
 }
 
-fn get_file(
-    client: &mut impl GenericClient,
-    hash: &str,
-) -> Result<Option<FileRecord>, MetaError> {
+fn get_file(client: &mut impl GenericClient, hash: &str) -> Result<Option<FileRecord>, MetaError> {
     client
         .query_opt(
             "SELECT hash, kind, size, name, added_at FROM files WHERE hash = $1",
@@ -256,7 +253,10 @@ impl MetaDb for PostgresMeta {
             .map_err(query_err("starting remove"))?;
         // Lock the file's row so two concurrent removes do not both compute the orphans.
         let found = tx
-            .query_opt("SELECT hash FROM files WHERE hash = $1 FOR UPDATE", &[&hash])
+            .query_opt(
+                "SELECT hash FROM files WHERE hash = $1 FOR UPDATE",
+                &[&hash],
+            )
             .map_err(query_err("reading file"))?;
         if found.is_none() {
             return Ok(None);

@@ -130,7 +130,13 @@ impl MetaDb for SqliteMeta {
         tx.execute(
             "INSERT INTO files (hash, kind, size, name, added_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (hash) DO NOTHING",
-            params![hash, record.kind.as_str(), size, record.name, record.added_at],
+            params![
+                hash,
+                record.kind.as_str(),
+                size,
+                record.name,
+                record.added_at
+            ],
         )
         .map_err(query_err("inserting file"))?;
         {
@@ -158,9 +164,7 @@ impl MetaDb for SqliteMeta {
     fn list_files(&mut self) -> Result<Vec<FileRecord>, MetaError> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT hash, kind, size, name, added_at FROM files ORDER BY added_at, hash",
-            )
+            .prepare("SELECT hash, kind, size, name, added_at FROM files ORDER BY added_at, hash")
             .map_err(query_err("listing files"))?;
         let rows = stmt
             .query_map([], |row| {
@@ -207,7 +211,9 @@ impl MetaDb for SqliteMeta {
                 .map_err(query_err("finding unused items"))?;
             let mut out = Vec::new();
             for row in rows {
-                out.push(decode_hash(&row.map_err(query_err("finding unused items"))?)?);
+                out.push(decode_hash(
+                    &row.map_err(query_err("finding unused items"))?,
+                )?);
             }
             out
         };
