@@ -194,6 +194,9 @@ fn sqlite_urls_and_bare_paths_open_the_same_file() {
 }
 
 proptest! {
+    // Each case writes and fsyncs real files; 64 cases keep the suite quick on a busy disk.
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
     #[test]
     fn get_item_never_panics_on_arbitrary_stored_bytes(
         bytes in proptest::collection::vec(any::<u8>(), 0..400),

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    decode_hash, decode_record, size_to_db, FileRecord, MetaDb, MetaError, BUSY_TIMEOUT,
-    SQLITE_MIGRATIONS,
+    decode_hash, decode_record, size_to_db, DriverError, FileRecord, MetaDb, MetaError,
+    BUSY_TIMEOUT, SQLITE_MIGRATIONS,
 };
 use crate::address::ContentHash;
 
@@ -98,8 +98,6 @@ impl SqliteMeta {
         tx.commit().map_err(query_err("committing migration"))
     }
 }
-
-use super::DriverError;
 
 impl MetaDb for SqliteMeta {
     fn backend(&self) -> &'static str {
