@@ -123,6 +123,7 @@ pub fn client(env: &Env) -> ControlClient {
 /// Logs to stderr; `KITH_LOG` (or `RUST_LOG`) selects levels per target, e.g. `debug` or
 /// `info,kith_node=debug`.
 fn init_logging() {
+    use std::io::IsTerminal;
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
     let spec = std::env::var("KITH_LOG")
@@ -135,7 +136,11 @@ fn init_logging() {
         filter
     };
     let _ = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .with(filter)
         .try_init();
 }
