@@ -5,14 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bytes=${1:-1073741824}
-cargo build --release -q
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target} cargo build --release -q
+bin=${CARGO_TARGET_DIR:-target}/release/kith
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 head -c "$bytes" /dev/urandom > "$work/big"
-/usr/bin/time -f '%M' -o "$work/rss" target/release/kith --data "$work/data" file put "$work/big" >/dev/null
+/usr/bin/time -f '%M' -o "$work/rss" "$bin" --data "$work/data" file put "$work/big" >/dev/null
 rss_kib=$(cat "$work/rss")
 echo "file: $bytes bytes; peak RSS of kith file put: $((rss_kib / 1024)) MiB ($rss_kib KiB)"
-/usr/bin/time -f '%M' -o "$work/rss" target/release/kith --data "$work/data" file get \
-  "$(target/release/kith --data "$work/data" file hash "$work/big")" -o "$work/out" >/dev/null
+/usr/bin/time -f '%M' -o "$work/rss" "$bin" --data "$work/data" file get \
+  "$("$bin" --data "$work/data" file hash "$work/big")" -o "$work/out" >/dev/null
 echo "peak RSS of kith file get: $(( $(cat "$work/rss") / 1024 )) MiB"
 cmp "$work/big" "$work/out" && echo "round trip: identical"

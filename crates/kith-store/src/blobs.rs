@@ -30,6 +30,29 @@ pub const MIN_MAX_ITEM_SIZE: usize = 130;
 
 const TMP_DIR: &str = "tmp";
 
+/// A temporary file this old was left by a writer that crashed: a live writer holds each one
+/// for the few milliseconds it takes to write and fsync one item.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Best effort: deletes temporary files older than `age`. Failing to delete one only wastes
+/// space, so errors are ignored rather than stopping the store from opening.
+fn remove_abandoned_temp_files(tmp_dir: &Path, age: std::time::Duration) {
+    let Ok(entries) = fs::read_dir(tmp_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        if old {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// One stored item, verified against its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
@@ -66,6 +89,7 @@ impl BlobStore {
         }
         let root = root.as_ref().to_path_buf();
         fs::create_dir_all(root.join(TMP_DIR)).map_err(StoreError::io("create", &root))?;
+        remove_abandoned_temp_files(&root.join(TMP_DIR), ABANDONED_AFTER);
         Ok(BlobStore {
             root,
             max_item: max_item_size,
@@ -319,4 +343,29 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(StoreError::io("sync directory", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_a_store_removes_only_abandoned_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp_dir = dir.path().join(TMP_DIR);
+        fs::create_dir_all(&tmp_dir).unwrap();
+        let (old, fresh) = (tmp_dir.join("old"), tmp_dir.join("fresh"));
+        fs::write(&old, b"x").unwrap();
+        fs::write(&fresh, b"y").unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        BlobStore::open(dir.path()).unwrap();
+        assert!(!old.exists(), "abandoned temp file removed");
+        assert!(fresh.exists(), "a temp file a live writer may own is kept");
+    }
 }
