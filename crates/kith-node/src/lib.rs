@@ -7,11 +7,13 @@
 //!
 //! - [`config`]: settings from flags, `kith.toml` and defaults, merged in that order.
 //! - [`node`]: `kith up`: open the data dir, serve, shut down cleanly on Ctrl-C/SIGTERM.
+//! - [`guard`]: who may connect, and how many handshakes and links each address may hold.
 //! - [`control`]: the JSON-over-HTTP API on the data dir's Unix socket, server and client.
 #![deny(missing_docs)]
 
 pub mod config;
 pub mod control;
+pub mod guard;
 pub mod node;
 
 pub use config::{ConfigError, NodeConfig, Overrides};

@@ -24,6 +24,26 @@ pub struct Limits {
     pub control_timeout_ms: u64,
     /// Largest request body the control API accepts, in bytes.
     pub max_control_body: usize,
+    /// Handshakes in progress at once, from all addresses. When full, the oldest pending
+    /// handshake is evicted so that one address cannot lock the others out.
+    pub max_pending_handshakes: usize,
+    /// Handshakes in progress at once from one IP address.
+    pub max_pending_handshakes_per_addr: usize,
+    /// Established links at once, in all.
+    pub max_links: usize,
+    /// Established links at once with one IP address.
+    pub max_links_per_addr: usize,
+    /// New connections accepted from one IP address per minute.
+    pub max_connects_per_addr_per_minute: usize,
+    /// Failed handshakes from one address within `failure_window_secs` that get it blocked.
+    pub max_failures_per_addr: usize,
+    /// The window in which failures are counted, in seconds.
+    pub failure_window_secs: u64,
+    /// How long a failing address stays blocked, in seconds.
+    pub block_secs: u64,
+    /// Addresses the admission guard remembers at once (rate and failure history); the
+    /// least recently seen is forgotten first.
+    pub max_tracked_addrs: usize,
 }
 
 impl Default for Limits {
@@ -33,6 +53,15 @@ impl Default for Limits {
             max_content_file: 256 * 1024 * 1024,
             control_timeout_ms: 10_000,
             max_control_body: 64 * 1024,
+            max_pending_handshakes: 256,
+            max_pending_handshakes_per_addr: 8,
+            max_links: 10_000,
+            max_links_per_addr: 64,
+            max_connects_per_addr_per_minute: 60,
+            max_failures_per_addr: 5,
+            failure_window_secs: 60,
+            block_secs: 300,
+            max_tracked_addrs: 65_536,
         }
     }
 }
