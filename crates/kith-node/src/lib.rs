@@ -8,6 +8,7 @@
 //! - [`config`]: settings from flags, `kith.toml` and defaults, merged in that order.
 //! - [`node`]: `kith up`: open the data dir, serve, shut down cleanly on Ctrl-C/SIGTERM.
 //! - [`guard`]: who may connect, and how many handshakes and links each address may hold.
+//! - [`ticket`]: connection tickets, in the MyCHIPs JSON form and a one-line form.
 //! - [`control`]: the JSON-over-HTTP API on the data dir's Unix socket, server and client.
 #![deny(missing_docs)]
 
@@ -15,5 +16,6 @@ pub mod config;
 pub mod control;
 pub mod guard;
 pub mod node;
+pub mod ticket;
 
 pub use config::{ConfigError, NodeConfig, Overrides};
