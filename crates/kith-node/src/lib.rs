@@ -9,12 +9,14 @@
 //! - [`node`]: `kith up`: open the data dir, serve, shut down cleanly on Ctrl-C/SIGTERM.
 //! - [`guard`]: who may connect, and how many handshakes and links each address may hold.
 //! - [`ticket`]: connection tickets, in the MyCHIPs JSON form and a one-line form.
+//! - [`links`]: one logical link per peer; duplicate links converge; pings; redial backoff.
 //! - [`control`]: the JSON-over-HTTP API on the data dir's Unix socket, server and client.
 #![deny(missing_docs)]
 
 pub mod config;
 pub mod control;
 pub mod guard;
+pub mod links;
 pub mod node;
 pub mod ticket;
 
