@@ -4,7 +4,8 @@
 //! - [`address`]: content hashes and type bytes, identical to the CIYAM reference's.
 //! - [`blobs`]: one verified, durably written file per item ([`BlobStore`]).
 //! - [`tree`]: files larger than one item, as chunk blobs under lists (streamed both ways).
-//! - [`meta`]: the metadata database behind one trait ([`MetaDb`]), SQLite or PostgreSQL.
+//! - [`meta`]: the metadata database behind one trait ([`MetaDb`]), SQLite or PostgreSQL: file
+//!   records, the key store of peers ([`PeerRecord`]) and issued tickets ([`TicketRecord`]).
 //! - [`files`]: [`FileStore`], which keeps blobs and records consistent, across processes too.
 //!
 //! The API is synchronous on purpose: storage is blocking I/O (files, fsync, a database
@@ -24,5 +25,8 @@ pub use address::{ContentHash, ItemKind, ItemType, ParseHashError};
 pub use blobs::{BlobStore, Item, DEFAULT_MAX_ITEM_SIZE};
 pub use error::StoreError;
 pub use files::{FileStore, RemoveOutcome};
-pub use meta::{open_meta_db, FileRecord, MetaDb, MetaError, PostgresMeta, SqliteMeta};
+pub use meta::{
+    open_meta_db, BlockedAgent, FileRecord, MetaDb, MetaError, PeerRecord, PeerUpsert,
+    PostgresMeta, RefusalReason, SqliteMeta, TicketRecord, TicketVerdict,
+};
 pub use tree::{hash_file, StoredFile};

@@ -1,14 +1,18 @@
 //! Store scenarios, written once and run against every metadata backend: SQLite always,
-//! PostgreSQL when `KITH_TEST_POSTGRES` holds a URL (each test in its own schema).
+//! PostgreSQL when `KITH_TEST_POSTGRES` holds a URL (each test in its own schema). Files and
+//! blobs first, then the key store of peers and the issued tickets.
 
 use std::fs;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Barrier;
 
+use kith_crypto::{AgentId, Identity};
 use kith_store::meta::{MetaDb, PostgresMeta, SqliteMeta, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 use kith_store::{
-    BlobStore, ContentHash, FileStore, ItemKind, ItemType, RemoveOutcome, StoreError,
+    BlobStore, ContentHash, FileStore, ItemKind, ItemType, MetaError, PeerUpsert, RefusalReason,
+    RemoveOutcome, StoreError, TicketRecord, TicketVerdict,
 };
 
 /// Tiny items keep trees cheap: 199 content bytes per chunk, 3 hashes per list.
@@ -80,6 +84,35 @@ impl<'a> Fixture<'a> {
 
     fn store(&self) -> FileStore {
         self.store_with_max(MAX)
+    }
+
+    /// Overwrites a recorded peer's key behind the store's back, as a database written by
+    /// something other than kith might hold it.
+    fn overwrite_stored_key(&self, agent: &str, key: &[u8; 32]) {
+        let sql_sqlite = "UPDATE peers SET agent_key = ?1 WHERE agent = ?2";
+        match self.backend {
+            Backend::Sqlite => {
+                let conn = rusqlite::Connection::open(self.dir.path().join("kith.db")).unwrap();
+                let n = conn
+                    .execute(sql_sqlite, rusqlite::params![&key[..], agent])
+                    .unwrap();
+                assert_eq!(n, 1);
+            }
+            Backend::Postgres(url) => {
+                let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+                let schema = self.schema.as_deref().unwrap();
+                client
+                    .batch_execute(&format!("SET search_path TO \"{schema}\""))
+                    .unwrap();
+                let n = client
+                    .execute(
+                        "UPDATE peers SET agent_key = $1 WHERE agent = $2",
+                        &[&&key[..], &agent],
+                    )
+                    .unwrap();
+                assert_eq!(n, 1);
+            }
+        }
     }
 
     fn store_with_max(&self, max: usize) -> FileStore {
@@ -432,6 +465,445 @@ fn concurrent_puts_and_removes_never_lose_a_referenced_item(backend: &Backend) {
     }
 }
 
+// ---- the key store and tickets ----
+
+fn new_agent() -> AgentId {
+    Identity::generate(&mut rand::thread_rng()).agent_id()
+}
+
+fn token(n: u64) -> String {
+    format!("{n:032x}")
+}
+
+fn ticket(n: u64, expires_at: i64) -> TicketRecord {
+    TicketRecord::new(token(n), NOW, expires_at)
+}
+
+fn peers_are_recorded_updated_listed_and_removed(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let mut db = fx.meta();
+    let (a, b) = (new_agent(), new_agent());
+    let first = PeerUpsert {
+        host: Some("a.example".into()),
+        port: Some(65430),
+        last_addr: Some("192.0.2.1:40000".into()),
+        notes: Some("met at the market".into()),
+        ..PeerUpsert::new(&a)
+    };
+    let record = db.upsert_peer(&first, NOW).unwrap();
+    assert_eq!(record.agent, a.to_string());
+    assert_eq!(&record.agent_key, a.as_bytes());
+    assert_eq!(record.host.as_deref(), Some("a.example"));
+    assert_eq!(record.port, Some(65430));
+    assert_eq!(record.last_addr.as_deref(), Some("192.0.2.1:40000"));
+    assert_eq!((record.first_seen, record.last_seen), (NOW, NOW));
+    assert!(!record.blocked);
+    assert_eq!(record.retention_failures, 0);
+    assert_eq!(db.get_peer(&a.to_string()).unwrap(), Some(record.clone()));
+
+    // A later upsert that knows less keeps what is recorded, and first_seen.
+    let again = PeerUpsert {
+        last_addr: Some("192.0.2.1:40001".into()),
+        ..PeerUpsert::new(&a)
+    };
+    let updated = db.upsert_peer(&again, NOW + 10).unwrap();
+    assert_eq!(updated.host.as_deref(), Some("a.example"));
+    assert_eq!(updated.port, Some(65430));
+    assert_eq!(updated.notes.as_deref(), Some("met at the market"));
+    assert_eq!(updated.last_addr.as_deref(), Some("192.0.2.1:40001"));
+    assert_eq!((updated.first_seen, updated.last_seen), (NOW, NOW + 10));
+
+    // Seen again: last_seen moves, an address is kept unless a new one is given.
+    assert!(db.touch_peer(&a.to_string(), None, NOW + 20).unwrap());
+    let touched = db.get_peer(&a.to_string()).unwrap().unwrap();
+    assert_eq!(touched.last_seen, NOW + 20);
+    assert_eq!(touched.last_addr.as_deref(), Some("192.0.2.1:40001"));
+    assert!(db
+        .touch_peer(&a.to_string(), Some("198.51.100.7:5000"), NOW + 30)
+        .unwrap());
+    let touched = db.get_peer(&a.to_string()).unwrap().unwrap();
+    assert_eq!(touched.last_addr.as_deref(), Some("198.51.100.7:5000"));
+    // A stale time never moves last_seen back.
+    assert!(db.touch_peer(&a.to_string(), None, NOW).unwrap());
+    assert_eq!(
+        db.get_peer(&a.to_string()).unwrap().unwrap().last_seen,
+        NOW + 30
+    );
+    // Touching an unknown agent records nothing.
+    assert!(!db.touch_peer(&b.to_string(), None, NOW).unwrap());
+    assert_eq!(db.get_peer(&b.to_string()).unwrap(), None);
+
+    let rb = db.upsert_peer(&PeerUpsert::new(&b), NOW + 40).unwrap();
+    assert_eq!(rb.host, None);
+    assert_eq!(rb.port, None);
+    let mut expected = vec![db.get_peer(&a.to_string()).unwrap().unwrap(), rb];
+    expected.sort_by(|x, y| x.agent.cmp(&y.agent));
+    assert_eq!(db.list_peers().unwrap(), expected);
+
+    let json = serde_json::to_value(&expected[0]).unwrap();
+    assert_eq!(json["agent"], expected[0].agent);
+    assert_eq!(json["agent_key"], hex::encode(expected[0].agent_key));
+    let back: kith_store::PeerRecord = serde_json::from_value(json).unwrap();
+    assert_eq!(back, expected[0]);
+
+    assert!(db.remove_peer(&a.to_string()).unwrap());
+    assert!(!db.remove_peer(&a.to_string()).unwrap());
+    assert_eq!(db.get_peer(&a.to_string()).unwrap(), None);
+    assert_eq!(db.list_peers().unwrap().len(), 1);
+}
+
+fn a_peer_key_never_changes(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let mut db = fx.meta();
+    let (a, b) = (new_agent(), new_agent());
+
+    // The agent id must be the key's own id.
+    let wrong_pair = PeerUpsert {
+        agent_key: *b.as_bytes(),
+        ..PeerUpsert::new(&a)
+    };
+    assert!(matches!(
+        db.upsert_peer(&wrong_pair, NOW),
+        Err(MetaError::BadAgent { agent, .. }) if agent == a.to_string()
+    ));
+    let malformed = PeerUpsert {
+        agent: "not-an-agent-id".into(),
+        ..PeerUpsert::new(&a)
+    };
+    assert!(matches!(
+        db.upsert_peer(&malformed, NOW),
+        Err(MetaError::BadAgent { .. })
+    ));
+    assert!(db.list_peers().unwrap().is_empty());
+
+    // A row that holds another key is never overwritten.
+    db.upsert_peer(&PeerUpsert::new(&a), NOW).unwrap();
+    fx.overwrite_stored_key(&a.to_string(), b.as_bytes());
+    let refreshed = PeerUpsert {
+        host: Some("evil.example".into()),
+        ..PeerUpsert::new(&a)
+    };
+    assert!(matches!(
+        db.upsert_peer(&refreshed, NOW + 5),
+        Err(MetaError::PeerKeyMismatch { agent }) if agent == a.to_string()
+    ));
+    let kept = db.get_peer(&a.to_string()).unwrap().unwrap();
+    assert_eq!(&kept.agent_key, b.as_bytes());
+    assert_eq!(kept.host, None);
+    assert_eq!(kept.last_seen, NOW);
+}
+
+fn agents_can_be_blocked_before_and_after_they_are_peers(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let mut db = fx.meta();
+    let (known, stranger) = (new_agent(), new_agent());
+    db.upsert_peer(&PeerUpsert::new(&known), NOW).unwrap();
+
+    // A stranger: the block is recorded although it is no peer.
+    assert!(db
+        .set_peer_blocked(&stranger.to_string(), true, NOW)
+        .unwrap());
+    assert!(!db
+        .set_peer_blocked(&stranger.to_string(), true, NOW + 1)
+        .unwrap());
+    assert!(db.is_agent_blocked(&stranger.to_string()).unwrap());
+    assert_eq!(db.get_peer(&stranger.to_string()).unwrap(), None);
+    let blocked = db.list_blocked_agents().unwrap();
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(blocked[0].agent, stranger.to_string());
+    assert_eq!(blocked[0].since, NOW, "the first block's time is kept");
+    // Recording it as a peer later does not lift the block.
+    let record = db
+        .upsert_peer(&PeerUpsert::new(&stranger), NOW + 2)
+        .unwrap();
+    assert!(record.blocked);
+
+    // A known peer.
+    assert!(!db.is_agent_blocked(&known.to_string()).unwrap());
+    assert!(db
+        .set_peer_blocked(&known.to_string(), true, NOW + 3)
+        .unwrap());
+    assert!(db.get_peer(&known.to_string()).unwrap().unwrap().blocked);
+    // Removing the peer keeps the block.
+    assert!(db.remove_peer(&known.to_string()).unwrap());
+    assert!(db.is_agent_blocked(&known.to_string()).unwrap());
+    assert_eq!(db.list_blocked_agents().unwrap().len(), 2);
+
+    assert!(db
+        .set_peer_blocked(&known.to_string(), false, NOW + 4)
+        .unwrap());
+    assert!(!db
+        .set_peer_blocked(&known.to_string(), false, NOW + 4)
+        .unwrap());
+    assert!(!db.is_agent_blocked(&known.to_string()).unwrap());
+    assert!(db
+        .set_peer_blocked(&stranger.to_string(), false, NOW + 5)
+        .unwrap());
+    assert!(!db.get_peer(&stranger.to_string()).unwrap().unwrap().blocked);
+    assert!(db.list_blocked_agents().unwrap().is_empty());
+
+    assert!(matches!(
+        db.set_peer_blocked("garbage", true, NOW),
+        Err(MetaError::BadAgent { .. })
+    ));
+    assert!(!db.set_peer_blocked("garbage", false, NOW).unwrap());
+}
+
+fn one_time_ticket_is_accepted_once(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let mut db = fx.meta();
+    let (a, b) = (new_agent().to_string(), new_agent().to_string());
+    let issued = TicketRecord {
+        cuid: Some("user_3".into()),
+        ..ticket(1, NOW + 2700)
+    };
+    db.insert_ticket(&issued).unwrap();
+    assert_eq!(db.get_ticket(&token(1)).unwrap(), Some(issued.clone()));
+
+    assert_eq!(
+        db.redeem_ticket(&token(1), &a, NOW + 60).unwrap(),
+        TicketVerdict::Accepted
+    );
+    let used = db.get_ticket(&token(1)).unwrap().unwrap();
+    assert_eq!(used.used_at, Some(NOW + 60));
+    assert_eq!(used.used_by.as_deref(), Some(a.as_str()));
+    assert_eq!(used.cuid.as_deref(), Some("user_3"));
+
+    for agent in [&b, &a] {
+        assert_eq!(
+            db.redeem_ticket(&token(1), agent, NOW + 61).unwrap(),
+            TicketVerdict::Refused(RefusalReason::AlreadyUsed)
+        );
+    }
+    assert_eq!(
+        db.get_ticket(&token(1)).unwrap().unwrap(),
+        used,
+        "a refusal changes nothing"
+    );
+}
+
+fn expired_revoked_and_unknown_tickets_are_refused(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let mut db = fx.meta();
+    let agent = new_agent().to_string();
+    db.insert_ticket(&ticket(1, NOW + 100)).unwrap();
+    db.insert_ticket(&ticket(2, NOW + 100)).unwrap();
+
+    // Valid while now < expires_at.
+    assert_eq!(
+        db.redeem_ticket(&token(1), &agent, NOW + 100).unwrap(),
+        TicketVerdict::Refused(RefusalReason::Expired)
+    );
+    assert_eq!(db.get_ticket(&token(1)).unwrap().unwrap().used_at, None);
+
+    assert!(db.revoke_ticket(&token(2)).unwrap());
+    assert!(db.get_ticket(&token(2)).unwrap().unwrap().revoked);
+    assert_eq!(
+        db.redeem_ticket(&token(2), &agent, NOW + 1).unwrap(),
+        TicketVerdict::Refused(RefusalReason::Revoked)
+    );
+    assert!(!db.revoke_ticket(&token(3)).unwrap());
+    assert_eq!(
+        db.redeem_ticket(&token(3), &agent, NOW + 1).unwrap(),
+        TicketVerdict::Refused(RefusalReason::Unknown)
+    );
+    assert_eq!(
+        db.redeem_ticket("", &agent, NOW + 1).unwrap(),
+        TicketVerdict::Refused(RefusalReason::Unknown)
+    );
+    assert_eq!(
+        db.redeem_ticket("'; DROP TABLE tickets; --", &agent, NOW + 1)
+            .unwrap(),
+        TicketVerdict::Refused(RefusalReason::Unknown)
+    );
+    assert_eq!(db.list_tickets().unwrap().len(), 2);
+
+    // Hex digits are compared without regard to case.
+    let upper = "ABCDEF0123456789ABCDEF0123456789";
+    db.insert_ticket(&TicketRecord::new(
+        upper.to_ascii_lowercase(),
+        NOW,
+        NOW + 100,
+    ))
+    .unwrap();
+    assert_eq!(
+        db.redeem_ticket(upper, &agent, NOW + 1).unwrap(),
+        TicketVerdict::Accepted
+    );
+}
+
+fn reusable_ticket_is_accepted_until_it_expires_or_is_revoked(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let mut db = fx.meta();
+    let (a, b) = (new_agent().to_string(), new_agent().to_string());
+    let reusable = |n| TicketRecord {
+        reusable: true,
+        ..ticket(n, NOW + 100)
+    };
+    db.insert_ticket(&reusable(1)).unwrap();
+    db.insert_ticket(&reusable(2)).unwrap();
+
+    assert_eq!(
+        db.redeem_ticket(&token(1), &a, NOW + 1).unwrap(),
+        TicketVerdict::Accepted
+    );
+    assert_eq!(
+        db.redeem_ticket(&token(1), &b, NOW + 2).unwrap(),
+        TicketVerdict::Accepted
+    );
+    let last = db.get_ticket(&token(1)).unwrap().unwrap();
+    assert_eq!(last.used_at, Some(NOW + 2), "the last use is recorded");
+    assert_eq!(last.used_by.as_deref(), Some(b.as_str()));
+    assert_eq!(
+        db.redeem_ticket(&token(1), &a, NOW + 100).unwrap(),
+        TicketVerdict::Refused(RefusalReason::Expired)
+    );
+
+    assert_eq!(
+        db.redeem_ticket(&token(2), &a, NOW + 1).unwrap(),
+        TicketVerdict::Accepted
+    );
+    assert!(db.revoke_ticket(&token(2)).unwrap());
+    assert_eq!(
+        db.redeem_ticket(&token(2), &a, NOW + 2).unwrap(),
+        TicketVerdict::Refused(RefusalReason::Revoked)
+    );
+}
+
+fn tickets_are_validated_listed_and_purged(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let mut db = fx.meta();
+    for bad in ["", "abc", &"A".repeat(32), &"0".repeat(33), &"z".repeat(32)] {
+        assert!(
+            matches!(
+                db.insert_ticket(&TicketRecord::new(bad, NOW, NOW + 1)),
+                Err(MetaError::BadToken { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    let old = TicketRecord {
+        issued_at: NOW - 1000,
+        ..ticket(2, NOW - 500)
+    };
+    let recent = TicketRecord {
+        issued_at: NOW - 100,
+        ..ticket(1, NOW - 50)
+    };
+    let live = ticket(3, NOW + 500);
+    for t in [&live, &recent, &old] {
+        db.insert_ticket(t).unwrap();
+    }
+    assert!(matches!(
+        db.insert_ticket(&ticket(3, NOW + 9)),
+        Err(MetaError::DuplicateTicket)
+    ));
+    assert_eq!(
+        db.list_tickets().unwrap(),
+        vec![old.clone(), recent.clone(), live.clone()],
+        "oldest first"
+    );
+    let json = serde_json::to_value(&live).unwrap();
+    assert_eq!(json["token"], token(3));
+    assert_eq!(json["reusable"], false);
+    assert_eq!(json["used_at"], serde_json::Value::Null);
+
+    // Expired tickets are kept for keep_for_secs after expiry (for the record), then purged.
+    assert_eq!(db.purge_expired_tickets(NOW, 500).unwrap(), 1);
+    assert_eq!(db.list_tickets().unwrap(), vec![recent, live.clone()]);
+    assert_eq!(db.purge_expired_tickets(NOW, 51).unwrap(), 0);
+    assert_eq!(db.purge_expired_tickets(NOW, 0).unwrap(), 1);
+    assert_eq!(db.list_tickets().unwrap(), vec![live]);
+}
+
+fn racing_redemptions_accept_each_one_time_ticket_exactly_once(backend: &Backend) {
+    const TICKETS: u64 = 40;
+    let fx = Fixture::new(backend);
+    let mut issuer = fx.meta();
+    for n in 0..TICKETS {
+        issuer.insert_ticket(&ticket(n, NOW + 100)).unwrap();
+    }
+    let barrier = Barrier::new(2);
+    let agents = [new_agent().to_string(), new_agent().to_string()];
+    let wins: Vec<Vec<u64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = agents
+            .iter()
+            .map(|agent| {
+                // Each node process has its own connection.
+                let mut db = fx.meta();
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    let mut won = Vec::new();
+                    for n in 0..TICKETS {
+                        barrier.wait();
+                        match db.redeem_ticket(&token(n), agent, NOW + 1).unwrap() {
+                            TicketVerdict::Accepted => won.push(n),
+                            TicketVerdict::Refused(reason) => {
+                                assert_eq!(reason, RefusalReason::AlreadyUsed)
+                            }
+                        }
+                    }
+                    won
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut all: Vec<u64> = wins.concat();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..TICKETS).collect::<Vec<_>>(),
+        "each ticket won exactly once"
+    );
+    for (winner, won) in agents.iter().zip(&wins) {
+        for n in won {
+            let t = issuer.get_ticket(&token(*n)).unwrap().unwrap();
+            assert_eq!(t.used_by.as_deref(), Some(winner.as_str()));
+        }
+    }
+}
+
+fn two_processes_of_one_site_share_peers_and_tickets(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let mut node = fx.meta();
+    let mut other = fx.meta();
+    let peer = new_agent();
+
+    let recorded = node
+        .upsert_peer(
+            &PeerUpsert {
+                host: Some("peer.example".into()),
+                port: Some(65430),
+                ..PeerUpsert::new(&peer)
+            },
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(other.get_peer(&peer.to_string()).unwrap(), Some(recorded));
+    assert!(other
+        .set_peer_blocked(&peer.to_string(), true, NOW)
+        .unwrap());
+    assert!(node.get_peer(&peer.to_string()).unwrap().unwrap().blocked);
+
+    other.insert_ticket(&ticket(7, NOW + 100)).unwrap();
+    assert_eq!(
+        node.redeem_ticket(&token(7), &peer.to_string(), NOW + 1)
+            .unwrap(),
+        TicketVerdict::Accepted
+    );
+    assert_eq!(
+        other
+            .redeem_ticket(&token(7), &peer.to_string(), NOW + 2)
+            .unwrap(),
+        TicketVerdict::Refused(RefusalReason::AlreadyUsed)
+    );
+    assert_eq!(
+        other.get_ticket(&token(7)).unwrap().unwrap().used_at,
+        Some(NOW + 1)
+    );
+}
+
 macro_rules! suite {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -460,4 +932,13 @@ suite!(
     second_process_sees_the_same_store,
     migrations_run_once,
     concurrent_puts_and_removes_never_lose_a_referenced_item,
+    peers_are_recorded_updated_listed_and_removed,
+    a_peer_key_never_changes,
+    agents_can_be_blocked_before_and_after_they_are_peers,
+    one_time_ticket_is_accepted_once,
+    expired_revoked_and_unknown_tickets_are_refused,
+    reusable_ticket_is_accepted_until_it_expires_or_is_revoked,
+    tickets_are_validated_listed_and_purged,
+    racing_redemptions_accept_each_one_time_ticket_exactly_once,
+    two_processes_of_one_site_share_peers_and_tickets,
 );

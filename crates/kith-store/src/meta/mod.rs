@@ -1,8 +1,25 @@
-//! The metadata database: what the node knows *about* stored items, behind one trait.
+//! The metadata database: what the node knows *about* stored items and about its peers, behind
+//! one trait.
 //!
-//! Items themselves live in the blob store; the database records which of them are
-//! user-visible files and which items each file uses, so that removing a file can delete exactly
-//! the items nobody else needs. Later features (peers, tickets, the chat queue) add tables here.
+//! - **Files.** Items themselves live in the blob store; the database records which of them are
+//!   user-visible files and which items each file uses, so that removing a file can delete
+//!   exactly the items nobody else needs.
+//! - **Key store** (`peers`, modelled on the MyCHIPs `agents` table). One row per known peer:
+//!   its agent id (43 characters of unpadded base64url) and the 32-byte Ed25519 key it encodes,
+//!   the host and port it advertises, the address it was last seen at, when it was first and
+//!   last seen. An agent id *is* its key, so [`MetaDb::upsert_peer`] refuses a key that does
+//!   not match the id, and refuses to replace a recorded key ([`MetaError::PeerKeyMismatch`]).
+//! - **Blocks** (`blocked_agents`). A block is a row of its own, not a column of `peers`, so an
+//!   agent can be blocked before it is ever recorded as a peer (the key store never holds a
+//!   row without a key), and removing a peer does not lift its block. [`PeerRecord::blocked`]
+//!   is read from this table.
+//! - **Tickets** (`tickets`). First-contact tokens the site issued. [`MetaDb::redeem_ticket`]
+//!   checks and records a use in one transaction (SQLite `BEGIN IMMEDIATE`, PostgreSQL
+//!   `SELECT ... FOR UPDATE`), so when several node processes share one database a one-time
+//!   ticket is accepted exactly once, even if two connections redeem it at the same moment.
+//!
+//! Methods never read the clock: the caller passes the time (unix seconds) where one is needed.
+//! Later features (the chat queue) add tables here.
 //!
 //! Two backends implement [`MetaDb`]: SQLite (embedded, the default, one file in the data dir in
 //! WAL mode with a busy timeout so a CLI process and a running node can share it) and PostgreSQL
@@ -20,6 +37,7 @@
 //! All SQL is static text with bound parameters; nothing from input is spliced into a query
 //! (the one exception, a PostgreSQL schema name, is validated as a plain identifier first).
 
+mod peers;
 mod pg;
 mod sqlite;
 
@@ -29,6 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::{ContentHash, ItemKind};
 
+pub use peers::{BlockedAgent, PeerRecord, PeerUpsert, RefusalReason, TicketRecord, TicketVerdict};
 pub use pg::PostgresMeta;
 pub use sqlite::SqliteMeta;
 
@@ -52,6 +71,33 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
         PRIMARY KEY (file_hash, item_hash)
     );
     CREATE INDEX file_items_item_hash ON file_items(item_hash);",
+    // 2: the key store (peers), blocked agents, issued tickets.
+    "CREATE TABLE peers (
+        agent TEXT PRIMARY KEY NOT NULL,
+        agent_key BLOB NOT NULL CHECK (length(agent_key) = 32),
+        host TEXT,
+        port INTEGER CHECK (port BETWEEN 0 AND 65535),
+        last_addr TEXT,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        retention_failures INTEGER NOT NULL DEFAULT 0,
+        notes TEXT
+    );
+    CREATE TABLE blocked_agents (
+        agent TEXT PRIMARY KEY NOT NULL,
+        since INTEGER NOT NULL
+    );
+    CREATE TABLE tickets (
+        token TEXT PRIMARY KEY NOT NULL,
+        issued_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        reusable INTEGER NOT NULL DEFAULT 0,
+        cuid TEXT,
+        used_at INTEGER,
+        used_by TEXT,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX tickets_expires_at ON tickets(expires_at);",
 ];
 
 /// Migrations for PostgreSQL, in order; entry `i` brings the schema to version `i + 1`.
@@ -71,6 +117,33 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
         PRIMARY KEY (file_hash, item_hash)
     );
     CREATE INDEX file_items_item_hash ON file_items(item_hash);",
+    // 2: the key store (peers), blocked agents, issued tickets.
+    "CREATE TABLE peers (
+        agent TEXT PRIMARY KEY NOT NULL,
+        agent_key BYTEA NOT NULL CHECK (octet_length(agent_key) = 32),
+        host TEXT,
+        port INTEGER CHECK (port BETWEEN 0 AND 65535),
+        last_addr TEXT,
+        first_seen BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        retention_failures BIGINT NOT NULL DEFAULT 0,
+        notes TEXT
+    );
+    CREATE TABLE blocked_agents (
+        agent TEXT PRIMARY KEY NOT NULL,
+        since BIGINT NOT NULL
+    );
+    CREATE TABLE tickets (
+        token TEXT PRIMARY KEY NOT NULL,
+        issued_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        reusable BOOLEAN NOT NULL DEFAULT false,
+        cuid TEXT,
+        used_at BIGINT,
+        used_by TEXT,
+        revoked BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE INDEX tickets_expires_at ON tickets(expires_at);",
 ];
 
 /// A user-visible stored file.
@@ -151,6 +224,30 @@ pub enum MetaError {
     /// A PostgreSQL schema name that is not a plain identifier.
     #[error("invalid schema name '{0}' (use lowercase letters, digits and '_', at most 63)")]
     BadSchemaName(String),
+    /// An agent id is malformed, not a valid Ed25519 key, or not the id of the key given with it.
+    #[error("invalid agent id '{agent}': {reason}")]
+    BadAgent {
+        /// The agent id given.
+        agent: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The peer is already recorded with a different key; an agent id is its key, so the
+    /// recorded key is never replaced.
+    #[error("peer {agent} is recorded with a different agent key; refusing to replace it")]
+    PeerKeyMismatch {
+        /// The agent id.
+        agent: String,
+    },
+    /// A ticket token to store is not 32 lowercase hex digits (the token itself is not shown).
+    #[error("ticket token must be 32 lowercase hex digits (got {len} characters)")]
+    BadToken {
+        /// Its length in characters.
+        len: usize,
+    },
+    /// A ticket with this token is already recorded (the token itself is not shown).
+    #[error("a ticket with this token already exists")]
+    DuplicateTicket,
 }
 
 /// The metadata database. Every method is synchronous and may block on I/O or on a lock held by
@@ -180,6 +277,77 @@ pub trait MetaDb: Send {
     /// items it used that no other recorded file uses (and that are not files themselves):
     /// the items the caller may now delete.
     fn remove_file(&mut self, hash: &ContentHash) -> Result<Option<Vec<ContentHash>>, MetaError>;
+
+    // ---- the key store ----
+
+    /// Records a peer, or updates a recorded one, in one transaction, and returns the row.
+    ///
+    /// A new peer gets `first_seen = last_seen = now`. A recorded one keeps `first_seen`, gets
+    /// `last_seen = now`, and takes `host`, `port`, `last_addr` and `notes` from `peer` where
+    /// those are `Some` (a `None` keeps the recorded value). Refused with
+    /// [`MetaError::BadAgent`] if `peer.agent` is not the agent id of a valid `peer.agent_key`,
+    /// and with [`MetaError::PeerKeyMismatch`] if the peer is recorded with another key.
+    /// Recording a peer does not lift a block.
+    fn upsert_peer(&mut self, peer: &PeerUpsert, now: i64) -> Result<PeerRecord, MetaError>;
+
+    /// The recorded peer with this agent id, if any.
+    fn get_peer(&mut self, agent: &str) -> Result<Option<PeerRecord>, MetaError>;
+
+    /// All recorded peers, by agent id.
+    fn list_peers(&mut self) -> Result<Vec<PeerRecord>, MetaError>;
+
+    /// Forgets a peer; returns whether it was recorded. A block on the agent stays.
+    fn remove_peer(&mut self, agent: &str) -> Result<bool, MetaError>;
+
+    /// Notes that a recorded peer was seen at `now`, at `addr` if given (`None` keeps the
+    /// recorded address). Returns whether the peer is recorded; an unknown agent is not added.
+    fn touch_peer(&mut self, agent: &str, addr: Option<&str>, now: i64) -> Result<bool, MetaError>;
+
+    /// Blocks (`blocked = true`, recording `now` as the time of the block) or unblocks an agent,
+    /// whether or not it is a recorded peer. Returns whether this changed anything (`false`
+    /// when the agent was already in that state). Blocking refuses a malformed agent id
+    /// ([`MetaError::BadAgent`]); unblocking accepts any string.
+    fn set_peer_blocked(&mut self, agent: &str, blocked: bool, now: i64)
+        -> Result<bool, MetaError>;
+
+    /// Whether the agent is blocked (known as a peer or not).
+    fn is_agent_blocked(&mut self, agent: &str) -> Result<bool, MetaError>;
+
+    /// All blocked agents, by agent id.
+    fn list_blocked_agents(&mut self) -> Result<Vec<BlockedAgent>, MetaError>;
+
+    // ---- tickets ----
+
+    /// Records an issued ticket exactly as given. Refused with [`MetaError::BadToken`] if the
+    /// token is not 32 lowercase hex digits and [`MetaError::DuplicateTicket`] if it exists.
+    fn insert_ticket(&mut self, ticket: &TicketRecord) -> Result<(), MetaError>;
+
+    /// The ticket with this token, if recorded.
+    fn get_ticket(&mut self, token: &str) -> Result<Option<TicketRecord>, MetaError>;
+
+    /// All recorded tickets, oldest first (then by token).
+    fn list_tickets(&mut self) -> Result<Vec<TicketRecord>, MetaError>;
+
+    /// Revokes a ticket so it is never accepted again; returns whether it exists.
+    fn revoke_ticket(&mut self, token: &str) -> Result<bool, MetaError>;
+
+    /// Checks a presented ticket and, if it is valid, records its use by `agent` at `now`, all in
+    /// one transaction: when several connections (or processes) redeem one one-time ticket at
+    /// once, exactly one gets [`TicketVerdict::Accepted`].
+    ///
+    /// A ticket is valid if it exists, is not revoked, `now < expires_at`, and it is reusable
+    /// or unused. A reusable ticket records its last use. A refusal changes nothing and names
+    /// the first reason that applies of revoked, already used, expired (or unknown).
+    fn redeem_ticket(
+        &mut self,
+        token: &str,
+        agent: &str,
+        now: i64,
+    ) -> Result<TicketVerdict, MetaError>;
+
+    /// Deletes the tickets that expired at least `keep_for_secs` seconds before `now`
+    /// (`expires_at + keep_for_secs <= now`), used or not; returns how many.
+    fn purge_expired_tickets(&mut self, now: i64, keep_for_secs: i64) -> Result<u64, MetaError>;
 }
 
 impl std::fmt::Debug for dyn MetaDb {

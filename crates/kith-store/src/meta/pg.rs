@@ -13,8 +13,13 @@ use std::time::Duration;
 use postgres::config::Host;
 use postgres::{Client, Config, GenericClient, NoTls, Row};
 
+use super::peers::{
+    check_agent_id, check_peer, check_token, count_from_db, judge_ticket, key_from_db,
+    port_from_db, purge_cutoff,
+};
 use super::{
-    decode_hash, decode_record, redact_url, size_to_db, FileRecord, MetaDb, MetaError,
+    decode_hash, decode_record, redact_url, size_to_db, BlockedAgent, FileRecord, MetaDb,
+    MetaError, PeerRecord, PeerUpsert, RefusalReason, TicketRecord, TicketVerdict,
     POSTGRES_MIGRATIONS,
 };
 use crate::address::ContentHash;
@@ -287,4 +292,301 @@ impl MetaDb for PostgresMeta {
         tx.commit().map_err(query_err("committing remove"))?;
         Ok(Some(orphans))
     }
+    fn upsert_peer(&mut self, peer: &PeerUpsert, now: i64) -> Result<PeerRecord, MetaError> {
+        check_peer(peer)?;
+        let port = peer.port.map(i32::from);
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(query_err("starting peer upsert"))?;
+        // One statement, so two processes recording the same new peer cannot both insert; the
+        // WHERE of the update leaves a row with another key untouched: no row returned.
+        let row = tx
+            .query_opt(
+                "INSERT INTO peers (agent, agent_key, host, port, last_addr, first_seen,
+                                    last_seen, notes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
+                 ON CONFLICT (agent) DO UPDATE SET
+                    host = COALESCE(excluded.host, peers.host),
+                    port = COALESCE(excluded.port, peers.port),
+                    last_addr = COALESCE(excluded.last_addr, peers.last_addr),
+                    notes = COALESCE(excluded.notes, peers.notes),
+                    last_seen = GREATEST(peers.last_seen, excluded.last_seen)
+                 WHERE peers.agent_key = excluded.agent_key
+                 RETURNING agent",
+                &[
+                    &peer.agent,
+                    &&peer.agent_key[..],
+                    &peer.host,
+                    &port,
+                    &peer.last_addr,
+                    &now,
+                    &peer.notes,
+                ],
+            )
+            .map_err(query_err("recording peer"))?;
+        if row.is_none() {
+            return Err(MetaError::PeerKeyMismatch {
+                agent: peer.agent.clone(),
+            });
+        }
+        let stored = get_peer(&mut tx, &peer.agent)?.ok_or_else(|| {
+            MetaError::BadRow(format!("peer {} vanished after upsert", peer.agent))
+        })?;
+        tx.commit().map_err(query_err("committing peer upsert"))?;
+        Ok(stored)
+    }
+
+    fn get_peer(&mut self, agent: &str) -> Result<Option<PeerRecord>, MetaError> {
+        get_peer(&mut self.client, agent)
+    }
+
+    fn list_peers(&mut self) -> Result<Vec<PeerRecord>, MetaError> {
+        self.client
+            .query(
+                "SELECT p.agent, p.agent_key, p.host, p.port, p.last_addr, p.first_seen,
+                        p.last_seen, p.retention_failures, p.notes,
+                        EXISTS (SELECT 1 FROM blocked_agents b WHERE b.agent = p.agent)
+                 FROM peers p ORDER BY p.agent",
+                &[],
+            )
+            .map_err(query_err("listing peers"))?
+            .iter()
+            .map(peer_from_row)
+            .collect()
+    }
+
+    fn remove_peer(&mut self, agent: &str) -> Result<bool, MetaError> {
+        let removed = self
+            .client
+            .execute("DELETE FROM peers WHERE agent = $1", &[&agent])
+            .map_err(query_err("removing peer"))?;
+        Ok(removed > 0)
+    }
+
+    fn touch_peer(&mut self, agent: &str, addr: Option<&str>, now: i64) -> Result<bool, MetaError> {
+        let touched = self
+            .client
+            .execute(
+                "UPDATE peers SET last_seen = GREATEST(last_seen, $2),
+                                  last_addr = COALESCE($3, last_addr)
+                 WHERE agent = $1",
+                &[&agent, &now, &addr],
+            )
+            .map_err(query_err("touching peer"))?;
+        Ok(touched > 0)
+    }
+
+    fn set_peer_blocked(
+        &mut self,
+        agent: &str,
+        blocked: bool,
+        now: i64,
+    ) -> Result<bool, MetaError> {
+        let changed = if blocked {
+            check_agent_id(agent)?;
+            self.client
+                .execute(
+                    "INSERT INTO blocked_agents (agent, since) VALUES ($1, $2)
+                     ON CONFLICT (agent) DO NOTHING",
+                    &[&agent, &now],
+                )
+                .map_err(query_err("blocking agent"))?
+        } else {
+            self.client
+                .execute("DELETE FROM blocked_agents WHERE agent = $1", &[&agent])
+                .map_err(query_err("unblocking agent"))?
+        };
+        Ok(changed > 0)
+    }
+
+    fn is_agent_blocked(&mut self, agent: &str) -> Result<bool, MetaError> {
+        self.client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM blocked_agents WHERE agent = $1)",
+                &[&agent],
+            )
+            .map_err(query_err("reading block"))?
+            .try_get(0)
+            .map_err(|e| MetaError::BadRow(e.to_string()))
+    }
+
+    fn list_blocked_agents(&mut self) -> Result<Vec<BlockedAgent>, MetaError> {
+        let bad = |e: postgres::Error| MetaError::BadRow(e.to_string());
+        self.client
+            .query(
+                "SELECT agent, since FROM blocked_agents ORDER BY agent",
+                &[],
+            )
+            .map_err(query_err("listing blocked agents"))?
+            .iter()
+            .map(|row| {
+                Ok(BlockedAgent {
+                    agent: row.try_get(0).map_err(bad)?,
+                    since: row.try_get(1).map_err(bad)?,
+                })
+            })
+            .collect()
+    }
+
+    fn insert_ticket(&mut self, ticket: &TicketRecord) -> Result<(), MetaError> {
+        check_token(&ticket.token)?;
+        let inserted = self
+            .client
+            .execute(
+                "INSERT INTO tickets (token, issued_at, expires_at, reusable, cuid, used_at,
+                                      used_by, revoked)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (token) DO NOTHING",
+                &[
+                    &ticket.token,
+                    &ticket.issued_at,
+                    &ticket.expires_at,
+                    &ticket.reusable,
+                    &ticket.cuid,
+                    &ticket.used_at,
+                    &ticket.used_by,
+                    &ticket.revoked,
+                ],
+            )
+            .map_err(query_err("recording ticket"))?;
+        if inserted == 0 {
+            return Err(MetaError::DuplicateTicket);
+        }
+        Ok(())
+    }
+
+    fn get_ticket(&mut self, token: &str) -> Result<Option<TicketRecord>, MetaError> {
+        get_ticket(&mut self.client, &token.to_ascii_lowercase(), false)
+    }
+
+    fn list_tickets(&mut self) -> Result<Vec<TicketRecord>, MetaError> {
+        self.client
+            .query(
+                "SELECT token, issued_at, expires_at, reusable, cuid, used_at, used_by, revoked
+                 FROM tickets ORDER BY issued_at, token",
+                &[],
+            )
+            .map_err(query_err("listing tickets"))?
+            .iter()
+            .map(ticket_from_row)
+            .collect()
+    }
+
+    fn revoke_ticket(&mut self, token: &str) -> Result<bool, MetaError> {
+        let found = self
+            .client
+            .execute(
+                "UPDATE tickets SET revoked = true WHERE token = $1",
+                &[&token.to_ascii_lowercase()],
+            )
+            .map_err(query_err("revoking ticket"))?;
+        Ok(found > 0)
+    }
+
+    fn redeem_ticket(
+        &mut self,
+        token: &str,
+        agent: &str,
+        now: i64,
+    ) -> Result<TicketVerdict, MetaError> {
+        let token = token.to_ascii_lowercase();
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(query_err("starting ticket redemption"))?;
+        // FOR UPDATE: a concurrent redemption of the same ticket waits here until this
+        // transaction ends, then reads the row as this one left it.
+        let Some(ticket) = get_ticket(&mut tx, &token, true)? else {
+            return Ok(TicketVerdict::Refused(RefusalReason::Unknown));
+        };
+        if let Some(reason) = judge_ticket(&ticket, now) {
+            return Ok(TicketVerdict::Refused(reason));
+        }
+        tx.execute(
+            "UPDATE tickets SET used_at = $2, used_by = $3 WHERE token = $1",
+            &[&token, &now, &agent],
+        )
+        .map_err(query_err("recording ticket use"))?;
+        tx.commit()
+            .map_err(query_err("committing ticket redemption"))?;
+        Ok(TicketVerdict::Accepted)
+    }
+
+    fn purge_expired_tickets(&mut self, now: i64, keep_for_secs: i64) -> Result<u64, MetaError> {
+        self.client
+            .execute(
+                "DELETE FROM tickets WHERE expires_at <= $1",
+                &[&purge_cutoff(now, keep_for_secs)],
+            )
+            .map_err(query_err("purging expired tickets"))
+    }
+}
+
+fn peer_from_row(row: &Row) -> Result<PeerRecord, MetaError> {
+    let bad = |e: postgres::Error| MetaError::BadRow(e.to_string());
+    let agent: String = row.try_get(0).map_err(bad)?;
+    let key: Vec<u8> = row.try_get(1).map_err(bad)?;
+    let port: Option<i32> = row.try_get(3).map_err(bad)?;
+    let failures: i64 = row.try_get(7).map_err(bad)?;
+    Ok(PeerRecord {
+        agent_key: key_from_db(&agent, &key)?,
+        host: row.try_get(2).map_err(bad)?,
+        port: port_from_db(&agent, port.map(i64::from))?,
+        last_addr: row.try_get(4).map_err(bad)?,
+        first_seen: row.try_get(5).map_err(bad)?,
+        last_seen: row.try_get(6).map_err(bad)?,
+        retention_failures: count_from_db(&agent, failures)?,
+        notes: row.try_get(8).map_err(bad)?,
+        blocked: row.try_get(9).map_err(bad)?,
+        agent,
+    })
+}
+
+fn get_peer(client: &mut impl GenericClient, agent: &str) -> Result<Option<PeerRecord>, MetaError> {
+    client
+        .query_opt(
+            "SELECT p.agent, p.agent_key, p.host, p.port, p.last_addr, p.first_seen,
+                    p.last_seen, p.retention_failures, p.notes,
+                    EXISTS (SELECT 1 FROM blocked_agents b WHERE b.agent = p.agent)
+             FROM peers p WHERE p.agent = $1",
+            &[&agent],
+        )
+        .map_err(query_err("reading peer"))?
+        .map(|row| peer_from_row(&row))
+        .transpose()
+}
+
+fn ticket_from_row(row: &Row) -> Result<TicketRecord, MetaError> {
+    let bad = |e: postgres::Error| MetaError::BadRow(e.to_string());
+    Ok(TicketRecord {
+        token: row.try_get(0).map_err(bad)?,
+        issued_at: row.try_get(1).map_err(bad)?,
+        expires_at: row.try_get(2).map_err(bad)?,
+        reusable: row.try_get(3).map_err(bad)?,
+        cuid: row.try_get(4).map_err(bad)?,
+        used_at: row.try_get(5).map_err(bad)?,
+        used_by: row.try_get(6).map_err(bad)?,
+        revoked: row.try_get(7).map_err(bad)?,
+    })
+}
+
+/// The ticket with this token; `lock` takes a row lock (inside a transaction) until it ends.
+fn get_ticket(
+    client: &mut impl GenericClient,
+    token: &str,
+    lock: bool,
+) -> Result<Option<TicketRecord>, MetaError> {
+    let sql = if lock {
+        "SELECT token, issued_at, expires_at, reusable, cuid, used_at, used_by, revoked
+         FROM tickets WHERE token = $1 FOR UPDATE"
+    } else {
+        "SELECT token, issued_at, expires_at, reusable, cuid, used_at, used_by, revoked
+         FROM tickets WHERE token = $1"
+    };
+    client
+        .query_opt(sql, &[&token])
+        .map_err(query_err("reading ticket"))?
+        .map(|row| ticket_from_row(&row))
+        .transpose()
 }

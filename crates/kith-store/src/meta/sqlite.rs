@@ -9,9 +9,14 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::peers::{
+    check_agent_id, check_peer, check_token, count_from_db, judge_ticket, key_from_db,
+    port_from_db, purge_cutoff,
+};
 use super::{
-    decode_hash, decode_record, size_to_db, DriverError, FileRecord, MetaDb, MetaError,
-    BUSY_TIMEOUT, SQLITE_MIGRATIONS,
+    decode_hash, decode_record, size_to_db, BlockedAgent, DriverError, FileRecord, MetaDb,
+    MetaError, PeerRecord, PeerUpsert, TicketRecord, TicketVerdict, BUSY_TIMEOUT,
+    SQLITE_MIGRATIONS,
 };
 use crate::address::ContentHash;
 
@@ -222,6 +227,328 @@ impl MetaDb for SqliteMeta {
         tx.commit().map_err(query_err("committing remove"))?;
         Ok(Some(orphans))
     }
+
+    fn upsert_peer(&mut self, peer: &PeerUpsert, now: i64) -> Result<PeerRecord, MetaError> {
+        check_peer(peer)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(query_err("starting peer upsert"))?;
+        // The WHERE of the update leaves a row with another key untouched: 0 rows changed.
+        let changed = tx
+            .execute(
+                "INSERT INTO peers (agent, agent_key, host, port, last_addr, first_seen,
+                                    last_seen, notes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)
+                 ON CONFLICT (agent) DO UPDATE SET
+                    host = COALESCE(excluded.host, peers.host),
+                    port = COALESCE(excluded.port, peers.port),
+                    last_addr = COALESCE(excluded.last_addr, peers.last_addr),
+                    notes = COALESCE(excluded.notes, peers.notes),
+                    last_seen = MAX(peers.last_seen, excluded.last_seen)
+                 WHERE peers.agent_key = excluded.agent_key",
+                params![
+                    peer.agent,
+                    &peer.agent_key[..],
+                    peer.host,
+                    peer.port,
+                    peer.last_addr,
+                    now,
+                    peer.notes
+                ],
+            )
+            .map_err(query_err("recording peer"))?;
+        if changed == 0 {
+            return Err(MetaError::PeerKeyMismatch {
+                agent: peer.agent.clone(),
+            });
+        }
+        let stored = get_peer(&tx, &peer.agent)?.ok_or_else(|| {
+            MetaError::BadRow(format!("peer {} vanished after upsert", peer.agent))
+        })?;
+        tx.commit().map_err(query_err("committing peer upsert"))?;
+        Ok(stored)
+    }
+
+    fn get_peer(&mut self, agent: &str) -> Result<Option<PeerRecord>, MetaError> {
+        get_peer(&self.conn, agent)
+    }
+
+    fn list_peers(&mut self) -> Result<Vec<PeerRecord>, MetaError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT p.agent, p.agent_key, p.host, p.port, p.last_addr, p.first_seen,
+                        p.last_seen, p.retention_failures, p.notes,
+                        EXISTS (SELECT 1 FROM blocked_agents b WHERE b.agent = p.agent)
+                 FROM peers p ORDER BY p.agent",
+            )
+            .map_err(query_err("listing peers"))?;
+        let rows = stmt
+            .query_map([], PeerRow::read)
+            .map_err(query_err("listing peers"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row.map_err(query_err("listing peers"))?.decode()?);
+        }
+        Ok(out)
+    }
+
+    fn remove_peer(&mut self, agent: &str) -> Result<bool, MetaError> {
+        let removed = self
+            .conn
+            .execute("DELETE FROM peers WHERE agent = ?1", params![agent])
+            .map_err(query_err("removing peer"))?;
+        Ok(removed > 0)
+    }
+
+    fn touch_peer(&mut self, agent: &str, addr: Option<&str>, now: i64) -> Result<bool, MetaError> {
+        let touched = self
+            .conn
+            .execute(
+                "UPDATE peers SET last_seen = MAX(last_seen, ?2),
+                                  last_addr = COALESCE(?3, last_addr)
+                 WHERE agent = ?1",
+                params![agent, now, addr],
+            )
+            .map_err(query_err("touching peer"))?;
+        Ok(touched > 0)
+    }
+
+    fn set_peer_blocked(
+        &mut self,
+        agent: &str,
+        blocked: bool,
+        now: i64,
+    ) -> Result<bool, MetaError> {
+        let changed = if blocked {
+            check_agent_id(agent)?;
+            self.conn
+                .execute(
+                    "INSERT INTO blocked_agents (agent, since) VALUES (?1, ?2)
+                     ON CONFLICT (agent) DO NOTHING",
+                    params![agent, now],
+                )
+                .map_err(query_err("blocking agent"))?
+        } else {
+            self.conn
+                .execute(
+                    "DELETE FROM blocked_agents WHERE agent = ?1",
+                    params![agent],
+                )
+                .map_err(query_err("unblocking agent"))?
+        };
+        Ok(changed > 0)
+    }
+
+    fn is_agent_blocked(&mut self, agent: &str) -> Result<bool, MetaError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM blocked_agents WHERE agent = ?1)",
+                params![agent],
+                |row| row.get(0),
+            )
+            .map_err(query_err("reading block"))
+    }
+
+    fn list_blocked_agents(&mut self) -> Result<Vec<BlockedAgent>, MetaError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT agent, since FROM blocked_agents ORDER BY agent")
+            .map_err(query_err("listing blocked agents"))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(BlockedAgent {
+                    agent: row.get(0)?,
+                    since: row.get(1)?,
+                })
+            })
+            .map_err(query_err("listing blocked agents"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(query_err("listing blocked agents"))
+    }
+
+    fn insert_ticket(&mut self, ticket: &TicketRecord) -> Result<(), MetaError> {
+        check_token(&ticket.token)?;
+        let inserted = self
+            .conn
+            .execute(
+                "INSERT INTO tickets (token, issued_at, expires_at, reusable, cuid, used_at,
+                                      used_by, revoked)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (token) DO NOTHING",
+                params![
+                    ticket.token,
+                    ticket.issued_at,
+                    ticket.expires_at,
+                    ticket.reusable,
+                    ticket.cuid,
+                    ticket.used_at,
+                    ticket.used_by,
+                    ticket.revoked
+                ],
+            )
+            .map_err(query_err("recording ticket"))?;
+        if inserted == 0 {
+            return Err(MetaError::DuplicateTicket);
+        }
+        Ok(())
+    }
+
+    fn get_ticket(&mut self, token: &str) -> Result<Option<TicketRecord>, MetaError> {
+        get_ticket(&self.conn, &token.to_ascii_lowercase())
+    }
+
+    fn list_tickets(&mut self) -> Result<Vec<TicketRecord>, MetaError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT token, issued_at, expires_at, reusable, cuid, used_at, used_by, revoked
+                 FROM tickets ORDER BY issued_at, token",
+            )
+            .map_err(query_err("listing tickets"))?;
+        let rows = stmt
+            .query_map([], ticket_from_row)
+            .map_err(query_err("listing tickets"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(query_err("listing tickets"))
+    }
+
+    fn revoke_ticket(&mut self, token: &str) -> Result<bool, MetaError> {
+        let found = self
+            .conn
+            .execute(
+                "UPDATE tickets SET revoked = 1 WHERE token = ?1",
+                params![token.to_ascii_lowercase()],
+            )
+            .map_err(query_err("revoking ticket"))?;
+        Ok(found > 0)
+    }
+
+    fn redeem_ticket(
+        &mut self,
+        token: &str,
+        agent: &str,
+        now: i64,
+    ) -> Result<TicketVerdict, MetaError> {
+        let token = token.to_ascii_lowercase();
+        // IMMEDIATE takes the write lock before reading, so no other connection can redeem the
+        // ticket between the check and the update.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(query_err("starting ticket redemption"))?;
+        let Some(ticket) = get_ticket(&tx, &token)? else {
+            return Ok(TicketVerdict::Refused(super::RefusalReason::Unknown));
+        };
+        if let Some(reason) = judge_ticket(&ticket, now) {
+            return Ok(TicketVerdict::Refused(reason));
+        }
+        tx.execute(
+            "UPDATE tickets SET used_at = ?2, used_by = ?3 WHERE token = ?1",
+            params![token, now, agent],
+        )
+        .map_err(query_err("recording ticket use"))?;
+        tx.commit()
+            .map_err(query_err("committing ticket redemption"))?;
+        Ok(TicketVerdict::Accepted)
+    }
+
+    fn purge_expired_tickets(&mut self, now: i64, keep_for_secs: i64) -> Result<u64, MetaError> {
+        let purged = self
+            .conn
+            .execute(
+                "DELETE FROM tickets WHERE expires_at <= ?1",
+                params![purge_cutoff(now, keep_for_secs)],
+            )
+            .map_err(query_err("purging expired tickets"))?;
+        Ok(purged as u64)
+    }
+}
+
+/// The columns of a peer row, as read, before validation.
+struct PeerRow {
+    agent: String,
+    agent_key: Vec<u8>,
+    host: Option<String>,
+    port: Option<i64>,
+    last_addr: Option<String>,
+    first_seen: i64,
+    last_seen: i64,
+    retention_failures: i64,
+    notes: Option<String>,
+    blocked: bool,
+}
+
+impl PeerRow {
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<PeerRow> {
+        Ok(PeerRow {
+            agent: row.get(0)?,
+            agent_key: row.get(1)?,
+            host: row.get(2)?,
+            port: row.get(3)?,
+            last_addr: row.get(4)?,
+            first_seen: row.get(5)?,
+            last_seen: row.get(6)?,
+            retention_failures: row.get(7)?,
+            notes: row.get(8)?,
+            blocked: row.get(9)?,
+        })
+    }
+
+    fn decode(self) -> Result<PeerRecord, MetaError> {
+        Ok(PeerRecord {
+            agent_key: key_from_db(&self.agent, &self.agent_key)?,
+            port: port_from_db(&self.agent, self.port)?,
+            retention_failures: count_from_db(&self.agent, self.retention_failures)?,
+            agent: self.agent,
+            host: self.host,
+            last_addr: self.last_addr,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            blocked: self.blocked,
+            notes: self.notes,
+        })
+    }
+}
+
+fn get_peer(conn: &Connection, agent: &str) -> Result<Option<PeerRecord>, MetaError> {
+    conn.query_row(
+        "SELECT p.agent, p.agent_key, p.host, p.port, p.last_addr, p.first_seen, p.last_seen,
+                p.retention_failures, p.notes,
+                EXISTS (SELECT 1 FROM blocked_agents b WHERE b.agent = p.agent)
+         FROM peers p WHERE p.agent = ?1",
+        params![agent],
+        PeerRow::read,
+    )
+    .optional()
+    .map_err(query_err("reading peer"))?
+    .map(PeerRow::decode)
+    .transpose()
+}
+
+fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRecord> {
+    Ok(TicketRecord {
+        token: row.get(0)?,
+        issued_at: row.get(1)?,
+        expires_at: row.get(2)?,
+        reusable: row.get(3)?,
+        cuid: row.get(4)?,
+        used_at: row.get(5)?,
+        used_by: row.get(6)?,
+        revoked: row.get(7)?,
+    })
+}
+
+fn get_ticket(conn: &Connection, token: &str) -> Result<Option<TicketRecord>, MetaError> {
+    conn.query_row(
+        "SELECT token, issued_at, expires_at, reusable, cuid, used_at, used_by, revoked
+         FROM tickets WHERE token = ?1",
+        params![token],
+        ticket_from_row,
+    )
+    .optional()
+    .map_err(query_err("reading ticket"))
 }
 
 fn get_file(conn: &Connection, hash: &str) -> Result<Option<FileRecord>, MetaError> {
