@@ -59,6 +59,9 @@ pub enum ConfigError {
 #[serde(default, deny_unknown_fields)]
 struct FileSettings {
     db: Option<String>,
+    listen: Option<String>,
+    announce: Option<String>,
+    raw_links: Option<bool>,
     max_item: Option<usize>,
     limits: Option<Limits>,
 }
@@ -70,7 +73,18 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--db URL`.
     pub db_url: Option<String>,
+    /// `--listen ADDR` (`off` disables the secure-link listener).
+    pub listen: Option<String>,
+    /// `--announce HOST:PORT`.
+    pub announce: Option<String>,
+    /// `--raw`: unencrypted links (simulations only).
+    pub raw_links: bool,
+    /// `--allow-raw-anywhere`: permit raw links on a non-loopback listener.
+    pub allow_raw_anywhere: bool,
 }
+
+/// Default secure-link listen address: every interface, the kith port.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:7420";
 
 /// Every setting of a node or of a CLI command acting on a data dir, fully resolved.
 #[derive(Debug, Clone)]
@@ -83,6 +97,12 @@ pub struct NodeConfig {
     pub max_item: usize,
     /// All size, count and time limits.
     pub limits: Limits,
+    /// The secure-link listener; `None` when disabled (`off`).
+    pub listen: Option<std::net::SocketAddr>,
+    /// What tickets name as this node's address (host, port); `None`: derived from `listen`.
+    pub announce: Option<(String, u16)>,
+    /// Unencrypted links (simulations only; loopback only unless `allow_raw_anywhere`).
+    pub raw_links: bool,
 }
 
 impl NodeConfig {
@@ -102,11 +122,32 @@ impl NodeConfig {
                 reason: format!("{max_item} is not between {MIN_MAX_ITEM_SIZE} and 67108864 bytes"),
             });
         }
+        let listen_text = overrides.listen.clone().or(file.listen).unwrap_or(DEFAULT_LISTEN.into());
+        let listen = parse_listen(&listen_text)?;
+        let announce = match overrides.announce.clone().or(file.announce) {
+            Some(text) => Some(parse_host_port(&text)?),
+            None => None,
+        };
+        let raw_links = overrides.raw_links || file.raw_links.unwrap_or(false);
+        if raw_links && !overrides.allow_raw_anywhere {
+            if let Some(addr) = listen.filter(|a| !a.ip().is_loopback()) {
+                return Err(ConfigError::Invalid {
+                    key: "raw_links",
+                    reason: format!(
+                        "unencrypted links on {addr} would face the network; listen on loopback \
+                         (e.g. --listen 127.0.0.1:0) or pass --allow-raw-anywhere"
+                    ),
+                });
+            }
+        }
         Ok(NodeConfig {
             data_dir,
             db_url: overrides.db_url.clone().or(file.db),
             max_item,
             limits: file.limits.unwrap_or_default(),
+            listen,
+            announce,
+            raw_links,
         })
     }
 
@@ -125,6 +166,32 @@ impl NodeConfig {
             _ => "sqlite",
         }
     }
+}
+
+/// `off`, or a socket address (`127.0.0.1:0` picks a free port).
+fn parse_listen(text: &str) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.trim().parse().map(Some).map_err(|_| ConfigError::Invalid {
+        key: "listen",
+        reason: format!("{text:?} is not an address like 0.0.0.0:7420, 127.0.0.1:0 or off"),
+    })
+}
+
+/// `HOST:PORT` with a non-zero port.
+fn parse_host_port(text: &str) -> Result<(String, u16), ConfigError> {
+    let invalid = || ConfigError::Invalid {
+        key: "announce",
+        reason: format!("{text:?} is not HOST:PORT with a port between 1 and 65535"),
+    };
+    let (host, port) = text.trim().rsplit_once(':').ok_or_else(invalid)?;
+    let port: u16 = port.parse().map_err(|_| invalid())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(invalid());
+    }
+    Ok((host.to_owned(), port))
 }
 
 fn read_settings(path: &Path) -> Result<FileSettings, ConfigError> {
@@ -184,6 +251,31 @@ mod tests {
         o.db_url = Some("postgres://x@y/z".into());
         let config = NodeConfig::load(&o).unwrap();
         assert_eq!(config.db_kind(), "postgres");
+    }
+
+    #[test]
+    fn listen_announce_and_raw_mode_are_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut o = overrides(tmp.path());
+        assert_eq!(NodeConfig::load(&o).unwrap().listen, Some(DEFAULT_LISTEN.parse().unwrap()));
+        o.listen = Some("off".into());
+        assert_eq!(NodeConfig::load(&o).unwrap().listen, None);
+        o.listen = Some("nonsense".into());
+        assert!(NodeConfig::load(&o).unwrap_err().to_string().contains("listen"));
+        o.listen = Some("127.0.0.1:0".into());
+        o.announce = Some("kith.example.org:7420".into());
+        let config = NodeConfig::load(&o).unwrap();
+        assert_eq!(config.announce, Some(("kith.example.org".into(), 7420)));
+        o.announce = Some("host-without-port".into());
+        assert!(NodeConfig::load(&o).is_err());
+        o.announce = None;
+        o.raw_links = true;
+        assert!(NodeConfig::load(&o).unwrap().raw_links);
+        o.listen = Some("0.0.0.0:0".into());
+        let err = NodeConfig::load(&o).unwrap_err().to_string();
+        assert!(err.contains("loopback"), "{err}");
+        o.allow_raw_anywhere = true;
+        assert!(NodeConfig::load(&o).is_ok());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`guard`]: who may connect, and how many handshakes and links each address may hold.
 //! - [`ticket`]: connection tickets, in the MyCHIPs JSON form and a one-line form.
 //! - [`links`]: one logical link per peer; duplicate links converge; pings; redial backoff.
+//! - [`net`]: the secure-link listener, dialling, handshakes and link tasks.
 //! - [`control`]: the JSON-over-HTTP API on the data dir's Unix socket, server and client.
 #![deny(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod config;
 pub mod control;
 pub mod guard;
 pub mod links;
+pub mod net;
 pub mod node;
 pub mod ticket;
 

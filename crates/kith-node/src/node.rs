@@ -7,13 +7,21 @@
 
 use crate::config::NodeConfig;
 use crate::control::{server, StatusReport};
+use crate::guard::{AdmissionGuard, HandshakeId};
+use crate::links::LinkManager;
+use crate::net;
+use kith_crypto::identity::AgentId;
+use kith_proto::secure::{Chad, Mode, SecureConfig};
+use kith_proto::wire::Envelope;
 use kith_store::files::FileStore;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
 
 /// Why the node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -39,19 +47,29 @@ pub enum NodeError {
     Runtime(#[from] std::io::Error),
 }
 
-/// Counters of events and refusals, shown by `kith status --json`.
+/// Counters of events and refusals, shown by `kith status --json`. Names are static strings
+/// (each refusal and failure has its own), so the map stays small and bounded.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Control API requests served.
-    pub control_requests: AtomicU64,
+    map: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Counters {
+    /// Adds one to `name`.
+    pub fn bump(&self, name: &'static str) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(name).or_insert(0) += 1;
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> u64 {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(name).copied().unwrap_or(0)
+    }
+
     fn snapshot(&self) -> BTreeMap<String, u64> {
-        BTreeMap::from([(
-            "control_requests".to_owned(),
-            self.control_requests.load(Ordering::Relaxed),
-        )])
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
     }
 }
 
@@ -61,10 +79,21 @@ pub struct NodeState {
     pub config: NodeConfig,
     /// Event and refusal counters.
     pub counters: Counters,
-    started: Instant,
-    agent: String,
+    /// Our agent id.
+    pub agent: AgentId,
+    /// Keys and mode for secure links.
+    pub secure: SecureConfig,
+    /// One link per peer.
+    pub links: LinkManager,
     node_id: String,
+    started: Instant,
     listeners: BTreeMap<String, String>,
+    /// Host and port that tickets name.
+    announce: (String, u16),
+    guard: Mutex<AdmissionGuard>,
+    pending: Mutex<HashMap<HandshakeId, AbortHandle>>,
+    dial_locks: Mutex<HashMap<AgentId, Arc<tokio::sync::Mutex<()>>>>,
+    stop_tx: watch::Sender<bool>,
     // The store is synchronous (file I/O, and a PostgreSQL client that must not run on a
     // runtime thread): it is only touched from `spawn_blocking`, one caller at a time.
     store: Arc<Mutex<FileStore>>,
@@ -87,17 +116,61 @@ impl NodeState {
         .map_err(|e| format!("store task failed: {e}"))?
     }
 
+    /// The admission guard.
+    pub fn guard(&self) -> std::sync::MutexGuard<'_, AdmissionGuard> {
+        self.guard.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Handshakes in progress, so the guard can evict one.
+    pub fn pending_handshakes(&self) -> std::sync::MutexGuard<'_, HashMap<HandshakeId, AbortHandle>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lock that serialises dials to `agent`.
+    pub fn dial_lock(&self, agent: AgentId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.dial_locks.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(locks.entry(agent).or_default())
+    }
+
+    /// Resolves (changes) when the node starts stopping.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop_tx.subscribe()
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        *self.stop_tx.borrow()
+    }
+
+    /// Our CHIP address, as tickets and first-contact requests name it.
+    pub fn own_chad(&self) -> Chad {
+        Chad {
+            cuid: None,
+            agent: self.agent.to_string(),
+            host: Some(self.announce.0.clone()),
+            port: Some(self.announce.1),
+        }
+    }
+
+    /// Where envelopes that the link layer does not handle go. The file and chat protocols
+    /// plug in here; until then they are counted and dropped.
+    pub fn dispatch(&self, peer: AgentId, envelope: Envelope) {
+        self.counters.bump("envelopes_unhandled");
+        tracing::debug!(peer = %peer, command = %envelope.command, "no handler for envelope");
+    }
+
     /// The status report, given the current number of stored files.
     pub fn status(&self, files: u64) -> StatusReport {
         StatusReport {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
             data_dir: self.config.data_dir.root().display().to_string(),
-            agent: self.agent.clone(),
+            agent: self.agent.to_string(),
             node_id: self.node_id.clone(),
             uptime_secs: self.started.elapsed().as_secs(),
             db: self.config.db_kind().to_owned(),
             files,
+            links: self.links.linked().len() as u64,
             listeners: self.listeners.clone(),
             counters: self.counters.snapshot(),
         }
@@ -109,6 +182,8 @@ impl NodeState {
 pub struct Ready {
     /// The control socket.
     pub control: PathBuf,
+    /// The secure-link listener's address, if enabled.
+    pub listen: Option<SocketAddr>,
     /// The node's agent id.
     pub agent: String,
     /// The node's chat node id.
@@ -118,9 +193,7 @@ pub struct Ready {
 /// Runs a node in the foreground until Ctrl-C or SIGTERM. `on_ready` is called once, after
 /// every listener is bound.
 pub fn run(config: NodeConfig, on_ready: impl FnOnce(&Ready)) -> Result<(), NodeError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(config, on_ready, shutdown_signal()))
 }
 
@@ -135,37 +208,89 @@ pub async fn serve(
         .load_or_create_identity(&mut rand::rngs::OsRng)
         .map_err(|e| NodeError::Open(e.to_string()))?
         .identity;
-    let agent = identity.agent_id().to_string();
-    let node_id = identity.node_id().to_string();
-    drop(identity);
     let store_config = config.clone();
-    let store = tokio::task::spawn_blocking(move || store_config.open_file_store())
-        .await
-        .map_err(|e| NodeError::Open(e.to_string()))?
-        .map_err(|e| NodeError::Open(e.to_string()))?;
+    let (store, peers) = tokio::task::spawn_blocking(move || {
+        let mut store = store_config.open_file_store().map_err(|e| e.to_string())?;
+        let peers = store.meta().list_peers().map_err(|e| e.to_string())?;
+        Ok::<_, String>((store, peers))
+    })
+    .await
+    .map_err(|e| NodeError::Open(e.to_string()))?
+    .map_err(NodeError::Open)?;
 
     let socket = data_dir.control_socket();
-    let listener = bind_control_socket(&socket, &data_dir.root().display().to_string())?;
-    let listeners = BTreeMap::from([("control".to_owned(), socket.display().to_string())]);
+    let control = bind_control_socket(&socket, &data_dir.root().display().to_string())?;
+    let listener = match config.listen {
+        Some(addr) => Some(net::bind(addr).await.map_err(|source| NodeError::Bind {
+            what: "secure-link listener",
+            addr: addr.to_string(),
+            source,
+        })?),
+        None => None,
+    };
+    let listen = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let mut listeners = BTreeMap::from([("control".to_owned(), socket.display().to_string())]);
+    if let Some(addr) = listen {
+        listeners.insert("listen".to_owned(), addr.to_string());
+    }
+    let announce = match (&config.announce, listen) {
+        (Some(announce), _) => announce.clone(),
+        (None, Some(addr)) if !addr.ip().is_unspecified() => (addr.ip().to_string(), addr.port()),
+        (None, Some(addr)) => {
+            tracing::warn!(
+                "tickets will name 127.0.0.1:{0}; pass --announce HOST:PORT so that other machines can reach this node",
+                addr.port()
+            );
+            ("127.0.0.1".to_owned(), addr.port())
+        }
+        (None, None) => ("127.0.0.1".to_owned(), 0),
+    };
+    let mut secure = SecureConfig::new(&identity, &config.limits);
+    if config.raw_links {
+        tracing::warn!("RAW MODE: secure links are NOT encrypted or authenticated (simulations only)");
+        secure = secure.with_mode(Mode::Raw);
+    }
+    let (stop_tx, _) = watch::channel(false);
     let state = Arc::new(NodeState {
-        config,
+        agent: identity.agent_id(),
+        node_id: identity.node_id().to_string(),
+        secure,
+        links: LinkManager::new(config.limits.max_pending_pings),
+        guard: Mutex::new(AdmissionGuard::new(config.limits.clone())),
+        pending: Mutex::default(),
+        dial_locks: Mutex::default(),
         counters: Counters::default(),
         started: Instant::now(),
-        agent: agent.clone(),
-        node_id: node_id.clone(),
         listeners,
+        announce,
+        stop_tx,
         store: Arc::new(Mutex::new(store)),
+        config,
     });
-    tracing::info!(%agent, %node_id, data_dir = %data_dir.root().display(), "node ready");
+    drop(identity);
+    if let Some(listener) = listener {
+        tokio::spawn(net::accept_loop(Arc::clone(&state), listener));
+    }
+    net::relink_known_peers(Arc::clone(&state), peers);
+    tracing::info!(agent = %state.agent, node_id = %state.node_id, data_dir = %data_dir.root().display(), "node ready");
     on_ready(&Ready {
         control: socket.clone(),
-        agent,
-        node_id,
+        listen,
+        agent: state.agent.to_string(),
+        node_id: state.node_id.clone(),
     });
 
-    let result = axum::serve(listener, server::router(state))
-        .with_graceful_shutdown(shutdown)
+    let stopper = Arc::clone(&state);
+    let result = axum::serve(control, server::router(Arc::clone(&state)))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopper.stop_tx.send_replace(true);
+        })
         .await;
+    state.stop_tx.send_replace(true);
+    state.links.close_all();
+    // Give links a moment to say bye; nothing waits on them beyond this.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("node stopped");
     result.map_err(NodeError::Runtime)

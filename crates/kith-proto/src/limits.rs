@@ -44,6 +44,20 @@ pub struct Limits {
     /// Addresses the admission guard remembers at once (rate and failure history); the
     /// least recently seen is forgotten first.
     pub max_tracked_addrs: usize,
+    /// Envelopes queued for one link before senders wait (backpressure).
+    pub link_queue_envelopes: usize,
+    /// After saying `bye`, how long a link keeps reading for the peer's `bye`, in ms.
+    pub link_drain_ms: u64,
+    /// How long a TCP connect to a peer may take, in ms.
+    pub connect_timeout_ms: u64,
+    /// How long `kith ping` waits for the pong, in ms.
+    pub ping_timeout_ms: u64,
+    /// Outstanding pings at once, in all.
+    pub max_pending_pings: usize,
+    /// First delay before re-dialling a lost link, in ms (doubles after each failure).
+    pub redial_min_ms: u64,
+    /// Longest delay between re-dial attempts, in ms.
+    pub redial_max_ms: u64,
 }
 
 impl Default for Limits {
@@ -62,6 +76,13 @@ impl Default for Limits {
             failure_window_secs: 60,
             block_secs: 300,
             max_tracked_addrs: 65_536,
+            link_queue_envelopes: 256,
+            link_drain_ms: 5_000,
+            connect_timeout_ms: 5_000,
+            ping_timeout_ms: 10_000,
+            max_pending_pings: 1_024,
+            redial_min_ms: 1_000,
+            redial_max_ms: 300_000,
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct StatusReport {
     pub db: String,
     /// Files in the local store.
     pub files: u64,
+    /// Peers with an established link.
+    pub links: u64,
     /// Addresses the node listens on, by name (`control` today; the secure-link, peer and chat
     /// listeners join as they land).
     pub listeners: std::collections::BTreeMap<String, String>,

@@ -1,0 +1,258 @@
+//! One established link: Datt envelopes in `T` frames, both ways, until someone says `bye`.
+//!
+//! The application stream is a byte stream of envelopes; one envelope may span many frames
+//! and one frame may hold several envelopes. Link-level commands:
+//! - `version`: the first envelope each side sends, `{"protocols": [1], "software": ...}`, so
+//!   later releases can negotiate;
+//! - `ping` (8 bytes) answered by `pong` echoing them;
+//! - `bye` `{"reason": ...}`: "I will send nothing more on this link". The side that says it
+//!   first keeps reading until the other's `bye` (or a drain deadline); the other side first
+//!   flushes what it had queued, then answers `bye`. That is how a retired duplicate, an idle
+//!   link or a removed peer closes without losing an envelope in flight.
+//! Any other command goes to [`crate::node::NodeState::dispatch`], the seam where the file and
+//! chat protocols plug in.
+
+use super::handshake::Established;
+use crate::links::{LinkHandle, LinkId, Outgoing, Registration, Side};
+use crate::node::NodeState;
+use bytes::{Bytes, BytesMut};
+use kith_crypto::identity::AgentId;
+use kith_proto::secure::{FrameDecoder, Link};
+use kith_proto::wire::{Command, Envelope, EnvelopeDecoder};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// The link protocol versions this build speaks.
+pub const PROTOCOLS: &[u32] = &[1];
+
+/// How a link ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEnd {
+    /// Both sides said `bye`, or we closed on purpose: nothing to redial.
+    Orderly,
+    /// The connection broke (EOF without `bye`, I/O or decrypt error): worth redialling.
+    Lost,
+}
+
+/// Registers an established link with the manager and spawns its task. Returns once the link
+/// is registered, so a caller can send on it at once.
+pub fn start(
+    state: &Arc<NodeState>,
+    stream: TcpStream,
+    established: Established,
+    side: Side,
+    peer: AgentId,
+    remote: SocketAddr,
+) -> Registration {
+    let initiator = match side {
+        Side::Initiator => state.agent,
+        Side::Responder => peer,
+    };
+    let (tx, rx) = mpsc::channel(state.config.limits.link_queue_envelopes.max(1));
+    let id = state.links.next_id();
+    let handle = LinkHandle { id, side, initiator, remote, since: Instant::now(), outgoing: tx.clone() };
+    let registration = state.links.register(peer, handle);
+    if registration == Registration::Retire {
+        let _ = tx.try_send(Outgoing::Retire);
+    }
+    state.counters.bump("links_established");
+    tracing::info!(peer = %peer, %remote, ?side, "link up");
+    let task_state = Arc::clone(state);
+    tokio::spawn(async move {
+        let end = run(&task_state, stream, established, rx, id, peer).await;
+        state_after_link(&task_state, peer, id, side, remote, end).await;
+    });
+    registration
+}
+
+async fn state_after_link(
+    state: &Arc<NodeState>,
+    peer: AgentId,
+    id: LinkId,
+    side: Side,
+    remote: SocketAddr,
+    end: LinkEnd,
+) {
+    let was_active = state.links.unregister(&peer, id);
+    if side == Side::Responder {
+        state.guard().link_closed(remote.ip());
+    }
+    tracing::info!(peer = %peer, ?end, "link down");
+    if end == LinkEnd::Lost && was_active && !state.is_stopping() {
+        state.counters.bump("links_lost");
+        super::spawn_redial(Arc::clone(state), peer);
+    }
+}
+
+struct LinkIo {
+    stream: TcpStream,
+    link: Link,
+    frames: FrameDecoder,
+    envelopes: EnvelopeDecoder,
+    inbuf: BytesMut,
+    plain: BytesMut,
+    out: BytesMut,
+}
+
+impl LinkIo {
+    async fn send(&mut self, envelope: &Envelope) -> std::io::Result<()> {
+        let bytes = envelope.to_bytes().map_err(std::io::Error::other)?;
+        self.out.clear();
+        self.link.seal_into(&bytes, &mut self.out).map_err(std::io::Error::other)?;
+        self.stream.write_all(&self.out).await
+    }
+
+    async fn bye(&mut self, reason: &str) -> std::io::Result<()> {
+        let body = serde_json::to_vec(&json!({ "reason": reason })).unwrap_or_default();
+        self.send(&envelope("bye", body)).await
+    }
+}
+
+fn envelope(command: &str, data: impl Into<Bytes>) -> Envelope {
+    // Only called with the fixed command names of this module, which are valid.
+    Envelope::new(Command::new(command).unwrap_or_else(|_| unreachable!()), data)
+}
+
+async fn run(
+    state: &Arc<NodeState>,
+    stream: TcpStream,
+    established: Established,
+    mut rx: mpsc::Receiver<Outgoing>,
+    id: LinkId,
+    peer: AgentId,
+) -> LinkEnd {
+    let limits = &state.config.limits;
+    let mut io = LinkIo {
+        stream,
+        link: established.link,
+        frames: FrameDecoder::new(limits),
+        envelopes: EnvelopeDecoder::new(limits.max_envelope_data),
+        inbuf: established.leftover,
+        plain: BytesMut::new(),
+        out: BytesMut::new(),
+    };
+    let version = json!({ "protocols": PROTOCOLS, "software": concat!("kith/", env!("CARGO_PKG_VERSION")) });
+    if io.send(&envelope("version", serde_json::to_vec(&version).unwrap_or_default())).await.is_err() {
+        return LinkEnd::Lost;
+    }
+    let mut said_bye = false;
+    let mut heard_bye = false;
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
+    let drain = Duration::from_millis(limits.link_drain_ms);
+    loop {
+        // Frames already buffered first (the handshake may have read past its end).
+        match process_input(state, &mut io, peer, &mut heard_bye).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::debug!(peer = %peer, "link error: {e}");
+                state.counters.bump("links_broken");
+                return LinkEnd::Lost;
+            }
+        }
+        if heard_bye && !said_bye {
+            // The peer is done sending: stop taking new work, flush what is queued, answer.
+            state.links.unregister(&peer, id);
+            rx.close();
+            while let Some(item) = rx.recv().await {
+                if let Outgoing::Envelope(env) = item {
+                    if io.send(&env).await.is_err() {
+                        return LinkEnd::Lost;
+                    }
+                }
+            }
+            let _ = io.bye("ack").await;
+            return LinkEnd::Orderly;
+        }
+        if said_bye && heard_bye {
+            return LinkEnd::Orderly;
+        }
+        let idle_at = if said_bye { None } else { io.link.idle_deadline() };
+        tokio::select! {
+            read = io.stream.read_buf(&mut io.inbuf) => match read {
+                Ok(0) | Err(_) => return if said_bye { LinkEnd::Orderly } else { LinkEnd::Lost },
+                Ok(_) => {}
+            },
+            item = rx.recv(), if !said_bye => {
+                let reason = match item {
+                    Some(Outgoing::Envelope(env)) => {
+                        if io.send(&env).await.is_err() {
+                            return LinkEnd::Lost;
+                        }
+                        continue;
+                    }
+                    Some(Outgoing::Retire) => "duplicate",
+                    Some(Outgoing::Close) | None => "closing",
+                };
+                state.links.unregister(&peer, id);
+                rx.close();
+                while let Some(Outgoing::Envelope(env)) = rx.recv().await {
+                    if io.send(&env).await.is_err() {
+                        return LinkEnd::Lost;
+                    }
+                }
+                if io.bye(reason).await.is_err() {
+                    return LinkEnd::Lost;
+                }
+                said_bye = true;
+                drain_deadline = Some(tokio::time::Instant::now() + drain);
+            },
+            _ = sleep_until_opt(idle_at.map(tokio::time::Instant::from_std)) => {
+                // Only the responder has an idle deadline: nothing arrived for too long.
+                state.counters.bump("links_idle_closed");
+                state.links.unregister(&peer, id);
+                rx.close();
+                while let Some(Outgoing::Envelope(env)) = rx.recv().await {
+                    let _ = io.send(&env).await;
+                }
+                if io.bye("idle").await.is_err() {
+                    return LinkEnd::Orderly;
+                }
+                said_bye = true;
+                drain_deadline = Some(tokio::time::Instant::now() + drain);
+            },
+            _ = sleep_until_opt(drain_deadline) => return LinkEnd::Orderly,
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Decodes every whole frame and envelope buffered so far and acts on each.
+async fn process_input(
+    state: &Arc<NodeState>,
+    io: &mut LinkIo,
+    peer: AgentId,
+    heard_bye: &mut bool,
+) -> Result<(), String> {
+    while let Some(frame) = io.frames.decode(&mut io.inbuf).map_err(|e| e.to_string())? {
+        let plain = io.link.open(Instant::now(), &frame).map_err(|e| e.to_string())?;
+        io.plain.extend_from_slice(&plain);
+        while let Some(env) = io.envelopes.decode(&mut io.plain).map_err(|e| e.to_string())? {
+            state.counters.bump("envelopes_received");
+            match env.command.as_str() {
+                "version" => tracing::debug!(peer = %peer, version = %String::from_utf8_lossy(&env.data), "peer version"),
+                "ping" if env.data.len() == 8 => {
+                    io.send(&envelope("pong", env.data.clone())).await.map_err(|e| e.to_string())?;
+                }
+                "pong" if env.data.len() == 8 => {
+                    let mut nonce = [0u8; 8];
+                    nonce.copy_from_slice(&env.data);
+                    state.links.pong(&peer, nonce, Instant::now());
+                }
+                "bye" => *heard_bye = true,
+                _ => state.dispatch(peer, env),
+            }
+        }
+    }
+    Ok(())
+}
