@@ -7,10 +7,13 @@
 //!
 //! - [`wire`]: byte-level codecs (the Datt envelope today; the secure-link frames, chat frames
 //!   and CIYAM text lines join it as their issues land).
+//! - [`secure`]: the secure link: frames, the Noise handshakes (IK with a ticket, N+KK for
+//!   known peers, NK for queries, raw mode for simulations) and the established link.
 //! - [`limits`]: the one struct that bounds every frame, queue, cache and wait.
 #![deny(missing_docs)]
 
 pub mod limits;
+pub mod secure;
 pub mod wire;
 
 pub use limits::Limits;

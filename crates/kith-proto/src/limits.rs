@@ -24,6 +24,20 @@ pub struct Limits {
     pub control_timeout_ms: u64,
     /// Largest request body the control API accepts, in bytes.
     pub max_control_body: usize,
+    /// Largest secure-link frame a peer may declare, in bytes, counting the header byte but not
+    /// the 4-byte length prefix. Checked against the prefix before anything is buffered. The
+    /// default, 65,536, is the most a frame can need (one header byte plus the largest Noise
+    /// message, 65,535 bytes); a larger value is treated as 65,536.
+    pub max_secure_frame: u32,
+    /// How long a secure-link handshake may take in total, from the first byte (or the
+    /// connect) to the established link, in milliseconds; default 10,000 (10 s). Counted from
+    /// the start however slowly the peer drips its bytes, and while our own driver is looking up
+    /// a ticket or a key.
+    pub handshake_timeout_ms: u64,
+    /// How long an established secure link may go without receiving a frame before the
+    /// responding side closes it, in milliseconds; default 60,000 (60 s, the MyCHIPs reference
+    /// value). Only the responder closes idle links.
+    pub idle_timeout_ms: u64,
     /// Handshakes in progress at once, from all addresses. When full, the oldest pending
     /// handshake is evicted so that one address cannot lock the others out.
     pub max_pending_handshakes: usize,
@@ -67,6 +81,9 @@ impl Default for Limits {
             max_content_file: 256 * 1024 * 1024,
             control_timeout_ms: 10_000,
             max_control_body: 64 * 1024,
+            max_secure_frame: 65_536,
+            handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
             max_pending_handshakes: 256,
             max_pending_handshakes_per_addr: 8,
             max_links: 10_000,
