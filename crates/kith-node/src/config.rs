@@ -122,7 +122,11 @@ impl NodeConfig {
                 reason: format!("{max_item} is not between {MIN_MAX_ITEM_SIZE} and 67108864 bytes"),
             });
         }
-        let listen_text = overrides.listen.clone().or(file.listen).unwrap_or(DEFAULT_LISTEN.into());
+        let listen_text = overrides
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or(DEFAULT_LISTEN.into());
         let listen = parse_listen(&listen_text)?;
         let announce = match overrides.announce.clone().or(file.announce) {
             Some(text) => Some(parse_host_port(&text)?),
@@ -173,10 +177,13 @@ fn parse_listen(text: &str) -> Result<Option<std::net::SocketAddr>, ConfigError>
     if text.trim().eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    text.trim().parse().map(Some).map_err(|_| ConfigError::Invalid {
-        key: "listen",
-        reason: format!("{text:?} is not an address like 0.0.0.0:7420, 127.0.0.1:0 or off"),
-    })
+    text.trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| ConfigError::Invalid {
+            key: "listen",
+            reason: format!("{text:?} is not an address like 0.0.0.0:7420, 127.0.0.1:0 or off"),
+        })
 }
 
 /// `HOST:PORT` with a non-zero port.
@@ -257,11 +264,17 @@ mod tests {
     fn listen_announce_and_raw_mode_are_checked() {
         let tmp = tempfile::tempdir().unwrap();
         let mut o = overrides(tmp.path());
-        assert_eq!(NodeConfig::load(&o).unwrap().listen, Some(DEFAULT_LISTEN.parse().unwrap()));
+        assert_eq!(
+            NodeConfig::load(&o).unwrap().listen,
+            Some(DEFAULT_LISTEN.parse().unwrap())
+        );
         o.listen = Some("off".into());
         assert_eq!(NodeConfig::load(&o).unwrap().listen, None);
         o.listen = Some("nonsense".into());
-        assert!(NodeConfig::load(&o).unwrap_err().to_string().contains("listen"));
+        assert!(NodeConfig::load(&o)
+            .unwrap_err()
+            .to_string()
+            .contains("listen"));
         o.listen = Some("127.0.0.1:0".into());
         o.announce = Some("kith.example.org:7420".into());
         let config = NodeConfig::load(&o).unwrap();

@@ -122,7 +122,9 @@ impl NodeState {
     }
 
     /// Handshakes in progress, so the guard can evict one.
-    pub fn pending_handshakes(&self) -> std::sync::MutexGuard<'_, HashMap<HandshakeId, AbortHandle>> {
+    pub fn pending_handshakes(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<HandshakeId, AbortHandle>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -193,7 +195,9 @@ pub struct Ready {
 /// Runs a node in the foreground until Ctrl-C or SIGTERM. `on_ready` is called once, after
 /// every listener is bound.
 pub fn run(config: NodeConfig, on_ready: impl FnOnce(&Ready)) -> Result<(), NodeError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(serve(config, on_ready, shutdown_signal()))
 }
 
@@ -247,7 +251,9 @@ pub async fn serve(
     };
     let mut secure = SecureConfig::new(&identity, &config.limits);
     if config.raw_links {
-        tracing::warn!("RAW MODE: secure links are NOT encrypted or authenticated (simulations only)");
+        tracing::warn!(
+            "RAW MODE: secure links are NOT encrypted or authenticated (simulations only)"
+        );
         secure = secure.with_mode(Mode::Raw);
     }
     let (stop_tx, _) = watch::channel(false);

@@ -13,6 +13,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use kith_crypto::identity::AgentId;
+pub use kith_proto::secure::Chad;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,20 +40,6 @@ pub enum TicketError {
     /// The ticket's own expiry has passed (the issuer would refuse it anyway).
     #[error("ticket expired at {0}; ask its issuer for a new one")]
     Expired(String),
-}
-
-/// A CHIP address: who and where (the site's agent id, host and port, and optionally a user).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Chad {
-    /// The user at the site, if the ticket is for one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cuid: Option<String>,
-    /// The site's agent id.
-    pub agent: String,
-    /// Where the site listens for secure links.
-    pub host: String,
-    /// Its port.
-    pub port: u16,
 }
 
 /// A connection ticket.
@@ -109,13 +96,24 @@ impl Ticket {
         }
         self.expires_at()?;
         self.agent()?;
-        if self.chad.host.is_empty() || self.chad.host.len() > 253 {
-            return Err(bad("chad.host", "must be a host name or address"));
-        }
-        if self.chad.port == 0 {
-            return Err(bad("chad.port", "must not be 0"));
-        }
+        self.site_address()?;
         Ok(())
+    }
+
+    /// Where the issuing site listens: a ticket must name a host and a non-zero port.
+    pub fn site_address(&self) -> Result<(String, u16), TicketError> {
+        let bad = |field, reason: &str| TicketError::BadField {
+            field,
+            reason: reason.to_owned(),
+        };
+        let host = match self.chad.host.as_deref() {
+            Some(host) if !host.is_empty() && host.len() <= 253 => host.to_owned(),
+            _ => return Err(bad("chad.host", "must be a host name or address")),
+        };
+        match self.chad.port {
+            Some(port) if port != 0 => Ok((host, port)),
+            _ => Err(bad("chad.port", "must be a port between 1 and 65535")),
+        }
     }
 
     /// The issuing site's agent id.
@@ -148,6 +146,30 @@ impl Ticket {
     }
 }
 
+/// Issues a ticket for the site `chad`: the ticket to hand over and the record that the
+/// issuing node's database keeps (the node or the CLI inserts it).
+pub fn issue(
+    chad: Chad,
+    now: SystemTime,
+    ttl: Duration,
+    reusable: bool,
+    rng: &mut impl rand::RngCore,
+) -> (Ticket, kith_store::meta::TicketRecord) {
+    let mut token = [0u8; 16];
+    rng.fill_bytes(&mut token);
+    let cuid = chad.cuid.clone();
+    let ticket = Ticket::issue(chad, now, ttl, token);
+    let issued = unix_secs(now);
+    let mut record = kith_store::meta::TicketRecord::new(
+        ticket.token.clone(),
+        issued,
+        issued.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+    );
+    record.reusable = reusable;
+    record.cuid = cuid;
+    (ticket, record)
+}
+
 /// Seconds since the Unix epoch (0 before it).
 pub fn unix_secs(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)
@@ -175,8 +197,8 @@ mod tests {
             agent: kith_crypto::identity::Identity::generate(&mut rand::rngs::OsRng)
                 .agent_id()
                 .to_string(),
-            host: "127.0.0.1".into(),
-            port: 7420,
+            host: Some("127.0.0.1".into()),
+            port: Some(7420),
         }
     }
 
@@ -216,7 +238,7 @@ mod tests {
         let err = Ticket::parse(&serde_json::to_string(&t).unwrap()).unwrap_err();
         assert!(err.to_string().contains("chad.agent"), "{err}");
         let mut t = good;
-        t.chad.port = 0;
+        t.chad.port = Some(0);
         assert!(Ticket::parse(&serde_json::to_string(&t).unwrap()).is_err());
     }
 }

@@ -40,15 +40,84 @@ pub enum Command {
     /// Print the node identity (agent id, node id, content key).
     Id,
     /// Run the node in the foreground (Ctrl-C or SIGTERM stops it cleanly).
-    Up,
+    Up(UpArgs),
     /// Ask the running node how it is doing.
     Status,
+    /// Issue a connection ticket for first contact (or list or revoke issued ones).
+    Ticket(TicketArgs),
+    /// Open a secure link to the site that issued TICKET, and remember it as a peer.
+    Connect {
+        /// The ticket: its JSON or its `kith-ticket:` line.
+        ticket: String,
+    },
+    /// List known peers and their link state (or forget or block one).
+    Peers(PeersArgs),
+    /// Measure the round trip to a peer over its secure link (dialling it if needed).
+    Ping {
+        /// The peer's agent id.
+        agent: String,
+    },
     /// The content-addressed file store.
     #[command(subcommand)]
     File(FileCommand),
     /// Signed and sealed (ECIES) content in the Datt layouts.
     #[command(subcommand)]
     Content(ContentCommand),
+}
+
+/// `kith up` flags.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Secure-link listener: ADDR:PORT (port 0 picks a free one) or `off` [default: 0.0.0.0:7420]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The HOST:PORT that tickets name, when peers must reach this node at another address
+    /// than the one it listens on (NAT, a public name)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub announce: Option<String>,
+    /// Unencrypted links, for simulations only: refused unless the listener is on loopback
+    #[arg(long)]
+    pub raw: bool,
+    /// Allow --raw on a listener that is not on loopback (you almost certainly do not want this)
+    #[arg(long, requires = "raw")]
+    pub allow_raw_anywhere: bool,
+}
+
+/// `kith ticket` flags.
+#[derive(Debug, Args)]
+pub struct TicketArgs {
+    /// The ticket may be used any number of times until it expires
+    #[arg(long)]
+    pub reusable: bool,
+    /// How long the ticket is valid, e.g. 45m, 2h, 7d
+    #[arg(long, value_name = "DURATION", default_value = "45m")]
+    pub ttl: String,
+    /// The user at this site the ticket is for
+    #[arg(long, value_name = "NAME")]
+    pub cuid: Option<String>,
+    /// Also draw the ticket as a QR code in the terminal
+    #[arg(long)]
+    pub qr: bool,
+    /// List issued tickets instead
+    #[arg(long, conflicts_with_all = ["revoke", "reusable", "cuid", "qr"])]
+    pub list: bool,
+    /// Revoke an issued ticket instead
+    #[arg(long, value_name = "TOKEN", conflicts_with_all = ["reusable", "cuid", "qr"])]
+    pub revoke: Option<String>,
+}
+
+/// `kith peers` flags.
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// Forget this peer (it needs a new ticket to connect again)
+    #[arg(long, value_name = "AGENT", conflicts_with_all = ["block", "unblock"])]
+    pub remove: Option<String>,
+    /// Refuse this agent from now on and close its link
+    #[arg(long, value_name = "AGENT", conflicts_with = "unblock")]
+    pub block: Option<String>,
+    /// Lift a block
+    #[arg(long, value_name = "AGENT")]
+    pub unblock: Option<String>,
 }
 
 /// `kith file ...`

@@ -7,6 +7,12 @@
 //!
 //! Routes (all under `/v1`):
 //! - `GET /v1/status` → [`StatusReport`]
+//! - `POST /v1/tickets` [`TicketOrder`] → [`IssuedTicket`]; `GET /v1/tickets` → ticket records;
+//!   `POST /v1/tickets/revoke` [`TokenBody`] → [`Changed`]
+//! - `POST /v1/connect` [`ConnectBody`] → the new peer's record
+//! - `GET /v1/peers` → [`PeerView`]s; `POST /v1/peers/remove` [`AgentBody`] → [`Changed`];
+//!   `POST /v1/peers/block` [`BlockBody`] → [`Changed`]
+//! - `POST /v1/ping` [`AgentBody`] → [`PingReport`]
 
 pub mod client;
 pub mod server;
@@ -17,6 +23,100 @@ use serde::{Deserialize, Serialize};
 
 /// The path of the status route.
 pub const STATUS_PATH: &str = "/v1/status";
+/// Issue (POST) or list (GET) tickets.
+pub const TICKETS_PATH: &str = "/v1/tickets";
+/// Revoke a ticket.
+pub const REVOKE_PATH: &str = "/v1/tickets/revoke";
+/// First contact with a ticket.
+pub const CONNECT_PATH: &str = "/v1/connect";
+/// List peers.
+pub const PEERS_PATH: &str = "/v1/peers";
+/// Forget a peer.
+pub const REMOVE_PEER_PATH: &str = "/v1/peers/remove";
+/// Block or unblock a peer.
+pub const BLOCK_PEER_PATH: &str = "/v1/peers/block";
+/// Ping a peer.
+pub const PING_PATH: &str = "/v1/ping";
+
+/// What `kith ticket` asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TicketOrder {
+    /// Usable more than once until it expires.
+    pub reusable: bool,
+    /// Lifetime in seconds.
+    pub ttl_secs: u64,
+    /// The user the ticket is for, if any.
+    pub cuid: Option<String>,
+}
+
+/// A freshly issued ticket, in both forms.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuedTicket {
+    /// The MyCHIPs JSON form.
+    pub ticket: crate::ticket::Ticket,
+    /// The one-line form.
+    pub line: String,
+    /// Whether it may be used more than once.
+    pub reusable: bool,
+}
+
+/// A ticket token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenBody {
+    /// 32 hex digits.
+    pub token: String,
+}
+
+/// A ticket to connect with, in either form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectBody {
+    /// JSON or `kith-ticket:` line.
+    pub ticket: String,
+}
+
+/// A peer's agent id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentBody {
+    /// 43-character agent id.
+    pub agent: String,
+}
+
+/// Block (true) or unblock (false) an agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlockBody {
+    /// 43-character agent id.
+    pub agent: String,
+    /// Block or unblock.
+    pub blocked: bool,
+}
+
+/// Whether an operation changed anything.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Changed {
+    /// True when something changed.
+    pub changed: bool,
+}
+
+/// A peer with its link state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerView {
+    /// The key-store record.
+    #[serde(flatten)]
+    pub record: kith_store::meta::PeerRecord,
+    /// `linked`, `blocked` or `idle`.
+    pub state: String,
+    /// The link, when there is one: `initiator` or `responder`, remote address, seconds up.
+    pub link: Option<serde_json::Value>,
+}
+
+/// A ping's result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PingReport {
+    /// Who answered.
+    pub agent: String,
+    /// Round-trip time in milliseconds.
+    pub rtt_ms: f64,
+}
 
 /// What `GET /v1/status` returns (and `kith status --json` prints).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,19 +1,33 @@
 //! The control API server: an axum router served on the data dir's Unix socket.
 
-use super::{ErrorBody, StatusReport, STATUS_PATH};
+use super::*;
+use crate::net::{self, NetError};
 use crate::node::NodeState;
+use crate::ticket::{unix_secs, Ticket};
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use std::sync::atomic::Ordering;
+use kith_crypto::identity::AgentId;
+use kith_store::meta::{PeerRecord, TicketRecord};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+type Api<T> = Result<Json<T>, ApiError>;
 
 /// The router with every route of the API, bound to the node's shared state.
 pub fn router(state: Arc<NodeState>) -> Router {
     Router::new()
         .route(STATUS_PATH, get(status))
+        .route(TICKETS_PATH, post(issue_ticket).get(list_tickets))
+        .route(REVOKE_PATH, post(revoke_ticket))
+        .route(CONNECT_PATH, post(connect))
+        .route(PEERS_PATH, get(peers))
+        .route(REMOVE_PEER_PATH, post(remove_peer))
+        .route(BLOCK_PEER_PATH, post(block_peer))
+        .route(PING_PATH, post(ping))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.limits.max_control_body,
         ))
@@ -29,15 +43,169 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn status(State(state): State<Arc<NodeState>>) -> Result<Json<StatusReport>, ApiError> {
+impl From<NetError> for ApiError {
+    fn from(e: NetError) -> ApiError {
+        let code = match e {
+            NetError::UnknownPeer(_) | NetError::Ticket(_) | NetError::Blocked(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        ApiError(code, e.to_string())
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+fn bad_request(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+/// Runs a store operation, flattening both error layers.
+async fn store<R, E, F>(state: &NodeState, f: F) -> Result<R, ApiError>
+where
+    R: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+    F: FnOnce(&mut kith_store::FileStore) -> Result<R, E> + Send + 'static,
+{
     state
-        .counters
-        .control_requests
-        .fetch_add(1, Ordering::Relaxed);
-    let files = state
-        .with_store(|store| store.list().map(|files| files.len() as u64))
+        .with_store(f)
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(internal)?
+        .map_err(internal)
+}
+
+fn parse_agent(text: &str) -> Result<AgentId, ApiError> {
+    text.trim()
+        .parse()
+        .map_err(|e| bad_request(format!("{text:?} is not an agent id: {e}")))
+}
+
+async fn status(State(state): State<Arc<NodeState>>) -> Api<StatusReport> {
+    state.counters.bump("control_requests");
+    let files = store(&state, |s| s.list().map(|files| files.len() as u64)).await?;
     Ok(Json(state.status(files)))
+}
+
+async fn issue_ticket(
+    State(state): State<Arc<NodeState>>,
+    Json(order): Json<TicketOrder>,
+) -> Api<IssuedTicket> {
+    if order.ttl_secs == 0 || order.ttl_secs > 366 * 24 * 3600 {
+        return Err(bad_request(
+            "ticket lifetime must be between 1 second and a year",
+        ));
+    }
+    if state.config.listen.is_none() {
+        return Err(bad_request(
+            "this node does not listen for secure links (--listen off), so nobody can use a ticket",
+        ));
+    }
+    let mut chad = state.own_chad();
+    chad.cuid = order.cuid;
+    let (ticket, record) = crate::ticket::issue(
+        chad,
+        SystemTime::now(),
+        Duration::from_secs(order.ttl_secs),
+        order.reusable,
+        &mut rand::rngs::OsRng,
+    );
+    store(&state, move |s| s.meta().insert_ticket(&record)).await?;
+    state.counters.bump("tickets_issued");
+    let line = ticket.to_line();
+    Ok(Json(IssuedTicket {
+        ticket,
+        line,
+        reusable: order.reusable,
+    }))
+}
+
+async fn list_tickets(State(state): State<Arc<NodeState>>) -> Api<Vec<TicketRecord>> {
+    Ok(Json(store(&state, |s| s.meta().list_tickets()).await?))
+}
+
+async fn revoke_ticket(
+    State(state): State<Arc<NodeState>>,
+    Json(body): Json<TokenBody>,
+) -> Api<Changed> {
+    let token = body.token.trim().to_ascii_lowercase();
+    let changed = store(&state, move |s| s.meta().revoke_ticket(&token)).await?;
+    Ok(Json(Changed { changed }))
+}
+
+async fn connect(
+    State(state): State<Arc<NodeState>>,
+    Json(body): Json<ConnectBody>,
+) -> Api<PeerRecord> {
+    let ticket = Ticket::parse(&body.ticket).map_err(bad_request)?;
+    Ok(Json(net::connect_ticket(&state, ticket).await?))
+}
+
+async fn peers(State(state): State<Arc<NodeState>>) -> Api<Vec<PeerView>> {
+    let records = store(&state, |s| s.meta().list_peers()).await?;
+    let views = records
+        .into_iter()
+        .map(|record| {
+            let link = record
+                .agent
+                .parse::<AgentId>()
+                .ok()
+                .and_then(|agent| state.links.view(&agent));
+            let state = if record.blocked {
+                "blocked"
+            } else if link.is_some() {
+                "linked"
+            } else {
+                "idle"
+            };
+            PeerView {
+                record,
+                state: state.to_owned(),
+                link: link.and_then(|l| serde_json::to_value(l).ok()),
+            }
+        })
+        .collect();
+    Ok(Json(views))
+}
+
+async fn remove_peer(
+    State(state): State<Arc<NodeState>>,
+    Json(body): Json<AgentBody>,
+) -> Api<Changed> {
+    let agent = parse_agent(&body.agent)?;
+    let name = agent.to_string();
+    let changed = store(&state, move |s| s.meta().remove_peer(&name)).await?;
+    state.links.close(&agent);
+    Ok(Json(Changed { changed }))
+}
+
+async fn block_peer(
+    State(state): State<Arc<NodeState>>,
+    Json(body): Json<BlockBody>,
+) -> Api<Changed> {
+    let agent = parse_agent(&body.agent)?;
+    let (name, blocked, now) = (
+        agent.to_string(),
+        body.blocked,
+        unix_secs(SystemTime::now()),
+    );
+    let changed = store(&state, move |s| {
+        s.meta().set_peer_blocked(&name, blocked, now)
+    })
+    .await?;
+    if body.blocked {
+        state.links.close(&agent);
+    }
+    Ok(Json(Changed { changed }))
+}
+
+async fn ping(State(state): State<Arc<NodeState>>, Json(body): Json<AgentBody>) -> Api<PingReport> {
+    let agent = parse_agent(&body.agent)?;
+    let rtt = net::ping(&state, agent).await?;
+    Ok(Json(PingReport {
+        agent: agent.to_string(),
+        rtt_ms: rtt.as_secs_f64() * 1000.0,
+    }))
 }

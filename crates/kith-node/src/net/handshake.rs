@@ -49,7 +49,9 @@ impl HandshakeOutcome {
         match self {
             HandshakeOutcome::Refused(RefuseReason::TicketRefused) => "refused_ticket",
             HandshakeOutcome::Refused(RefuseReason::UnknownPeer) => "refused_unknown_peer",
-            HandshakeOutcome::Refused(RefuseReason::AgentKeyMismatch) => "refused_agent_key_mismatch",
+            HandshakeOutcome::Refused(RefuseReason::AgentKeyMismatch) => {
+                "refused_agent_key_mismatch"
+            }
             HandshakeOutcome::Refused(_) => "refused_handshake_other",
             HandshakeOutcome::Failed(_) => "handshake_failed",
         }
@@ -80,19 +82,35 @@ pub async fn run(
         // Drain what the machine wants to say and do.
         out.clear();
         while let Some(frame) = both!(&mut machine, m => m.poll_transmit()) {
-            frame.encode(&mut out).map_err(|e| HandshakeOutcome::Failed(e.to_string()))?;
+            frame
+                .encode(&mut out)
+                .map_err(|e| HandshakeOutcome::Failed(e.to_string()))?;
         }
         if !out.is_empty() {
-            stream.write_all(&out).await.map_err(|e| HandshakeOutcome::Failed(e.to_string()))?;
+            stream
+                .write_all(&out)
+                .await
+                .map_err(|e| HandshakeOutcome::Failed(e.to_string()))?;
         }
+        // One event per turn: answering a question queues frames (the `A`), and they must go
+        // out before an `Established` that follows is acted on.
         let mut answered = false;
-        while let Some(event) = both!(&mut machine, m => m.poll_event()) {
+        if let Some(event) = both!(&mut machine, m => m.poll_event()) {
             match event {
                 Event::Established(link) => {
-                    return Ok(Established { link, leftover: buf, ticket_from });
+                    return Ok(Established {
+                        link,
+                        leftover: buf,
+                        ticket_from,
+                    });
                 }
                 Event::Refused { reason } => return Err(HandshakeOutcome::Refused(reason)),
-                Event::CheckTicket { token, from_agent, claimed_from, .. } => {
+                Event::CheckTicket {
+                    token,
+                    from_agent,
+                    claimed_from,
+                    ..
+                } => {
                     let agent = from_agent.to_string();
                     let now = unix_secs(SystemTime::now());
                     let verdict = state
@@ -155,7 +173,9 @@ pub async fn run(
         }
         .map_err(|e| HandshakeOutcome::Failed(e.to_string()))?;
         if n == 0 {
-            return Err(HandshakeOutcome::Failed("peer closed during handshake".into()));
+            return Err(HandshakeOutcome::Failed(
+                "peer closed during handshake".into(),
+            ));
         }
     }
 }

@@ -55,7 +55,14 @@ pub fn start(
     };
     let (tx, rx) = mpsc::channel(state.config.limits.link_queue_envelopes.max(1));
     let id = state.links.next_id();
-    let handle = LinkHandle { id, side, initiator, remote, since: Instant::now(), outgoing: tx.clone() };
+    let handle = LinkHandle {
+        id,
+        side,
+        initiator,
+        remote,
+        since: Instant::now(),
+        outgoing: tx.clone(),
+    };
     let registration = state.links.register(peer, handle);
     if registration == Registration::Retire {
         let _ = tx.try_send(Outgoing::Retire);
@@ -103,7 +110,9 @@ impl LinkIo {
     async fn send(&mut self, envelope: &Envelope) -> std::io::Result<()> {
         let bytes = envelope.to_bytes().map_err(std::io::Error::other)?;
         self.out.clear();
-        self.link.seal_into(&bytes, &mut self.out).map_err(std::io::Error::other)?;
+        self.link
+            .seal_into(&bytes, &mut self.out)
+            .map_err(std::io::Error::other)?;
         self.stream.write_all(&self.out).await
     }
 
@@ -115,7 +124,10 @@ impl LinkIo {
 
 fn envelope(command: &str, data: impl Into<Bytes>) -> Envelope {
     // Only called with the fixed command names of this module, which are valid.
-    Envelope::new(Command::new(command).unwrap_or_else(|_| unreachable!()), data)
+    Envelope::new(
+        Command::new(command).unwrap_or_else(|_| unreachable!()),
+        data,
+    )
 }
 
 async fn run(
@@ -136,8 +148,16 @@ async fn run(
         plain: BytesMut::new(),
         out: BytesMut::new(),
     };
-    let version = json!({ "protocols": PROTOCOLS, "software": concat!("kith/", env!("CARGO_PKG_VERSION")) });
-    if io.send(&envelope("version", serde_json::to_vec(&version).unwrap_or_default())).await.is_err() {
+    let version =
+        json!({ "protocols": PROTOCOLS, "software": concat!("kith/", env!("CARGO_PKG_VERSION")) });
+    if io
+        .send(&envelope(
+            "version",
+            serde_json::to_vec(&version).unwrap_or_default(),
+        ))
+        .await
+        .is_err()
+    {
         return LinkEnd::Lost;
     }
     let mut said_bye = false;
@@ -171,7 +191,11 @@ async fn run(
         if said_bye && heard_bye {
             return LinkEnd::Orderly;
         }
-        let idle_at = if said_bye { None } else { io.link.idle_deadline() };
+        let idle_at = if said_bye {
+            None
+        } else {
+            io.link.idle_deadline()
+        };
         tokio::select! {
             read = io.stream.read_buf(&mut io.inbuf) => match read {
                 Ok(0) | Err(_) => return if said_bye { LinkEnd::Orderly } else { LinkEnd::Lost },
@@ -235,14 +259,25 @@ async fn process_input(
     heard_bye: &mut bool,
 ) -> Result<(), String> {
     while let Some(frame) = io.frames.decode(&mut io.inbuf).map_err(|e| e.to_string())? {
-        let plain = io.link.open(Instant::now(), &frame).map_err(|e| e.to_string())?;
+        let plain = io
+            .link
+            .open(Instant::now(), &frame)
+            .map_err(|e| e.to_string())?;
         io.plain.extend_from_slice(&plain);
-        while let Some(env) = io.envelopes.decode(&mut io.plain).map_err(|e| e.to_string())? {
+        while let Some(env) = io
+            .envelopes
+            .decode(&mut io.plain)
+            .map_err(|e| e.to_string())?
+        {
             state.counters.bump("envelopes_received");
             match env.command.as_str() {
-                "version" => tracing::debug!(peer = %peer, version = %String::from_utf8_lossy(&env.data), "peer version"),
+                "version" => {
+                    tracing::debug!(peer = %peer, version = %String::from_utf8_lossy(&env.data), "peer version")
+                }
                 "ping" if env.data.len() == 8 => {
-                    io.send(&envelope("pong", env.data.clone())).await.map_err(|e| e.to_string())?;
+                    io.send(&envelope("pong", env.data.clone()))
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 "pong" if env.data.len() == 8 => {
                     let mut nonce = [0u8; 8];

@@ -135,7 +135,10 @@ async fn respond(state: Arc<NodeState>, mut stream: TcpStream, remote: SocketAdd
                 up.last_addr = Some(addr);
                 s.meta().upsert_peer(&up, now).map(|_| ())
             }
-            None => s.meta().touch_peer(&peer.to_string(), Some(&addr), now).map(|_| ()),
+            None => s
+                .meta()
+                .touch_peer(&peer.to_string(), Some(&addr), now)
+                .map(|_| ()),
         })
         .await;
     if !matches!(recorded, Ok(Ok(()))) {
@@ -147,7 +150,10 @@ async fn respond(state: Arc<NodeState>, mut stream: TcpStream, remote: SocketAdd
 async fn connect_tcp(state: &NodeState, host: &str, port: u16) -> Result<TcpStream, NetError> {
     let addr = format!("{host}:{port}");
     let timeout = Duration::from_millis(state.config.limits.connect_timeout_ms);
-    let unreachable = |reason: String| NetError::Unreachable { addr: addr.clone(), reason };
+    let unreachable = |reason: String| NetError::Unreachable {
+        addr: addr.clone(),
+        reason,
+    };
     let stream = tokio::time::timeout(timeout, TcpStream::connect(&addr))
         .await
         .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
@@ -168,13 +174,24 @@ fn describe(outcome: HandshakeOutcome, what: &str) -> NetError {
 }
 
 /// First contact: opens an IK link to the ticket's site and records it as a peer.
-pub async fn connect_ticket(state: &Arc<NodeState>, ticket: Ticket) -> Result<PeerRecord, NetError> {
-    ticket.check_unexpired(SystemTime::now()).map_err(|e| NetError::Ticket(e.to_string()))?;
-    let site = ticket.agent().map_err(|e| NetError::Ticket(e.to_string()))?;
+pub async fn connect_ticket(
+    state: &Arc<NodeState>,
+    ticket: Ticket,
+) -> Result<PeerRecord, NetError> {
+    ticket
+        .check_unexpired(SystemTime::now())
+        .map_err(|e| NetError::Ticket(e.to_string()))?;
+    let site = ticket
+        .agent()
+        .map_err(|e| NetError::Ticket(e.to_string()))?;
     if site == state.agent {
-        return Err(NetError::Ticket("this ticket was issued by this node itself".into()));
+        return Err(NetError::Ticket(
+            "this ticket was issued by this node itself".into(),
+        ));
     }
-    let (host, port) = (ticket.chad.host.clone(), ticket.chad.port);
+    let (host, port) = ticket
+        .site_address()
+        .map_err(|e| NetError::Ticket(e.to_string()))?;
     let mut stream = connect_tcp(state, &host, port).await?;
     let remote = stream.peer_addr().map_err(|e| NetError::Unreachable {
         addr: format!("{host}:{port}"),
@@ -187,8 +204,14 @@ pub async fn connect_ticket(state: &Arc<NodeState>, ticket: Ticket) -> Result<Pe
         port: Some(port),
     };
     let request = TicketRequest::new(to, state.own_chad(), ticket.token.clone());
-    let machine = Initiator::ik(&state.secure, site, &request, Instant::now(), &mut rand::rngs::OsRng)
-        .map_err(|e| NetError::Handshake(e.to_string()))?;
+    let machine = Initiator::ik(
+        &state.secure,
+        site,
+        &request,
+        Instant::now(),
+        &mut rand::rngs::OsRng,
+    )
+    .map_err(|e| NetError::Handshake(e.to_string()))?;
     let established = handshake::run(state, &mut stream, Machine::Initiator(Box::new(machine)))
         .await
         .map_err(|o| describe(o, "first contact failed"))?;
@@ -235,30 +258,48 @@ pub async fn ensure_link(state: &Arc<NodeState>, agent: AgentId) -> Result<(), N
         addr: format!("{host}:{port}"),
         reason: e.to_string(),
     })?;
-    let machine = Initiator::known(&state.secure, agent, b"", Instant::now(), &mut rand::rngs::OsRng)
-        .map_err(|e| NetError::Handshake(e.to_string()))?;
+    let machine = Initiator::known(
+        &state.secure,
+        agent,
+        b"",
+        Instant::now(),
+        &mut rand::rngs::OsRng,
+    )
+    .map_err(|e| NetError::Handshake(e.to_string()))?;
     let established = handshake::run(state, &mut stream, Machine::Initiator(Box::new(machine)))
         .await
         .map_err(|o| describe(o, "reconnect failed"))?;
     let now = unix_secs(SystemTime::now());
     let (name, addr) = (agent.to_string(), remote.to_string());
-    let _ = state.with_store(move |s| s.meta().touch_peer(&name, Some(&addr), now)).await;
+    let _ = state
+        .with_store(move |s| s.meta().touch_peer(&name, Some(&addr), now))
+        .await;
     link::start(state, stream, established, Side::Initiator, agent, remote);
     Ok(())
 }
 
 /// Sends an envelope to `agent`, dialling first if there is no link. Waits while the link's
 /// queue is full (backpressure).
-pub async fn send(state: &Arc<NodeState>, agent: AgentId, envelope: Envelope) -> Result<(), NetError> {
+pub async fn send(
+    state: &Arc<NodeState>,
+    agent: AgentId,
+    envelope: Envelope,
+) -> Result<(), NetError> {
     for _ in 0..2 {
         ensure_link(state, agent).await?;
         if let Some(tx) = state.links.sender(&agent) {
-            if tx.send(crate::links::Outgoing::Envelope(envelope.clone())).await.is_ok() {
+            if tx
+                .send(crate::links::Outgoing::Envelope(envelope.clone()))
+                .await
+                .is_ok()
+            {
                 return Ok(());
             }
         }
     }
-    Err(NetError::Handshake(format!("the link with {agent} closed while sending")))
+    Err(NetError::Handshake(format!(
+        "the link with {agent} closed while sending"
+    )))
 }
 
 /// Pings `agent` (dialling at once if needed) and returns the round-trip time.
@@ -271,7 +312,10 @@ pub async fn ping(state: &Arc<NodeState>, agent: AgentId) -> Result<Duration, Ne
         .expect_pong(agent, nonce)
         .ok_or_else(|| NetError::Handshake("too many pings outstanding".into()))?;
     let sent = Instant::now();
-    let ping = Envelope::new(Command::new("ping").unwrap_or_else(|_| unreachable!()), nonce.to_vec());
+    let ping = Envelope::new(
+        Command::new("ping").unwrap_or_else(|_| unreachable!()),
+        nonce.to_vec(),
+    );
     send(state, agent, ping).await?;
     let timeout = Duration::from_millis(state.config.limits.ping_timeout_ms);
     match tokio::time::timeout(timeout, waiter).await {
@@ -304,7 +348,9 @@ pub fn spawn_redial(state: Arc<NodeState>, peer: AgentId) {
             }
             match ensure_link(&state, peer).await {
                 Ok(()) => return,
-                Err(NetError::UnknownPeer(_) | NetError::Blocked(_) | NetError::NoAddress(_)) => return,
+                Err(NetError::UnknownPeer(_) | NetError::Blocked(_) | NetError::NoAddress(_)) => {
+                    return
+                }
                 Err(e) => {
                     state.counters.bump("redial_failures");
                     tracing::debug!(peer = %peer, "redial failed: {e}");
@@ -320,7 +366,9 @@ pub fn relink_known_peers(state: Arc<NodeState>, peers: Vec<PeerRecord>) {
         if record.blocked || record.host.is_none() || record.port.is_none() {
             continue;
         }
-        let Ok(agent) = record.agent.parse::<AgentId>() else { continue };
+        let Ok(agent) = record.agent.parse::<AgentId>() else {
+            continue;
+        };
         let state = Arc::clone(&state);
         tokio::spawn(async move {
             if let Err(e) = ensure_link(&state, agent).await {

@@ -3,6 +3,7 @@
 
 mod content;
 mod file;
+mod links;
 mod node;
 
 use crate::cli::{Cli, Command, GlobalArgs};
@@ -19,11 +20,18 @@ pub struct Env {
 }
 
 impl Env {
-    fn load(global: &GlobalArgs) -> Result<Env> {
-        let overrides = Overrides {
+    fn load(global: &GlobalArgs, command: &Command) -> Result<Env> {
+        let mut overrides = Overrides {
             data_dir: global.data_dir.clone(),
             db_url: global.db.clone(),
+            ..Overrides::default()
         };
+        if let Command::Up(up) = command {
+            overrides.listen = up.listen.clone();
+            overrides.announce = up.announce.clone();
+            overrides.raw_links = up.raw;
+            overrides.allow_raw_anywhere = up.allow_raw_anywhere;
+        }
         let config = NodeConfig::load(&overrides)?;
         Ok(Env {
             config,
@@ -44,11 +52,15 @@ impl Env {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
-    let env = Env::load(&cli.global)?;
+    let env = Env::load(&cli.global, &cli.command)?;
     match cli.command {
         Command::Init => node::init(&env),
         Command::Id => node::id(&env),
-        Command::Up => node::up(env),
+        Command::Up(_) => node::up(env),
+        Command::Ticket(args) => links::ticket(&env, args),
+        Command::Connect { ticket } => links::connect(&env, &ticket),
+        Command::Peers(args) => links::peers(&env, args),
+        Command::Ping { agent } => links::ping(&env, &agent),
         Command::Status => node::status(&env),
         Command::File(command) => file::run(&env, command),
         Command::Content(command) => content::run(&env, command),

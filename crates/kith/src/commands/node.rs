@@ -66,8 +66,8 @@ pub fn up(env: Env) -> Result<()> {
                 "control": ready.control.display().to_string(),
                 "agent": ready.agent,
                 "node_id": ready.node_id,
-                // The network listeners arrive with the secure-link, file and chat issues.
-                "listen": null,
+                "listen": ready.listen.map(|a| a.to_string()),
+                // The peer and chat listeners arrive with the file and chat issues.
                 "peer_listen": null,
                 "chat_listen": null,
             });
