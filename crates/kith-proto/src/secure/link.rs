@@ -123,9 +123,10 @@ impl Link {
         &self.handshake_hash
     }
 
-    /// The peer's handshake payload not already surfaced elsewhere, if it was not empty: the
-    /// `K` payload (the reference sends its first message there) or the `Q` query, on the
-    /// responder; the `A` payload on the initiator. Returns it once.
+    /// The peer's last handshake payload, if it was not empty, once. On the responder: the
+    /// whole `I` ticket request (JSON, with any fields beyond those in
+    /// [`super::Event::CheckTicket`]), the `K` payload (the reference sends its first protocol
+    /// message there) or the `Q` query. On the initiator: the `A` payload (empty from kith).
     pub fn take_early_data(&mut self) -> Option<Vec<u8>> {
         self.early_data.take()
     }

@@ -45,6 +45,8 @@ mod handshake;
 mod link;
 mod noise;
 pub mod payload;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 
