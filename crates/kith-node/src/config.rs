@@ -225,7 +225,7 @@ mod tests {
     fn overrides(dir: &Path) -> Overrides {
         Overrides {
             data_dir: Some(dir.to_owned()),
-            db_url: None,
+            ..Overrides::default()
         }
     }
 

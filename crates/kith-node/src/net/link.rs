@@ -9,6 +9,7 @@
 //!   first keeps reading until the other's `bye` (or a drain deadline); the other side first
 //!   flushes what it had queued, then answers `bye`. That is how a retired duplicate, an idle
 //!   link or a removed peer closes without losing an envelope in flight.
+//!
 //! Any other command goes to [`crate::node::NodeState::dispatch`], the seam where the file and
 //! chat protocols plug in.
 
