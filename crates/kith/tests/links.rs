@@ -1,0 +1,358 @@
+//! Secure links between real `kith up` processes on loopback: tickets, pings, restarts,
+//! refusals and the abuse guards, observed from outside as a user (or an attacker) would.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running node in a temporary data dir; stopped with SIGTERM when dropped.
+struct Node {
+    data: PathBuf,
+    child: Option<Child>,
+    ready: Value,
+}
+
+impl Node {
+    fn start(data: &Path) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
+            .arg("--data")
+            .arg(data)
+            .args(["up", "--listen", "127.0.0.1:0", "--json"])
+            .env("KITH_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kith up");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("ready line: {line:?}"));
+        Node {
+            data: data.to_owned(),
+            child: Some(child),
+            ready,
+        }
+    }
+
+    fn agent(&self) -> String {
+        self.ready["agent"].as_str().unwrap().to_owned()
+    }
+
+    fn listen(&self) -> String {
+        self.ready["listen"].as_str().unwrap().to_owned()
+    }
+
+    fn kith(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_kith"))
+            .arg("--data")
+            .arg(&self.data)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kith(args);
+        assert!(
+            out.status.success(),
+            "kith {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.kith(args);
+        assert!(!out.status.success(), "kith {args:?} should fail");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        let status: Value = serde_json::from_str(&self.ok(&["status", "--json"])).unwrap();
+        status["counters"][name].as_u64().unwrap_or(0)
+    }
+
+    fn links(&self) -> u64 {
+        let status: Value = serde_json::from_str(&self.ok(&["status", "--json"])).unwrap();
+        status["links"].as_u64().unwrap()
+    }
+
+    fn peer_state(&self, agent: &str) -> String {
+        let peers: Value = serde_json::from_str(&self.ok(&["peers", "--json"])).unwrap();
+        peers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["agent"] == agent)
+            .map(|p| p["state"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn with_limits(data: &Path, limits: &str) {
+    std::fs::create_dir_all(data).unwrap();
+    std::fs::write(data.join("kith.toml"), format!("[limits]\n{limits}\n")).unwrap();
+}
+
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads until the server closes the connection; returns what it sent (must be nothing).
+fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Vec<u8> {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut got = Vec::new();
+    match stream.read_to_end(&mut got) {
+        Ok(_) => got,
+        Err(e) => panic!("server did not close within {within:?}: {e}"),
+    }
+}
+
+#[test]
+fn two_nodes_link_by_ticket_ping_and_relink_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(&tmp.path().join("a"));
+    let mut b = Node::start(&tmp.path().join("b"));
+    let ticket = a.ok(&["ticket"]);
+    assert!(ticket.trim().starts_with("kith-ticket:"));
+    let linked = b.ok(&["connect", ticket.trim()]);
+    assert!(linked.contains(&a.agent()), "{linked}");
+    assert!(a.ok(&["ping", &b.agent()]).starts_with("pong from"));
+    assert!(b.ok(&["ping", &a.agent()]).starts_with("pong from"));
+    assert_eq!(a.peer_state(&b.agent()), "linked");
+
+    // B restarts: it re-links to A by itself (N + KK), nobody has to send anything.
+    b.stop();
+    let b = Node::start(&tmp.path().join("b"));
+    eventually("B re-links to A after its restart", || {
+        b.peer_state(&a.agent()) == "linked"
+    });
+    assert!(a.ok(&["ping", &b.agent()]).starts_with("pong from"));
+    assert_eq!(a.links(), 1, "one logical link per peer");
+}
+
+#[test]
+fn a_reused_or_expired_ticket_gets_no_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(&tmp.path().join("a"));
+    let b = Node::start(&tmp.path().join("b"));
+    let c = Node::start(&tmp.path().join("c"));
+    let ticket = a.ok(&["ticket", "--json"]);
+    b.ok(&["connect", ticket.trim()]);
+    let err = c.fails(&["connect", ticket.trim()]);
+    assert!(
+        err.contains("closed the connection without answering"),
+        "{err}"
+    );
+    assert_eq!(a.counter("refused_ticket"), 1);
+
+    // Expired: the issuer's record says so even if the ticket's own text is doctored.
+    let short = a.ok(&["ticket", "--ttl", "1s", "--json"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut doctored: Value = serde_json::from_str(&short).unwrap();
+    doctored["expires"] = Value::from("2999-01-01T00:00:00Z");
+    let err = c.fails(&["connect", &doctored.to_string()]);
+    assert!(err.contains("without answering"), "{err}");
+    assert_eq!(a.counter("refused_ticket"), 2);
+    let err = c.fails(&["connect", short.trim()]);
+    assert!(
+        err.contains("expired"),
+        "a client-side check names it: {err}"
+    );
+}
+
+#[test]
+fn silent_and_dripping_clients_are_dropped_at_the_handshake_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("a");
+    with_limits(&data, "handshake_timeout_ms = 500");
+    let a = Node::start(&data);
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(a.listen()).unwrap();
+    assert!(read_until_closed(&mut silent, Duration::from_secs(5)).is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(400));
+
+    // One byte every 100 ms of a plausible frame: still cut off at the total deadline.
+    let mut drip = TcpStream::connect(a.listen()).unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for byte in [0u8, 0, 0, 60, b'N'].iter().chain([0u8; 60].iter()) {
+        if drip.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    assert!(closed || read_until_closed(&mut drip, Duration::from_secs(3)).is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "dropped at the deadline, not later"
+    );
+    assert!(a.counter("handshake_failed") >= 2);
+}
+
+#[test]
+fn an_oversized_frame_is_refused_from_its_length_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(&tmp.path().join("a"));
+    let mut stream = TcpStream::connect(a.listen()).unwrap();
+    stream.write_all(&u32::MAX.to_be_bytes()).unwrap();
+    let started = Instant::now();
+    assert!(read_until_closed(&mut stream, Duration::from_secs(5)).is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "no waiting for 4 GiB that never come"
+    );
+}
+
+#[test]
+fn an_address_that_keeps_failing_is_blocked_for_a_while() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("a");
+    with_limits(&data, "max_failures_per_addr = 2\nblock_secs = 300");
+    let a = Node::start(&data);
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(a.listen()).unwrap();
+        s.write_all(b"\x00\x00\x00\x05Xjunk").unwrap();
+        read_until_closed(&mut s, Duration::from_secs(5));
+    }
+    eventually("the third attempt is refused at once", || {
+        let mut s = TcpStream::connect(a.listen()).unwrap();
+        read_until_closed(&mut s, Duration::from_secs(5));
+        a.counter("refused_addr_blocked") >= 1
+    });
+}
+
+#[test]
+fn idle_links_are_closed_by_the_responder_and_come_back_on_demand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    with_limits(&da, "idle_timeout_ms = 700");
+    with_limits(&db, "idle_timeout_ms = 700");
+    let a = Node::start(&da);
+    let b = Node::start(&db);
+    b.ok(&["connect", a.ok(&["ticket"]).trim()]);
+    assert_eq!(a.peer_state(&b.agent()), "linked");
+    eventually("A (the responder) closes the idle link", || {
+        a.counter("links_idle_closed") == 1
+    });
+    eventually("B sees it closed", || b.peer_state(&a.agent()) == "idle");
+    assert_eq!(
+        b.counter("links_lost"),
+        0,
+        "an idle close is orderly, not a loss to redial"
+    );
+    assert!(
+        b.ok(&["ping", &a.agent()]).starts_with("pong from"),
+        "a user command dials at once"
+    );
+}
+
+#[test]
+fn both_sides_restarting_at_once_converge_on_one_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (mut a, mut b) = (Node::start(&da), Node::start(&db));
+    // Fixed ports, so both remember where the other is after a restart.
+    b.ok(&["connect", a.ok(&["ticket"]).trim()]);
+    let (agent_a, agent_b) = (a.agent(), b.agent());
+    a.ok(&["ping", &agent_b]);
+    let (listen_a, listen_b) = (a.listen(), b.listen());
+    a.stop();
+    b.stop();
+    let start_at = |data: &Path, listen: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
+            .arg("--data")
+            .arg(data)
+            .args(["up", "--listen", listen, "--json"])
+            .env("KITH_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Node {
+            data: data.to_owned(),
+            child: Some(child),
+            ready: serde_json::from_str(&line).unwrap(),
+        }
+    };
+    // B learned A's port from the ticket; A learned B's from B's first-contact request.
+    let a = start_at(&da, &listen_a);
+    let b = start_at(&db, &listen_b);
+    eventually("both sides linked", || {
+        a.peer_state(&agent_b) == "linked" && b.peer_state(&agent_a) == "linked"
+    });
+    assert!(a.ok(&["ping", &agent_b]).starts_with("pong"));
+    assert!(b.ok(&["ping", &agent_a]).starts_with("pong"));
+    eventually("duplicates retired", || a.links() == 1 && b.links() == 1);
+}
+
+#[test]
+fn blocked_and_removed_peers_cannot_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(&tmp.path().join("a"));
+    let b = Node::start(&tmp.path().join("b"));
+    b.ok(&["connect", a.ok(&["ticket"]).trim()]);
+    a.ok(&["peers", "--block", &b.agent()]);
+    eventually("the link is closed", || {
+        b.peer_state(&a.agent()) != "linked"
+    });
+    let err = b.fails(&["ping", &a.agent()]);
+    assert!(err.contains("without answering"), "{err}");
+    assert!(a.counter("refused_unknown_peer") >= 1);
+    a.ok(&["peers", "--unblock", &b.agent()]);
+    a.ok(&["peers", "--remove", &b.agent()]);
+    let err = a.fails(&["ping", &b.agent()]);
+    assert!(err.contains("not a known peer"), "{err}");
+}
+
+#[test]
+fn commands_that_need_the_network_say_no_node_is_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .arg("--data")
+        .arg(tmp.path())
+        .args(["ping", "QF6N3S5BRMn-kSldzcjMasYQwauiSvu0r-VpmVv_qHU"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kith up"));
+}
