@@ -103,6 +103,8 @@ pub struct NodeConfig {
     pub announce: Option<(String, u16)>,
     /// Unencrypted links (simulations only; loopback only unless `allow_raw_anywhere`).
     pub raw_links: bool,
+    /// Permit raw links on a listener that is not on loopback.
+    pub allow_raw_anywhere: bool,
 }
 
 impl NodeConfig {
@@ -133,17 +135,6 @@ impl NodeConfig {
             None => None,
         };
         let raw_links = overrides.raw_links || file.raw_links.unwrap_or(false);
-        if raw_links && !overrides.allow_raw_anywhere {
-            if let Some(addr) = listen.filter(|a| !a.ip().is_loopback()) {
-                return Err(ConfigError::Invalid {
-                    key: "raw_links",
-                    reason: format!(
-                        "unencrypted links on {addr} would face the network; listen on loopback \
-                         (e.g. --listen 127.0.0.1:0) or pass --allow-raw-anywhere"
-                    ),
-                });
-            }
-        }
         Ok(NodeConfig {
             data_dir,
             db_url: overrides.db_url.clone().or(file.db),
@@ -152,6 +143,7 @@ impl NodeConfig {
             listen,
             announce,
             raw_links,
+            allow_raw_anywhere: overrides.allow_raw_anywhere,
         })
     }
 
@@ -161,6 +153,23 @@ impl NodeConfig {
         let meta = open_meta_db(self.db_url.as_deref(), &self.data_dir.sqlite_path())?;
         let blobs = BlobStore::with_max_item_size(self.data_dir.store_dir(), self.max_item)?;
         Ok(FileStore::new(blobs, meta))
+    }
+
+    /// Checks what only matters to a node that is about to listen: raw (unencrypted) links
+    /// must not face the network unless explicitly allowed.
+    pub fn check_for_serving(&self) -> Result<(), ConfigError> {
+        if self.raw_links && !self.allow_raw_anywhere {
+            if let Some(addr) = self.listen.filter(|a| !a.ip().is_loopback()) {
+                return Err(ConfigError::Invalid {
+                    key: "raw_links",
+                    reason: format!(
+                        "unencrypted links on {addr} would face the network; listen on loopback \
+                         (e.g. --listen 127.0.0.1:0) or pass --allow-raw-anywhere"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// A short name of the metadata backend, for status output.
@@ -285,10 +294,11 @@ mod tests {
         o.raw_links = true;
         assert!(NodeConfig::load(&o).unwrap().raw_links);
         o.listen = Some("0.0.0.0:0".into());
-        let err = NodeConfig::load(&o).unwrap_err().to_string();
+        let config = NodeConfig::load(&o).unwrap();
+        let err = config.check_for_serving().unwrap_err().to_string();
         assert!(err.contains("loopback"), "{err}");
         o.allow_raw_anywhere = true;
-        assert!(NodeConfig::load(&o).is_ok());
+        assert!(NodeConfig::load(&o).unwrap().check_for_serving().is_ok());
     }
 
     #[test]

@@ -207,6 +207,9 @@ pub async fn serve(
     on_ready: impl FnOnce(&Ready),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
+    config
+        .check_for_serving()
+        .map_err(|e| NodeError::Open(e.to_string()))?;
     let data_dir = config.data_dir.clone();
     let identity = data_dir
         .load_or_create_identity(&mut rand::rngs::OsRng)

@@ -356,3 +356,76 @@ fn commands_that_need_the_network_say_no_node_is_running() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("kith up"));
 }
+
+#[test]
+fn raw_mode_links_on_loopback_and_is_refused_facing_the_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .arg("--data")
+        .arg(tmp.path().join("x"))
+        .args(["up", "--raw", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("loopback"));
+
+    let start_raw = |name: &str| {
+        let data = tmp.path().join(name);
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("kith.toml"), "raw_links = true\n").unwrap();
+        Node::start(&data)
+    };
+    let (a, b) = (start_raw("a"), start_raw("b"));
+    b.ok(&["connect", a.ok(&["ticket"]).trim()]);
+    assert!(b.ok(&["ping", &a.agent()]).starts_with("pong from"));
+}
+
+/// Two `kith up` processes of one site, each with its own data dir and identity, share one
+/// PostgreSQL database: a peer one of them records is visible to the other.
+#[test]
+fn two_processes_sharing_postgres_see_each_others_peers() {
+    let Ok(base) = std::env::var("KITH_TEST_POSTGRES") else {
+        eprintln!("skipped: set KITH_TEST_POSTGRES=postgres://... to run against PostgreSQL");
+        return;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let schema = format!("kith_links_{}_{nanos}", std::process::id());
+    let mut admin = postgres::Client::connect(&base, postgres::NoTls).expect("connect");
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let site = |name: &str| {
+        let data = tmp.path().join(name);
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("kith.toml"), format!("db = {:?}\n", url)).unwrap();
+        Node::start(&data)
+    };
+    let (site1, site2) = (site("site1"), site("site2"));
+    let outsider = Node::start(&tmp.path().join("outsider"));
+    outsider.ok(&["connect", site1.ok(&["ticket"]).trim()]);
+    assert_eq!(
+        site2.peer_state(&outsider.agent()),
+        "idle",
+        "site2 sees the peer site1 recorded"
+    );
+    // And a ticket issued by one process is redeemed once across both.
+    let ticket = site2.ok(&["ticket", "--json"]);
+    let listed: Value = serde_json::from_str(&site1.ok(&["ticket", "--list", "--json"])).unwrap();
+    let token = serde_json::from_str::<Value>(&ticket).unwrap()["token"].clone();
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["token"] == token));
+    drop((site1, site2, outsider));
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+}
