@@ -91,11 +91,15 @@ pub async fn accept_loop(state: Arc<NodeState>, listener: TcpListener) {
                 task.abort();
             }
         }
+        // Hold the table while spawning: the task removes its own entry when its handshake
+        // ends, and must not be able to do that before the entry exists.
+        let mut pending = state.pending_handshakes();
         let task_state = Arc::clone(&state);
         let task = tokio::spawn(async move {
             respond(task_state, stream, remote, id).await;
         });
-        state.pending_handshakes().insert(id, task.abort_handle());
+        pending.insert(id, task.abort_handle());
+        drop(pending);
     }
 }
 
