@@ -429,3 +429,24 @@ fn two_processes_sharing_postgres_see_each_others_peers() {
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .unwrap();
 }
+
+#[test]
+fn issued_tickets_are_listed_and_a_revoked_one_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(&tmp.path().join("a"));
+    let b = Node::start(&tmp.path().join("b"));
+    let ticket: Value =
+        serde_json::from_str(&a.ok(&["ticket", "--json", "--reusable", "--cuid", "carol"]))
+            .unwrap();
+    assert_eq!(ticket["chad"]["cuid"], "carol");
+    assert_eq!(ticket["chad"]["agent"], a.agent().as_str());
+    let token = ticket["token"].as_str().unwrap();
+    let listed: Value = serde_json::from_str(&a.ok(&["ticket", "--list", "--json"])).unwrap();
+    assert_eq!(listed[0]["token"], token);
+    assert_eq!(listed[0]["reusable"], true);
+    a.ok(&["ticket", "--revoke", token]);
+    let err = b.fails(&["connect", &ticket.to_string()]);
+    assert!(err.contains("without answering"), "{err}");
+    let err = a.fails(&["ticket", "--revoke", "00000000000000000000000000000000"]);
+    assert!(err.contains("no issued ticket"), "{err}");
+}

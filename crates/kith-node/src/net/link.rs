@@ -3,7 +3,7 @@
 //! The application stream is a byte stream of envelopes; one envelope may span many frames
 //! and one frame may hold several envelopes. Link-level commands:
 //! - `version`: the first envelope each side sends, `{"protocols": [1], "software": ...}`, so
-//!   later releases can negotiate;
+//!   later releases can negotiate; a peer that lists no protocol we speak is dropped;
 //! - `ping` (8 bytes) answered by `pong` echoing them;
 //! - `bye` `{"reason": ...}`: "I will send nothing more on this link". The side that says it
 //!   first keeps reading until the other's `bye` (or a drain deadline); the other side first
@@ -245,6 +245,18 @@ async fn run(
     }
 }
 
+/// True when a `version` envelope lists a protocol this build speaks. A peer that announces
+/// none (or something unreadable) cannot be understood, so the link is dropped.
+fn speaks_a_common_version(data: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Version {
+        protocols: Vec<u32>,
+    }
+    serde_json::from_slice::<Version>(data)
+        .map(|v| v.protocols.iter().any(|p| PROTOCOLS.contains(p)))
+        .unwrap_or(false)
+}
+
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -273,7 +285,13 @@ async fn process_input(
             state.counters.bump("envelopes_received");
             match env.command.as_str() {
                 "version" => {
-                    tracing::debug!(peer = %peer, version = %String::from_utf8_lossy(&env.data), "peer version")
+                    if !speaks_a_common_version(&env.data) {
+                        state.counters.bump("links_incompatible");
+                        return Err(format!(
+                            "no common protocol version: we speak {PROTOCOLS:?}, the peer said {}",
+                            String::from_utf8_lossy(&env.data)
+                        ));
+                    }
                 }
                 "ping" if env.data.len() == 8 => {
                     io.send(&envelope("pong", env.data.clone()))
@@ -291,4 +309,19 @@ async fn process_input(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::speaks_a_common_version;
+
+    #[test]
+    fn a_version_envelope_must_share_a_protocol_with_us() {
+        assert!(speaks_a_common_version(
+            br#"{"protocols":[1],"software":"kith/9"}"#
+        ));
+        assert!(speaks_a_common_version(br#"{"protocols":[7,1]}"#));
+        assert!(!speaks_a_common_version(br#"{"protocols":[2]}"#));
+        assert!(!speaks_a_common_version(b"garbage"));
+    }
 }
