@@ -12,6 +12,16 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// Prints `doc` as JSON with `--json`, otherwise the line `text`.
+pub fn report(json: bool, doc: serde_json::Value, text: &str) -> Result<()> {
+    if json {
+        print_json(&doc)
+    } else {
+        println!("{text}");
+        Ok(())
+    }
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same directory, fsync'd and
 /// renamed, so a failure never leaves a partial output that looks complete.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

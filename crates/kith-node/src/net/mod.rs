@@ -11,9 +11,9 @@ use crate::guard::Admission;
 use crate::links::Side;
 use crate::node::NodeState;
 use crate::ticket::{unix_secs, Ticket};
-use handshake::{HandshakeOutcome, Machine};
+use handshake::{Established, HandshakeOutcome, Machine};
 use kith_crypto::identity::AgentId;
-use kith_proto::secure::{Chad, Initiator, Responder, TicketRequest};
+use kith_proto::secure::{Chad, HandshakeError, Initiator, Responder, TicketRequest};
 use kith_proto::wire::{Command, Envelope};
 use kith_store::meta::{PeerRecord, PeerUpsert};
 use rand::RngCore;
@@ -151,19 +151,32 @@ async fn respond(state: Arc<NodeState>, mut stream: TcpStream, remote: SocketAdd
     link::start(&state, stream, established, Side::Responder, peer, remote);
 }
 
-async fn connect_tcp(state: &NodeState, host: &str, port: u16) -> Result<TcpStream, NetError> {
+/// Dials `host:port` and runs the initiator machine that `start` builds over the new
+/// connection: what both first contact and reconnection do before they differ.
+async fn dial(
+    state: &Arc<NodeState>,
+    host: &str,
+    port: u16,
+    what: &str,
+    start: impl FnOnce(Instant) -> Result<Initiator, HandshakeError>,
+) -> Result<(TcpStream, SocketAddr, Established), NetError> {
     let addr = format!("{host}:{port}");
-    let timeout = Duration::from_millis(state.config.limits.connect_timeout_ms);
     let unreachable = |reason: String| NetError::Unreachable {
         addr: addr.clone(),
         reason,
     };
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(&addr))
+    let timeout = Duration::from_millis(state.config.limits.connect_timeout_ms);
+    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(&addr))
         .await
         .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
         .map_err(|e| unreachable(e.to_string()))?;
     let _ = stream.set_nodelay(true);
-    Ok(stream)
+    let remote = stream.peer_addr().map_err(|e| unreachable(e.to_string()))?;
+    let machine = start(Instant::now()).map_err(|e| NetError::Handshake(e.to_string()))?;
+    let established = handshake::run(state, &mut stream, Machine::Initiator(Box::new(machine)))
+        .await
+        .map_err(|outcome| describe(outcome, what))?;
+    Ok((stream, remote, established))
 }
 
 fn describe(outcome: HandshakeOutcome, what: &str) -> NetError {
@@ -182,25 +195,17 @@ pub async fn connect_ticket(
     state: &Arc<NodeState>,
     ticket: Ticket,
 ) -> Result<PeerRecord, NetError> {
+    let ticket_error = |e: crate::ticket::TicketError| NetError::Ticket(e.to_string());
     ticket
         .check_unexpired(SystemTime::now())
-        .map_err(|e| NetError::Ticket(e.to_string()))?;
-    let site = ticket
-        .agent()
-        .map_err(|e| NetError::Ticket(e.to_string()))?;
+        .map_err(ticket_error)?;
+    let site = ticket.agent().map_err(ticket_error)?;
     if site == state.agent {
         return Err(NetError::Ticket(
             "this ticket was issued by this node itself".into(),
         ));
     }
-    let (host, port) = ticket
-        .site_address()
-        .map_err(|e| NetError::Ticket(e.to_string()))?;
-    let mut stream = connect_tcp(state, &host, port).await?;
-    let remote = stream.peer_addr().map_err(|e| NetError::Unreachable {
-        addr: format!("{host}:{port}"),
-        reason: e.to_string(),
-    })?;
+    let (host, port) = ticket.site_address().map_err(ticket_error)?;
     let to = Chad {
         cuid: ticket.chad.cuid.clone(),
         agent: site.to_string(),
@@ -208,17 +213,10 @@ pub async fn connect_ticket(
         port: Some(port),
     };
     let request = TicketRequest::new(to, state.own_chad(), ticket.token.clone());
-    let machine = Initiator::ik(
-        &state.secure,
-        site,
-        &request,
-        Instant::now(),
-        &mut rand::rngs::OsRng,
-    )
-    .map_err(|e| NetError::Handshake(e.to_string()))?;
-    let established = handshake::run(state, &mut stream, Machine::Initiator(Box::new(machine)))
-        .await
-        .map_err(|o| describe(o, "first contact failed"))?;
+    let (stream, remote, established) = dial(state, &host, port, "first contact failed", |now| {
+        Initiator::ik(&state.secure, site, &request, now, &mut rand::rngs::OsRng)
+    })
+    .await?;
     let now = unix_secs(SystemTime::now());
     let mut up = PeerUpsert::new(&site);
     up.host = Some(host);
@@ -257,22 +255,10 @@ pub async fn ensure_link(state: &Arc<NodeState>, agent: AgentId) -> Result<(), N
     let (Some(host), Some(port)) = (record.host.clone(), record.port) else {
         return Err(NetError::NoAddress(agent.to_string()));
     };
-    let mut stream = connect_tcp(state, &host, port).await?;
-    let remote = stream.peer_addr().map_err(|e| NetError::Unreachable {
-        addr: format!("{host}:{port}"),
-        reason: e.to_string(),
-    })?;
-    let machine = Initiator::known(
-        &state.secure,
-        agent,
-        b"",
-        Instant::now(),
-        &mut rand::rngs::OsRng,
-    )
-    .map_err(|e| NetError::Handshake(e.to_string()))?;
-    let established = handshake::run(state, &mut stream, Machine::Initiator(Box::new(machine)))
-        .await
-        .map_err(|o| describe(o, "reconnect failed"))?;
+    let (stream, remote, established) = dial(state, &host, port, "reconnect failed", |now| {
+        Initiator::known(&state.secure, agent, b"", now, &mut rand::rngs::OsRng)
+    })
+    .await?;
     let now = unix_secs(SystemTime::now());
     let (name, addr) = (agent.to_string(), remote.to_string());
     let _ = state

@@ -2,7 +2,7 @@
 
 use super::Env;
 use crate::cli::ContentCommand;
-use crate::output::{print_json, read_bounded, write_file_atomically};
+use crate::output::{read_bounded, report, write_file_atomically};
 use anyhow::{anyhow, Context, Result};
 use kith_crypto::content;
 use serde_json::json;
@@ -17,7 +17,7 @@ pub fn run(env: &Env, command: ContentCommand) -> Result<()> {
             let signed = content::sign(identity.content_key(), &data)?;
             write_file_atomically(&output, &signed)?;
             report(
-                env,
+                env.json,
                 json!({"signed": output, "signer": hex::encode(identity.content_public())}),
                 &format!("signed {} bytes into {}", data.len(), output.display()),
             )
@@ -27,7 +27,7 @@ pub fn run(env: &Env, command: ContentCommand) -> Result<()> {
             let signed = content::verify(&bytes)
                 .map_err(|e| anyhow!("{} is not valid signed content: {e}", file.display()))?;
             report(
-                env,
+                env.json,
                 json!({"valid": true, "signer": hex::encode(signed.signer), "len": signed.data.len()}),
                 &format!("valid signature by {}", hex::encode(signed.signer)),
             )
@@ -44,7 +44,7 @@ pub fn run(env: &Env, command: ContentCommand) -> Result<()> {
             )?;
             write_file_atomically(&output, &sealed)?;
             report(
-                env,
+                env.json,
                 json!({"sealed": output, "to": to}),
                 &format!(
                     "sealed {} bytes for {to} into {}",
@@ -60,7 +60,7 @@ pub fn run(env: &Env, command: ContentCommand) -> Result<()> {
                 .map_err(|e| anyhow!("cannot open {}: {e}", file.display()))?;
             write_file_atomically(&output, &opened.data)?;
             report(
-                env,
+                env.json,
                 json!({"opened": output, "sender": hex::encode(opened.sender), "len": opened.data.len()}),
                 &format!(
                     "opened {} bytes from {} into {}",
@@ -70,15 +70,6 @@ pub fn run(env: &Env, command: ContentCommand) -> Result<()> {
                 ),
             )
         }
-    }
-}
-
-fn report(env: &Env, doc: serde_json::Value, text: &str) -> Result<()> {
-    if env.json {
-        print_json(&doc)
-    } else {
-        println!("{text}");
-        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@
 use super::node::client;
 use super::Env;
 use crate::cli::{PeersArgs, TicketArgs};
-use crate::output::print_json;
+use crate::output::{print_json, report};
 use anyhow::{anyhow, bail, Context, Result};
 use kith_node::control::{
     AgentBody, BlockBody, Changed, ConnectBody, ControlError, IssuedTicket, PeerView, PingReport,
@@ -47,7 +47,7 @@ pub fn ticket(env: &Env, args: TicketArgs) -> Result<()> {
             bail!("no issued ticket has the token {token}");
         }
         return report(
-            env,
+            env.json,
             serde_json::json!({"revoked": token}),
             &format!("revoked {token}"),
         );
@@ -171,7 +171,7 @@ pub fn connect(env: &Env, ticket: &str) -> Result<()> {
         peer.port.unwrap_or(0)
     );
     report(
-        env,
+        env.json,
         serde_json::to_value(&peer)?,
         &format!("linked with {} at {addr}", peer.agent),
     )
@@ -201,7 +201,7 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
             bail!("{agent} is not a known peer");
         }
         return report(
-            env,
+            env.json,
             serde_json::json!({"removed": agent}),
             &format!("forgot {agent}"),
         );
@@ -231,7 +231,7 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
             format!("{agent} was already {what}")
         };
         return report(
-            env,
+            env.json,
             serde_json::json!({ what: agent, "changed": changed }),
             &text,
         );
@@ -278,17 +278,8 @@ pub fn ping(env: &Env, agent: &str) -> Result<()> {
         },
     )?;
     report(
-        env,
+        env.json,
         serde_json::to_value(&report_)?,
         &format!("pong from {}: {:.3} ms", report_.agent, report_.rtt_ms),
     )
-}
-
-fn report(env: &Env, doc: serde_json::Value, text: &str) -> Result<()> {
-    if env.json {
-        print_json(&doc)
-    } else {
-        println!("{text}");
-        Ok(())
-    }
 }
