@@ -78,12 +78,12 @@ impl<N: SimNode> Sim<N> {
         StdRng::seed_from_u64(self.master.next_u64())
     }
 
-    /// Adds a node; it gets the next address.
+    /// Adds a node; it gets the next address. Outputs it already holds are carried out now.
     pub fn add_node(&mut self, node: N) -> Addr {
         let addr = Addr(self.nodes.len() as u32);
         self.nodes.push(Slot { node, armed: None });
         self.net.node_count = self.nodes.len() as u32;
-        self.rearm(addr);
+        self.drain(addr);
         addr
     }
 

@@ -29,7 +29,10 @@ fn two_nodes_link_by_ticket_and_ping() {
     assert_eq!(sim.offset_of(at), latency * 4);
     assert_eq!((kind, role), (HandshakeKind::Ticket, Role::Initiator));
     let link = &sim.node(b).links()[0];
-    assert_eq!((link.kind, link.role), (HandshakeKind::Ticket, Role::Responder));
+    assert_eq!(
+        (link.kind, link.role),
+        (HandshakeKind::Ticket, Role::Responder)
+    );
     assert_eq!(link.peer, sim.node(a).agent());
     assert_eq!(link.handshake_hash, sim.node(a).links()[0].handshake_hash);
     // Both ends now know each other.
@@ -72,7 +75,10 @@ fn reused_one_time_ticket_is_refused_and_third_node_sees_silent_close() {
     // The owner refused the ticket...
     assert!(sim.node(owner).events().iter().any(|(_, e)| matches!(
         e,
-        NodeEvent::Refused { reason: RefuseReason::TicketRefused, .. }
+        NodeEvent::Refused {
+            reason: RefuseReason::TicketRefused,
+            ..
+        }
     )));
     // ...and the third node got a close with not one byte before it.
     let closes: Vec<_> = sim
@@ -80,9 +86,11 @@ fn reused_one_time_ticket_is_refused_and_third_node_sees_silent_close() {
         .events()
         .iter()
         .filter_map(|(_, e)| match e {
-            NodeEvent::ClosedInHandshake { reason, bytes_received, .. } => {
-                Some((*reason, *bytes_received))
-            }
+            NodeEvent::ClosedInHandshake {
+                reason,
+                bytes_received,
+                ..
+            } => Some((*reason, *bytes_received)),
             _ => None,
         })
         .collect();
