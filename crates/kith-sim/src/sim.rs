@@ -188,7 +188,7 @@ impl<N: SimNode> Sim<N> {
             if done(self) {
                 return true;
             }
-            if !self.queue.peek_time().is_some_and(|t| t <= deadline) {
+            if self.queue.peek_time().is_none_or(|t| t > deadline) {
                 self.now = self.now.max(deadline);
                 return done(self);
             }

@@ -132,7 +132,7 @@ impl SimNode for Dripper {
 
 /// Secure nodes and adversaries in one simulation.
 enum Mixed {
-    Secure(SecureSimNode),
+    Secure(Box<SecureSimNode>),
     Drip(Dripper),
 }
 
@@ -160,8 +160,9 @@ impl SimNode for Mixed {
 #[test]
 fn dripping_peer_hits_the_handshake_deadline_on_virtual_time() {
     let mut sim: Sim<Mixed> = Sim::new(12);
-    let target =
-        sim.add_node_with(|addr, rng| Mixed::Secure(SecureSimNode::new(addr, rng, options())));
+    let target = sim.add_node_with(|addr, rng| {
+        Mixed::Secure(Box::new(SecureSimNode::new(addr, rng, options())))
+    });
     let drip = sim.add_node(Mixed::Drip(Dripper {
         to: target,
         conn: None,

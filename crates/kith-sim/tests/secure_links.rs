@@ -34,6 +34,12 @@ fn two_nodes_link_by_ticket_and_ping() {
         (HandshakeKind::Ticket, Role::Responder)
     );
     assert_eq!(link.peer, sim.node(a).agent());
+    assert_eq!(link.mode, Mode::Noise);
+    assert_eq!(
+        link.handshake_hash.len(),
+        64,
+        "a BLAKE2b Noise handshake hash"
+    );
     assert_eq!(link.handshake_hash, sim.node(a).links()[0].handshake_hash);
     // Both ends now know each other.
     let agent_a = sim.node(a).agent();
