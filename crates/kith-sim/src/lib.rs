@@ -38,6 +38,33 @@
 //! clock, and inspect nodes with [`Sim::node`]. [`secure::SecureSimNode`] is the worked
 //! example, and the base later cores can extend (its inbox takes every envelope that is not a
 //! link-level command).
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use kith_sim::{Input, Output, Sim, SimNode};
+//!
+//! /// Echoes every datagram back to its sender.
+//! #[derive(Default)]
+//! struct Echo { out: Vec<Output>, heard: Vec<Instant> }
+//!
+//! impl SimNode for Echo {
+//!     fn handle(&mut self, now: Instant, input: Input) {
+//!         if let Input::Datagram { from, bytes } = input {
+//!             self.heard.push(now);
+//!             self.out.push(Output::Datagram { to: from, bytes });
+//!         }
+//!     }
+//!     fn poll_output(&mut self) -> Option<Output> { self.out.pop() }
+//!     fn poll_timeout(&self) -> Option<Instant> { None }
+//! }
+//!
+//! let mut sim: Sim<Echo> = Sim::new(7);
+//! let a = sim.add_node(Echo::default());
+//! let b = sim.add_node(Echo::default());
+//! sim.act(a, |n, _| n.out.push(Output::Datagram { to: b, bytes: "hi".into() }));
+//! sim.run_until(Duration::from_millis(100)); // 20 ms a hop: it bounces 5 times
+//! assert_eq!(sim.node(a).heard.len() + sim.node(b).heard.len(), 5);
+//! ```
 #![deny(missing_docs)]
 
 mod config;
