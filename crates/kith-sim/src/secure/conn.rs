@@ -1,0 +1,109 @@
+//! One connection of a secure node: its handshake machine, then its link.
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+use kith_crypto::AgentId;
+use kith_proto::secure::{Event, Frame, HandshakeError, Initiator, Link, Responder};
+use kith_proto::wire::EnvelopeDecoder;
+
+use crate::node::Addr;
+
+/// How we came to dial.
+#[derive(Debug, Clone)]
+pub(crate) enum Dial {
+    /// First contact under a ticket.
+    Ticket {
+        agent: AgentId,
+        addr: Addr,
+        token: String,
+    },
+    /// A known peer (N+KK).
+    Known { agent: AgentId, addr: Addr },
+}
+
+impl Dial {
+    pub fn agent(&self) -> AgentId {
+        match self {
+            Dial::Ticket { agent, .. } | Dial::Known { agent, .. } => *agent,
+        }
+    }
+
+    pub fn addr(&self) -> Addr {
+        match self {
+            Dial::Ticket { addr, .. } | Dial::Known { addr, .. } => *addr,
+        }
+    }
+}
+
+/// A handshake machine of either role.
+pub(crate) enum Machine {
+    Initiator(Box<Initiator>),
+    Responder(Box<Responder>),
+}
+
+macro_rules! both {
+    ($m:expr, $x:ident => $body:expr) => {
+        match $m {
+            Machine::Initiator($x) => $body,
+            Machine::Responder($x) => $body,
+        }
+    };
+}
+
+impl Machine {
+    pub fn poll_transmit(&mut self) -> Option<Frame> {
+        both!(self, m => m.poll_transmit())
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        both!(self, m => m.poll_event())
+    }
+
+    pub fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), HandshakeError> {
+        both!(self, m => m.handle_frame(now, frame))
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), HandshakeError> {
+        both!(self, m => m.handle_timeout(now))
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        both!(self, m => m.poll_timeout())
+    }
+}
+
+/// An established link and its decoders.
+pub(crate) struct Linked {
+    pub link: Link,
+    pub peer: AgentId,
+    pub since: Instant,
+    /// Opened plaintext not yet a whole envelope.
+    pub plain: BytesMut,
+    pub envelopes: EnvelopeDecoder,
+}
+
+pub(crate) enum State {
+    Handshake(Machine),
+    Linked(Box<Linked>),
+}
+
+/// One connection.
+pub(crate) struct Conn {
+    pub peer_addr: Addr,
+    /// Set when we dialled it.
+    pub dial: Option<Dial>,
+    /// Received bytes not yet a whole frame.
+    pub inbuf: BytesMut,
+    pub bytes_received: usize,
+    pub state: State,
+}
+
+impl Conn {
+    pub fn deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::Handshake(m) => m.poll_timeout(),
+            State::Linked(l) => l.link.idle_deadline(),
+        }
+    }
+}
