@@ -402,6 +402,19 @@ impl Identity {
         self.content.public_key()
     }
 
+    /// The agent key as PKCS#8 v1 DER (RFC 8410), for TLS stacks that load keys that way.
+    /// It holds the secret seed: keep it in memory only (it is zeroized on drop).
+    pub fn agent_pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
+        const PKCS8_PREFIX: [u8; 16] = [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        let mut pkcs8 = Zeroizing::new(Vec::with_capacity(48));
+        pkcs8.extend_from_slice(&PKCS8_PREFIX);
+        pkcs8.extend_from_slice(self.agent.as_bytes());
+        pkcs8
+    }
+
     /// The content key, for [`crate::content`].
     pub fn content_key(&self) -> &ContentKey {
         &self.content
@@ -412,14 +425,7 @@ impl Identity {
     /// 4096-01-01) and serial derived from the public key. Deterministic: no clock is read,
     /// and Ed25519 signatures are deterministic.
     pub fn self_signed_certificate(&self) -> Result<Certificate, IdentityError> {
-        // PKCS#8 v1 (RFC 8410) wrapping of the Ed25519 seed.
-        const PKCS8_PREFIX: [u8; 16] = [
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
-            0x04, 0x20,
-        ];
-        let mut pkcs8 = Zeroizing::new(Vec::with_capacity(48));
-        pkcs8.extend_from_slice(&PKCS8_PREFIX);
-        pkcs8.extend_from_slice(self.agent.as_bytes());
+        let pkcs8 = self.agent_pkcs8_der();
         let err = |e: rcgen::Error| IdentityError::Certificate(e.to_string());
         let key_pair = rcgen::KeyPair::try_from(pkcs8.as_slice()).map_err(err)?;
         if key_pair.algorithm() != &rcgen::PKCS_ED25519 {

@@ -11,6 +11,7 @@
 //! - [`ticket`]: connection tickets, in the MyCHIPs JSON form and a one-line form.
 //! - [`links`]: one logical link per peer; duplicate links converge; pings; redial backoff.
 //! - [`net`]: the secure-link listener, dialling, handshakes and link tasks.
+//! - [`tls`]: TLS with the node certificate for the plain-text ports.
 //! - [`control`]: the JSON-over-HTTP API on the data dir's Unix socket, server and client.
 #![deny(missing_docs)]
 
@@ -21,5 +22,6 @@ pub mod links;
 pub mod net;
 pub mod node;
 pub mod ticket;
+pub mod tls;
 
 pub use config::{ConfigError, NodeConfig, Overrides};
