@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod content;
+pub mod custody;
 pub mod identity;
 
 pub use content::{
