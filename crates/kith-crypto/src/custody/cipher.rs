@@ -56,17 +56,18 @@ impl CustodyHeader {
         }
         let (key, nonce) = rest.split_at(33);
         let custodian_key: [u8; 33] =
-            key.try_into()
-                .map_err(|_| CustodyError::InvalidPublicKey {
-                    field: "custodian public key",
-                })?;
+            key.try_into().map_err(|_| CustodyError::InvalidPublicKey {
+                field: "custodian public key",
+            })?;
         PublicKey::from_slice(&custodian_key).map_err(|_| CustodyError::InvalidPublicKey {
             field: "custodian public key",
         })?;
-        let nonce: [u8; 24] = nonce.try_into().map_err(|_| CustodyError::HeaderTruncated {
-            expected: HEADER_LEN,
-            got: bytes.len(),
-        })?;
+        let nonce: [u8; 24] = nonce
+            .try_into()
+            .map_err(|_| CustodyError::HeaderTruncated {
+                expected: HEADER_LEN,
+                got: bytes.len(),
+            })?;
         Ok(CustodyHeader {
             custodian_key,
             nonce,
@@ -262,6 +263,11 @@ impl CustodyEncryptor {
         self.index = next;
         self.finished = last;
         Ok(frame)
+    }
+
+    #[cfg(test)]
+    pub(super) fn key_for_tests(&self) -> [u8; 32] {
+        *self.cipher.key
     }
 
     /// Chunks encrypted so far.
@@ -471,6 +477,11 @@ impl CustodyDecryptor {
             return Err(CustodyError::Truncated);
         }
         Ok(())
+    }
+
+    #[cfg(test)]
+    pub(super) fn key_for_tests(&self) -> [u8; 32] {
+        *self.cipher.key
     }
 
     /// Chunks decrypted so far.
