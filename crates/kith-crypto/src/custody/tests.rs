@@ -944,7 +944,6 @@ proptest! {
         } else {
             prop_assert!(PullRequest::parse(short).is_err());
         }
-        prop_assert!(PullRequest::parse(short).is_err() || !is_push);
     }
 
     #[test]
