@@ -46,10 +46,10 @@ impl PushRequest {
     /// padded base64, right lengths, and a valid owner key.
     pub fn parse(bytes: &[u8]) -> Result<PushRequest, CustodyError> {
         const KIND: &str = "push";
-        let lines = split_lines(bytes, KIND, 3)?;
-        check_md(lines[0], KIND)?;
-        let pk = field(lines[1], KIND, 2, "pk:")?;
-        let sh = field(lines[2], KIND, 3, "sh:")?;
+        let [md, pk, sh] = split_lines(bytes, KIND)?;
+        check_md(md, KIND)?;
+        let pk = field(pk, KIND, 2, "pk:")?;
+        let sh = field(sh, KIND, 3, "sh:")?;
         Ok(PushRequest {
             owner_key: decode_key(pk, "pk")?,
             content_hash: decode_array(sh, "sh")?,
@@ -86,11 +86,11 @@ impl PullRequest {
     /// padded base64, right lengths, and valid keys.
     pub fn parse(bytes: &[u8]) -> Result<PullRequest, CustodyError> {
         const KIND: &str = "pull";
-        let lines = split_lines(bytes, KIND, 4)?;
-        check_md(lines[0], KIND)?;
-        let pk = field(lines[1], KIND, 2, "pk:")?;
-        let sh = field(lines[2], KIND, 3, "sh:")?;
-        let th = field(lines[3], KIND, 4, "th:")?;
+        let [md, pk, sh, th] = split_lines(bytes, KIND)?;
+        check_md(md, KIND)?;
+        let pk = field(pk, KIND, 2, "pk:")?;
+        let sh = field(sh, KIND, 3, "sh:")?;
+        let th = field(th, KIND, 4, "th:")?;
         // '-' is not in the standard base64 alphabet, so the first one separates the keys; a
         // second one makes the owner part invalid base64.
         let (peer, owner) = match pk.iter().position(|&c| c == b'-') {
@@ -111,20 +111,19 @@ impl PullRequest {
     }
 }
 
-fn split_lines<'a>(
+fn split_lines<'a, const N: usize>(
     bytes: &'a [u8],
     kind: &'static str,
-    expected: usize,
-) -> Result<Vec<&'a [u8]>, CustodyError> {
+) -> Result<[&'a [u8]; N], CustodyError> {
     let lines: Vec<&[u8]> = bytes.split(|&c| c == b'\n').collect();
-    if lines.len() != expected {
-        return Err(CustodyError::RequestLineCount {
+    let got = lines.len();
+    lines
+        .try_into()
+        .map_err(|_| CustodyError::RequestLineCount {
             kind,
-            expected,
-            got: lines.len(),
-        });
-    }
-    Ok(lines)
+            expected: N,
+            got,
+        })
 }
 
 fn check_md(line: &[u8], kind: &'static str) -> Result<(), CustodyError> {
