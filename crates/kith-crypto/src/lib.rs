@@ -3,11 +3,14 @@
 //! - [`identity`]: the Ed25519 agent key (agent id, node id, Noise static key, self-signed
 //!   certificate) and the secp256k1 content key.
 //! - [`content`]: signed and sealed (ECIES) content, in the Datt layouts.
+//! - [`custody`]: encrypted custody of other people's files (push and pull requests, the
+//!   owner's password-derived key, chunked XChaCha20-Poly1305 custody copies).
 //!
 //! This crate does no I/O, reads no clock and spawns nothing; randomness is passed in.
 #![deny(missing_docs)]
 
 pub mod content;
+pub mod custody;
 pub mod identity;
 
 pub use content::{
