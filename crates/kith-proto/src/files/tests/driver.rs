@@ -141,3 +141,29 @@ pub fn say(port: &mut TextPort, d: &mut Driver, now: Instant, line: &str) -> Vec
     d.settle_text(port, now);
     lines(&drain(port))
 }
+
+/// Moves bytes between two text ports (answering both drivers) until both are quiet.
+pub fn shuttle(
+    i: &mut TextPort,
+    r: &mut TextPort,
+    di: &mut Driver,
+    dr: &mut Driver,
+    now: Instant,
+) {
+    loop {
+        di.settle_text(i, now);
+        dr.settle_text(r, now);
+        let a = drain(i);
+        let b = drain(r);
+        if a.is_empty() && b.is_empty() {
+            break;
+        }
+        r.handle_bytes(now, a.as_bytes());
+        i.handle_bytes(now, b.as_bytes());
+    }
+}
+
+/// A responder with its own configuration.
+pub fn responder_with(now: Instant, config: SessionConfig) -> TextPort {
+    TextPort::new(Session::new(Role::Responder, config, now), &limits())
+}

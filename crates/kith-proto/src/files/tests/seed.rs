@@ -81,8 +81,6 @@ fn seed_session_one_on_the_wire() {
     assert_eq!(d.closed(), Some(&CloseReason::Bye { by_peer: true }));
 
     // Fold the transcript into what the client displays per typed command.
-    let typed: Vec<&str> = seed_display().iter().map(|_| "").collect();
-    assert_eq!(typed.len(), 6);
     let mut shown: Vec<(String, Vec<String>)> = Vec::new();
     for (line, out) in transcript {
         let is_command = Command::parse(&line).is_ok() && line != "127.0.0.1";
@@ -126,18 +124,7 @@ fn seed_session_one_between_two_kith_ends() {
         di.events.clear();
         i.session_mut().send_command(now, cmd).unwrap();
         i.process(now);
-        // Shuttle bytes until both are quiet.
-        loop {
-            di.settle_text(&mut i, now);
-            dr.settle_text(&mut r, now);
-            let a = drain(&mut i);
-            let b = drain(&mut r);
-            if a.is_empty() && b.is_empty() {
-                break;
-            }
-            r.handle_bytes(now, a.as_bytes());
-            i.handle_bytes(now, b.as_bytes());
-        }
+        shuttle(&mut i, &mut r, &mut di, &mut dr, now);
         peer_commands.extend(di.events.iter().filter_map(|e| match e {
             Event::PeerCommand(c) => Some(c.to_string()),
             _ => None,
