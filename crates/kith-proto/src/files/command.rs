@@ -164,7 +164,10 @@ impl Command {
         let mut parts = line.split(' ');
         let name = parts.next().unwrap_or("");
         let args: Vec<&str> = parts.collect();
-        if args.iter().any(|a| a.is_empty() || !a.bytes().all(|b| b.is_ascii_graphic())) {
+        if args
+            .iter()
+            .any(|a| a.is_empty() || !a.bytes().all(|b| b.is_ascii_graphic()))
+        {
             return Err(usage());
         }
         let hash = |args: &[&str]| match args {

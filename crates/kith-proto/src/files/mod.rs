@@ -71,11 +71,11 @@ mod hash;
 mod policy;
 mod session;
 mod state;
+#[cfg(test)]
+mod tests;
 pub mod text;
 mod text_port;
 mod types;
-#[cfg(test)]
-mod tests;
 
 pub use crate::secure::Role;
 pub use binary::EnvelopePort;

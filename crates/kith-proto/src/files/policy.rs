@@ -54,7 +54,7 @@ impl Policy for InteractiveTestPolicy {
     fn choose(&mut self, ctx: &TurnContext) -> Command {
         if let Some(prior) = ctx.prior_put {
             self.chk_count = self.chk_count.wrapping_add(1);
-            if self.chk_count % 5 == 0 {
+            if self.chk_count.is_multiple_of(5) {
                 let nonce: [u8; 16] = self.rng.gen();
                 let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
                 return Command::Chk {
@@ -64,7 +64,7 @@ impl Policy for InteractiveTestPolicy {
             }
         }
         self.pip_count = self.pip_count.wrapping_add(1);
-        if self.pip_count % 3 == 0 {
+        if self.pip_count.is_multiple_of(3) {
             return Command::Pip {
                 addr: self.pip_address(),
             };

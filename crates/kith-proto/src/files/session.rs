@@ -254,7 +254,9 @@ impl Session {
             return Err(self.no_question());
         };
         match (&cmd, have) {
-            (Command::Put { .. }, _) => self.set_phase(now, Phase::Serve(cmd, Serve::Recv(h, have))),
+            (Command::Put { .. }, _) => {
+                self.set_phase(now, Phase::Serve(cmd, Serve::Recv(h, have)))
+            }
             (Command::Chk { nonce: Some(n), .. }, true) => {
                 self.ask_read(now, cmd.clone(), Serve::ReadForNonce(h, n.clone()), h)
             }
@@ -328,7 +330,9 @@ impl Session {
             }
             Phase::Own(cmd, Own::Store(h)) => {
                 if !ok {
-                    self.close(CloseReason::Local(format!("file '{h}' could not be stored")));
+                    self.close(CloseReason::Local(format!(
+                        "file '{h}' could not be stored"
+                    )));
                 } else {
                     self.own_done(now, &cmd);
                 }
@@ -752,7 +756,9 @@ impl Session {
     fn served(&mut self, now: Instant, cmd: Command) {
         match self.role {
             Role::Responder => {
-                self.state = self.state.after_initiator(cmd.kind(), self.config.alternate);
+                self.state = self
+                    .state
+                    .after_initiator(cmd.kind(), self.config.alternate);
                 self.turn = self.turn.saturating_add(1);
                 self.events.push_back(Event::ChooseCommand(TurnContext {
                     turn: self.turn,
@@ -775,7 +781,9 @@ impl Session {
                 self.set_phase(now, Phase::AwaitCommand);
             }
             Role::Initiator => {
-                self.state = self.state.after_initiator(cmd.kind(), self.config.alternate);
+                self.state = self
+                    .state
+                    .after_initiator(cmd.kind(), self.config.alternate);
                 self.set_phase(now, Phase::AwaitPeerCommand);
             }
         }

@@ -168,7 +168,11 @@ impl LineReader {
     /// Takes the next whole line (without its CRLF) off the front of `buf`; `Ok(None)` when
     /// more bytes are needed. A line longer than `max` is an error as soon as `max + 2` bytes
     /// hold no CRLF. Bytes that are not UTF-8 are replaced (they never form a valid command).
-    pub fn take_line(&mut self, buf: &mut BytesMut, max: usize) -> Result<Option<String>, TextError> {
+    pub fn take_line(
+        &mut self,
+        buf: &mut BytesMut,
+        max: usize,
+    ) -> Result<Option<String>, TextError> {
         let limit = buf.len().min(max.saturating_add(2));
         let start = self.scanned.saturating_sub(1).min(limit);
         let found = buf[start..limit]
@@ -267,10 +271,7 @@ mod tests {
         assert_eq!(r.take_line(&mut buf, 10), Ok(Some("a\nb".into())));
         assert_eq!(r.take_line(&mut buf, 10), Ok(None));
         let mut long = BytesMut::from(&b"0123456789ab"[..]);
-        assert_eq!(
-            r.take_line(&mut long, 10),
-            Err(TextError::LineTooLong(10))
-        );
+        assert_eq!(r.take_line(&mut long, 10), Err(TextError::LineTooLong(10)));
         let mut exact = BytesMut::from(&b"0123456789\r\n"[..]);
         let mut r = LineReader::default();
         assert_eq!(r.take_line(&mut exact, 10), Ok(Some("0123456789".into())));

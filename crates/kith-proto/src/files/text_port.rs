@@ -121,6 +121,12 @@ impl TextPort {
         (!self.output.is_empty()).then(|| self.output.split().freeze())
     }
 
+    /// Bytes read but not yet decoded (at most one line of the longest kind allowed at the
+    /// moment, plus the last read).
+    pub fn buffered(&self) -> usize {
+        self.input.len()
+    }
+
     /// True while reading more is useful (the session or a transfer waits for the peer).
     pub fn wants_bytes(&self) -> bool {
         !self.session.is_closed()

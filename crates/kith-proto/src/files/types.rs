@@ -207,4 +207,3 @@ pub enum SessionError {
     #[error("{0}")]
     Refused(String),
 }
-

@@ -45,6 +45,10 @@ impl Driver {
 
     /// Answers one question (ignores informational events); records every event.
     pub fn answer(&mut self, s: &mut Session, now: Instant, ev: Event) {
+        if s.is_closed() {
+            self.events.push(ev);
+            return;
+        }
         match &ev {
             Event::ResolveTag { tag } => {
                 s.answer_tag(now, self.tags.get(tag).copied()).unwrap();
@@ -143,13 +147,7 @@ pub fn say(port: &mut TextPort, d: &mut Driver, now: Instant, line: &str) -> Vec
 }
 
 /// Moves bytes between two text ports (answering both drivers) until both are quiet.
-pub fn shuttle(
-    i: &mut TextPort,
-    r: &mut TextPort,
-    di: &mut Driver,
-    dr: &mut Driver,
-    now: Instant,
-) {
+pub fn shuttle(i: &mut TextPort, r: &mut TextPort, di: &mut Driver, dr: &mut Driver, now: Instant) {
     loop {
         di.settle_text(i, now);
         dr.settle_text(r, now);

@@ -30,7 +30,10 @@ fn responder_in(state: State) -> (TextPort, Driver, Instant) {
         State::Fresh => {}
         State::AfterTls => assert_eq!(say(&mut r, &mut d, now, "tls"), ["(okay)"]),
         State::WaitingForGet | State::WaitingForGetOrPut => {
-            assert_eq!(say(&mut r, &mut d, now, &format!("chk {}", h())), [h(), "(okay)".into()])
+            assert_eq!(
+                say(&mut r, &mut d, now, &format!("chk {}", h())),
+                [h(), "(okay)".into()]
+            )
         }
         State::WaitingForPut => {
             say(&mut r, &mut d, now, "chk hello");
@@ -102,7 +105,10 @@ fn every_transition_on_the_responder() {
                 assert!(out.is_empty() && r.is_finished());
             } else {
                 assert_ne!(out, refused, "{state:?} {kind:?}");
-                assert!(!out.iter().any(|l| l.starts_with("(error)")), "{state:?} {kind:?}: {out:?}");
+                assert!(
+                    !out.iter().any(|l| l.starts_with("(error)")),
+                    "{state:?} {kind:?}: {out:?}"
+                );
             }
         }
     }
@@ -113,7 +119,10 @@ fn transfers_alternate() {
     // WP: put → WG; then the initiator may not put again.
     let (mut r, mut d, now) = responder_in(State::WaitingForPut);
     say(&mut r, &mut d, now, &format!("put {}", h()));
-    assert_eq!(say(&mut r, &mut d, now, "6:8.b64!01aGVsbG8="), [format!("get {}", h())]);
+    assert_eq!(
+        say(&mut r, &mut d, now, "6:8.b64!01aGVsbG8="),
+        [format!("get {}", h())]
+    );
     assert_eq!(say(&mut r, &mut d, now, "6:8.b64!01aGVsbG8="), ["(okay)"]);
     assert_eq!(r.session().state(), State::WaitingForGet);
     assert_eq!(
@@ -133,8 +142,14 @@ fn responder_commands_are_checked_by_the_initiator() {
         s.send_command(now, Command::Get { hash: hello() }),
         Err(SessionError::Refused("invalid state for get".into()))
     );
-    s.send_command(now, Command::Chk { target: Target::Hash(hello()), nonce: None })
-        .unwrap();
+    s.send_command(
+        now,
+        Command::Chk {
+            target: Target::Hash(hello()),
+            nonce: None,
+        },
+    )
+    .unwrap();
     s.handle_input(now, Input::Line(h())).unwrap();
     s.handle_input(now, Input::Line("(okay)".into())).unwrap();
     assert_eq!(s.state(), State::WaitingForGet);
@@ -145,11 +160,14 @@ fn responder_commands_are_checked_by_the_initiator() {
     assert_eq!(s.state(), State::WaitingForPut);
     // The responder may `put` now, not `get`.
     while s.poll_transmit().is_some() {}
-    s.handle_input(now, Input::Line(format!("get {}", h()))).unwrap();
+    s.handle_input(now, Input::Line(format!("get {}", h())))
+        .unwrap();
     assert!(s.is_closed());
     assert_eq!(
         s.poll_transmit(),
-        Some(Transmit::Reply(Reply::Error("invalid state for get".into())))
+        Some(Transmit::Reply(Reply::Error(
+            "invalid state for get".into()
+        )))
     );
 }
 
@@ -170,8 +188,14 @@ fn initiator_echoes_the_hello() {
     let now = Instant::now();
     let l = limits();
     let mut s = Session::new(Role::Initiator, SessionConfig::interactive(&l), now);
-    s.send_command(now, Command::Chk { target: Target::Tag("hello".into()), nonce: None })
-        .unwrap();
+    s.send_command(
+        now,
+        Command::Chk {
+            target: Target::Tag("hello".into()),
+            nonce: None,
+        },
+    )
+    .unwrap();
     assert!(s.poll_transmit().is_some());
     for line in ["(not found)".to_string(), format!("put {}", h())] {
         s.handle_input(now, Input::Line(line)).unwrap();
@@ -179,16 +203,27 @@ fn initiator_echoes_the_hello() {
     s.handle_input(now, Input::Item(HELLO_ITEM.into())).unwrap();
     assert_eq!(
         s.poll_transmit(),
-        Some(Transmit::Item { hash: hello(), item: HELLO_ITEM.into() })
+        Some(Transmit::Item {
+            hash: hello(),
+            item: HELLO_ITEM.into()
+        })
     );
     s.handle_input(now, Input::Line("(okay)".into())).unwrap();
     assert_eq!(s.state(), State::WaitingForPut);
     // A responder that puts something else than the hello is refused.
     let mut s = Session::new(Role::Initiator, SessionConfig::interactive(&l), now);
-    s.send_command(now, Command::Chk { target: Target::Tag("hello".into()), nonce: None })
+    s.send_command(
+        now,
+        Command::Chk {
+            target: Target::Tag("hello".into()),
+            nonce: None,
+        },
+    )
+    .unwrap();
+    s.handle_input(now, Input::Line("(not found)".into()))
         .unwrap();
-    s.handle_input(now, Input::Line("(not found)".into())).unwrap();
-    s.handle_input(now, Input::Line(format!("put {}", "ab".repeat(32)))).unwrap();
+    s.handle_input(now, Input::Line(format!("put {}", "ab".repeat(32))))
+        .unwrap();
     assert!(s.is_closed());
 }
 
@@ -211,7 +246,10 @@ fn key_arguments_are_refused() {
         let (mut r, mut d, now) = responder_in(State::Fresh);
         let out = say(&mut r, &mut d, now, line);
         assert_eq!(out.len(), 1, "{line}");
-        assert!(out[0].starts_with("(error)invalid suspicious argument"), "{out:?}");
+        assert!(
+            out[0].starts_with("(error)invalid suspicious argument"),
+            "{out:?}"
+        );
     }
     let (mut r, mut d, now) = responder_in(State::WaitingForGet);
     let out = say(&mut r, &mut d, now, "pip x.key");
@@ -260,7 +298,12 @@ fn nonce_answers() {
     assert_eq!(out[0], expected);
     // Not held: not found.
     let (mut r, mut d, now) = responder_in(State::WaitingForGet);
-    let out = say(&mut r, &mut d, now, &format!("chk {} n0nce", "ab".repeat(32)));
+    let out = say(
+        &mut r,
+        &mut d,
+        now,
+        &format!("chk {} n0nce", "ab".repeat(32)),
+    );
     assert_eq!(out[0], "(not found)");
 }
 
@@ -274,7 +317,10 @@ fn responder_checks_the_nonce_answer_it_gets() {
         s.handle_input(now, Input::Line(line)).unwrap();
         while let Some(ev) = s.poll_event() {
             if let Event::ChooseCommand(_) = ev {
-                let cmd = Command::Chk { target: Target::Hash(hello()), nonce: Some("x".into()) };
+                let cmd = Command::Chk {
+                    target: Target::Hash(hello()),
+                    nonce: Some("x".into()),
+                };
                 s.answer_command(now, cmd).unwrap();
             } else {
                 d.answer(&mut s, now, ev);
@@ -298,9 +344,15 @@ fn corrupt_item_is_refused_and_nothing_is_stored() {
     let claimed = ItemHash::of(b"\x01other");
     assert!(say(&mut r, &mut d, now, &format!("put {claimed}")).is_empty());
     let out = say(&mut r, &mut d, now, &text::encode_header(b"\x01bogus"));
-    assert_eq!(out, [format!("(error)file content does not match hash {claimed}")]);
+    assert_eq!(
+        out,
+        [format!("(error)file content does not match hash {claimed}")]
+    );
     assert!(d.stored.is_empty());
-    assert!(!d.events.iter().any(|e| matches!(e, Event::StoreItem { .. })));
+    assert!(!d
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::StoreItem { .. })));
 }
 
 #[test]
@@ -333,7 +385,10 @@ fn store_failure_and_missing_files_end_the_session() {
 #[test]
 fn unknown_and_malformed_commands() {
     let (mut r, mut d, now) = responder_in(State::Fresh);
-    assert_eq!(say(&mut r, &mut d, now, "foo bar"), ["(error)unknown command 'foo'"]);
+    assert_eq!(
+        say(&mut r, &mut d, now, "foo bar"),
+        ["(error)unknown command 'foo'"]
+    );
     let (mut r, mut d, now) = responder_in(State::WaitingForGet);
     assert_eq!(
         say(&mut r, &mut d, now, "get hello"),
@@ -362,7 +417,8 @@ fn timeouts() {
     // Waiting for our own driver: no deadline.
     let now = Instant::now();
     let mut s = Session::new(Role::Responder, SessionConfig::interactive(&limits()), now);
-    s.handle_input(now, Input::Line(format!("chk {}", h()))).unwrap();
+    s.handle_input(now, Input::Line(format!("chk {}", h())))
+        .unwrap();
     assert_eq!(s.poll_timeout(), None);
 }
 
@@ -371,7 +427,11 @@ fn interactive_policy_counts_turns_like_the_reference() {
     let mut p = InteractiveTestPolicy::new(1, Vec::new());
     let mut kinds = Vec::new();
     for turn in 1..=11u32 {
-        let state = if turn % 2 == 1 { State::WaitingForGet } else { State::WaitingForPut };
+        let state = if turn % 2 == 1 {
+            State::WaitingForGet
+        } else {
+            State::WaitingForPut
+        };
         let ctx = TurnContext {
             turn,
             state,
@@ -381,7 +441,10 @@ fn interactive_policy_counts_turns_like_the_reference() {
         kinds.push(p.choose(&ctx).kind());
     }
     use CommandKind::*;
-    assert_eq!(kinds, [Get, Put, Pip, Put, Chk, Put, Pip, Put, Get, Chk, Pip]);
+    assert_eq!(
+        kinds,
+        [Get, Put, Pip, Put, Chk, Put, Pip, Put, Get, Chk, Pip]
+    );
 }
 
 #[test]
@@ -391,8 +454,14 @@ fn driver_misuse_is_an_error_not_a_panic() {
     let mut s = Session::new(Role::Responder, SessionConfig::interactive(&l), now);
     assert_eq!(s.answer_have(now, true), Err(SessionError::NoQuestion));
     assert_eq!(s.stored(now, true), Err(SessionError::NoQuestion));
-    assert_eq!(s.send_command(now, Command::Bye), Err(SessionError::NotOurTurn));
+    assert_eq!(
+        s.send_command(now, Command::Bye),
+        Err(SessionError::NotOurTurn)
+    );
     assert_eq!(s.handle_input(now, Input::ItemSkipped).ok(), Some(()));
     assert!(s.is_closed());
-    assert_eq!(s.handle_input(now, Input::Line("bye".into())), Err(SessionError::Closed));
+    assert_eq!(
+        s.handle_input(now, Input::Line("bye".into())),
+        Err(SessionError::Closed)
+    );
 }

@@ -78,7 +78,10 @@ fn bad_chunk_ends_the_session() {
 fn oversized_header_is_refused_before_buffering() {
     let (mut r, mut d, now) = responder_expecting_put(b"\x01x", false);
     let out = say(&mut r, &mut d, now, "2000000:100000.b64");
-    assert!(out[0].starts_with("(error)file of 2000000 bytes exceeds"), "{out:?}");
+    assert!(
+        out[0].starts_with("(error)file of 2000000 bytes exceeds"),
+        "{out:?}"
+    );
 }
 
 /// Two kith ends moving large files both ways for fifteen turns (the responder's 5th, 10th
@@ -93,7 +96,10 @@ fn long_session_between_two_ends() {
     let mut dr = Driver::new();
     let mut i = initiator(now);
     let mut r = responder(now);
-    let chk = Command::Chk { target: Target::Tag("hello".into()), nonce: None };
+    let chk = Command::Chk {
+        target: Target::Tag("hello".into()),
+        nonce: None,
+    };
     i.session_mut().send_command(now, chk).unwrap();
     i.process(now);
     shuttle(&mut i, &mut r, &mut di, &mut dr, now);
@@ -101,20 +107,42 @@ fn long_session_between_two_ends() {
     while turn < 15 {
         turn += 1;
         let cmd = match i.session().state() {
-            State::WaitingForPut if turn % 4 == 0 => Command::Pip { addr: "1.2.3.4".into() },
-            State::WaitingForPut => Command::Put { hash: if turn < 3 { ha } else { hb } },
-            _ => Command::Get { hash: if dr.items.contains_key(&ha) { ha } else { hello() } },
+            State::WaitingForPut if turn % 4 == 0 => Command::Pip {
+                addr: "1.2.3.4".into(),
+            },
+            State::WaitingForPut => Command::Put {
+                hash: if turn < 3 { ha } else { hb },
+            },
+            _ => Command::Get {
+                hash: if dr.items.contains_key(&ha) {
+                    ha
+                } else {
+                    hello()
+                },
+            },
         };
         i.session_mut().send_command(now, cmd).unwrap();
         i.process(now);
         shuttle(&mut i, &mut r, &mut di, &mut dr, now);
-        assert!(!i.is_finished() && !r.is_finished(), "turn {turn}: {:?}", dr.closed());
+        assert!(
+            !i.is_finished() && !r.is_finished(),
+            "turn {turn}: {:?}",
+            dr.closed()
+        );
     }
     assert!(dr.items.contains_key(&ha) && dr.items.contains_key(&hb));
     let own_chks = dr
         .events
         .iter()
-        .filter(|e| matches!(e, Event::Reply { to: Command::Chk { nonce: Some(_), .. }, .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Reply {
+                    to: Command::Chk { nonce: Some(_), .. },
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(own_chks, 3);
 }
@@ -158,7 +186,10 @@ fn envelope_port_carries_the_same_session() {
     let mut i = EnvelopePort::new(Session::new(Role::Initiator, cfg.clone(), now));
     let mut r = EnvelopePort::new(Session::new(Role::Responder, cfg, now));
     for cmd in [
-        Command::Chk { target: Target::Tag("hello".into()), nonce: None },
+        Command::Chk {
+            target: Target::Tag("hello".into()),
+            nonce: None,
+        },
         Command::Put { hash },
         Command::Get { hash: hello() },
         Command::Bye,
@@ -175,7 +206,10 @@ fn envelope_port_carries_the_same_session() {
 #[test]
 fn envelope_codec_round_trip_and_refusals() {
     use crate::files::binary::{decode, encode};
-    let t = Transmit::Item { hash: hello(), item: HELLO_ITEM.into() };
+    let t = Transmit::Item {
+        hash: hello(),
+        item: HELLO_ITEM.into(),
+    };
     let envs = encode(&t);
     assert_eq!(envs.len(), 1);
     assert_eq!(&envs[0].data[..], b"I\x01hello");
@@ -184,7 +218,10 @@ fn envelope_codec_round_trip_and_refusals() {
     assert_eq!(help.len(), HELP_TEXT.lines().count());
     let bad = crate::wire::Envelope::new(crate::wire::Command::new("ciyam").unwrap(), &b"Xz"[..]);
     assert!(decode(&bad).is_err());
-    let crlf = crate::wire::Envelope::new(crate::wire::Command::new("ciyam").unwrap(), &b"Lbye\r\n"[..]);
+    let crlf = crate::wire::Envelope::new(
+        crate::wire::Command::new("ciyam").unwrap(),
+        &b"Lbye\r\n"[..],
+    );
     assert!(decode(&crlf).is_err());
     let other = crate::wire::Envelope::new(crate::wire::Command::new("ping").unwrap(), &b"L"[..]);
     assert!(decode(&other).is_err());
