@@ -84,7 +84,7 @@ pub use hash::{nonce_answer, BadHash, ItemHash, HELLO_ITEM};
 pub use policy::{InteractiveTestPolicy, Policy};
 pub use session::Session;
 pub use state::State;
-pub use text_port::TextPort;
+pub use text_port::{TextPort, MAX_AHEAD};
 pub use types::{
     CloseReason, Event, Input, SessionConfig, SessionError, Transmit, TurnContext, Wants,
 };

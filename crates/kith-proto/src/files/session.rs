@@ -225,6 +225,9 @@ impl Session {
             (Wants::Item { hash, .. }, Input::Item(item)) => self.on_item(now, hash, item),
             (Wants::Item { skip: true, .. }, Input::ItemSkipped) => self.on_skipped(now),
             (Wants::Nothing, _) => return Err(SessionError::NotWanted),
+            (Wants::Item { .. }, Input::Line(line)) if line.starts_with("(error)") => {
+                self.close(CloseReason::PeerError(line["(error)".len()..].to_string()))
+            }
             (Wants::Line { .. }, _) => self.fail("unexpected file transfer".into()),
             (Wants::Item { .. }, _) => self.fail("expected a file transfer".into()),
         }
@@ -572,11 +575,9 @@ impl Session {
             self.close(CloseReason::Bye { by_peer: true });
             return;
         }
-        if !responder {
-            if let Reply::Error(text) = Reply::parse(&line) {
-                self.close(CloseReason::PeerError(text));
-                return;
-            }
+        if let Reply::Error(text) = Reply::parse(&line) {
+            self.close(CloseReason::PeerError(text));
+            return;
         }
         let cmd = match Command::parse(&line) {
             Ok(cmd) => cmd,

@@ -9,11 +9,13 @@ use super::hash::ItemHash;
 use super::session::Session;
 use super::text::{
     chunk_chars, decode_chunk, encode_chunk, encode_header, parse_header, LineReader, TextError,
-    CHUNK_BYTES, INLINE_MAX, MAX_HEADER_LINE,
+    CHUNK_BYTES, INLINE_MAX, MAX_CHUNK_CHARS, MAX_HEADER_LINE,
 };
 use super::types::{CloseReason, Event, Input, Transmit, Wants};
 use crate::Limits;
 
+/// The most undecoded input a text port holds: two of the longest lines.
+pub const MAX_AHEAD: usize = 2 * (MAX_CHUNK_CHARS + 2);
 /// Longest acknowledgement line we wait for while sending (`(okay more)`, `(error)…`).
 const MAX_ACK_LINE: usize = 1_100;
 
@@ -41,8 +43,9 @@ struct Receiving {
 /// input may be waiting for that answer, and the answer produces output); arm a timer for
 /// [`poll_timeout`](Self::poll_timeout) and call [`handle_timeout`](Self::handle_timeout).
 /// When [`is_finished`](Self::is_finished), write what is left and close the socket. The
-/// input buffer never holds more than one line of the longest kind allowed at that moment
-/// (stop reading while [`wants_bytes`](Self::wants_bytes) is false to apply backpressure).
+/// input buffer never holds more than [`MAX_AHEAD`] bytes: stop reading while
+/// [`wants_bytes`](Self::wants_bytes) is false (the session waits for its driver) so that a
+/// fast peer meets TCP backpressure rather than this limit.
 #[derive(Debug)]
 pub struct TextPort {
     session: Session,
@@ -86,9 +89,17 @@ impl TextPort {
         self.session.poll_event()
     }
 
-    /// Appends bytes read from the socket at `now` and processes them.
+    /// Appends bytes read from the socket at `now` and processes them. A peer that sends
+    /// more than [`MAX_AHEAD`] bytes beyond what can be decoded (while our driver is busy, say)
+    /// breaks the protocol: no legitimate peer is ever that far ahead of its turn.
     pub fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
-        if !self.session.is_closed() {
+        if self.session.is_closed() {
+            return;
+        }
+        if self.input.len().saturating_add(bytes.len()) > MAX_AHEAD {
+            self.session
+                .protocol_error("too much data ahead of its turn");
+        } else {
             self.input.extend_from_slice(bytes);
         }
         self.process(now);

@@ -172,8 +172,10 @@ pub enum Event {
     /// (Responder.) Our own command for this turn: answer with
     /// [`super::Session::answer_command`] (see [`super::Policy`]).
     ChooseCommand(TurnContext),
-    /// Start TLS on the connection now (after `tls` was sent or received), then call
-    /// [`super::Session::tls_started`].
+    /// Start TLS on the connection now, then call [`super::Session::tls_started`]. Write
+    /// everything already transmitted first (the initiator's `tls` line goes out in the
+    /// clear); the responder's `(okay)` is produced only after `tls_started`, so it goes over
+    /// TLS.
     StartTls,
     /// The peer issued this command (for display and logs).
     PeerCommand(Command),

@@ -226,3 +226,30 @@ fn envelope_codec_round_trip_and_refusals() {
     let other = crate::wire::Envelope::new(crate::wire::Command::new("ping").unwrap(), &b"L"[..]);
     assert!(decode(&other).is_err());
 }
+
+#[test]
+fn flooding_while_the_driver_is_busy_is_refused() {
+    let now = Instant::now();
+    let mut r = responder(now);
+    // `chk <hash>` makes the session wait for its driver (HaveItem), then a flood arrives.
+    r.handle_bytes(now, format!("chk {}\r\n", hello()).as_bytes());
+    r.handle_bytes(now, &vec![b'x'; MAX_AHEAD + 1]);
+    assert!(r.is_finished());
+    assert!(r.buffered() <= MAX_AHEAD);
+    assert_eq!(
+        lines(&drain(&mut r)),
+        ["(error)too much data ahead of its turn"]
+    );
+}
+
+#[test]
+fn peer_error_lines_end_the_session_quietly() {
+    let now = Instant::now();
+    let mut d = Driver::new();
+    let mut r = responder(now);
+    assert!(say(&mut r, &mut d, now, "(error)bad thing").is_empty());
+    assert_eq!(
+        d.closed(),
+        Some(&CloseReason::PeerError("bad thing".into()))
+    );
+}
