@@ -26,9 +26,10 @@ pub trait Policy {
 /// `chk <prior put> <nonce>`. Otherwise the turn counts towards `pip`: every 3rd issues
 /// `pip <address>`. Otherwise it `get`s the hello file in WG (after the initiator's `put`) and
 /// `put`s it in WP (after its `get`), so after a `pip` it repeats what followed the transfer
-/// before it. In seed session 1 the turns go put→get, get→put, put→pip, pip→get. Once both
-/// counters run (from the first `put`) the `pip` count skips the `chk` turns, so `pip` comes on
-/// turns 3, 7, 10, 13, … and `chk` on 5, 10 is `chk` (the check comes first), 15, ….
+/// before it. In seed session 1 the turns go put→get, get→put, put→pip, pip→get. Because the
+/// `pip` count skips the `chk` turns, once the initiator has `put` something `chk` comes on turns
+/// 5, 10, 15, … and `pip` on turns 3, 7, 11, 14, 18, … (the spec's words "every 3rd turn" are
+/// the reference's counter, which this follows).
 #[derive(Debug)]
 pub struct InteractiveTestPolicy {
     chk_count: u32,
