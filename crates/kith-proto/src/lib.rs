@@ -9,9 +9,12 @@
 //!   and CIYAM text lines join it as their issues land).
 //! - [`secure`]: the secure link: frames, the Noise handshakes (IK with a ticket, N+KK for
 //!   known peers, NK for queries, raw mode for simulations) and the established link.
+//! - [`files`]: the CIYAM peer-protocol session (file exchange), one machine for both ends,
+//!   spoken as text on the peer port or as envelopes on secure links.
 //! - [`limits`]: the one struct that bounds every frame, queue, cache and wait.
 #![deny(missing_docs)]
 
+pub mod files;
 pub mod limits;
 pub mod secure;
 pub mod wire;

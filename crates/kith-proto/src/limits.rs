@@ -72,6 +72,20 @@ pub struct Limits {
     pub redial_min_ms: u64,
     /// Longest delay between re-dial attempts, in ms.
     pub redial_max_ms: u64,
+    /// Longest CIYAM peer-protocol command line, in characters (the reference's 500). Reply
+    /// lines may be somewhat longer (an error quotes the command) and transfer lines are
+    /// bounded by the transfer framing itself.
+    pub ciyam_max_command_line: usize,
+    /// Largest item the CIYAM peer protocol moves, in bytes, type byte included (the
+    /// reference's 1,000,000). Checked against a transfer's header before anything is
+    /// buffered.
+    pub ciyam_max_item: usize,
+    /// How long a CIYAM session waits for a command or reply line, in ms (30 s).
+    pub ciyam_request_timeout_ms: u64,
+    /// How long a CIYAM session waits for the first line of an expected transfer, in ms (25 s).
+    pub ciyam_transfer_first_line_timeout_ms: u64,
+    /// How long a CIYAM transfer waits for each further chunk or acknowledgement, in ms (20 s).
+    pub ciyam_transfer_chunk_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -100,6 +114,11 @@ impl Default for Limits {
             max_pending_pings: 1_024,
             redial_min_ms: 1_000,
             redial_max_ms: 300_000,
+            ciyam_max_command_line: 500,
+            ciyam_max_item: 1_000_000,
+            ciyam_request_timeout_ms: 30_000,
+            ciyam_transfer_first_line_timeout_ms: 25_000,
+            ciyam_transfer_chunk_timeout_ms: 20_000,
         }
     }
 }
