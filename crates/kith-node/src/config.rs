@@ -60,6 +60,7 @@ pub enum ConfigError {
 struct FileSettings {
     db: Option<String>,
     listen: Option<String>,
+    peer_listen: Option<String>,
     announce: Option<String>,
     raw_links: Option<bool>,
     max_item: Option<usize>,
@@ -75,6 +76,8 @@ pub struct Overrides {
     pub db_url: Option<String>,
     /// `--listen ADDR` (`off` disables the secure-link listener).
     pub listen: Option<String>,
+    /// `--peer-listen ADDR` (`off` disables the CIYAM peer port).
+    pub peer_listen: Option<String>,
     /// `--announce HOST:PORT`.
     pub announce: Option<String>,
     /// `--raw`: unencrypted links (simulations only).
@@ -85,6 +88,8 @@ pub struct Overrides {
 
 /// Default secure-link listen address: every interface, the kith port.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7420";
+/// Default CIYAM peer port: loopback only (it is plain text unless a client says `tls`).
+pub const DEFAULT_PEER_LISTEN: &str = "127.0.0.1:7421";
 
 /// Every setting of a node or of a CLI command acting on a data dir, fully resolved.
 #[derive(Debug, Clone)]
@@ -99,6 +104,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// The secure-link listener; `None` when disabled (`off`).
     pub listen: Option<std::net::SocketAddr>,
+    /// The CIYAM peer port; `None` when disabled (`off`).
+    pub peer_listen: Option<std::net::SocketAddr>,
     /// What tickets name as this node's address (host, port); `None`: derived from `listen`.
     pub announce: Option<(String, u16)>,
     /// Unencrypted links (simulations only; loopback only unless `allow_raw_anywhere`).
@@ -130,6 +137,12 @@ impl NodeConfig {
             .or(file.listen)
             .unwrap_or(DEFAULT_LISTEN.into());
         let listen = parse_listen(&listen_text)?;
+        let peer_listen_text = overrides
+            .peer_listen
+            .clone()
+            .or(file.peer_listen)
+            .unwrap_or(DEFAULT_PEER_LISTEN.into());
+        let peer_listen = parse_listen(&peer_listen_text)?;
         let announce = match overrides.announce.clone().or(file.announce) {
             Some(text) => Some(parse_host_port(&text)?),
             None => None,
@@ -141,6 +154,7 @@ impl NodeConfig {
             max_item,
             limits: file.limits.unwrap_or_default(),
             listen,
+            peer_listen,
             announce,
             raw_links,
             allow_raw_anywhere: overrides.allow_raw_anywhere,

@@ -12,6 +12,7 @@
 //! - [`links`]: one logical link per peer; duplicate links converge; pings; redial backoff.
 //! - [`net`]: the secure-link listener, dialling, handshakes and link tasks.
 //! - [`tls`]: TLS with the node certificate for the plain-text ports.
+//! - [`peer_port`]: the CIYAM text protocol for `kith shell` and plain clients.
 //! - [`control`]: the JSON-over-HTTP API on the data dir's Unix socket, server and client.
 #![deny(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod guard;
 pub mod links;
 pub mod net;
 pub mod node;
+pub mod peer_port;
 pub mod ticket;
 pub mod tls;
 

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::UnixListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
@@ -94,6 +94,9 @@ pub struct NodeState {
     pending: Mutex<HashMap<HandshakeId, AbortHandle>>,
     dial_locks: Mutex<HashMap<AgentId, Arc<tokio::sync::Mutex<()>>>>,
     stop_tx: watch::Sender<bool>,
+    /// TLS with the node certificate, for the text ports (`None` if it could not be built).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    peer_clients: Mutex<Vec<(u64, std::net::IpAddr)>>,
     // The store is synchronous (file I/O, and a PostgreSQL client that must not run on a
     // runtime thread): it is only touched from `spawn_blocking`, one caller at a time.
     store: Arc<Mutex<FileStore>>,
@@ -126,6 +129,11 @@ impl NodeState {
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<HandshakeId, AbortHandle>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Clients connected to the peer port (session id, address), for `pip` and the cap.
+    pub fn peer_clients(&self) -> std::sync::MutexGuard<'_, Vec<(u64, std::net::IpAddr)>> {
+        self.peer_clients.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The lock that serialises dials to `agent`.
@@ -186,6 +194,8 @@ pub struct Ready {
     pub control: PathBuf,
     /// The secure-link listener's address, if enabled.
     pub listen: Option<SocketAddr>,
+    /// The CIYAM peer port's address, if enabled.
+    pub peer_listen: Option<SocketAddr>,
     /// The node's agent id.
     pub agent: String,
     /// The node's chat node id.
@@ -235,11 +245,34 @@ pub async fn serve(
         })?),
         None => None,
     };
+    let peer_listener = match config.peer_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    what: "peer port",
+                    addr: addr.to_string(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let listen = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let peer_listen = peer_listener.as_ref().and_then(|l| l.local_addr().ok());
     let mut listeners = BTreeMap::from([("control".to_owned(), socket.display().to_string())]);
     if let Some(addr) = listen {
         listeners.insert("listen".to_owned(), addr.to_string());
     }
+    if let Some(addr) = peer_listen {
+        listeners.insert("peer_listen".to_owned(), addr.to_string());
+    }
+    let tls = match crate::tls::server_config(&identity) {
+        Ok(tls) => Some(tls),
+        Err(e) => {
+            tracing::warn!("TLS is unavailable on the text ports: {e}");
+            None
+        }
+    };
     let announce = match (&config.announce, listen) {
         (Some(announce), _) => announce.clone(),
         (None, Some(addr)) if !addr.ip().is_unspecified() => (addr.ip().to_string(), addr.port()),
@@ -273,6 +306,8 @@ pub async fn serve(
         listeners,
         announce,
         stop_tx,
+        tls,
+        peer_clients: Mutex::default(),
         store: Arc::new(Mutex::new(store)),
         config,
     });
@@ -280,11 +315,15 @@ pub async fn serve(
     if let Some(listener) = listener {
         tokio::spawn(net::accept_loop(Arc::clone(&state), listener));
     }
+    if let Some(listener) = peer_listener {
+        tokio::spawn(crate::peer_port::accept_loop(Arc::clone(&state), listener));
+    }
     net::relink_known_peers(Arc::clone(&state), peers);
     tracing::info!(agent = %state.agent, node_id = %state.node_id, data_dir = %data_dir.root().display(), "node ready");
     on_ready(&Ready {
         control: socket.clone(),
         listen,
+        peer_listen,
         agent: state.agent.to_string(),
         node_id: state.node_id.clone(),
     });

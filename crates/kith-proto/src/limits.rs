@@ -86,6 +86,8 @@ pub struct Limits {
     pub ciyam_transfer_first_line_timeout_ms: u64,
     /// How long a CIYAM transfer waits for each further chunk or acknowledgement, in ms (20 s).
     pub ciyam_transfer_chunk_timeout_ms: u64,
+    /// Sessions on the CIYAM peer port at once; more are closed on accept.
+    pub max_peer_sessions: usize,
 }
 
 impl Default for Limits {
@@ -119,6 +121,7 @@ impl Default for Limits {
             ciyam_request_timeout_ms: 30_000,
             ciyam_transfer_first_line_timeout_ms: 25_000,
             ciyam_transfer_chunk_timeout_ms: 20_000,
+            max_peer_sessions: 64,
         }
     }
 }

@@ -71,6 +71,10 @@ pub struct UpArgs {
     /// Secure-link listener: ADDR:PORT (port 0 picks a free one) or `off` [default: 0.0.0.0:7420]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// CIYAM peer port (plain text; `tls` upgrades a session): ADDR:PORT or `off`
+    /// [default: 127.0.0.1:7421]
+    #[arg(long, value_name = "ADDR")]
+    pub peer_listen: Option<String>,
     /// The HOST:PORT that tickets name, when peers must reach this node at another address
     /// than the one it listens on (NAT, a public name)
     #[arg(long, value_name = "HOST:PORT")]

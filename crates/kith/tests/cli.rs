@@ -272,7 +272,14 @@ fn up_serves_status_and_stops_cleanly_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
         .arg("--data")
         .arg(&data)
-        .args(["up", "--json"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--peer-listen",
+            "127.0.0.1:0",
+            "--json",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -20,7 +20,14 @@ impl Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
             .arg("--data")
             .arg(data)
-            .args(["up", "--listen", "127.0.0.1:0", "--json"])
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--peer-listen",
+                "127.0.0.1:0",
+                "--json",
+            ])
             .env("KITH_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -298,7 +305,14 @@ fn both_sides_restarting_at_once_converge_on_one_link() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
             .arg("--data")
             .arg(data)
-            .args(["up", "--listen", listen, "--json"])
+            .args([
+                "up",
+                "--listen",
+                listen,
+                "--peer-listen",
+                "127.0.0.1:0",
+                "--json",
+            ])
             .env("KITH_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -363,7 +377,14 @@ fn raw_mode_links_on_loopback_and_is_refused_facing_the_network() {
     let refused = Command::new(env!("CARGO_BIN_EXE_kith"))
         .arg("--data")
         .arg(tmp.path().join("x"))
-        .args(["up", "--raw", "--listen", "0.0.0.0:0"])
+        .args([
+            "up",
+            "--raw",
+            "--listen",
+            "0.0.0.0:0",
+            "--peer-listen",
+            "off",
+        ])
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));

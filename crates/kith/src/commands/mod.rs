@@ -28,6 +28,7 @@ impl Env {
         };
         if let Command::Up(up) = command {
             overrides.listen = up.listen.clone();
+            overrides.peer_listen = up.peer_listen.clone();
             overrides.announce = up.announce.clone();
             overrides.raw_links = up.raw;
             overrides.allow_raw_anywhere = up.allow_raw_anywhere;

@@ -67,8 +67,8 @@ pub fn up(env: Env) -> Result<()> {
                 "agent": ready.agent,
                 "node_id": ready.node_id,
                 "listen": ready.listen.map(|a| a.to_string()),
-                // The peer and chat listeners arrive with the file and chat issues.
-                "peer_listen": null,
+                "peer_listen": ready.peer_listen.map(|a| a.to_string()),
+                // The chat listener arrives with the chat issue.
                 "chat_listen": null,
             });
             let _ = print_json(&doc);
