@@ -57,7 +57,9 @@
 //!
 //! A copy is stored as an encrypted blob: type byte `0x05` (blob `0x01` | encrypted `0x04`)
 //! then the copy bytes, and, as the reference does for encrypted files, it is addressed by the
-//! hash of its stored bytes: [`encrypted_copy_hash`] = `sha256(0x05 || copy)`. The plain content
+//! hash of its stored bytes under the CIYAM rule that the hash leaves the encrypted and
+//! compressed flags out of the type byte (the store computes it the same way):
+//! [`encrypted_copy_hash`] = `sha256(0x01 || copy)`. The plain content
 //! is addressed as a blob: [`blob_hash`] = `sha256(0x01 || content)`. (A copy too large for one
 //! stored item is the node's business to split; the hash helpers cover the single-blob case.)
 
@@ -220,13 +222,12 @@ pub fn blob_hash(content: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The CIYAM address of a custody copy stored as an encrypted blob, over its stored bytes:
-/// `sha256(0x05 || copy)`.
+/// The CIYAM address of a custody copy stored as an encrypted blob, over its stored bytes.
+/// The type byte is hashed without its encrypted flag (`../shared/spec/ciyam-peer.md`: flags
+/// 0x04 and 0x08 are left out), so this is `sha256(0x01 || copy)`, the address the store gives
+/// the item `0x05 || copy`.
 pub fn encrypted_copy_hash(copy: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update([ENCRYPTED_BLOB_TYPE]);
-    h.update(copy);
-    h.finalize().into()
+    blob_hash(copy)
 }
 
 #[cfg(test)]

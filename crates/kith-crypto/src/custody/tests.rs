@@ -798,11 +798,12 @@ fn decryptor_state_errors() {
 fn copy_hashes() {
     let owner = key(17);
     let copy = encrypt(&owner.public_key(), &[3; 32], b"abc", &mut rng(1)).unwrap();
-    let mut stored = vec![0x05];
-    stored.extend_from_slice(&copy);
+    // The encrypted flag is left out of the hashed type byte, as for every CIYAM item.
+    let mut hashed = vec![0x01];
+    hashed.extend_from_slice(&copy);
     assert_eq!(
         encrypted_copy_hash(&copy),
-        <[u8; 32]>::from(Sha256::digest(&stored))
+        <[u8; 32]>::from(Sha256::digest(&hashed))
     );
     assert_eq!(
         hex::encode(blob_hash(b"hello")),
