@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 
 use kith_crypto::{AgentId, Identity};
-use kith_store::meta::{MetaDb, PostgresMeta, SqliteMeta, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+use kith_store::meta::{
+    CustodyRecord, MetaDb, PostgresMeta, SqliteMeta, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS,
+};
 use kith_store::{
     BlobStore, ContentHash, FileStore, ItemKind, ItemType, MetaError, PeerUpsert, RefusalReason,
     RemoveOutcome, StoreError, TicketRecord, TicketVerdict,
@@ -904,6 +906,35 @@ fn two_processes_of_one_site_share_peers_and_tickets(backend: &Backend) {
     );
 }
 
+fn custody_is_recorded_once_per_owner_and_counted(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let mut meta = fx.meta();
+    let original = ContentHash::compute(ItemType::BLOB, b"someone's file");
+    let record = |owner: u8, copy: &[u8], at: i64| CustodyRecord {
+        original_hash: original,
+        owner_key: [owner; 33],
+        encrypted_hash: ContentHash::compute(ItemType::BLOB, copy),
+        pull_request_hash: ContentHash::compute(ItemType::BLOB, &[copy, b"pull"].concat()),
+        size: copy.len() as u64,
+        received_at: at,
+    };
+    assert!(meta.custody_of(&original).unwrap().is_empty());
+    let first = meta.insert_custody(&record(2, b"copy one", NOW)).unwrap();
+    // The same owner persisting the same content again keeps the copy it already has.
+    let again = meta
+        .insert_custody(&record(2, b"another copy", NOW + 5))
+        .unwrap();
+    assert_eq!(again, first);
+    meta.insert_custody(&record(3, b"copy for owner three", NOW + 10))
+        .unwrap();
+    let all = meta.custody_of(&original).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].owner_key, [3; 33], "most recent first");
+    assert_eq!(meta.custody_bytes().unwrap(), (8 + 20) as u64);
+    let other = fx.meta().custody_of(&original).unwrap();
+    assert_eq!(other.len(), 2, "another connection sees the same custody");
+}
+
 macro_rules! suite {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -941,4 +972,5 @@ suite!(
     tickets_are_validated_listed_and_purged,
     racing_redemptions_accept_each_one_time_ticket_exactly_once,
     two_processes_of_one_site_share_peers_and_tickets,
+    custody_is_recorded_once_per_owner_and_counted,
 );

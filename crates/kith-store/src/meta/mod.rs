@@ -37,6 +37,7 @@
 //! All SQL is static text with bound parameters; nothing from input is spliced into a query
 //! (the one exception, a PostgreSQL schema name, is validated as a plain identifier first).
 
+mod custody;
 mod peers;
 mod pg;
 mod sqlite;
@@ -47,6 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::{ContentHash, ItemKind};
 
+pub use custody::CustodyRecord;
 pub use peers::{BlockedAgent, PeerRecord, PeerUpsert, RefusalReason, TicketRecord, TicketVerdict};
 pub use pg::PostgresMeta;
 pub use sqlite::SqliteMeta;
@@ -98,6 +100,16 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
         revoked INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX tickets_expires_at ON tickets(expires_at);",
+    // 3: files held in encrypted custody for other people.
+    "CREATE TABLE custody (
+        original_hash TEXT NOT NULL,
+        owner_key BLOB NOT NULL CHECK (length(owner_key) = 33),
+        encrypted_hash TEXT NOT NULL,
+        pull_request_hash TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (original_hash, owner_key)
+    );",
 ];
 
 /// Migrations for PostgreSQL, in order; entry `i` brings the schema to version `i + 1`.
@@ -144,6 +156,16 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
         revoked BOOLEAN NOT NULL DEFAULT false
     );
     CREATE INDEX tickets_expires_at ON tickets(expires_at);",
+    // 3: files held in encrypted custody for other people.
+    "CREATE TABLE custody (
+        original_hash TEXT NOT NULL,
+        owner_key BYTEA NOT NULL CHECK (octet_length(owner_key) = 33),
+        encrypted_hash TEXT NOT NULL,
+        pull_request_hash TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        received_at BIGINT NOT NULL,
+        PRIMARY KEY (original_hash, owner_key)
+    );",
 ];
 
 /// A user-visible stored file.
@@ -348,6 +370,16 @@ pub trait MetaDb: Send {
     /// Deletes the tickets that expired at least `keep_for_secs` seconds before `now`
     /// (`expires_at + keep_for_secs <= now`), used or not; returns how many.
     fn purge_expired_tickets(&mut self, now: i64, keep_for_secs: i64) -> Result<u64, MetaError>;
+
+    /// Records a file taken into custody. Taking the same content from the same owner again
+    /// keeps the first record (the owner already has a copy here) and returns it.
+    fn insert_custody(&mut self, record: &CustodyRecord) -> Result<CustodyRecord, MetaError>;
+
+    /// The custody records of `original` (one per owner), most recent first.
+    fn custody_of(&mut self, original: &ContentHash) -> Result<Vec<CustodyRecord>, MetaError>;
+
+    /// Bytes held in custody in all (for the quota).
+    fn custody_bytes(&mut self) -> Result<u64, MetaError>;
 }
 
 impl std::fmt::Debug for dyn MetaDb {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use postgres::config::Host;
 use postgres::{Client, Config, GenericClient, NoTls, Row};
 
+use super::custody::{custody_from_columns, CustodyRecord, CUSTODY_COLUMNS};
 use super::peers::{
     check_agent_id, check_peer, check_token, count_from_db, judge_ticket, key_from_db,
     port_from_db, purge_cutoff,
@@ -520,6 +521,69 @@ impl MetaDb for PostgresMeta {
                 &[&purge_cutoff(now, keep_for_secs)],
             )
             .map_err(query_err("purging expired tickets"))
+    }
+
+    fn insert_custody(&mut self, record: &CustodyRecord) -> Result<CustodyRecord, MetaError> {
+        self.client
+            .execute(
+                "INSERT INTO custody (original_hash, owner_key, encrypted_hash, pull_request_hash,
+                    size, received_at) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (original_hash, owner_key) DO NOTHING",
+                &[
+                    &record.original_hash.to_hex(),
+                    &&record.owner_key[..],
+                    &record.encrypted_hash.to_hex(),
+                    &record.pull_request_hash.to_hex(),
+                    &size_to_db(record.size)?,
+                    &record.received_at,
+                ],
+            )
+            .map_err(query_err("recording custody"))?;
+        let all = self.custody_of(&record.original_hash)?;
+        all.into_iter()
+            .find(|r| r.owner_key == record.owner_key)
+            .ok_or_else(|| MetaError::BadRow("custody row vanished after insert".into()))
+    }
+
+    fn custody_of(&mut self, original: &ContentHash) -> Result<Vec<CustodyRecord>, MetaError> {
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {CUSTODY_COLUMNS} FROM custody WHERE original_hash = $1
+                     ORDER BY received_at DESC"
+                ),
+                &[&original.to_hex()],
+            )
+            .map_err(query_err("reading custody"))?;
+        let bad = |e: postgres::Error| MetaError::BadRow(e.to_string());
+        rows.iter()
+            .map(|row| {
+                let o: String = row.try_get(0).map_err(bad)?;
+                let k: Vec<u8> = row.try_get(1).map_err(bad)?;
+                let e: String = row.try_get(2).map_err(bad)?;
+                let p: String = row.try_get(3).map_err(bad)?;
+                custody_from_columns(
+                    &o,
+                    &k,
+                    &e,
+                    &p,
+                    row.try_get(4).map_err(bad)?,
+                    row.try_get(5).map_err(bad)?,
+                )
+            })
+            .collect()
+    }
+
+    fn custody_bytes(&mut self) -> Result<u64, MetaError> {
+        let row = self
+            .client
+            .query_one("SELECT COALESCE(SUM(size), 0)::BIGINT FROM custody", &[])
+            .map_err(query_err("summing custody"))?;
+        let total: i64 = row
+            .try_get(0)
+            .map_err(|e| MetaError::BadRow(e.to_string()))?;
+        Ok(u64::try_from(total).unwrap_or(0))
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::custody::{custody_from_columns, CustodyRecord, CUSTODY_COLUMNS};
 use super::peers::{
     check_agent_id, check_peer, check_token, count_from_db, judge_ticket, key_from_db,
     port_from_db, purge_cutoff,
@@ -463,6 +464,66 @@ impl MetaDb for SqliteMeta {
             )
             .map_err(query_err("purging expired tickets"))?;
         Ok(purged as u64)
+    }
+
+    fn insert_custody(&mut self, record: &CustodyRecord) -> Result<CustodyRecord, MetaError> {
+        self.conn
+            .execute(
+                "INSERT INTO custody (original_hash, owner_key, encrypted_hash, pull_request_hash,
+                    size, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (original_hash, owner_key) DO NOTHING",
+                params![
+                    record.original_hash.to_hex(),
+                    &record.owner_key[..],
+                    record.encrypted_hash.to_hex(),
+                    record.pull_request_hash.to_hex(),
+                    size_to_db(record.size)?,
+                    record.received_at
+                ],
+            )
+            .map_err(query_err("recording custody"))?;
+        let all = self.custody_of(&record.original_hash)?;
+        all.into_iter()
+            .find(|r| r.owner_key == record.owner_key)
+            .ok_or_else(|| MetaError::BadRow("custody row vanished after insert".into()))
+    }
+
+    fn custody_of(&mut self, original: &ContentHash) -> Result<Vec<CustodyRecord>, MetaError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {CUSTODY_COLUMNS} FROM custody WHERE original_hash = ?1
+                 ORDER BY received_at DESC"
+            ))
+            .map_err(query_err("reading custody"))?;
+        let rows = stmt
+            .query_map(params![original.to_hex()], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(query_err("reading custody"))?;
+        let mut records = Vec::new();
+        for row in rows {
+            let (o, k, e, p, size, at) = row.map_err(query_err("reading custody"))?;
+            records.push(custody_from_columns(&o, &k, &e, &p, size, at)?);
+        }
+        Ok(records)
+    }
+
+    fn custody_bytes(&mut self) -> Result<u64, MetaError> {
+        let total: i64 = self
+            .conn
+            .query_row("SELECT COALESCE(SUM(size), 0) FROM custody", [], |row| {
+                row.get(0)
+            })
+            .map_err(query_err("summing custody"))?;
+        Ok(u64::try_from(total).unwrap_or(0))
     }
 }
 
