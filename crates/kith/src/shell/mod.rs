@@ -212,12 +212,13 @@ impl Shell<'_> {
                 self.conn = Some(conn.start_tls(self.handshake_timeout)?);
                 self.port.session_mut().tls_started(Instant::now())
             }
-            Event::PeerCommand(Command::Put { hash })
-                if hash == ItemHash::hello() && !self.port.session().state().is_transferring() =>
-            {
-                // The opening hello exchange: keep the hello file, as ciyam_client does (the
-                // machine checks the echo; the hello item is built in, so its bytes are known).
-                self.store_item(hash, HELLO_ITEM);
+            Event::PeerCommand(Command::Put { hash }) if hash == ItemHash::hello() => {
+                // Keep the hello file, as ciyam_client does, also from the opening hello
+                // exchange (where the machine only echoes it back, checked). Its bytes are
+                // built in; any other `put` of it would be stored the same way.
+                if !self.store_has(hash) {
+                    self.store_item(hash, HELLO_ITEM);
+                }
                 Ok(())
             }
             Event::Closed(reason) => {
