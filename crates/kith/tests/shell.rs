@@ -217,6 +217,40 @@ fn get_stores_the_item_and_put_of_a_missing_item_is_refused_locally() {
 }
 
 #[test]
+fn large_items_go_both_ways_in_chunks() {
+    // test.jpg (6,708 bytes) is past the inline limit: `put` and `get` use the chunked form.
+    const JPG: &str = "a5ab1c26e5253fb7316b51e7f40687183714e0d683034954e1e8fc67bca42753";
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("client");
+    let jpg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/test.jpg");
+    let put = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .arg("--data")
+        .arg(&data)
+        .args(["file", "put"])
+        .arg(&jpg)
+        .env_remove("KITH_DATA")
+        .output()
+        .unwrap();
+    assert_eq!(text(&put.stdout).trim(), JPG, "{}", text(&put.stderr));
+    let (addr, peer) = spawn_responder();
+    let input = format!("chk hello\nput {JPG}\n~rm {JPG}\nget {JPG}\n~cat nothing\nbye\n");
+    let out = shell(&data, &addr.to_string(), &input);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("(not found)\nput {H}\nget {H}\nput {H}\n")
+    );
+    assert!(
+        text(&out.stderr).contains("~cat nothing"),
+        "local errors go to stderr"
+    );
+    let mut item = vec![1u8];
+    item.extend(std::fs::read(&jpg).unwrap());
+    assert_eq!(std::fs::read(item_path(&data, JPG)).unwrap(), item);
+    assert_eq!(peer.join().unwrap(), CloseReason::Bye { by_peer: true });
+}
+
+#[test]
 fn a_command_out_of_state_prints_the_peers_error_and_ends_the_session() {
     let tmp = tempfile::tempdir().unwrap();
     let (addr, peer) = spawn_responder();
@@ -285,6 +319,34 @@ fn an_error_from_the_peer_is_printed_and_fails() {
     let stderr = text(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert_eq!(peer.join().unwrap(), "chk hello\r\n");
+}
+
+#[test]
+fn a_silent_peer_times_out_with_the_limits_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("client");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("kith.toml"),
+        "[limits]\nciyam_request_timeout_ms = 300\n",
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        // Say nothing; hold the socket until the client gives up.
+        let mut rest = Vec::new();
+        let _ = (&sock).read_to_end(&mut rest);
+        rest
+    });
+    let started = Instant::now();
+    let out = shell(&data, &addr.to_string(), "chk hello\n");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(text(&out.stderr), "kith: the peer did not answer in time\n");
+    assert_eq!(peer.join().unwrap(), b"chk hello\r\n");
 }
 
 #[test]

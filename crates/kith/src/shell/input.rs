@@ -60,7 +60,11 @@ impl LineSource {
             LineSource::Pipe(stdin) => {
                 let mut line = String::new();
                 match stdin.read_line(&mut line) {
-                    Ok(0) | Err(_) => None,
+                    Ok(0) => None,
+                    Err(e) => {
+                        eprintln!("kith: cannot read the input: {e}");
+                        None
+                    }
                     Ok(_) => Some(line.trim_end_matches(['\n', '\r']).to_owned()),
                 }
             }
