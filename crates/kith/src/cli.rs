@@ -63,6 +63,13 @@ pub enum Command {
     /// Signed and sealed (ECIES) content in the Datt layouts.
     #[command(subcommand)]
     Content(ContentCommand),
+    /// Talk the CIYAM peer protocol to HOST:PORT: commands from a terminal (with line editing
+    /// and history) or a pipe (only the peer's responses are printed), files from the store.
+    Shell {
+        /// The peer port, e.g. 127.0.0.1:12346.
+        #[arg(value_name = "HOST:PORT")]
+        target: String,
+    },
 }
 
 /// `kith up` flags.

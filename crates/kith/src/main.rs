@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod output;
+mod shell;
 
 use clap::Parser;
 use kith_node::control::ControlError;

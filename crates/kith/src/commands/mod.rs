@@ -65,5 +65,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Status => node::status(&env),
         Command::File(command) => file::run(&env, command),
         Command::Content(command) => content::run(&env, command),
+        Command::Shell { target } => crate::shell::run(&env, &target),
     }
 }
