@@ -7,10 +7,12 @@
 //! switches the socket to TLS when a client starts with `tls`. Sessions are capped
 //! ([`kith_proto::Limits::max_peer_sessions`]) and every wait has the session's deadline.
 
+use crate::custodian::{Custodian, CustodianPolicy};
 use crate::node::NodeState;
 use bytes::Bytes;
 use kith_proto::files::{
-    Event, InteractiveTestPolicy, ItemHash, Policy, Role, Session, SessionConfig, TextPort,
+    Command, Event, InteractiveTestPolicy, ItemHash, Policy, Role, Session, SessionConfig, State,
+    Target, TextPort,
 };
 use kith_store::{ContentHash, ItemType};
 use std::net::{IpAddr, SocketAddr};
@@ -101,7 +103,12 @@ async fn serve(
         .map(|(_, ip)| ip.to_string())
         .collect();
     let mut policy = InteractiveTestPolicy::new(rand::random(), others);
-    match drive(state, &mut port, &mut policy, &mut stream, id).await? {
+    let mut custodian = Custodian::default();
+    let mut roles = Roles {
+        policy: &mut policy,
+        custodian: &mut custodian,
+    };
+    match drive(state, &mut port, &mut roles, &mut stream, id).await? {
         Pass::Finished => Ok(()),
         Pass::StartTls => {
             let Some(tls) = state.tls.clone() else {
@@ -116,7 +123,7 @@ async fn serve(
                 .tls_started(Instant::now())
                 .map_err(|e| e.to_string())?;
             port.process(Instant::now());
-            match drive(state, &mut port, &mut policy, &mut stream, id).await? {
+            match drive(state, &mut port, &mut roles, &mut stream, id).await? {
                 Pass::Finished => Ok(()),
                 Pass::StartTls => Err("a second tls".into()),
             }
@@ -124,11 +131,18 @@ async fn serve(
     }
 }
 
+/// What decides the responder's own commands: the interactive-test rule, with custody's
+/// commands taking precedence when there are any.
+struct Roles<'a> {
+    policy: &'a mut InteractiveTestPolicy,
+    custodian: &'a mut Custodian,
+}
+
 /// Runs the session over `stream` until it ends or asks for TLS.
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     state: &Arc<NodeState>,
     port: &mut TextPort,
-    policy: &mut InteractiveTestPolicy,
+    roles: &mut Roles<'_>,
     stream: &mut S,
     id: u64,
 ) -> Result<Pass, String> {
@@ -143,7 +157,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             stream.flush().await.map_err(|e| e.to_string())?;
         }
         if let Some(event) = port.poll_event() {
-            if let Some(pass) = answer(state, port, policy, event, id).await? {
+            if let Some(pass) = answer(state, port, roles, event, id).await? {
                 // Whatever the session still had to say goes out before we stop or switch.
                 let mut out = Vec::new();
                 while let Some(bytes) = port.poll_transmit() {
@@ -166,8 +180,15 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 None => std::future::pending().await,
             }
         };
+        // Until the first command is in, read a byte at a time: if it is `tls`, the client's
+        // TLS handshake follows it at once and must not be swallowed as text.
+        let read_len = if port.session().state() == State::Fresh {
+            1
+        } else {
+            buf.len()
+        };
         tokio::select! {
-            read = stream.read(&mut buf), if port.wants_bytes() => {
+            read = stream.read(&mut buf[..read_len]), if port.wants_bytes() => {
                 let n = read.map_err(|e| e.to_string())?;
                 if n == 0 {
                     return Ok(Pass::Finished);
@@ -183,7 +204,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 async fn answer(
     state: &Arc<NodeState>,
     port: &mut TextPort,
-    policy: &mut InteractiveTestPolicy,
+    roles: &mut Roles<'_>,
     event: Event,
     id: u64,
 ) -> Result<Option<Pass>, String> {
@@ -213,15 +234,41 @@ async fn answer(
             });
             session.supply_item(now(), bytes)
         }
-        Event::StoreItem { item, .. } => {
-            let ok = store_item(state, item).await.is_ok();
+        Event::StoreItem { hash, item } => {
+            let ok = match roles
+                .custodian
+                .take_into_custody(state, hash, item.clone())
+                .await
+            {
+                Some(custody) => custody.is_ok(),
+                None => {
+                    let ok = store_item(state, item.clone()).await.is_ok();
+                    if ok {
+                        roles.custodian.on_item_stored(state, &item).await;
+                    }
+                    ok
+                }
+            };
             if ok {
                 state.counters.bump("peer_items_received");
             }
             session.stored(now(), ok)
         }
+        Event::PeerCommand(Command::Chk {
+            target: Target::Hash(hash),
+            nonce: None,
+        }) => {
+            roles.custodian.on_chk(state, hash).await;
+            Ok(())
+        }
         Event::PipAddress => session.answer_pip(now(), &other_client(state, id)),
-        Event::ChooseCommand(ctx) => session.answer_command(now(), policy.choose(&ctx)),
+        Event::ChooseCommand(ctx) => {
+            let mut policy = CustodianPolicy {
+                custodian: &mut *roles.custodian,
+                inner: &mut *roles.policy,
+            };
+            session.answer_command(now(), policy.choose(&ctx))
+        }
         Event::StartTls => return Ok(Some(Pass::StartTls)),
         Event::Closed(reason) => {
             tracing::debug!(?reason, "peer session closed");

@@ -88,6 +88,8 @@ pub struct Limits {
     pub ciyam_transfer_chunk_timeout_ms: u64,
     /// Sessions on the CIYAM peer port at once; more are closed on accept.
     pub max_peer_sessions: usize,
+    /// Bytes this node keeps in encrypted custody for other people; 0 refuses custody.
+    pub max_custody_bytes: u64,
 }
 
 impl Default for Limits {
@@ -122,6 +124,7 @@ impl Default for Limits {
             ciyam_transfer_first_line_timeout_ms: 25_000,
             ciyam_transfer_chunk_timeout_ms: 20_000,
             max_peer_sessions: 64,
+            max_custody_bytes: 1024 * 1024 * 1024,
         }
     }
 }

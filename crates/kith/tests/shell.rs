@@ -368,10 +368,9 @@ fn a_closed_port_is_a_one_line_error() {
     );
 }
 
-// Needs `kith up --peer-listen` (the node's CIYAM text port), which lands on another branch:
-// the merger enables this test once both are in.
+/// The seed's first session, through `kith shell` from a pipe, against a fresh node's peer
+/// port: the node's own commands follow the reference's interactive-test rule.
 #[test]
-#[ignore = "needs kith up --peer-listen"]
 fn seed_session_one_against_a_kith_node() {
     let tmp = tempfile::tempdir().unwrap();
     let node = tmp.path().join("node");
