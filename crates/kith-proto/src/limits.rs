@@ -88,6 +88,12 @@ pub struct Limits {
     pub ciyam_transfer_chunk_timeout_ms: u64,
     /// Sessions on the CIYAM peer port at once; more are closed on accept.
     pub max_peer_sessions: usize,
+    /// File-exchange sessions over secure links at once (one per linked peer at most, either
+    /// end); a session opened by a peer beyond this is refused with an `(error)` line.
+    pub max_exchange_sessions: usize,
+    /// How long `kith file get --from` may take as a whole (the control call's deadline), in
+    /// ms. Each step of the transfer has the session's own, much shorter, deadlines.
+    pub exchange_fetch_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -122,6 +128,8 @@ impl Default for Limits {
             ciyam_transfer_first_line_timeout_ms: 25_000,
             ciyam_transfer_chunk_timeout_ms: 20_000,
             max_peer_sessions: 64,
+            max_exchange_sessions: 64,
+            exchange_fetch_timeout_ms: 3_600_000,
         }
     }
 }
