@@ -7,9 +7,9 @@
 //! switches the socket to TLS when a client starts with `tls`. Sessions are capped
 //! ([`kith_proto::Limits::max_peer_sessions`]) and every wait has the session's deadline.
 
+use crate::exchange::answer::{answer_from_store, split_item, with_blobs};
 use crate::node::NodeState;
 use bytes::Bytes;
-use crate::exchange::answer::{answer_from_store, split_item, with_blobs};
 use kith_proto::files::{
     Event, InteractiveTestPolicy, Policy, Role, Session, SessionConfig, TextPort,
 };

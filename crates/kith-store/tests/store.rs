@@ -349,7 +349,9 @@ fn items_copied_one_by_one_are_recorded_as_the_same_file(backend: &Backend) {
     for hash in &items {
         if *hash != missing {
             let item = source.blobs().get_item(hash).unwrap();
-            dest.blobs().put_item(item.item_type, &item.content).unwrap();
+            dest.blobs()
+                .put_item(item.item_type, &item.content)
+                .unwrap();
         }
     }
     assert!(matches!(
@@ -358,7 +360,9 @@ fn items_copied_one_by_one_are_recorded_as_the_same_file(backend: &Backend) {
     ));
     assert!(dest.list().unwrap().is_empty());
     let item = source.blobs().get_item(&missing).unwrap();
-    dest.blobs().put_item(item.item_type, &item.content).unwrap();
+    dest.blobs()
+        .put_item(item.item_type, &item.content)
+        .unwrap();
     let recorded = dest.record_existing(&put.hash, None).unwrap();
     assert_eq!(recorded, put);
     let mut out = Vec::new();

@@ -211,7 +211,10 @@ async fn ping(State(state): State<Arc<NodeState>>, Json(body): Json<AgentBody>) 
     }))
 }
 
-async fn fetch(State(state): State<Arc<NodeState>>, Json(body): Json<FetchBody>) -> Api<FetchReport> {
+async fn fetch(
+    State(state): State<Arc<NodeState>>,
+    Json(body): Json<FetchBody>,
+) -> Api<FetchReport> {
     use crate::exchange::ExchangeError;
     let hash: kith_store::ContentHash = body.hash.trim().parse().map_err(|_| {
         bad_request(format!(

@@ -261,9 +261,8 @@ pub fn dispatch(state: &Arc<NodeState>, peer: AgentId, envelope: Envelope) {
     let bye = line == Some("bye");
     let mut slots = state.exchange.slots();
     if let Some(slot) = slots.get(&peer) {
-        let collision = opener
-            && slot.role == Role::Initiator
-            && slot.flags.opening.load(Ordering::Acquire);
+        let collision =
+            opener && slot.role == Role::Initiator && slot.flags.opening.load(Ordering::Acquire);
         if !collision {
             if slot.tx.try_send(envelope).is_err() {
                 state.counters.bump("ciyam_envelopes_dropped");
@@ -335,6 +334,29 @@ async fn flush(
     Ok(())
 }
 
+/// [`flush`] for an initiator whose opening `chk` is not answered yet: the envelopes are
+/// queued on the link under the session table's lock, so that a collision is decided
+/// either before our `chk` leaves (we gave way: it never leaves) or after (the peer sees our
+/// `chk` before anything its own session sends).
+fn flush_opening(
+    state: &NodeState,
+    peer: AgentId,
+    id: u64,
+    port: &mut EnvelopePort,
+) -> Result<(), ExchangeError> {
+    let slots = state.exchange.slots();
+    if slots.get(&peer).is_none_or(|s| s.id != id) {
+        return Err(ExchangeError::GaveWay(peer.to_string()));
+    }
+    let lost = || ExchangeError::LinkLost(peer.to_string());
+    let tx = state.links.sender(&peer).ok_or_else(lost)?;
+    while let Some(env) = port.poll_transmit() {
+        tx.try_send(Outgoing::Envelope(env)).map_err(|_| lost())?;
+    }
+    drop(slots);
+    Ok(())
+}
+
 /// Waits for the next envelope or the session's deadline. `false` when the queue closed
 /// (the link went down, or we gave way).
 async fn wait_input(port: &mut EnvelopePort, rx: &mut mpsc::Receiver<Envelope>) -> bool {
@@ -367,11 +389,7 @@ async fn respond(
     id: u64,
     mut rx: mpsc::Receiver<Envelope>,
 ) -> Result<(), ExchangeError> {
-    let _slot = SlotGuard {
-        state,
-        peer,
-        id,
-    };
+    let _slot = SlotGuard { state, peer, id };
     state.counters.bump("exchange_sessions_served");
     let session = Session::new(Role::Responder, link_config(state), Instant::now());
     let mut port = EnvelopePort::new(session);
@@ -569,11 +587,7 @@ async fn initiate(
 ) -> Result<FetchReport, ExchangeError> {
     let wait = Duration::from_millis(state.config.limits.ciyam_request_timeout_ms);
     let (id, mut rx, flags) = state.exchange.acquire(peer, wait).await?;
-    let _slot = SlotGuard {
-        state,
-        peer,
-        id,
-    };
+    let _slot = SlotGuard { state, peer, id };
     let failed = |reason: String| ExchangeError::Session {
         peer: peer.to_string(),
         reason,
@@ -585,7 +599,11 @@ async fn initiate(
     let mut asked: Option<ContentHash> = None;
     let mut fetched = 0u64;
     loop {
-        flush(state, peer, &mut port).await?;
+        if flags.opening.load(Ordering::Acquire) {
+            flush_opening(state, peer, id, &mut port)?;
+        } else {
+            flush(state, peer, &mut port).await?;
+        }
         if let Some(event) = port.poll_event() {
             let now = Instant::now();
             let session = port.session_mut();

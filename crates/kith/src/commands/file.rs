@@ -9,8 +9,8 @@ use crate::output::print_json;
 use anyhow::{Context, Result};
 use kith_node::control::{ControlClient, FetchBody, FetchReport, FETCH_PATH};
 use kith_store::{ContentHash, FileStore, RemoveOutcome};
-use std::time::Duration;
 use serde_json::json;
+use std::time::Duration;
 
 /// Runs one `kith file` subcommand.
 pub fn run(env: &Env, command: FileCommand) -> Result<()> {
