@@ -349,3 +349,33 @@ fn both_ends_fetching_from_each_other_at_once_both_succeed() {
         b.counter("exchange_collisions")
     );
 }
+
+#[test]
+fn a_get_whose_cli_goes_away_does_not_block_the_next_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = linked_pair(tmp.path());
+    let bytes = data(150 * (MAX_ITEM - 1), 7);
+    let hash = a.put(tmp.path(), "big.bin", &bytes);
+    let out = tmp.path().join("big.out");
+    let mut get = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .arg("--data")
+        .arg(&b.data)
+        .args(["file", "get", &hash, "--from", &a.agent(), "-o"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("B receives its first items", || {
+        b.counter("items_received") >= 10
+    });
+    get.kill().unwrap();
+    get.wait().unwrap();
+    let started = Instant::now();
+    b.get_from(&hash, &a.agent(), &out);
+    assert_eq!(std::fs::read(&out).unwrap(), bytes);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the second get waited for the first session's deadline"
+    );
+}

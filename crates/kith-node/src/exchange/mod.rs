@@ -218,6 +218,30 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
+/// Tells the peer `bye` (best effort, never waiting) when an initiator's session ends without
+/// the peer knowing: our own error, a deadline, or the fetch being cancelled (the CLI went
+/// away). Otherwise the peer's responder would wait for its deadline and take our next
+/// session's opening for a command of the old one. Disarmed when the peer's session has
+/// ended anyway (a `bye` either way, an `(error)`) or cannot hear us (link lost, we gave way).
+struct ByeOnDrop<'a> {
+    state: &'a NodeState,
+    peer: AgentId,
+    armed: bool,
+}
+
+impl Drop for ByeOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(tx) = self.state.links.sender(&self.peer) {
+            for env in binary::encode(&kith_proto::files::Transmit::Command(Command::Bye)) {
+                let _ = tx.try_send(Outgoing::Envelope(env));
+            }
+        }
+    }
+}
+
 /// The session settings on secure links: real peers, no strict alternation, items as large
 /// as the store's.
 fn link_config(state: &NodeState) -> SessionConfig {
@@ -588,6 +612,11 @@ async fn initiate(
     let wait = Duration::from_millis(state.config.limits.ciyam_request_timeout_ms);
     let (id, mut rx, flags) = state.exchange.acquire(peer, wait).await?;
     let _slot = SlotGuard { state, peer, id };
+    let mut bye = ByeOnDrop {
+        state,
+        peer,
+        armed: true,
+    };
     let failed = |reason: String| ExchangeError::Session {
         peer: peer.to_string(),
         reason,
@@ -600,7 +629,10 @@ async fn initiate(
     let mut fetched = 0u64;
     loop {
         if flags.opening.load(Ordering::Acquire) {
-            flush_opening(state, peer, id, &mut port)?;
+            if let Err(e) = flush_opening(state, peer, id, &mut port) {
+                bye.armed = false;
+                return Err(e);
+            }
         } else {
             flush(state, peer, &mut port).await?;
         }
@@ -673,6 +705,8 @@ async fn initiate(
                 }
                 Some(Event::PipAddress) => session.answer_pip(now, &NodePolicy.pip_address()),
                 Some(Event::Closed(reason)) => {
+                    bye.armed =
+                        !matches!(reason, CloseReason::Bye { .. } | CloseReason::PeerError(_));
                     flush(state, peer, &mut port).await?;
                     match (step, reason) {
                         (Step::Done, CloseReason::Bye { by_peer: false }) => break,
@@ -695,6 +729,7 @@ async fn initiate(
             break;
         }
         if !wait_input(&mut port, &mut rx).await {
+            bye.armed = false;
             if flags.gave_way.load(Ordering::Acquire) {
                 return Err(ExchangeError::GaveWay(peer.to_string()));
             }
