@@ -243,11 +243,12 @@ impl Drop for ByeOnDrop<'_> {
 }
 
 /// The session settings on secure links: real peers, no strict alternation, items as large
-/// as the store's.
+/// as the store's (and as an envelope can carry).
 fn link_config(state: &NodeState) -> SessionConfig {
+    let envelope_room = (state.config.limits.max_envelope_data as usize).saturating_sub(1);
     SessionConfig {
         alternate: false,
-        max_item: state.config.max_item,
+        max_item: state.config.max_item.min(envelope_room),
         ..SessionConfig::new(&state.config.limits)
     }
 }
@@ -348,6 +349,17 @@ async fn flush(
     port: &mut EnvelopePort,
 ) -> Result<(), ExchangeError> {
     while let Some(env) = port.poll_transmit() {
+        if env.data.len() > state.config.limits.max_envelope_data as usize {
+            // The peer's envelope decoder would drop the whole link for it.
+            return Err(ExchangeError::Session {
+                peer: peer.to_string(),
+                reason: format!(
+                    "an item of {} bytes exceeds max_envelope_data ({}); raise [limits] max_envelope_data above max_item on both nodes",
+                    env.data.len() - 1,
+                    state.config.limits.max_envelope_data
+                ),
+            });
+        }
         if env.data.first() == Some(&KIND_ITEM) {
             state.counters.bump("exchange_items_sent");
         }
