@@ -14,12 +14,14 @@
 //! - [`tls`]: TLS with the node certificate for the plain-text ports.
 //! - [`peer_port`]: the CIYAM text protocol for `kith shell` and plain clients.
 //! - [`custodian`]: encrypted custody of other people's files (the custodian's side).
+//! - [`exchange`]: the same protocol over secure links: `kith file get --from`.
 //! - [`control`]: the JSON-over-HTTP API on the data dir's Unix socket, server and client.
 #![deny(missing_docs)]
 
 pub mod config;
 pub mod control;
 pub mod custodian;
+pub mod exchange;
 pub mod guard;
 pub mod links;
 pub mod net;

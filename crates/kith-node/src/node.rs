@@ -85,6 +85,8 @@ pub struct NodeState {
     pub secure: SecureConfig,
     /// One link per peer.
     pub links: LinkManager,
+    /// File-exchange sessions over links, one per peer at most.
+    pub exchange: crate::exchange::Exchange,
     node_id: String,
     started: Instant,
     listeners: BTreeMap<String, String>,
@@ -162,9 +164,14 @@ impl NodeState {
         }
     }
 
-    /// Where envelopes that the link layer does not handle go. The file and chat protocols
-    /// plug in here; until then they are counted and dropped.
-    pub fn dispatch(&self, peer: AgentId, envelope: Envelope) {
+    /// Where envelopes that the link layer does not handle go: `ciyam` to the peer's
+    /// file-exchange session ([`crate::exchange::dispatch`]); the chat protocol plugs in here
+    /// later. Anything else is counted and dropped.
+    pub fn dispatch(self: &Arc<Self>, peer: AgentId, envelope: Envelope) {
+        if envelope.command.as_str() == kith_proto::files::binary::ENVELOPE_COMMAND {
+            crate::exchange::dispatch(self, peer, envelope);
+            return;
+        }
         self.counters.bump("envelopes_unhandled");
         tracing::debug!(peer = %peer, command = %envelope.command, "no handler for envelope");
     }
@@ -298,6 +305,7 @@ pub async fn serve(
         node_id: identity.node_id().to_string(),
         secure,
         links: LinkManager::new(config.limits.max_pending_pings),
+        exchange: crate::exchange::Exchange::new(config.limits.max_exchange_sessions),
         guard: Mutex::new(AdmissionGuard::new(config.limits.clone())),
         pending: Mutex::default(),
         dial_locks: Mutex::default(),

@@ -8,13 +8,14 @@
 //! ([`kith_proto::Limits::max_peer_sessions`]) and every wait has the session's deadline.
 
 use crate::custodian::{Custodian, CustodianPolicy};
+use crate::exchange::answer::{answer_from_store, split_item, with_blobs};
 use crate::node::NodeState;
 use bytes::Bytes;
 use kith_proto::files::{
-    Command, Event, InteractiveTestPolicy, ItemHash, Policy, Role, Session, SessionConfig, State,
-    Target, TextPort,
+    Command, Event, InteractiveTestPolicy, Policy, Role, Session, SessionConfig, State, Target,
+    TextPort,
 };
-use kith_store::{ContentHash, ItemType};
+use kith_store::ItemType;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -210,30 +211,10 @@ async fn answer(
 ) -> Result<Option<Pass>, String> {
     let now = Instant::now;
     let session = port.session_mut();
+    let Some(event) = answer_from_store(state, session, event).await? else {
+        return Ok(None);
+    };
     let result = match event {
-        // No tags on this node yet: tags name blockchain files in the reference.
-        Event::ResolveTag { .. } => session.answer_tag(now(), None),
-        Event::HaveItem { hash } => {
-            let have = with_blobs(state, move |s| s.blobs().contains(&content_hash(hash))).await?;
-            session.answer_have(now(), have)
-        }
-        Event::ReadItem { hash } => {
-            let item = with_blobs(state, move |s| {
-                match s.blobs().get_item(&content_hash(hash)) {
-                    Ok(item) => Ok(Some(item)),
-                    Err(kith_store::StoreError::NotFound { .. }) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
-            .await?;
-            let bytes = item.map(|item| {
-                let mut bytes = Vec::with_capacity(item.content.len() + 1);
-                bytes.push(item.item_type.byte());
-                bytes.extend_from_slice(&item.content);
-                Bytes::from(bytes)
-            });
-            session.supply_item(now(), bytes)
-        }
         Event::StoreItem { hash, item } => {
             let ok = match roles
                 .custodian
@@ -274,32 +255,21 @@ async fn answer(
             tracing::debug!(?reason, "peer session closed");
             return Ok(Some(Pass::Finished));
         }
-        Event::Ready | Event::PeerCommand(_) | Event::Reply { .. } => Ok(()),
+        Event::Ready
+        | Event::PeerCommand(_)
+        | Event::Reply { .. }
+        | Event::ResolveTag { .. }
+        | Event::HaveItem { .. }
+        | Event::ReadItem { .. } => Ok(()),
     };
     result.map(|()| None).map_err(|e| e.to_string())
-}
-
-fn content_hash(hash: ItemHash) -> ContentHash {
-    ContentHash(hash.0)
-}
-
-async fn with_blobs<R, F>(state: &NodeState, f: F) -> Result<R, String>
-where
-    R: Send + 'static,
-    F: FnOnce(&mut kith_store::FileStore) -> Result<R, kith_store::StoreError> + Send + 'static,
-{
-    state.with_store(f).await?.map_err(|e| e.to_string())
 }
 
 /// Stores a received item durably. A whole blob is also recorded as a file, so `kith file ls`
 /// shows what arrived; other items (lists, encrypted copies) are kept as items.
 async fn store_item(state: &NodeState, item: Bytes) -> Result<(), String> {
     with_blobs(state, move |s| {
-        let Some((&type_byte, content)) = item.split_first() else {
-            return Err(kith_store::StoreError::Config("empty item".into()));
-        };
-        let item_type = ItemType::from_byte(type_byte)
-            .map_err(|e| kith_store::StoreError::Config(format!("bad type byte {}", e.0)))?;
+        let (item_type, content) = split_item(&item)?;
         if item_type == ItemType::BLOB {
             s.put_reader(&mut &content[..], None).map(|_| ())
         } else {

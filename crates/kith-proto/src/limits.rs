@@ -90,6 +90,12 @@ pub struct Limits {
     pub max_peer_sessions: usize,
     /// Bytes this node keeps in encrypted custody for other people; 0 refuses custody.
     pub max_custody_bytes: u64,
+    /// File-exchange sessions over secure links at once (one per linked peer at most, either
+    /// end); a session opened by a peer beyond this is refused with an `(error)` line.
+    pub max_exchange_sessions: usize,
+    /// How long `kith file get --from` may take as a whole (the control call's deadline), in
+    /// ms. Each step of the transfer has the session's own, much shorter, deadlines.
+    pub exchange_fetch_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -125,6 +131,8 @@ impl Default for Limits {
             ciyam_transfer_chunk_timeout_ms: 20_000,
             max_peer_sessions: 64,
             max_custody_bytes: 1024 * 1024 * 1024,
+            max_exchange_sessions: 64,
+            exchange_fetch_timeout_ms: 3_600_000,
         }
     }
 }

@@ -167,6 +167,33 @@ impl FileStore {
         Ok(self.meta.insert_file(&record, &stored.items)?)
     }
 
+    /// Records the file `hash` whose items are all already in the store (fetched item by item
+    /// from a peer) under `name`: walks and verifies the whole tree first, then commits the
+    /// record and its item references under the store lock, as a put does. Fails with
+    /// [`StoreError::NotFound`] naming the first missing item, or [`StoreError::Corrupt`].
+    /// Recording a file that is already recorded returns the existing record.
+    pub fn record_existing(
+        &mut self,
+        hash: &ContentHash,
+        name: Option<&str>,
+    ) -> Result<FileRecord, StoreError> {
+        let walked = self.blobs.walk_file(hash)?;
+        let _lock = self.lock()?;
+        for item in &walked.items {
+            if !self.blobs.contains(item)? {
+                return Err(StoreError::ItemVanished { hash: *item });
+            }
+        }
+        let record = FileRecord {
+            hash: walked.hash,
+            kind: walked.kind,
+            size: walked.size,
+            name: name.map(str::to_string),
+            added_at: (self.clock)(),
+        };
+        Ok(self.meta.insert_file(&record, &walked.items)?)
+    }
+
     /// Writes the file `hash` to `path`, verifying every item. The bytes go to a temporary file
     /// beside `path`, which is fsync'd and renamed over `path` only when the whole file was read
     /// and verified: a corrupt or incomplete store never leaves a file that looks complete.

@@ -296,6 +296,59 @@ impl BlobStore {
         })
     }
 
+    /// Walks the file `hash` whose items are already stored (received one by one from a peer,
+    /// say), verifying every item, and returns what a put of the same file would have: its
+    /// kind, content size and every distinct item it uses (root first). Memory is one item
+    /// plus one parsed list per tree level, and 32 bytes per distinct item.
+    pub fn walk_file(&self, hash: &ContentHash) -> Result<StoredFile, StoreError> {
+        let root = self.get_item(hash)?;
+        let mut seen = HashSet::from([*hash]);
+        let mut items = vec![*hash];
+        if root.item_type.kind() == ItemKind::Blob {
+            return Ok(StoredFile {
+                hash: *hash,
+                kind: ItemKind::Blob,
+                size: root.content.len() as u64,
+                items,
+            });
+        }
+        let parse = |hash: &ContentHash, content: &[u8]| {
+            parse_list(content).map_err(|e| StoreError::corrupt(*hash, e.to_string()))
+        };
+        let mut size = 0u64;
+        let mut stack = vec![(parse(hash, &root.content)?, 0usize)];
+        drop(root);
+        while let Some((hashes, next)) = stack.last_mut() {
+            let Some(child) = hashes.get(*next).copied() else {
+                stack.pop();
+                continue;
+            };
+            *next += 1;
+            let item = self.get_item(&child)?;
+            if seen.insert(child) {
+                items.push(child);
+            }
+            match item.item_type.kind() {
+                ItemKind::Blob => size += item.content.len() as u64,
+                ItemKind::List => {
+                    if stack.len() >= MAX_TREE_DEPTH {
+                        return Err(StoreError::corrupt(
+                            child,
+                            format!("lists nested deeper than {MAX_TREE_DEPTH} levels"),
+                        ));
+                    }
+                    stack.push((parse(&child, &item.content)?, 0));
+                }
+            }
+        }
+        Ok(StoredFile {
+            hash: *hash,
+            kind: ItemKind::List,
+            size,
+            items,
+        })
+    }
+
     /// Streams the file `hash` (a blob, or a tree of lists) to `out`, verifying every item
     /// before writing its bytes. Returns the number of content bytes written. On error, `out`
     /// may hold a prefix of the file: callers writing to a path use a temporary file.

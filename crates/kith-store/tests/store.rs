@@ -339,6 +339,46 @@ fn same_file_twice_is_stored_once(backend: &Backend) {
     assert_eq!(store.remove(&first.hash).unwrap(), RemoveOutcome::NotFound);
 }
 
+fn items_copied_one_by_one_are_recorded_as_the_same_file(backend: &Backend) {
+    let (from, to) = (Fixture::new(backend), Fixture::new(backend));
+    let mut source = from.store();
+    let bytes = data(7 * CAP + 3, 11);
+    let put = source.put_reader(&mut Cursor::new(&bytes), None).unwrap();
+    let mut dest = to.store();
+    let items = stored_items(&source);
+    // All but one item: the walk names the missing one and nothing is recorded.
+    let missing = *items.last().unwrap();
+    for hash in &items {
+        if *hash != missing {
+            let item = source.blobs().get_item(hash).unwrap();
+            dest.blobs()
+                .put_item(item.item_type, &item.content)
+                .unwrap();
+        }
+    }
+    assert!(matches!(
+        dest.record_existing(&put.hash, None),
+        Err(StoreError::NotFound { hash }) if hash == missing
+    ));
+    assert!(dest.list().unwrap().is_empty());
+    let item = source.blobs().get_item(&missing).unwrap();
+    dest.blobs()
+        .put_item(item.item_type, &item.content)
+        .unwrap();
+    let recorded = dest.record_existing(&put.hash, None).unwrap();
+    assert_eq!(recorded, put);
+    let mut out = Vec::new();
+    dest.get_to_writer(&put.hash, &mut out).unwrap();
+    assert_eq!(out, bytes);
+    // Reference counts are as a put would leave them: removing deletes every item.
+    assert_eq!(
+        dest.remove(&put.hash).unwrap(),
+        RemoveOutcome::Removed {
+            items_deleted: items.len()
+        }
+    );
+}
+
 fn shared_chunk_stays_until_its_last_file_is_removed(backend: &Backend) {
     let fx = Fixture::new(backend);
     let mut store = fx.store();
@@ -957,6 +997,7 @@ suite!(
     corrupt_item_is_detected_and_no_output_file_is_left,
     missing_item_is_reported_by_hash,
     same_file_twice_is_stored_once,
+    items_copied_one_by_one_are_recorded_as_the_same_file,
     shared_chunk_stays_until_its_last_file_is_removed,
     file_that_is_a_chunk_of_another_keeps_its_item,
     records_list_and_serialize,

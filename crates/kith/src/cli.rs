@@ -144,13 +144,18 @@ pub enum FileCommand {
         /// The file.
         path: PathBuf,
     },
-    /// Write a stored file out (to stdout without -o).
+    /// Write a stored file out (to stdout without -o). With --from, or when the file is not
+    /// here and a node runs, the node fetches it from a linked peer first (resuming: items
+    /// already here are not fetched again).
     Get {
         /// Its content address (64 hex).
         hash: String,
         /// Where to write it; written whole or not at all.
         #[arg(short = 'o', long = "output", value_name = "PATH")]
         output: Option<PathBuf>,
+        /// Fetch it from this linked peer (agent id) through the running node.
+        #[arg(long, value_name = "AGENT")]
+        from: Option<String>,
     },
     /// List stored files.
     Ls,

@@ -13,6 +13,7 @@
 //! - `GET /v1/peers` → [`PeerView`]s; `POST /v1/peers/remove` [`AgentBody`] → [`Changed`];
 //!   `POST /v1/peers/block` [`BlockBody`] → [`Changed`]
 //! - `POST /v1/ping` [`AgentBody`] → [`PingReport`]
+//! - `POST /v1/files/fetch` [`FetchBody`] → [`FetchReport`] (a file from a linked peer)
 
 pub mod client;
 pub mod server;
@@ -37,6 +38,8 @@ pub const REMOVE_PEER_PATH: &str = "/v1/peers/remove";
 pub const BLOCK_PEER_PATH: &str = "/v1/peers/block";
 /// Ping a peer.
 pub const PING_PATH: &str = "/v1/ping";
+/// Fetch a file from a linked peer.
+pub const FETCH_PATH: &str = "/v1/files/fetch";
 
 /// What `kith ticket` asks for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,6 +119,32 @@ pub struct PingReport {
     pub agent: String,
     /// Round-trip time in milliseconds.
     pub rtt_ms: f64,
+}
+
+/// What `POST /v1/files/fetch` asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchBody {
+    /// The file's content address (64 hex).
+    pub hash: String,
+    /// The peer to ask (agent id); `None` tries every linked peer in turn.
+    pub from: Option<String>,
+}
+
+/// What a fetch did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FetchReport {
+    /// The file.
+    pub hash: String,
+    /// The peer it came from.
+    pub from: String,
+    /// Content bytes of the whole file.
+    pub size: u64,
+    /// `blob` or `list`.
+    pub kind: String,
+    /// Items of the file's tree (root, lists, chunks; a repeated chunk counts each time).
+    pub items: u64,
+    /// Items received in this fetch (the others were already here).
+    pub items_fetched: u64,
 }
 
 /// What `GET /v1/status` returns (and `kith status --json` prints).

@@ -28,6 +28,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(REMOVE_PEER_PATH, post(remove_peer))
         .route(BLOCK_PEER_PATH, post(block_peer))
         .route(PING_PATH, post(ping))
+        .route(FETCH_PATH, post(fetch))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.limits.max_control_body,
         ))
@@ -208,4 +209,41 @@ async fn ping(State(state): State<Arc<NodeState>>, Json(body): Json<AgentBody>) 
         agent: agent.to_string(),
         rtt_ms: rtt.as_secs_f64() * 1000.0,
     }))
+}
+
+async fn fetch(
+    State(state): State<Arc<NodeState>>,
+    Json(body): Json<FetchBody>,
+) -> Api<FetchReport> {
+    use crate::exchange::ExchangeError;
+    let hash: kith_store::ContentHash = body.hash.trim().parse().map_err(|_| {
+        bad_request(format!(
+            "{:?} is not a content address (64 lowercase hex digits)",
+            body.hash
+        ))
+    })?;
+    let from = body.from.as_deref().map(parse_agent).transpose()?;
+    crate::exchange::fetch(&state, hash, from)
+        .await
+        .map(Json)
+        .map_err(|e| {
+            let code = match &e {
+                ExchangeError::Net(_) => StatusCode::BAD_GATEWAY,
+                ExchangeError::NotFound { .. } | ExchangeError::NoPeerHas(_) => {
+                    StatusCode::NOT_FOUND
+                }
+                ExchangeError::NoPeers => StatusCode::BAD_REQUEST,
+                ExchangeError::Busy(_) | ExchangeError::TooMany(_) | ExchangeError::GaveWay(_) => {
+                    StatusCode::CONFLICT
+                }
+                ExchangeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                ExchangeError::LinkLost(_) | ExchangeError::Session { .. } => {
+                    StatusCode::BAD_GATEWAY
+                }
+            };
+            match e {
+                ExchangeError::Net(net) => ApiError::from(net),
+                e => ApiError(code, e.to_string()),
+            }
+        })
 }

@@ -87,6 +87,10 @@ async fn state_after_link(
     end: LinkEnd,
 ) {
     let was_active = state.links.unregister(&peer, id);
+    if !state.links.is_linked(&peer) {
+        // The peer's file-exchange session (either end) died with the link.
+        state.exchange.link_down(&peer);
+    }
     if side == Side::Responder {
         state.guard().link_closed(remote.ip());
     }

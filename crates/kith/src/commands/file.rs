@@ -1,12 +1,16 @@
 //! `kith file hash|put|get|ls|rm`: the local content store, usable with or without a running
-//! node (the store takes a lock, so both can share one data dir).
+//! node (the store takes a lock, so both can share one data dir). `file get --from AGENT`
+//! (or a `file get` of a file that is not here, with a node running) has the node fetch the
+//! file from a linked peer first.
 
 use super::Env;
 use crate::cli::FileCommand;
 use crate::output::print_json;
 use anyhow::{Context, Result};
-use kith_store::{ContentHash, RemoveOutcome};
+use kith_node::control::{ControlClient, FetchBody, FetchReport, FETCH_PATH};
+use kith_store::{ContentHash, FileStore, RemoveOutcome};
 use serde_json::json;
+use std::time::Duration;
 
 /// Runs one `kith file` subcommand.
 pub fn run(env: &Env, command: FileCommand) -> Result<()> {
@@ -36,8 +40,15 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
                 Ok(())
             }
         }
-        FileCommand::Get { hash, output } => {
+        FileCommand::Get { hash, output, from } => {
             let hash = parse_hash(&hash)?;
+            let fetched = fetch_if_needed(env, &mut store, &hash, from)?;
+            if let (Some(report), false) = (&fetched, env.json) {
+                eprintln!(
+                    "fetched {} of {} items ({} bytes) from {}",
+                    report.items_fetched, report.items, report.size, report.from
+                );
+            }
             let bytes = match &output {
                 Some(path) => store.get_to_path(&hash, path)?,
                 None => {
@@ -46,7 +57,12 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
                 }
             };
             if let (true, Some(path)) = (env.json, &output) {
-                print_json(&json!({"hash": hash.to_hex(), "path": path, "size": bytes}))?;
+                print_json(&json!({
+                    "hash": hash.to_hex(),
+                    "path": path,
+                    "size": bytes,
+                    "fetched": fetched,
+                }))?;
             }
             Ok(())
         }
@@ -81,6 +97,31 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
             }
         }
     }
+}
+
+/// With `--from`, or when the file is not recorded here and a node runs, asks the node to
+/// fetch it from a linked peer. With no node running and no `--from`, the local store alone
+/// answers, as before.
+fn fetch_if_needed(
+    env: &Env,
+    store: &mut FileStore,
+    hash: &ContentHash,
+    from: Option<String>,
+) -> Result<Option<FetchReport>> {
+    let dir = &env.config.data_dir;
+    let control = ControlClient::new(
+        dir.root(),
+        dir.control_socket(),
+        Duration::from_millis(env.config.limits.exchange_fetch_timeout_ms),
+    );
+    if from.is_none() && (store.get(hash)?.is_some() || !control.is_running()) {
+        return Ok(None);
+    }
+    let body = FetchBody {
+        hash: hash.to_hex(),
+        from,
+    };
+    Ok(Some(control.post(FETCH_PATH, &body)?))
 }
 
 fn parse_hash(text: &str) -> Result<ContentHash> {

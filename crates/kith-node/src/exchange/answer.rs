@@ -1,0 +1,86 @@
+//! Answering a CIYAM session's store questions, shared by the peer port and secure links.
+//!
+//! Both drivers run the same [`Session`]; the questions about the local store (which tag is
+//! which hash, do we hold an item, read it) have the same answers whoever asks, so they are
+//! answered here once. What differs between the drivers (their own commands, where a received
+//! item goes, `pip` addresses) stays with each driver.
+
+use crate::node::NodeState;
+use bytes::Bytes;
+use kith_proto::files::{Event, ItemHash, Session};
+use kith_store::{ContentHash, FileStore, ItemType, StoreError};
+use std::time::Instant;
+
+/// The store's address for a session's item hash (the same 32 bytes).
+pub fn content_hash(hash: ItemHash) -> ContentHash {
+    ContentHash(hash.0)
+}
+
+/// Runs `f` on the store (blocking pool), flattening both error layers into text.
+pub async fn with_blobs<R, F>(state: &NodeState, f: F) -> Result<R, String>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut FileStore) -> Result<R, StoreError> + Send + 'static,
+{
+    state.with_store(f).await?.map_err(|e| e.to_string())
+}
+
+/// Reads an item as the session wants it (type byte first), `None` when it is not stored.
+pub async fn read_item(state: &NodeState, hash: ContentHash) -> Result<Option<Bytes>, String> {
+    let item = with_blobs(state, move |s| match s.blobs().get_item(&hash) {
+        Ok(item) => Ok(Some(item)),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    })
+    .await?;
+    Ok(item.map(|item| {
+        let mut bytes = Vec::with_capacity(item.content.len() + 1);
+        bytes.push(item.item_type.byte());
+        bytes.extend_from_slice(&item.content);
+        Bytes::from(bytes)
+    }))
+}
+
+/// Stores one received item (type byte first, hash already verified by the session) durably,
+/// as an item only: no file record.
+pub async fn store_raw_item(state: &NodeState, item: Bytes) -> Result<(), String> {
+    with_blobs(state, move |s| {
+        let (item_type, content) = split_item(&item)?;
+        s.blobs().put_item(item_type, content).map(|_| ())
+    })
+    .await
+}
+
+/// Splits an item into its type and content.
+pub fn split_item(item: &[u8]) -> Result<(ItemType, &[u8]), StoreError> {
+    let Some((&type_byte, content)) = item.split_first() else {
+        return Err(StoreError::Config("empty item".into()));
+    };
+    let item_type = ItemType::from_byte(type_byte)
+        .map_err(|e| StoreError::Config(format!("bad type byte {}", e.0)))?;
+    Ok((item_type, content))
+}
+
+/// Answers the store questions ([`Event::ResolveTag`], [`Event::HaveItem`],
+/// [`Event::ReadItem`]) on `session`; any other event is handed back for the driver. The
+/// caller calls its port's `process` afterwards.
+pub async fn answer_from_store(
+    state: &NodeState,
+    session: &mut Session,
+    event: Event,
+) -> Result<Option<Event>, String> {
+    let result = match event {
+        // No tags on this node yet: tags name blockchain files in the reference.
+        Event::ResolveTag { .. } => session.answer_tag(Instant::now(), None),
+        Event::HaveItem { hash } => {
+            let have = with_blobs(state, move |s| s.blobs().contains(&content_hash(hash))).await?;
+            session.answer_have(Instant::now(), have)
+        }
+        Event::ReadItem { hash } => {
+            let item = read_item(state, content_hash(hash)).await?;
+            session.supply_item(Instant::now(), item)
+        }
+        other => return Ok(Some(other)),
+    };
+    result.map(|()| None).map_err(|e| e.to_string())
+}
