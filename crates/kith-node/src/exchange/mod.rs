@@ -58,8 +58,10 @@ const SESSION_QUEUE: usize = binary::MAX_QUEUED * 2;
 /// How often a fetch looks again at a peer's session slot taken by another session.
 const SLOT_POLL: Duration = Duration::from_millis(50);
 
-/// How often a fetch that gave way in a collision tries again.
-const COLLISION_RETRIES: usize = 3;
+/// How often a fetch that gave way in a collision tries again. Each retry waits a little
+/// longer (`SLOT_POLL` times the attempt), so the session that won can finish its turn even on
+/// a loaded machine.
+const COLLISION_RETRIES: usize = 12;
 
 /// Why a fetch failed (shown to the user as is).
 #[derive(Debug, thiserror::Error)]
@@ -517,7 +519,10 @@ async fn fetch_from(
         attempt += 1;
         net::ensure_link(state, peer).await?;
         match initiate(state, peer, hash).await {
-            Err(ExchangeError::GaveWay(_)) if attempt < COLLISION_RETRIES => continue,
+            Err(ExchangeError::GaveWay(_)) if attempt < COLLISION_RETRIES => {
+                tokio::time::sleep(SLOT_POLL * attempt as u32).await;
+                continue;
+            }
             other => return other,
         }
     }
