@@ -164,11 +164,14 @@ impl NodeState {
         }
     }
 
-    /// Where envelopes that the link layer does not handle go: `ciyam` to the peer's
+    /// Where envelopes that the link layer does not handle go: `ciyam`/`ciyam-r` to the peer's
     /// file-exchange session ([`crate::exchange::dispatch`]); the chat protocol plugs in here
     /// later. Anything else is counted and dropped.
     pub fn dispatch(self: &Arc<Self>, peer: AgentId, envelope: Envelope) {
-        if envelope.command.as_str() == kith_proto::files::binary::ENVELOPE_COMMAND {
+        let command = envelope.command.as_str();
+        if command == kith_proto::files::binary::ENVELOPE_COMMAND
+            || command == kith_proto::files::binary::REPLY_ENVELOPE_COMMAND
+        {
             crate::exchange::dispatch(self, peer, envelope);
             return;
         }

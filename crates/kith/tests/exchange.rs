@@ -309,12 +309,9 @@ fn a_transfer_cut_by_the_source_dying_resumes_without_sending_again_what_arrived
     );
 }
 
-// Known defect: ciyam envelopes carry no direction or session id, so when both ends fetch
-// from each other at once on a loaded machine an envelope can reach the session going the
-// other way, and one fetch then waits out the 30 s session deadline (an error, never a wrong
-// file). Fix planned: direction-tagged envelopes, one session per direction per link.
+/// Each end fetches from the other at the same moment: the two sessions run side by side on
+/// the one link (`ciyam` one way, `ciyam-r` back), so neither waits for the other.
 #[test]
-#[ignore = "known race in simultaneous two-way fetches; see the comment above"]
 fn both_ends_fetching_from_each_other_at_once_both_succeed() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = linked_pair(tmp.path());

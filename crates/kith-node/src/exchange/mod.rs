@@ -111,7 +111,9 @@ pub enum ExchangeError {
 /// The sessions with peers, one slot per peer at most.
 #[derive(Debug)]
 pub struct Exchange {
-    slots: Mutex<HashMap<AgentId, Slot>>,
+    /// One slot per peer and direction: a session we initiate and one the peer initiates can
+    /// run at once, their envelopes told apart by command (`ciyam` / `ciyam-r`).
+    slots: Mutex<HashMap<(AgentId, Role), Slot>>,
     next_id: AtomicU64,
     max: usize,
 }
@@ -119,9 +121,7 @@ pub struct Exchange {
 #[derive(Debug)]
 struct Slot {
     id: u64,
-    role: Role,
     tx: mpsc::Sender<Envelope>,
-    flags: Arc<SlotFlags>,
 }
 
 #[derive(Debug, Default)]
@@ -143,7 +143,7 @@ impl Exchange {
         }
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<AgentId, Slot>> {
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<(AgentId, Role), Slot>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -154,14 +154,11 @@ impl Exchange {
 
     /// The link with `peer` is gone: its session (either end) ends now.
     pub fn link_down(&self, peer: &AgentId) {
-        self.slots().remove(peer);
+        self.slots().retain(|(p, _), _| p != peer);
     }
 
     fn release(&self, peer: &AgentId, id: u64) {
-        let mut slots = self.slots();
-        if slots.get(peer).is_some_and(|s| s.id == id) {
-            slots.remove(peer);
-        }
+        self.slots().retain(|(p, _), s| !(p == peer && s.id == id));
     }
 
     /// Takes the peer's slot for a session we initiate, waiting up to `wait` while another
@@ -175,7 +172,7 @@ impl Exchange {
         loop {
             {
                 let mut slots = self.slots();
-                if !slots.contains_key(&peer) {
+                if !slots.contains_key(&(peer, Role::Initiator)) {
                     if slots.len() >= self.max {
                         return Err(ExchangeError::TooMany(self.max));
                     }
@@ -186,16 +183,7 @@ impl Exchange {
                         gave_way: AtomicBool::new(false),
                     });
                     let role = Role::Initiator;
-                    let slot_flags = Arc::clone(&flags);
-                    slots.insert(
-                        peer,
-                        Slot {
-                            id,
-                            role,
-                            tx,
-                            flags: slot_flags,
-                        },
-                    );
+                    slots.insert((peer, role), Slot { id, tx });
                     return Ok((id, rx, flags));
                 }
             }
@@ -237,7 +225,10 @@ impl Drop for ByeOnDrop<'_> {
             return;
         }
         if let Some(tx) = self.state.links.sender(&self.peer) {
-            for env in binary::encode(&kith_proto::files::Transmit::Command(Command::Bye)) {
+            for env in binary::encode(
+                &kith_proto::files::Transmit::Command(Command::Bye),
+                Role::Initiator,
+            ) {
                 let _ = tx.try_send(Outgoing::Envelope(env));
             }
         }
@@ -286,27 +277,28 @@ pub fn dispatch(state: &Arc<NodeState>, peer: AgentId, envelope: Envelope) {
     };
     let opener = line.is_some_and(|l| l.starts_with("chk "));
     let bye = line == Some("bye");
+    // `ciyam` comes from the peer's initiator, so it is for our responder; `ciyam-r` answers
+    // our own session.
+    let ours = if envelope.command.as_str() == binary::ENVELOPE_COMMAND {
+        Role::Responder
+    } else {
+        Role::Initiator
+    };
+    let key = (peer, ours);
     let mut slots = state.exchange.slots();
-    if let Some(slot) = slots.get(&peer) {
-        let collision =
-            opener && slot.role == Role::Initiator && slot.flags.opening.load(Ordering::Acquire);
-        if !collision {
-            if slot.tx.try_send(envelope).is_err() {
-                state.counters.bump("ciyam_envelopes_dropped");
-                slots.remove(&peer); // the session cannot go on without it
-            } else if bye && slot.role == Role::Responder {
-                // The session is over: the peer may open the next one at once.
-                slots.remove(&peer);
-            }
-            return;
+    if let Some(slot) = slots.get(&key) {
+        if slot.tx.try_send(envelope).is_err() {
+            state.counters.bump("ciyam_envelopes_dropped");
+            slots.remove(&key); // the session cannot go on without it
+        } else if bye && ours == Role::Responder {
+            // The session is over: the peer may open the next one at once.
+            slots.remove(&key);
         }
-        state.counters.bump("exchange_collisions");
-        if state.agent < peer {
-            // Our session wins; the peer gives way when it sees our `chk`.
-            return;
-        }
-        slot.flags.gave_way.store(true, Ordering::Release);
-        slots.remove(&peer);
+        return;
+    }
+    if ours == Role::Initiator {
+        state.counters.bump("ciyam_envelopes_dropped");
+        return; // an answer for a session of ours that has already ended
     }
     if !opener {
         state.counters.bump("ciyam_envelopes_dropped");
@@ -316,7 +308,10 @@ pub fn dispatch(state: &Arc<NodeState>, peer: AgentId, envelope: Envelope) {
         state.counters.bump("exchange_sessions_refused");
         if let Some(tx) = state.links.sender(&peer) {
             let refusal = Reply::Error("too many sessions".into());
-            for env in binary::encode(&kith_proto::files::Transmit::Reply(refusal)) {
+            for env in binary::encode(
+                &kith_proto::files::Transmit::Reply(refusal),
+                Role::Responder,
+            ) {
                 let _ = tx.try_send(Outgoing::Envelope(env));
             }
         }
@@ -325,15 +320,7 @@ pub fn dispatch(state: &Arc<NodeState>, peer: AgentId, envelope: Envelope) {
     let (tx, rx) = mpsc::channel(SESSION_QUEUE);
     let id = state.exchange.next_id.fetch_add(1, Ordering::Relaxed);
     let _ = tx.try_send(envelope);
-    slots.insert(
-        peer,
-        Slot {
-            id,
-            role: Role::Responder,
-            tx,
-            flags: Arc::default(),
-        },
-    );
+    slots.insert(key, Slot { id, tx });
     drop(slots);
     let task_state = Arc::clone(state);
     tokio::spawn(async move {
@@ -383,7 +370,10 @@ fn flush_opening(
     port: &mut EnvelopePort,
 ) -> Result<(), ExchangeError> {
     let slots = state.exchange.slots();
-    if slots.get(&peer).is_none_or(|s| s.id != id) {
+    if slots
+        .get(&(peer, Role::Initiator))
+        .is_none_or(|s| s.id != id)
+    {
         return Err(ExchangeError::GaveWay(peer.to_string()));
     }
     let lost = || ExchangeError::LinkLost(peer.to_string());

@@ -1,6 +1,8 @@
 //! The same session over a secure link: one Datt envelope per line or item.
 //!
-//! Every envelope has the command `ciyam`; its data is one kind byte and a body:
+//! Envelopes from the initiator to the responder have the command `ciyam`, envelopes back have
+//! `ciyam-r`, so that two sessions over one link, one each way, never mix: a node can fetch
+//! from a peer while the peer fetches from it. The data is one kind byte and a body:
 //!
 //! | kind | body |
 //! |---|---|
@@ -20,10 +22,21 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::command::Reply;
 use super::session::Session;
 use super::types::{Event, Input, Transmit, Wants};
+use crate::secure::Role;
 use crate::wire::{Command as EnvelopeCommand, Envelope};
 
-/// The envelope command that carries the file-exchange session.
+/// The envelope command from a session's initiator to its responder.
 pub const ENVELOPE_COMMAND: &str = "ciyam";
+/// The envelope command from a session's responder back to its initiator.
+pub const REPLY_ENVELOPE_COMMAND: &str = "ciyam-r";
+
+/// The envelope command a session in `role` sends with.
+pub fn command_sent_by(role: Role) -> &'static str {
+    match role {
+        Role::Initiator => ENVELOPE_COMMAND,
+        Role::Responder => REPLY_ENVELOPE_COMMAND,
+    }
+}
 /// Kind byte of a line.
 pub const KIND_LINE: u8 = b'L';
 /// Kind byte of an item.
@@ -49,13 +62,14 @@ pub enum BinaryError {
     TooManyQueued,
 }
 
-/// Encodes one transmit as envelopes (several for a `?` answer).
-pub fn encode(t: &Transmit) -> Vec<Envelope> {
+/// Encodes one transmit of a session in `role` as envelopes (several for a `?` answer).
+pub fn encode(t: &Transmit, role: Role) -> Vec<Envelope> {
+    let command = command_sent_by(role);
     let line = |text: &str| {
         let mut data = BytesMut::with_capacity(1 + text.len());
         data.put_u8(KIND_LINE);
         data.put_slice(text.as_bytes());
-        envelope(data.freeze())
+        envelope(command, data.freeze())
     };
     match t {
         Transmit::Command(c) => vec![line(&c.to_string())],
@@ -65,19 +79,25 @@ pub fn encode(t: &Transmit) -> Vec<Envelope> {
             let mut data = BytesMut::with_capacity(1 + item.len());
             data.put_u8(KIND_ITEM);
             data.put_slice(item);
-            vec![envelope(data.freeze())]
+            vec![envelope(command, data.freeze())]
         }
     }
 }
 
-fn envelope(data: Bytes) -> Envelope {
-    let cmd = EnvelopeCommand::new(ENVELOPE_COMMAND).expect("\"ciyam\" is a valid command name");
+fn envelope(command: &'static str, data: Bytes) -> Envelope {
+    // Both names are fixed, valid command names.
+    let cmd = EnvelopeCommand::new(command).unwrap_or_else(|_| unreachable!());
     Envelope::new(cmd, data)
 }
 
-/// Decodes one received envelope into session input.
-pub fn decode(env: &Envelope) -> Result<Input, BinaryError> {
-    if env.command.as_str() != ENVELOPE_COMMAND {
+/// Decodes one envelope received by a session in `role` into session input: it must come from
+/// the other end of that session (`ciyam` to a responder, `ciyam-r` to an initiator).
+pub fn decode(env: &Envelope, role: Role) -> Result<Input, BinaryError> {
+    let expected = match role {
+        Role::Initiator => REPLY_ENVELOPE_COMMAND,
+        Role::Responder => ENVELOPE_COMMAND,
+    };
+    if env.command.as_str() != expected {
         return Err(BinaryError::WrongCommand(env.command.as_str().to_string()));
     }
     match env.data.split_first() {
@@ -160,7 +180,7 @@ impl EnvelopePort {
         if self.session.is_closed() {
             return;
         }
-        match decode(env) {
+        match decode(env, self.session.role()) {
             Ok(input) if self.queued.len() < MAX_QUEUED => self.queued.push_back(input),
             Ok(_) => self
                 .session
@@ -195,7 +215,7 @@ impl EnvelopePort {
             self.queued.clear();
         }
         while let Some(t) = self.session.poll_transmit() {
-            self.output.extend(encode(&t));
+            self.output.extend(encode(&t, self.session.role()));
         }
     }
 }

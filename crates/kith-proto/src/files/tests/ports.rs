@@ -210,21 +210,40 @@ fn envelope_codec_round_trip_and_refusals() {
         hash: hello(),
         item: HELLO_ITEM.into(),
     };
-    let envs = encode(&t);
+    // The initiator sends `ciyam`, which only a responder accepts; replies come back as
+    // `ciyam-r`, which only an initiator accepts.
+    let envs = encode(&t, Role::Initiator);
     assert_eq!(envs.len(), 1);
+    assert_eq!(envs[0].command.as_str(), "ciyam");
     assert_eq!(&envs[0].data[..], b"I\x01hello");
-    assert_eq!(decode(&envs[0]), Ok(Input::Item(HELLO_ITEM.into())));
-    let help = encode(&Transmit::Reply(Reply::Help(HELP_TEXT.into())));
+    assert_eq!(
+        decode(&envs[0], Role::Responder),
+        Ok(Input::Item(HELLO_ITEM.into()))
+    );
+    assert!(
+        decode(&envs[0], Role::Initiator).is_err(),
+        "a session never takes its own direction"
+    );
+    let back = encode(&t, Role::Responder);
+    assert_eq!(back[0].command.as_str(), "ciyam-r");
+    assert_eq!(
+        decode(&back[0], Role::Initiator),
+        Ok(Input::Item(HELLO_ITEM.into()))
+    );
+    let help = encode(
+        &Transmit::Reply(Reply::Help(HELP_TEXT.into())),
+        Role::Responder,
+    );
     assert_eq!(help.len(), HELP_TEXT.lines().count());
     let bad = crate::wire::Envelope::new(crate::wire::Command::new("ciyam").unwrap(), &b"Xz"[..]);
-    assert!(decode(&bad).is_err());
+    assert!(decode(&bad, Role::Responder).is_err());
     let crlf = crate::wire::Envelope::new(
         crate::wire::Command::new("ciyam").unwrap(),
         &b"Lbye\r\n"[..],
     );
-    assert!(decode(&crlf).is_err());
+    assert!(decode(&crlf, Role::Responder).is_err());
     let other = crate::wire::Envelope::new(crate::wire::Command::new("ping").unwrap(), &b"L"[..]);
-    assert!(decode(&other).is_err());
+    assert!(decode(&other, Role::Responder).is_err());
 }
 
 #[test]
