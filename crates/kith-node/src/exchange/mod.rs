@@ -1,6 +1,8 @@
-//! File exchange over secure links: the CIYAM session carried in `ciyam` envelopes.
+//! File exchange over secure links: the CIYAM session carried in `ciyam` envelopes (initiator
+//! to responder) and `ciyam-r` envelopes (back).
 //!
-//! At most one session runs per linked peer at a time, whichever end started it. The node
+//! At most one session runs per linked peer and direction: one we initiate and one the peer
+//! initiates can run side by side, their envelopes told apart by command. The node
 //! that wants something (`kith file get HASH --from AGENT`) is the session's initiator: it
 //! opens with `chk HASH`, then `get`s the item and, for a list (a large file), every item of
 //! the tree it does not hold yet, depth first, storing each one durably as it arrives. Memory
@@ -20,13 +22,11 @@
 //! `NodeState::dispatch`), via a small bounded queue per session. An envelope for no session
 //! (late, after `bye`) or beyond the queue is dropped and counted (`ciyam_envelopes_dropped`);
 //! a session opened beyond [`kith_proto::Limits::max_exchange_sessions`] is refused with an
-//! `(error)` line. When both ends open a session at the same moment, the one opened by the
-//! smaller agent id goes on and the other gives way (its fetch waits and tries again). When
-//! the link goes down, the peer's session ends at once ([`Exchange::link_down`]); sessions
+//! `(error)` line. When the link goes down, the peer's session ends at once ([`Exchange::link_down`]); sessions
 //! never redial in the middle, since the other end's session died with the link.
 //!
 //! Counters: `items_received` (items stored from a peer), `exchange_items_sent` (item
-//! envelopes sent), `exchange_fetches`, `exchange_sessions_served`, `exchange_collisions`,
+//! envelopes sent), `exchange_fetches`, `exchange_sessions_served`,
 //! `exchange_sessions_refused`, `ciyam_envelopes_dropped`.
 
 pub mod answer;
@@ -58,10 +58,10 @@ const SESSION_QUEUE: usize = binary::MAX_QUEUED * 2;
 /// How often a fetch looks again at a peer's session slot taken by another session.
 const SLOT_POLL: Duration = Duration::from_millis(50);
 
-/// How often a fetch that gave way in a collision tries again. Each retry waits a little
-/// longer (`SLOT_POLL` times the attempt), so the session that won can finish its turn even on
-/// a loaded machine.
-const COLLISION_RETRIES: usize = 12;
+/// How often a fetch whose session was dropped before its opening went out (the link went
+/// down in between) tries again, waiting a little longer each time (`SLOT_POLL` times the
+/// attempt).
+const OPENING_RETRIES: usize = 12;
 
 /// Why a fetch failed (shown to the user as is).
 #[derive(Debug, thiserror::Error)]
@@ -509,7 +509,7 @@ async fn fetch_from(
         attempt += 1;
         net::ensure_link(state, peer).await?;
         match initiate(state, peer, hash).await {
-            Err(ExchangeError::GaveWay(_)) if attempt < COLLISION_RETRIES => {
+            Err(ExchangeError::GaveWay(_)) if attempt < OPENING_RETRIES => {
                 tokio::time::sleep(SLOT_POLL * attempt as u32).await;
                 continue;
             }
