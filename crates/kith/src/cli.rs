@@ -54,7 +54,8 @@ pub enum Command {
     Peers(PeersArgs),
     /// Measure the round trip to a peer over its secure link (dialling it if needed).
     Ping {
-        /// The peer's agent id.
+        /// The peer's agent id (base64url: it may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         agent: String,
     },
     /// The content-addressed file store.
@@ -121,13 +122,18 @@ pub struct TicketArgs {
 #[derive(Debug, Args)]
 pub struct PeersArgs {
     /// Forget this peer (it needs a new ticket to connect again)
-    #[arg(long, value_name = "AGENT", conflicts_with_all = ["block", "unblock"])]
+    #[arg(long, value_name = "AGENT", allow_hyphen_values = true, conflicts_with_all = ["block", "unblock"])]
     pub remove: Option<String>,
     /// Refuse this agent from now on and close its link
-    #[arg(long, value_name = "AGENT", conflicts_with = "unblock")]
+    #[arg(
+        long,
+        value_name = "AGENT",
+        allow_hyphen_values = true,
+        conflicts_with = "unblock"
+    )]
     pub block: Option<String>,
     /// Lift a block
-    #[arg(long, value_name = "AGENT")]
+    #[arg(long, value_name = "AGENT", allow_hyphen_values = true)]
     pub unblock: Option<String>,
 }
 
@@ -154,7 +160,7 @@ pub enum FileCommand {
         #[arg(short = 'o', long = "output", value_name = "PATH")]
         output: Option<PathBuf>,
         /// Fetch it from this linked peer (agent id) through the running node.
-        #[arg(long, value_name = "AGENT")]
+        #[arg(long, value_name = "AGENT", allow_hyphen_values = true)]
         from: Option<String>,
     },
     /// List stored files.

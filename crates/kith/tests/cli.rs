@@ -366,3 +366,25 @@ fn rand_suffix() -> u32 {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0)
 }
+
+/// Agent ids are base64url, so one in 64 starts with `-`: every argument that takes one must
+/// not mistake it for a flag.
+#[test]
+fn agent_ids_that_start_with_a_hyphen_are_accepted() {
+    let agent = (0..100_000)
+        .map(|_| kith_crypto::identity::Identity::generate(&mut rand::rngs::OsRng).agent_id())
+        .map(|id| id.to_string())
+        .find(|id| id.starts_with('-'))
+        .expect("one in 64 agent ids starts with '-'");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = ok(tmp.path(), &["peers", "--block", &agent]);
+    assert!(out.contains("blocked"), "{out}");
+    ok(tmp.path(), &["peers", "--unblock", &agent]);
+    let (code, err) = fails(tmp.path(), &["ping", &agent]);
+    assert_eq!(code, 3, "parsed, then: no node running ({err})");
+    let (code, err) = fails(
+        tmp.path(),
+        &["file", "get", &"ab".repeat(32), "--from", &agent],
+    );
+    assert_eq!(code, 3, "parsed, then: no node running ({err})");
+}
