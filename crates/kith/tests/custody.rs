@@ -166,7 +166,10 @@ fn persist_remove_retrieve_round_trip_without_plain_bytes_at_the_custodian() {
     assert_eq!(report["content"], TEST_JPG_HASH, "{report}");
     assert_eq!(report["custodian"], a.agent().as_str());
     assert_eq!(report["push_request"].as_str().unwrap().len(), 64);
-    assert!(report["owner_key"].as_str().unwrap().len() == 44, "{report}");
+    assert!(
+        report["owner_key"].as_str().unwrap().len() == 44,
+        "{report}"
+    );
     assert_eq!(a.counter("custody_accepted"), 1);
 
     // The owner forgets the original.
@@ -291,7 +294,12 @@ fn custody_refused_by_quota_and_bad_inputs() {
 
     // An empty or missing password file.
     let empty = password_file(tmp.path(), "empty", "");
-    let err = b.fails(&["persist", small.to_str().unwrap(), "--password-file", &empty]);
+    let err = b.fails(&[
+        "persist",
+        small.to_str().unwrap(),
+        "--password-file",
+        &empty,
+    ]);
     assert!(err.contains("empty"), "{err}");
     let missing = tmp.path().join("missing");
     let err = b.fails(&[

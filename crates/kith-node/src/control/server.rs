@@ -217,7 +217,6 @@ async fn fetch(
     State(state): State<Arc<NodeState>>,
     Json(body): Json<FetchBody>,
 ) -> Api<FetchReport> {
-    use crate::exchange::ExchangeError;
     let hash: kith_store::ContentHash = body.hash.trim().parse().map_err(|_| {
         bad_request(format!(
             "{:?} is not a content address (64 lowercase hex digits)",
@@ -265,23 +264,19 @@ fn parse_hash(text: &str) -> Result<kith_store::ContentHash, ApiError> {
 
 fn exchange_error(e: crate::exchange::ExchangeError) -> ApiError {
     use crate::exchange::ExchangeError;
-            let code = match &e {
-                ExchangeError::Net(_) => StatusCode::BAD_GATEWAY,
-                ExchangeError::NotFound { .. } | ExchangeError::NoPeerHas(_) => {
-                    StatusCode::NOT_FOUND
-                }
-                ExchangeError::NoPeers => StatusCode::BAD_REQUEST,
-                ExchangeError::Refused(_) => StatusCode::CONFLICT,
-                ExchangeError::Busy(_) | ExchangeError::TooMany(_) | ExchangeError::GaveWay(_) => {
-                    StatusCode::CONFLICT
-                }
-                ExchangeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                ExchangeError::LinkLost(_) | ExchangeError::Session { .. } => {
-                    StatusCode::BAD_GATEWAY
-                }
-            };
-            match e {
-                ExchangeError::Net(net) => ApiError::from(net),
-                e => ApiError(code, e.to_string()),
-            }
+    let code = match &e {
+        ExchangeError::Net(_) => StatusCode::BAD_GATEWAY,
+        ExchangeError::NotFound { .. } | ExchangeError::NoPeerHas(_) => StatusCode::NOT_FOUND,
+        ExchangeError::NoPeers => StatusCode::BAD_REQUEST,
+        ExchangeError::Refused(_) => StatusCode::CONFLICT,
+        ExchangeError::Busy(_) | ExchangeError::TooMany(_) | ExchangeError::GaveWay(_) => {
+            StatusCode::CONFLICT
+        }
+        ExchangeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ExchangeError::LinkLost(_) | ExchangeError::Session { .. } => StatusCode::BAD_GATEWAY,
+    };
+    match e {
+        ExchangeError::Net(net) => ApiError::from(net),
+        e => ApiError(code, e.to_string()),
+    }
 }

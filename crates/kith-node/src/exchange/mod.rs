@@ -467,10 +467,7 @@ async fn respond(
                     // Content we asked for under custody is encrypted at once and never
                     // stored plain; anything else is stored, and a push request in it may
                     // make us ask for its content.
-                    let ok = match custodian
-                        .take_into_custody(state, hash, item.clone())
-                        .await
-                    {
+                    let ok = match custodian.take_into_custody(state, hash, item.clone()).await {
                         Some(custody) => {
                             if let Err(e) = &custody {
                                 tracing::info!(peer = %peer, "custody of {hash} failed: {e}");

@@ -75,7 +75,10 @@ enum Outcome {
     /// Persist: the custodian took the content (or held it already).
     Persisted { already: bool },
     /// Retrieve: the pull request and the copy are stored here.
-    Retrieved { pull: ContentHash, encrypted: ContentHash },
+    Retrieved {
+        pull: ContentHash,
+        encrypted: ContentHash,
+    },
 }
 
 fn pick_peer(state: &NodeState, peer: Option<AgentId>) -> Result<AgentId, ExchangeError> {
@@ -278,9 +281,8 @@ async fn run(
                                 }
                             }
                             (Goal::Retrieve, None) => {
-                                refusal = Some(format!(
-                                    "{peer} holds no copy of {content} in custody"
-                                ));
+                                refusal =
+                                    Some(format!("{peer} holds no copy of {content} in custody"));
                                 step = Step::Done;
                                 Command::Bye
                             }

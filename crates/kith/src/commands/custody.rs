@@ -19,7 +19,7 @@ use kith_node::control::{ControlClient, FetchBody, PersistBody, PERSIST_PATH, RE
 use kith_node::exchange::{PersistReport, RetrieveReport};
 use kith_store::{ContentHash, ItemKind, ItemType};
 use serde_json::json;
-use std::io::BufRead as _;
+use std::io::{BufRead as _, Read as _};
 use std::path::Path;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -153,7 +153,10 @@ pub fn retrieve(env: &Env, args: RetrieveArgs) -> Result<()> {
     }
     let key = owner_key(&password, &hash, args.ciyam_compat)?;
     drop(password);
-    if pull.owner_key.is_some_and(|owner| owner != key.public_key()) {
+    if pull
+        .owner_key
+        .is_some_and(|owner| owner != key.public_key())
+    {
         bail!(WRONG_PASSWORD);
     }
     let copy = store.blobs().get_item(&encrypted_hash)?;
