@@ -16,6 +16,12 @@
 //! alternation (`alternate: false`, the reference's blockchain sessions), so an initiator may
 //! `get` item after item.
 //!
+//! Every responder session is also a custodian ([`crate::custodian`], as on the peer port):
+//! a push request `put` to it makes its next own command `get <content>`, and that content is
+//! encrypted at once and never stored plain; a `chk` of a file it holds only in custody makes
+//! it `put` the pull request. The owner's side of those sessions is [`owner`] ([`persist`],
+//! [`retrieve`]).
+//!
 //! Envelopes reach the session through [`dispatch`] (called by the link task through
 //! `NodeState::dispatch`), via a small bounded queue per session. An envelope for no session
 //! (late, after `bye`) or beyond the queue is dropped and counted (`ciyam_envelopes_dropped`);
