@@ -19,7 +19,7 @@
 //! Every responder session is also a custodian ([`crate::custodian`], as on the peer port):
 //! a push request `put` to it makes its next own command `get <content>`, and that content is
 //! encrypted at once and never stored plain; a `chk` of a file it holds only in custody makes
-//! it `put` the pull request. The owner's side of those sessions is [`owner`] ([`persist`],
+//! it `put` the pull request. The owner's side of those sessions is `owner` ([`persist`],
 //! [`retrieve`]).
 //!
 //! Envelopes reach the session through [`dispatch`] (called by the link task through
