@@ -64,6 +64,11 @@ pub enum Command {
     /// Signed and sealed (ECIES) content in the Datt layouts.
     #[command(subcommand)]
     Content(ContentCommand),
+    /// Have a linked peer keep an encrypted copy of a file (encrypted custody): only the
+    /// password can open it again.
+    Persist(PersistArgs),
+    /// Get a file back from its custodian and decrypt it with the password.
+    Retrieve(RetrieveArgs),
     /// Talk the CIYAM peer protocol to HOST:PORT: commands from a terminal (with line editing
     /// and history) or a pipe (only the peer's responses are printed), files from the store.
     Shell {
@@ -93,6 +98,42 @@ pub struct UpArgs {
     /// Allow --raw on a listener that is not on loopback (you almost certainly do not want this)
     #[arg(long, requires = "raw")]
     pub allow_raw_anywhere: bool,
+}
+
+/// `kith persist` flags.
+#[derive(Debug, Args)]
+pub struct PersistArgs {
+    /// The file to keep (one store item at most, for now).
+    pub path: PathBuf,
+    /// A file whose first line is the password (never logged).
+    #[arg(long, value_name = "F")]
+    pub password_file: PathBuf,
+    /// The custodian (agent id) [default: the first linked peer]
+    #[arg(long, value_name = "AGENT")]
+    pub to: Option<String>,
+    /// Derive the owner key as the CIYAM reference does (a fast unsalted hash; the password
+    /// `dummy` is its test key) instead of Argon2id
+    #[arg(long)]
+    pub ciyam_compat: bool,
+}
+
+/// `kith retrieve` flags.
+#[derive(Debug, Args)]
+pub struct RetrieveArgs {
+    /// The file's content address (64 hex).
+    pub hash: String,
+    /// A file whose first line is the password (never logged).
+    #[arg(long, value_name = "F")]
+    pub password_file: PathBuf,
+    /// Where to write the file; written whole or not at all.
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    pub output: PathBuf,
+    /// The custodian (agent id) [default: the first linked peer]
+    #[arg(long, value_name = "AGENT")]
+    pub from: Option<String>,
+    /// The key was derived with --ciyam-compat when the file was persisted
+    #[arg(long)]
+    pub ciyam_compat: bool,
 }
 
 /// `kith ticket` flags.

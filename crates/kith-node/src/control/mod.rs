@@ -14,6 +14,10 @@
 //!   `POST /v1/peers/block` [`BlockBody`] → [`Changed`]
 //! - `POST /v1/ping` [`AgentBody`] → [`PingReport`]
 //! - `POST /v1/files/fetch` [`FetchBody`] → [`FetchReport`] (a file from a linked peer)
+//! - `POST /v1/custody/persist` [`PersistBody`] → [`crate::exchange::PersistReport`] (a push
+//!   request already stored here, to a custodian)
+//! - `POST /v1/custody/retrieve` [`FetchBody`] → [`crate::exchange::RetrieveReport`] (the pull
+//!   request and encrypted copy of a file in custody, stored here; the caller decrypts)
 
 pub mod client;
 pub mod server;
@@ -40,6 +44,20 @@ pub const BLOCK_PEER_PATH: &str = "/v1/peers/block";
 pub const PING_PATH: &str = "/v1/ping";
 /// Fetch a file from a linked peer.
 pub const FETCH_PATH: &str = "/v1/files/fetch";
+
+/// Send a push request to a custodian.
+pub const PERSIST_PATH: &str = "/v1/custody/persist";
+/// Get an encrypted copy back from a custodian.
+pub const RETRIEVE_PATH: &str = "/v1/custody/retrieve";
+
+/// What `POST /v1/custody/persist` asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PersistBody {
+    /// The push request's hash (64 hex), stored here, as is the content it names.
+    pub push_request: String,
+    /// The custodian (agent id); `None` picks the first linked peer.
+    pub to: Option<String>,
+}
 
 /// What `kith ticket` asks for.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -29,6 +29,8 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(BLOCK_PEER_PATH, post(block_peer))
         .route(PING_PATH, post(ping))
         .route(FETCH_PATH, post(fetch))
+        .route(PERSIST_PATH, post(persist))
+        .route(RETRIEVE_PATH, post(retrieve))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.limits.max_control_body,
         ))
@@ -215,7 +217,6 @@ async fn fetch(
     State(state): State<Arc<NodeState>>,
     Json(body): Json<FetchBody>,
 ) -> Api<FetchReport> {
-    use crate::exchange::ExchangeError;
     let hash: kith_store::ContentHash = body.hash.trim().parse().map_err(|_| {
         bad_request(format!(
             "{:?} is not a content address (64 lowercase hex digits)",
@@ -226,24 +227,56 @@ async fn fetch(
     crate::exchange::fetch(&state, hash, from)
         .await
         .map(Json)
-        .map_err(|e| {
-            let code = match &e {
-                ExchangeError::Net(_) => StatusCode::BAD_GATEWAY,
-                ExchangeError::NotFound { .. } | ExchangeError::NoPeerHas(_) => {
-                    StatusCode::NOT_FOUND
-                }
-                ExchangeError::NoPeers => StatusCode::BAD_REQUEST,
-                ExchangeError::Busy(_) | ExchangeError::TooMany(_) | ExchangeError::GaveWay(_) => {
-                    StatusCode::CONFLICT
-                }
-                ExchangeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                ExchangeError::LinkLost(_) | ExchangeError::Session { .. } => {
-                    StatusCode::BAD_GATEWAY
-                }
-            };
-            match e {
-                ExchangeError::Net(net) => ApiError::from(net),
-                e => ApiError(code, e.to_string()),
-            }
-        })
+        .map_err(exchange_error)
+}
+
+async fn persist(
+    State(state): State<Arc<NodeState>>,
+    Json(body): Json<PersistBody>,
+) -> Api<crate::exchange::PersistReport> {
+    let push = parse_hash(&body.push_request)?;
+    let to = body.to.as_deref().map(parse_agent).transpose()?;
+    crate::exchange::persist(&state, push, to)
+        .await
+        .map(Json)
+        .map_err(exchange_error)
+}
+
+async fn retrieve(
+    State(state): State<Arc<NodeState>>,
+    Json(body): Json<FetchBody>,
+) -> Api<crate::exchange::RetrieveReport> {
+    let hash = parse_hash(&body.hash)?;
+    let from = body.from.as_deref().map(parse_agent).transpose()?;
+    crate::exchange::retrieve(&state, hash, from)
+        .await
+        .map(Json)
+        .map_err(exchange_error)
+}
+
+fn parse_hash(text: &str) -> Result<kith_store::ContentHash, ApiError> {
+    text.trim().parse().map_err(|_| {
+        bad_request(format!(
+            "{text:?} is not a content address (64 lowercase hex digits)"
+        ))
+    })
+}
+
+fn exchange_error(e: crate::exchange::ExchangeError) -> ApiError {
+    use crate::exchange::ExchangeError;
+    let code = match &e {
+        ExchangeError::Net(_) => StatusCode::BAD_GATEWAY,
+        ExchangeError::NotFound { .. } | ExchangeError::NoPeerHas(_) => StatusCode::NOT_FOUND,
+        ExchangeError::NoPeers => StatusCode::BAD_REQUEST,
+        ExchangeError::Refused(_) => StatusCode::CONFLICT,
+        ExchangeError::Busy(_) | ExchangeError::TooMany(_) | ExchangeError::GaveWay(_) => {
+            StatusCode::CONFLICT
+        }
+        ExchangeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ExchangeError::LinkLost(_) | ExchangeError::Session { .. } => StatusCode::BAD_GATEWAY,
+    };
+    match e {
+        ExchangeError::Net(net) => ApiError::from(net),
+        e => ApiError(code, e.to_string()),
+    }
 }

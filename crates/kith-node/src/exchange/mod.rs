@@ -18,6 +18,12 @@
 //! alternation (`alternate: false`, the reference's blockchain sessions), so an initiator may
 //! `get` item after item.
 //!
+//! Every responder session is also a custodian ([`crate::custodian`], as on the peer port):
+//! a push request `put` to it makes its next own command `get <content>`, and that content is
+//! encrypted at once and never stored plain; a `chk` of a file it holds only in custody makes
+//! it `put` the pull request. The owner's side of those sessions is `owner` ([`persist`],
+//! [`retrieve`]).
+//!
 //! Envelopes reach the session through [`dispatch`] (called by the link task through
 //! `NodeState::dispatch`), via a small bounded queue per session. An envelope for no session
 //! (late, after `bye`) or beyond the queue is dropped and counted (`ciyam_envelopes_dropped`);
@@ -30,8 +36,12 @@
 //! `exchange_sessions_refused`, `ciyam_envelopes_dropped`.
 
 pub mod answer;
+mod owner;
+
+pub use owner::{persist, retrieve, PersistReport, RetrieveReport};
 
 use crate::control::FetchReport;
+use crate::custodian::{Custodian, CustodianPolicy};
 use crate::links::Outgoing;
 use crate::net::{self, NetError};
 use crate::node::NodeState;
@@ -103,6 +113,9 @@ pub enum ExchangeError {
         /// What happened.
         reason: String,
     },
+    /// The peer declined what we asked (custody refused, no copy in custody).
+    #[error("{0}")]
+    Refused(String),
     /// The local store failed, or what arrived does not make a file.
     #[error("{0}")]
     Store(String),
@@ -422,6 +435,7 @@ async fn respond(
     let session = Session::new(Role::Responder, link_config(state), Instant::now());
     let mut port = EnvelopePort::new(session);
     let mut policy = NodePolicy;
+    let mut custodian = Custodian::default();
     let local = |e: String| ExchangeError::Store(e);
     loop {
         flush(state, peer, &mut port).await?;
@@ -433,9 +447,39 @@ async fn respond(
                 .map_err(local)?
             {
                 None => Ok(()),
-                Some(Event::ChooseCommand(ctx)) => session.answer_command(now, policy.choose(&ctx)),
-                Some(Event::StoreItem { item, .. }) => {
-                    let ok = store_raw_item(state, item).await.is_ok();
+                Some(Event::ChooseCommand(ctx)) => {
+                    let mut policy = CustodianPolicy {
+                        custodian: &mut custodian,
+                        inner: &mut policy,
+                    };
+                    session.answer_command(now, policy.choose(&ctx))
+                }
+                Some(Event::PeerCommand(Command::Chk {
+                    target: Target::Hash(hash),
+                    nonce: None,
+                })) => {
+                    custodian.on_chk(state, hash).await;
+                    Ok(())
+                }
+                Some(Event::StoreItem { hash, item }) => {
+                    // Content we asked for under custody is encrypted at once and never
+                    // stored plain; anything else is stored, and a push request in it may
+                    // make us ask for its content.
+                    let ok = match custodian.take_into_custody(state, hash, item.clone()).await {
+                        Some(custody) => {
+                            if let Err(e) = &custody {
+                                tracing::info!(peer = %peer, "custody of {hash} failed: {e}");
+                            }
+                            custody.is_ok()
+                        }
+                        None => {
+                            let ok = store_raw_item(state, item.clone()).await.is_ok();
+                            if ok {
+                                custodian.on_item_stored(state, &item).await;
+                            }
+                            ok
+                        }
+                    };
                     if ok {
                         state.counters.bump("items_received");
                     }

@@ -19,10 +19,18 @@ pub struct ItemHash(pub [u8; 32]);
 pub struct BadHash(pub String);
 
 impl ItemHash {
-    /// The hash of a whole item (type byte first). The reference's flags 0x04 (encrypted) and
-    /// 0x08 (compressed) are the store's business: callers pass the canonical item.
+    /// The hash of a whole item (type byte first), as the spec addresses it: the type byte
+    /// enters the hash without the reference's flags 0x04 (encrypted) and 0x08 (compressed),
+    /// so an encrypted custody copy (`0x05 ‖ copy`) travels with its type byte and still
+    /// hashes to its store address. (Compressed content is the store's business: callers pass
+    /// it uncompressed.)
     pub fn of(item: &[u8]) -> ItemHash {
-        ItemHash(Sha256::digest(item).into())
+        let mut h = Sha256::new();
+        if let Some((&type_byte, content)) = item.split_first() {
+            h.update([type_byte & !0x0c]);
+            h.update(content);
+        }
+        ItemHash(h.finalize().into())
     }
 
     /// The hello item's hash, `cceeb7a9…54ef`.
@@ -109,7 +117,15 @@ mod tests {
 
     #[test]
     fn nonce_answer_is_sha256_of_nonce_then_item() {
-        let expected = ItemHash::of(b"abc\x01hello").to_string();
+        let expected = ItemHash(Sha256::digest(b"abc\x01hello").into()).to_string();
         assert_eq!(nonce_answer("abc", HELLO_ITEM), expected);
+    }
+
+    #[test]
+    fn the_encrypted_and_compressed_flags_stay_out_of_the_hash() {
+        assert_eq!(ItemHash::of(b"\x05hello"), ItemHash::hello());
+        assert_eq!(ItemHash::of(b"\x09hello"), ItemHash::hello());
+        assert_ne!(ItemHash::of(b"\x11hello"), ItemHash::hello());
+        assert_ne!(ItemHash::of(b"\x02hello"), ItemHash::hello());
     }
 }

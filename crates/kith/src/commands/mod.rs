@@ -2,6 +2,7 @@
 //! library crates, and prints either text for people or one JSON document for scripts.
 
 mod content;
+mod custody;
 mod file;
 mod links;
 mod node;
@@ -65,6 +66,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Status => node::status(&env),
         Command::File(command) => file::run(&env, command),
         Command::Content(command) => content::run(&env, command),
+        Command::Persist(args) => custody::persist(&env, args),
+        Command::Retrieve(args) => custody::retrieve(&env, args),
         Command::Shell { target } => crate::shell::run(&env, &target),
     }
 }
