@@ -4,114 +4,15 @@
 //! derivation (`--ciyam-compat`, the seed's values), persisting twice, and a custodian that
 //! refuses custody.
 
-use serde_json::Value;
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-/// A running node in a temporary data dir; stopped with SIGTERM when dropped.
-struct Node {
-    data: PathBuf,
-    child: Option<Child>,
-    ready: Value,
-}
-
-impl Node {
-    fn start(data: &Path, config: &str) -> Node {
-        std::fs::create_dir_all(data).unwrap();
-        std::fs::write(data.join("kith.toml"), config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
-            .arg("--data")
-            .arg(data)
-            .args([
-                "up",
-                "--listen",
-                "127.0.0.1:0",
-                "--peer-listen",
-                "127.0.0.1:0",
-                "--json",
-            ])
-            .env("KITH_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start kith up");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("ready line: {line:?}"));
-        Node {
-            data: data.to_owned(),
-            child: Some(child),
-            ready,
-        }
-    }
-
-    fn agent(&self) -> String {
-        self.ready["agent"].as_str().unwrap().to_owned()
-    }
-
-    fn kith(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kith"))
-            .arg("--data")
-            .arg(&self.data)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kith(args);
-        assert!(
-            out.status.success(),
-            "kith {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.kith(args);
-        assert!(!out.status.success(), "kith {args:?} should fail");
-        String::from_utf8(out.stderr).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let printed = self.ok(args);
-        serde_json::from_str(&printed).unwrap_or_else(|_| panic!("json: {printed:?}"))
-    }
-
-    fn counter(&self, name: &str) -> u64 {
-        let status = self.json(&["status", "--json"]);
-        status["counters"][name].as_u64().unwrap_or(0)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().unwrap().is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
+use support::Node;
 
 /// Custodian A (with `a_config`) and owner B (with `b_config`), B linked to A by ticket.
 fn linked_pair(tmp: &Path, a_config: &str, b_config: &str) -> (Node, Node) {
-    let a = Node::start(&tmp.join("a"), a_config);
-    let b = Node::start(&tmp.join("b"), b_config);
+    let a = Node::start_with(&tmp.join("a"), a_config);
+    let b = Node::start_with(&tmp.join("b"), b_config);
     b.ok(&["connect", a.ok(&["ticket"]).trim()]);
     (a, b)
 }

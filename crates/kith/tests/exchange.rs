@@ -2,162 +2,36 @@
 //! `kith file get HASH --from AGENT`, both ways, single-item and multi-item files, a file the
 //! peer does not have, and a transfer that resumes after the source node died mid-way.
 
+mod support;
+
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{eventually, Node};
 
 /// Small items make a modest file a tree of many items (999 content bytes per chunk).
 const MAX_ITEM: usize = 1001;
 
-/// A running node in a temporary data dir; stopped with SIGTERM when dropped.
-struct Node {
-    data: PathBuf,
-    child: Option<Child>,
-    ready: Value,
+/// A node whose store cuts files into `MAX_ITEM`-byte items.
+fn start(data: &Path) -> Node {
+    Node::start_with(data, &format!("max_item = {MAX_ITEM}\n"))
 }
 
-impl Node {
-    /// Starts a node whose store cuts files into `MAX_ITEM`-byte items.
-    fn start(data: &Path) -> Node {
-        std::fs::create_dir_all(data).unwrap();
-        std::fs::write(data.join("kith.toml"), format!("max_item = {MAX_ITEM}\n")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
-            .arg("--data")
-            .arg(data)
-            .args([
-                "up",
-                "--listen",
-                "127.0.0.1:0",
-                "--peer-listen",
-                "127.0.0.1:0",
-                "--json",
-            ])
-            .env("KITH_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start kith up");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("ready line: {line:?}"));
-        Node {
-            data: data.to_owned(),
-            child: Some(child),
-            ready,
-        }
-    }
-
-    fn agent(&self) -> String {
-        self.ready["agent"].as_str().unwrap().to_owned()
-    }
-
-    fn kith(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kith"))
-            .arg("--data")
-            .arg(&self.data)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kith(args);
-        assert!(
-            out.status.success(),
-            "kith {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.kith(args);
-        assert!(!out.status.success(), "kith {args:?} should fail");
-        String::from_utf8(out.stderr).unwrap()
-    }
-
-    fn counter(&self, name: &str) -> u64 {
-        let status: Value = serde_json::from_str(&self.ok(&["status", "--json"])).unwrap();
-        status["counters"][name].as_u64().unwrap_or(0)
-    }
-
-    fn peer_state(&self, agent: &str) -> String {
-        let peers: Value = serde_json::from_str(&self.ok(&["peers", "--json"])).unwrap();
-        peers
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["agent"] == agent)
-            .map(|p| p["state"].as_str().unwrap().to_owned())
-            .unwrap_or_else(|| "unknown".into())
-    }
-
-    /// Puts `bytes` as a file; returns its hash.
-    fn put(&self, dir: &Path, name: &str, bytes: &[u8]) -> String {
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        self.ok(&["file", "put", path.to_str().unwrap()])
-            .trim()
-            .to_owned()
-    }
-
-    /// `file get HASH --from AGENT -o OUT --json`; returns the fetch report.
-    fn get_from(&self, hash: &str, from: &str, out: &Path) -> Value {
-        let printed = self.ok(&[
-            "file",
-            "get",
-            hash,
-            "--from",
-            from,
-            "-o",
-            out.to_str().unwrap(),
-            "--json",
-        ]);
-        let report: Value = serde_json::from_str(&printed).unwrap();
-        report["fetched"].clone()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().unwrap().is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// `file get HASH --from AGENT -o OUT --json`; returns the fetch report.
+fn get_from(node: &Node, hash: &str, from: &str, out: &Path) -> Value {
+    let printed = node.ok(&[
+        "file",
+        "get",
+        hash,
+        "--from",
+        from,
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&printed).unwrap();
+    report["fetched"].clone()
 }
 
 /// Deterministic, non-repeating bytes (so chunks differ).
@@ -175,8 +49,8 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
 
 /// Two linked nodes (B connected to A with A's ticket).
 fn linked_pair(tmp: &Path) -> (Node, Node) {
-    let a = Node::start(&tmp.join("a"));
-    let b = Node::start(&tmp.join("b"));
+    let a = start(&tmp.join("a"));
+    let b = start(&tmp.join("b"));
     b.ok(&["connect", a.ok(&["ticket"]).trim()]);
     (a, b)
 }
@@ -191,13 +65,13 @@ fn files_move_both_ways_single_and_multi_item() {
     let large_hash = a.put(tmp.path(), "large.bin", &large);
 
     let out = tmp.path().join("small.out");
-    let report = b.get_from(&small_hash, &a.agent(), &out);
+    let report = get_from(&b, &small_hash, &a.agent(), &out);
     assert_eq!(std::fs::read(&out).unwrap(), small);
     assert_eq!(report["kind"], "blob");
     assert_eq!(report["items_fetched"], 1);
 
     let out = tmp.path().join("large.out");
-    let report = b.get_from(&large_hash, &a.agent(), &out);
+    let report = get_from(&b, &large_hash, &a.agent(), &out);
     assert_eq!(std::fs::read(&out).unwrap(), large);
     assert_eq!(report["kind"], "list");
     let items = report["items_fetched"].as_u64().unwrap();
@@ -209,7 +83,7 @@ fn files_move_both_ways_single_and_multi_item() {
     assert!(listed.contains(&large_hash), "{listed}");
 
     // Asking again moves nothing: every item is already here.
-    let report = b.get_from(&large_hash, &a.agent(), &out);
+    let report = get_from(&b, &large_hash, &a.agent(), &out);
     assert_eq!(report["items_fetched"], 0);
     assert_eq!(b.counter("items_received"), 1 + items);
 
@@ -217,7 +91,7 @@ fn files_move_both_ways_single_and_multi_item() {
     let back = data(3 * (MAX_ITEM - 1), 3);
     let back_hash = b.put(tmp.path(), "back.bin", &back);
     let out = tmp.path().join("back.out");
-    a.get_from(&back_hash, &b.agent(), &out);
+    get_from(&a, &back_hash, &b.agent(), &out);
     assert_eq!(std::fs::read(&out).unwrap(), back);
 
     // Without --from, a running node asks its linked peers.
@@ -247,14 +121,14 @@ fn a_file_the_peer_lacks_or_an_unknown_agent_is_a_clear_error() {
     assert!(!out.exists());
 
     // A stranger's agent id: not a peer.
-    let c = Node::start(&tmp.path().join("c"));
+    let c = start(&tmp.path().join("c"));
     let err = b.fails(&["file", "get", &absent, "--from", &c.agent()]);
     assert!(err.contains("not a known peer"), "{err}");
 
     // The session after a refused one works as usual.
     let bytes = data(5000, 5);
     let hash = a.put(tmp.path(), "f.bin", &bytes);
-    b.get_from(&hash, &a.agent(), &out);
+    get_from(&b, &hash, &a.agent(), &out);
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
 }
 
@@ -292,11 +166,11 @@ fn a_transfer_cut_by_the_source_dying_resumes_without_sending_again_what_arrived
     let first = b.counter("items_received");
     eprintln!("killed after {killed_at:?} with {first} items received");
 
-    let a = Node::start(&tmp.path().join("a"));
+    let a = start(&tmp.path().join("a"));
     eventually("A re-links to B after its restart", || {
         b.peer_state(&a.agent()) == "linked"
     });
-    let report = b.get_from(&hash, &a.agent(), &out);
+    let report = get_from(&b, &hash, &a.agent(), &out);
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
     let second = report["items_fetched"].as_u64().unwrap();
     let total = report["items"].as_u64().unwrap();
@@ -374,7 +248,7 @@ fn a_get_whose_cli_goes_away_does_not_block_the_next_one() {
     get.kill().unwrap();
     get.wait().unwrap();
     let started = Instant::now();
-    b.get_from(&hash, &a.agent(), &out);
+    get_from(&b, &hash, &a.agent(), &out);
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
     assert!(
         started.elapsed() < Duration::from_secs(10),

@@ -1,139 +1,19 @@
 //! Secure links between real `kith up` processes on loopback: tickets, pings, restarts,
 //! refusals and the abuse guards, observed from outside as a user (or an attacker) would.
 
+mod support;
+
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A running node in a temporary data dir; stopped with SIGTERM when dropped.
-struct Node {
-    data: PathBuf,
-    child: Option<Child>,
-    ready: Value,
-}
-
-impl Node {
-    fn start(data: &Path) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
-            .arg("--data")
-            .arg(data)
-            .args([
-                "up",
-                "--listen",
-                "127.0.0.1:0",
-                "--peer-listen",
-                "127.0.0.1:0",
-                "--json",
-            ])
-            .env("KITH_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start kith up");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("ready line: {line:?}"));
-        Node {
-            data: data.to_owned(),
-            child: Some(child),
-            ready,
-        }
-    }
-
-    fn agent(&self) -> String {
-        self.ready["agent"].as_str().unwrap().to_owned()
-    }
-
-    fn listen(&self) -> String {
-        self.ready["listen"].as_str().unwrap().to_owned()
-    }
-
-    fn kith(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kith"))
-            .arg("--data")
-            .arg(&self.data)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kith(args);
-        assert!(
-            out.status.success(),
-            "kith {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.kith(args);
-        assert!(!out.status.success(), "kith {args:?} should fail");
-        String::from_utf8(out.stderr).unwrap()
-    }
-
-    fn counter(&self, name: &str) -> u64 {
-        let status: Value = serde_json::from_str(&self.ok(&["status", "--json"])).unwrap();
-        status["counters"][name].as_u64().unwrap_or(0)
-    }
-
-    fn links(&self) -> u64 {
-        let status: Value = serde_json::from_str(&self.ok(&["status", "--json"])).unwrap();
-        status["links"].as_u64().unwrap()
-    }
-
-    fn peer_state(&self, agent: &str) -> String {
-        let peers: Value = serde_json::from_str(&self.ok(&["peers", "--json"])).unwrap();
-        peers
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["agent"] == agent)
-            .map(|p| p["state"].as_str().unwrap().to_owned())
-            .unwrap_or_else(|| "unknown".into())
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().unwrap().is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use support::{eventually, Node};
 
 fn with_limits(data: &Path, limits: &str) {
     std::fs::create_dir_all(data).unwrap();
     std::fs::write(data.join("kith.toml"), format!("[limits]\n{limits}\n")).unwrap();
-}
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Reads until the server closes the connection; returns what it sent (must be nothing).
@@ -301,33 +181,7 @@ fn both_sides_restarting_at_once_converge_on_one_link() {
     let (listen_a, listen_b) = (a.listen(), b.listen());
     a.stop();
     b.stop();
-    let start_at = |data: &Path, listen: &str| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
-            .arg("--data")
-            .arg(data)
-            .args([
-                "up",
-                "--listen",
-                listen,
-                "--peer-listen",
-                "127.0.0.1:0",
-                "--json",
-            ])
-            .env("KITH_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Node {
-            data: data.to_owned(),
-            child: Some(child),
-            ready: serde_json::from_str(&line).unwrap(),
-        }
-    };
+    let start_at = |data: &Path, listen: &str| Node::start_listening(data, listen);
     // B learned A's port from the ticket; A learned B's from B's first-contact request.
     let a = start_at(&da, &listen_a);
     let b = start_at(&db, &listen_b);
