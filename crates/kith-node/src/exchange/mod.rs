@@ -36,8 +36,10 @@
 //! `exchange_sessions_refused`, `ciyam_envelopes_dropped`.
 
 pub mod answer;
+mod initiator;
 mod owner;
 
+use initiator::InitiatorSession;
 pub use owner::{persist, retrieve, PersistReport, RetrieveReport};
 
 use crate::control::FetchReport;
@@ -660,135 +662,93 @@ async fn initiate(
     peer: AgentId,
     hash: ContentHash,
 ) -> Result<FetchReport, ExchangeError> {
-    let wait = Duration::from_millis(state.config.limits.ciyam_request_timeout_ms);
-    let (id, mut rx, flags) = state.exchange.acquire(peer, wait).await?;
-    let _slot = SlotGuard { state, peer, id };
-    let mut bye = ByeOnDrop {
-        state,
-        peer,
-        armed: true,
-    };
-    let failed = |reason: String| ExchangeError::Session {
-        peer: peer.to_string(),
-        reason,
-    };
-    let session = Session::new(Role::Initiator, link_config(state), Instant::now());
-    let mut port = EnvelopePort::new(session);
+    let mut link = InitiatorSession::open(state, peer).await?;
     let mut walk = Walk::new(hash);
     let mut step = Step::Start;
     let mut asked: Option<ContentHash> = None;
     let mut fetched = 0u64;
-    loop {
-        if flags.opening.load(Ordering::Acquire) {
-            if let Err(e) = flush_opening(state, peer, id, &mut port) {
-                bye.armed = false;
-                return Err(e);
-            }
-        } else {
-            flush(state, peer, &mut port).await?;
-        }
-        if let Some(event) = port.poll_event() {
-            let now = Instant::now();
-            let session = port.session_mut();
-            let event = answer_from_store(state, session, event)
-                .await
-                .map_err(ExchangeError::Store)?;
-            let result = match event {
-                None => Ok(()),
-                Some(Event::Ready) => {
-                    let command = match step {
-                        Step::Start => {
-                            step = Step::Checking;
-                            Command::Chk {
-                                target: Target::Hash(ItemHash(hash.0)),
-                                nonce: None,
+    while let Some(event) = link.next_event().await? {
+        let now = Instant::now();
+        let result = match event {
+            Event::Ready => {
+                let command = match step {
+                    Step::Start => {
+                        step = Step::Checking;
+                        Command::Chk {
+                            target: Target::Hash(ItemHash(hash.0)),
+                            nonce: None,
+                        }
+                    }
+                    Step::Getting => match next_missing(state, &mut walk).await? {
+                        Some(item) => {
+                            asked = Some(item);
+                            Command::Get {
+                                hash: ItemHash(item.0),
                             }
                         }
-                        Step::Getting => match next_missing(state, &mut walk).await? {
-                            Some(item) => {
-                                asked = Some(item);
-                                Command::Get {
-                                    hash: ItemHash(item.0),
-                                }
-                            }
-                            None => {
-                                step = Step::Done;
-                                Command::Bye
-                            }
-                        },
-                        Step::Checking | Step::NotFound | Step::Done => Command::Bye,
-                    };
-                    session.send_command(now, command)
-                }
-                Some(Event::Reply {
-                    to: Command::Chk { .. },
-                    reply,
-                }) if step == Step::Checking => {
-                    flags.opening.store(false, Ordering::Release);
-                    step = match reply {
-                        Reply::NotFound => Step::NotFound,
-                        _ => Step::Getting,
-                    };
-                    Ok(())
-                }
-                Some(Event::StoreItem { hash: got, item }) => {
-                    let got = content_hash(got);
-                    let ours = asked == Some(got);
-                    let list_ok = if ours {
-                        walk.enter(got, &item).map_err(|e| e.to_string())
+                        None => {
+                            step = Step::Done;
+                            Command::Bye
+                        }
+                    },
+                    Step::Checking | Step::NotFound | Step::Done => Command::Bye,
+                };
+                link.port.session_mut().send_command(now, command)
+            }
+            Event::Reply {
+                to: Command::Chk { .. },
+                reply,
+            } if step == Step::Checking => {
+                link.opened();
+                step = match reply {
+                    Reply::NotFound => Step::NotFound,
+                    _ => Step::Getting,
+                };
+                Ok(())
+            }
+            Event::StoreItem { hash: got, item } => {
+                let ours = asked == Some(content_hash(got));
+                // A list we asked for must parse before anything of it is kept.
+                if ours {
+                    if let Err(e) = walk.enter(content_hash(got), &item) {
+                        tracing::warn!(peer = %peer, "could not store item {got}: {e}");
+                        link.port.session_mut().stored(now, false)
+                    } else if link.store_received(got, item).await? {
+                        fetched += 1;
+                        asked = None;
+                        Ok(())
                     } else {
                         Ok(())
-                    };
-                    let stored = match list_ok {
-                        Ok(()) => store_raw_item(state, item).await,
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = &stored {
-                        tracing::warn!(peer = %peer, "could not store item {got}: {e}");
-                    } else {
-                        state.counters.bump("items_received");
-                        if ours {
-                            fetched += 1;
-                            asked = None;
-                        }
                     }
-                    session.stored(now, stored.is_ok())
+                } else {
+                    link.store_received(got, item).await.map(|_| ())?;
+                    Ok(())
                 }
-                Some(Event::PipAddress) => session.answer_pip(now, &NodePolicy.pip_address()),
-                Some(Event::Closed(reason)) => {
-                    bye.armed =
-                        !matches!(reason, CloseReason::Bye { .. } | CloseReason::PeerError(_));
-                    flush(state, peer, &mut port).await?;
-                    match (step, reason) {
-                        (Step::Done, CloseReason::Bye { by_peer: false }) => break,
-                        (Step::NotFound, CloseReason::Bye { by_peer: false }) => {
-                            return Err(ExchangeError::NotFound {
-                                peer: peer.to_string(),
-                                hash: hash.to_hex(),
-                            })
-                        }
-                        (_, reason) => return Err(failed(describe(&reason))),
-                    }
-                }
-                Some(_) => Ok(()),
-            };
-            result.map_err(|e| failed(e.to_string()))?;
-            port.process(Instant::now());
-            continue;
-        }
-        if port.is_finished() {
-            break;
-        }
-        if !wait_input(&mut port, &mut rx).await {
-            bye.armed = false;
-            if flags.gave_way.load(Ordering::Acquire) {
-                return Err(ExchangeError::GaveWay(peer.to_string()));
             }
-            return Err(ExchangeError::LinkLost(peer.to_string()));
-        }
+            Event::PipAddress => link
+                .port
+                .session_mut()
+                .answer_pip(now, &NodePolicy.pip_address()),
+            Event::Closed(reason) => {
+                link.closed(&reason).await?;
+                match (step, reason) {
+                    (Step::Done, CloseReason::Bye { by_peer: false }) => break,
+                    (Step::NotFound, CloseReason::Bye { by_peer: false }) => {
+                        return Err(ExchangeError::NotFound {
+                            peer: peer.to_string(),
+                            hash: hash.to_hex(),
+                        })
+                    }
+                    (_, reason) => return Err(link.failed(describe(&reason))),
+                }
+            }
+            _ => Ok(()),
+        };
+        result.map_err(|e| link.failed(e.to_string()))?;
+        link.port.process(Instant::now());
     }
     if step != Step::Done {
-        return Err(failed("the session ended early".to_owned()));
+        return Err(link.failed("the session ended early".to_owned()));
     }
     let record = with_blobs(state, move |s| s.record_existing(&hash, None))
         .await

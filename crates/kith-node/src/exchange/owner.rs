@@ -172,20 +172,7 @@ async fn run(
     goal: Goal,
 ) -> Result<Outcome, ExchangeError> {
     net::ensure_link(state, peer).await?;
-    let wait = Duration::from_millis(state.config.limits.ciyam_request_timeout_ms);
-    let (id, mut rx, flags) = state.exchange.acquire(peer, wait).await?;
-    let _slot = SlotGuard { state, peer, id };
-    let mut bye = ByeOnDrop {
-        state,
-        peer,
-        armed: true,
-    };
-    let failed = |reason: String| ExchangeError::Session {
-        peer: peer.to_string(),
-        reason,
-    };
-    let session = Session::new(Role::Initiator, link_config(state), Instant::now());
-    let mut port = EnvelopePort::new(session);
+    let mut link = InitiatorSession::open(state, peer).await?;
     let mut step = Step::Start;
     // What the custodian did in its turns since our last command.
     let mut served_content = false;
@@ -193,36 +180,10 @@ async fn run(
     let mut outcome: Option<Outcome> = None;
     let mut refusal: Option<String> = None;
     let mut getting: Option<(ContentHash, ContentHash)> = None;
-    loop {
-        if flags.opening.load(Ordering::Acquire) {
-            if let Err(e) = flush_opening(state, peer, id, &mut port) {
-                bye.armed = false;
-                return Err(e);
-            }
-        } else {
-            flush(state, peer, &mut port).await?;
-        }
-        let Some(event) = port.poll_event() else {
-            if port.is_finished() {
-                break;
-            }
-            if !wait_input(&mut port, &mut rx).await {
-                bye.armed = false;
-                if flags.gave_way.load(Ordering::Acquire) {
-                    return Err(ExchangeError::GaveWay(peer.to_string()));
-                }
-                return Err(ExchangeError::LinkLost(peer.to_string()));
-            }
-            continue;
-        };
+    while let Some(event) = link.next_event().await? {
         let now = Instant::now();
-        let session = port.session_mut();
-        let event = answer_from_store(state, session, event)
-            .await
-            .map_err(ExchangeError::Store)?;
         let result = match event {
-            None => Ok(()),
-            Some(Event::Ready) => {
+            Event::Ready => {
                 let command = match step {
                     Step::Start => {
                         step = Step::Checking;
@@ -307,13 +268,13 @@ async fn run(
                     }
                     Step::Checking | Step::Done => Command::Bye,
                 };
-                session.send_command(now, command)
+                link.port.session_mut().send_command(now, command)
             }
-            Some(Event::Reply {
+            Event::Reply {
                 to: Command::Chk { .. },
                 reply,
-            }) if step == Step::Checking => {
-                flags.opening.store(false, Ordering::Release);
+            } if step == Step::Checking => {
+                link.opened();
                 step = Step::Opened;
                 if matches!(goal, Goal::Retrieve) && reply != Reply::NotFound {
                     refusal = Some(format!(
@@ -323,39 +284,36 @@ async fn run(
                 }
                 Ok(())
             }
-            Some(Event::PeerCommand(Command::Get { hash })) if hash.0 == content.0 => {
+            Event::PeerCommand(Command::Get { hash }) if hash.0 == content.0 => {
                 served_content = true;
                 Ok(())
             }
-            Some(Event::PeerCommand(Command::Put { hash })) if hash != ItemHash::hello() => {
+            Event::PeerCommand(Command::Put { hash }) if hash != ItemHash::hello() => {
                 peer_put = Some(ContentHash(hash.0));
                 Ok(())
             }
-            Some(Event::StoreItem { hash: got, item }) => {
-                let stored = store_raw_item(state, item).await;
-                if let Err(e) = &stored {
-                    tracing::warn!(peer = %peer, "could not store item {got}: {e}");
-                } else {
-                    state.counters.bump("items_received");
-                }
-                session.stored(now, stored.is_ok())
+            Event::StoreItem { hash: got, item } => {
+                link.store_received(got, item).await?;
+                Ok(())
             }
-            Some(Event::PipAddress) => session.answer_pip(now, &NodePolicy.pip_address()),
-            Some(Event::Closed(reason)) => {
-                bye.armed = !matches!(reason, CloseReason::Bye { .. } | CloseReason::PeerError(_));
-                flush(state, peer, &mut port).await?;
+            Event::PipAddress => link
+                .port
+                .session_mut()
+                .answer_pip(now, &NodePolicy.pip_address()),
+            Event::Closed(reason) => {
+                link.closed(&reason).await?;
                 if let (Step::Done, CloseReason::Bye { by_peer: false }) = (step, &reason) {
                     break;
                 }
-                return Err(failed(describe(&reason)));
+                return Err(link.failed(describe(&reason)));
             }
-            Some(_) => Ok(()),
+            _ => Ok(()),
         };
-        result.map_err(|e| failed(e.to_string()))?;
-        port.process(Instant::now());
+        result.map_err(|e| link.failed(e.to_string()))?;
+        link.port.process(Instant::now());
     }
     if let Some(refusal) = refusal {
         return Err(ExchangeError::Refused(refusal));
     }
-    outcome.ok_or_else(|| failed("the session ended early".to_owned()))
+    outcome.ok_or_else(|| link.failed("the session ended early".to_owned()))
 }

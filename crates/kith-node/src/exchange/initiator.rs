@@ -1,0 +1,125 @@
+//! What every session this node initiates over a link has in common, whatever it is for
+//! (fetching a file, persisting or retrieving one in custody): the peer's session slot, the
+//! `bye` owed to the peer if the session ends early, the port, and the loop that sends what
+//! the port queued, waits for the peer, and answers the store's questions. Callers see only
+//! the events that are theirs to decide.
+
+use super::*;
+use bytes::Bytes;
+
+/// An initiator session over the link with one peer.
+pub(super) struct InitiatorSession<'a> {
+    state: &'a Arc<NodeState>,
+    peer: AgentId,
+    id: u64,
+    rx: mpsc::Receiver<Envelope>,
+    flags: Arc<SlotFlags>,
+    /// The session and its envelope codec.
+    pub(super) port: EnvelopePort,
+    // Dropped in this order: the `bye` goes out before the slot is freed for the next session.
+    bye: ByeOnDrop<'a>,
+    _slot: SlotGuard<'a>,
+}
+
+impl<'a> InitiatorSession<'a> {
+    /// Takes the peer's initiator slot (waiting while another of our sessions with it runs)
+    /// and starts a session.
+    pub(super) async fn open(
+        state: &'a Arc<NodeState>,
+        peer: AgentId,
+    ) -> Result<InitiatorSession<'a>, ExchangeError> {
+        let wait = Duration::from_millis(state.config.limits.ciyam_request_timeout_ms);
+        let (id, rx, flags) = state.exchange.acquire(peer, wait).await?;
+        let session = Session::new(Role::Initiator, link_config(state), Instant::now());
+        Ok(InitiatorSession {
+            state,
+            peer,
+            id,
+            rx,
+            flags,
+            port: EnvelopePort::new(session),
+            bye: ByeOnDrop {
+                state,
+                peer,
+                armed: true,
+            },
+            _slot: SlotGuard { state, peer, id },
+        })
+    }
+
+    /// Sends what the session queued, then returns its next event that the caller must
+    /// decide. Store questions are answered here. `None` once the session has finished.
+    pub(super) async fn next_event(&mut self) -> Result<Option<Event>, ExchangeError> {
+        loop {
+            if self.flags.opening.load(Ordering::Acquire) {
+                if let Err(e) = flush_opening(self.state, self.peer, self.id, &mut self.port) {
+                    self.bye.armed = false;
+                    return Err(e);
+                }
+            } else {
+                flush(self.state, self.peer, &mut self.port).await?;
+            }
+            if let Some(event) = self.port.poll_event() {
+                let session = self.port.session_mut();
+                match answer_from_store(self.state, session, event)
+                    .await
+                    .map_err(ExchangeError::Store)?
+                {
+                    Some(event) => return Ok(Some(event)),
+                    None => {
+                        self.port.process(Instant::now());
+                        continue;
+                    }
+                }
+            }
+            if self.port.is_finished() {
+                return Ok(None);
+            }
+            if !wait_input(&mut self.port, &mut self.rx).await {
+                self.bye.armed = false;
+                if self.flags.gave_way.load(Ordering::Acquire) {
+                    return Err(ExchangeError::GaveWay(self.peer.to_string()));
+                }
+                return Err(ExchangeError::LinkLost(self.peer.to_string()));
+            }
+        }
+    }
+
+    /// The reply to our opening `chk` has come: later envelopes go out the ordinary way.
+    pub(super) fn opened(&self) {
+        self.flags.opening.store(false, Ordering::Release);
+    }
+
+    /// The session closed for `reason`: the peer is owed a `bye` only if it does not already
+    /// know the session is over. Sends what is left.
+    pub(super) async fn closed(&mut self, reason: &CloseReason) -> Result<(), ExchangeError> {
+        self.bye.armed = !matches!(reason, CloseReason::Bye { .. } | CloseReason::PeerError(_));
+        flush(self.state, self.peer, &mut self.port).await
+    }
+
+    /// The error for a session that failed for `reason`.
+    pub(super) fn failed(&self, reason: String) -> ExchangeError {
+        ExchangeError::Session {
+            peer: self.peer.to_string(),
+            reason,
+        }
+    }
+
+    /// Stores an item the peer sent, counting it, and tells the session whether that worked.
+    pub(super) async fn store_received(
+        &mut self,
+        got: ItemHash,
+        item: Bytes,
+    ) -> Result<bool, ExchangeError> {
+        let stored = store_raw_item(self.state, item).await;
+        match &stored {
+            Err(e) => tracing::warn!(peer = %self.peer, "could not store item {got}: {e}"),
+            Ok(()) => self.state.counters.bump("items_received"),
+        }
+        self.port
+            .session_mut()
+            .stored(Instant::now(), stored.is_ok())
+            .map_err(|e| self.failed(e.to_string()))?;
+        Ok(stored.is_ok())
+    }
+}
