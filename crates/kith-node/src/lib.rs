@@ -27,6 +27,7 @@ pub mod links;
 pub mod net;
 pub mod node;
 pub mod peer_port;
+pub mod sharing;
 pub mod ticket;
 pub mod tls;
 

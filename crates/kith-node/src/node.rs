@@ -87,6 +87,12 @@ pub struct NodeState {
     pub links: LinkManager,
     /// File-exchange sessions over links, one per peer at most.
     pub exchange: crate::exchange::Exchange,
+    /// Fetches in progress, for progress bars.
+    pub progress: crate::exchange::progress::Transfers,
+    /// Upload slots and what each peer gave and took (choking).
+    pub uploads: crate::sharing::Uploads,
+    /// Files peers offered, waiting for the replicator.
+    pub replication: crate::sharing::ReplicationQueue,
     node_id: String,
     started: Instant,
     listeners: BTreeMap<String, String>,
@@ -165,14 +171,18 @@ impl NodeState {
     }
 
     /// Where envelopes that the link layer does not handle go: `ciyam`/`ciyam-r` to the peer's
-    /// file-exchange session ([`crate::exchange::dispatch`]); the chat protocol plugs in here
-    /// later. Anything else is counted and dropped.
+    /// file-exchange session ([`crate::exchange::dispatch`]), `offer` to the replicator
+    /// ([`crate::sharing::on_offer`]); the chat protocol plugs in here later. Anything else is counted and dropped.
     pub fn dispatch(self: &Arc<Self>, peer: AgentId, envelope: Envelope) {
         let command = envelope.command.as_str();
         if command == kith_proto::files::binary::ENVELOPE_COMMAND
             || command == kith_proto::files::binary::REPLY_ENVELOPE_COMMAND
         {
             crate::exchange::dispatch(self, peer, envelope);
+            return;
+        }
+        if command == crate::sharing::OFFER_COMMAND {
+            crate::sharing::on_offer(self, peer, &envelope);
             return;
         }
         self.counters.bump("envelopes_unhandled");
@@ -309,6 +319,9 @@ pub async fn serve(
         secure,
         links: LinkManager::new(config.limits.max_pending_pings),
         exchange: crate::exchange::Exchange::new(config.limits.max_exchange_sessions),
+        progress: Default::default(),
+        uploads: crate::sharing::Uploads::new(&config.limits, config.limits.max_links),
+        replication: crate::sharing::ReplicationQueue::new(config.limits.max_pending_replications),
         guard: Mutex::new(AdmissionGuard::new(config.limits.clone())),
         pending: Mutex::default(),
         dial_locks: Mutex::default(),
@@ -329,6 +342,7 @@ pub async fn serve(
     if let Some(listener) = peer_listener {
         tokio::spawn(crate::peer_port::accept_loop(Arc::clone(&state), listener));
     }
+    tokio::spawn(crate::sharing::replicate(Arc::clone(&state)));
     net::relink_known_peers(Arc::clone(&state), peers);
     tracing::info!(agent = %state.agent, node_id = %state.node_id, data_dir = %data_dir.root().display(), "node ready");
     on_ready(&Ready {

@@ -96,6 +96,26 @@ pub struct Limits {
     /// How long `kith file get --from` may take as a whole (the control call's deadline), in
     /// ms. Each step of the transfer has the session's own, much shorter, deadlines.
     pub exchange_fetch_timeout_ms: u64,
+    /// Bytes of replicas this node keeps for peers (files fetched because a peer offered them
+    /// with `kith file share`); 0 declines every offer.
+    pub max_replica_bytes: u64,
+    /// Offered files waiting to be fetched; offers beyond this are dropped (and offered again
+    /// when the peer next links).
+    pub max_pending_replications: usize,
+    /// Shared files offered to a peer when it links (the most recently shared first).
+    pub max_offers_per_link: usize,
+    /// Items this node uploads at once across all peers. When more are asked for, peers that
+    /// gave this node the most lately go first (choking, as BitTorrent's).
+    pub upload_slots: usize,
+    /// Under contention every this-many-th free upload slot goes to the peer that has waited
+    /// longest, whatever it gave (the optimistic unchoke): nobody is ever stalled for want of
+    /// a return.
+    pub upload_optimistic_every: usize,
+    /// Half-life of what a peer gave, for ranking uploads, in seconds: recent giving counts.
+    pub reciprocity_half_life_secs: u64,
+    /// How long a background replication waits before trying again after it gave way to a
+    /// user's transfer, or failed, in ms.
+    pub replication_retry_ms: u64,
 }
 
 impl Default for Limits {
@@ -133,6 +153,13 @@ impl Default for Limits {
             max_custody_bytes: 1024 * 1024 * 1024,
             max_exchange_sessions: 64,
             exchange_fetch_timeout_ms: 3_600_000,
+            max_replica_bytes: 4 * 1024 * 1024 * 1024,
+            max_pending_replications: 256,
+            max_offers_per_link: 1_000,
+            upload_slots: 4,
+            upload_optimistic_every: 4,
+            reciprocity_half_life_secs: 60,
+            replication_retry_ms: 2_000,
         }
     }
 }

@@ -975,6 +975,39 @@ fn custody_is_recorded_once_per_owner_and_counted(backend: &Backend) {
     assert_eq!(other.len(), 2, "another connection sees the same custody");
 }
 
+fn shared_files_and_replicas_follow_the_file(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let mut store = fx.store();
+    let path = fx.dir.path().join("shared.txt");
+    fs::write(&path, b"a file to share").unwrap();
+    let record = store.put_path(&path, None).unwrap();
+    let missing = ContentHash::compute(ItemType::BLOB, b"never stored");
+    let meta = store.meta();
+    assert!(
+        !meta.share_file(&missing, NOW).unwrap(),
+        "only stored files can be shared"
+    );
+    assert!(meta.share_file(&record.hash, NOW).unwrap());
+    assert!(
+        !meta.share_file(&record.hash, NOW + 1).unwrap(),
+        "sharing twice is one share"
+    );
+    assert_eq!(meta.shared_files(10).unwrap(), vec![record.hash]);
+    assert_eq!(meta.shared_files(0).unwrap(), Vec::<ContentHash>::new());
+    meta.record_replica(&record.hash, "peer", record.size, NOW)
+        .unwrap();
+    meta.record_replica(&record.hash, "peer", record.size, NOW)
+        .unwrap();
+    assert_eq!(meta.replica_bytes().unwrap(), record.size);
+    assert_eq!(fx.meta().shared_files(10).unwrap(), vec![record.hash]);
+    // Removing the file removes its share and replica rows with it.
+    store.remove(&record.hash).unwrap();
+    let meta = store.meta();
+    assert!(meta.shared_files(10).unwrap().is_empty());
+    assert_eq!(meta.replica_bytes().unwrap(), 0);
+    assert!(!meta.unshare_file(&record.hash).unwrap());
+}
+
 macro_rules! suite {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -991,6 +1024,7 @@ macro_rules! suite {
 }
 
 suite!(
+    shared_files_and_replicas_follow_the_file,
     round_trip_at_boundary_sizes,
     deep_tree_round_trips_with_smallest_items,
     check_values_through_the_store,

@@ -211,6 +211,15 @@ pub enum FileCommand {
         /// Its content address (64 hex).
         hash: String,
     },
+    /// Offer a stored file to peers: every linked peer now, and each peer that links later,
+    /// fetches a copy in the background (within its replica quota).
+    Share {
+        /// Its content address (64 hex).
+        hash: String,
+        /// Stop offering it (copies peers already made stay theirs).
+        #[arg(long)]
+        stop: bool,
+    },
 }
 
 /// `kith content ...`

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{eventually, Node};
+use support::{data, eventually, Node};
 
 /// Small items make a modest file a tree of many items (999 content bytes per chunk).
 const MAX_ITEM: usize = 1001;
@@ -32,19 +32,6 @@ fn get_from(node: &Node, hash: &str, from: &str, out: &Path) -> Value {
     ]);
     let report: Value = serde_json::from_str(&printed).unwrap();
     report["fetched"].clone()
-}
-
-/// Deterministic, non-repeating bytes (so chunks differ).
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// Two linked nodes (B connected to A with A's ticket).

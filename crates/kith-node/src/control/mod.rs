@@ -14,6 +14,10 @@
 //!   `POST /v1/peers/block` [`BlockBody`] → [`Changed`]
 //! - `POST /v1/ping` [`AgentBody`] → [`PingReport`]
 //! - `POST /v1/files/fetch` [`FetchBody`] → [`FetchReport`] (a file from a linked peer)
+//! - `POST /v1/files/share` [`HashBody`] → [`crate::sharing::ShareReport`] (offer a stored file
+//!   to peers); `POST /v1/files/unshare` [`HashBody`] → [`Changed`]
+//! - `GET /v1/files/transfers` → [`crate::exchange::progress::TransferProgress`]es (fetches
+//!   running now, for progress bars)
 //! - `POST /v1/custody/persist` [`PersistBody`] → [`crate::exchange::PersistReport`] (a push
 //!   request already stored here, to a custodian)
 //! - `POST /v1/custody/retrieve` [`FetchBody`] → [`crate::exchange::RetrieveReport`] (the pull
@@ -44,6 +48,20 @@ pub const BLOCK_PEER_PATH: &str = "/v1/peers/block";
 pub const PING_PATH: &str = "/v1/ping";
 /// Fetch a file from a linked peer.
 pub const FETCH_PATH: &str = "/v1/files/fetch";
+
+/// Offer a stored file to peers.
+pub const SHARE_PATH: &str = "/v1/files/share";
+/// Stop offering a file.
+pub const UNSHARE_PATH: &str = "/v1/files/unshare";
+/// Fetches running now.
+pub const TRANSFERS_PATH: &str = "/v1/files/transfers";
+
+/// A file named by its address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HashBody {
+    /// The file's content address (64 hex).
+    pub hash: String,
+}
 
 /// Send a push request to a custodian.
 pub const PERSIST_PATH: &str = "/v1/custody/persist";
@@ -128,6 +146,9 @@ pub struct PeerView {
     pub state: String,
     /// The link, when there is one: `initiator` or `responder`, remote address, seconds up.
     pub link: Option<serde_json::Value>,
+    /// Bytes of file items this node received from the peer and sent to it since it started
+    /// (what ranks the peer for upload slots).
+    pub exchanged: crate::sharing::choke::Ledger,
 }
 
 /// A ping's result.

@@ -29,6 +29,9 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(BLOCK_PEER_PATH, post(block_peer))
         .route(PING_PATH, post(ping))
         .route(FETCH_PATH, post(fetch))
+        .route(SHARE_PATH, post(share))
+        .route(UNSHARE_PATH, post(unshare))
+        .route(TRANSFERS_PATH, get(transfers))
         .route(PERSIST_PATH, post(persist))
         .route(RETRIEVE_PATH, post(retrieve))
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -148,6 +151,7 @@ async fn connect(
 
 async fn peers(State(state): State<Arc<NodeState>>) -> Api<Vec<PeerView>> {
     let records = store(&state, |s| s.meta().list_peers()).await?;
+    let state_ref = &state;
     let views = records
         .into_iter()
         .map(|record| {
@@ -163,10 +167,16 @@ async fn peers(State(state): State<Arc<NodeState>>) -> Api<Vec<PeerView>> {
             } else {
                 "idle"
             };
+            let exchanged = record
+                .agent
+                .parse::<AgentId>()
+                .map(|agent| state_ref.uploads.ledger(&agent))
+                .unwrap_or_default();
             PeerView {
                 record,
                 state: state.to_owned(),
                 link: link.and_then(|l| serde_json::to_value(l).ok()),
+                exchanged,
             }
         })
         .collect();
@@ -230,6 +240,39 @@ async fn fetch(
         .map_err(exchange_error)
 }
 
+async fn share(
+    State(state): State<Arc<NodeState>>,
+    Json(body): Json<HashBody>,
+) -> Api<crate::sharing::ShareReport> {
+    let hash = parse_hash(&body.hash)?;
+    crate::sharing::share(&state, hash)
+        .await
+        .map(Json)
+        .map_err(share_error)
+}
+
+async fn unshare(State(state): State<Arc<NodeState>>, Json(body): Json<HashBody>) -> Api<Changed> {
+    let hash = parse_hash(&body.hash)?;
+    let changed = crate::sharing::unshare(&state, hash)
+        .await
+        .map_err(share_error)?;
+    Ok(Json(Changed { changed }))
+}
+
+fn share_error(e: crate::sharing::ShareError) -> ApiError {
+    let code = match e {
+        crate::sharing::ShareError::NotStored(_) => StatusCode::NOT_FOUND,
+        crate::sharing::ShareError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError(code, e.to_string())
+}
+
+async fn transfers(
+    State(state): State<Arc<NodeState>>,
+) -> Api<Vec<crate::exchange::progress::TransferProgress>> {
+    Ok(Json(state.progress.list()))
+}
+
 async fn persist(
     State(state): State<Arc<NodeState>>,
     Json(body): Json<PersistBody>,
@@ -269,9 +312,10 @@ fn exchange_error(e: crate::exchange::ExchangeError) -> ApiError {
         ExchangeError::NotFound { .. } | ExchangeError::NoPeerHas(_) => StatusCode::NOT_FOUND,
         ExchangeError::NoPeers => StatusCode::BAD_REQUEST,
         ExchangeError::Refused(_) => StatusCode::CONFLICT,
-        ExchangeError::Busy(_) | ExchangeError::TooMany(_) | ExchangeError::GaveWay(_) => {
-            StatusCode::CONFLICT
-        }
+        ExchangeError::Busy(_)
+        | ExchangeError::TooMany(_)
+        | ExchangeError::GaveWay(_)
+        | ExchangeError::Yielded(_) => StatusCode::CONFLICT,
         ExchangeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         ExchangeError::LinkLost(_) | ExchangeError::Session { .. } => StatusCode::BAD_GATEWAY,
     };

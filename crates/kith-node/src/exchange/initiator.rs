@@ -28,8 +28,18 @@ impl<'a> InitiatorSession<'a> {
         state: &'a Arc<NodeState>,
         peer: AgentId,
     ) -> Result<InitiatorSession<'a>, ExchangeError> {
+        Self::open_with(state, peer, false).await
+    }
+
+    /// [`InitiatorSession::open`] for a background session (which a user's session with the
+    /// same peer preempts) or a user's one.
+    pub(super) async fn open_with(
+        state: &'a Arc<NodeState>,
+        peer: AgentId,
+        background: bool,
+    ) -> Result<InitiatorSession<'a>, ExchangeError> {
         let wait = Duration::from_millis(state.config.limits.ciyam_request_timeout_ms);
-        let (id, rx, flags) = state.exchange.acquire(peer, wait).await?;
+        let (id, rx, flags) = state.exchange.acquire(peer, wait, background).await?;
         let session = Session::new(Role::Initiator, link_config(state), Instant::now());
         Ok(InitiatorSession {
             state,
@@ -85,6 +95,12 @@ impl<'a> InitiatorSession<'a> {
         }
     }
 
+    /// A user's session with the same peer is waiting: a background session ends at its
+    /// next turn.
+    pub(super) fn preempted(&self) -> bool {
+        self.flags.preempt.load(Ordering::Acquire)
+    }
+
     /// The reply to our opening `chk` has come: later envelopes go out the ordinary way.
     pub(super) fn opened(&self) {
         self.flags.opening.store(false, Ordering::Release);
@@ -111,10 +127,14 @@ impl<'a> InitiatorSession<'a> {
         got: ItemHash,
         item: Bytes,
     ) -> Result<bool, ExchangeError> {
+        let item_len = item.len() as u64;
         let stored = store_raw_item(self.state, item).await;
         match &stored {
             Err(e) => tracing::warn!(peer = %self.peer, "could not store item {got}: {e}"),
-            Ok(()) => self.state.counters.bump("items_received"),
+            Ok(()) => {
+                self.state.counters.bump("items_received");
+                self.state.uploads.received(self.peer, item_len);
+            }
         }
         self.port
             .session_mut()

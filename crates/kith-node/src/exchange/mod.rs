@@ -38,6 +38,7 @@
 pub mod answer;
 mod initiator;
 mod owner;
+pub mod progress;
 
 use initiator::InitiatorSession;
 pub use owner::{persist, retrieve, PersistReport, RetrieveReport};
@@ -107,6 +108,9 @@ pub enum ExchangeError {
     /// We gave way to the peer's own session opened at the same moment (retried).
     #[error("{0} opened a session at the same moment; try again")]
     GaveWay(String),
+    /// A background fetch ended early to let the user's transfer with the peer go first.
+    #[error("the background transfer from {0} gave way to a transfer the user asked for")]
+    Yielded(String),
     /// The session ended badly.
     #[error("file exchange with {peer} failed: {reason}")]
     Session {
@@ -137,10 +141,29 @@ pub struct Exchange {
 struct Slot {
     id: u64,
     tx: mpsc::Sender<Envelope>,
+    /// Ours only (initiator sessions); responder sessions have none.
+    flags: Option<Arc<SlotFlags>>,
+}
+
+/// Whose transfer a fetch is: the user's goes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Asked for by the user (`kith file get`, custody): never waits for background work.
+    User,
+    /// Background replication: gives way to the user at its next turn, and stores at most
+    /// `max_bytes` (what the offer announced, plus the lists).
+    Background {
+        /// The byte budget of the whole fetch.
+        max_bytes: u64,
+    },
 }
 
 #[derive(Debug, Default)]
 struct SlotFlags {
+    /// A background session, which a user's session with the same peer preempts.
+    background: bool,
+    /// Set by a user's session waiting for the slot: end at the next turn.
+    preempt: AtomicBool,
     /// Initiator: our opening `chk` is not answered yet (a `chk` from the peer now is a
     /// collision, not its own command).
     opening: AtomicBool,
@@ -182,11 +205,21 @@ impl Exchange {
         &self,
         peer: AgentId,
         wait: Duration,
+        background: bool,
     ) -> Result<(u64, mpsc::Receiver<Envelope>, Arc<SlotFlags>), ExchangeError> {
         let deadline = Instant::now() + wait;
         loop {
             {
                 let mut slots = self.slots();
+                if let Some(Slot {
+                    flags: Some(flags), ..
+                }) = slots.get(&(peer, Role::Initiator))
+                {
+                    // The user's transfer goes first: the background one ends at its next turn.
+                    if flags.background && !background {
+                        flags.preempt.store(true, Ordering::Release);
+                    }
+                }
                 if !slots.contains_key(&(peer, Role::Initiator)) {
                     if slots.len() >= self.max {
                         return Err(ExchangeError::TooMany(self.max));
@@ -194,11 +227,17 @@ impl Exchange {
                     let (tx, rx) = mpsc::channel(SESSION_QUEUE);
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                     let flags = Arc::new(SlotFlags {
+                        background,
+                        preempt: AtomicBool::new(false),
                         opening: AtomicBool::new(true),
                         gave_way: AtomicBool::new(false),
                     });
-                    let role = Role::Initiator;
-                    slots.insert((peer, role), Slot { id, tx });
+                    let slot = Slot {
+                        id,
+                        tx,
+                        flags: Some(Arc::clone(&flags)),
+                    };
+                    slots.insert((peer, Role::Initiator), slot);
                     return Ok((id, rx, flags));
                 }
             }
@@ -335,7 +374,14 @@ pub fn dispatch(state: &Arc<NodeState>, peer: AgentId, envelope: Envelope) {
     let (tx, rx) = mpsc::channel(SESSION_QUEUE);
     let id = state.exchange.next_id.fetch_add(1, Ordering::Relaxed);
     let _ = tx.try_send(envelope);
-    slots.insert(key, Slot { id, tx });
+    slots.insert(
+        key,
+        Slot {
+            id,
+            tx,
+            flags: None,
+        },
+    );
     drop(slots);
     let task_state = Arc::clone(state);
     tokio::spawn(async move {
@@ -366,6 +412,7 @@ async fn flush(
         }
         if env.data.first() == Some(&KIND_ITEM) {
             state.counters.bump("exchange_items_sent");
+            state.uploads.sent(peer, env.data.len() as u64 - 1);
         }
         let lost = || ExchangeError::LinkLost(peer.to_string());
         let tx = state.links.sender(&peer).ok_or_else(lost)?;
@@ -439,9 +486,17 @@ async fn respond(
     let mut policy = NodePolicy;
     let mut custodian = Custodian::default();
     let local = |e: String| ExchangeError::Store(e);
+    let mut upload: Option<crate::sharing::UploadPermit> = None;
     loop {
         flush(state, peer, &mut port).await?;
+        // The item that held an upload slot is on the link now.
+        drop(upload.take());
         if let Some(event) = port.poll_event() {
+            if matches!(event, Event::ReadItem { .. }) {
+                // An item to send waits for an upload slot (choking: the peers that give
+                // back go first under contention).
+                let _ = upload.insert(state.uploads.acquire(peer).await);
+            }
             let session = port.session_mut();
             let now = Instant::now();
             let result = match answer_from_store(state, session, event)
@@ -484,6 +539,7 @@ async fn respond(
                     };
                     if ok {
                         state.counters.bump("items_received");
+                        state.uploads.received(peer, item.len() as u64);
                     }
                     session.stored(now, ok)
                 }
@@ -517,9 +573,20 @@ pub async fn fetch(
     hash: ContentHash,
     from: Option<AgentId>,
 ) -> Result<FetchReport, ExchangeError> {
+    fetch_with(state, hash, from, Priority::User).await
+}
+
+/// [`fetch`] at a given priority.
+pub async fn fetch_with(
+    state: &Arc<NodeState>,
+    hash: ContentHash,
+    from: Option<AgentId>,
+    priority: Priority,
+) -> Result<FetchReport, ExchangeError> {
     state.counters.bump("exchange_fetches");
+    let _progress = state.progress.start(hash, priority);
     if let Some(peer) = from {
-        return fetch_from(state, peer, hash).await;
+        return fetch_from(state, peer, hash, priority).await;
     }
     let peers = state.links.linked();
     if peers.is_empty() {
@@ -527,7 +594,7 @@ pub async fn fetch(
     }
     let mut failure = None;
     for peer in peers {
-        match fetch_from(state, peer, hash).await {
+        match fetch_from(state, peer, hash, priority).await {
             Ok(report) => return Ok(report),
             Err(ExchangeError::NotFound { .. }) => {}
             Err(e) => {
@@ -544,6 +611,7 @@ async fn fetch_from(
     state: &Arc<NodeState>,
     peer: AgentId,
     hash: ContentHash,
+    priority: Priority,
 ) -> Result<FetchReport, ExchangeError> {
     if peer == state.agent {
         return Err(ExchangeError::Store(
@@ -554,7 +622,7 @@ async fn fetch_from(
     loop {
         attempt += 1;
         net::ensure_link(state, peer).await?;
-        match initiate(state, peer, hash).await {
+        match initiate(state, peer, hash, priority).await {
             Err(ExchangeError::GaveWay(_)) if attempt < OPENING_RETRIES => {
                 tokio::time::sleep(SLOT_POLL * attempt as u32).await;
                 continue;
@@ -654,6 +722,8 @@ enum Step {
     NotFound,
     /// Everything is here; `bye` sent.
     Done,
+    /// A background fetch gave way to the user: `bye` sent.
+    Yielded,
 }
 
 /// One initiator session with `peer` for the file `hash`.
@@ -661,12 +731,18 @@ async fn initiate(
     state: &Arc<NodeState>,
     peer: AgentId,
     hash: ContentHash,
+    priority: Priority,
 ) -> Result<FetchReport, ExchangeError> {
-    let mut link = InitiatorSession::open(state, peer).await?;
+    let background = matches!(priority, Priority::Background { .. });
+    let mut link = InitiatorSession::open_with(state, peer, background).await?;
     let mut walk = Walk::new(hash);
     let mut step = Step::Start;
     let mut asked: Option<ContentHash> = None;
     let mut fetched = 0u64;
+    let mut budget = match priority {
+        Priority::Background { max_bytes } => max_bytes,
+        Priority::User => u64::MAX,
+    };
     while let Some(event) = link.next_event().await? {
         let now = Instant::now();
         let result = match event {
@@ -678,6 +754,10 @@ async fn initiate(
                             target: Target::Hash(ItemHash(hash.0)),
                             nonce: None,
                         }
+                    }
+                    Step::Getting if link.preempted() => {
+                        step = Step::Yielded;
+                        Command::Bye
                     }
                     Step::Getting => match next_missing(state, &mut walk).await? {
                         Some(item) => {
@@ -691,7 +771,7 @@ async fn initiate(
                             Command::Bye
                         }
                     },
-                    Step::Checking | Step::NotFound | Step::Done => Command::Bye,
+                    Step::Checking | Step::NotFound | Step::Done | Step::Yielded => Command::Bye,
                 };
                 link.port.session_mut().send_command(now, command)
             }
@@ -709,6 +789,14 @@ async fn initiate(
             Event::StoreItem { hash: got, item } => {
                 let ours = asked == Some(content_hash(got));
                 // A list we asked for must parse before anything of it is kept.
+                let size = item.len() as u64;
+                if size > budget {
+                    return Err(link.failed(format!(
+                        "the peer sent more than the {} bytes it offered",
+                        budget_of(priority)
+                    )));
+                }
+                budget -= size;
                 if ours {
                     if let Err(e) = walk.enter(content_hash(got), &item) {
                         tracing::warn!(peer = %peer, "could not store item {got}: {e}");
@@ -716,6 +804,7 @@ async fn initiate(
                     } else if link.store_received(got, item).await? {
                         fetched += 1;
                         asked = None;
+                        state.progress.advance(hash, size);
                         Ok(())
                     } else {
                         Ok(())
@@ -733,6 +822,9 @@ async fn initiate(
                 link.closed(&reason).await?;
                 match (step, reason) {
                     (Step::Done, CloseReason::Bye { by_peer: false }) => break,
+                    (Step::Yielded, CloseReason::Bye { by_peer: false }) => {
+                        return Err(ExchangeError::Yielded(peer.to_string()))
+                    }
                     (Step::NotFound, CloseReason::Bye { by_peer: false }) => {
                         return Err(ExchangeError::NotFound {
                             peer: peer.to_string(),
@@ -761,6 +853,13 @@ async fn initiate(
         items: walk.visited,
         items_fetched: fetched,
     })
+}
+
+fn budget_of(priority: Priority) -> u64 {
+    match priority {
+        Priority::Background { max_bytes } => max_bytes,
+        Priority::User => u64::MAX,
+    }
 }
 
 fn describe(reason: &CloseReason) -> String {

@@ -67,6 +67,8 @@ pub fn start(
     let registration = state.links.register(peer, handle);
     if registration == Registration::Retire {
         let _ = tx.try_send(Outgoing::Retire);
+    } else {
+        crate::sharing::link_up(state, peer);
     }
     state.counters.bump("links_established");
     tracing::info!(peer = %peer, %remote, ?side, "link up");

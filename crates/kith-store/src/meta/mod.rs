@@ -40,6 +40,7 @@
 mod custody;
 mod peers;
 mod pg;
+mod sharing;
 mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -110,6 +111,8 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
         received_at INTEGER NOT NULL,
         PRIMARY KEY (original_hash, owner_key)
     );",
+    // 4: files offered to peers, and replicas kept for them.
+    sharing::SQLITE_MIGRATION,
 ];
 
 /// Migrations for PostgreSQL, in order; entry `i` brings the schema to version `i + 1`.
@@ -166,6 +169,8 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
         received_at BIGINT NOT NULL,
         PRIMARY KEY (original_hash, owner_key)
     );",
+    // 4: files offered to peers, and replicas kept for them.
+    sharing::POSTGRES_MIGRATION,
 ];
 
 /// A user-visible stored file.
@@ -380,6 +385,29 @@ pub trait MetaDb: Send {
 
     /// Bytes held in custody in all (for the quota).
     fn custody_bytes(&mut self) -> Result<u64, MetaError>;
+
+    /// Marks a stored file as shared (offered to peers). `false` when it already was, or when
+    /// no file has that hash.
+    fn share_file(&mut self, hash: &ContentHash, now: i64) -> Result<bool, MetaError>;
+
+    /// Stops offering a file; `false` when it was not shared.
+    fn unshare_file(&mut self, hash: &ContentHash) -> Result<bool, MetaError>;
+
+    /// Shared files, most recently shared first, at most `limit`.
+    fn shared_files(&mut self, limit: usize) -> Result<Vec<ContentHash>, MetaError>;
+
+    /// Records that the stored file `hash` is a replica fetched because `from` offered it
+    /// (kept once: a second record of the same file changes nothing).
+    fn record_replica(
+        &mut self,
+        hash: &ContentHash,
+        from: &str,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError>;
+
+    /// Bytes of replicas kept for peers (for the replica quota).
+    fn replica_bytes(&mut self) -> Result<u64, MetaError>;
 }
 
 impl std::fmt::Debug for dyn MetaDb {

@@ -45,7 +45,7 @@ impl std::fmt::Debug for PostgresMeta {
     }
 }
 
-fn query_err(op: &'static str) -> impl FnOnce(postgres::Error) -> MetaError {
+pub(super) fn query_err(op: &'static str) -> impl FnOnce(postgres::Error) -> MetaError {
     move |e| MetaError::Query {
         backend: "postgres",
         op,
@@ -584,6 +584,32 @@ impl MetaDb for PostgresMeta {
             .try_get(0)
             .map_err(|e| MetaError::BadRow(e.to_string()))?;
         Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    fn share_file(&mut self, hash: &ContentHash, now: i64) -> Result<bool, MetaError> {
+        super::sharing::pg::share(&mut self.client, hash, now)
+    }
+
+    fn unshare_file(&mut self, hash: &ContentHash) -> Result<bool, MetaError> {
+        super::sharing::pg::unshare(&mut self.client, hash)
+    }
+
+    fn shared_files(&mut self, limit: usize) -> Result<Vec<ContentHash>, MetaError> {
+        super::sharing::pg::shared(&mut self.client, limit)
+    }
+
+    fn record_replica(
+        &mut self,
+        hash: &ContentHash,
+        from: &str,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError> {
+        super::sharing::pg::record_replica(&mut self.client, hash, from, size, now)
+    }
+
+    fn replica_bytes(&mut self) -> Result<u64, MetaError> {
+        super::sharing::pg::replica_bytes(&mut self.client)
     }
 }
 

@@ -28,7 +28,7 @@ pub struct SqliteMeta {
     path: PathBuf,
 }
 
-fn query_err(op: &'static str) -> impl FnOnce(rusqlite::Error) -> MetaError {
+pub(super) fn query_err(op: &'static str) -> impl FnOnce(rusqlite::Error) -> MetaError {
     move |e| MetaError::Query {
         backend: "sqlite",
         op,
@@ -524,6 +524,32 @@ impl MetaDb for SqliteMeta {
             })
             .map_err(query_err("summing custody"))?;
         Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    fn share_file(&mut self, hash: &ContentHash, now: i64) -> Result<bool, MetaError> {
+        super::sharing::sqlite::share(&self.conn, hash, now)
+    }
+
+    fn unshare_file(&mut self, hash: &ContentHash) -> Result<bool, MetaError> {
+        super::sharing::sqlite::unshare(&self.conn, hash)
+    }
+
+    fn shared_files(&mut self, limit: usize) -> Result<Vec<ContentHash>, MetaError> {
+        super::sharing::sqlite::shared(&self.conn, limit)
+    }
+
+    fn record_replica(
+        &mut self,
+        hash: &ContentHash,
+        from: &str,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError> {
+        super::sharing::sqlite::record_replica(&self.conn, hash, from, size, now)
+    }
+
+    fn replica_bytes(&mut self) -> Result<u64, MetaError> {
+        super::sharing::sqlite::replica_bytes(&self.conn)
     }
 }
 

@@ -1,13 +1,17 @@
-//! `kith file hash|put|get|ls|rm`: the local content store, usable with or without a running
+//! `kith file hash|put|get|ls|rm|share`: the local content store, usable with or without a running
 //! node (the store takes a lock, so both can share one data dir). `file get --from AGENT`
 //! (or a `file get` of a file that is not here, with a node running) has the node fetch the
 //! file from a linked peer first.
 
 use super::Env;
 use crate::cli::FileCommand;
-use crate::output::print_json;
+use crate::output::{print_json, report};
+use crate::progress::TransferBar;
 use anyhow::{Context, Result};
-use kith_node::control::{ControlClient, FetchBody, FetchReport, FETCH_PATH};
+use kith_node::control::{
+    Changed, ControlClient, FetchBody, FetchReport, HashBody, FETCH_PATH, SHARE_PATH, UNSHARE_PATH,
+};
+use kith_node::sharing::ShareReport;
 use kith_store::{ContentHash, FileStore, RemoveOutcome};
 use serde_json::json;
 use std::time::Duration;
@@ -82,6 +86,7 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
             }
             Ok(())
         }
+        FileCommand::Share { hash, stop } => share(env, &mut store, &parse_hash(&hash)?, stop),
         FileCommand::Rm { hash } => {
             let hash = parse_hash(&hash)?;
             match store.remove(&hash)? {
@@ -121,7 +126,70 @@ fn fetch_if_needed(
         hash: hash.to_hex(),
         from,
     };
+    let _bar = TransferBar::start(&control, &body.hash, "fetching", env.json);
     Ok(Some(control.post(FETCH_PATH, &body)?))
+}
+
+/// `kith file share HASH [--stop]`: through the running node, which offers the file to its
+/// linked peers at once; with no node running, recorded here and offered when the node next
+/// runs (to every peer that links).
+fn share(env: &Env, store: &mut FileStore, hash: &ContentHash, stop: bool) -> Result<()> {
+    let dir = &env.config.data_dir;
+    let control = ControlClient::new(
+        dir.root(),
+        dir.control_socket(),
+        Duration::from_millis(env.config.limits.control_timeout_ms),
+    );
+    let body = HashBody {
+        hash: hash.to_hex(),
+    };
+    if stop {
+        let changed = if control.is_running() {
+            control.post::<_, Changed>(UNSHARE_PATH, &body)?.changed
+        } else {
+            store.meta().unshare_file(hash)?
+        };
+        let text = if changed {
+            format!("{hash} is no longer offered to peers")
+        } else {
+            format!("{hash} was not shared")
+        };
+        return report(
+            env.json,
+            json!({"hash": hash.to_hex(), "changed": changed}),
+            &text,
+        );
+    }
+    if control.is_running() {
+        let shared: ShareReport = control.post(SHARE_PATH, &body)?;
+        let text = match shared.offered_to.len() {
+            0 => format!(
+                "shared {hash}; no peer is linked now: it is offered to each peer that links"
+            ),
+            n => format!(
+                "shared {hash}; offered to {n} linked peer(s), and to each peer that links later"
+            ),
+        };
+        return report(env.json, serde_json::to_value(&shared)?, &text);
+    }
+    let Some(record) = store.get(hash)? else {
+        anyhow::bail!(
+            "no stored file has the hash {hash}; store it first with `kith file put PATH`"
+        );
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let newly_shared = store.meta().share_file(hash, now)?;
+    let shared = ShareReport {
+        hash: hash.to_hex(),
+        size: record.size,
+        newly_shared,
+        offered_to: Vec::new(),
+    };
+    let text =
+        format!("shared {hash}; no node is running: it is offered to peers once `kith up` runs");
+    report(env.json, serde_json::to_value(&shared)?, &text)
 }
 
 fn parse_hash(text: &str) -> Result<ContentHash> {

@@ -248,6 +248,7 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
                 state: if record.blocked { "blocked" } else { "offline" }.to_owned(),
                 record,
                 link: None,
+                exchanged: Default::default(),
             })
             .collect(),
         Err(e) => return Err(e.into()),
@@ -264,7 +265,17 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             _ => "-".to_owned(),
         };
-        println!("{}  {:<7}  {addr}", r.agent, view.state);
+        let ledger = &view.exchanged;
+        let exchanged = if ledger.bytes_received + ledger.bytes_sent > 0 {
+            format!(
+                "  gave us {}, got {}",
+                crate::progress::human_bytes(ledger.bytes_received as f64),
+                crate::progress::human_bytes(ledger.bytes_sent as f64)
+            )
+        } else {
+            String::new()
+        };
+        println!("{}  {:<7}  {addr}{exchanged}", r.agent, view.state);
     }
     Ok(())
 }
