@@ -87,6 +87,8 @@ pub struct NodeState {
     pub links: LinkManager,
     /// File-exchange sessions over links, one per peer at most.
     pub exchange: crate::exchange::Exchange,
+    /// Proof of retention: placement notices in flight, one round of checks at a time.
+    pub retention: crate::retention::Retention,
     node_id: String,
     started: Instant,
     listeners: BTreeMap<String, String>,
@@ -165,7 +167,8 @@ impl NodeState {
     }
 
     /// Where envelopes that the link layer does not handle go: `ciyam`/`ciyam-r` to the peer's
-    /// file-exchange session ([`crate::exchange::dispatch`]); the chat protocol plugs in here
+    /// file-exchange session ([`crate::exchange::dispatch`]), `have` to the placements
+    /// ([`crate::retention::dispatch`]); the chat protocol plugs in here
     /// later. Anything else is counted and dropped.
     pub fn dispatch(self: &Arc<Self>, peer: AgentId, envelope: Envelope) {
         let command = envelope.command.as_str();
@@ -173,6 +176,10 @@ impl NodeState {
             || command == kith_proto::files::binary::REPLY_ENVELOPE_COMMAND
         {
             crate::exchange::dispatch(self, peer, envelope);
+            return;
+        }
+        if command == crate::retention::HAVE_COMMAND {
+            crate::retention::dispatch(self, peer, envelope);
             return;
         }
         self.counters.bump("envelopes_unhandled");
@@ -309,6 +316,7 @@ pub async fn serve(
         secure,
         links: LinkManager::new(config.limits.max_pending_pings),
         exchange: crate::exchange::Exchange::new(config.limits.max_exchange_sessions),
+        retention: crate::retention::Retention::default(),
         guard: Mutex::new(AdmissionGuard::new(config.limits.clone())),
         pending: Mutex::default(),
         dial_locks: Mutex::default(),
@@ -330,6 +338,7 @@ pub async fn serve(
         tokio::spawn(crate::peer_port::accept_loop(Arc::clone(&state), listener));
     }
     net::relink_known_peers(Arc::clone(&state), peers);
+    crate::retention::spawn_scheduler(Arc::clone(&state));
     tracing::info!(agent = %state.agent, node_id = %state.node_id, data_dir = %data_dir.root().display(), "node ready");
     on_ready(&Ready {
         control: socket.clone(),

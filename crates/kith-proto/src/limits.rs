@@ -96,6 +96,17 @@ pub struct Limits {
     /// How long `kith file get --from` may take as a whole (the control call's deadline), in
     /// ms. Each step of the transfer has the session's own, much shorter, deadlines.
     pub exchange_fetch_timeout_ms: u64,
+    /// How often the node checks that peers still hold the files they fetched from it (proof
+    /// of retention: `chk HASH NONCE`), in milliseconds; default 600,000 (10 minutes). Each
+    /// placement is checked at most once per interval. 0 turns the background checks off
+    /// (`kith peers --check AGENT` still works).
+    pub retention_check_interval_ms: u64,
+    /// Placements checked per round of the background checks (and per `kith peers --check`),
+    /// the longest unchecked first; default 16.
+    pub retention_checks_per_round: usize,
+    /// Placements (files of ours a peer says it holds) recorded per peer; a peer's notices
+    /// beyond that are ignored. Default 10,000.
+    pub max_placements_per_peer: u64,
 }
 
 impl Default for Limits {
@@ -133,6 +144,9 @@ impl Default for Limits {
             max_custody_bytes: 1024 * 1024 * 1024,
             max_exchange_sessions: 64,
             exchange_fetch_timeout_ms: 3_600_000,
+            retention_check_interval_ms: 600_000,
+            retention_checks_per_round: 16,
+            max_placements_per_peer: 10_000,
         }
     }
 }

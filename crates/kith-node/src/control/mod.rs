@@ -12,6 +12,8 @@
 //! - `POST /v1/connect` [`ConnectBody`] → the new peer's record
 //! - `GET /v1/peers` → [`PeerView`]s; `POST /v1/peers/remove` [`AgentBody`] → [`Changed`];
 //!   `POST /v1/peers/block` [`BlockBody`] → [`Changed`]
+//! - `POST /v1/peers/check` [`AgentBody`] → [`crate::retention::CheckReport`]s (proof of
+//!   retention: check that peer's placements now)
 //! - `POST /v1/ping` [`AgentBody`] → [`PingReport`]
 //! - `POST /v1/files/fetch` [`FetchBody`] → [`FetchReport`] (a file from a linked peer)
 //! - `POST /v1/custody/persist` [`PersistBody`] → [`crate::exchange::PersistReport`] (a push
@@ -40,6 +42,8 @@ pub const PEERS_PATH: &str = "/v1/peers";
 pub const REMOVE_PEER_PATH: &str = "/v1/peers/remove";
 /// Block or unblock a peer.
 pub const BLOCK_PEER_PATH: &str = "/v1/peers/block";
+/// Check a peer's placements now (proof of retention).
+pub const CHECK_PEER_PATH: &str = "/v1/peers/check";
 /// Ping a peer.
 pub const PING_PATH: &str = "/v1/ping";
 /// Fetch a file from a linked peer.
@@ -128,6 +132,10 @@ pub struct PeerView {
     pub state: String,
     /// The link, when there is one: `initiator` or `responder`, remote address, seconds up.
     pub link: Option<serde_json::Value>,
+    /// Proof of retention: files of ours it holds and what checking them showed (`None`
+    /// when it holds none).
+    #[serde(default)]
+    pub retention: Option<kith_store::meta::PeerRetention>,
 }
 
 /// A ping's result.

@@ -38,9 +38,11 @@
 pub mod answer;
 mod initiator;
 mod owner;
+mod retention;
 
 use initiator::InitiatorSession;
 pub use owner::{persist, retrieve, PersistReport, RetrieveReport};
+pub use retention::{check_retention, CheckOutcome};
 
 use crate::control::FetchReport;
 use crate::custodian::{Custodian, CustodianPolicy};
@@ -558,6 +560,11 @@ async fn fetch_from(
             Err(ExchangeError::GaveWay(_)) if attempt < OPENING_RETRIES => {
                 tokio::time::sleep(SLOT_POLL * attempt as u32).await;
                 continue;
+            }
+            Ok(report) => {
+                // The peer learns we hold the file now (proof of retention, `crate::retention`).
+                crate::retention::announce(state, peer, hash);
+                return Ok(report);
             }
             other => return other,
         }
