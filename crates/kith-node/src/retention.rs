@@ -96,7 +96,7 @@ pub fn announce(state: &NodeState, peer: AgentId, hash: ContentHash) {
 /// Handles a `have` envelope from `peer` (called from [`NodeState::dispatch`]); never blocks.
 pub fn dispatch(state: &Arc<NodeState>, peer: AgentId, envelope: Envelope) {
     state.counters.bump("retention_notices_received");
-    let Ok(bytes) = <[u8; 32]>::try_from(&envelope.data[..]) else {
+    let Some(hash) = parse_notice(&envelope.data) else {
         state.counters.bump("retention_notices_dropped");
         return;
     };
@@ -107,10 +107,15 @@ pub fn dispatch(state: &Arc<NodeState>, peer: AgentId, envelope: Envelope) {
     let state = Arc::clone(state);
     tokio::spawn(async move {
         let _permit = permit;
-        if let Err(e) = record_placement(&state, peer, ContentHash(bytes)).await {
+        if let Err(e) = record_placement(&state, peer, hash).await {
             tracing::warn!(peer = %peer, "could not record a placement: {e}");
         }
     });
+}
+
+/// The file a `have` notice names: its data must be exactly the 32-byte hash.
+pub fn parse_notice(data: &[u8]) -> Option<ContentHash> {
+    <[u8; 32]>::try_from(data).ok().map(ContentHash)
 }
 
 /// Records that `peer` holds our file `hash`, if we hold it as a file and the peer has room.
@@ -305,5 +310,28 @@ fn report(
         item: item.to_hex(),
         result: result.to_owned(),
         reason: reason.map(str::to_owned),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_notice_is_exactly_one_hash() {
+        let hash = ContentHash([7; 32]);
+        assert_eq!(parse_notice(&hash.0), Some(hash));
+        assert_eq!(parse_notice(&[7; 31]), None);
+        assert_eq!(parse_notice(&[7; 33]), None);
+        assert_eq!(parse_notice(&[]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_notice_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let parsed = parse_notice(&data);
+            prop_assert_eq!(parsed.is_some(), data.len() == 32);
+        }
     }
 }

@@ -150,7 +150,12 @@ async fn connect(
 async fn peers(State(state): State<Arc<NodeState>>) -> Api<Vec<PeerView>> {
     let (records, mut retention) = store(&state, |s| {
         let records = s.meta().list_peers()?;
-        let retention = s.meta().retention_by_peer()?;
+        let retention: std::collections::HashMap<String, _> = s
+            .meta()
+            .retention_by_peer()?
+            .into_iter()
+            .map(|r| (r.agent.clone(), r))
+            .collect();
         Ok::<_, kith_store::MetaError>((records, retention))
     })
     .await?;
@@ -169,9 +174,8 @@ async fn peers(State(state): State<Arc<NodeState>>) -> Api<Vec<PeerView>> {
             } else {
                 "idle"
             };
-            let held = retention.iter().position(|r| r.agent == record.agent);
             PeerView {
-                retention: held.map(|i| retention.swap_remove(i)),
+                retention: retention.remove(&record.agent),
                 record,
                 state: state.to_owned(),
                 link: link.and_then(|l| serde_json::to_value(l).ok()),
