@@ -15,6 +15,7 @@
 //! - [`peer_port`]: the CIYAM text protocol for `kith shell` and plain clients.
 //! - [`custodian`]: encrypted custody of other people's files (the custodian's side).
 //! - [`exchange`]: the same protocol over secure links: `kith file get --from`.
+//! - [`retention`]: proof of retention: placements of our files with peers, and checks.
 //! - [`control`]: the JSON-over-HTTP API on the data dir's Unix socket, server and client.
 #![deny(missing_docs)]
 
@@ -27,6 +28,7 @@ pub mod links;
 pub mod net;
 pub mod node;
 pub mod peer_port;
+pub mod retention;
 pub mod sharing;
 pub mod ticket;
 pub mod tls;

@@ -93,6 +93,8 @@ pub struct NodeState {
     pub uploads: crate::sharing::Uploads,
     /// Files peers offered, waiting for the replicator.
     pub replication: crate::sharing::ReplicationQueue,
+    /// Proof of retention: placement notices in flight, one round of checks at a time.
+    pub retention: crate::retention::Retention,
     node_id: String,
     started: Instant,
     listeners: BTreeMap<String, String>,
@@ -172,7 +174,9 @@ impl NodeState {
 
     /// Where envelopes that the link layer does not handle go: `ciyam`/`ciyam-r` to the peer's
     /// file-exchange session ([`crate::exchange::dispatch`]), `offer` to the replicator
-    /// ([`crate::sharing::on_offer`]); the chat protocol plugs in here later. Anything else is counted and dropped.
+    /// ([`crate::sharing::on_offer`]), `have` to the placements
+    /// ([`crate::retention::dispatch`]); the chat protocol plugs in here later. Anything else
+    /// is counted and dropped.
     pub fn dispatch(self: &Arc<Self>, peer: AgentId, envelope: Envelope) {
         let command = envelope.command.as_str();
         if command == kith_proto::files::binary::ENVELOPE_COMMAND
@@ -183,6 +187,10 @@ impl NodeState {
         }
         if command == crate::sharing::OFFER_COMMAND {
             crate::sharing::on_offer(self, peer, &envelope);
+            return;
+        }
+        if command == crate::retention::HAVE_COMMAND {
+            crate::retention::dispatch(self, peer, envelope);
             return;
         }
         self.counters.bump("envelopes_unhandled");
@@ -322,6 +330,7 @@ pub async fn serve(
         progress: Default::default(),
         uploads: crate::sharing::Uploads::new(&config.limits, config.limits.max_links),
         replication: crate::sharing::ReplicationQueue::new(config.limits.max_pending_replications),
+        retention: crate::retention::Retention::default(),
         guard: Mutex::new(AdmissionGuard::new(config.limits.clone())),
         pending: Mutex::default(),
         dial_locks: Mutex::default(),
@@ -344,6 +353,7 @@ pub async fn serve(
     }
     tokio::spawn(crate::sharing::replicate(Arc::clone(&state)));
     net::relink_known_peers(Arc::clone(&state), peers);
+    crate::retention::spawn_scheduler(Arc::clone(&state));
     tracing::info!(agent = %state.agent, node_id = %state.node_id, data_dir = %data_dir.root().display(), "node ready");
     on_ready(&Ready {
         control: socket.clone(),

@@ -116,6 +116,17 @@ pub struct Limits {
     /// How long a background replication waits before trying again after it gave way to a
     /// user's transfer, or failed, in ms.
     pub replication_retry_ms: u64,
+    /// How often the node checks that peers still hold the files they fetched from it (proof
+    /// of retention: `chk HASH NONCE`), in milliseconds; default 600,000 (10 minutes). Each
+    /// placement is checked at most once per interval. 0 turns the background checks off
+    /// (`kith peers --check AGENT` still works).
+    pub retention_check_interval_ms: u64,
+    /// Placements checked per round of the background checks (and per `kith peers --check`),
+    /// the longest unchecked first; default 16.
+    pub retention_checks_per_round: usize,
+    /// Placements (files of ours a peer says it holds) recorded per peer; a peer's notices
+    /// beyond that are ignored. Default 10,000.
+    pub max_placements_per_peer: u64,
 }
 
 impl Default for Limits {
@@ -160,6 +171,9 @@ impl Default for Limits {
             upload_optimistic_every: 4,
             reciprocity_half_life_secs: 60,
             replication_retry_ms: 2_000,
+            retention_check_interval_ms: 600_000,
+            retention_checks_per_round: 16,
+            max_placements_per_peer: 10_000,
         }
     }
 }

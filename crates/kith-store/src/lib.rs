@@ -26,7 +26,8 @@ pub use blobs::{BlobStore, Item, DEFAULT_MAX_ITEM_SIZE};
 pub use error::StoreError;
 pub use files::{FileStore, RemoveOutcome};
 pub use meta::{
-    open_meta_db, BlockedAgent, FileRecord, MetaDb, MetaError, PeerRecord, PeerUpsert,
-    PostgresMeta, RefusalReason, SqliteMeta, TicketRecord, TicketVerdict,
+    open_meta_db, BlockedAgent, CheckResult, FileRecord, MetaDb, MetaError, PeerRecord,
+    PeerRetention, PeerUpsert, Placement, PlacementOutcome, PostgresMeta, RefusalReason,
+    SqliteMeta, TicketRecord, TicketVerdict,
 };
 pub use tree::{hash_file, StoredFile};

@@ -10,7 +10,8 @@ use std::sync::Barrier;
 
 use kith_crypto::{AgentId, Identity};
 use kith_store::meta::{
-    CustodyRecord, MetaDb, PostgresMeta, SqliteMeta, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS,
+    CheckResult, CustodyRecord, MetaDb, PlacementOutcome, PostgresMeta, SqliteMeta,
+    MAX_FAILURE_TEXT, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS,
 };
 use kith_store::{
     BlobStore, ContentHash, FileStore, ItemKind, ItemType, MetaError, PeerUpsert, RefusalReason,
@@ -1008,6 +1009,159 @@ fn shared_files_and_replicas_follow_the_file(backend: &Backend) {
     assert!(!meta.unshare_file(&record.hash).unwrap());
 }
 
+// ---- placements (proof of retention) ----
+
+fn file_hash(n: u8) -> ContentHash {
+    ContentHash::compute(ItemType::BLOB, &[n; 10])
+}
+
+fn placements_are_bounded_per_peer_and_kept_once(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let mut db = fx.meta();
+    let (a, b) = (new_agent().to_string(), new_agent().to_string());
+    assert_eq!(
+        db.insert_placement(&a, &file_hash(1), NOW, 2).unwrap(),
+        PlacementOutcome::Recorded
+    );
+    assert_eq!(
+        db.insert_placement(&a, &file_hash(1), NOW + 1, 2).unwrap(),
+        PlacementOutcome::AlreadyRecorded
+    );
+    assert_eq!(
+        db.insert_placement(&a, &file_hash(2), NOW, 2).unwrap(),
+        PlacementOutcome::Recorded
+    );
+    // The bound is per peer: a third file of A is refused, B's first is not.
+    assert_eq!(
+        db.insert_placement(&a, &file_hash(3), NOW, 2).unwrap(),
+        PlacementOutcome::Full
+    );
+    assert_eq!(
+        db.insert_placement(&b, &file_hash(3), NOW, 2).unwrap(),
+        PlacementOutcome::Recorded
+    );
+    let held = db.placements_of(&a).unwrap();
+    assert_eq!(held.len(), 2);
+    let first = held.iter().find(|p| p.hash == file_hash(1)).unwrap();
+    assert_eq!(first.placed_at, NOW, "the first record is kept");
+    assert_eq!(first.last_check_at, None);
+    assert_eq!(first.checks_passed + first.checks_failed, 0);
+
+    assert!(db.remove_placement(&a, &file_hash(2)).unwrap());
+    assert!(!db.remove_placement(&a, &file_hash(2)).unwrap());
+    assert_eq!(
+        db.insert_placement(&a, &file_hash(3), NOW, 2).unwrap(),
+        PlacementOutcome::Recorded,
+        "room again after a removal"
+    );
+    assert_eq!(fx.meta().placements_of(&a).unwrap().len(), 2);
+}
+
+fn due_placements_come_never_checked_first_then_oldest_and_only_for_the_agents_asked(
+    backend: &Backend,
+) {
+    let fx = Fixture::new(backend);
+    let mut db = fx.meta();
+    let (a, b, c) = (
+        new_agent().to_string(),
+        new_agent().to_string(),
+        new_agent().to_string(),
+    );
+    for (agent, n, at) in [
+        (&a, 1, NOW),
+        (&a, 2, NOW + 1),
+        (&b, 3, NOW + 2),
+        (&c, 4, NOW),
+    ] {
+        db.insert_placement(agent, &file_hash(n), at, 100).unwrap();
+    }
+    let passed = CheckResult::Passed;
+    db.record_check(&a, &file_hash(1), NOW + 50, &passed)
+        .unwrap();
+    db.record_check(&b, &file_hash(3), NOW + 40, &passed)
+        .unwrap();
+    let linked = [a.clone(), b.clone()];
+    let due = db.due_placements(&linked, NOW + 100, 10).unwrap();
+    let order: Vec<ContentHash> = due.iter().map(|p| p.hash).collect();
+    // Never checked (2), then the oldest check (3 at +40, 1 at +50); C is not asked for.
+    assert_eq!(order, vec![file_hash(2), file_hash(3), file_hash(1)]);
+    assert_eq!(db.due_placements(&linked, NOW + 100, 2).unwrap().len(), 2);
+    // Checked at or after the cut-off: not due.
+    let due = db.due_placements(&linked, NOW + 45, 10).unwrap();
+    let order: Vec<ContentHash> = due.iter().map(|p| p.hash).collect();
+    assert_eq!(order, vec![file_hash(2), file_hash(3)]);
+    assert!(db.due_placements(&[], NOW + 100, 10).unwrap().is_empty());
+}
+
+fn check_results_are_counted_per_placement_and_summed_per_peer(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let mut db = fx.meta();
+    let agent = new_agent();
+    let a = agent.to_string();
+    let stranger = new_agent().to_string();
+    db.upsert_peer(&PeerUpsert::new(&agent), NOW).unwrap();
+    db.insert_placement(&a, &file_hash(1), NOW, 10).unwrap();
+    db.insert_placement(&a, &file_hash(2), NOW, 10).unwrap();
+    db.insert_placement(&stranger, &file_hash(1), NOW, 10)
+        .unwrap();
+
+    let failed = |why: &str| CheckResult::Failed(why.to_owned());
+    assert!(db
+        .record_check(&a, &file_hash(1), NOW + 10, &CheckResult::Passed)
+        .unwrap());
+    assert!(db
+        .record_check(&a, &file_hash(1), NOW + 20, &failed("(not found)"))
+        .unwrap());
+    assert!(db
+        .record_check(&a, &file_hash(2), NOW + 30, &failed("wrong answer"))
+        .unwrap());
+    let gone = CheckResult::Inconclusive("link lost".into());
+    assert!(db.record_check(&a, &file_hash(2), NOW + 40, &gone).unwrap());
+    // A placement that does not exist records nothing.
+    assert!(!db
+        .record_check(&a, &file_hash(9), NOW, &failed("x"))
+        .unwrap());
+    // A failure reason is kept within bounds.
+    let long = "x".repeat(MAX_FAILURE_TEXT * 4);
+    db.record_check(&stranger, &file_hash(1), NOW + 5, &failed(&long))
+        .unwrap();
+
+    let one = db
+        .placements_of(&a)
+        .unwrap()
+        .into_iter()
+        .find(|p| p.hash == file_hash(1))
+        .unwrap();
+    assert_eq!((one.checks_passed, one.checks_failed), (1, 1));
+    assert_eq!(one.last_check_at, Some(NOW + 20));
+    assert_eq!(one.last_failure.as_deref(), Some("(not found)"));
+    assert_eq!(one.last_failure_at, Some(NOW + 20));
+
+    let sums = fx.meta().retention_by_peer().unwrap();
+    assert_eq!(sums.len(), 2);
+    let mine = sums.iter().find(|s| s.agent == a).unwrap();
+    assert_eq!(mine.files_held, 2);
+    assert_eq!(
+        (
+            mine.checks_passed,
+            mine.checks_failed,
+            mine.checks_inconclusive
+        ),
+        (1, 2, 1)
+    );
+    assert_eq!(mine.last_check_at, Some(NOW + 40));
+    assert_eq!(mine.last_failure.as_deref(), Some("wrong answer"));
+    assert_eq!(mine.last_failure_hash, Some(file_hash(2)));
+    assert_eq!(mine.last_failure_at, Some(NOW + 30));
+    let theirs = sums.iter().find(|s| s.agent == stranger).unwrap();
+    assert_eq!(
+        theirs.last_failure.as_ref().map(String::len),
+        Some(MAX_FAILURE_TEXT)
+    );
+    // Failures also count against the peer in the key store (a stranger has no row).
+    assert_eq!(db.get_peer(&a).unwrap().unwrap().retention_failures, 2);
+}
+
 macro_rules! suite {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -1048,4 +1202,7 @@ suite!(
     racing_redemptions_accept_each_one_time_ticket_exactly_once,
     two_processes_of_one_site_share_peers_and_tickets,
     custody_is_recorded_once_per_owner_and_counted,
+    placements_are_bounded_per_peer_and_kept_once,
+    due_placements_come_never_checked_first_then_oldest_and_only_for_the_agents_asked,
+    check_results_are_counted_per_placement_and_summed_per_peer,
 );

@@ -176,6 +176,10 @@ pub struct PeersArgs {
     /// Lift a block
     #[arg(long, value_name = "AGENT", allow_hyphen_values = true)]
     pub unblock: Option<String>,
+    /// Check now that this peer still holds the files it fetched from us (proof of
+    /// retention), and print what each check showed
+    #[arg(long, value_name = "AGENT", allow_hyphen_values = true, conflicts_with_all = ["remove", "block", "unblock"])]
+    pub check: Option<String>,
 }
 
 /// `kith file ...`

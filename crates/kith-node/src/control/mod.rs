@@ -12,6 +12,8 @@
 //! - `POST /v1/connect` [`ConnectBody`] → the new peer's record
 //! - `GET /v1/peers` → [`PeerView`]s; `POST /v1/peers/remove` [`AgentBody`] → [`Changed`];
 //!   `POST /v1/peers/block` [`BlockBody`] → [`Changed`]
+//! - `POST /v1/peers/check` [`AgentBody`] → [`crate::retention::CheckReport`]s (proof of
+//!   retention: check that peer's placements now)
 //! - `POST /v1/ping` [`AgentBody`] → [`PingReport`]
 //! - `POST /v1/files/fetch` [`FetchBody`] → [`FetchReport`] (a file from a linked peer)
 //! - `POST /v1/files/share` [`HashBody`] → [`crate::sharing::ShareReport`] (offer a stored file
@@ -44,6 +46,8 @@ pub const PEERS_PATH: &str = "/v1/peers";
 pub const REMOVE_PEER_PATH: &str = "/v1/peers/remove";
 /// Block or unblock a peer.
 pub const BLOCK_PEER_PATH: &str = "/v1/peers/block";
+/// Check a peer's placements now (proof of retention).
+pub const CHECK_PEER_PATH: &str = "/v1/peers/check";
 /// Ping a peer.
 pub const PING_PATH: &str = "/v1/ping";
 /// Fetch a file from a linked peer.
@@ -149,6 +153,10 @@ pub struct PeerView {
     /// Bytes of file items this node received from the peer and sent to it since it started
     /// (what ranks the peer for upload slots).
     pub exchanged: crate::sharing::choke::Ledger,
+    /// Proof of retention: files of ours it holds and what checking them showed (`None`
+    /// when it holds none).
+    #[serde(default)]
+    pub retention: Option<kith_store::meta::PeerRetention>,
 }
 
 /// A ping's result.

@@ -27,6 +27,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(PEERS_PATH, get(peers))
         .route(REMOVE_PEER_PATH, post(remove_peer))
         .route(BLOCK_PEER_PATH, post(block_peer))
+        .route(CHECK_PEER_PATH, post(check_peer))
         .route(PING_PATH, post(ping))
         .route(FETCH_PATH, post(fetch))
         .route(SHARE_PATH, post(share))
@@ -150,8 +151,18 @@ async fn connect(
 }
 
 async fn peers(State(state): State<Arc<NodeState>>) -> Api<Vec<PeerView>> {
-    let records = store(&state, |s| s.meta().list_peers()).await?;
     let state_ref = &state;
+    let (records, mut retention) = store(&state, |s| {
+        let records = s.meta().list_peers()?;
+        let retention: std::collections::HashMap<String, _> = s
+            .meta()
+            .retention_by_peer()?
+            .into_iter()
+            .map(|r| (r.agent.clone(), r))
+            .collect();
+        Ok::<_, kith_store::MetaError>((records, retention))
+    })
+    .await?;
     let views = records
         .into_iter()
         .map(|record| {
@@ -173,6 +184,7 @@ async fn peers(State(state): State<Arc<NodeState>>) -> Api<Vec<PeerView>> {
                 .map(|agent| state_ref.uploads.ledger(&agent))
                 .unwrap_or_default();
             PeerView {
+                retention: retention.remove(&record.agent),
                 record,
                 state: state.to_owned(),
                 link: link.and_then(|l| serde_json::to_value(l).ok()),
@@ -212,6 +224,17 @@ async fn block_peer(
         state.links.close(&agent);
     }
     Ok(Json(Changed { changed }))
+}
+
+async fn check_peer(
+    State(state): State<Arc<NodeState>>,
+    Json(body): Json<AgentBody>,
+) -> Api<Vec<crate::retention::CheckReport>> {
+    let agent = parse_agent(&body.agent)?;
+    crate::retention::check_peer(&state, agent)
+        .await
+        .map(Json)
+        .map_err(exchange_error)
 }
 
 async fn ping(State(state): State<Arc<NodeState>>, Json(body): Json<AgentBody>) -> Api<PingReport> {

@@ -39,9 +39,11 @@ pub mod answer;
 mod initiator;
 mod owner;
 pub mod progress;
+mod retention;
 
 use initiator::InitiatorSession;
 pub use owner::{persist, retrieve, PersistReport, RetrieveReport};
+pub use retention::{check_retention, CheckOutcome};
 
 use crate::control::FetchReport;
 use crate::custodian::{Custodian, CustodianPolicy};
@@ -626,6 +628,11 @@ async fn fetch_from(
             Err(ExchangeError::GaveWay(_)) if attempt < OPENING_RETRIES => {
                 tokio::time::sleep(SLOT_POLL * attempt as u32).await;
                 continue;
+            }
+            Ok(report) => {
+                // The peer learns we hold the file now (proof of retention, `crate::retention`).
+                crate::retention::announce(state, peer, hash);
+                return Ok(report);
             }
             other => return other,
         }

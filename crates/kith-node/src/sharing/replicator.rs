@@ -114,7 +114,11 @@ pub async fn replicate(state: Arc<NodeState>) {
         };
         match outcome {
             Outcome::Replicated => state.counters.bump("replications_completed"),
-            Outcome::AlreadyHeld => state.counters.bump("offers_already_held"),
+            Outcome::AlreadyHeld => {
+                // The sharer learns we hold it, so it can check that we keep it.
+                crate::retention::announce(&state, job.peer, ContentHash(job.offer.hash.0));
+                state.counters.bump("offers_already_held");
+            }
             Outcome::OverQuota => state.counters.bump("offers_declined_quota"),
             Outcome::Failed => state.counters.bump("replications_failed"),
             Outcome::Retry => {

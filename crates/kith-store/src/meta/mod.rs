@@ -18,6 +18,9 @@
 //!   `SELECT ... FOR UPDATE`), so when several node processes share one database a one-time
 //!   ticket is accepted exactly once, even if two connections redeem it at the same moment.
 //!
+//! - **Placements** (`placements`, [`Placement`]). Which peers hold which of our
+//!   files, and what proof-of-retention checks of them showed; bounded per peer by the caller.
+//!
 //! Methods never read the clock: the caller passes the time (unix seconds) where one is needed.
 //! Later features (the chat queue) add tables here.
 //!
@@ -40,6 +43,7 @@
 mod custody;
 mod peers;
 mod pg;
+mod placements;
 mod sharing;
 mod sqlite;
 
@@ -52,6 +56,7 @@ use crate::address::{ContentHash, ItemKind};
 pub use custody::CustodyRecord;
 pub use peers::{BlockedAgent, PeerRecord, PeerUpsert, RefusalReason, TicketRecord, TicketVerdict};
 pub use pg::PostgresMeta;
+pub use placements::{CheckResult, PeerRetention, Placement, PlacementOutcome, MAX_FAILURE_TEXT};
 pub use sqlite::SqliteMeta;
 
 /// How long a database call waits for a lock held by another process before failing.
@@ -111,7 +116,21 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
         received_at INTEGER NOT NULL,
         PRIMARY KEY (original_hash, owner_key)
     );",
-    // 4: files offered to peers, and replicas kept for them.
+    // 4: placements of our files with peers, and what retention checks showed.
+    "CREATE TABLE placements (
+        agent TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        placed_at INTEGER NOT NULL,
+        last_check_at INTEGER,
+        checks_passed INTEGER NOT NULL DEFAULT 0,
+        checks_failed INTEGER NOT NULL DEFAULT 0,
+        checks_inconclusive INTEGER NOT NULL DEFAULT 0,
+        last_failure TEXT,
+        last_failure_at INTEGER,
+        PRIMARY KEY (agent, hash)
+    );
+    CREATE INDEX placements_last_check_at ON placements(last_check_at);",
+    // 5: files offered to peers, and replicas kept for them.
     sharing::SQLITE_MIGRATION,
 ];
 
@@ -169,7 +188,21 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
         received_at BIGINT NOT NULL,
         PRIMARY KEY (original_hash, owner_key)
     );",
-    // 4: files offered to peers, and replicas kept for them.
+    // 4: placements of our files with peers, and what retention checks showed.
+    "CREATE TABLE placements (
+        agent TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        placed_at BIGINT NOT NULL,
+        last_check_at BIGINT,
+        checks_passed BIGINT NOT NULL DEFAULT 0,
+        checks_failed BIGINT NOT NULL DEFAULT 0,
+        checks_inconclusive BIGINT NOT NULL DEFAULT 0,
+        last_failure TEXT,
+        last_failure_at BIGINT,
+        PRIMARY KEY (agent, hash)
+    );
+    CREATE INDEX placements_last_check_at ON placements(last_check_at);",
+    // 5: files offered to peers, and replicas kept for them.
     sharing::POSTGRES_MIGRATION,
 ];
 
@@ -385,6 +418,50 @@ pub trait MetaDb: Send {
 
     /// Bytes held in custody in all (for the quota).
     fn custody_bytes(&mut self) -> Result<u64, MetaError>;
+
+    // ---- placements (proof of retention) ----
+
+    /// Records that `agent` holds our file `hash`, placed at `now`, in one transaction: kept
+    /// as it is if recorded already, refused ([`PlacementOutcome::Full`]) if the agent has
+    /// `max_per_agent` placements already.
+    fn insert_placement(
+        &mut self,
+        agent: &str,
+        hash: &ContentHash,
+        now: i64,
+        max_per_agent: u64,
+    ) -> Result<PlacementOutcome, MetaError>;
+
+    /// The placements of the agents in `agents` not checked at or after `checked_before`:
+    /// never-checked ones first, then the longest unchecked, at most `limit`.
+    fn due_placements(
+        &mut self,
+        agents: &[String],
+        checked_before: i64,
+        limit: usize,
+    ) -> Result<Vec<Placement>, MetaError>;
+
+    /// Every placement of `agent`, by hash.
+    fn placements_of(&mut self, agent: &str) -> Result<Vec<Placement>, MetaError>;
+
+    /// Records the result of a check of `agent`'s placement of `hash` made at `now`; a failure
+    /// also adds one to the peer's `retention_failures` (if it is a recorded peer). One
+    /// transaction. Returns whether the placement exists (nothing is recorded otherwise).
+    fn record_check(
+        &mut self,
+        agent: &str,
+        hash: &ContentHash,
+        now: i64,
+        result: &CheckResult,
+    ) -> Result<bool, MetaError>;
+
+    /// Forgets a placement; returns whether it was recorded.
+    fn remove_placement(&mut self, agent: &str, hash: &ContentHash) -> Result<bool, MetaError>;
+
+    /// Retention results of every peer with a placement, by agent id.
+    fn retention_by_peer(&mut self) -> Result<Vec<PeerRetention>, MetaError>;
+
+    // ---- sharing (replication) ----
 
     /// Marks a stored file as shared (offered to peers). `false` when it already was, or when
     /// no file has that hash.

@@ -18,12 +18,15 @@ use super::peers::{
     check_agent_id, check_peer, check_token, count_from_db, judge_ticket, key_from_db,
     port_from_db, purge_cutoff,
 };
+use super::placements::{CheckResult, PeerRetention, Placement, PlacementOutcome};
 use super::{
     decode_hash, decode_record, redact_url, size_to_db, BlockedAgent, FileRecord, MetaDb,
     MetaError, PeerRecord, PeerUpsert, RefusalReason, TicketRecord, TicketVerdict,
     POSTGRES_MIGRATIONS,
 };
 use crate::address::ContentHash;
+
+mod placements;
 
 /// Key of the advisory lock that serialises migrations across processes.
 const MIGRATION_LOCK: i64 = 0x6b69_7468_0001;
@@ -610,6 +613,47 @@ impl MetaDb for PostgresMeta {
 
     fn replica_bytes(&mut self) -> Result<u64, MetaError> {
         super::sharing::pg::replica_bytes(&mut self.client)
+    }
+
+    fn insert_placement(
+        &mut self,
+        agent: &str,
+        hash: &ContentHash,
+        now: i64,
+        max_per_agent: u64,
+    ) -> Result<PlacementOutcome, MetaError> {
+        placements::insert(&mut self.client, agent, hash, now, max_per_agent)
+    }
+
+    fn due_placements(
+        &mut self,
+        agents: &[String],
+        checked_before: i64,
+        limit: usize,
+    ) -> Result<Vec<Placement>, MetaError> {
+        placements::due(&mut self.client, agents, checked_before, limit)
+    }
+
+    fn placements_of(&mut self, agent: &str) -> Result<Vec<Placement>, MetaError> {
+        placements::of_agent(&mut self.client, agent)
+    }
+
+    fn record_check(
+        &mut self,
+        agent: &str,
+        hash: &ContentHash,
+        now: i64,
+        result: &CheckResult,
+    ) -> Result<bool, MetaError> {
+        placements::record_check(&mut self.client, agent, hash, now, result)
+    }
+
+    fn remove_placement(&mut self, agent: &str, hash: &ContentHash) -> Result<bool, MetaError> {
+        placements::remove(&mut self.client, agent, hash)
+    }
+
+    fn retention_by_peer(&mut self) -> Result<Vec<PeerRetention>, MetaError> {
+        placements::by_peer(&mut self.client)
     }
 }
 

@@ -14,12 +14,15 @@ use super::peers::{
     check_agent_id, check_peer, check_token, count_from_db, judge_ticket, key_from_db,
     port_from_db, purge_cutoff,
 };
+use super::placements::{CheckResult, PeerRetention, Placement, PlacementOutcome};
 use super::{
     decode_hash, decode_record, size_to_db, BlockedAgent, DriverError, FileRecord, MetaDb,
     MetaError, PeerRecord, PeerUpsert, TicketRecord, TicketVerdict, BUSY_TIMEOUT,
     SQLITE_MIGRATIONS,
 };
 use crate::address::ContentHash;
+
+mod placements;
 
 /// [`MetaDb`] on an SQLite file.
 #[derive(Debug)]
@@ -550,6 +553,47 @@ impl MetaDb for SqliteMeta {
 
     fn replica_bytes(&mut self) -> Result<u64, MetaError> {
         super::sharing::sqlite::replica_bytes(&self.conn)
+    }
+
+    fn insert_placement(
+        &mut self,
+        agent: &str,
+        hash: &ContentHash,
+        now: i64,
+        max_per_agent: u64,
+    ) -> Result<PlacementOutcome, MetaError> {
+        placements::insert(&mut self.conn, agent, hash, now, max_per_agent)
+    }
+
+    fn due_placements(
+        &mut self,
+        agents: &[String],
+        checked_before: i64,
+        limit: usize,
+    ) -> Result<Vec<Placement>, MetaError> {
+        placements::due(&mut self.conn, agents, checked_before, limit)
+    }
+
+    fn placements_of(&mut self, agent: &str) -> Result<Vec<Placement>, MetaError> {
+        placements::of_agent(&mut self.conn, agent)
+    }
+
+    fn record_check(
+        &mut self,
+        agent: &str,
+        hash: &ContentHash,
+        now: i64,
+        result: &CheckResult,
+    ) -> Result<bool, MetaError> {
+        placements::record_check(&mut self.conn, agent, hash, now, result)
+    }
+
+    fn remove_placement(&mut self, agent: &str, hash: &ContentHash) -> Result<bool, MetaError> {
+        placements::remove(&mut self.conn, agent, hash)
+    }
+
+    fn retention_by_peer(&mut self) -> Result<Vec<PeerRetention>, MetaError> {
+        placements::by_peer(&mut self.conn)
     }
 }
 

@@ -10,10 +10,11 @@ use crate::cli::{PeersArgs, TicketArgs};
 use crate::output::{print_json, report};
 use anyhow::{anyhow, bail, Context, Result};
 use kith_node::control::{
-    AgentBody, BlockBody, Changed, ConnectBody, ControlError, IssuedTicket, PeerView, PingReport,
-    TicketOrder, TokenBody, BLOCK_PEER_PATH, CONNECT_PATH, PEERS_PATH, PING_PATH, REMOVE_PEER_PATH,
-    REVOKE_PATH, TICKETS_PATH,
+    AgentBody, BlockBody, Changed, ConnectBody, ControlClient, ControlError, IssuedTicket,
+    PeerView, PingReport, TicketOrder, TokenBody, BLOCK_PEER_PATH, CHECK_PEER_PATH, CONNECT_PATH,
+    PEERS_PATH, PING_PATH, REMOVE_PEER_PATH, REVOKE_PATH, TICKETS_PATH,
 };
+use kith_node::retention::CheckReport;
 use kith_node::ticket::{format_time, unix_secs, Chad, Ticket};
 use kith_store::meta::{PeerRecord, TicketRecord};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -236,21 +237,30 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
             &text,
         );
     }
+    if let Some(agent) = args.check {
+        return check_peer(env, &agent);
+    }
     let views: Vec<PeerView> = match control.get(PEERS_PATH) {
         Ok(views) => views,
-        Err(ControlError::NotRunning { .. }) => env
-            .config
-            .open_file_store()?
-            .meta()
-            .list_peers()?
-            .into_iter()
-            .map(|record| PeerView {
-                state: if record.blocked { "blocked" } else { "offline" }.to_owned(),
-                record,
-                link: None,
-                exchanged: Default::default(),
-            })
-            .collect(),
+        Err(ControlError::NotRunning { .. }) => {
+            let mut store = env.config.open_file_store()?;
+            let mut retention = store.meta().retention_by_peer()?;
+            store
+                .meta()
+                .list_peers()?
+                .into_iter()
+                .map(|record| PeerView {
+                    state: if record.blocked { "blocked" } else { "offline" }.to_owned(),
+                    retention: retention
+                        .iter()
+                        .position(|r| r.agent == record.agent)
+                        .map(|i| retention.swap_remove(i)),
+                    record,
+                    link: None,
+                    exchanged: Default::default(),
+                })
+                .collect()
+        }
         Err(e) => return Err(e.into()),
     };
     if env.json {
@@ -276,6 +286,58 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
             String::new()
         };
         println!("{}  {:<7}  {addr}{exchanged}", r.agent, view.state);
+        let held = match &view.retention {
+            Some(k) => {
+                let mut text = format!(
+                    "  holds {} file(s): {} check(s) passed, {} failed",
+                    k.files_held, k.checks_passed, k.checks_failed
+                );
+                if k.checks_inconclusive > 0 {
+                    text.push_str(&format!(", {} inconclusive", k.checks_inconclusive));
+                }
+                if let Some(why) = &k.last_failure {
+                    let when = k
+                        .last_failure_at
+                        .and_then(|at| u64::try_from(at).ok())
+                        .map(|at| format_time(UNIX_EPOCH + Duration::from_secs(at)))
+                        .unwrap_or_default();
+                    text.push_str(&format!("; last failure {when}: {why}"));
+                }
+                text
+            }
+            None => String::new(),
+        };
+        println!("{}  {:<7}  {addr}{held}", r.agent, view.state);
+    }
+    Ok(())
+}
+
+/// `kith peers --check AGENT`: proof-of-retention checks of that peer, now.
+fn check_peer(env: &Env, agent: &str) -> Result<()> {
+    let dir = &env.config.data_dir;
+    // A round may hold several sessions, each allowed the protocol's own waits.
+    let control = ControlClient::new(
+        dir.root(),
+        dir.control_socket(),
+        Duration::from_millis(env.config.limits.exchange_fetch_timeout_ms),
+    );
+    let reports: Vec<CheckReport> = control.post(
+        CHECK_PEER_PATH,
+        &AgentBody {
+            agent: agent.trim().to_owned(),
+        },
+    )?;
+    if env.json {
+        return print_json(&reports);
+    }
+    if reports.is_empty() {
+        println!("{agent} holds no file of ours that is due for a check");
+    }
+    for r in &reports {
+        match &r.reason {
+            Some(why) => println!("{}  {}  {why}", r.hash, r.result),
+            None => println!("{}  {}", r.hash, r.result),
+        }
     }
     Ok(())
 }
