@@ -73,7 +73,7 @@ impl Router {
         if !self.channels.insert(channel) {
             return Err(ChatError::LimitReached("channels"));
         }
-        self.become_member(now, &id);
+        self.become_member_announcing(now, &id, false);
         if let Some(body) = self.channel_body(&id) {
             self.flood_local(now, body);
         }

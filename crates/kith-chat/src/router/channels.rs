@@ -330,7 +330,8 @@ impl Router {
                     self.flood_membership(now, &id, &name, true, None);
                 }
             }
-            Standing::Outside | Standing::Removed if listed => {
+            // In a closed channel a listing is an invitation whose key is on its way.
+            Standing::Outside | Standing::Removed if listed && !ch.closed => {
                 ch.members.remove(&me);
                 self.flood_membership(now, &id, &name, false, None);
             }
@@ -564,6 +565,17 @@ impl Router {
 
     /// Marks us a member, floods JOIN and tells the user.
     pub(crate) fn become_member(&mut self, now: Instant, channel_id: &str) {
+        self.become_member_announcing(now, channel_id, true);
+    }
+
+    /// [`Router::become_member`]; `announce` false skips the JOIN (a new channel is
+    /// announced by its CHANNEL instead).
+    pub(crate) fn become_member_announcing(
+        &mut self,
+        now: Instant,
+        channel_id: &str,
+        announce: bool,
+    ) {
         let delay = jitter(&mut self.rng, self.config.channel_refresh);
         let me = self.me.clone();
         let Some(ch) = self.channels.get_mut(channel_id) else {
@@ -574,7 +586,9 @@ impl Router {
         ch.members.insert(me.guid, me);
         ch.next_refresh = Some(now + self.config.channel_refresh + delay);
         let name = ch.name.clone();
-        self.flood_membership(now, channel_id, &name, true, None);
+        if announce {
+            self.flood_membership(now, channel_id, &name, true, None);
+        }
         self.deliver(ChatEvent::Joined {
             name,
             channel_id: channel_id.to_string(),
@@ -625,6 +639,6 @@ impl Router {
         });
         let mut env = Envelope::new(self.config.default_ttl, body);
         env.target_id = Some(member);
-        self.route_or_queue(now, env, member, Origin::LocalTransient);
+        self.route_or_queue(now, env, member, Origin::LocalQueued);
     }
 }

@@ -16,8 +16,9 @@ pub(crate) enum Origin {
     Relay(NeighbourId),
     /// Ours and worth keeping (a MESSAGE, a KEY): persisted until the first hop ACKs it.
     LocalDurable,
-    /// Ours and disposable (certificate and key requests, answers): dropped without a route.
-    LocalTransient,
+    /// Ours, worth a wait but not a disk write (certificate and key requests and answers):
+    /// kept in memory while there is no route.
+    LocalQueued,
 }
 
 impl Router {
@@ -169,7 +170,7 @@ impl Router {
         match next {
             Some(hop) => self.send_tracked(now, hop, env, target, origin == Origin::LocalDurable),
             None => match origin {
-                Origin::LocalTransient => {}
+                Origin::LocalQueued => self.enqueue(now, key, env, target, false),
                 Origin::LocalDurable => {
                     let msg_id = env.msg_id().unwrap_or_default().to_string();
                     self.enqueue(now, key, env, target, false);

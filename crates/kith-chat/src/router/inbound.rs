@@ -94,7 +94,7 @@ impl Router {
                 });
                 let mut out = Envelope::new(self.config.default_ttl, body);
                 out.target_id = Some(m.node_id.guid);
-                self.route_or_queue(now, out, m.node_id.guid, Origin::LocalTransient);
+                self.route_or_queue(now, out, m.node_id.guid, Origin::LocalQueued);
             }
             Body::Certificate(m) => self.on_certificate(now, m),
             Body::GetKey(m) => self.on_getkey(now, m),
@@ -158,7 +158,7 @@ impl Router {
         });
         let mut env = Envelope::new(self.config.default_ttl, body);
         env.target_id = Some(target);
-        self.route_or_queue(now, env, target, Origin::LocalTransient);
+        self.route_or_queue(now, env, target, Origin::LocalQueued);
     }
 
     /// A MESSAGE for the local user: verified against its author's key (fetched first if

@@ -42,7 +42,7 @@ pub(crate) struct RouteTable {
     adverts: HashMap<NeighbourId, HashMap<NodeId, u8>>,
     best: HashMap<NodeId, Route>,
     dirty: HashSet<NodeId>,
-    /// Destinations that went from unreachable to reachable since the last drain.
+    /// Destinations whose route appeared or changed since the last drain.
     reachable: Vec<NodeId>,
     pub refused: u64,
 }
@@ -161,13 +161,12 @@ impl RouteTable {
         }
         match candidate {
             Some(route) => {
-                if current.is_none() {
-                    if self.best.len() >= self.max_routes {
-                        self.refused += 1;
-                        return;
-                    }
-                    self.reachable.push(dest);
+                if current.is_none() && self.best.len() >= self.max_routes {
+                    self.refused += 1;
+                    return;
                 }
+                // Any new next hop may move what waits for this destination.
+                self.reachable.push(dest);
                 self.best.insert(dest, route);
             }
             None => {
@@ -177,7 +176,7 @@ impl RouteTable {
         self.dirty.insert(dest);
     }
 
-    /// Destinations newly reachable since the last call.
+    /// Destinations whose route appeared or changed since the last call.
     pub fn take_reachable(&mut self) -> Vec<NodeId> {
         std::mem::take(&mut self.reachable)
     }

@@ -197,7 +197,8 @@ pub enum Output {
     Deliver(ChatEvent),
     /// Store (or replace, by key) this message durably before acting on any later output.
     Persist(QueuedMessage),
-    /// The stored message with this key is no longer needed.
+    /// The stored message with this key is no longer needed (the key may name something that
+    /// was only ever held in memory: ignore unknown keys).
     Forget {
         /// [`QueuedMessage::key`].
         key: String,
