@@ -37,8 +37,6 @@ mod forward;
 mod inbound;
 mod queue;
 mod table;
-#[cfg(test)]
-mod tests;
 mod types;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
