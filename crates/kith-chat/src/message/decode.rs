@@ -1,0 +1,512 @@
+//! JSON to [`Envelope`]: field-by-field checks with errors that name the field.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use kith_crypto::NodeId;
+use serde_json::{Map, Value};
+
+use super::{
+    Ack, Attachment, Body, CertificateData, ChannelInfo, ChatId, ChatMessage, Connect, Envelope,
+    GetCertificate, GetKey, Hello, KeyData, Membership, MessageLimits, Nack, NodeType, RouteEntry,
+    Routing, Verb,
+};
+
+/// Why a message was refused. Every variant that concerns a field names it, as a path from the
+/// top of the message (`msg_data.members[2].node_id`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// The text is larger than the frame cap.
+    #[error("message of {len} bytes is over the limit of {limit}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The cap.
+        limit: u32,
+    },
+    /// Not JSON, or not a JSON object at the top.
+    #[error("not a JSON object: {0}")]
+    NotJson(String),
+    /// A required field is absent (or `null`).
+    #[error("missing field {field}")]
+    Missing {
+        /// The field's path.
+        field: String,
+    },
+    /// A field has the wrong JSON type.
+    #[error("field {field} must be {expected}")]
+    WrongType {
+        /// The field's path.
+        field: String,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// A field has the right type but an unacceptable value.
+    #[error("field {field} is invalid: {reason}")]
+    Invalid {
+        /// The field's path.
+        field: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A string field is longer than its cap.
+    #[error("field {field} is longer than {max} bytes")]
+    TooLong {
+        /// The field's path.
+        field: String,
+        /// The cap.
+        max: usize,
+    },
+    /// A list field has more entries than its cap.
+    #[error("field {field} has more than {max} entries")]
+    TooMany {
+        /// The field's path.
+        field: String,
+        /// The cap.
+        max: usize,
+    },
+    /// `msg_type` is none of the thirteen verbs.
+    #[error("unknown msg_type {0:?}")]
+    UnknownVerb(String),
+    /// `ttl` outside `1..=max`.
+    #[error("ttl {ttl} is outside 1..={max}")]
+    TtlOutOfRange {
+        /// The received value.
+        ttl: u64,
+        /// The cap.
+        max: u8,
+    },
+    /// HELLO or ROUTING with a `ttl` other than 1.
+    #[error("{verb} must have ttl 1, got {ttl}")]
+    TtlMustBeOne {
+        /// The verb.
+        verb: Verb,
+        /// The received value.
+        ttl: u64,
+    },
+    /// `flood` true on a verb that is never flooded.
+    #[error("{verb} must not be flooded")]
+    MustNotFlood {
+        /// The verb.
+        verb: Verb,
+    },
+}
+
+fn missing(field: &str) -> MessageError {
+    MessageError::Missing {
+        field: field.to_string(),
+    }
+}
+
+fn wrong(field: &str, expected: &'static str) -> MessageError {
+    MessageError::WrongType {
+        field: field.to_string(),
+        expected,
+    }
+}
+
+fn invalid(field: &str, reason: &'static str) -> MessageError {
+    MessageError::Invalid {
+        field: field.to_string(),
+        reason,
+    }
+}
+
+/// Field access on one JSON object, with the path prefix for errors and the limits.
+struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    path: String,
+    limits: &'a MessageLimits,
+}
+
+impl<'a> Fields<'a> {
+    fn of(value: &'a Value, path: String, limits: &'a MessageLimits) -> Result<Self, MessageError> {
+        match value {
+            Value::Object(obj) => Ok(Fields { obj, path, limits }),
+            _ => Err(wrong(&path, "an object")),
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        format!("{}.{name}", self.path)
+    }
+
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.obj.get(name).filter(|v| !v.is_null())
+    }
+
+    fn required(&self, name: &str) -> Result<&'a Value, MessageError> {
+        self.get(name).ok_or_else(|| missing(&self.path(name)))
+    }
+
+    fn check_len(&self, name: &str, s: &str, max: usize) -> Result<(), MessageError> {
+        if s.len() > max {
+            return Err(MessageError::TooLong {
+                field: self.path(name),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// A required string, bounded by `max_field`; `non_empty` refuses "".
+    fn string(&self, name: &str, non_empty: bool) -> Result<String, MessageError> {
+        let s = self
+            .required(name)?
+            .as_str()
+            .ok_or_else(|| wrong(&self.path(name), "a string"))?;
+        self.check_len(name, s, self.limits.max_field)?;
+        if non_empty && s.is_empty() {
+            return Err(invalid(&self.path(name), "must not be empty"));
+        }
+        Ok(s.to_string())
+    }
+
+    fn opt_string(&self, name: &str) -> Result<Option<String>, MessageError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(_) => self.string(name, false).map(Some),
+        }
+    }
+
+    fn msg_id(&self) -> Result<String, MessageError> {
+        self.string("msg_id", true)
+    }
+
+    fn id(&self, name: &str) -> Result<ChatId, MessageError> {
+        let s = self.string(name, true)?;
+        s.parse()
+            .map_err(|_| invalid(&self.path(name), "not a GUID or name@GUID"))
+    }
+
+    fn opt_id(&self, name: &str) -> Result<Option<ChatId>, MessageError> {
+        match self.get(name) {
+            None => Ok(None),
+            // The seed's ACK example leaves node_id blank: an empty string is "absent".
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(_) => self.id(name).map(Some),
+        }
+    }
+
+    fn opt_guid(&self, name: &str) -> Result<Option<NodeId>, MessageError> {
+        Ok(self.opt_id(name)?.map(|id| id.guid))
+    }
+
+    fn list(&self, name: &str) -> Result<&'a Vec<Value>, MessageError> {
+        let list = self
+            .required(name)?
+            .as_array()
+            .ok_or_else(|| wrong(&self.path(name), "a list"))?;
+        if list.len() > self.limits.max_list {
+            return Err(MessageError::TooMany {
+                field: self.path(name),
+                max: self.limits.max_list,
+            });
+        }
+        Ok(list)
+    }
+
+    fn opt_list(&self, name: &str) -> Result<&'a [Value], MessageError> {
+        match self.get(name) {
+            None => Ok(&[]),
+            Some(_) => self.list(name).map(Vec::as_slice),
+        }
+    }
+
+    /// `[{ "node_id": ... }, ...]`.
+    fn id_list(&self, name: &str, required: bool) -> Result<Vec<ChatId>, MessageError> {
+        let list = if required {
+            self.list(name)?.as_slice()
+        } else {
+            self.opt_list(name)?
+        };
+        list.iter()
+            .enumerate()
+            .map(|(i, item)| {
+                Fields::of(item, format!("{}[{i}]", self.path(name)), self.limits)?.id("node_id")
+            })
+            .collect()
+    }
+
+    fn base64(&self, name: &str, max: usize) -> Result<Vec<u8>, MessageError> {
+        let s = self
+            .required(name)?
+            .as_str()
+            .ok_or_else(|| wrong(&self.path(name), "a base64 string"))?;
+        // 4 characters carry 3 bytes: refuse from the length before decoding.
+        self.check_len(name, s, max.div_ceil(3) * 4)?;
+        STANDARD
+            .decode(s)
+            .map_err(|_| invalid(&self.path(name), "not standard base64"))
+    }
+
+    fn bool_or_text(&self, name: &str) -> Result<bool, MessageError> {
+        match self.get(name) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") || s.is_empty() => Ok(false),
+            Some(_) => Err(wrong(&self.path(name), "a boolean")),
+        }
+    }
+}
+
+impl Envelope {
+    /// Decodes one message from its JSON text (a frame's payload), checking every rule of the
+    /// module documentation against `limits`.
+    pub fn decode(json: &[u8], limits: &MessageLimits) -> Result<Envelope, MessageError> {
+        if json.len() > limits.max_frame as usize {
+            return Err(MessageError::TooLarge {
+                len: json.len(),
+                limit: limits.max_frame,
+            });
+        }
+        let value: Value =
+            serde_json::from_slice(json).map_err(|e| MessageError::NotJson(e.to_string()))?;
+        Envelope::from_json(&value, limits)
+    }
+
+    /// Decodes one message from an already parsed JSON value.
+    pub fn from_json(value: &Value, limits: &MessageLimits) -> Result<Envelope, MessageError> {
+        let top = match value {
+            Value::Object(obj) => Fields {
+                obj,
+                path: String::new(),
+                limits,
+            },
+            _ => return Err(MessageError::NotJson("top level is not an object".into())),
+        };
+        let name = top
+            .required("msg_type")
+            .map_err(|_| missing("msg_type"))?
+            .as_str()
+            .ok_or_else(|| wrong("msg_type", "a string"))?;
+        let verb = Verb::from_name(name).ok_or_else(|| {
+            MessageError::UnknownVerb(name.chars().take(limits.max_field).collect())
+        })?;
+        let ttl = top
+            .get("ttl")
+            .ok_or_else(|| missing("ttl"))?
+            .as_u64()
+            .ok_or_else(|| wrong("ttl", "a non-negative integer"))?;
+        let flood = top
+            .get("flood")
+            .ok_or_else(|| missing("flood"))?
+            .as_bool()
+            .ok_or_else(|| wrong("flood", "a boolean"))?;
+        if verb.neighbour_only() && ttl != 1 {
+            return Err(MessageError::TtlMustBeOne { verb, ttl });
+        }
+        if ttl == 0 || ttl > u64::from(limits.max_ttl) {
+            return Err(MessageError::TtlOutOfRange {
+                ttl,
+                max: limits.max_ttl,
+            });
+        }
+        if flood && verb.never_flooded() {
+            return Err(MessageError::MustNotFlood { verb });
+        }
+        let target_id = match top.get("target_id") {
+            None => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(
+                s.parse::<ChatId>()
+                    .map_err(|_| invalid("target_id", "not a GUID or name@GUID"))?
+                    .guid,
+            ),
+            Some(_) => return Err(wrong("target_id", "a string")),
+        };
+        let data = Fields::of(
+            top.get("msg_data").ok_or_else(|| missing("msg_data"))?,
+            "msg_data".into(),
+            limits,
+        )?;
+        let body = decode_body(verb, &data)?;
+        Ok(Envelope {
+            // In range: checked against max_ttl (a u8) above.
+            ttl: ttl as u8,
+            flood,
+            target_id,
+            body,
+        })
+    }
+}
+
+fn decode_body(verb: Verb, d: &Fields<'_>) -> Result<Body, MessageError> {
+    Ok(match verb {
+        Verb::Hello => {
+            let attributes = Fields::of(d.required("attributes")?, d.path("attributes"), d.limits)?;
+            let node_type = match attributes.string("node_type", true)?.as_str() {
+                "client" => NodeType::Client,
+                "server" => NodeType::Server,
+                _ => {
+                    return Err(invalid(
+                        &attributes.path("node_type"),
+                        "must be client or server",
+                    ))
+                }
+            };
+            Body::Hello(Hello {
+                node_id: d.id("node_id")?,
+                version: d.opt_string("version")?,
+                node_type,
+            })
+        }
+        Verb::Ack => Body::Ack(Ack {
+            node_id: d.opt_id("node_id")?,
+            msg_id: d.msg_id()?,
+            target_id: d.opt_guid("target_id")?,
+        }),
+        Verb::Nack => Body::Nack(Nack {
+            node_id: d.id("node_id")?,
+            msg_id: d.msg_id()?,
+            recipient_id: d.opt_guid("recipient_id")?,
+        }),
+        Verb::Join | Verb::Leave => {
+            let m = Membership {
+                msg_id: d.msg_id()?,
+                node_id: d.id("node_id")?,
+                channel: d.string("channel", true)?,
+                channel_id: d.string("channel_id", true)?,
+                member: if verb == Verb::Leave {
+                    d.opt_id("member")?
+                } else {
+                    None
+                },
+            };
+            if verb == Verb::Join {
+                Body::Join(m)
+            } else {
+                Body::Leave(m)
+            }
+        }
+        Verb::Channel => Body::Channel(ChannelInfo {
+            msg_id: d.msg_id()?,
+            node_id: d.id("node_id")?,
+            channel: d.string("channel", true)?,
+            channel_id: d.string("channel_id", true)?,
+            members: d.id_list("members", true)?,
+            closed: d.bool_or_text("closed")?,
+        }),
+        Verb::GetCertificate => Body::GetCertificate(GetCertificate {
+            msg_id: d.msg_id()?,
+            node_id: d.id("node_id")?,
+            recipient_id: d.opt_guid("recipient_id")?,
+        }),
+        Verb::Certificate => Body::Certificate(CertificateData {
+            msg_id: d.msg_id()?,
+            node_id: d.id("node_id")?,
+            recipient_id: d.id("recipient_id")?,
+            certificate: d.base64("certificate", CERTIFICATE_MAX)?,
+        }),
+        Verb::GetKey => Body::GetKey(GetKey {
+            msg_id: d.msg_id()?,
+            node_id: d.id("node_id")?,
+            channel: d.string("channel", true)?,
+            channel_id: d.string("channel_id", true)?,
+            recipient_id: d.opt_guid("recipient_id")?,
+        }),
+        Verb::Key => Body::Key(KeyData {
+            msg_id: d.msg_id()?,
+            node_id: d.id("node_id")?,
+            recipient_id: d.id("recipient_id")?,
+            channel: d.string("channel", true)?,
+            channel_id: d.string("channel_id", true)?,
+            cipher: d.string("cipher", true)?,
+            key: d.base64("key", WRAPPED_KEY_MAX)?,
+        }),
+        Verb::Message => decode_message(d)?,
+        Verb::Routing => {
+            let list = d.list("nodes")?;
+            let mut nodes = Vec::with_capacity(list.len());
+            for (i, item) in list.iter().enumerate() {
+                let e = Fields::of(item, format!("{}[{i}]", d.path("nodes")), d.limits)?;
+                let ttl_path = e.path("ttl");
+                // The seed's example quotes the ttl ("ttl" : "ttl"): accept digits in a string.
+                let ttl = match e.required("ttl")? {
+                    Value::Number(n) => n.as_u64(),
+                    Value::String(s) => s.parse::<u64>().ok(),
+                    _ => None,
+                }
+                .ok_or_else(|| wrong(&ttl_path, "a non-negative integer"))?;
+                nodes.push(RouteEntry {
+                    node_id: e.id("node_id")?,
+                    ttl: u32::try_from(ttl).unwrap_or(u32::MAX),
+                });
+            }
+            Body::Routing(Routing {
+                node_id: d.id("node_id")?,
+                nodes,
+            })
+        }
+        Verb::Connect => Body::Connect(Connect {
+            src_node_id: d.id("src_node_id")?,
+            dst_node_id: d.id("dst_node_id")?,
+            dst: d.opt_string("dst")?.unwrap_or_default(),
+            src: d.opt_string("src")?.unwrap_or_default(),
+        }),
+    })
+}
+
+/// Largest decoded certificate (an X.509 DER on an Ed25519 key is about 300 bytes).
+pub(crate) const CERTIFICATE_MAX: usize = 4096;
+/// Largest decoded wrapped key (ephemeral key, nonce, 32-byte key, tag: 104 bytes).
+pub(crate) const WRAPPED_KEY_MAX: usize = 256;
+/// Ed25519 signature length, the head of a MESSAGE's `message`.
+pub(crate) const SIGNATURE_LEN: usize = 64;
+/// Room a closed channel's encryption adds to a text (key id, nonce, tag).
+pub(crate) const SEAL_OVERHEAD: usize = 8 + 24 + 16;
+
+fn decode_message(d: &Fields<'_>) -> Result<Body, MessageError> {
+    let timestamp = match d.required("timestamp")? {
+        Value::String(s) => {
+            d.check_len("timestamp", s, d.limits.max_field)?;
+            s.clone()
+        }
+        Value::Number(n) => n.to_string(),
+        _ => return Err(wrong(&d.path("timestamp"), "a string")),
+    };
+    let message = d.base64("message", SIGNATURE_LEN + SEAL_OVERHEAD + d.limits.max_text)?;
+    if message.len() < SIGNATURE_LEN {
+        return Err(invalid(
+            &d.path("message"),
+            "shorter than a 64-byte signature",
+        ));
+    }
+    let list = d.opt_list("attachment")?;
+    // A closed channel encrypts each attachment, adding SEAL_OVERHEAD to each.
+    let budget = d.limits.max_attachment_bytes + SEAL_OVERHEAD * list.len();
+    let mut attachments = Vec::with_capacity(list.len());
+    let mut total = 0usize;
+    for (i, item) in list.iter().enumerate() {
+        let a = Fields::of(item, format!("{}[{i}]", d.path("attachment")), d.limits)?;
+        let data = a.base64("attachment", budget - total)?;
+        total += data.len();
+        if total > budget {
+            return Err(MessageError::TooLong {
+                field: d.path("attachment"),
+                max: d.limits.max_attachment_bytes,
+            });
+        }
+        attachments.push(Attachment {
+            mime_type: a.string("attachment_type", true)?,
+            data,
+        });
+    }
+    let m = ChatMessage {
+        msg_id: d.msg_id()?,
+        node_id: d.id("node_id")?,
+        recipient: d.id_list("recipient", false)?,
+        timestamp,
+        channel: d.opt_string("channel")?.unwrap_or_default(),
+        channel_id: d.opt_string("channel_id")?.unwrap_or_default(),
+        message,
+        attachments,
+    };
+    if m.channel_id.is_empty() && m.recipient.is_empty() {
+        return Err(invalid(
+            &d.path("recipient"),
+            "a message needs a channel_id or at least one recipient",
+        ));
+    }
+    Ok(Body::Message(m))
+}

@@ -1,0 +1,161 @@
+//! [`Envelope`] to JSON. Keys are written in a fixed order (serde_json's map keeps insertion
+//! order only with a feature; the order does not matter to a reader anyway).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+use super::{Body, ChatId, Envelope};
+
+fn id(id: &ChatId) -> Value {
+    Value::String(id.to_string())
+}
+
+fn id_list(ids: &[ChatId]) -> Value {
+    Value::Array(ids.iter().map(|i| json!({ "node_id": id(i) })).collect())
+}
+
+fn b64(bytes: &[u8]) -> Value {
+    Value::String(STANDARD.encode(bytes))
+}
+
+impl Envelope {
+    /// The message as a JSON value.
+    pub fn to_json(&self) -> Value {
+        let (verb, data) = (self.verb(), body_json(&self.body));
+        let mut top = Map::new();
+        top.insert("msg_type".into(), Value::String(verb.as_str().into()));
+        top.insert("msg_data".into(), data);
+        top.insert("ttl".into(), Value::from(self.ttl));
+        top.insert("flood".into(), Value::Bool(self.flood));
+        if let Some(target) = &self.target_id {
+            top.insert("target_id".into(), Value::String(target.to_string()));
+        }
+        Value::Object(top)
+    }
+
+    /// The message as JSON text (a frame's payload).
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising a Value built from strings and numbers cannot fail.
+        serde_json::to_vec(&self.to_json()).unwrap_or_default()
+    }
+}
+
+fn body_json(body: &Body) -> Value {
+    match body {
+        Body::Hello(m) => {
+            let mut data = json!({
+                "node_id": id(&m.node_id),
+                "attributes": { "node_type": m.node_type.as_str() },
+            });
+            if let (Some(v), Value::Object(obj)) = (&m.version, &mut data) {
+                obj.insert("version".into(), Value::String(v.clone()));
+            }
+            data
+        }
+        Body::Ack(m) => {
+            let mut obj = Map::new();
+            if let Some(node) = &m.node_id {
+                obj.insert("node_id".into(), id(node));
+            }
+            obj.insert("msg_id".into(), Value::String(m.msg_id.clone()));
+            if let Some(t) = &m.target_id {
+                obj.insert("target_id".into(), Value::String(t.to_string()));
+            }
+            Value::Object(obj)
+        }
+        Body::Nack(m) => {
+            let mut obj = Map::new();
+            obj.insert("node_id".into(), id(&m.node_id));
+            obj.insert("msg_id".into(), Value::String(m.msg_id.clone()));
+            if let Some(r) = &m.recipient_id {
+                obj.insert("recipient_id".into(), Value::String(r.to_string()));
+            }
+            Value::Object(obj)
+        }
+        Body::Join(m) | Body::Leave(m) => {
+            let mut obj = Map::new();
+            obj.insert("msg_id".into(), Value::String(m.msg_id.clone()));
+            obj.insert("node_id".into(), id(&m.node_id));
+            obj.insert("channel".into(), Value::String(m.channel.clone()));
+            obj.insert("channel_id".into(), Value::String(m.channel_id.clone()));
+            if let Some(member) = &m.member {
+                obj.insert("member".into(), id(member));
+            }
+            Value::Object(obj)
+        }
+        Body::Channel(m) => json!({
+            "msg_id": m.msg_id,
+            "node_id": id(&m.node_id),
+            "channel": m.channel,
+            "channel_id": m.channel_id,
+            "members": id_list(&m.members),
+            "closed": m.closed,
+        }),
+        Body::GetCertificate(m) => {
+            let mut obj = Map::new();
+            obj.insert("msg_id".into(), Value::String(m.msg_id.clone()));
+            obj.insert("node_id".into(), id(&m.node_id));
+            if let Some(r) = &m.recipient_id {
+                obj.insert("recipient_id".into(), Value::String(r.to_string()));
+            }
+            Value::Object(obj)
+        }
+        Body::Certificate(m) => json!({
+            "msg_id": m.msg_id,
+            "node_id": id(&m.node_id),
+            "recipient_id": id(&m.recipient_id),
+            "certificate": b64(&m.certificate),
+        }),
+        Body::GetKey(m) => {
+            let mut obj = Map::new();
+            obj.insert("msg_id".into(), Value::String(m.msg_id.clone()));
+            obj.insert("node_id".into(), id(&m.node_id));
+            obj.insert("channel".into(), Value::String(m.channel.clone()));
+            obj.insert("channel_id".into(), Value::String(m.channel_id.clone()));
+            if let Some(r) = &m.recipient_id {
+                obj.insert("recipient_id".into(), Value::String(r.to_string()));
+            }
+            Value::Object(obj)
+        }
+        Body::Key(m) => json!({
+            "msg_id": m.msg_id,
+            "node_id": id(&m.node_id),
+            "recipient_id": id(&m.recipient_id),
+            "channel": m.channel,
+            "channel_id": m.channel_id,
+            "cipher": m.cipher,
+            "key": b64(&m.key),
+        }),
+        Body::Message(m) => {
+            let mut obj = Map::new();
+            obj.insert("msg_id".into(), Value::String(m.msg_id.clone()));
+            obj.insert("node_id".into(), id(&m.node_id));
+            obj.insert("recipient".into(), id_list(&m.recipient));
+            obj.insert("timestamp".into(), Value::String(m.timestamp.clone()));
+            obj.insert("channel".into(), Value::String(m.channel.clone()));
+            obj.insert("channel_id".into(), Value::String(m.channel_id.clone()));
+            obj.insert("message".into(), b64(&m.message));
+            if !m.attachments.is_empty() {
+                let list = m
+                    .attachments
+                    .iter()
+                    .map(|a| json!({ "attachment": b64(&a.data), "attachment_type": a.mime_type }))
+                    .collect();
+                obj.insert("attachment".into(), Value::Array(list));
+            }
+            Value::Object(obj)
+        }
+        Body::Routing(m) => json!({
+            "node_id": id(&m.node_id),
+            "nodes": m.nodes.iter().map(|e| json!({ "node_id": id(&e.node_id), "ttl": e.ttl }))
+                .collect::<Vec<_>>(),
+        }),
+        Body::Connect(m) => json!({
+            "src_node_id": id(&m.src_node_id),
+            "dst_node_id": id(&m.dst_node_id),
+            "dst": m.dst,
+            "src": m.src,
+        }),
+    }
+}

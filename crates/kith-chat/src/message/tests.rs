@@ -1,0 +1,406 @@
+//! One test group per verb: a valid message round-trips, each required field missing or
+//! mistyped is refused naming the field, and the ttl/flood rules hold.
+
+use serde_json::{json, Value};
+
+use super::*;
+
+const A: &str = "123e4567-e89b-42d3-a456-426614174000";
+const B: &str = "alice@00000000-0000-4000-8000-000000000001";
+
+fn limits() -> MessageLimits {
+    MessageLimits::default()
+}
+
+fn msg(verb: &str, data: Value, ttl: u64, flood: bool) -> Value {
+    json!({ "msg_type": verb, "msg_data": data, "ttl": ttl, "flood": flood })
+}
+
+fn decode(v: &Value) -> Result<Envelope, MessageError> {
+    Envelope::decode(&serde_json::to_vec(v).unwrap(), &limits())
+}
+
+/// Decodes `v`, re-encodes it and decodes again: both decodings agree.
+fn round_trip(v: &Value) -> Envelope {
+    let env = decode(v).unwrap_or_else(|e| panic!("{v}: {e}"));
+    let again = Envelope::decode(&env.encode(), &limits()).unwrap();
+    assert_eq!(env, again);
+    env
+}
+
+fn field_of(err: MessageError) -> String {
+    match err {
+        MessageError::Missing { field }
+        | MessageError::WrongType { field, .. }
+        | MessageError::Invalid { field, .. }
+        | MessageError::TooLong { field, .. }
+        | MessageError::TooMany { field, .. } => field,
+        other => panic!("not a field error: {other:?}"),
+    }
+}
+
+/// For every key of `msg_data` in `required`: removing it reports it missing, and replacing it
+/// with a number (or a string where `numeric` lists it) reports it by name.
+fn check_required(verb: &str, data: Value, ttl: u64, flood: bool, required: &[&str]) {
+    round_trip(&msg(verb, data.clone(), ttl, flood));
+    for key in required {
+        let mut d = data.clone();
+        d.as_object_mut().unwrap().remove(*key);
+        let err = decode(&msg(verb, d, ttl, flood)).unwrap_err();
+        assert_eq!(
+            err,
+            MessageError::Missing {
+                field: format!("msg_data.{key}")
+            },
+            "{verb} without {key}"
+        );
+        let mut d = data.clone();
+        d[*key] = json!(true);
+        let err = decode(&msg(verb, d, ttl, flood)).unwrap_err();
+        assert_eq!(
+            field_of(err),
+            format!("msg_data.{key}"),
+            "{verb} mistyped {key}"
+        );
+    }
+}
+
+#[test]
+fn hello_valid_missing_fields_and_ttl_rules() {
+    let data = json!({ "node_id": B, "version": "py/1", "attributes": { "node_type": "client" },
+                       "extra": [1, 2] });
+    let env = round_trip(&msg("HELLO", data.clone(), 1, false));
+    let Body::Hello(h) = env.body else { panic!() };
+    assert_eq!(h.node_id.name.as_deref(), Some("alice"));
+    assert_eq!(h.node_type, NodeType::Client);
+    assert_eq!(h.version.as_deref(), Some("py/1"));
+    check_required("HELLO", data.clone(), 1, false, &["node_id", "attributes"]);
+    let err = decode(&msg("HELLO", data.clone(), 2, false)).unwrap_err();
+    assert_eq!(
+        err,
+        MessageError::TtlMustBeOne {
+            verb: Verb::Hello,
+            ttl: 2
+        }
+    );
+    let err = decode(&msg("HELLO", data.clone(), 1, true)).unwrap_err();
+    assert_eq!(err, MessageError::MustNotFlood { verb: Verb::Hello });
+    let mut bad = data.clone();
+    bad["attributes"]["node_type"] = json!("robot");
+    assert_eq!(
+        field_of(decode(&msg("HELLO", bad, 1, false)).unwrap_err()),
+        "msg_data.attributes.node_type"
+    );
+    let mut bad = data;
+    bad["node_id"] = json!("not-a-guid");
+    assert_eq!(
+        field_of(decode(&msg("HELLO", bad, 1, false)).unwrap_err()),
+        "msg_data.node_id"
+    );
+}
+
+#[test]
+fn ack_and_nack() {
+    let env = round_trip(&msg(
+        "ACK",
+        json!({ "node_id": "", "msg_id": "m1" }),
+        1,
+        false,
+    ));
+    assert!(matches!(env.body, Body::Ack(Ack { node_id: None, .. })));
+    check_required(
+        "ACK",
+        json!({ "node_id": A, "msg_id": "m1" }),
+        1,
+        false,
+        &["msg_id"],
+    );
+    assert_eq!(
+        decode(&msg("ACK", json!({ "msg_id": "m1" }), 1, true)).unwrap_err(),
+        MessageError::MustNotFlood { verb: Verb::Ack }
+    );
+    check_required(
+        "NACK",
+        json!({ "node_id": A, "msg_id": "m1", "recipient_id": B }),
+        32,
+        false,
+        &["node_id", "msg_id"],
+    );
+}
+
+#[test]
+fn join_leave_channel() {
+    let data = json!({ "msg_id": "m", "node_id": A, "channel": "general", "channel_id": "c1" });
+    for verb in ["JOIN", "LEAVE"] {
+        check_required(
+            verb,
+            data.clone(),
+            32,
+            true,
+            &["msg_id", "node_id", "channel", "channel_id"],
+        );
+    }
+    let mut kick = data.clone();
+    kick["member"] = json!(B);
+    let Body::Leave(m) = round_trip(&msg("LEAVE", kick, 32, true)).body else {
+        panic!()
+    };
+    assert_eq!(m.member.unwrap().guid, B.parse::<ChatId>().unwrap().guid);
+    let mut ch = data.clone();
+    ch["members"] = json!([{ "node_id": A }, { "node_id": B }]);
+    ch["closed"] = json!("true");
+    let Body::Channel(c) = round_trip(&msg("CHANNEL", ch.clone(), 32, true)).body else {
+        panic!()
+    };
+    assert!(c.closed);
+    assert_eq!(c.members.len(), 2);
+    check_required(
+        "CHANNEL",
+        ch.clone(),
+        32,
+        true,
+        &["msg_id", "node_id", "channel", "channel_id", "members"],
+    );
+    ch["members"][1] = json!({ "node_id": 7 });
+    assert_eq!(
+        field_of(decode(&msg("CHANNEL", ch.clone(), 32, true)).unwrap_err()),
+        "msg_data.members[1].node_id"
+    );
+    ch["members"] = json!((0..2000)
+        .map(|_| json!({ "node_id": A }))
+        .collect::<Vec<_>>());
+    assert!(matches!(
+        decode(&msg("CHANNEL", ch, 32, true)).unwrap_err(),
+        MessageError::TooMany { .. }
+    ));
+    let mut empty = data;
+    empty["channel"] = json!("");
+    assert_eq!(
+        field_of(decode(&msg("JOIN", empty, 32, true)).unwrap_err()),
+        "msg_data.channel"
+    );
+}
+
+#[test]
+fn certificates_and_keys() {
+    check_required(
+        "GETCERTIFICATE",
+        json!({ "msg_id": "m", "node_id": A }),
+        32,
+        false,
+        &["msg_id", "node_id"],
+    );
+    check_required(
+        "CERTIFICATE",
+        json!({ "msg_id": "m", "node_id": A, "recipient_id": B,
+        "certificate": "AAEC" }),
+        32,
+        false,
+        &["msg_id", "node_id", "recipient_id", "certificate"],
+    );
+    let bad = json!({ "msg_id": "m", "node_id": A, "recipient_id": B, "certificate": "*&" });
+    assert_eq!(
+        field_of(decode(&msg("CERTIFICATE", bad, 32, false)).unwrap_err()),
+        "msg_data.certificate"
+    );
+    check_required(
+        "GETKEY",
+        json!({ "msg_id": "m", "node_id": A, "channel": "c",
+        "channel_id": "i" }),
+        32,
+        false,
+        &["msg_id", "node_id", "channel", "channel_id"],
+    );
+    check_required(
+        "KEY",
+        json!({ "msg_id": "m", "node_id": A, "recipient_id": B, "channel": "c",
+        "channel_id": "i", "cipher": "x", "key": "AAAA" }),
+        32,
+        false,
+        &[
+            "msg_id",
+            "node_id",
+            "recipient_id",
+            "channel",
+            "channel_id",
+            "cipher",
+            "key",
+        ],
+    );
+    assert_eq!(
+        decode(&msg("KEY", json!({}), 32, true)).unwrap_err(),
+        MessageError::MustNotFlood { verb: Verb::Key }
+    );
+}
+
+#[test]
+fn message_fields_attachments_and_destination() {
+    let sig_and_text =
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 70]);
+    let data = json!({ "msg_id": "m", "node_id": A, "recipient": [{ "node_id": B }],
+        "timestamp": "2024-01-01T00:00:00Z", "message": sig_and_text,
+        "attachment": [{ "attachment": "aGk=", "attachment_type": "text/plain" }] });
+    let Body::Message(m) = round_trip(&msg("MESSAGE", data.clone(), 32, false)).body else {
+        panic!()
+    };
+    assert_eq!(m.attachments[0].data, b"hi");
+    assert!(!m.is_channel());
+    check_required(
+        "MESSAGE",
+        data.clone(),
+        32,
+        false,
+        &["msg_id", "node_id", "timestamp", "message"],
+    );
+    let mut numeric_time = data.clone();
+    numeric_time["timestamp"] = json!(1700000000);
+    let Body::Message(m) = decode(&msg("MESSAGE", numeric_time, 32, false))
+        .unwrap()
+        .body
+    else {
+        panic!()
+    };
+    assert_eq!(m.timestamp, "1700000000");
+    let mut nowhere = data.clone();
+    nowhere.as_object_mut().unwrap().remove("recipient");
+    assert_eq!(
+        field_of(decode(&msg("MESSAGE", nowhere, 32, false)).unwrap_err()),
+        "msg_data.recipient"
+    );
+    let mut short = data.clone();
+    short["message"] = json!("AAAA");
+    assert_eq!(
+        field_of(decode(&msg("MESSAGE", short, 32, false)).unwrap_err()),
+        "msg_data.message"
+    );
+    let mut no_type = data.clone();
+    no_type["attachment"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("attachment_type");
+    assert_eq!(
+        field_of(decode(&msg("MESSAGE", no_type, 32, false)).unwrap_err()),
+        "msg_data.attachment[0].attachment_type"
+    );
+    let big = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        vec![0u8; limits().max_attachment_bytes + 100],
+    );
+    let mut too_big = data;
+    too_big["attachment"][0]["attachment"] = json!(big);
+    assert!(matches!(
+        decode(&msg("MESSAGE", too_big, 32, false)).unwrap_err(),
+        MessageError::TooLong { .. }
+    ));
+}
+
+#[test]
+fn routing_and_connect() {
+    let data = json!({ "node_id": A, "nodes": [{ "node_id": B, "ttl": 2 },
+        { "node_id": A, "ttl": "3" }] });
+    let Body::Routing(r) = round_trip(&msg("ROUTING", data.clone(), 1, false)).body else {
+        panic!()
+    };
+    assert_eq!(r.nodes[1].ttl, 3);
+    check_required("ROUTING", data.clone(), 1, false, &["node_id", "nodes"]);
+    assert_eq!(
+        decode(&msg("ROUTING", data.clone(), 32, false)).unwrap_err(),
+        MessageError::TtlMustBeOne {
+            verb: Verb::Routing,
+            ttl: 32
+        }
+    );
+    let mut bad = data;
+    bad["nodes"][0]["ttl"] = json!(-1);
+    assert_eq!(
+        field_of(decode(&msg("ROUTING", bad, 1, false)).unwrap_err()),
+        "msg_data.nodes[0].ttl"
+    );
+    check_required(
+        "CONNECT",
+        json!({ "src_node_id": A, "dst_node_id": B, "dst": "",
+        "src": "4000" }),
+        32,
+        false,
+        &["src_node_id", "dst_node_id"],
+    );
+}
+
+#[test]
+fn top_level_rules() {
+    let data = json!({ "msg_id": "m", "node_id": A });
+    assert_eq!(
+        decode(&json!({ "msg_data": data, "ttl": 3, "flood": false })).unwrap_err(),
+        MessageError::Missing {
+            field: "msg_type".into()
+        }
+    );
+    assert_eq!(
+        decode(&json!({ "msg_type": "GETCERTIFICATE", "ttl": 3, "flood": false })).unwrap_err(),
+        MessageError::Missing {
+            field: "msg_data".into()
+        }
+    );
+    assert_eq!(
+        decode(&json!({ "msg_type": "GETCERTIFICATE", "msg_data": data, "flood": false }))
+            .unwrap_err(),
+        MessageError::Missing {
+            field: "ttl".into()
+        }
+    );
+    assert_eq!(
+        decode(
+            &json!({ "msg_type": "GETCERTIFICATE", "msg_data": data, "ttl": 1,
+        "flood": "no" })
+        )
+        .unwrap_err(),
+        MessageError::WrongType {
+            field: "flood".into(),
+            expected: "a boolean"
+        }
+    );
+    assert_eq!(
+        decode(&msg("PING", data.clone(), 1, false)).unwrap_err(),
+        MessageError::UnknownVerb("PING".into())
+    );
+    assert_eq!(
+        decode(&msg("getcertificate", data.clone(), 1, false)).unwrap_err(),
+        MessageError::UnknownVerb("getcertificate".into())
+    );
+    assert_eq!(
+        decode(&msg("GETCERTIFICATE", data.clone(), 0, false)).unwrap_err(),
+        MessageError::TtlOutOfRange { ttl: 0, max: 64 }
+    );
+    assert_eq!(
+        decode(&msg("GETCERTIFICATE", data.clone(), 65, false)).unwrap_err(),
+        MessageError::TtlOutOfRange { ttl: 65, max: 64 }
+    );
+    // Upper-case keys are unknown keys: the lower-case field is then missing.
+    assert_eq!(
+        decode(&msg(
+            "GETCERTIFICATE",
+            json!({ "MSG_ID": "m", "node_id": A }),
+            3,
+            false
+        ))
+        .unwrap_err(),
+        MessageError::Missing {
+            field: "msg_data.msg_id".into()
+        }
+    );
+    // Unknown top-level keys are ignored, target_id is read.
+    let mut v = msg("GETCERTIFICATE", data, 5, false);
+    v["sender_id"] = json!("whoever");
+    v["target_id"] = json!(B);
+    let env = decode(&v).unwrap();
+    assert_eq!(env.target_id, Some(B.parse::<ChatId>().unwrap().guid));
+    assert_eq!(
+        decode(&json!([1])).unwrap_err(),
+        MessageError::NotJson("top level is not an object".into())
+    );
+    let huge = vec![b' '; limits().max_frame as usize + 1];
+    assert!(matches!(
+        Envelope::decode(&huge, &limits()).unwrap_err(),
+        MessageError::TooLarge { .. }
+    ));
+}

@@ -1,0 +1,230 @@
+//! The router's bounded helpers: the duplicate cache, the certificate cache and the token
+//! bucket. Each is plain state with time passed in.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use kith_crypto::{AgentId, NodeId};
+
+/// Which copy of a message: flooded messages have one per msg_id (`None`), routed ones one per
+/// target (the node the copy is heading for).
+pub(crate) type SeenKey = (String, Option<NodeId>);
+
+/// A bounded, time-limited set of message ids this node has acted on.
+#[derive(Debug)]
+pub(crate) struct SeenCache {
+    entries: HashMap<SeenKey, Instant>,
+    order: VecDeque<(Instant, SeenKey)>,
+    max: usize,
+    ttl: Duration,
+}
+
+impl SeenCache {
+    pub fn new(max: usize, ttl: Duration) -> SeenCache {
+        SeenCache {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            max: max.max(1),
+            ttl,
+        }
+    }
+
+    /// Records `key`; false when it was already there (a duplicate).
+    pub fn insert(&mut self, now: Instant, key: SeenKey) -> bool {
+        self.expire(now);
+        if self.entries.contains_key(&key) {
+            return false;
+        }
+        while self.entries.len() >= self.max {
+            match self.order.pop_front() {
+                Some((_, old)) => {
+                    self.entries.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.entries.insert(key.clone(), now);
+        self.order.push_back((now, key));
+        true
+    }
+
+    #[cfg(test)]
+    pub fn contains(&self, key: &SeenKey) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((at, _)) = self.order.front() {
+            if now.saturating_duration_since(*at) < self.ttl {
+                break;
+            }
+            if let Some((_, key)) = self.order.pop_front() {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// How a node id came to be bound to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Binding {
+    /// The id is derived from the key (`NodeId::from_agent_key`): nobody else can claim it.
+    Derived,
+    /// First come: an id that is not derived from its key, bound to the first key seen for
+    /// it (a plain client with a GUID of its own choosing).
+    FirstSeen,
+}
+
+/// Node id to Ed25519 key bindings, bounded; the oldest binding is forgotten first.
+#[derive(Debug)]
+pub(crate) struct CertCache {
+    keys: HashMap<NodeId, (AgentId, Binding)>,
+    order: VecDeque<NodeId>,
+    max: usize,
+}
+
+/// What [`CertCache::bind`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BindOutcome {
+    /// New or confirmed binding.
+    Bound,
+    /// The id is bound to another key (or derived from another key).
+    Conflict,
+}
+
+impl CertCache {
+    pub fn new(max: usize) -> CertCache {
+        CertCache {
+            keys: HashMap::new(),
+            order: VecDeque::new(),
+            max: max.max(1),
+        }
+    }
+
+    pub fn get(&self, id: &NodeId) -> Option<&AgentId> {
+        self.keys.get(id).map(|(k, _)| k)
+    }
+
+    /// Binds `id` to `key`: a derived id always binds (replacing a first-seen claim); any other
+    /// id binds only if it is not bound yet.
+    pub fn bind(&mut self, id: NodeId, key: AgentId) -> BindOutcome {
+        let binding = if id.is_derived_from(key.as_bytes()) {
+            Binding::Derived
+        } else {
+            Binding::FirstSeen
+        };
+        match self.keys.get(&id) {
+            Some((existing, _)) if *existing == key => return BindOutcome::Bound,
+            Some((_, Binding::Derived)) => return BindOutcome::Conflict,
+            Some((_, Binding::FirstSeen)) if binding == Binding::FirstSeen => {
+                return BindOutcome::Conflict
+            }
+            Some(_) => {}
+            None => {
+                while self.keys.len() >= self.max {
+                    match self.order.pop_front() {
+                        Some(old) => {
+                            self.keys.remove(&old);
+                        }
+                        None => break,
+                    }
+                }
+                self.order.push_back(id);
+            }
+        }
+        self.keys.insert(id, (key, binding));
+        BindOutcome::Bound
+    }
+}
+
+/// A token bucket in virtual time: `rate` tokens a second, at most `burst` saved.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenBucket {
+    /// Thousandths of a token, so that a slow refill is not lost to rounding.
+    milli: u64,
+    rate: u64,
+    burst: u64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(now: Instant, rate: u32, burst: u32) -> TokenBucket {
+        TokenBucket {
+            milli: u64::from(burst) * 1000,
+            rate: u64::from(rate),
+            burst: u64::from(burst),
+            last: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last);
+        self.last = self.last.max(now);
+        let refill = (elapsed.as_millis() as u64).saturating_mul(self.rate);
+        self.milli = (self.milli.saturating_add(refill)).min(self.burst * 1000);
+        if self.milli >= 1000 {
+            self.milli -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kith_crypto::Identity;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    #[test]
+    fn seen_cache_is_bounded_and_forgets_after_its_ttl() {
+        let t0 = Instant::now();
+        let mut seen = SeenCache::new(2, Duration::from_secs(10));
+        assert!(seen.insert(t0, ("a".into(), None)));
+        assert!(!seen.insert(t0, ("a".into(), None)));
+        assert!(seen.insert(t0, ("b".into(), None)));
+        assert!(seen.insert(t0, ("c".into(), None)));
+        assert_eq!(seen.len(), 2);
+        assert!(!seen.contains(&("a".into(), None)), "oldest evicted");
+        assert!(seen.insert(t0 + Duration::from_secs(11), ("b".into(), None)));
+        assert_eq!(seen.len(), 1);
+    }
+
+    #[test]
+    fn derived_ids_cannot_be_claimed_and_first_seen_ids_stick() {
+        let a = Identity::generate(&mut StdRng::seed_from_u64(1));
+        let b = Identity::generate(&mut StdRng::seed_from_u64(2));
+        let mut certs = CertCache::new(8);
+        assert_eq!(
+            certs.bind(a.node_id(), b.agent_id()),
+            BindOutcome::Bound,
+            "first seen"
+        );
+        assert_eq!(certs.bind(a.node_id(), a.agent_id()), BindOutcome::Bound);
+        assert_eq!(certs.get(&a.node_id()), Some(&a.agent_id()));
+        assert_eq!(certs.bind(a.node_id(), b.agent_id()), BindOutcome::Conflict);
+        let free = NodeId::from_bytes([7; 16]);
+        assert_eq!(certs.bind(free, a.agent_id()), BindOutcome::Bound);
+        assert_eq!(certs.bind(free, b.agent_id()), BindOutcome::Conflict);
+    }
+
+    #[test]
+    fn token_bucket_refills_in_virtual_time() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(t0, 2, 3);
+        assert!((0..3).all(|_| bucket.take(t0)));
+        assert!(!bucket.take(t0));
+        assert!(bucket.take(t0 + Duration::from_millis(500)));
+        assert!(!bucket.take(t0 + Duration::from_millis(500)));
+        assert!((0..3).all(|_| bucket.take(t0 + Duration::from_secs(60))));
+        assert!(!bucket.take(t0 + Duration::from_secs(60)));
+    }
+}

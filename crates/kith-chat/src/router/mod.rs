@@ -1,0 +1,469 @@
+//! The router: the sans-IO state machine of one chat node, in the quinn-proto shape.
+//!
+//! # Calling contract
+//!
+//! The driver (kith-node, or a simulation) owns the connections and the clock:
+//!
+//! 1. Build one [`Router`] per node with [`Router::new`], then feed it back what it asked to
+//!    keep durably before the restart ([`Router::restore`], once per stored
+//!    [`QueuedMessage`]).
+//! 2. For each new connection call [`Router::neighbour_up`] with a fresh [`NeighbourId`] and
+//!    what is known of the other end ([`NeighbourInfo`]); call [`Router::neighbour_down`]
+//!    when it closes. The router sends HELLO to kith nodes at once; a client on the chat port
+//!    is expected to speak first.
+//! 3. For each frame received: a keep-alive goes to [`Router::handle_keepalive`]; the JSON of
+//!    any other frame (or of a `chat` envelope on a secure link) to
+//!    [`Router::handle_frame`]. Already-decoded messages may go to
+//!    [`Router::handle_input`].
+//! 4. Local user actions are methods: [`Router::join`], [`Router::leave`], [`Router::say`],
+//!    [`Router::send_direct`], [`Router::invite`], [`Router::kick`], [`Router::connect`],
+//!    [`Router::answer_connect`].
+//! 5. After every call, drain [`Router::poll_output`] until `None` and carry the outputs out
+//!    **in order**: a [`Output::Persist`] must be durable before any later output is acted on
+//!    (the router ACKs a message it has to keep only after asking for it to be persisted).
+//!    [`Output::Transmit`] messages go to one neighbour each (frame them with
+//!    [`crate::frame::encode_frame`] on the chat port); after [`Output::Disconnect`] close the
+//!    connection without calling `neighbour_down` (the router has forgotten it already).
+//! 6. Call [`Router::handle_timeout`] when the instant of [`Router::poll_timeout`] is reached
+//!    (a spurious early call is harmless), then drain outputs again.
+//!
+//! Time is only what the driver passes in; randomness (message ids, keys, nonces) comes from
+//! the seed given to `new`, so a simulation replays exactly.
+
+mod actions;
+mod caches;
+mod channels;
+mod forward;
+mod inbound;
+mod queue;
+mod table;
+mod types;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Instant;
+
+use kith_crypto::{Identity, NodeId};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+pub use table::Route;
+pub use types::{
+    ChatCounters, ChatEvent, CutOffReason, FileAttachment, NeighbourId, NeighbourInfo,
+    NeighbourKind, Output, QueuedMessage, ReceivedMessage,
+};
+
+use crate::config::ChatConfig;
+use crate::message::{Body, ChatId, ChatMessage, Envelope, Hello, MessageError, NodeType, Verb};
+use caches::{CertCache, SeenCache, TokenBucket};
+pub use channels::ChannelView;
+use channels::Channels;
+use queue::{InFlight, StoreQueue};
+use table::RouteTable;
+
+/// Why a local action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChatError {
+    /// No channel of that name is known (or we are not in it).
+    #[error("no channel {0:?} that this node is a member of")]
+    NoSuchChannel(String),
+    /// A closed channel can only be joined by invitation.
+    #[error("channel {0:?} is closed and this node was not invited")]
+    NotInvited(String),
+    /// Inviting and removing members only make sense in closed channels.
+    #[error("channel {0:?} is public: anyone may join it")]
+    PublicChannel(String),
+    /// A text, name or attachment over its limit.
+    #[error("{0} is over its limit")]
+    TooLarge(&'static str),
+    /// Too many channels, recipients or members.
+    #[error("limit reached: {0}")]
+    LimitReached(&'static str),
+    /// A channel name must be non-empty and free of control characters.
+    #[error("invalid channel name")]
+    InvalidName,
+    /// This node's own certificate could not be built.
+    #[error("cannot build this node's certificate: {0}")]
+    Certificate(String),
+}
+
+/// One neighbour connection.
+#[derive(Debug)]
+pub(crate) struct Neighbour {
+    pub info: NeighbourInfo,
+    pub node_id: Option<ChatId>,
+    pub node_type: Option<NodeType>,
+    pub hello_sent: bool,
+    pub last_heard: Instant,
+    pub rate: TokenBucket,
+    pub junk: TokenBucket,
+}
+
+/// A KEY waiting for its recipient's certificate.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingKey {
+    pub deadline: Instant,
+    pub channel_id: String,
+    pub recipient: NodeId,
+    pub reply_to: Option<String>,
+}
+
+/// The chat state machine of one node. See the module documentation for the calling contract.
+pub struct Router {
+    pub(crate) identity: Identity,
+    pub(crate) me: ChatId,
+    pub(crate) certificate: Vec<u8>,
+    pub(crate) config: ChatConfig,
+    pub(crate) rng: StdRng,
+    pub(crate) neighbours: BTreeMap<NeighbourId, Neighbour>,
+    pub(crate) table: RouteTable,
+    pub(crate) seen: SeenCache,
+    pub(crate) certs: CertCache,
+    pub(crate) channels: Channels,
+    pub(crate) queue: StoreQueue,
+    pub(crate) in_flight: InFlight,
+    pub(crate) pending_verify: VecDeque<(Instant, ChatMessage)>,
+    pub(crate) cert_requests: HashMap<NodeId, Instant>,
+    pub(crate) cert_request_order: VecDeque<(Instant, NodeId)>,
+    pub(crate) pending_keys: VecDeque<PendingKey>,
+    pub(crate) outputs: VecDeque<Output>,
+    pub(crate) counters: ChatCounters,
+    pub(crate) next_routing_flush: Option<Instant>,
+    pub(crate) next_routing_refresh: Instant,
+    pub(crate) next_idle_check: Instant,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("me", &self.me)
+            .field("neighbours", &self.neighbours.len())
+            .field("routes", &self.table.len())
+            .field("queued", &self.queue.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    /// A router for `identity` (its node id is the one derived from the agent key), with
+    /// randomness drawn from `rng_seed` (the node seeds it from the OS; simulations from their
+    /// own RNG).
+    pub fn new(
+        identity: Identity,
+        config: ChatConfig,
+        now: Instant,
+        rng_seed: [u8; 32],
+    ) -> Result<Router, ChatError> {
+        let certificate = identity
+            .self_signed_certificate()
+            .map_err(|e| ChatError::Certificate(e.to_string()))?
+            .der;
+        let me = ChatId::named(identity.node_id(), config.name.clone());
+        let mut certs = CertCache::new(config.max_certificates);
+        certs.bind(me.guid, identity.agent_id());
+        let mut rng = StdRng::from_seed(rng_seed);
+        let jitter = jitter(&mut rng, config.routing_refresh);
+        Ok(Router {
+            table: RouteTable::new(me.guid, config.route_infinity, config.max_routes),
+            seen: SeenCache::new(config.seen_entries, config.seen_for),
+            channels: Channels::new(config.max_channels),
+            next_routing_refresh: now + config.routing_refresh + jitter,
+            next_idle_check: now + config.neighbour_idle,
+            identity,
+            me,
+            certificate,
+            certs,
+            rng,
+            config,
+            neighbours: BTreeMap::new(),
+            queue: StoreQueue::default(),
+            in_flight: InFlight::default(),
+            pending_verify: VecDeque::new(),
+            cert_requests: HashMap::new(),
+            cert_request_order: VecDeque::new(),
+            pending_keys: VecDeque::new(),
+            outputs: VecDeque::new(),
+            counters: ChatCounters::default(),
+            next_routing_flush: None,
+        })
+    }
+
+    /// This node's id as it is sent (`name@GUID` when a name is configured).
+    pub fn node_id(&self) -> &ChatId {
+        &self.me
+    }
+
+    /// What the router has done and refused.
+    pub fn counters(&self) -> &ChatCounters {
+        &self.counters
+    }
+
+    /// The route to `dest`, if any.
+    pub fn route_to(&self, dest: &NodeId) -> Option<Route> {
+        self.table.route(dest)
+    }
+
+    /// Destinations in the routing table.
+    pub fn route_count(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Routed copies waiting for a route.
+    pub fn queued_count(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Copies waiting for a next hop's ACK.
+    pub fn unacked_count(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The next output to carry out, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// A new connection.
+    pub fn neighbour_up(&mut self, now: Instant, id: NeighbourId, info: NeighbourInfo) {
+        let node = matches!(info.kind, NeighbourKind::Node { .. });
+        self.neighbours.insert(
+            id,
+            Neighbour {
+                info,
+                node_id: None,
+                node_type: None,
+                hello_sent: false,
+                last_heard: now,
+                rate: TokenBucket::new(now, self.config.rate_per_sec, self.config.rate_burst),
+                junk: TokenBucket::new(now, 1, self.config.junk_burst),
+            },
+        );
+        self.next_idle_check = self.next_idle_check.min(now + self.config.neighbour_idle);
+        if node {
+            self.send_hello(id);
+        }
+    }
+
+    /// A connection closed: its routes go, and what was sent through it and not acknowledged
+    /// is routed again.
+    pub fn neighbour_down(&mut self, now: Instant, id: NeighbourId) {
+        if self.neighbours.remove(&id).is_none() {
+            return;
+        }
+        self.table.remove_neighbour(id);
+        for copy in self.in_flight.take_neighbour(id) {
+            self.reroute(now, copy);
+        }
+        self.after_table_change(now);
+    }
+
+    /// A keep-alive (empty frame) from a neighbour.
+    pub fn handle_keepalive(&mut self, now: Instant, from: NeighbourId) {
+        if let Some(n) = self.neighbours.get_mut(&from) {
+            n.last_heard = now;
+        }
+    }
+
+    /// A frame's JSON from a neighbour. Undecodable messages are counted and charged to the
+    /// neighbour's junk budget; the error is returned for logging.
+    pub fn handle_frame(
+        &mut self,
+        now: Instant,
+        from: NeighbourId,
+        json: &[u8],
+    ) -> Result<(), MessageError> {
+        match Envelope::decode(json, &self.config.message) {
+            Ok(env) => {
+                self.handle_input(now, from, env);
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(n) = self.neighbours.get_mut(&from) {
+                    n.last_heard = now;
+                    self.counters.invalid += 1;
+                    self.junk(now, from);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// One decoded message from a neighbour.
+    pub fn handle_input(&mut self, now: Instant, from: NeighbourId, env: Envelope) {
+        let Some(n) = self.neighbours.get_mut(&from) else {
+            return;
+        };
+        n.last_heard = now;
+        if !n.rate.take(now) {
+            self.counters.rate_limited += 1;
+            self.junk(now, from);
+            return;
+        }
+        self.counters.received += 1;
+        let identified = n.node_id.is_some();
+        if !identified && env.verb() != Verb::Hello {
+            self.refuse(now, from);
+            return;
+        }
+        match env.body {
+            Body::Hello(hello) => self.on_hello(now, from, hello),
+            Body::Ack(ack) => self.on_ack(from, &ack.msg_id, ack.target_id),
+            Body::Routing(routing) => self.on_routing(now, from, routing),
+            Body::Connect(_) => self.on_connect(now, from, env),
+            Body::Join(_) | Body::Leave(_) | Body::Channel(_) => {
+                if self.flood_onward(now, Some(from), &env) {
+                    self.on_channel_verb(now, env.body);
+                }
+            }
+            Body::Message(ref m) if m.is_channel() => {
+                if !env.flood {
+                    // Acknowledge hop by hop what the sender did not flood itself.
+                    self.send_ack(from, m.msg_id.clone(), None);
+                }
+                if self.flood_onward(now, Some(from), &env) {
+                    if let Body::Message(m) = env.body {
+                        self.on_channel_message(now, m);
+                    }
+                }
+            }
+            _ => self.on_routed(now, from, env),
+        }
+        self.after_table_change(now);
+    }
+
+    /// Puts back a message stored after a [`Output::Persist`] (after a restart). It is
+    /// retried when a route to its target appears, and expires `queue_for` after now.
+    pub fn restore(&mut self, now: Instant, stored: QueuedMessage) -> Result<(), MessageError> {
+        let env = stored.envelope(&self.config.message)?;
+        self.enqueue(now, stored.key, env, stored.target, false);
+        self.after_table_change(now);
+        Ok(())
+    }
+
+    /// The earliest instant [`Router::handle_timeout`] should be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.next_routing_flush,
+            Some(self.next_routing_refresh),
+            Some(self.next_idle_check),
+            self.channels.next_refresh(),
+            self.queue.next_expiry(),
+            self.in_flight.next_deadline(),
+            self.pending_verify.front().map(|(at, _)| *at),
+            self.cert_request_order.front().map(|(at, _)| *at),
+            self.pending_keys.front().map(|p| p.deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Time has reached (at least) [`Router::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_routing_flush.is_some_and(|at| at <= now) {
+            self.next_routing_flush = None;
+            self.send_routing_update(false);
+        }
+        if self.next_routing_refresh <= now {
+            let jitter = jitter(&mut self.rng, self.config.routing_refresh);
+            self.next_routing_refresh = now + self.config.routing_refresh + jitter;
+            self.send_routing_update(true);
+            self.retry_queue(now);
+        }
+        if self.next_idle_check <= now {
+            self.check_idle(now);
+        }
+        self.refresh_channels(now);
+        for key in self.queue.expire(now) {
+            self.counters.queue_dropped += 1;
+            self.outputs.push_back(Output::Forget { key });
+        }
+        for copy in self.in_flight.overdue(now) {
+            self.counters.ack_timeouts += 1;
+            let key = QueuedMessage::key_for(copy.envelope.msg_id().unwrap_or(""), &copy.target);
+            self.enqueue(now, key, copy.envelope, copy.target, true);
+        }
+        self.expire_waits(now);
+        self.after_table_change(now);
+    }
+
+    fn check_idle(&mut self, now: Instant) {
+        let idle = self.config.neighbour_idle;
+        let silent: Vec<NeighbourId> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| now.saturating_duration_since(n.last_heard) >= idle)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in silent {
+            self.cut_off(now, id, CutOffReason::Idle);
+        }
+        let oldest = self.neighbours.values().map(|n| n.last_heard).min();
+        self.next_idle_check = oldest.map_or(now, |t| t.max(now)) + idle;
+    }
+
+    /// Charges one refusal to `from`; cuts it off when its junk budget is spent.
+    pub(crate) fn junk(&mut self, now: Instant, from: NeighbourId) {
+        let Some(n) = self.neighbours.get_mut(&from) else {
+            return;
+        };
+        if !n.junk.take(now) {
+            self.cut_off(now, from, CutOffReason::Junk);
+        }
+    }
+
+    pub(crate) fn refuse(&mut self, now: Instant, from: NeighbourId) {
+        self.counters.refused += 1;
+        self.junk(now, from);
+    }
+
+    pub(crate) fn cut_off(&mut self, now: Instant, id: NeighbourId, reason: CutOffReason) {
+        if !self.neighbours.contains_key(&id) {
+            return;
+        }
+        self.counters.cut_off += 1;
+        self.neighbour_down(now, id);
+        self.outputs.push_back(Output::Disconnect {
+            neighbour: id,
+            reason,
+        });
+    }
+
+    pub(crate) fn send_hello(&mut self, to: NeighbourId) {
+        let Some(n) = self.neighbours.get_mut(&to) else {
+            return;
+        };
+        if n.hello_sent {
+            return;
+        }
+        n.hello_sent = true;
+        let hello = Hello {
+            node_id: self.me.clone(),
+            version: Some(self.config.version.clone()),
+            node_type: self.config.node_type,
+        };
+        self.transmit(to, Envelope::new(1, Body::Hello(hello)));
+    }
+
+    pub(crate) fn transmit(&mut self, to: NeighbourId, message: Envelope) {
+        self.outputs.push_back(Output::Transmit { to, message });
+    }
+
+    pub(crate) fn deliver(&mut self, event: ChatEvent) {
+        self.outputs.push_back(Output::Deliver(event));
+    }
+
+    /// A fresh message id: a random UUID (version 4).
+    pub(crate) fn new_msg_id(&mut self) -> String {
+        let mut b = [0u8; 16];
+        self.rng.fill_bytes(&mut b);
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        NodeId::from_bytes(b).to_string()
+    }
+}
+
+/// A random delay of up to a tenth of `period`, so that nodes do not refresh in lockstep.
+pub(crate) fn jitter(rng: &mut StdRng, period: std::time::Duration) -> std::time::Duration {
+    let max = (period.as_millis() / 10).max(1) as u64;
+    std::time::Duration::from_millis(rng.next_u64() % max)
+}

@@ -1,0 +1,255 @@
+//! What the router tells its driver: outputs, events for the local user, counters.
+
+use std::net::IpAddr;
+
+use kith_crypto::{AgentId, NodeId};
+
+use crate::message::{ChatId, Envelope, MessageError, MessageLimits};
+
+/// A neighbour as the driver names it (one per connection: a secure link to a kith node, or a
+/// client on the chat port). The driver picks the numbers; the router never reuses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NeighbourId(pub u64);
+
+/// What is on the other end of a neighbour connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NeighbourKind {
+    /// A kith node over a secure link: its agent key is authenticated by the link, so its
+    /// HELLO must carry the node id derived from that key, and its routes are believed.
+    Node {
+        /// The link's authenticated agent key.
+        agent: AgentId,
+    },
+    /// A client on the chat port (plain TCP or TLS): unauthenticated. It may HELLO with any
+    /// GUID not in use, is a leaf (its ROUTING is ignored) and proves who it is only by
+    /// signing its MESSAGEs.
+    Client,
+}
+
+/// What the driver knows about a new neighbour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighbourInfo {
+    /// Node or client.
+    pub kind: NeighbourKind,
+    /// The neighbour's address as this node sees it (for CONNECT), if known.
+    pub observed_ip: Option<IpAddr>,
+}
+
+/// Why the router wants a neighbour cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutOffReason {
+    /// It sent more refused messages (invalid, over its rate, forged, out of place) than its
+    /// junk budget allows.
+    Junk,
+    /// Its HELLO claimed a node id it may not use.
+    IdentityRefused,
+    /// Nothing heard from it for `neighbour_idle`.
+    Idle,
+}
+
+/// A routed message kept until it can be delivered: what the driver stores durably after a
+/// [`Output::Persist`] and hands back with [`crate::Router::restore`] after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    /// Identifies the entry (`msg_id` `>` target GUID); [`Output::Forget`] names it.
+    pub key: String,
+    /// The node this copy is for.
+    pub target: NodeId,
+    /// The message as JSON (what [`Envelope::decode`] reads back).
+    pub json: Vec<u8>,
+}
+
+impl QueuedMessage {
+    /// The key of the copy of `msg_id` for `target`.
+    pub fn key_for(msg_id: &str, target: &NodeId) -> String {
+        format!("{msg_id}>{target}")
+    }
+
+    /// Decodes the stored message.
+    pub fn envelope(&self, limits: &MessageLimits) -> Result<Envelope, MessageError> {
+        Envelope::decode(&self.json, limits)
+    }
+}
+
+/// An attachment as the user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileAttachment {
+    /// MIME type.
+    pub mime_type: String,
+    /// Decrypted bytes.
+    pub data: Vec<u8>,
+}
+
+/// A verified message for the local user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// Its id.
+    pub msg_id: String,
+    /// Its author (signature checked against the author's key).
+    pub from: ChatId,
+    /// `(name, id)` of its channel, or `None` for a direct message.
+    pub channel: Option<(String, String)>,
+    /// The author's timestamp.
+    pub timestamp: String,
+    /// The text.
+    pub text: String,
+    /// Attachments.
+    pub attachments: Vec<FileAttachment>,
+}
+
+/// Something for the local user (or the node's UI) to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatEvent {
+    /// A verified (and, in a closed channel, decrypted) message.
+    Message(ReceivedMessage),
+    /// A channel this node had not heard of.
+    ChannelDiscovered {
+        /// Name.
+        name: String,
+        /// Id.
+        channel_id: String,
+        /// Closed channel.
+        closed: bool,
+    },
+    /// This node is now a member of a channel (joined, created, or by invitation).
+    Joined {
+        /// Name.
+        name: String,
+        /// Id.
+        channel_id: String,
+    },
+    /// An invitation waiting for [`crate::Router::join`] (when invites do not auto-join).
+    Invited {
+        /// Name.
+        name: String,
+        /// Id.
+        channel_id: String,
+        /// Who sent the key.
+        by: ChatId,
+    },
+    /// A member of one of our channels joined or left.
+    MembershipChanged {
+        /// Channel id.
+        channel_id: String,
+        /// The member.
+        member: ChatId,
+        /// True for a join, false for a leave or removal.
+        joined: bool,
+    },
+    /// We were removed from a closed channel.
+    Removed {
+        /// Name.
+        name: String,
+        /// Id.
+        channel_id: String,
+    },
+    /// A NACK: one of our messages could not be delivered yet (it waits at `by`) or ran out
+    /// of TTL there.
+    Nacked {
+        /// Our message.
+        msg_id: String,
+        /// Where it stopped.
+        by: ChatId,
+    },
+    /// One of our routed messages has no route now and waits in our own queue.
+    Queued {
+        /// Our message.
+        msg_id: String,
+        /// The recipient it waits for.
+        target: NodeId,
+    },
+    /// A neighbour said HELLO.
+    NeighbourIdentified {
+        /// The driver's neighbour id.
+        neighbour: NeighbourId,
+        /// Its node id.
+        node_id: ChatId,
+    },
+    /// CONNECT step 2: `peer` wants a direct connection and is at `address`; answer with
+    /// [`crate::Router::answer_connect`] and start dialling it.
+    ConnectRequested {
+        /// The initiator.
+        peer: ChatId,
+        /// Its observed address (`host:port`).
+        address: String,
+    },
+    /// CONNECT step 5: `peer` answered and is at `address`.
+    ConnectReady {
+        /// The target.
+        peer: ChatId,
+        /// Its observed address (`host:port`).
+        address: String,
+    },
+}
+
+/// What the driver must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send `message` to `to` (encode with [`Envelope::encode`], frame it or wrap it in an
+    /// envelope).
+    Transmit {
+        /// The neighbour.
+        to: NeighbourId,
+        /// The message.
+        message: Envelope,
+    },
+    /// Show to the local user.
+    Deliver(ChatEvent),
+    /// Store (or replace, by key) this message durably before acting on any later output.
+    Persist(QueuedMessage),
+    /// The stored message with this key is no longer needed (the key may name something that
+    /// was only ever held in memory: ignore unknown keys).
+    Forget {
+        /// [`QueuedMessage::key`].
+        key: String,
+    },
+    /// Close this neighbour's connection; the router has already forgotten it.
+    Disconnect {
+        /// The neighbour.
+        neighbour: NeighbourId,
+        /// Why.
+        reason: CutOffReason,
+    },
+}
+
+/// What the router has done and refused, for `kith status --json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatCounters {
+    /// Messages handled from neighbours.
+    pub received: u64,
+    /// Refused by the decoder (bad JSON, missing or mistyped field, ttl rule).
+    pub invalid: u64,
+    /// Dropped because the neighbour was over its rate.
+    pub rate_limited: u64,
+    /// Copies already acted on (flood duplicates), dropped.
+    pub duplicates: u64,
+    /// Flooded messages this node acted on (first copies).
+    pub flooded: u64,
+    /// Routed copies passed on to a next hop.
+    pub routed: u64,
+    /// Messages delivered to the local user.
+    pub delivered: u64,
+    /// MESSAGEs whose signature did not verify (or unsigned), dropped.
+    pub forged: u64,
+    /// MESSAGEs dropped because the author's certificate never came.
+    pub unverifiable: u64,
+    /// Closed-channel messages this member could not decrypt.
+    pub undecryptable: u64,
+    /// Routed copies put in the store-and-forward queue.
+    pub queued: u64,
+    /// Queued copies dropped (queue full or expired).
+    pub queue_dropped: u64,
+    /// Copies dropped because their TTL ran out.
+    pub ttl_expired: u64,
+    /// NACKs sent.
+    pub nacks_sent: u64,
+    /// HELLOs refused (id in use or not the link's key).
+    pub hello_refused: u64,
+    /// Messages refused as out of place (before HELLO, ROUTING from a client, unauthorised
+    /// kick or key request, bad certificate).
+    pub refused: u64,
+    /// Neighbours cut off.
+    pub cut_off: u64,
+    /// Next hops that did not ACK in time (the copy was re-routed).
+    pub ack_timeouts: u64,
+}
