@@ -61,6 +61,9 @@ struct FileSettings {
     db: Option<String>,
     listen: Option<String>,
     peer_listen: Option<String>,
+    chat_listen: Option<String>,
+    chat_tls: Option<bool>,
+    chat_name: Option<String>,
     announce: Option<String>,
     raw_links: Option<bool>,
     max_item: Option<usize>,
@@ -78,6 +81,10 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--peer-listen ADDR` (`off` disables the CIYAM peer port).
     pub peer_listen: Option<String>,
+    /// `--chat-listen ADDR` (`off` disables the ptpchat port).
+    pub chat_listen: Option<String>,
+    /// `--chat-tls`: the chat port speaks TLS only.
+    pub chat_tls: bool,
     /// `--announce HOST:PORT`.
     pub announce: Option<String>,
     /// `--raw`: unencrypted links (simulations only).
@@ -90,6 +97,8 @@ pub struct Overrides {
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7420";
 /// Default CIYAM peer port: loopback only (it is plain text unless a client says `tls`).
 pub const DEFAULT_PEER_LISTEN: &str = "127.0.0.1:7421";
+/// Default ptpchat port: loopback only (plain TCP unless `--chat-tls`).
+pub const DEFAULT_CHAT_LISTEN: &str = "127.0.0.1:7422";
 
 /// Every setting of a node or of a CLI command acting on a data dir, fully resolved.
 #[derive(Debug, Clone)]
@@ -106,6 +115,12 @@ pub struct NodeConfig {
     pub listen: Option<std::net::SocketAddr>,
     /// The CIYAM peer port; `None` when disabled (`off`).
     pub peer_listen: Option<std::net::SocketAddr>,
+    /// The ptpchat port; `None` when disabled (`off`).
+    pub chat_listen: Option<std::net::SocketAddr>,
+    /// The chat port speaks TLS (with the node certificate) only.
+    pub chat_tls: bool,
+    /// The name this node gives in chat (`name@GUID`); `None`: the bare GUID.
+    pub chat_name: Option<String>,
     /// What tickets name as this node's address (host, port); `None`: derived from `listen`.
     pub announce: Option<(String, u16)>,
     /// Unencrypted links (simulations only; loopback only unless `allow_raw_anywhere`).
@@ -143,6 +158,23 @@ impl NodeConfig {
             .or(file.peer_listen)
             .unwrap_or(DEFAULT_PEER_LISTEN.into());
         let peer_listen = parse_listen(&peer_listen_text)?;
+        let chat_listen_text = overrides
+            .chat_listen
+            .clone()
+            .or(file.chat_listen)
+            .unwrap_or(DEFAULT_CHAT_LISTEN.into());
+        let chat_listen = parse_listen(&chat_listen_text)?;
+        let chat_name = file.chat_name.filter(|n| !n.trim().is_empty());
+        if let Some(name) = &chat_name {
+            if name.contains('@') || name.chars().any(char::is_control) || name.len() > 64 {
+                return Err(ConfigError::Invalid {
+                    key: "chat_name",
+                    reason:
+                        "a chat name is at most 64 characters, without '@' or control characters"
+                            .into(),
+                });
+            }
+        }
         let announce = match overrides.announce.clone().or(file.announce) {
             Some(text) => Some(parse_host_port(&text)?),
             None => None,
@@ -155,6 +187,9 @@ impl NodeConfig {
             limits: file.limits.unwrap_or_default(),
             listen,
             peer_listen,
+            chat_listen,
+            chat_tls: overrides.chat_tls || file.chat_tls.unwrap_or(false),
+            chat_name,
             announce,
             raw_links,
             allow_raw_anywhere: overrides.allow_raw_anywhere,

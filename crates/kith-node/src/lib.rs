@@ -16,9 +16,13 @@
 //! - [`custodian`]: encrypted custody of other people's files (the custodian's side).
 //! - [`exchange`]: the same protocol over secure links: `kith file get --from`.
 //! - [`retention`]: proof of retention: placements of our files with peers, and checks.
+//! - [`sharing`]: fair replication: offers, the background replicator, choking.
+//! - [`retention`]: proof of retention: placements and `chk HASH NONCE` checks.
+//! - [`chat`]: the ptpchat overlay: the router's task, the chat port, chat over links.
 //! - [`control`]: the JSON-over-HTTP API on the data dir's Unix socket, server and client.
 #![deny(missing_docs)]
 
+pub mod chat;
 pub mod config;
 pub mod control;
 pub mod custodian;

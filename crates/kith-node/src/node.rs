@@ -93,6 +93,8 @@ pub struct NodeState {
     pub uploads: crate::sharing::Uploads,
     /// Files peers offered, waiting for the replicator.
     pub replication: crate::sharing::ReplicationQueue,
+    /// The chat task's inputs.
+    pub chat: crate::chat::Chat,
     /// Proof of retention: placement notices in flight, one round of checks at a time.
     pub retention: crate::retention::Retention,
     node_id: String,
@@ -175,8 +177,8 @@ impl NodeState {
     /// Where envelopes that the link layer does not handle go: `ciyam`/`ciyam-r` to the peer's
     /// file-exchange session ([`crate::exchange::dispatch`]), `offer` to the replicator
     /// ([`crate::sharing::on_offer`]), `have` to the placements
-    /// ([`crate::retention::dispatch`]); the chat protocol plugs in here later. Anything else
-    /// is counted and dropped.
+    /// ([`crate::retention::dispatch`]), `chat` to the chat task ([`crate::chat`]). Anything
+    /// else is counted and dropped.
     pub fn dispatch(self: &Arc<Self>, peer: AgentId, envelope: Envelope) {
         let command = envelope.command.as_str();
         if command == kith_proto::files::binary::ENVELOPE_COMMAND
@@ -187,6 +189,15 @@ impl NodeState {
         }
         if command == crate::sharing::OFFER_COMMAND {
             crate::sharing::on_offer(self, peer, &envelope);
+            return;
+        }
+        if command == crate::chat::CHAT_COMMAND {
+            if !self
+                .chat
+                .offer(crate::chat::ChatInput::LinkFrame(peer, envelope.data))
+            {
+                self.counters.bump("chat_envelopes_dropped");
+            }
             return;
         }
         if command == crate::retention::HAVE_COMMAND {
@@ -210,7 +221,11 @@ impl NodeState {
             files,
             links: self.links.linked().len() as u64,
             listeners: self.listeners.clone(),
-            counters: self.counters.snapshot(),
+            counters: {
+                let mut counters = self.counters.snapshot();
+                counters.extend(self.chat.counters());
+                counters
+            },
         }
     }
 }
@@ -224,6 +239,8 @@ pub struct Ready {
     pub listen: Option<SocketAddr>,
     /// The CIYAM peer port's address, if enabled.
     pub peer_listen: Option<SocketAddr>,
+    /// The chat port's address, if enabled.
+    pub chat_listen: Option<SocketAddr>,
     /// The node's agent id.
     pub agent: String,
     /// The node's chat node id.
@@ -285,6 +302,19 @@ pub async fn serve(
         ),
         None => None,
     };
+    let chat_listener = match config.chat_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    what: "chat port",
+                    addr: addr.to_string(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let chat_listen = chat_listener.as_ref().and_then(|l| l.local_addr().ok());
     let listen = listener.as_ref().and_then(|l| l.local_addr().ok());
     let peer_listen = peer_listener.as_ref().and_then(|l| l.local_addr().ok());
     let mut listeners = BTreeMap::from([("control".to_owned(), socket.display().to_string())]);
@@ -293,6 +323,9 @@ pub async fn serve(
     }
     if let Some(addr) = peer_listen {
         listeners.insert("peer_listen".to_owned(), addr.to_string());
+    }
+    if let Some(addr) = chat_listen {
+        listeners.insert("chat_listen".to_owned(), addr.to_string());
     }
     let tls = match crate::tls::server_config(&identity) {
         Ok(tls) => Some(tls),
@@ -321,6 +354,12 @@ pub async fn serve(
         secure = secure.with_mode(Mode::Raw);
     }
     let (stop_tx, _) = watch::channel(false);
+    let (chat, chat_queues) = crate::chat::Chat::new(config.limits.chat_input_queue);
+    if config.chat_tls && tls.is_none() && chat_listener.is_some() {
+        return Err(NodeError::Open(
+            "--chat-tls needs the node certificate, which could not be built".into(),
+        ));
+    }
     let state = Arc::new(NodeState {
         agent: identity.agent_id(),
         node_id: identity.node_id().to_string(),
@@ -329,6 +368,7 @@ pub async fn serve(
         exchange: crate::exchange::Exchange::new(config.limits.max_exchange_sessions),
         progress: Default::default(),
         uploads: crate::sharing::Uploads::new(&config.limits, config.limits.max_links),
+        chat,
         replication: crate::sharing::ReplicationQueue::new(config.limits.max_pending_replications),
         retention: crate::retention::Retention::default(),
         guard: Mutex::new(AdmissionGuard::new(config.limits.clone())),
@@ -344,12 +384,20 @@ pub async fn serve(
         store: Arc::new(Mutex::new(store)),
         config,
     });
-    drop(identity);
+    tokio::spawn(crate::chat::run(Arc::clone(&state), identity, chat_queues));
     if let Some(listener) = listener {
         tokio::spawn(net::accept_loop(Arc::clone(&state), listener));
     }
     if let Some(listener) = peer_listener {
         tokio::spawn(crate::peer_port::accept_loop(Arc::clone(&state), listener));
+    }
+    if let Some(listener) = chat_listener {
+        let tls = state.config.chat_tls;
+        tokio::spawn(crate::chat::port::accept_loop(
+            Arc::clone(&state),
+            listener,
+            tls,
+        ));
     }
     tokio::spawn(crate::sharing::replicate(Arc::clone(&state)));
     net::relink_known_peers(Arc::clone(&state), peers);
@@ -359,6 +407,7 @@ pub async fn serve(
         control: socket.clone(),
         listen,
         peer_listen,
+        chat_listen,
         agent: state.agent.to_string(),
         node_id: state.node_id.clone(),
     });

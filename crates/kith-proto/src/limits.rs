@@ -190,6 +190,17 @@ pub struct Limits {
     /// Refused messages (invalid, over the rate, forged) a neighbour may cause in a burst
     /// before it is cut off; refilled at one per second.
     pub chat_junk_burst: u32,
+    /// Chat messages kept in the node's log for `kith chat read` (the oldest go first).
+    pub chat_log_messages: usize,
+    /// Clients on the chat port at once; more are closed on accept.
+    pub max_chat_clients: usize,
+    /// Inputs waiting for the chat task (frames from links and clients, user actions); a
+    /// frame from a link beyond this is dropped (ACKs and retries recover it), a client's
+    /// reader waits.
+    pub chat_input_queue: usize,
+    /// Frames waiting to be written to one chat-port client; a client that falls this far
+    /// behind loses what does not fit.
+    pub chat_client_queue: usize,
 }
 
 impl Default for Limits {
@@ -265,6 +276,10 @@ impl Default for Limits {
             chat_rate_per_sec: 200,
             chat_rate_burst: 1_000,
             chat_junk_burst: 100,
+            chat_log_messages: 10_000,
+            max_chat_clients: 256,
+            chat_input_queue: 1_024,
+            chat_client_queue: 256,
         }
     }
 }

@@ -10,8 +10,9 @@ use std::sync::Barrier;
 
 use kith_crypto::{AgentId, Identity};
 use kith_store::meta::{
-    CheckResult, CustodyRecord, MetaDb, PlacementOutcome, PostgresMeta, SqliteMeta,
-    MAX_FAILURE_TEXT, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS,
+    ChatChannelRow, ChatMessageRow, ChatQueueRow, CheckResult, CustodyRecord, MetaDb,
+    PlacementOutcome, PostgresMeta, SqliteMeta, MAX_FAILURE_TEXT, POSTGRES_MIGRATIONS,
+    SQLITE_MIGRATIONS,
 };
 use kith_store::{
     BlobStore, ContentHash, FileStore, ItemKind, ItemType, MetaError, PeerUpsert, RefusalReason,
@@ -1162,6 +1163,67 @@ fn check_results_are_counted_per_placement_and_summed_per_peer(backend: &Backend
     assert_eq!(db.get_peer(&a).unwrap().unwrap().retention_failures, 2);
 }
 
+fn chat_queue_log_and_channels_survive_reopening(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let mut meta = fx.meta();
+    let row = |key: &str, json: &[u8]| ChatQueueRow {
+        key: key.to_owned(),
+        target: "guid".to_owned(),
+        json: json.to_vec(),
+    };
+    meta.chat_persist(&row("a", b"{1}"), NOW).unwrap();
+    meta.chat_persist(&row("b", b"{2}"), NOW + 1).unwrap();
+    meta.chat_persist(&row("a", b"{1 again}"), NOW + 2).unwrap();
+    meta.chat_forget("b").unwrap();
+    meta.chat_forget("never queued").unwrap();
+    assert_eq!(
+        fx.meta().chat_queued(10).unwrap(),
+        vec![row("a", b"{1 again}")]
+    );
+
+    let message = |text: &str, channel: Option<&str>| ChatMessageRow {
+        seq: 0,
+        msg_id: format!("id-{text}"),
+        channel: channel.map(str::to_owned),
+        channel_id: channel.map(|c| format!("{c}-id")),
+        sender: "someone".to_owned(),
+        sent_at: "2026-11-22T00:00:00Z".to_owned(),
+        text: text.to_owned(),
+        attachments: "[]".to_owned(),
+        received_at: NOW,
+    };
+    let first = meta.chat_append(&message("one", Some("lobby")), 2).unwrap();
+    meta.chat_append(&message("two", None), 2).unwrap();
+    meta.chat_append(&message("three", Some("lobby")), 2)
+        .unwrap();
+    let all = fx.meta().chat_read(0, None, 10).unwrap();
+    let texts: Vec<&str> = all.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["two", "three"], "only the newest two are kept");
+    assert!(all[0].seq > first);
+    let lobby = meta.chat_read(0, Some("lobby"), 10).unwrap();
+    assert_eq!(lobby.len(), 1);
+    assert_eq!(lobby[0].channel_id.as_deref(), Some("lobby-id"));
+    assert!(meta.chat_read(all[1].seq, None, 10).unwrap().is_empty());
+
+    let lobby = ChatChannelRow {
+        name: "lobby".to_owned(),
+        closed: false,
+    };
+    let secret = ChatChannelRow {
+        name: "secret".to_owned(),
+        closed: true,
+    };
+    meta.chat_set_joined(&lobby, true, NOW).unwrap();
+    meta.chat_set_joined(&secret, true, NOW + 1).unwrap();
+    meta.chat_set_joined(&lobby, true, NOW + 2).unwrap();
+    assert_eq!(
+        fx.meta().chat_joined().unwrap(),
+        vec![lobby.clone(), secret]
+    );
+    meta.chat_set_joined(&lobby, false, NOW + 3).unwrap();
+    assert_eq!(meta.chat_joined().unwrap().len(), 1);
+}
+
 macro_rules! suite {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -1178,6 +1240,7 @@ macro_rules! suite {
 }
 
 suite!(
+    chat_queue_log_and_channels_survive_reopening,
     shared_files_and_replicas_follow_the_file,
     round_trip_at_boundary_sizes,
     deep_tree_round_trips_with_smallest_items,

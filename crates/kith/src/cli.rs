@@ -76,6 +76,75 @@ pub enum Command {
         #[arg(value_name = "HOST:PORT")]
         target: String,
     },
+    /// Chat: channels, direct messages, invitations; with no subcommand, an interactive chat.
+    Chat {
+        /// What to do (none: interactive).
+        #[command(subcommand)]
+        command: Option<ChatCommand>,
+    },
+}
+
+/// `kith chat ...`
+#[derive(Debug, Subcommand)]
+pub enum ChatCommand {
+    /// Join a channel (creating it if nobody has); --closed creates an invitation-only,
+    /// encrypted channel.
+    Join {
+        /// The channel's name.
+        name: String,
+        /// Create it closed.
+        #[arg(long)]
+        closed: bool,
+    },
+    /// Leave a channel.
+    Leave {
+        /// The channel's name.
+        name: String,
+    },
+    /// Say something in a channel.
+    Say {
+        /// The channel's name.
+        name: String,
+        /// The text.
+        text: String,
+        /// Attach a file (its type is guessed from its extension).
+        #[arg(long, value_name = "FILE")]
+        attach: Vec<PathBuf>,
+    },
+    /// Send a direct message to a node (routed, kept until it arrives).
+    Send {
+        /// The node id (`kith id`), GUID or name@GUID.
+        node_id: String,
+        /// The text.
+        text: String,
+        /// Attach a file.
+        #[arg(long, value_name = "FILE")]
+        attach: Vec<PathBuf>,
+    },
+    /// Print messages (every channel and the direct messages, or one channel).
+    Read {
+        /// Only this channel.
+        name: Option<String>,
+        /// Keep printing new messages until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// The channels this node knows.
+    Channels,
+    /// Send a node the key of a closed channel (it joins on receipt).
+    Invite {
+        /// The channel's name.
+        name: String,
+        /// The node id.
+        node_id: String,
+    },
+    /// Remove a node from a closed channel (the others get a new key).
+    Kick {
+        /// The channel's name.
+        name: String,
+        /// The node id.
+        node_id: String,
+    },
 }
 
 /// `kith up` flags.
@@ -88,6 +157,13 @@ pub struct UpArgs {
     /// [default: 127.0.0.1:7421]
     #[arg(long, value_name = "ADDR")]
     pub peer_listen: Option<String>,
+    /// ptpchat port (4-byte length + JSON, for plain ptpchat clients): ADDR:PORT or `off`
+    /// [default: 127.0.0.1:7422]
+    #[arg(long, value_name = "ADDR")]
+    pub chat_listen: Option<String>,
+    /// Make the chat port TLS-only, with the node certificate.
+    #[arg(long)]
+    pub chat_tls: bool,
     /// The HOST:PORT that tickets name, when peers must reach this node at another address
     /// than the one it listens on (NAT, a public name)
     #[arg(long, value_name = "HOST:PORT")]

@@ -278,6 +278,8 @@ fn up_serves_status_and_stops_cleanly_on_sigterm() {
             "127.0.0.1:0",
             "--peer-listen",
             "127.0.0.1:0",
+            "--chat-listen",
+            "127.0.0.1:0",
             "--json",
         ])
         .stdout(Stdio::piped())

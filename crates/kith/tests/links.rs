@@ -238,6 +238,8 @@ fn raw_mode_links_on_loopback_and_is_refused_facing_the_network() {
             "0.0.0.0:0",
             "--peer-listen",
             "off",
+            "--chat-listen",
+            "off",
         ])
         .output()
         .unwrap();

@@ -383,6 +383,8 @@ fn seed_session_one_against_a_kith_node() {
             "127.0.0.1:0",
             "--peer-listen",
             "127.0.0.1:0",
+            "--chat-listen",
+            "127.0.0.1:0",
             "--json",
         ])
         .env_remove("KITH_DATA")

@@ -253,3 +253,29 @@ pub struct ChatCounters {
     /// Next hops that did not ACK in time (the copy was re-routed).
     pub ack_timeouts: u64,
 }
+
+impl ChatCounters {
+    /// Every counter with its name, for status reports.
+    pub fn pairs(&self) -> [(&'static str, u64); 18] {
+        [
+            ("received", self.received),
+            ("invalid", self.invalid),
+            ("rate_limited", self.rate_limited),
+            ("duplicates", self.duplicates),
+            ("flooded", self.flooded),
+            ("routed", self.routed),
+            ("delivered", self.delivered),
+            ("forged", self.forged),
+            ("unverifiable", self.unverifiable),
+            ("undecryptable", self.undecryptable),
+            ("queued", self.queued),
+            ("queue_dropped", self.queue_dropped),
+            ("ttl_expired", self.ttl_expired),
+            ("nacks_sent", self.nacks_sent),
+            ("hello_refused", self.hello_refused),
+            ("refused", self.refused),
+            ("cut_off", self.cut_off),
+            ("ack_timeouts", self.ack_timeouts),
+        ]
+    }
+}

@@ -20,6 +20,10 @@
 //!   to peers); `POST /v1/files/unshare` [`HashBody`] → [`Changed`]
 //! - `GET /v1/files/transfers` → [`crate::exchange::progress::TransferProgress`]es (fetches
 //!   running now, for progress bars)
+//! - `POST /v1/chat` [`crate::chat::ChatRequest`] → [`crate::chat::ChatReply`] (every chat
+//!   action: join, leave, say, send, invite, kick, channels, status)
+//! - `POST /v1/chat/read` [`ChatReadBody`] → [`kith_store::meta::ChatMessageRow`]s (the
+//!   message log after a sequence number, waiting up to `wait_ms` for one to arrive)
 //! - `POST /v1/custody/persist` [`PersistBody`] → [`crate::exchange::PersistReport`] (a push
 //!   request already stored here, to a custodian)
 //! - `POST /v1/custody/retrieve` [`FetchBody`] → [`crate::exchange::RetrieveReport`] (the pull
@@ -65,6 +69,27 @@ pub const TRANSFERS_PATH: &str = "/v1/files/transfers";
 pub struct HashBody {
     /// The file's content address (64 hex).
     pub hash: String,
+}
+
+/// Every chat action.
+pub const CHAT_PATH: &str = "/v1/chat";
+/// The chat message log.
+pub const CHAT_READ_PATH: &str = "/v1/chat/read";
+
+/// The longest a `POST /v1/chat/read` waits for a message (below the control timeout).
+pub const MAX_CHAT_WAIT_MS: u64 = 5_000;
+
+/// What `POST /v1/chat/read` asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChatReadBody {
+    /// Only this channel (by name); `None` for every channel and the direct messages.
+    pub channel: Option<String>,
+    /// Messages after this sequence number (0: from the oldest kept).
+    pub after: i64,
+    /// At most this many.
+    pub limit: usize,
+    /// With nothing to return, wait up to this long (capped at [`MAX_CHAT_WAIT_MS`]).
+    pub wait_ms: u64,
 }
 
 /// Send a push request to a custodian.

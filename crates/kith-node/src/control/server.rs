@@ -33,6 +33,8 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(SHARE_PATH, post(share))
         .route(UNSHARE_PATH, post(unshare))
         .route(TRANSFERS_PATH, get(transfers))
+        .route(CHAT_PATH, post(chat))
+        .route(CHAT_READ_PATH, post(chat_read))
         .route(PERSIST_PATH, post(persist))
         .route(RETRIEVE_PATH, post(retrieve))
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -294,6 +296,47 @@ async fn transfers(
     State(state): State<Arc<NodeState>>,
 ) -> Api<Vec<crate::exchange::progress::TransferProgress>> {
     Ok(Json(state.progress.list()))
+}
+
+async fn chat(
+    State(state): State<Arc<NodeState>>,
+    Json(request): Json<crate::chat::ChatRequest>,
+) -> Api<crate::chat::ChatReply> {
+    state
+        .chat
+        .request(request)
+        .await
+        .map(Json)
+        .map_err(bad_request)
+}
+
+async fn chat_read(
+    State(state): State<Arc<NodeState>>,
+    Json(body): Json<ChatReadBody>,
+) -> Api<Vec<kith_store::meta::ChatMessageRow>> {
+    let wait = Duration::from_millis(body.wait_ms.min(MAX_CHAT_WAIT_MS));
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribed before the first read, so a message logged in between still wakes us.
+    let mut changed = state.chat.log_changed();
+    let limit = body
+        .limit
+        .clamp(1, state.config.limits.chat_log_messages.max(1));
+    loop {
+        let (after, channel) = (body.after, body.channel.clone());
+        let rows = store(&state, move |s| {
+            s.meta().chat_read(after, channel.as_deref(), limit)
+        })
+        .await?;
+        if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(rows));
+        }
+        if tokio::time::timeout_at(deadline, changed.changed())
+            .await
+            .is_err()
+        {
+            return Ok(Json(rows));
+        }
+    }
 }
 
 async fn persist(

@@ -70,6 +70,7 @@ pub fn start(
     } else {
         crate::sharing::link_up(state, peer);
     }
+    state.chat.link_up(peer, Some(remote.ip()));
     state.counters.bump("links_established");
     tracing::info!(peer = %peer, %remote, ?side, "link up");
     let task_state = Arc::clone(state);
@@ -92,6 +93,7 @@ async fn state_after_link(
     if !state.links.is_linked(&peer) {
         // The peer's file-exchange session (either end) died with the link.
         state.exchange.link_down(&peer);
+        state.chat.link_down(peer);
     }
     if side == Side::Responder {
         state.guard().link_closed(remote.ip());

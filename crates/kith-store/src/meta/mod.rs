@@ -40,6 +40,7 @@
 //! All SQL is static text with bound parameters; nothing from input is spliced into a query
 //! (the one exception, a PostgreSQL schema name, is validated as a plain identifier first).
 
+mod chat;
 mod custody;
 mod peers;
 mod pg;
@@ -53,6 +54,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::{ContentHash, ItemKind};
 
+pub use chat::{ChatChannelRow, ChatMessageRow, ChatQueueRow};
 pub use custody::CustodyRecord;
 pub use peers::{BlockedAgent, PeerRecord, PeerUpsert, RefusalReason, TicketRecord, TicketVerdict};
 pub use pg::PostgresMeta;
@@ -132,6 +134,8 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     CREATE INDEX placements_last_check_at ON placements(last_check_at);",
     // 5: files offered to peers, and replicas kept for them.
     sharing::SQLITE_MIGRATION,
+    // 6: chat: the store-and-forward queue, the message log, joined channels.
+    chat::SQLITE_MIGRATION,
 ];
 
 /// Migrations for PostgreSQL, in order; entry `i` brings the schema to version `i + 1`.
@@ -204,6 +208,8 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     CREATE INDEX placements_last_check_at ON placements(last_check_at);",
     // 5: files offered to peers, and replicas kept for them.
     sharing::POSTGRES_MIGRATION,
+    // 6: chat: the store-and-forward queue, the message log, joined channels.
+    chat::POSTGRES_MIGRATION,
 ];
 
 /// A user-visible stored file.
@@ -485,6 +491,41 @@ pub trait MetaDb: Send {
 
     /// Bytes of replicas kept for peers (for the replica quota).
     fn replica_bytes(&mut self) -> Result<u64, MetaError>;
+
+    // ---- chat ----
+
+    /// Keeps (or replaces, by key) a routed chat message until it is delivered.
+    fn chat_persist(&mut self, row: &ChatQueueRow, now: i64) -> Result<(), MetaError>;
+
+    /// Drops a queued chat message (an unknown key is not an error).
+    fn chat_forget(&mut self, key: &str) -> Result<(), MetaError>;
+
+    /// Queued chat messages, oldest first, at most `limit`.
+    fn chat_queued(&mut self, limit: usize) -> Result<Vec<ChatQueueRow>, MetaError>;
+
+    /// Appends a message to the log, keeping only the newest `keep`; returns its sequence
+    /// number.
+    fn chat_append(&mut self, row: &ChatMessageRow, keep: usize) -> Result<i64, MetaError>;
+
+    /// Logged messages after sequence number `after` (of one channel, by name, if given),
+    /// oldest first, at most `limit`.
+    fn chat_read(
+        &mut self,
+        after: i64,
+        channel: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ChatMessageRow>, MetaError>;
+
+    /// Records that this node joined (or left) a channel.
+    fn chat_set_joined(
+        &mut self,
+        channel: &ChatChannelRow,
+        joined: bool,
+        now: i64,
+    ) -> Result<(), MetaError>;
+
+    /// The channels this node is a member of, in the order it joined them.
+    fn chat_joined(&mut self) -> Result<Vec<ChatChannelRow>, MetaError>;
 }
 
 impl std::fmt::Debug for dyn MetaDb {

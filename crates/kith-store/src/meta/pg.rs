@@ -13,6 +13,7 @@ use std::time::Duration;
 use postgres::config::Host;
 use postgres::{Client, Config, GenericClient, NoTls, Row};
 
+use super::chat::{ChatChannelRow, ChatMessageRow, ChatQueueRow};
 use super::custody::{custody_from_columns, CustodyRecord, CUSTODY_COLUMNS};
 use super::peers::{
     check_agent_id, check_peer, check_token, count_from_db, judge_ticket, key_from_db,
@@ -613,6 +614,44 @@ impl MetaDb for PostgresMeta {
 
     fn replica_bytes(&mut self) -> Result<u64, MetaError> {
         super::sharing::pg::replica_bytes(&mut self.client)
+    }
+
+    fn chat_persist(&mut self, row: &ChatQueueRow, now: i64) -> Result<(), MetaError> {
+        super::chat::pg::persist(&mut self.client, row, now)
+    }
+
+    fn chat_forget(&mut self, key: &str) -> Result<(), MetaError> {
+        super::chat::pg::forget(&mut self.client, key)
+    }
+
+    fn chat_queued(&mut self, limit: usize) -> Result<Vec<ChatQueueRow>, MetaError> {
+        super::chat::pg::queued(&mut self.client, limit)
+    }
+
+    fn chat_append(&mut self, row: &ChatMessageRow, keep: usize) -> Result<i64, MetaError> {
+        super::chat::pg::append(&mut self.client, row, keep)
+    }
+
+    fn chat_read(
+        &mut self,
+        after: i64,
+        channel: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ChatMessageRow>, MetaError> {
+        super::chat::pg::read(&mut self.client, after, channel, limit)
+    }
+
+    fn chat_set_joined(
+        &mut self,
+        channel: &ChatChannelRow,
+        joined: bool,
+        now: i64,
+    ) -> Result<(), MetaError> {
+        super::chat::pg::set_joined(&mut self.client, channel, joined, now)
+    }
+
+    fn chat_joined(&mut self) -> Result<Vec<ChatChannelRow>, MetaError> {
+        super::chat::pg::joined(&mut self.client)
     }
 
     fn insert_placement(

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::chat::{ChatChannelRow, ChatMessageRow, ChatQueueRow};
 use super::custody::{custody_from_columns, CustodyRecord, CUSTODY_COLUMNS};
 use super::peers::{
     check_agent_id, check_peer, check_token, count_from_db, judge_ticket, key_from_db,
@@ -553,6 +554,44 @@ impl MetaDb for SqliteMeta {
 
     fn replica_bytes(&mut self) -> Result<u64, MetaError> {
         super::sharing::sqlite::replica_bytes(&self.conn)
+    }
+
+    fn chat_persist(&mut self, row: &ChatQueueRow, now: i64) -> Result<(), MetaError> {
+        super::chat::sqlite::persist(&self.conn, row, now)
+    }
+
+    fn chat_forget(&mut self, key: &str) -> Result<(), MetaError> {
+        super::chat::sqlite::forget(&self.conn, key)
+    }
+
+    fn chat_queued(&mut self, limit: usize) -> Result<Vec<ChatQueueRow>, MetaError> {
+        super::chat::sqlite::queued(&self.conn, limit)
+    }
+
+    fn chat_append(&mut self, row: &ChatMessageRow, keep: usize) -> Result<i64, MetaError> {
+        super::chat::sqlite::append(&mut self.conn, row, keep)
+    }
+
+    fn chat_read(
+        &mut self,
+        after: i64,
+        channel: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ChatMessageRow>, MetaError> {
+        super::chat::sqlite::read(&self.conn, after, channel, limit)
+    }
+
+    fn chat_set_joined(
+        &mut self,
+        channel: &ChatChannelRow,
+        joined: bool,
+        now: i64,
+    ) -> Result<(), MetaError> {
+        super::chat::sqlite::set_joined(&self.conn, channel, joined, now)
+    }
+
+    fn chat_joined(&mut self) -> Result<Vec<ChatChannelRow>, MetaError> {
+        super::chat::sqlite::joined(&self.conn)
     }
 
     fn insert_placement(

@@ -1,6 +1,7 @@
 //! One module per command group. Each command resolves the settings, does its work through the
 //! library crates, and prints either text for people or one JSON document for scripts.
 
+mod chat;
 mod content;
 mod custody;
 mod file;
@@ -30,6 +31,8 @@ impl Env {
         if let Command::Up(up) = command {
             overrides.listen = up.listen.clone();
             overrides.peer_listen = up.peer_listen.clone();
+            overrides.chat_listen = up.chat_listen.clone();
+            overrides.chat_tls = up.chat_tls;
             overrides.announce = up.announce.clone();
             overrides.raw_links = up.raw;
             overrides.allow_raw_anywhere = up.allow_raw_anywhere;
@@ -69,5 +72,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Persist(args) => custody::persist(&env, args),
         Command::Retrieve(args) => custody::retrieve(&env, args),
         Command::Shell { target } => crate::shell::run(&env, &target),
+        Command::Chat { command } => chat::run(&env, command),
     }
 }

@@ -68,8 +68,7 @@ pub fn up(env: Env) -> Result<()> {
                 "node_id": ready.node_id,
                 "listen": ready.listen.map(|a| a.to_string()),
                 "peer_listen": ready.peer_listen.map(|a| a.to_string()),
-                // The chat listener arrives with the chat issue.
-                "chat_listen": null,
+                "chat_listen": ready.chat_listen.map(|a| a.to_string()),
             });
             let _ = print_json(&doc);
         } else {

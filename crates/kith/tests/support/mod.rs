@@ -42,6 +42,8 @@ impl Node {
                 listen,
                 "--peer-listen",
                 "127.0.0.1:0",
+                "--chat-listen",
+                "127.0.0.1:0",
                 "--json",
             ])
             .env("KITH_LOG", "warn")

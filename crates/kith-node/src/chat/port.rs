@@ -1,0 +1,122 @@
+//! The chat port: plain ptpchat clients, framed the reference's way (4-byte big-endian length +
+//! JSON; an empty frame is a keep-alive), over plain TCP or, with `--chat-tls`, TLS only with
+//! the node certificate.
+//!
+//! Each connection is one neighbour of the router ([`kith_chat::NeighbourKind::Client`]). The
+//! reader checks every frame's declared length against `chat_max_frame` before reading it and
+//! waits for room in the chat task's queue (so a fast client is slowed, not buffered); the
+//! writer sends what the router transmits from a bounded queue, and a client that does not
+//! read is dropped when that queue is full. At most `max_chat_clients` connections at once;
+//! the router cuts off a silent client after `chat_neighbour_idle_ms`.
+
+use super::ChatInput;
+use crate::node::NodeState;
+use bytes::{Bytes, BytesMut};
+use kith_chat::frame::{ChatFrame, ChatFrameDecoder};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Accepts chat clients until the node stops.
+pub async fn accept_loop(state: Arc<NodeState>, listener: TcpListener, tls: bool) {
+    let clients = Arc::new(AtomicUsize::new(0));
+    let mut stopping = state.stopping();
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::debug!("chat port accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopping.changed() => return,
+        };
+        if clients.load(Ordering::Acquire) >= state.config.limits.max_chat_clients {
+            state.counters.bump("chat_clients_refused");
+            continue; // dropped: closed without a word
+        }
+        clients.fetch_add(1, Ordering::AcqRel);
+        let (state, clients) = (Arc::clone(&state), Arc::clone(&clients));
+        tokio::spawn(async move {
+            serve(&state, stream, remote.ip(), tls).await;
+            clients.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+async fn serve(state: &Arc<NodeState>, stream: TcpStream, ip: std::net::IpAddr, tls: bool) {
+    let _ = stream.set_nodelay(true);
+    if !tls {
+        return client(state, stream, ip).await;
+    }
+    let Some(config) = state.tls.clone() else {
+        return;
+    };
+    let timeout = Duration::from_millis(state.config.limits.handshake_timeout_ms);
+    let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+    match tokio::time::timeout(timeout, accept).await {
+        Ok(Ok(stream)) => {
+            state.counters.bump("chat_clients_tls");
+            client(state, stream, ip).await
+        }
+        _ => state.counters.bump("chat_tls_failed"),
+    }
+}
+
+async fn client<S>(state: &Arc<NodeState>, stream: S, ip: std::net::IpAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let id = state.chat.next_client_id();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(state.config.limits.chat_client_queue.max(1));
+    if !state.chat.send(ChatInput::ClientUp { id, ip, tx }).await {
+        return;
+    }
+    state.counters.bump("chat_clients");
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let decoder = ChatFrameDecoder::new(&state.config.limits);
+    let read = async {
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(ChatFrame::KeepAlive)) => {
+                        state.chat.send(ChatInput::ClientKeepAlive(id)).await;
+                    }
+                    Ok(Some(ChatFrame::Message(json))) => {
+                        state.chat.send(ChatInput::ClientFrame(id, json)).await;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        state.counters.bump("chat_frames_refused");
+                        tracing::debug!(client = id, "chat port: {e}");
+                        return;
+                    }
+                }
+            }
+            match reader.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let write = async {
+        // Ends when the router forgets the client (its sender is dropped) or writing fails.
+        while let Some(frame) = rx.recv().await {
+            if writer.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        let _ = writer.shutdown().await;
+    };
+    tokio::select! {
+        _ = read => {},
+        _ = write => {},
+    }
+    state.chat.send(ChatInput::ClientDown(id)).await;
+}
