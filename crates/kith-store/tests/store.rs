@@ -975,6 +975,22 @@ fn custody_is_recorded_once_per_owner_and_counted(backend: &Backend) {
     assert_eq!(other.len(), 2, "another connection sees the same custody");
 }
 
+fn items_of_recorded_files_are_in_use_and_loose_items_are_not(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let mut store = fx.store();
+    let big = data(2 * CAP + 7, 21);
+    let file = store.put_reader(&mut Cursor::new(&big), Some("big")).unwrap();
+    let loose = store
+        .blobs()
+        .put_item(ItemType::BLOB, b"a loose item, no file uses it")
+        .unwrap();
+    assert!(store.meta().item_in_use(&file.hash).unwrap(), "the root");
+    assert!(store.meta().item_in_use(&chunk_hash(&big[..CAP])).unwrap());
+    assert!(!store.meta().item_in_use(&loose).unwrap());
+    store.remove(&file.hash).unwrap();
+    assert!(!store.meta().item_in_use(&file.hash).unwrap());
+}
+
 macro_rules! suite {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -1014,4 +1030,5 @@ suite!(
     racing_redemptions_accept_each_one_time_ticket_exactly_once,
     two_processes_of_one_site_share_peers_and_tickets,
     custody_is_recorded_once_per_owner_and_counted,
+    items_of_recorded_files_are_in_use_and_loose_items_are_not,
 );

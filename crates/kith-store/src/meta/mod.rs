@@ -380,6 +380,10 @@ pub trait MetaDb: Send {
 
     /// Bytes held in custody in all (for the quota).
     fn custody_bytes(&mut self) -> Result<u64, MetaError>;
+
+    /// Whether a recorded file is `item` or uses it: loose items (a custody copy fetched for
+    /// decryption, a pull request) may be deleted only when this is false.
+    fn item_in_use(&mut self, item: &ContentHash) -> Result<bool, MetaError>;
 }
 
 impl std::fmt::Debug for dyn MetaDb {

@@ -585,6 +585,20 @@ impl MetaDb for PostgresMeta {
             .map_err(|e| MetaError::BadRow(e.to_string()))?;
         Ok(u64::try_from(total).unwrap_or(0))
     }
+
+    fn item_in_use(&mut self, item: &ContentHash) -> Result<bool, MetaError> {
+        let hex = item.to_hex();
+        let row = self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM file_items WHERE item_hash = $1)
+                     OR EXISTS (SELECT 1 FROM files WHERE hash = $1)",
+                &[&hex],
+            )
+            .map_err(query_err("checking item use"))?;
+        row.try_get(0)
+            .map_err(|e| MetaError::BadRow(e.to_string()))
+    }
 }
 
 fn peer_from_row(row: &Row) -> Result<PeerRecord, MetaError> {

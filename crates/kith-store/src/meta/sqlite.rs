@@ -525,6 +525,20 @@ impl MetaDb for SqliteMeta {
             .map_err(query_err("summing custody"))?;
         Ok(u64::try_from(total).unwrap_or(0))
     }
+
+    fn item_in_use(&mut self, item: &ContentHash) -> Result<bool, MetaError> {
+        let hex = item.to_hex();
+        let used: i64 = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM file_items WHERE item_hash = ?1)
+                     OR EXISTS (SELECT 1 FROM files WHERE hash = ?1)",
+                [&hex],
+                |row| row.get(0),
+            )
+            .map_err(query_err("checking item use"))?;
+        Ok(used != 0)
+    }
 }
 
 /// The columns of a peer row, as read, before validation.
