@@ -96,6 +96,10 @@ pub struct Limits {
     /// How long `kith file get --from` may take as a whole (the control call's deadline), in
     /// ms. Each step of the transfer has the session's own, much shorter, deadlines.
     pub exchange_fetch_timeout_ms: u64,
+    /// Owners whose copies of one file a custodian keeps (each has its own copy and pull
+    /// request); a further owner's push request is refused. Also bounds the pull requests a
+    /// `chk` of that file makes the custodian `put`.
+    pub max_custody_owners: usize,
 }
 
 impl Default for Limits {
@@ -133,6 +137,7 @@ impl Default for Limits {
             max_custody_bytes: 1024 * 1024 * 1024,
             max_exchange_sessions: 64,
             exchange_fetch_timeout_ms: 3_600_000,
+            max_custody_owners: 16,
         }
     }
 }

@@ -36,8 +36,7 @@
 use std::io::{self, Write};
 
 use kith_crypto::custody::{
-    CustodyDecryptor, CustodyEncryptor, CustodyError, CustodyHeader, DEFAULT_CHUNK_LEN,
-    HEADER_LEN,
+    CustodyDecryptor, CustodyEncryptor, CustodyError, CustodyHeader, DEFAULT_CHUNK_LEN, HEADER_LEN,
 };
 use kith_crypto::identity::ContentKey;
 use rand::{CryptoRng, RngCore};
@@ -327,12 +326,11 @@ impl ItemStreamReader {
                 input = &input[take..];
                 if self.record_len()? == Some(self.buf.len()) {
                     let record = std::mem::take(&mut self.buf);
-                    let item_type = ItemType::from_byte(record[0]).map_err(|e| {
-                        CopyError::BadType {
+                    let item_type =
+                        ItemType::from_byte(record[0]).map_err(|e| CopyError::BadType {
                             index: self.cursor.items(),
                             byte: e.0,
-                        }
-                    })?;
+                        })?;
                     let content = &record[RECORD_HEADER_LEN..];
                     self.cursor.accept(item_type, content)?;
                     if item_type.kind() == ItemKind::Blob {

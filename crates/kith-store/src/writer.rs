@@ -123,10 +123,7 @@ impl FileWriter {
     /// file's address and items (root first).
     pub fn finish(mut self) -> Result<StoredFile, StoreError> {
         let (hash, kind) = match self.tree.take() {
-            None => (
-                self.sink.put(self.leaf_type, &self.chunk)?,
-                ItemKind::Blob,
-            ),
+            None => (self.sink.put(self.leaf_type, &self.chunk)?, ItemKind::Blob),
             Some(mut tree) => {
                 if !self.chunk.is_empty() {
                     let leaf = self.sink.put(self.leaf_type, &self.chunk)?;
@@ -210,6 +207,10 @@ mod tests {
         writer.write(&other).unwrap();
         writer.abort().unwrap();
         let left: Vec<_> = store.iter().unwrap().collect();
-        assert_eq!(left.len(), got.items.len(), "only the first file's items remain");
+        assert_eq!(
+            left.len(),
+            got.items.len(),
+            "only the first file's items remain"
+        );
     }
 }

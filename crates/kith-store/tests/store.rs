@@ -979,7 +979,9 @@ fn items_of_recorded_files_are_in_use_and_loose_items_are_not(backend: &Backend)
     let fx = Fixture::new(backend);
     let mut store = fx.store();
     let big = data(2 * CAP + 7, 21);
-    let file = store.put_reader(&mut Cursor::new(&big), Some("big")).unwrap();
+    let file = store
+        .put_reader(&mut Cursor::new(&big), Some("big"))
+        .unwrap();
     let loose = store
         .blobs()
         .put_item(ItemType::BLOB, b"a loose item, no file uses it")

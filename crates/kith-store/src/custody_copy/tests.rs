@@ -14,8 +14,7 @@ fn bytes(len: usize, seed: u8) -> Vec<u8> {
 fn stores() -> (tempfile::TempDir, BlobStore, BlobStore) {
     let dir = tempfile::tempdir().unwrap();
     let owner = BlobStore::with_max_item_size(dir.path().join("owner"), MAX_ITEM).unwrap();
-    let custodian =
-        BlobStore::with_max_item_size(dir.path().join("custodian"), MAX_ITEM).unwrap();
+    let custodian = BlobStore::with_max_item_size(dir.path().join("custodian"), MAX_ITEM).unwrap();
     (dir, owner, custodian)
 }
 
@@ -58,7 +57,10 @@ fn files_of_any_size_round_trip_and_the_custodian_never_stores_plain_bytes() {
         let file = owner.put_file(&mut &content[..]).unwrap();
         let copy =
             take_into_custody(&owner, &custodian, file.hash, &key.public_key(), u64::MAX).unwrap();
-        assert_eq!(open(&custodian, &copy.hash, &key, &file.hash).unwrap(), content);
+        assert_eq!(
+            open(&custodian, &copy.hash, &key, &file.hash).unwrap(),
+            content
+        );
         if len >= 64 {
             let window = &content[len / 2..len / 2 + 32];
             for item in custodian.iter().unwrap() {
@@ -82,9 +84,15 @@ fn a_wrong_key_or_another_file_is_refused_before_any_output() {
         take_into_custody(&owner, &custodian, file.hash, &key.public_key(), u64::MAX).unwrap();
     let wrong = ContentKey::generate(&mut OsRng);
     let mut out = Vec::new();
-    let err = open_copy(&custodian, &copy.hash, &wrong, &file.hash, MAX_ITEM, &mut out).unwrap_err();
+    let err = open_copy(
+        &custodian, &copy.hash, &wrong, &file.hash, MAX_ITEM, &mut out,
+    )
+    .unwrap_err();
     assert!(
-        matches!(err, CopyError::Crypto(CustodyError::Authentication { chunk: 0 })),
+        matches!(
+            err,
+            CopyError::Crypto(CustodyError::Authentication { chunk: 0 })
+        ),
         "{err}"
     );
     assert!(out.is_empty());
@@ -140,8 +148,8 @@ fn a_copy_over_its_limit_is_refused_and_aborting_leaves_nothing() {
     let key = ContentKey::generate(&mut OsRng);
     let content = bytes(100_000, 4);
     let file = owner.put_file(&mut &content[..]).unwrap();
-    let err = take_into_custody(&owner, &custodian, file.hash, &key.public_key(), 50_000)
-        .unwrap_err();
+    let err =
+        take_into_custody(&owner, &custodian, file.hash, &key.public_key(), 50_000).unwrap_err();
     assert!(matches!(err, CopyError::TooLarge { max: 50_000 }), "{err}");
 
     let mut copy = CopyWriter::new(
@@ -152,7 +160,8 @@ fn a_copy_over_its_limit_is_refused_and_aborting_leaves_nothing() {
         &mut OsRng,
     )
     .unwrap();
-    copy.append_item(ItemType::BLOB, &bytes(150_000, 5)).unwrap();
+    copy.append_item(ItemType::BLOB, &bytes(150_000, 5))
+        .unwrap();
     assert!(custodian.iter().unwrap().count() > 0);
     copy.abort().unwrap();
     // Only what the failed attempt above left (it was dropped, not aborted) may remain.

@@ -596,8 +596,7 @@ impl MetaDb for PostgresMeta {
                 &[&hex],
             )
             .map_err(query_err("checking item use"))?;
-        row.try_get(0)
-            .map_err(|e| MetaError::BadRow(e.to_string()))
+        row.try_get(0).map_err(|e| MetaError::BadRow(e.to_string()))
     }
 }
 
