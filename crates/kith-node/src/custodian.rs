@@ -362,10 +362,11 @@ pub struct CustodianPolicy<'a, P: Policy> {
 
 impl<P: Policy> Policy for CustodianPolicy<'_, P> {
     fn choose(&mut self, ctx: &TurnContext) -> Command {
-        match self.custodian.next_command(ctx.state) {
-            Some(command) => command,
-            None => self.inner.choose(ctx),
-        }
+        // The underlying policy sees every turn, custody's included: the reference's
+        // interactive rule counts them all (the seed's third session: the pull request's `put`
+        // is turn one, so turn three is a `pip`).
+        let otherwise = self.inner.choose(ctx);
+        self.custodian.next_command(ctx.state).unwrap_or(otherwise)
     }
 
     fn pip_address(&mut self) -> String {
