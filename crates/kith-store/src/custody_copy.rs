@@ -17,8 +17,10 @@
 //!
 //! The encrypted stream (`KC1` header, then frames of at most 64 KiB of plaintext) is written
 //! into the custodian's store as a file of its own ([`crate::writer::FileWriter`], leaves typed
-//! as encrypted blobs `0x05`): one item when it fits, a tree otherwise. The copy's address is
-//! that file's address; the pull request names it. Why this design:
+//! as encrypted blobs `0x05`): one item when it fits, a tree otherwise, cut into items no
+//! larger than the largest item the owner sent (so the owner's store can take them back,
+//! whatever either side's `max_item`). The copy's address is that file's address; the pull
+//! request names it. Why this design:
 //!
 //! - **The custodian cannot read the content and never writes it:** every item is encrypted
 //!   in memory before any byte of it reaches the disk, and the key comes from a fresh secret
@@ -190,11 +192,23 @@ pub fn record_header(item_type: ItemType, len: usize) -> Result<[u8; 5], CopyErr
 }
 
 /// The custodian's side: encrypts a file's items, as they arrive, into one copy in the store.
+///
+/// The copy is cut into items no larger than the largest item the owner sent (nor than the
+/// custodian's own): the owner's store took items that large, so it can take the copy's back,
+/// whatever the two `max_item` settings are. The cut is chosen when the first item of the copy
+/// must be written; until then the sealed bytes wait in memory (at most one item and one
+/// chunk).
 pub struct CopyWriter {
     encryptor: CustodyEncryptor,
     /// Plaintext not yet sealed (at most one chunk).
     plain: Vec<u8>,
-    file: FileWriter,
+    store: BlobStore,
+    /// Sealed bytes waiting for the cut to be chosen.
+    head: Vec<u8>,
+    file: Option<FileWriter>,
+    /// The largest item of the owner's file so far, type byte included.
+    largest_item: usize,
+    sealed: u64,
     max_size: u64,
 }
 
@@ -218,13 +232,14 @@ impl CopyWriter {
         rng: &mut R,
     ) -> Result<CopyWriter, CopyError> {
         let (header, encryptor) = CustodyEncryptor::new(owner, &original.0, rng)?;
-        let encrypted = ItemType::BLOB
-            .with_flags(ItemType::FLAG_ENCRYPTED)
-            .map_err(|e| StoreError::Config(e.to_string()))?;
         let mut writer = CopyWriter {
             encryptor,
             plain: Vec::with_capacity(DEFAULT_CHUNK_LEN),
-            file: FileWriter::new(store, encrypted)?,
+            store,
+            head: Vec::new(),
+            file: None,
+            largest_item: 0,
+            sealed: 0,
             max_size,
         };
         writer.write_sealed(&header.to_bytes())?;
@@ -236,13 +251,14 @@ impl CopyWriter {
         self.encryptor.header().custodian_key()
     }
 
-    /// Copy bytes written so far.
+    /// Copy bytes sealed so far.
     pub fn size(&self) -> u64 {
-        self.file.size()
+        self.sealed
     }
 
     /// Appends one item of the file (the next one of its tree) to the copy.
     pub fn append_item(&mut self, item_type: ItemType, content: &[u8]) -> Result<(), CopyError> {
+        self.largest_item = self.largest_item.max(content.len() + 1);
         self.push_plain(&record_header(item_type, content.len())?)?;
         self.push_plain(content)
     }
@@ -263,11 +279,43 @@ impl CopyWriter {
     }
 
     fn write_sealed(&mut self, bytes: &[u8]) -> Result<(), CopyError> {
-        if self.file.size() + bytes.len() as u64 > self.max_size {
+        if self.sealed + bytes.len() as u64 > self.max_size {
             return Err(CopyError::TooLarge { max: self.max_size });
         }
-        self.file.write(bytes)?;
+        self.sealed += bytes.len() as u64;
+        match self.file.as_mut() {
+            Some(file) => file.write(bytes)?,
+            None => {
+                self.head.extend_from_slice(bytes);
+                if self.head.len() >= self.item_size() {
+                    self.open_file()?;
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The size of the copy's items: the owner's largest item, within the store's bounds.
+    fn item_size(&self) -> usize {
+        self.largest_item
+            .clamp(crate::blobs::MIN_MAX_ITEM_SIZE, self.store.max_item_size())
+    }
+
+    /// Chooses the cut and writes what waited.
+    fn open_file(&mut self) -> Result<&mut FileWriter, CopyError> {
+        if self.file.is_none() {
+            let encrypted = ItemType::BLOB
+                .with_flags(ItemType::FLAG_ENCRYPTED)
+                .map_err(|e| StoreError::Config(e.to_string()))?;
+            let mut file =
+                FileWriter::with_item_size(self.store.clone(), encrypted, self.item_size())?;
+            file.write(&std::mem::take(&mut self.head))?;
+            self.file = Some(file);
+        }
+        match self.file.as_mut() {
+            Some(file) => Ok(file),
+            None => Err(StoreError::Config("no copy file".into()).into()),
+        }
     }
 
     /// Seals the last chunk and stores the rest of the copy durably; returns its address,
@@ -276,13 +324,20 @@ impl CopyWriter {
         let frame = self.encryptor.encrypt_chunk(&self.plain, true)?;
         self.plain.clear();
         self.write_sealed(&frame)?;
-        Ok(self.file.finish()?)
+        self.open_file()?;
+        match self.file.take() {
+            Some(file) => Ok(file.finish()?),
+            None => Err(StoreError::Config("no copy file".into()).into()),
+        }
     }
 
     /// Gives up, removing the items written so far (they are encrypted under a key nobody
     /// has, so no other file can share them).
     pub fn abort(self) -> Result<(), CopyError> {
-        Ok(self.file.abort()?)
+        match self.file {
+            Some(file) => Ok(file.abort()?),
+            None => Ok(()),
+        }
     }
 }
 

@@ -67,13 +67,32 @@ impl FileWriter {
     /// A writer into `store` whose chunks get the type `leaf_type` (a blob kind, flags
     /// allowed but compression).
     pub fn new(store: BlobStore, leaf_type: ItemType) -> Result<FileWriter, StoreError> {
+        let max_item = store.max_item_size();
+        FileWriter::with_item_size(store, leaf_type, max_item)
+    }
+
+    /// Like [`FileWriter::new`], with items of at most `max_item` bytes (type byte included;
+    /// between [`crate::blobs::MIN_MAX_ITEM_SIZE`] and the store's own maximum), for a file
+    /// that must fit another store's smaller items.
+    pub fn with_item_size(
+        store: BlobStore,
+        leaf_type: ItemType,
+        max_item: usize,
+    ) -> Result<FileWriter, StoreError> {
+        if !(crate::blobs::MIN_MAX_ITEM_SIZE..=store.max_item_size()).contains(&max_item) {
+            return Err(StoreError::Config(format!(
+                "item size {max_item} is outside {}..={}",
+                crate::blobs::MIN_MAX_ITEM_SIZE,
+                store.max_item_size()
+            )));
+        }
         if leaf_type.kind() != ItemKind::Blob || leaf_type.has_flag(ItemType::FLAG_COMPRESSED) {
             return Err(StoreError::Config(format!(
                 "a file's chunks must be uncompressed blobs, not type {:#04x}",
                 leaf_type.byte()
             )));
         }
-        let capacity = store.max_item_size() - 1;
+        let capacity = max_item - 1;
         Ok(FileWriter {
             sink: OwnedSink {
                 store,

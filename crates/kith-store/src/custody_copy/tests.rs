@@ -230,3 +230,32 @@ proptest! {
         prop_assert_eq!(out, content);
     }
 }
+
+#[test]
+fn the_copy_is_cut_to_fit_the_owners_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = BlobStore::with_max_item_size(dir.path().join("owner"), MAX_ITEM).unwrap();
+    let custodian = BlobStore::with_max_item_size(dir.path().join("custodian"), 100_000).unwrap();
+    let key = ContentKey::generate(&mut OsRng);
+    for len in [10usize, 150, 5_000, 70_000] {
+        let content = bytes(len, 11);
+        let file = owner.put_file(&mut &content[..]).unwrap();
+        let copy =
+            take_into_custody(&owner, &custodian, file.hash, &key.public_key(), u64::MAX).unwrap();
+        for item in &copy.items {
+            let item = custodian.get_item(item).unwrap();
+            assert!(
+                item.content.len() < MAX_ITEM,
+                "len {len}: an item the owner could not take"
+            );
+        }
+        // The owner, with its small items, takes the copy item by item and opens it.
+        let back =
+            BlobStore::with_max_item_size(dir.path().join(format!("back{len}")), MAX_ITEM).unwrap();
+        for hash in &copy.items {
+            let item = custodian.get_item(hash).unwrap();
+            back.put_item(item.item_type, &item.content).unwrap();
+        }
+        assert_eq!(open(&back, &copy.hash, &key, &file.hash).unwrap(), content);
+    }
+}
