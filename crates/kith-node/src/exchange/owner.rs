@@ -10,8 +10,10 @@
 //!   (a filler `chk <hello>`) while it keeps asking. It ends by `put`ting its pull request for
 //!   the file and our key: that is the success (after it, the copy is durable there). A
 //!   custodian that holds the file for our key already `put`s the pull request at once
-//!   (success, `already`). Any other turn of the custodian means it refused custody (no quota,
-//!   custody turned off, too many owners) or stopped partway.
+//!   (success, `already`). A custodian that asks for an item that is not part of the file
+//!   (the rest of our store is none of its business) ends the session. Any other turn of the
+//!   custodian means it refused custody (no quota, custody turned off, too many owners) or
+//!   stopped partway.
 //! - [`retrieve`]: `chk <original>`; the custodian answers `(not found)` (only copies are
 //!   there), the hello exchange follows, then filler `chk <hello>`s give the custodian turns
 //!   in which it `put`s the pull requests of the file's owners. We take the one naming our
@@ -63,11 +65,13 @@ pub struct RetrieveReport {
 }
 
 /// The request of a persist: who we are and what we push.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Push {
     hash: ContentHash,
     owner: [u8; 33],
     content: ContentHash,
+    /// Every distinct item of the file: all a custodian may `get` in this session.
+    items: std::collections::HashSet<ContentHash>,
 }
 
 fn pick_peer(state: &NodeState, peer: Option<AgentId>) -> Result<AgentId, ExchangeError> {
@@ -98,17 +102,19 @@ pub async fn persist(
     let parsed = PushRequest::parse(&request[1..])
         .map_err(|e| ExchangeError::Store(format!("{push} is not a push request: {e}")))?;
     let content = ContentHash(parsed.content_hash);
-    // The whole file must be here: the custodian will ask for every item of it.
-    with_blobs(state, move |s| s.blobs().walk_file(&content).map(|_| ()))
+    // The whole file must be here: the custodian will ask for every item of it, and for
+    // nothing else.
+    let walked = with_blobs(state, move |s| s.blobs().walk_file(&content))
         .await
         .map_err(|e| ExchangeError::Store(format!("{content} is not complete here: {e}")))?;
     let push = Push {
         hash: push,
         owner: parsed.owner_key,
         content,
+        items: walked.items.into_iter().collect(),
     };
     let mut kept = Vec::new();
-    let result = run_persist(state, peer, push, &mut kept).await;
+    let result = run_persist(state, peer, &push, &mut kept).await;
     forget_items(state, kept).await;
     let (already, items_sent) = result?;
     Ok(PersistReport {
@@ -186,7 +192,7 @@ fn filler() -> Command {
 async fn run_persist(
     state: &Arc<NodeState>,
     peer: AgentId,
-    push: Push,
+    push: &Push,
     received: &mut Vec<ContentHash>,
 ) -> Result<(bool, u64), ExchangeError> {
     net::ensure_link(state, peer).await?;
@@ -262,7 +268,15 @@ async fn run_persist(
                 opened = true;
                 Ok(())
             }
-            Event::PeerCommand(Command::Get { .. }) if asked => {
+            Event::PeerCommand(Command::Get { hash }) if asked => {
+                if hash != ItemHash::hello() && !push.items.contains(&content_hash(hash)) {
+                    // Not part of the file: a custodian has no business with the rest of our
+                    // store. Ending now leaves the question unanswered.
+                    return Err(ExchangeError::Refused(format!(
+                        "{peer} asked for {hash}, which is not part of {}: custody abandoned",
+                        push.content
+                    )));
+                }
                 served_now += 1;
                 served += 1;
                 Ok(())
