@@ -342,6 +342,7 @@ async fn run_retrieve(
     let mut step = Step::Start;
     let mut peer_put: Option<ContentHash> = None;
     let mut others = 0u32;
+    let mut malformed: Option<ContentHash> = None;
     let mut idle = 0u32;
     let mut chosen: Option<(ContentHash, ContentHash)> = None;
     let mut walk: Option<Walk> = None;
@@ -361,10 +362,14 @@ async fn run_retrieve(
                     }
                     Step::Offering => {
                         let offered = match peer_put.take() {
-                            Some(hash) => stored_pull_request(state, hash)
-                                .await?
-                                .filter(|p| p.original_hash == content.0)
-                                .map(|p| (hash, p)),
+                            Some(hash) => {
+                                let pull = stored_pull_request(state, hash).await?;
+                                if pull.is_none() {
+                                    malformed = Some(hash);
+                                }
+                                pull.filter(|p| p.original_hash == content.0)
+                                    .map(|p| (hash, p))
+                            }
                             None => None,
                         };
                         match offered {
@@ -386,7 +391,11 @@ async fn run_retrieve(
                                 filler()
                             }
                             None => {
-                                refusal = Some(if others > 0 {
+                                refusal = Some(if let Some(bad) = malformed {
+                                    format!(
+                                        "{peer} put {bad} where a pull request for {content} was due, and it is not a well-formed pull request"
+                                    )
+                                } else if others > 0 {
                                     format!(
                                         "{peer} keeps {content} in custody, but not for this key: wrong password (or --ciyam-compat given or missing when it was persisted)"
                                     )
