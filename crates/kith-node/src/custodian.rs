@@ -1,43 +1,89 @@
 //! The custodian's side of encrypted custody (`../shared/spec/ciyam-peer.md`,
-//! `peer_persist_file`), for one CIYAM session.
+//! `peer_persist_file`), for one CIYAM session (peer port or secure link).
 //!
 //! - A peer `put`s a push request (`md:raw`, the owner's public key, the content hash). It is
-//!   public, so it is stored like any item. If custody is accepted (within the quota), the
-//!   custodian's next own command is `get <content hash>`.
-//! - When that content arrives it is encrypted at once under a fresh key pair
-//!   ([`kith_crypto::custody`]) and only the copy is stored; the plain bytes never reach the
-//!   store, and the fresh secret is forgotten. A pull request naming the copy is stored for
-//!   the owner, and the custody is recorded in the database.
-//! - A peer that `chk`s a file held in custody gets `(not found)` (only the copy is here) and
-//!   the custodian's next own command is `put <pull request>`; the owner then `get`s the copy
-//!   and decrypts it locally.
-//!
-//! Custody currently holds files of one item (up to `max_item`); a list is refused.
+//!   public, so it is stored like any item. Then, by owner:
+//!   - this owner already has a copy of that content here: the custodian's next own command
+//!     `put`s that owner's pull request (persisting twice succeeds and changes nothing);
+//!   - otherwise, within the quota (`[limits] max_custody_bytes`, 0 refuses custody) and the
+//!     owners allowed per file (`max_custody_owners`), the custodian takes custody: its own
+//!     commands `get` the content's items one per turn, depth first in file order (a file of
+//!     one item takes one `get`, a large file one per item of its tree), and each item is
+//!     encrypted into ONE copy as it arrives ([`kith_store::custody_copy`]: the design, and
+//!     why the custodian never writes or keeps the plain content). When the last item is in,
+//!     the copy is durable, the pull request is stored and the custody recorded; only then
+//!     does the custodian `put` the pull request, which tells the owner its file is safe.
+//!     Another owner of the same content gets a copy and a pull request of its own.
+//! - A peer that `chk`s a file held here only in custody gets `(not found)` (only copies are
+//!   here) and the custodian's next own commands `put` the pull request of every owner of
+//!   that file (at most `max_custody_owners`, most recent first). Each names its owner's key
+//!   (`pk:<custodian key>-<owner key>`), so an owner takes its own and ignores the others;
+//!   none of them opens without its owner's password.
+//! - Anything else the custodian would say comes from the session's usual policy, so a
+//!   custody that is refused (or stops over the quota partway) shows as the absence of
+//!   the pull request.
 
 use crate::node::NodeState;
 use bytes::Bytes;
-use kith_crypto::custody::{self, PullRequest, PushRequest};
-use kith_proto::files::{Command, ItemHash, Policy, TurnContext};
+use kith_crypto::custody::{PullRequest, PushRequest};
+use kith_proto::files::{Command, ItemHash, Policy, State, TurnContext};
+use kith_store::custody_copy::{CopyError, CopyWriter, TreeCursor};
 use kith_store::meta::CustodyRecord;
 use kith_store::{ContentHash, ItemType};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::SystemTime;
+
+/// Push requests one session may have waiting while another custody is being taken.
+const MAX_WAITING: usize = 16;
+
+/// Own commands one session may have queued (pull requests to `put`).
+const MAX_QUEUED: usize = 256;
 
 /// Custody bookkeeping of one session, and the commands it wants to issue.
 #[derive(Debug, Default)]
 pub struct Custodian {
-    /// Content we asked for, by hash, with its owner's key. Bounded by `MAX_PENDING`.
-    pending: HashMap<ItemHash, [u8; 33]>,
+    /// Push requests accepted, waiting for the custody being taken now.
+    waiting: VecDeque<PushRequest>,
+    /// The custody being taken now.
+    active: Option<Active>,
     /// Own commands to issue, in order, when the state allows them.
     queued: VecDeque<Command>,
 }
 
-/// Push requests one session may have outstanding.
-const MAX_PENDING: usize = 16;
+/// A custody being taken: the walk over the owner's tree and the copy being written.
+#[derive(Debug)]
+struct Active {
+    owner: [u8; 33],
+    original: ContentHash,
+    cursor: TreeCursor,
+    /// The item we asked for and wait for.
+    asked: Option<ItemHash>,
+    /// `None` only while a blocking task holds it, or once finished.
+    copy: Option<CopyWriter>,
+}
+
+impl Drop for Active {
+    /// A custody that did not finish (the session ended, the quota ran out) leaves nothing:
+    /// the copy's items so far are removed, off the async threads when there are some.
+    fn drop(&mut self) {
+        let Some(copy) = self.copy.take() else {
+            return;
+        };
+        let abort = move || {
+            if let Err(e) = copy.abort() {
+                tracing::warn!("could not remove an unfinished custody copy: {e}");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(abort)),
+            Err(_) => abort(),
+        }
+    }
+}
 
 impl Custodian {
-    /// Looks at an item the peer `put` (already stored): a push request within the quota
-    /// makes us `get` its content next.
+    /// Looks at an item the peer `put` (already stored): a push request makes us `put` the
+    /// owner's pull request (custody held already) or take custody of its content.
     pub async fn on_item_stored(&mut self, state: &NodeState, item: &[u8]) {
         let Some((&type_byte, content)) = item.split_first() else {
             return;
@@ -48,31 +94,180 @@ impl Custodian {
         if type_byte != ItemType::BLOB.byte() {
             return;
         }
-        let quota = state.config.limits.max_custody_bytes;
-        let used = state.with_store(|s| s.meta().custody_bytes()).await;
-        let within = matches!(used, Ok(Ok(used)) if used < quota);
-        if quota == 0 || !within || self.pending.len() >= MAX_PENDING {
+        let original = ContentHash(push.content_hash);
+        let found = state
+            .with_store(move |s| {
+                let used = s.meta().custody_bytes()?;
+                let records = s.meta().custody_of(&original)?;
+                Ok::<_, kith_store::MetaError>((used, records))
+            })
+            .await;
+        let Ok(Ok((used, records))) = found else {
+            state.counters.bump("custody_refused");
+            return;
+        };
+        if let Some(mine) = records.iter().find(|r| r.owner_key == push.owner_key) {
+            state.counters.bump("custody_already");
+            self.queue(Command::Put {
+                hash: ItemHash(mine.pull_request_hash.0),
+            });
+            return;
+        }
+        let limits = &state.config.limits;
+        let busy = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.original == original && a.owner == push.owner_key)
+            || self
+                .waiting
+                .iter()
+                .any(|w| w.content_hash == push.content_hash && w.owner_key == push.owner_key);
+        if busy {
+            return;
+        }
+        if limits.max_custody_bytes == 0
+            || used >= limits.max_custody_bytes
+            || records.len() >= limits.max_custody_owners
+            || self.waiting.len() >= MAX_WAITING
+        {
             state.counters.bump("custody_refused");
             return;
         }
-        let hash = ItemHash(push.content_hash);
-        self.pending.insert(hash, push.owner_key);
-        self.queued.push_back(Command::Get { hash });
+        self.waiting.push_back(push);
+        self.start_next(state).await;
     }
 
-    /// If `hash` is content we asked for under custody, takes it into custody instead of
-    /// storing it. Returns `None` when the item is not ours to encrypt (store it normally).
+    /// The peer `put`s `hash`. An item we hold already is not sent again (`(okay skip)`), so
+    /// a push request repeated (persisting twice) is looked at here; one that is not here yet
+    /// is looked at when it has been stored ([`Custodian::on_item_stored`]).
+    pub async fn on_put(&mut self, state: &NodeState, hash: ItemHash) {
+        let held = crate::exchange::answer::read_item(state, ContentHash(hash.0)).await;
+        if let Ok(Some(item)) = held {
+            self.on_item_stored(state, &item).await;
+        }
+    }
+
+    /// Starts the next waiting custody when none is being taken.
+    async fn start_next(&mut self, state: &NodeState) {
+        while self.active.is_none() {
+            let Some(push) = self.waiting.pop_front() else {
+                return;
+            };
+            let original = ContentHash(push.content_hash);
+            let quota = state.config.limits.max_custody_bytes;
+            let setup = state
+                .with_store(move |s| {
+                    let used = s.meta().custody_bytes()?;
+                    Ok::<_, kith_store::MetaError>((s.blobs().clone(), used))
+                })
+                .await;
+            let Ok(Ok((blobs, used))) = setup else {
+                state.counters.bump("custody_refused");
+                continue;
+            };
+            let budget = quota.saturating_sub(used);
+            match CopyWriter::new(
+                blobs,
+                &push.owner_key,
+                &original,
+                budget,
+                &mut rand::rngs::OsRng,
+            ) {
+                Ok(copy) => {
+                    self.active = Some(Active {
+                        owner: push.owner_key,
+                        original,
+                        cursor: TreeCursor::new(original),
+                        asked: None,
+                        copy: Some(copy),
+                    })
+                }
+                Err(e) => {
+                    tracing::info!("custody of {original} refused: {e}");
+                    state.counters.bump("custody_refused");
+                }
+            }
+        }
+    }
+
+    fn queue(&mut self, command: Command) {
+        if self.queued.len() < MAX_QUEUED && !self.queued.contains(&command) {
+            self.queued.push_back(command);
+        }
+    }
+
+    /// If `hash` is the item we asked for under custody, encrypts it into the copy instead
+    /// of storing it. Returns `None` when the item is not ours to encrypt (store it
+    /// normally). A custody that runs over the quota is dropped (and counted) without ending
+    /// the session: the owner sees no pull request.
     pub async fn take_into_custody(
         &mut self,
         state: &NodeState,
         hash: ItemHash,
         item: Bytes,
     ) -> Option<Result<(), String>> {
-        let owner = self.pending.remove(&hash)?;
-        Some(encrypt_and_keep(state, owner, hash, item).await)
+        let active = self.active.as_mut()?;
+        if active.asked != Some(hash) {
+            return None;
+        }
+        active.asked = None;
+        let result = self.absorb(state, item).await;
+        let result = match result {
+            Ok(()) => Ok(()),
+            Err(CopyError::TooLarge { max }) => {
+                tracing::info!("custody dropped: the copy would exceed the {max} bytes left");
+                state.counters.bump("custody_refused");
+                self.active = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.active = None;
+                Err(e.to_string())
+            }
+        };
+        if self.active.is_none() {
+            self.start_next(state).await;
+        }
+        Some(result)
     }
 
-    /// The peer `chk`ed `hash`: if we hold it only in custody, plan to `put` its pull request.
+    /// Adds one received item to the active copy; finishes the custody after the last one.
+    async fn absorb(&mut self, state: &NodeState, item: Bytes) -> Result<(), CopyError> {
+        let Some(active) = self.active.as_mut() else {
+            return Ok(());
+        };
+        let (item_type, _) = crate::exchange::answer::split_item(&item)?;
+        active.cursor.accept(item_type, &item[1..])?;
+        let Some(mut copy) = active.copy.take() else {
+            return Ok(());
+        };
+        let (copy, appended) = tokio::task::spawn_blocking(move || {
+            let appended = copy.append_item(item_type, &item[1..]);
+            (copy, appended)
+        })
+        .await
+        .map_err(|e| CopyError::Output(std::io::Error::other(e.to_string())))?;
+        active.copy = Some(copy);
+        appended?;
+        if active.cursor.expected().is_some() {
+            return Ok(());
+        }
+        let copy = active.copy.take();
+        let (owner, original) = (active.owner, active.original);
+        self.active = None;
+        let Some(copy) = copy else {
+            return Ok(());
+        };
+        let pull = finish_custody(state, copy, owner, original).await?;
+        state.counters.bump("custody_accepted");
+        self.queue(Command::Put {
+            hash: ItemHash(pull.0),
+        });
+        Ok(())
+    }
+
+    /// The peer `chk`ed `hash`: if we hold it only in custody, plan to `put` the pull request
+    /// of each of its owners.
     pub async fn on_chk(&mut self, state: &NodeState, hash: ItemHash) {
         let content = ContentHash(hash.0);
         let found = state
@@ -83,13 +278,77 @@ impl Custodian {
             })
             .await;
         if let Ok(Ok((false, records))) = found {
-            if let Some(record) = records.first() {
-                self.queued.push_back(Command::Put {
+            for record in records.iter().take(state.config.limits.max_custody_owners) {
+                self.queue(Command::Put {
                     hash: ItemHash(record.pull_request_hash.0),
                 });
             }
         }
     }
+
+    /// Our next own command, if custody has one the state allows.
+    fn next_command(&mut self, state: State) -> Option<Command> {
+        if let Some(next) = self.queued.front() {
+            if state.allows_from_responder(next.kind()) {
+                return self.queued.pop_front();
+            }
+        }
+        let active = self.active.as_mut()?;
+        let next = active.cursor.expected()?;
+        let get = Command::Get {
+            hash: ItemHash(next.0),
+        };
+        if active.asked.is_none() && state.allows_from_responder(get.kind()) {
+            active.asked = Some(ItemHash(next.0));
+            return Some(get);
+        }
+        None
+    }
+}
+
+/// Seals and stores the copy, then the pull request naming it, then the record: a crash
+/// leaves at worst unreferenced items, never a record without its copy. Returns the pull
+/// request's address.
+async fn finish_custody(
+    state: &NodeState,
+    copy: CopyWriter,
+    owner: [u8; 33],
+    original: ContentHash,
+) -> Result<ContentHash, CopyError> {
+    let custodian_key = copy.custodian_key();
+    let received_at = crate::ticket::unix_secs(SystemTime::now());
+    let stored = state
+        .with_store(move |s| {
+            let stored = copy.finish()?;
+            let pull = PullRequest {
+                peer_key: custodian_key,
+                owner_key: Some(owner),
+                encrypted_hash: stored.hash.0,
+                original_hash: original.0,
+            };
+            let pull_request = s.blobs().put_item(ItemType::BLOB, &pull.to_bytes())?;
+            let record = s
+                .meta()
+                .insert_custody(&CustodyRecord {
+                    original_hash: original,
+                    owner_key: owner,
+                    encrypted_hash: stored.hash,
+                    pull_request_hash: pull_request,
+                    size: stored.size,
+                    received_at,
+                })
+                .map_err(kith_store::StoreError::from)?;
+            if record.encrypted_hash != stored.hash {
+                // Another session took the same custody meanwhile: keep one copy.
+                for item in &stored.items {
+                    s.blobs().remove_item(item)?;
+                }
+            }
+            Ok::<_, CopyError>(record.pull_request_hash)
+        })
+        .await
+        .map_err(|e| CopyError::Output(std::io::Error::other(e)))??;
+    Ok(stored)
 }
 
 /// The session's policy on a custodian: custody commands first, when the state allows them,
@@ -103,68 +362,14 @@ pub struct CustodianPolicy<'a, P: Policy> {
 
 impl<P: Policy> Policy for CustodianPolicy<'_, P> {
     fn choose(&mut self, ctx: &TurnContext) -> Command {
-        if let Some(next) = self.custodian.queued.front() {
-            if ctx.state.allows_from_responder(next.kind()) {
-                if let Some(cmd) = self.custodian.queued.pop_front() {
-                    return cmd;
-                }
-            }
-        }
-        self.inner.choose(ctx)
+        // The underlying policy sees every turn, custody's included: the reference's
+        // interactive rule counts them all (the seed's third session: the pull request's `put`
+        // is turn one, so turn three is a `pip`).
+        let otherwise = self.inner.choose(ctx);
+        self.custodian.next_command(ctx.state).unwrap_or(otherwise)
     }
 
     fn pip_address(&mut self) -> String {
         self.inner.pip_address()
     }
-}
-
-async fn encrypt_and_keep(
-    state: &NodeState,
-    owner: [u8; 33],
-    hash: ItemHash,
-    item: Bytes,
-) -> Result<(), String> {
-    let Some((&type_byte, content)) = item.split_first() else {
-        return Err("empty item".into());
-    };
-    if type_byte != ItemType::BLOB.byte() {
-        state.counters.bump("custody_refused");
-        return Err("custody of multi-item files is not supported yet".into());
-    }
-    let copy = custody::encrypt(&owner, &hash.0, content, &mut rand::rngs::OsRng)
-        .map_err(|e| e.to_string())?;
-    let custodian_key = custody::CustodyHeader::parse(&copy)
-        .map_err(|e| e.to_string())?
-        .custodian_key();
-    let received_at = crate::ticket::unix_secs(SystemTime::now());
-    let size = copy.len() as u64;
-    let encrypted_type = ItemType::BLOB
-        .with_flags(ItemType::FLAG_ENCRYPTED)
-        .map_err(|e| format!("type byte {}", e.0))?;
-    state
-        .with_store(move |s| {
-            // The copy first, then the pull request naming it, then the record: a crash
-            // leaves at worst unreferenced items, never a record without its copy.
-            let encrypted = s.blobs().put_item(encrypted_type, &copy)?;
-            let pull = PullRequest {
-                peer_key: custodian_key,
-                owner_key: Some(owner),
-                encrypted_hash: encrypted.0,
-                original_hash: hash.0,
-            };
-            let pull_request = s.blobs().put_item(ItemType::BLOB, &pull.to_bytes())?;
-            s.meta().insert_custody(&CustodyRecord {
-                original_hash: ContentHash(hash.0),
-                owner_key: owner,
-                encrypted_hash: encrypted,
-                pull_request_hash: pull_request,
-                size,
-                received_at,
-            })?;
-            Ok::<_, kith_store::StoreError>(())
-        })
-        .await?
-        .map_err(|e| e.to_string())?;
-    state.counters.bump("custody_accepted");
-    Ok(())
 }

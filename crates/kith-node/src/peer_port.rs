@@ -242,6 +242,10 @@ async fn answer(
             roles.custodian.on_chk(state, hash).await;
             Ok(())
         }
+        Event::PeerCommand(Command::Put { hash }) => {
+            roles.custodian.on_put(state, hash).await;
+            Ok(())
+        }
         Event::PipAddress => session.answer_pip(now(), &other_client(state, id)),
         Event::ChooseCommand(ctx) => {
             let mut policy = CustodianPolicy {

@@ -201,6 +201,10 @@ pub struct Limits {
     /// Frames waiting to be written to one chat-port client; a client that falls this far
     /// behind loses what does not fit.
     pub chat_client_queue: usize,
+    /// Owners whose copies of one file a custodian keeps (each has its own copy and pull
+    /// request); a further owner's push request is refused. Also bounds the pull requests a
+    /// `chk` of that file makes the custodian `put`.
+    pub max_custody_owners: usize,
 }
 
 impl Default for Limits {
@@ -280,6 +284,7 @@ impl Default for Limits {
             max_chat_clients: 256,
             chat_input_queue: 1_024,
             chat_client_queue: 256,
+            max_custody_owners: 16,
         }
     }
 }

@@ -14,12 +14,14 @@
 
 pub mod address;
 pub mod blobs;
+pub mod custody_copy;
 pub mod datadir;
 pub mod error;
 pub mod files;
 pub mod keyfile;
 pub mod meta;
 pub mod tree;
+pub mod writer;
 
 pub use address::{ContentHash, ItemKind, ItemType, ParseHashError};
 pub use blobs::{BlobStore, Item, DEFAULT_MAX_ITEM_SIZE};
@@ -31,3 +33,4 @@ pub use meta::{
     SqliteMeta, TicketRecord, TicketVerdict,
 };
 pub use tree::{hash_file, StoredFile};
+pub use writer::FileWriter;

@@ -78,7 +78,7 @@ pub fn parse_list(content: &[u8]) -> Result<Vec<ContentHash>, ListError> {
 }
 
 /// Where the items of a file go while it is being cut up.
-trait ItemSink {
+pub(crate) trait ItemSink {
     fn put(&mut self, item_type: ItemType, content: &[u8]) -> Result<ContentHash, StoreError>;
 }
 
@@ -119,13 +119,13 @@ struct Level {
 }
 
 /// The stack of partially filled lists.
-struct TreeBuilder {
+pub(crate) struct TreeBuilder {
     levels: Vec<Level>,
     per_list: usize,
 }
 
 impl TreeBuilder {
-    fn new(max_item: usize) -> TreeBuilder {
+    pub(crate) fn new(max_item: usize) -> TreeBuilder {
         // n hashes take 65n - 1 bytes; the content capacity is max_item - 1.
         TreeBuilder {
             levels: Vec::new(),
@@ -133,7 +133,7 @@ impl TreeBuilder {
         }
     }
 
-    fn push(
+    pub(crate) fn push(
         &mut self,
         mut level: usize,
         mut hash: ContentHash,
@@ -166,7 +166,7 @@ impl TreeBuilder {
         }
     }
 
-    fn finish(mut self, sink: &mut dyn ItemSink) -> Result<ContentHash, StoreError> {
+    pub(crate) fn finish(mut self, sink: &mut dyn ItemSink) -> Result<ContentHash, StoreError> {
         if self.levels.is_empty() {
             return sink.put(ItemType::LIST, &[]);
         }

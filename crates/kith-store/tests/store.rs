@@ -1222,6 +1222,22 @@ fn chat_queue_log_and_channels_survive_reopening(backend: &Backend) {
     );
     meta.chat_set_joined(&lobby, false, NOW + 3).unwrap();
     assert_eq!(meta.chat_joined().unwrap().len(), 1);
+fn items_of_recorded_files_are_in_use_and_loose_items_are_not(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let mut store = fx.store();
+    let big = data(2 * CAP + 7, 21);
+    let file = store
+        .put_reader(&mut Cursor::new(&big), Some("big"))
+        .unwrap();
+    let loose = store
+        .blobs()
+        .put_item(ItemType::BLOB, b"a loose item, no file uses it")
+        .unwrap();
+    assert!(store.meta().item_in_use(&file.hash).unwrap(), "the root");
+    assert!(store.meta().item_in_use(&chunk_hash(&big[..CAP])).unwrap());
+    assert!(!store.meta().item_in_use(&loose).unwrap());
+    store.remove(&file.hash).unwrap();
+    assert!(!store.meta().item_in_use(&file.hash).unwrap());
 }
 
 macro_rules! suite {
@@ -1268,4 +1284,5 @@ suite!(
     placements_are_bounded_per_peer_and_kept_once,
     due_placements_come_never_checked_first_then_oldest_and_only_for_the_agents_asked,
     check_results_are_counted_per_placement_and_summed_per_peer,
+    items_of_recorded_files_are_in_use_and_loose_items_are_not,
 );

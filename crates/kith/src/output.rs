@@ -25,23 +25,36 @@ pub fn report(json: bool, doc: serde_json::Value, text: &str) -> Result<()> {
 /// Writes `bytes` to `path` through a temporary file in the same directory, fsync'd and
 /// renamed, so a failure never leaves a partial output that looks complete.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_file_atomically_with(path, |file| Ok(file.write_all(bytes)?))
+}
+
+/// Like [`write_file_atomically`], for output produced by `fill` (streamed, checked as it
+/// goes): if `fill` fails, the temporary file is removed and `path` is untouched.
+pub fn write_file_atomically_with<T>(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> Result<T>,
+) -> Result<T> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let tmp = dir.join(format!(".{name}.kith-tmp{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
+    let cannot = || format!("cannot write {}", path.display());
+    let mut file = std::fs::File::create(&tmp).with_context(cannot)?;
+    let result = fill(&mut file).and_then(|value| {
+        (|| -> Result<()> {
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            Ok(())
+        })()
+        .with_context(cannot)?;
+        Ok(value)
+    });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.with_context(|| format!("cannot write {}", path.display()))
+    result
 }
 
 /// Reads a whole input file, refusing one larger than `limit` before reading it.

@@ -61,7 +61,9 @@
 //! compressed flags out of the type byte (the store computes it the same way):
 //! [`encrypted_copy_hash`] = `sha256(0x01 || copy)`. The plain content
 //! is addressed as a blob: [`blob_hash`] = `sha256(0x01 || content)`. (A copy too large for one
-//! stored item is the node's business to split; the hash helpers cover the single-blob case.)
+//! stored item is the node's business to split, and kith's custody copies of whole files carry
+//! an item stream rather than the bare content: see `kith_store::custody_copy`; the hash
+//! helpers cover the single-blob case.)
 
 mod cipher;
 mod owner_key;

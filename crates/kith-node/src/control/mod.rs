@@ -26,7 +26,7 @@
 //!   message log after a sequence number, waiting up to `wait_ms` for one to arrive)
 //! - `POST /v1/custody/persist` [`PersistBody`] → [`crate::exchange::PersistReport`] (a push
 //!   request already stored here, to a custodian)
-//! - `POST /v1/custody/retrieve` [`FetchBody`] → [`crate::exchange::RetrieveReport`] (the pull
+//! - `POST /v1/custody/retrieve` [`RetrieveBody`] → [`crate::exchange::RetrieveReport`] (the pull
 //!   request and encrypted copy of a file in custody, stored here; the caller decrypts)
 
 pub mod client;
@@ -104,6 +104,20 @@ pub struct PersistBody {
     pub push_request: String,
     /// The custodian (agent id); `None` picks the first linked peer.
     pub to: Option<String>,
+}
+
+/// What `POST /v1/custody/retrieve` asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetrieveBody {
+    /// The original content's address (64 hex).
+    pub hash: String,
+    /// The custodian (agent id); `None` asks the first linked peer.
+    pub from: Option<String>,
+    /// The owner's public key (33 bytes, standard base64), derived from the password by the
+    /// caller: the custodian may keep copies of the file for several owners, and only the
+    /// pull request naming this key is taken. `None` takes the first pull request offered.
+    #[serde(default)]
+    pub owner_key: Option<String>,
 }
 
 /// What `kith ticket` asks for.

@@ -353,11 +353,27 @@ async fn persist(
 
 async fn retrieve(
     State(state): State<Arc<NodeState>>,
-    Json(body): Json<FetchBody>,
+    Json(body): Json<RetrieveBody>,
 ) -> Api<crate::exchange::RetrieveReport> {
     let hash = parse_hash(&body.hash)?;
     let from = body.from.as_deref().map(parse_agent).transpose()?;
-    crate::exchange::retrieve(&state, hash, from)
+    let owner = body
+        .owner_key
+        .as_deref()
+        .map(|key| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(key.trim())
+                .ok()
+                .and_then(|bytes| <[u8; 33]>::try_from(bytes).ok())
+                .ok_or_else(|| {
+                    bad_request(format!(
+                        "{key:?} is not an owner key (33 bytes in standard base64)"
+                    ))
+                })
+        })
+        .transpose()?;
+    crate::exchange::retrieve(&state, hash, owner, from)
         .await
         .map(Json)
         .map_err(exchange_error)

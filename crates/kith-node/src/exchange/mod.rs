@@ -520,6 +520,10 @@ async fn respond(
                     custodian.on_chk(state, hash).await;
                     Ok(())
                 }
+                Some(Event::PeerCommand(Command::Put { hash })) => {
+                    custodian.on_put(state, hash).await;
+                    Ok(())
+                }
                 Some(Event::StoreItem { hash, item }) => {
                     // Content we asked for under custody is encrypted at once and never
                     // stored plain; anything else is stored, and a push request in it may

@@ -1,23 +1,39 @@
 //! The owner's side of encrypted custody over secure links (`../shared/spec/ciyam-peer.md`,
 //! `peer_persist_file`); the custodian's side is [`crate::custodian`], hooked into every
-//! responder session.
+//! responder session. Files of any size: the copy is one encrypted file of its own
+//! ([`kith_store::custody_copy`] has the design).
 //!
-//! - [`persist`]: a session that opens with `chk <content>`, then `put`s the push request
-//!   (already in the local store, built by the caller, who alone knows the password). A
-//!   custodian that accepts answers with `get <content>`, which the session serves from the
-//!   store, and takes it into custody before its `(okay)`. A custodian that holds the file in
-//!   custody already answers the opening `chk` with `(not found)` and later `put`s its pull
-//!   request for it: that counts as success too. Any other own command of the custodian means
-//!   it refused custody (no quota, or custody turned off).
-//! - [`retrieve`]: `chk <original>`; the custodian answers `(not found)` (only the copy is
-//!   there), the hello exchange follows, then a harmless `chk <hello>` of ours gives the
-//!   custodian its turn, in which it `put`s the pull request. We `get` the encrypted copy it
-//!   names and end the session. Both items are stored locally; decrypting is the caller's
-//!   business (the password never reaches the node).
+//! - [`persist`]: a session that opens with `chk <push request>` (a harmless opening that
+//!   touches no custody), then `put`s the push request (already in the local store, built by
+//!   the caller, who alone knows the password). A custodian that takes custody `get`s the
+//!   content's items, one per turn; we serve them from the store and give it turn after turn
+//!   (a filler `chk <hello>`) while it keeps asking. It ends by `put`ting its pull request for
+//!   the file and our key: that is the success (after it, the copy is durable there). A
+//!   custodian that holds the file for our key already `put`s the pull request at once
+//!   (success, `already`). A custodian that asks for an item that is not part of the file
+//!   (the rest of our store is none of its business) ends the session. Any other turn of the
+//!   custodian means it refused custody (no quota, custody turned off, too many owners) or
+//!   stopped partway.
+//! - [`retrieve`]: `chk <original>`; the custodian answers `(not found)` (only copies are
+//!   there), the hello exchange follows, then filler `chk <hello>`s give the custodian turns
+//!   in which it `put`s the pull requests of the file's owners. We take the one naming our
+//!   owner key (the caller derived it from the password), ignore the others, and `get` the
+//!   encrypted copy it names, item by item as a fetch does (resuming: items already here are
+//!   not asked for again). Decrypting is the caller's business (the password never reaches
+//!   the node).
+//!
+//! Items the custodian `put` that we do not keep (other owners' pull requests, our pull
+//! request after a persist) are removed from the store at the end unless a recorded file uses
+//! them; the pull request and copy of a retrieve stay for the caller, who removes them once it
+//! has decrypted.
 
 use super::*;
-use kith_crypto::custody::PullRequest;
+use kith_crypto::custody::{PullRequest, PushRequest};
 use serde::{Deserialize, Serialize};
+
+/// Custodian turns in a row that neither ask for an item of ours nor hand us our pull
+/// request before we stop waiting.
+const MAX_IDLE_TURNS: u32 = 4;
 
 /// What a [`persist`] did.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -28,8 +44,11 @@ pub struct PersistReport {
     pub content: String,
     /// The custodian (agent id).
     pub custodian: String,
-    /// True when the custodian held the file in custody already.
+    /// True when the custodian held the file in custody for this key already.
     pub already: bool,
+    /// Items of the file the custodian took (0 when `already`).
+    #[serde(default)]
+    pub items_sent: u64,
 }
 
 /// What a [`retrieve`] did.
@@ -39,46 +58,20 @@ pub struct RetrieveReport {
     pub hash: String,
     /// The pull request's hash (stored locally).
     pub pull_request: String,
-    /// The encrypted copy's hash (stored locally).
+    /// The encrypted copy's hash (stored locally, with every item of its tree).
     pub encrypted: String,
     /// The custodian (agent id).
     pub custodian: String,
 }
 
-/// What the session is for.
-#[derive(Debug, Clone, Copy)]
-enum Goal {
-    Persist { push: ContentHash },
-    Retrieve,
-}
-
-/// Where an owner session is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// `chk` not sent yet.
-    Start,
-    /// Waiting for the opening `chk` reply.
-    Checking,
-    /// Opened: our next turn issues the goal's command (push request / filler `chk`).
-    Opened,
-    /// Waiting for the custodian's answer to that command.
-    Asked,
-    /// Retrieve: `get` of the copy sent.
-    Getting,
-    /// `bye` sent.
-    Done,
-}
-
-/// How an owner session ended well.
-#[derive(Debug)]
-enum Outcome {
-    /// Persist: the custodian took the content (or held it already).
-    Persisted { already: bool },
-    /// Retrieve: the pull request and the copy are stored here.
-    Retrieved {
-        pull: ContentHash,
-        encrypted: ContentHash,
-    },
+/// The request of a persist: who we are and what we push.
+#[derive(Debug, Clone)]
+struct Push {
+    hash: ContentHash,
+    owner: [u8; 33],
+    content: ContentHash,
+    /// Every distinct item of the file: all a custodian may `get` in this session.
+    items: std::collections::HashSet<ContentHash>,
 }
 
 fn pick_peer(state: &NodeState, peer: Option<AgentId>) -> Result<AgentId, ExchangeError> {
@@ -95,7 +88,7 @@ fn pick_peer(state: &NodeState, peer: Option<AgentId>) -> Result<AgentId, Exchan
 }
 
 /// Asks `to` (or the first linked peer) to keep the content named by the push request
-/// `push`, which must be stored here, as must the content (a single item).
+/// `push`, which must be stored here, as must the whole content (any size).
 pub async fn persist(
     state: &Arc<NodeState>,
     push: ContentHash,
@@ -106,50 +99,73 @@ pub async fn persist(
         .await
         .map_err(ExchangeError::Store)?
         .ok_or_else(|| ExchangeError::Store(format!("push request {push} is not stored here")))?;
-    let parsed = kith_crypto::custody::PushRequest::parse(&request[1..])
+    let parsed = PushRequest::parse(&request[1..])
         .map_err(|e| ExchangeError::Store(format!("{push} is not a push request: {e}")))?;
     let content = ContentHash(parsed.content_hash);
-    match answer::read_item(state, content).await {
-        Ok(Some(item)) if item.first() == Some(&kith_store::ItemType::BLOB.byte()) => {}
-        Ok(Some(_)) => {
-            return Err(ExchangeError::Store(format!(
-                "{content} is larger than one item: custody holds single-item files only for now"
-            )))
-        }
-        Ok(None) => {
-            return Err(ExchangeError::Store(format!(
-                "{content} is not stored here"
-            )))
-        }
-        Err(e) => return Err(ExchangeError::Store(e)),
-    }
-    match run(state, peer, content, Goal::Persist { push }).await? {
-        Outcome::Persisted { already } => Ok(PersistReport {
-            push_request: push.to_hex(),
-            content: content.to_hex(),
-            custodian: peer.to_string(),
-            already,
-        }),
-        Outcome::Retrieved { .. } => Err(ExchangeError::Store("unexpected outcome".into())),
-    }
+    // The whole file must be here: the custodian will ask for every item of it, and for
+    // nothing else.
+    let walked = with_blobs(state, move |s| s.blobs().walk_file(&content))
+        .await
+        .map_err(|e| ExchangeError::Store(format!("{content} is not complete here: {e}")))?;
+    let push = Push {
+        hash: push,
+        owner: parsed.owner_key,
+        content,
+        items: walked.items.into_iter().collect(),
+    };
+    let mut kept = Vec::new();
+    let result = run_persist(state, peer, &push, &mut kept).await;
+    forget_items(state, kept).await;
+    let (already, items_sent) = result?;
+    Ok(PersistReport {
+        push_request: push.hash.to_hex(),
+        content: content.to_hex(),
+        custodian: peer.to_string(),
+        already,
+        items_sent,
+    })
 }
 
-/// Gets the pull request for `hash` and the encrypted copy it names from `from` (or the first
-/// linked peer), storing both here.
+/// Gets the pull request for `hash` naming `owner` (any owner when `None`) and the
+/// encrypted copy it names from `from` (or the first linked peer), storing both here.
 pub async fn retrieve(
     state: &Arc<NodeState>,
     hash: ContentHash,
+    owner: Option<[u8; 33]>,
     from: Option<AgentId>,
 ) -> Result<RetrieveReport, ExchangeError> {
     let peer = pick_peer(state, from)?;
-    match run(state, peer, hash, Goal::Retrieve).await? {
-        Outcome::Retrieved { pull, encrypted } => Ok(RetrieveReport {
-            hash: hash.to_hex(),
-            pull_request: pull.to_hex(),
-            encrypted: encrypted.to_hex(),
-            custodian: peer.to_string(),
-        }),
-        Outcome::Persisted { .. } => Err(ExchangeError::Store("unexpected outcome".into())),
+    let mut extra = Vec::new();
+    let result = run_retrieve(state, peer, hash, owner, &mut extra).await;
+    if let Ok((pull, _)) = &result {
+        extra.retain(|item| item != pull);
+    }
+    forget_items(state, extra).await;
+    let (pull, encrypted) = result?;
+    Ok(RetrieveReport {
+        hash: hash.to_hex(),
+        pull_request: pull.to_hex(),
+        encrypted: encrypted.to_hex(),
+        custodian: peer.to_string(),
+    })
+}
+
+/// Removes loose items a session stored that we do not keep (unless a file uses them).
+async fn forget_items(state: &NodeState, items: Vec<ContentHash>) {
+    if items.is_empty() {
+        return;
+    }
+    let result = with_blobs(state, move |s| {
+        for item in &items {
+            if !s.meta().item_in_use(item)? {
+                s.blobs().remove_item(item)?;
+            }
+        }
+        Ok(())
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::warn!("could not remove loose custody items: {e}");
     }
 }
 
@@ -164,22 +180,174 @@ async fn stored_pull_request(
     Ok(item.and_then(|item| PullRequest::parse(&item[1..]).ok()))
 }
 
-/// One owner session with `peer` about the content `content`.
-async fn run(
+fn filler() -> Command {
+    Command::Chk {
+        target: Target::Hash(ItemHash::hello()),
+        nonce: None,
+    }
+}
+
+/// One persist session. Returns (already, items sent); `received` collects the items the
+/// custodian `put` (to forget afterwards).
+async fn run_persist(
+    state: &Arc<NodeState>,
+    peer: AgentId,
+    push: &Push,
+    received: &mut Vec<ContentHash>,
+) -> Result<(bool, u64), ExchangeError> {
+    net::ensure_link(state, peer).await?;
+    let mut link = InitiatorSession::open(state, peer).await?;
+    let mut opened = false;
+    let mut asked = false;
+    let mut done = false;
+    // What the custodian did in its turn since our last command.
+    let mut served_now = 0u64;
+    let mut peer_put: Option<ContentHash> = None;
+    let mut served = 0u64;
+    let mut idle = 0u32;
+    let mut outcome: Option<(bool, u64)> = None;
+    let mut refusal: Option<String> = None;
+    while let Some(event) = link.next_event().await? {
+        let now = Instant::now();
+        let result = match event {
+            Event::Ready => {
+                let command = if done {
+                    Command::Bye
+                } else if !opened {
+                    Command::Chk {
+                        target: Target::Hash(ItemHash(push.hash.0)),
+                        nonce: None,
+                    }
+                } else if !asked {
+                    asked = true;
+                    Command::Put {
+                        hash: ItemHash(push.hash.0),
+                    }
+                } else {
+                    let ours = match peer_put.take() {
+                        Some(hash) => stored_pull_request(state, hash)
+                            .await?
+                            .filter(|p| {
+                                p.original_hash == push.content.0 && p.owner_key == Some(push.owner)
+                            })
+                            .is_some(),
+                        None => false,
+                    };
+                    idle = if served_now > 0 { 0 } else { idle + 1 };
+                    served_now = 0;
+                    if ours {
+                        outcome = Some((served == 0, served));
+                        done = true;
+                        Command::Bye
+                    } else if idle == 0 || (idle < MAX_IDLE_TURNS && served > 0) {
+                        // It is still taking items (or finishing): give it another turn.
+                        filler()
+                    } else {
+                        refusal = Some(if served == 0 {
+                            format!(
+                                "{peer} refused custody of {} (custody is off there, over its quota, or it keeps too many owners' copies of it)",
+                                push.content
+                            )
+                        } else {
+                            format!(
+                                "{peer} stopped taking custody of {} after {served} items (over its quota?)",
+                                push.content
+                            )
+                        });
+                        done = true;
+                        Command::Bye
+                    }
+                };
+                link.port.session_mut().send_command(now, command)
+            }
+            Event::Reply {
+                to: Command::Chk { .. },
+                ..
+            } if !opened => {
+                link.opened();
+                opened = true;
+                Ok(())
+            }
+            Event::PeerCommand(Command::Get { hash }) if asked => {
+                if hash != ItemHash::hello() && !push.items.contains(&content_hash(hash)) {
+                    // Not part of the file: a custodian has no business with the rest of our
+                    // store. Ending now leaves the question unanswered.
+                    return Err(ExchangeError::Refused(format!(
+                        "{peer} asked for {hash}, which is not part of {}: custody abandoned",
+                        push.content
+                    )));
+                }
+                served_now += 1;
+                served += 1;
+                Ok(())
+            }
+            Event::PeerCommand(Command::Put { hash }) if hash != ItemHash::hello() => {
+                peer_put = Some(ContentHash(hash.0));
+                Ok(())
+            }
+            Event::StoreItem { hash: got, item } => {
+                if link.store_received(got, item).await? {
+                    received.push(content_hash(got));
+                }
+                Ok(())
+            }
+            Event::PipAddress => link
+                .port
+                .session_mut()
+                .answer_pip(now, &NodePolicy.pip_address()),
+            Event::Closed(reason) => {
+                link.closed(&reason).await?;
+                if let (true, CloseReason::Bye { by_peer: false }) = (done, &reason) {
+                    break;
+                }
+                return Err(link.failed(describe(&reason)));
+            }
+            _ => Ok(()),
+        };
+        result.map_err(|e| link.failed(e.to_string()))?;
+        link.port.process(Instant::now());
+    }
+    if let Some(refusal) = refusal {
+        return Err(ExchangeError::Refused(refusal));
+    }
+    outcome.ok_or_else(|| link.failed("the session ended early".to_owned()))
+}
+
+/// Where a retrieve session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// `chk` not sent yet.
+    Start,
+    /// Waiting for the opening `chk` reply.
+    Checking,
+    /// Giving the custodian turns to `put` pull requests.
+    Offering,
+    /// Getting the items of the copy.
+    Getting,
+    /// `bye` sent.
+    Done,
+}
+
+/// One retrieve session. Returns (pull request, copy); `extra` collects the items the
+/// custodian `put` (all of them: the caller keeps the pull request it returns).
+async fn run_retrieve(
     state: &Arc<NodeState>,
     peer: AgentId,
     content: ContentHash,
-    goal: Goal,
-) -> Result<Outcome, ExchangeError> {
+    owner: Option<[u8; 33]>,
+    extra: &mut Vec<ContentHash>,
+) -> Result<(ContentHash, ContentHash), ExchangeError> {
     net::ensure_link(state, peer).await?;
     let mut link = InitiatorSession::open(state, peer).await?;
     let mut step = Step::Start;
-    // What the custodian did in its turns since our last command.
-    let mut served_content = false;
     let mut peer_put: Option<ContentHash> = None;
-    let mut outcome: Option<Outcome> = None;
+    let mut others = 0u32;
+    let mut malformed: Option<ContentHash> = None;
+    let mut idle = 0u32;
+    let mut chosen: Option<(ContentHash, ContentHash)> = None;
+    let mut walk: Option<Walk> = None;
+    let mut asked: Option<ContentHash> = None;
     let mut refusal: Option<String> = None;
-    let mut getting: Option<(ContentHash, ContentHash)> = None;
     while let Some(event) = link.next_event().await? {
         let now = Instant::now();
         let result = match event {
@@ -192,79 +360,55 @@ async fn run(
                             nonce: None,
                         }
                     }
-                    Step::Opened => {
-                        step = Step::Asked;
-                        served_content = false;
-                        peer_put = None;
-                        match goal {
-                            Goal::Persist { push } => Command::Put {
-                                hash: ItemHash(push.0),
-                            },
-                            // Gives the custodian a turn to `put` the pull request.
-                            Goal::Retrieve => Command::Chk {
-                                target: Target::Hash(ItemHash::hello()),
-                                nonce: None,
-                            },
-                        }
-                    }
-                    Step::Asked => {
-                        let pull = match peer_put {
-                            Some(hash) => stored_pull_request(state, hash)
-                                .await?
-                                .filter(|p| p.original_hash == content.0)
-                                .map(|p| (hash, p)),
+                    Step::Offering => {
+                        let offered = match peer_put.take() {
+                            Some(hash) => {
+                                let pull = stored_pull_request(state, hash).await?;
+                                if pull.is_none() {
+                                    malformed = Some(hash);
+                                }
+                                pull.filter(|p| p.original_hash == content.0)
+                                    .map(|p| (hash, p))
+                            }
                             None => None,
                         };
-                        match (goal, pull) {
-                            (Goal::Persist { .. }, Some(_)) => {
-                                outcome = Some(Outcome::Persisted { already: true });
-                                step = Step::Done;
-                                Command::Bye
-                            }
-                            (Goal::Persist { .. }, None) if served_content => {
-                                outcome = Some(Outcome::Persisted { already: false });
-                                step = Step::Done;
-                                Command::Bye
-                            }
-                            (Goal::Persist { .. }, None) => {
-                                refusal = Some(format!(
-                                    "{peer} refused custody of {content} (custody is off there, or over its quota)"
-                                ));
-                                step = Step::Done;
-                                Command::Bye
-                            }
-                            (Goal::Retrieve, Some((pull_hash, pull))) => {
+                        match offered {
+                            Some((hash, pull)) if owner.is_none() || pull.owner_key == owner => {
                                 let encrypted = ContentHash(pull.encrypted_hash);
-                                getting = Some((pull_hash, encrypted));
+                                chosen = Some((hash, encrypted));
+                                walk = Some(Walk::new(encrypted));
                                 step = Step::Getting;
-                                Command::Get {
-                                    hash: ItemHash(encrypted.0),
-                                }
+                                next_copy_item(state, &mut walk, &mut asked, &mut step).await?
                             }
-                            (Goal::Retrieve, None) => {
-                                refusal =
-                                    Some(format!("{peer} holds no copy of {content} in custody"));
+                            Some(_) => {
+                                others += 1;
+                                idle = 0;
+                                filler()
+                            }
+                            None if idle == 0 => {
+                                // The custodian's first turn is still to come.
+                                idle += 1;
+                                filler()
+                            }
+                            None => {
+                                refusal = Some(if let Some(bad) = malformed {
+                                    format!(
+                                        "{peer} put {bad} where a pull request for {content} was due, and it is not a well-formed pull request"
+                                    )
+                                } else if others > 0 {
+                                    format!(
+                                        "{peer} keeps {content} in custody, but not for this key: wrong password (or --ciyam-compat given or missing when it was persisted)"
+                                    )
+                                } else {
+                                    format!("{peer} holds no copy of {content} in custody")
+                                });
                                 step = Step::Done;
                                 Command::Bye
                             }
                         }
                     }
                     Step::Getting => {
-                        if let Some((pull, encrypted)) = getting {
-                            let present = answer::read_item(state, encrypted)
-                                .await
-                                .map_err(ExchangeError::Store)?
-                                .is_some();
-                            if present {
-                                outcome = Some(Outcome::Retrieved { pull, encrypted });
-                            } else {
-                                refusal = Some(format!(
-                                    "{peer} did not send the encrypted copy {encrypted}"
-                                ));
-                            }
-                        }
-                        step = Step::Done;
-                        Command::Bye
+                        next_copy_item(state, &mut walk, &mut asked, &mut step).await?
                     }
                     Step::Checking | Step::Done => Command::Bye,
                 };
@@ -275,8 +419,8 @@ async fn run(
                 reply,
             } if step == Step::Checking => {
                 link.opened();
-                step = Step::Opened;
-                if matches!(goal, Goal::Retrieve) && reply != Reply::NotFound {
+                step = Step::Offering;
+                if reply != Reply::NotFound {
                     refusal = Some(format!(
                         "{peer} holds {content} as a plain file, not in custody: use `kith file get {content} --from {peer}`"
                     ));
@@ -284,17 +428,33 @@ async fn run(
                 }
                 Ok(())
             }
-            Event::PeerCommand(Command::Get { hash }) if hash.0 == content.0 => {
-                served_content = true;
-                Ok(())
-            }
             Event::PeerCommand(Command::Put { hash }) if hash != ItemHash::hello() => {
                 peer_put = Some(ContentHash(hash.0));
                 Ok(())
             }
             Event::StoreItem { hash: got, item } => {
-                link.store_received(got, item).await?;
-                Ok(())
+                let got = content_hash(got);
+                let ours = step == Step::Getting && asked == Some(got);
+                match (ours, walk.as_mut()) {
+                    (true, Some(walk)) => {
+                        // A list of the copy must parse before anything of it is kept.
+                        if let Err(e) = walk.enter(got, &item) {
+                            tracing::warn!(peer = %peer, "could not store item {got}: {e}");
+                            link.port.session_mut().stored(now, false)
+                        } else {
+                            if link.store_received(ItemHash(got.0), item).await? {
+                                asked = None;
+                            }
+                            Ok(())
+                        }
+                    }
+                    _ => {
+                        if link.store_received(ItemHash(got.0), item).await? {
+                            extra.push(got);
+                        }
+                        Ok(())
+                    }
+                }
             }
             Event::PipAddress => link
                 .port
@@ -315,5 +475,31 @@ async fn run(
     if let Some(refusal) = refusal {
         return Err(ExchangeError::Refused(refusal));
     }
-    outcome.ok_or_else(|| link.failed("the session ended early".to_owned()))
+    chosen.ok_or_else(|| link.failed("the session ended early".to_owned()))
+}
+
+/// The next command while getting the copy: the next item of its tree not held here, or
+/// `bye` when it is complete.
+async fn next_copy_item(
+    state: &NodeState,
+    walk: &mut Option<Walk>,
+    asked: &mut Option<ContentHash>,
+    step: &mut Step,
+) -> Result<Command, ExchangeError> {
+    let next = match walk.as_mut() {
+        Some(walk) => next_missing(state, walk).await?,
+        None => None,
+    };
+    Ok(match next {
+        Some(item) => {
+            *asked = Some(item);
+            Command::Get {
+                hash: ItemHash(item.0),
+            }
+        }
+        None => {
+            *step = Step::Done;
+            Command::Bye
+        }
+    })
 }

@@ -526,6 +526,9 @@ pub trait MetaDb: Send {
 
     /// The channels this node is a member of, in the order it joined them.
     fn chat_joined(&mut self) -> Result<Vec<ChatChannelRow>, MetaError>;
+    /// Whether a recorded file is `item` or uses it: loose items (a custody copy fetched for
+    /// decryption, a pull request) may be deleted only when this is false.
+    fn item_in_use(&mut self, item: &ContentHash) -> Result<bool, MetaError>;
 }
 
 impl std::fmt::Debug for dyn MetaDb {

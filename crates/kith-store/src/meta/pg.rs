@@ -694,6 +694,19 @@ impl MetaDb for PostgresMeta {
     fn retention_by_peer(&mut self) -> Result<Vec<PeerRetention>, MetaError> {
         placements::by_peer(&mut self.client)
     }
+
+    fn item_in_use(&mut self, item: &ContentHash) -> Result<bool, MetaError> {
+        let hex = item.to_hex();
+        let row = self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM file_items WHERE item_hash = $1)
+                     OR EXISTS (SELECT 1 FROM files WHERE hash = $1)",
+                &[&hex],
+            )
+            .map_err(query_err("checking item use"))?;
+        row.try_get(0).map_err(|e| MetaError::BadRow(e.to_string()))
+    }
 }
 
 fn peer_from_row(row: &Row) -> Result<PeerRecord, MetaError> {

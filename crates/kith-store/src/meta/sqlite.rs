@@ -634,6 +634,20 @@ impl MetaDb for SqliteMeta {
     fn retention_by_peer(&mut self) -> Result<Vec<PeerRetention>, MetaError> {
         placements::by_peer(&mut self.conn)
     }
+
+    fn item_in_use(&mut self, item: &ContentHash) -> Result<bool, MetaError> {
+        let hex = item.to_hex();
+        let used: i64 = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM file_items WHERE item_hash = ?1)
+                     OR EXISTS (SELECT 1 FROM files WHERE hash = ?1)",
+                [&hex],
+                |row| row.get(0),
+            )
+            .map_err(query_err("checking item use"))?;
+        Ok(used != 0)
+    }
 }
 
 /// The columns of a peer row, as read, before validation.

@@ -3,23 +3,26 @@
 //!
 //! The password stays in this process: it derives the owner key here (Argon2id by default,
 //! the reference's derivation with `--ciyam-compat`), builds the push request and stores it
-//! with the content; the running node only carries requests and copies. `retrieve` has the
-//! node fetch the pull request and the encrypted copy into the store, then decrypts here and
-//! checks the original hash before writing anything.
+//! with the content; the running node only carries requests and copies. `retrieve` derives
+//! the key, has the node fetch the pull request naming it and the encrypted copy (any size)
+//! into the store, then decrypts here, checking every item against the original hash's tree
+//! before its bytes reach OUT (a temporary file, renamed only when all of it checked out), and
+//! finally removes the fetched pull request and copy from the store.
 
 use super::Env;
 use crate::cli::{PersistArgs, RetrieveArgs};
-use crate::output::{print_json, write_file_atomically};
+use crate::output::{print_json, write_file_atomically_with};
 use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use kith_crypto::custody::{self, Argon2Params, CustodyError, PullRequest, PushRequest};
 use kith_crypto::identity::ContentKey;
-use kith_node::control::{ControlClient, FetchBody, PersistBody, PERSIST_PATH, RETRIEVE_PATH};
+use kith_node::control::{ControlClient, PersistBody, RetrieveBody, PERSIST_PATH, RETRIEVE_PATH};
 use kith_node::exchange::{PersistReport, RetrieveReport};
-use kith_store::{ContentHash, ItemKind, ItemType};
+use kith_store::custody_copy::{open_copy, CopyError};
+use kith_store::{ContentHash, FileStore, ItemType, StoreError};
 use serde_json::json;
-use std::io::{BufRead as _, Read as _};
+use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::Path;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -79,14 +82,6 @@ pub fn persist(env: &Env, args: PersistArgs) -> Result<()> {
         .open_file_store()
         .context("cannot open the file store")?;
     let record = store.put_path(&args.path, None)?;
-    if record.kind != ItemKind::Blob {
-        bail!(
-            "{} is {} bytes, more than one store item (max_item {}): custody holds single-item files only for now",
-            args.path.display(),
-            record.size,
-            env.config.max_item
-        );
-    }
     let key = owner_key(&password, &record.hash, args.ciyam_compat)?;
     drop(password);
     let owner_public = key.public_key();
@@ -100,7 +95,14 @@ pub fn persist(env: &Env, args: PersistArgs) -> Result<()> {
         push_request: push_hash.to_hex(),
         to: args.to,
     };
-    let report: PersistReport = control.post(PERSIST_PATH, &body)?;
+    let report: Result<PersistReport, _> = control.post(PERSIST_PATH, &body);
+    // The push request was only the message: it goes, unless a stored file is that item.
+    if let Ok(mut store) = env.config.open_file_store() {
+        if let Ok(false) = store.meta().item_in_use(&push_hash) {
+            let _ = store.blobs().remove_item(&push_hash);
+        }
+    }
+    let report = report?;
     let owner_b64 = STANDARD.encode(owner_public);
     if env.json {
         return print_json(&json!({
@@ -134,15 +136,50 @@ pub fn retrieve(env: &Env, args: RetrieveArgs) -> Result<()> {
     })?;
     let password = read_password(&args.password_file)?;
     let control = control(env)?;
-    let body = FetchBody {
+    // The key first: the custodian may keep copies for several owners, and the node takes
+    // only the pull request naming ours (a wrong password fetches nothing).
+    let key = owner_key(&password, &hash, args.ciyam_compat)?;
+    drop(password);
+    let body = RetrieveBody {
         hash: hash.to_hex(),
         from: args.from,
+        owner_key: Some(STANDARD.encode(key.public_key())),
     };
     let report: RetrieveReport = control.post(RETRIEVE_PATH, &body)?;
-    let store = env
+    let mut store = env
         .config
         .open_file_store()
         .context("cannot open the file store")?;
+    let pull_hash: ContentHash = report.pull_request.parse()?;
+    let encrypted_hash: ContentHash = report.encrypted.parse()?;
+    let opened = open_into(env, &store, &report, &key, &hash, &args.output);
+    // The pull request and the copy were fetched only for this: they go, whatever happened,
+    // unless the owner also keeps one of them as a file.
+    forget_copy(&mut store, &pull_hash, &encrypted_hash);
+    let size = opened?;
+    if env.json {
+        return print_json(&json!({
+            "hash": hash.to_hex(),
+            "path": args.output,
+            "size": size,
+            "custodian": report.custodian,
+            "encrypted": report.encrypted,
+        }));
+    }
+    eprintln!("retrieved {hash} ({size} bytes) from {}", report.custodian);
+    Ok(())
+}
+
+/// Checks the pull request, then decrypts and verifies the copy into a temporary file beside
+/// `out`, renamed over it only when the whole file checked out. Returns its size.
+fn open_into(
+    env: &Env,
+    store: &FileStore,
+    report: &RetrieveReport,
+    key: &ContentKey,
+    hash: &ContentHash,
+    out: &Path,
+) -> Result<u64> {
     let pull_hash: ContentHash = report.pull_request.parse()?;
     let encrypted_hash: ContentHash = report.encrypted.parse()?;
     let pull_item = store.blobs().get_item(&pull_hash)?;
@@ -151,37 +188,83 @@ pub fn retrieve(env: &Env, args: RetrieveArgs) -> Result<()> {
     if pull.original_hash != hash.0 || pull.encrypted_hash != encrypted_hash.0 {
         bail!("the custodian's pull request names another file");
     }
-    let key = owner_key(&password, &hash, args.ciyam_compat)?;
-    drop(password);
-    if pull
-        .owner_key
-        .is_some_and(|owner| owner != key.public_key())
-    {
-        bail!(WRONG_PASSWORD);
-    }
-    let copy = store.blobs().get_item(&encrypted_hash)?;
-    let content = match custody::decrypt_blob(&key, &hash.0, &copy.content) {
-        Ok(content) => Zeroizing::new(content),
-        Err(CustodyError::Authentication { .. }) => bail!(WRONG_PASSWORD),
-        Err(CustodyError::OriginalHashMismatch) => {
-            bail!("the decrypted copy does not hash to {hash}: the custodian sent something else")
-        }
-        Err(e) => bail!("cannot decrypt the copy from {}: {e}", report.custodian),
+    let names_us = match pull.owner_key {
+        Some(owner) if owner != key.public_key() => bail!(WRONG_PASSWORD),
+        Some(_) => true,
+        None => false,
     };
-    write_file_atomically(&args.output, &content)?;
-    if env.json {
-        return print_json(&json!({
-            "hash": hash.to_hex(),
-            "path": args.output,
-            "size": content.len(),
-            "custodian": report.custodian,
-            "encrypted": report.encrypted,
-        }));
+    let max_item = env.config.max_item.max(kith_store::DEFAULT_MAX_ITEM_SIZE);
+    let custodian = &report.custodian;
+    write_file_atomically_with(out, |file| {
+        let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+        let opened = open_copy(
+            store.blobs(),
+            &encrypted_hash,
+            key,
+            hash,
+            max_item,
+            &mut writer,
+        )
+        .and_then(|size| {
+            writer.flush().map_err(CopyError::Output)?;
+            Ok(size)
+        });
+        explain(opened, names_us, custodian, hash)
+    })
+}
+
+/// The user's view of a copy that did not open.
+fn explain(
+    opened: Result<u64, CopyError>,
+    names_us: bool,
+    custodian: &str,
+    hash: &ContentHash,
+) -> Result<u64> {
+    Ok(match opened {
+        Ok(size) => size,
+        Err(CopyError::Crypto(CustodyError::Authentication { .. })) if !names_us => {
+            bail!(WRONG_PASSWORD)
+        }
+        Err(CopyError::Crypto(e)) => bail!(
+            "the copy from {custodian} does not decrypt with your key ({e}): the custodian sent a damaged or forged copy; nothing was written"
+        ),
+        Err(
+            e @ (CopyError::HashMismatch { .. }
+            | CopyError::Truncated
+            | CopyError::TrailingItems
+            | CopyError::BadType { .. }
+            | CopyError::BadList { .. }
+            | CopyError::RecordTooLong { .. }
+            | CopyError::TooDeep),
+        ) => bail!(
+            "the decrypted copy from {custodian} is not {hash} ({e}): the custodian sent something else; nothing was written"
+        ),
+        Err(e) => bail!("cannot open the copy from {custodian}: {e}"),
+    })
+}
+
+/// Removes the pull request and every item of the copy from the store, except items a
+/// recorded file uses. Best effort: a failure is reported, not fatal.
+fn forget_copy(store: &mut FileStore, pull: &ContentHash, copy: &ContentHash) {
+    let mut items = vec![*pull];
+    match store.blobs().walk_file(copy) {
+        Ok(walked) => items.extend(walked.items),
+        Err(_) => items.push(*copy),
     }
-    eprintln!(
-        "retrieved {hash} ({} bytes) from {}",
-        content.len(),
-        report.custodian
-    );
-    Ok(())
+    for item in &items {
+        let removed = store
+            .meta()
+            .item_in_use(item)
+            .map_err(StoreError::from)
+            .and_then(|used| {
+                if used {
+                    Ok(false)
+                } else {
+                    store.blobs().remove_item(item)
+                }
+            });
+        if let Err(e) = removed {
+            eprintln!("warning: could not remove the fetched copy item {item}: {e}");
+        }
+    }
 }
