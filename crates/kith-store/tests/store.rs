@@ -1222,6 +1222,8 @@ fn chat_queue_log_and_channels_survive_reopening(backend: &Backend) {
     );
     meta.chat_set_joined(&lobby, false, NOW + 3).unwrap();
     assert_eq!(meta.chat_joined().unwrap().len(), 1);
+}
+
 fn items_of_recorded_files_are_in_use_and_loose_items_are_not(backend: &Backend) {
     let fx = Fixture::new(backend);
     let mut store = fx.store();

@@ -1,0 +1,103 @@
+//! The 1,000-node report (ignored by default; run with
+//! `cargo test -p kith-chat --test report -- --ignored --nocapture`): delivery ratio of
+//! flooded messages, duplicates each node receives against its degree, and hops taken by
+//! routed messages against the shortest path.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{sim_config, Net};
+
+#[test]
+#[ignore = "a report, not a check: prints figures for the benchmark notes"]
+fn report_1000_nodes() {
+    const N: usize = 1000;
+    let mut net = Net::new(N, 2024, sim_config());
+    net.random_topology(4);
+    net.run_for(Duration::from_secs(15));
+    let routes: usize = net.routers.iter().map(|r| r.route_count()).sum();
+    println!("routes known: {routes} of {}", N * (N - 1));
+
+    // Flooding: ten channels announced from random nodes.
+    let dup_before: Vec<u64> = net
+        .routers
+        .iter()
+        .map(|r| r.counters().duplicates)
+        .collect();
+    let flood_before: u64 = net.routers.iter().map(|r| r.counters().flooded).sum();
+    let floods = 10u64;
+    for k in 0..floods as usize {
+        let name = format!("room-{k}");
+        net.act((k * 97) % N, |r, now| r.join(now, &name, false))
+            .unwrap();
+        net.run_for(Duration::from_secs(3));
+    }
+    let acted: u64 = net
+        .routers
+        .iter()
+        .map(|r| r.counters().flooded)
+        .sum::<u64>()
+        - flood_before;
+    println!(
+        "flood delivery ratio: {:.4} ({} node-deliveries of {} floods to {} nodes)",
+        acted as f64 / (floods as f64 * N as f64),
+        acted,
+        floods,
+        N
+    );
+    let mut by_degree: std::collections::BTreeMap<usize, (u64, u64)> = Default::default();
+    for (i, before) in dup_before.iter().enumerate() {
+        let dups = net.routers[i].counters().duplicates - before;
+        let e = by_degree.entry(net.adjacency[i].len()).or_default();
+        e.0 += dups;
+        e.1 += 1;
+    }
+    println!("duplicates per node per flood, by degree (degree: mean duplicates, nodes):");
+    for (degree, (dups, nodes)) in &by_degree {
+        println!(
+            "  {degree:2}: {:.2} ({nodes})",
+            *dups as f64 / (*nodes as f64 * floods as f64)
+        );
+    }
+
+    // Routing: 200 random pairs.
+    let mut stretch_sum = 0.0;
+    let mut exact = 0;
+    let mut delivered = 0;
+    let mut sent = Vec::new();
+    for k in 0..200usize {
+        let src = (k * 7919) % N;
+        let dst = (k * 104_729 + 13) % N;
+        if src == dst {
+            continue;
+        }
+        let target = net.ids[dst];
+        let msg = net
+            .act(src, |r, now| {
+                r.send_direct(now, &[target], "x", Vec::new(), "t")
+            })
+            .unwrap();
+        let d = net.distances(src)[dst].unwrap();
+        sent.push((dst, d, msg));
+    }
+    net.run_for(Duration::from_secs(20));
+    for (dst, d, msg) in &sent {
+        if net.deliveries(*dst, msg) == 1 {
+            delivered += 1;
+        }
+        let hops = net.message_hops.get(msg).copied().unwrap_or(0);
+        stretch_sum += hops as f64 / f64::from(*d);
+        if hops == u64::from(*d) {
+            exact += 1;
+        }
+    }
+    let mean_d: f64 = sent.iter().map(|(_, d, _)| f64::from(*d)).sum::<f64>() / sent.len() as f64;
+    println!(
+        "routed: {delivered}/{} delivered; mean shortest path {mean_d:.2} hops; \
+         mean hops/shortest {:.3}; {exact} on a shortest path",
+        sent.len(),
+        stretch_sum / sent.len() as f64
+    );
+    println!("messages moved in the whole run: {}", net.transmitted);
+}
