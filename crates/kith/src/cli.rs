@@ -6,7 +6,12 @@ use std::path::PathBuf;
 
 /// kith: a peer-to-peer node for secure links, fair file exchange, signed content and chat.
 #[derive(Debug, Parser)]
-#[command(name = "kith", version, propagate_version = true)]
+#[command(
+    name = "kith",
+    version,
+    propagate_version = true,
+    args_override_self = true
+)]
 pub struct Cli {
     /// Flags every command accepts.
     #[command(flatten)]

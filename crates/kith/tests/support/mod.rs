@@ -33,19 +33,26 @@ impl Node {
 
     /// Starts a node whose secure-link listener is `listen` (the peer port picks a free port).
     pub fn start_listening(data: &Path, listen: &str) -> Node {
+        Node::start_up(data, &["--listen", listen])
+    }
+
+    /// Starts `kith up` with `extra` flags after the defaults (free loopback ports for every
+    /// listener; a later flag wins).
+    pub fn start_up(data: &Path, extra: &[&str]) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kith"))
             .arg("--data")
             .arg(data)
             .args([
                 "up",
                 "--listen",
-                listen,
+                "127.0.0.1:0",
                 "--peer-listen",
                 "127.0.0.1:0",
                 "--chat-listen",
                 "127.0.0.1:0",
                 "--json",
             ])
+            .args(extra)
             .env("KITH_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
