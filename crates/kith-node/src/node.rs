@@ -164,6 +164,14 @@ impl NodeState {
         *self.stop_tx.borrow()
     }
 
+    /// The port of our secure-link listener, if it is on.
+    pub fn listen_port(&self) -> Option<u16> {
+        self.listeners
+            .get("listen")
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .map(|a| a.port())
+    }
+
     /// Our CHIP address, as tickets and first-contact requests name it.
     pub fn own_chad(&self) -> Chad {
         Chad {

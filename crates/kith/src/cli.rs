@@ -136,6 +136,12 @@ pub enum ChatCommand {
     },
     /// The channels this node knows.
     Channels,
+    /// Open a direct link to a node known only through others (the CONNECT rendezvous:
+    /// a node between you fills in the addresses each side is seen from).
+    Connect {
+        /// The node id.
+        node_id: String,
+    },
     /// Send a node the key of a closed channel (it joins on receipt).
     Invite {
         /// The channel's name.

@@ -115,3 +115,21 @@ fn a_message_to_an_offline_node_arrives_when_it_comes_back() {
     });
     drop(a);
 }
+
+#[test]
+fn connect_opens_a_direct_link_between_nodes_that_know_each_other_through_a_third() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = line(tmp.path());
+    // A and C are strangers; B knows both. A learns of C through chat routing first.
+    c.ok(&["chat", "join", "lobby"]);
+    eventually("A has a chat route to C", || {
+        a.kith(&["chat", "connect", &node_id(&c)]).status.success()
+    });
+    eventually("A and C are linked directly", || {
+        a.peer_state(&c.agent()) == "linked" && c.peer_state(&a.agent()) == "linked"
+    });
+    assert_eq!(a.links(), 2, "A keeps its link with B and has one with C");
+    assert_eq!(b.links(), 2);
+    assert!(c.counter("chat_connects_answered") >= 1);
+    a.ok(&["ping", &c.agent()]);
+}

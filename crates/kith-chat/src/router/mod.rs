@@ -192,6 +192,19 @@ impl Router {
         &self.me
     }
 
+    /// The Ed25519 key bound to `id` (from a certificate, or the link of a neighbour), if known.
+    pub fn key_of(&self, id: &NodeId) -> Option<kith_crypto::AgentId> {
+        self.certs.get(id).copied()
+    }
+
+    /// Asks `id` for its certificate, unless its key is known or a request is already out;
+    /// the answer binds the key ([`Router::key_of`]).
+    pub fn fetch_certificate(&mut self, now: Instant, id: NodeId) {
+        if self.certs.get(&id).is_none() {
+            self.request_certificate(now, id);
+        }
+    }
+
     /// What the router has done and refused.
     pub fn counters(&self) -> &ChatCounters {
         &self.counters

@@ -32,12 +32,14 @@ enum Sink {
 /// and there are at most two per link, whose number `max_links` and the admission guard bound.
 pub type LinkEvents = mpsc::UnboundedReceiver<ChatInput>;
 
-struct Driver {
-    state: Arc<NodeState>,
-    router: Router,
+pub(super) struct Driver {
+    pub(super) state: Arc<NodeState>,
+    pub(super) router: Router,
     links: HashMap<AgentId, NeighbourId>,
     sinks: HashMap<NeighbourId, Sink>,
     next_link: u64,
+    /// CONNECT rendezvous waiting for the other node's key (bounded, with deadlines).
+    pub(super) rendezvous: super::connect::Rendezvous,
 }
 
 /// Runs the chat task until the node stops. `identity` signs this node's messages.
@@ -63,11 +65,13 @@ pub async fn run(state: Arc<NodeState>, identity: Identity, queues: super::ChatQ
         links: HashMap::new(),
         sinks: HashMap::new(),
         next_link: LINK_IDS,
+        rendezvous: super::connect::Rendezvous::default(),
     };
     driver.restore().await;
     let mut stopping = state.stopping();
     loop {
         driver.carry_out().await;
+        driver.advance_rendezvous().await;
         driver.publish_counters();
         let deadline = driver.router.poll_timeout();
         let sleep = async {
@@ -273,6 +277,12 @@ impl Driver {
                 tracing::info!("chat: removed from {name}");
                 self.record_joined(name, true, false).await;
             }
+            ChatEvent::ConnectRequested { peer, address } => {
+                self.start_rendezvous(peer, address, super::connect::Step::Answer)
+            }
+            ChatEvent::ConnectReady { peer, address } => {
+                self.start_rendezvous(peer, address, super::connect::Step::Dial)
+            }
             other => tracing::debug!("chat: {other:?}"),
         }
     }
@@ -374,6 +384,18 @@ impl Driver {
                 let node = parse_node_id(&node_id)?;
                 self.router.kick(now, &name, node).map_err(text)?;
                 Ok(ChatReply::Done)
+            }
+            ChatRequest::Connect { node_id } => {
+                let peer = parse_node_id(&node_id)?;
+                let port = self.state.listen_port().ok_or(
+                    "this node has no secure-link listener (--listen off): nobody could dial it",
+                )?;
+                if self.router.connect(peer, port) {
+                    self.state.counters.bump("chat_connects_requested");
+                    Ok(ChatReply::Done)
+                } else {
+                    Err(format!("no route to {node_id}: no linked node knows it"))
+                }
             }
             ChatRequest::Channels => Ok(ChatReply::Channels(
                 self.router

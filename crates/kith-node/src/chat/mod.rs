@@ -19,6 +19,7 @@
 //! recorded and public ones joined again at start-up (a closed channel's key lives only in
 //! memory, so after a restart a member needs a new invitation).
 
+mod connect;
 mod driver;
 pub mod port;
 
@@ -121,6 +122,11 @@ pub enum ChatRequest {
         /// The channel.
         name: String,
         /// The node.
+        node_id: String,
+    },
+    /// Ask a node known only through others for a direct link (CONNECT rendezvous).
+    Connect {
+        /// Its node id.
         node_id: String,
     },
     /// The channels this node knows.

@@ -113,6 +113,19 @@ pub fn run(env: &Env, command: Option<ChatCommand>) -> Result<()> {
             Ok(())
         }
         ChatCommand::Read { name, follow } => read(env, &control, name, follow),
+        ChatCommand::Connect { node_id } => {
+            ask(
+                &control,
+                ChatRequest::Connect {
+                    node_id: node_id.clone(),
+                },
+            )?;
+            report(
+                env.json,
+                json!({"connect": node_id}),
+                &format!("asked {node_id} for a direct link; `kith peers` shows it once linked"),
+            )
+        }
     }
 }
 
