@@ -64,6 +64,7 @@ struct FileSettings {
     chat_listen: Option<String>,
     chat_tls: Option<bool>,
     chat_name: Option<String>,
+    chat_auto_join_invites: Option<bool>,
     announce: Option<String>,
     raw_links: Option<bool>,
     max_item: Option<usize>,
@@ -121,6 +122,9 @@ pub struct NodeConfig {
     pub chat_tls: bool,
     /// The name this node gives in chat (`name@GUID`); `None`: the bare GUID.
     pub chat_name: Option<String>,
+    /// Join a closed channel as soon as an invitation (its key) arrives; when false the
+    /// invitation waits for `kith chat join NAME`.
+    pub chat_auto_join_invites: bool,
     /// What tickets name as this node's address (host, port); `None`: derived from `listen`.
     pub announce: Option<(String, u16)>,
     /// Unencrypted links (simulations only; loopback only unless `allow_raw_anywhere`).
@@ -190,6 +194,7 @@ impl NodeConfig {
             chat_listen,
             chat_tls: overrides.chat_tls || file.chat_tls.unwrap_or(false),
             chat_name,
+            chat_auto_join_invites: file.chat_auto_join_invites.unwrap_or(true),
             announce,
             raw_links,
             allow_raw_anywhere: overrides.allow_raw_anywhere,

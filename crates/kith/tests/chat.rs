@@ -133,3 +133,30 @@ fn connect_opens_a_direct_link_between_nodes_that_know_each_other_through_a_thir
     assert!(c.counter("chat_connects_answered") >= 1);
     a.ok(&["ping", &c.agent()]);
 }
+
+#[test]
+fn an_invitation_can_wait_for_the_user_to_join() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(&tmp.path().join("a"));
+    let b = Node::start_with(&tmp.path().join("b"), "chat_auto_join_invites = false\n");
+    b.ok(&["connect", a.ok(&["ticket"]).trim()]);
+    a.ok(&["chat", "join", "board", "--closed"]);
+    eventually("the invitation reaches B", || {
+        a.kith(&["chat", "invite", "board", &node_id(&b)]);
+        b.ok(&["chat", "channels"]).contains("invited")
+    });
+    a.ok(&["chat", "say", "board", "before B accepted"]);
+    b.ok(&["chat", "join", "board"]);
+    eventually("B is a member after accepting", || {
+        let channels: Value = b.json(&["chat", "channels", "--json"]);
+        channels
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "board" && c["joined"] == true)
+    });
+    a.ok(&["chat", "say", "board", "after B accepted"]);
+    eventually("B reads the closed channel", || {
+        has_text(&b, Some("board"), "after B accepted")
+    });
+}

@@ -50,6 +50,7 @@ pub async fn run(state: Arc<NodeState>, identity: Identity, queues: super::ChatQ
     } = queues;
     let mut config = ChatConfig::from_limits(&state.config.limits);
     config.name = state.config.chat_name.clone();
+    config.auto_join_invites = state.config.chat_auto_join_invites;
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
     let router = match Router::new(identity, config, Instant::now(), seed) {
