@@ -117,6 +117,11 @@ pub struct TransferResult {
     pub peak_rss_source: u64,
     /// Peak resident set size (VmHWM) of the fetching node, bytes.
     pub peak_rss_fetcher: u64,
+    /// CPU time (user + system) the source node spent during the transfer, seconds: next to
+    /// the transfer's wall-clock seconds it says whether the transfer was busy or waiting.
+    pub cpu_seconds_source: f64,
+    /// CPU time (user + system) the fetching node spent during the transfer, seconds.
+    pub cpu_seconds_fetcher: f64,
 }
 
 /// One row of the table.
@@ -212,12 +217,15 @@ fn transfer(args: &TransferArgs, json: bool) -> Result<TransferResult> {
         from: Some(source.agent.clone()),
     };
     let slow = Duration::from_millis(limits.exchange_fetch_timeout_ms);
+    let cpu_before = (source.cpu_seconds()?, fetcher.cpu_seconds()?);
     let start = Instant::now();
     let fetched: FetchReport = fetcher.control(slow).post(FETCH_PATH, &body)?;
     let transfer = Measured {
         bytes: size,
         seconds: start.elapsed().as_secs_f64(),
     };
+    let cpu_source = source.cpu_seconds()? - cpu_before.0;
+    let cpu_fetcher = fetcher.cpu_seconds()? - cpu_before.1;
     let peak_rss_source = source.peak_rss()?;
     let peak_rss_fetcher = fetcher.peak_rss()?;
 
@@ -253,6 +261,8 @@ fn transfer(args: &TransferArgs, json: bool) -> Result<TransferResult> {
         },
         peak_rss_source,
         peak_rss_fetcher,
+        cpu_seconds_source: cpu_source,
+        cpu_seconds_fetcher: cpu_fetcher,
     })
 }
 

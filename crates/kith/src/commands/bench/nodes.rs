@@ -138,6 +138,13 @@ impl BenchNode {
         peak_rss_of(pid)
     }
 
+    /// CPU time the process has used so far (user + system), in seconds, from
+    /// `/proc/PID/stat`.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let pid = self.pid().ok_or_else(|| anyhow!("the node has stopped"))?;
+        cpu_seconds_of(pid)
+    }
+
     fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -190,4 +197,31 @@ fn peak_rss_of(pid: u32) -> Result<u64> {
         .parse()
         .with_context(|| format!("unexpected VmHWM line in {path}: {line:?}"))?;
     Ok(kib * 1024)
+}
+
+/// utime + stime of process `pid`, in seconds.
+fn cpu_seconds_of(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the closing parenthesis.
+    let after_name = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .ok_or_else(|| anyhow!("unexpected {path}"))?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| anyhow!("unexpected {path}: {stat}"))
+    };
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = if per_second > 0 {
+        per_second as f64
+    } else {
+        100.0
+    };
+    Ok((ticks(11)? + ticks(12)?) as f64 / per_second)
 }

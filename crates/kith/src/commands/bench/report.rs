@@ -42,6 +42,14 @@ pub fn print_table(r: &TransferResult) {
         human_bytes(r.peak_rss_fetcher)
     );
     println!(
+        "CPU during the transfer (user + system): source node {:.2} s, fetching node {:.2} s, \
+         of {:.2} s wall clock; {:.2} ms per item fetched",
+        r.cpu_seconds_source,
+        r.cpu_seconds_fetcher,
+        r.transfer.seconds,
+        r.transfer.seconds * 1e3 / r.items_fetched.max(1) as f64
+    );
+    println!(
         "fetched copy verified (SHA-256 of the whole file): {}",
         r.hash
     );
