@@ -111,7 +111,7 @@ impl<'a> InitiatorSession<'a> {
         got: ItemHash,
         item: Bytes,
     ) -> Result<bool, ExchangeError> {
-        let stored = store_raw_item(self.state, item).await;
+        let stored = answer::store_received_item(self.state, got, item).await;
         match &stored {
             Err(e) => tracing::warn!(peer = %self.peer, "could not store item {got}: {e}"),
             Ok(()) => self.state.counters.bump("items_received"),
