@@ -27,6 +27,36 @@ fn put_item_is_idempotent_and_readable() {
 }
 
 #[test]
+fn an_item_stored_under_its_known_hash_is_the_same_as_put_item_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::with_max_item_size(dir.path(), 200).unwrap();
+    let hash = ContentHash::compute(ItemType::LIST, b"known");
+    store
+        .put_hashed_item(hash, ItemType::LIST, b"known")
+        .unwrap();
+    let item = store.get_item(&hash).unwrap();
+    assert_eq!(item.item_type, ItemType::LIST);
+    assert_eq!(item.content, b"known");
+    // Storing it again, by either door, changes nothing.
+    store
+        .put_hashed_item(hash, ItemType::LIST, b"known")
+        .unwrap();
+    assert_eq!(store.put_item(ItemType::LIST, b"known").unwrap(), hash);
+    let listed: Vec<_> = store.iter().unwrap().map(Result::unwrap).collect();
+    assert_eq!(listed, vec![hash]);
+    // The same refusals as put_item.
+    let big = [7u8; 200];
+    assert!(matches!(
+        store.put_hashed_item(
+            ContentHash::compute(ItemType::BLOB, &big),
+            ItemType::BLOB,
+            &big
+        ),
+        Err(StoreError::ItemTooLarge { .. })
+    ));
+}
+
+#[test]
 fn item_over_the_maximum_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = BlobStore::with_max_item_size(dir.path(), 200).unwrap();

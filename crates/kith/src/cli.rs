@@ -81,6 +81,9 @@ pub enum Command {
         #[arg(value_name = "HOST:PORT")]
         target: String,
     },
+    /// Measure this machine and build: `kith bench transfer` moves a file between two nodes.
+    #[command(subcommand)]
+    Bench(crate::commands::bench::BenchCommand),
     /// Chat: channels, direct messages, invitations; with no subcommand, an interactive chat.
     Chat {
         /// What to do (none: interactive).

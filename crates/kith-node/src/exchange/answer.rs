@@ -51,6 +51,22 @@ pub async fn store_raw_item(state: &NodeState, item: Bytes) -> Result<(), String
     .await
 }
 
+/// Stores one received item like [`store_raw_item`], under the address the session computed
+/// when the item arrived (it hashes every item before asking for it to be stored), so the
+/// store does not hash the same megabyte again.
+pub async fn store_received_item(
+    state: &NodeState,
+    hash: ItemHash,
+    item: Bytes,
+) -> Result<(), String> {
+    with_blobs(state, move |s| {
+        let (item_type, content) = split_item(&item)?;
+        s.blobs()
+            .put_hashed_item(content_hash(hash), item_type, content)
+    })
+    .await
+}
+
 /// Splits an item into its type and content.
 pub fn split_item(item: &[u8]) -> Result<(ItemType, &[u8]), StoreError> {
     let Some((&type_byte, content)) = item.split_first() else {

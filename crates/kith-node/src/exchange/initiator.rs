@@ -128,7 +128,7 @@ impl<'a> InitiatorSession<'a> {
         item: Bytes,
     ) -> Result<bool, ExchangeError> {
         let item_len = item.len() as u64;
-        let stored = store_raw_item(self.state, item).await;
+        let stored = answer::store_received_item(self.state, got, item).await;
         match &stored {
             Err(e) => tracing::warn!(peer = %self.peer, "could not store item {got}: {e}"),
             Ok(()) => {

@@ -1,6 +1,7 @@
 //! One module per command group. Each command resolves the settings, does its work through the
 //! library crates, and prints either text for people or one JSON document for scripts.
 
+pub mod bench;
 mod chat;
 mod content;
 mod custody;
@@ -57,6 +58,10 @@ impl Env {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    // The benchmark makes its own data dirs; it must not create or touch the user's.
+    if let Command::Bench(command) = cli.command {
+        return bench::run(command, cli.global.json);
+    }
     let env = Env::load(&cli.global, &cli.command)?;
     match cli.command {
         Command::Init => node::init(&env),
@@ -73,5 +78,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Retrieve(args) => custody::retrieve(&env, args),
         Command::Shell { target } => crate::shell::run(&env, &target),
         Command::Chat { command } => chat::run(&env, command),
+        Command::Bench(_) => unreachable!("handled before the settings are loaded"),
     }
 }

@@ -1,0 +1,105 @@
+//! The ceilings a transfer is read against, measured on this machine in the same run: raw TCP
+//! over loopback, SHA-256 (every item is hashed when read and when received) and
+//! ChaCha20-Poly1305 (ring, as the secure link seals and opens every frame).
+
+use super::Measured;
+use anyhow::{anyhow, Context, Result};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Instant;
+
+/// Bytes per write on the raw TCP pair, and per hash update: large, so syscalls and call
+/// overhead do not count.
+const BLOCK: usize = 1 << 20;
+/// Bytes per AEAD message: a secure-link frame carries at most 64 KiB, so the link seals at
+/// most this much at a time.
+const AEAD_MESSAGE: usize = 64 * 1024;
+
+/// Pushes `bytes` from one thread to another over a TCP connection on 127.0.0.1, in 1 MiB
+/// writes; timed from the first write to the last byte read.
+pub fn raw_tcp(bytes: u64, pattern: &[u8]) -> Result<Measured> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen on 127.0.0.1")?;
+    let addr = listener.local_addr()?;
+    let block = pattern[..BLOCK.min(pattern.len())].to_vec();
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut stream = TcpStream::connect(addr)?;
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            stream.write_all(&block[..n])?;
+            left -= n as u64;
+        }
+        stream.shutdown(std::net::Shutdown::Write)
+    });
+    let (mut stream, _) = listener.accept().context("raw TCP: accept")?;
+    let mut buf = vec![0u8; BLOCK];
+    let start = Instant::now();
+    let mut received = 0u64;
+    loop {
+        let n = stream.read(&mut buf).context("raw TCP: read")?;
+        if n == 0 {
+            break;
+        }
+        received += n as u64;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    sender
+        .join()
+        .map_err(|_| anyhow!("raw TCP: the sending thread panicked"))?
+        .context("raw TCP: write")?;
+    if received != bytes {
+        anyhow::bail!("raw TCP: received {received} of {bytes} bytes");
+    }
+    Ok(Measured { bytes, seconds })
+}
+
+/// SHA-256 (the sha2 crate, as the store uses) over `bytes` bytes, fed 1 MiB at a time from
+/// memory.
+pub fn sha256(bytes: u64, pattern: &[u8]) -> Measured {
+    let block = &pattern[..BLOCK.min(pattern.len())];
+    let start = Instant::now();
+    let mut hasher = Sha256::new();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        hasher.update(&block[..n]);
+        left -= n as u64;
+    }
+    std::hint::black_box(hasher.finalize());
+    Measured {
+        bytes,
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// ring's ChaCha20-Poly1305 sealing `bytes` bytes in place, 64 KiB per message, on one thread.
+pub fn chacha20_poly1305(bytes: u64, pattern: &[u8]) -> Result<Measured> {
+    let key = LessSafeKey::new(
+        UnboundKey::new(&CHACHA20_POLY1305, &[7u8; 32]).map_err(|_| anyhow!("AEAD key"))?,
+    );
+    let mut message = pattern[..AEAD_MESSAGE.min(pattern.len())].to_vec();
+    let start = Instant::now();
+    let mut left = bytes;
+    let mut counter = 0u64;
+    while left > 0 {
+        let n = left.min(message.len() as u64) as usize;
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&counter.to_le_bytes());
+        counter += 1;
+        let tag = key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut message[..n],
+            )
+            .map_err(|_| anyhow!("AEAD seal failed"))?;
+        let _ = std::hint::black_box(tag);
+        left -= n as u64;
+    }
+    Ok(Measured {
+        bytes,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,71 @@
+//! The text table of `kith bench transfer`.
+
+use super::{Figure, TransferResult};
+
+/// Prints the run as a table: each ceiling and the transfer, with the transfer's throughput
+/// as a fraction of each ceiling, then the peak memory of both nodes.
+pub fn print_table(r: &TransferResult) {
+    println!(
+        "kith bench transfer: {} bytes ({}), {} items ({} fetched), over one secure link on loopback",
+        r.bytes,
+        human_bytes(r.bytes),
+        r.items,
+        r.items_fetched
+    );
+    println!(
+        "{:<34} {:>9} {:>8} {:>14}",
+        "", "seconds", "GB/s", "transfer/this"
+    );
+    let row = |name: &str, figure: &Figure, ratio: Option<f64>| {
+        let ratio = ratio.map_or_else(String::new, |r| format!("{r:.3}"));
+        println!(
+            "{name:<34} {:>9.3} {:>8.3} {ratio:>14}",
+            figure.seconds, figure.gb_per_s
+        );
+    };
+    row(
+        "raw TCP loopback (2 threads)",
+        &r.raw_tcp,
+        Some(r.ratios.raw_tcp),
+    );
+    row("SHA-256 (1 core)", &r.sha256, Some(r.ratios.sha256));
+    row(
+        "ChaCha20-Poly1305 seal (1 core)",
+        &r.chacha20_poly1305,
+        Some(r.ratios.chacha20_poly1305),
+    );
+    row("file put (source node's store)", &r.put, None);
+    row("file get --from (transfer)", &r.transfer, None);
+    println!(
+        "peak RSS (VmHWM): source node {}, fetching node {}",
+        human_bytes(r.peak_rss_source),
+        human_bytes(r.peak_rss_fetcher)
+    );
+    println!(
+        "CPU during the transfer (user + system): source node {:.2} s, fetching node {:.2} s, \
+         of {:.2} s wall clock; {:.2} ms per item fetched",
+        r.cpu_seconds_source,
+        r.cpu_seconds_fetcher,
+        r.transfer.seconds,
+        r.transfer.seconds * 1e3 / r.items_fetched.max(1) as f64
+    );
+    println!(
+        "fetched copy verified (SHA-256 of the whole file): {}",
+        r.hash
+    );
+}
+
+/// `1.00 GiB`, `23.4 MiB`, `512 B`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2} {}", UNITS[unit])
+}
