@@ -232,6 +232,22 @@ impl BlobStore {
     /// empty, larger than the maximum item size (refused before reading), has an unknown or
     /// compressed type byte, or does not hash to its name.
     pub fn get_item(&self, hash: &ContentHash) -> Result<Item, StoreError> {
+        let (item_type, mut bytes) = self.read_verified(hash)?;
+        bytes.remove(0);
+        Ok(Item {
+            item_type,
+            content: bytes,
+        })
+    }
+
+    /// [`BlobStore::get_item`] as stored: the type byte, then the content, in one buffer (as
+    /// the peer protocols carry an item), verified the same way and without copying it again.
+    pub fn get_item_bytes(&self, hash: &ContentHash) -> Result<Vec<u8>, StoreError> {
+        self.read_verified(hash).map(|(_, bytes)| bytes)
+    }
+
+    /// Reads and verifies an item file: its type and its bytes, type byte first.
+    fn read_verified(&self, hash: &ContentHash) -> Result<(ItemType, Vec<u8>), StoreError> {
         let path = self.path_for(hash);
         let file = match File::open(&path) {
             Ok(file) => file,
@@ -282,11 +298,7 @@ impl BlobStore {
                 "content does not match its hash",
             ));
         }
-        bytes.remove(0);
-        Ok(Item {
-            item_type,
-            content: bytes,
-        })
+        Ok((item_type, bytes))
     }
 
     /// Whether a file for `hash` exists (not verified; use [`BlobStore::get_item`] for that).

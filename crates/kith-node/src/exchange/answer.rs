@@ -27,18 +27,13 @@ where
 
 /// Reads an item as the session wants it (type byte first), `None` when it is not stored.
 pub async fn read_item(state: &NodeState, hash: ContentHash) -> Result<Option<Bytes>, String> {
-    let item = with_blobs(state, move |s| match s.blobs().get_item(&hash) {
-        Ok(item) => Ok(Some(item)),
+    let item = with_blobs(state, move |s| match s.blobs().get_item_bytes(&hash) {
+        Ok(bytes) => Ok(Some(Bytes::from(bytes))),
         Err(StoreError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e),
     })
     .await?;
-    Ok(item.map(|item| {
-        let mut bytes = Vec::with_capacity(item.content.len() + 1);
-        bytes.push(item.item_type.byte());
-        bytes.extend_from_slice(&item.content);
-        Bytes::from(bytes)
-    }))
+    Ok(item)
 }
 
 /// Stores one received item (type byte first, hash already verified by the session) durably,
@@ -93,8 +88,9 @@ pub async fn answer_from_store(
             session.answer_have(Instant::now(), have)
         }
         Event::ReadItem { hash } => {
+            // `read_item` goes through the store's `get_item`, which verifies the hash.
             let item = read_item(state, content_hash(hash)).await?;
-            session.supply_item(Instant::now(), item)
+            session.supply_verified_item(Instant::now(), item)
         }
         other => return Ok(Some(other)),
     };

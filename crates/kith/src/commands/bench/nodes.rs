@@ -78,7 +78,9 @@ impl BenchNode {
                 "--listen",
                 "127.0.0.1:0",
                 "--peer-listen",
-                "127.0.0.1:0",
+                "off",
+                "--chat-listen",
+                "off",
                 "--json",
             ])
             .env("KITH_LOG", "warn")
