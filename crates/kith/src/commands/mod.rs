@@ -4,6 +4,7 @@
 mod chat;
 mod content;
 mod custody;
+mod demo;
 mod file;
 mod links;
 mod node;
@@ -57,6 +58,10 @@ impl Env {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    // The demo makes its own data dirs: it must not create or touch the default one.
+    if let Command::Demo(args) = &cli.command {
+        return demo::run(args, cli.global.json);
+    }
     let env = Env::load(&cli.global, &cli.command)?;
     match cli.command {
         Command::Init => node::init(&env),
@@ -73,5 +78,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Retrieve(args) => custody::retrieve(&env, args),
         Command::Shell { target } => crate::shell::run(&env, &target),
         Command::Chat { command } => chat::run(&env, command),
+        Command::Demo(args) => demo::run(&args, env.json),
     }
 }
