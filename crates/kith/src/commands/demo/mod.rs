@@ -117,7 +117,7 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<()> {
     let dir = make_temp_dir()?;
     let cleanup = Cleanup::new(&dir, args.keep);
     cleanup.on_signal();
-    let mut out = Narrator::new(json, 1 + STEPS.len());
+    let mut out = Narrator::new(json, 1 + STEPS.len(), &cleanup);
     out.intro(&dir, args.keep);
     let walked = walk(&dir, &cleanup, &mut out);
     // The nodes were stopped when `walk` dropped them; the directory goes now.
@@ -155,12 +155,14 @@ fn make_temp_dir() -> Result<PathBuf> {
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| {
-                format!(
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
                     "cannot create a temporary directory in {}; set TMPDIR to a writable directory",
                     base.display()
                 )
-            }),
+                })
+            }
         }
     }
     anyhow::bail!(

@@ -3,6 +3,7 @@
 //! `[FAIL]`) so logs and tests read the same everywhere; with `--json` one JSON document a
 //! line instead (one per step, then a summary).
 
+use super::cleanup::Cleanup;
 use super::Step;
 use crate::output::print_json;
 use anyhow::Result;
@@ -18,17 +19,19 @@ pub struct Narrator {
     total: usize,
     number: usize,
     started: Instant,
+    cleanup: Cleanup,
 }
 
 impl Narrator {
     /// `total` steps to come.
-    pub fn new(json: bool, total: usize) -> Narrator {
+    pub fn new(json: bool, total: usize, cleanup: &Cleanup) -> Narrator {
         Narrator {
             json,
             fancy: !json && std::io::stdout().is_terminal(),
             total,
             number: 0,
             started: Instant::now(),
+            cleanup: cleanup.clone(),
         }
     }
 
@@ -57,6 +60,13 @@ impl Narrator {
         let started = Instant::now();
         let result = run();
         let secs = started.elapsed().as_secs_f64();
+        if result.is_err() && self.cleanup.is_interrupted() {
+            // The step failed because its nodes were stopped under it: the signal thread is
+            // cleaning up and ends the process; say nothing more.
+            loop {
+                std::thread::park();
+            }
+        }
         let (mark, indent) = match (&result, self.fancy) {
             (Ok(_), true) => ("\u{2713}", "  "),
             (Err(_), true) => ("\u{2717}", "  "),
