@@ -65,7 +65,7 @@ fn no_node_running_says_how_to_start_one_and_where() {
         assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
         assert!(err.contains("no node is running on data dir"), "{err}");
         assert!(
-            err.contains(&format!("kith --data {} up", data.display())),
+            err.contains(&format!("kith up --data {}", data.display())),
             "{err}"
         );
         assert!(err.contains("--data (or KITH_DATA)"), "{err}");
@@ -84,7 +84,7 @@ fn no_node_running_says_how_to_start_one_and_where() {
         ],
     );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("kith --data"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("kith up --data"), "{}", stderr(&out));
 }
 
 #[test]

@@ -20,7 +20,7 @@ pub enum ControlError {
     /// Nothing is listening on the data dir's socket.
     #[error(
         "no node is running on data dir {data_dir}: start one in another terminal with \
-         `kith --data {data_dir} up`, or, if a node already runs on another data dir, pass that \
+         `kith up --data {data_dir}`, or, if a node already runs on another data dir, pass that \
          dir with --data (or KITH_DATA)"
     )]
     NotRunning {
