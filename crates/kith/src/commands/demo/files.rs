@@ -3,7 +3,7 @@
 //! session replayed on A's peer port.
 
 use super::nodes::{run_kith, DemoNode};
-use super::Step;
+use super::{Demo, Step};
 use crate::progress::TransferBar;
 use anyhow::{bail, Context, Result};
 use kith_node::control::{
@@ -32,7 +32,7 @@ pub const SHARE_AND_FETCH: Step = Step {
         if !shared.offered_to.contains(&demo.b.agent) {
             bail!("A offered the file to {:?}, not to B", shared.offered_to);
         }
-        let report = fetch(&demo.b, &demo.a, &hash, "B fetching from A")?;
+        let report = fetch(demo, Node::B, &hash)?;
         check_copy(&demo.b, &hash, &bytes, &demo.work.join("b-copy.bin"))?;
         demo.shared = Some((hash.clone(), bytes));
         Ok(format!(
@@ -48,7 +48,7 @@ pub const FETCH_FROM_B: Step = Step {
     proves: "a node that fetched a file serves it on: C never talked to A, and B's ledger counts what it gave",
     run: |demo| {
         let (hash, bytes) = demo.shared.clone().context("no shared file from the step before")?;
-        let report = fetch(&demo.c, &demo.b, &hash, "C fetching from B")?;
+        let report = fetch(demo, Node::C, &hash)?;
         check_copy(&demo.c, &hash, &bytes, &demo.work.join("c-copy.bin"))?;
         let peers: Vec<PeerView> = demo.b.get(PEERS_PATH)?;
         let sent = peers
@@ -165,13 +165,24 @@ pub const SEED_SESSION: Step = Step {
     },
 };
 
-/// `to` fetches `hash` from `from` through its node, with a progress line on a terminal.
-fn fetch(to: &DemoNode, from: &DemoNode, hash: &str, label: &str) -> Result<FetchReport> {
+/// Who fetches: B (from A) or C (from B).
+enum Node {
+    B,
+    C,
+}
+
+/// B fetches `hash` from A, or C from B, through its node, with a progress line on a terminal
+/// (not with `--json`).
+fn fetch(demo: &Demo, who: Node, hash: &str) -> Result<FetchReport> {
+    let (to, from, label) = match who {
+        Node::B => (&demo.b, &demo.a, "B fetching from A"),
+        Node::C => (&demo.c, &demo.b, "C fetching from B"),
+    };
     let body = FetchBody {
         hash: hash.to_owned(),
         from: Some(from.agent.clone()),
     };
-    let _bar = TransferBar::start(to.control(), hash, label, false);
+    let _bar = TransferBar::start(to.control(), hash, label, demo.json);
     to.post(FETCH_PATH, &body)
 }
 

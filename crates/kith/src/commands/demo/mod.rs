@@ -78,10 +78,12 @@ pub struct Demo {
     pub shared: Option<(String, Vec<u8>)>,
     /// The file B put in custody on C: its hash and bytes.
     pub custody: Option<(String, Vec<u8>)>,
+    /// `--json`: no progress line.
+    pub json: bool,
 }
 
 impl Demo {
-    fn start(dir: &Path, cleanup: &Cleanup) -> Result<(Demo, String)> {
+    fn start(dir: &Path, cleanup: &Cleanup, json: bool) -> Result<(Demo, String)> {
         let work = dir.join("work");
         std::fs::create_dir_all(&work).context("cannot create the demo's scratch dir")?;
         let a = DemoNode::start("A", &dir.join("a"), cleanup)?;
@@ -102,6 +104,7 @@ impl Demo {
             ticket_ab: None,
             shared: None,
             custody: None,
+            json,
         };
         Ok((demo, said))
     }
@@ -119,7 +122,7 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<()> {
     cleanup.on_signal();
     let mut out = Narrator::new(json, 1 + STEPS.len(), &cleanup);
     out.intro(&dir, args.keep);
-    let walked = walk(&dir, &cleanup, &mut out);
+    let walked = walk(&dir, &cleanup, &mut out, json);
     // The nodes were stopped when `walk` dropped them; the directory goes now.
     let kept = cleanup.finish();
     if cleanup.is_interrupted() {
@@ -132,8 +135,8 @@ pub fn run(args: &DemoArgs, json: bool) -> Result<()> {
     walked.with_context(|| format!("the demo failed at step {}", out.number()))
 }
 
-fn walk(dir: &Path, cleanup: &Cleanup, out: &mut Narrator) -> Result<()> {
-    let mut demo = out.step(&START, || Demo::start(dir, cleanup))?;
+fn walk(dir: &Path, cleanup: &Cleanup, out: &mut Narrator, json: bool) -> Result<()> {
+    let mut demo = out.step(&START, || Demo::start(dir, cleanup, json))?;
     for step in STEPS {
         out.step(step, || Ok(((), (step.run)(&mut demo)?)))?;
     }
