@@ -33,7 +33,10 @@ pub enum NodeError {
     #[error("a node is already running on data dir {0}; stop it first or pass another --data")]
     AlreadyRunning(String),
     /// A listener could not be bound.
-    #[error("cannot listen on {what} {addr}: {source}")]
+    #[error(
+        "cannot listen on {what} {addr}: {source}{}",
+        bind_advice(what, source)
+    )]
     Bind {
         /// Which listener.
         what: &'static str,
@@ -45,6 +48,29 @@ pub enum NodeError {
     /// The async runtime failed.
     #[error("runtime: {0}")]
     Runtime(#[from] std::io::Error),
+}
+
+/// What to do when a listener cannot be bound, by listener and cause.
+fn bind_advice(what: &str, error: &std::io::Error) -> String {
+    let flag = match what {
+        "secure-link listener" => "--listen",
+        "peer port" => "--peer-listen",
+        "chat port" => "--chat-listen",
+        _ => return String::new(),
+    };
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "; another program (perhaps another kith node) uses that port: stop it, or pick \
+             another port with {flag} ADDR:PORT (port 0 picks a free one, `off` disables it)"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "; that address is not one of this machine's: use {flag} 127.0.0.1:PORT or 0.0.0.0:PORT"
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            format!("; ports below 1024 need privileges: pick a port above 1024 with {flag}")
+        }
+        _ => String::new(),
+    }
 }
 
 /// Counters of events and refusals, shown by `kith status --json`. Names are static strings

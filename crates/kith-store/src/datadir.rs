@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
     /// The directory could not be created or read.
-    #[error("data dir {path}: {source}")]
+    #[error("cannot use data dir {path}: {source}{}", io_advice(source))]
     Io {
         /// The path involved.
         path: PathBuf,
@@ -51,6 +51,19 @@ pub enum DataDirError {
     /// No platform data directory could be found (no HOME, no XDG_DATA_HOME).
     #[error("cannot find a default data dir (HOME and XDG_DATA_HOME are unset); pass --data DIR")]
     NoDefault,
+}
+
+/// What to do about a data dir that cannot be created or read.
+fn io_advice(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            "; pass a --data dir you can write to (or fix its permissions)"
+        }
+        std::io::ErrorKind::NotADirectory | std::io::ErrorKind::AlreadyExists => {
+            "; a part of that path is a file, not a directory: pass another --data"
+        }
+        _ => "; pass another --data dir",
+    }
 }
 
 /// A data dir that exists on disk (created with mode 0700 if it did not).

@@ -90,6 +90,17 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<ChatCommand>,
     },
+    /// Walk through every feature with three nodes on this machine, narrated; exits 0 when
+    /// every step worked. Uses its own temporary data dirs (not --data).
+    Demo(DemoArgs),
+}
+
+/// `kith demo` flags.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the temporary data dirs (and each node's log) instead of removing them.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// `kith chat ...`

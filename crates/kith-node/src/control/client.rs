@@ -19,7 +19,9 @@ use tokio::net::UnixStream;
 pub enum ControlError {
     /// Nothing is listening on the data dir's socket.
     #[error(
-        "no node is running on data dir {data_dir}; start one with `kith up --data {data_dir}`"
+        "no node is running on data dir {data_dir}: start one in another terminal with \
+         `kith up --data {data_dir}`, or, if a node already runs on another data dir, pass that \
+         dir with --data (or KITH_DATA)"
     )]
     NotRunning {
         /// The data dir whose socket was tried.
@@ -28,8 +30,8 @@ pub enum ControlError {
     /// The node did not answer in time.
     #[error("the node on {0} did not answer within {1:?}")]
     Timeout(String, Duration),
-    /// The node answered with an error.
-    #[error("the node refused: {0}")]
+    /// The node answered with an error (its message says what and why, for a person).
+    #[error("{0}")]
     Refused(String),
     /// Transport or decoding failure.
     #[error("control API: {0}")]

@@ -96,7 +96,10 @@ pub enum ExchangeError {
     #[error("no linked peer has {0} (not found)")]
     NoPeerHas(String),
     /// Nobody to ask.
-    #[error("no peer is linked: pass --from AGENT, or link a peer first (`kith connect TICKET`)")]
+    #[error(
+        "no peer is linked: link one first (`kith ticket` on its node, then `kith connect TICKET` \
+         here), or name a known one with --from AGENT (--to AGENT for persist)"
+    )]
     NoPeers,
     /// Another session with the peer did not end in time.
     #[error("another file exchange with {0} is in progress; try again")]

@@ -397,7 +397,7 @@ async fn run_retrieve(
                                     )
                                 } else if others > 0 {
                                     format!(
-                                        "{peer} keeps {content} in custody, but not for this key: wrong password (or --ciyam-compat given or missing when it was persisted)"
+                                        "{peer} keeps {content} in custody, but not for this key: wrong password (or --ciyam-compat given or missing when it was persisted); check the password file (the password is its first line) and try again"
                                     )
                                 } else {
                                     format!("{peer} holds no copy of {content} in custody")

@@ -35,7 +35,12 @@ pub enum NetError {
     #[error("no address is recorded for {0}; it can still connect to us")]
     NoAddress(String),
     /// TCP connect failed or timed out.
-    #[error("cannot reach {addr}: {reason}")]
+    #[error(
+        "cannot reach {addr} ({reason}): the node there is not running, or that address cannot \
+         be reached from here; ask its owner to start it (`kith up`), or to give it an address \
+         you can reach (`kith up --announce HOST:PORT`, then a new ticket). A known peer \
+         re-links by itself once it is back"
+    )]
     Unreachable {
         /// host:port.
         addr: String,
@@ -180,15 +185,27 @@ async fn dial(
 }
 
 fn describe(outcome: HandshakeOutcome, what: &str) -> NetError {
+    // A site refuses without a word (so strangers learn nothing); the likely reason depends on
+    // whether we came with a ticket or as a known peer, and the user needs the way out.
+    let why = if what == FIRST_CONTACT {
+        "that is how a node refuses a ticket that is already used, expired, revoked or not its \
+         own: ask whoever gave you the ticket for a new one (`kith ticket` on their node) and \
+         `kith connect` with that"
+    } else {
+        "it no longer accepts this node as a peer (it forgot or blocked it): ask its owner for \
+         a new ticket and `kith connect` with that"
+    };
     NetError::Handshake(match outcome {
-        HandshakeOutcome::Failed(reason) if reason.contains("closed") => format!(
-            "{what}: the site closed the connection without answering ({})",
-            "it refused us: the ticket is unknown, expired or already used, or we are not a peer it accepts"
-        ),
+        HandshakeOutcome::Failed(reason) if reason.contains("closed") => {
+            format!("{what}: the site closed the connection without answering; {why}")
+        }
         HandshakeOutcome::Failed(reason) => format!("{what}: {reason}"),
         HandshakeOutcome::Refused(reason) => format!("{what}: refused ({reason:?})"),
     })
 }
+
+/// How a failed first contact (IK with a ticket) begins its message.
+const FIRST_CONTACT: &str = "first contact failed";
 
 /// First contact: opens an IK link to the ticket's site and records it as a peer.
 pub async fn connect_ticket(
@@ -213,7 +230,7 @@ pub async fn connect_ticket(
         port: Some(port),
     };
     let request = TicketRequest::new(to, state.own_chad(), ticket.token.clone());
-    let (stream, remote, established) = dial(state, &host, port, "first contact failed", |now| {
+    let (stream, remote, established) = dial(state, &host, port, FIRST_CONTACT, |now| {
         Initiator::ik(&state.secure, site, &request, now, &mut rand::rngs::OsRng)
     })
     .await?;

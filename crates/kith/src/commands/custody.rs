@@ -17,7 +17,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use kith_crypto::custody::{self, Argon2Params, CustodyError, PullRequest, PushRequest};
 use kith_crypto::identity::ContentKey;
-use kith_node::control::{ControlClient, PersistBody, RetrieveBody, PERSIST_PATH, RETRIEVE_PATH};
+use kith_node::control::{
+    ControlClient, ControlError, PersistBody, RetrieveBody, PERSIST_PATH, RETRIEVE_PATH,
+};
 use kith_node::exchange::{PersistReport, RetrieveReport};
 use kith_store::custody_copy::{open_copy, CopyError};
 use kith_store::{ContentHash, FileStore, ItemType, StoreError};
@@ -28,7 +30,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// What to tell the user when decryption fails authentication.
-const WRONG_PASSWORD: &str = "wrong password, or this copy is not yours";
+const WRONG_PASSWORD: &str = "wrong password, or this copy is not yours: check the password file (the password is its first line) and try again";
 
 /// The first line of `path`, without its line ending. Empty or missing is an error.
 fn read_password(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
@@ -67,7 +69,11 @@ fn control(env: &Env) -> Result<ControlClient> {
         Duration::from_millis(env.config.limits.exchange_fetch_timeout_ms),
     );
     if !control.is_running() {
-        bail!("no node is running on this data dir: start one with `kith up`");
+        // The same error as every other command that needs the node (and exit code 3).
+        return Err(ControlError::NotRunning {
+            data_dir: dir.root().display().to_string(),
+        }
+        .into());
     }
     Ok(control)
 }

@@ -285,7 +285,6 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
         } else {
             String::new()
         };
-        println!("{}  {:<7}  {addr}{exchanged}", r.agent, view.state);
         let held = match &view.retention {
             Some(k) => {
                 let mut text = format!(
@@ -307,7 +306,8 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
             }
             None => String::new(),
         };
-        println!("{}  {:<7}  {addr}{held}", r.agent, view.state);
+        // One line per peer: scripts take the first column of the first line.
+        println!("{}  {:<7}  {addr}{exchanged}{held}", r.agent, view.state);
     }
     Ok(())
 }

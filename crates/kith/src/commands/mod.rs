@@ -5,6 +5,7 @@ pub mod bench;
 mod chat;
 mod content;
 mod custody;
+mod demo;
 mod file;
 mod links;
 mod node;
@@ -58,7 +59,11 @@ impl Env {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
-    // The benchmark makes its own data dirs; it must not create or touch the user's.
+    // The benchmark and the demo make their own data dirs; they must not create or touch
+    // the user's.
+    if let Command::Demo(args) = &cli.command {
+        return demo::run(args, cli.global.json);
+    }
     if let Command::Bench(command) = cli.command {
         return bench::run(command, cli.global.json);
     }
@@ -79,5 +84,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Shell { target } => crate::shell::run(&env, &target),
         Command::Chat { command } => chat::run(&env, command),
         Command::Bench(_) => unreachable!("handled before the settings are loaded"),
+        Command::Demo(args) => demo::run(&args, env.json),
     }
 }
