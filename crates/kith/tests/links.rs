@@ -327,3 +327,26 @@ fn issued_tickets_are_listed_and_a_revoked_one_is_refused() {
     let err = a.fails(&["ticket", "--revoke", "00000000000000000000000000000000"]);
     assert!(err.contains("no issued ticket"), "{err}");
 }
+
+#[test]
+fn a_peer_that_comes_back_on_another_port_is_redialled_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::start(&tmp.path().join("a"));
+    let mut b = Node::start(&tmp.path().join("b"));
+    b.ok(&["connect", a.ok(&["ticket"]).trim()]);
+    let old = a.listen();
+    a.stop();
+    // A comes back on a new free port and redials B, telling it where it listens now.
+    let a = Node::start(&tmp.path().join("a"));
+    assert_ne!(a.listen(), old);
+    eventually("A re-links with B", || a.links() == 1);
+    eventually("B records A's new address", || {
+        b.counter("peer_addresses_updated") >= 1
+    });
+    // Now B restarts: it finds A at the new address by itself.
+    b.stop();
+    let b = Node::start(&tmp.path().join("b"));
+    eventually("B re-links with A at its new port", || {
+        b.peer_state(&a.agent()) == "linked"
+    });
+}

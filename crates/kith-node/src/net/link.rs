@@ -2,7 +2,8 @@
 //!
 //! The application stream is a byte stream of envelopes; one envelope may span many frames
 //! and one frame may hold several envelopes. Link-level commands:
-//! - `version`: the first envelope each side sends, `{"protocols": [1], "software": ...}`, so
+//! - `version`: the first envelope each side sends, `{"protocols": [1], "software": ...,
+//!   "announce": "host:port"}` (where the sender listens now, recorded for redials), so
 //!   later releases can negotiate; a peer that lists no protocol we speak is dropped;
 //! - `ping` (8 bytes) answered by `pong` echoing them;
 //! - `bye` `{"reason": ...}`: "I will send nothing more on this link". The side that says it
@@ -20,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use kith_crypto::identity::AgentId;
 use kith_proto::secure::{FrameDecoder, Link};
 use kith_proto::wire::{Command, Envelope, EnvelopeDecoder};
+use kith_store::meta::PeerUpsert;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -157,8 +159,13 @@ async fn run(
         plain: BytesMut::new(),
         out: BytesMut::new(),
     };
-    let version =
+    let chad = state.own_chad();
+    let mut version =
         json!({ "protocols": PROTOCOLS, "software": concat!("kith/", env!("CARGO_PKG_VERSION")) });
+    if let (Some(host), Some(port)) = (chad.host, chad.port.filter(|p| *p != 0)) {
+        // Where we listen now: a peer that knew an older address redials this one.
+        version["announce"] = json!(format!("{host}:{port}"));
+    }
     if io
         .send(&envelope(
             "version",
@@ -265,6 +272,48 @@ fn speaks_a_common_version(data: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+/// The address a `version` envelope says the peer listens on (`announce`, `host:port`), if
+/// it names one that could be dialled.
+fn announced_address(data: &[u8]) -> Option<(String, u16)> {
+    #[derive(serde::Deserialize)]
+    struct Version {
+        announce: Option<String>,
+    }
+    let announce = serde_json::from_slice::<Version>(data).ok()?.announce?;
+    let (host, port) = announce.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    valid.then(|| (host.to_owned(), port))
+}
+
+/// Remembers where an authenticated peer says it listens (its link proved its key), so that a
+/// peer that came back on another port is redialled there. Only known peers are updated.
+async fn record_announced(state: Arc<NodeState>, peer: AgentId, host: String, port: u16) {
+    let agent = peer.to_string();
+    let updated = state
+        .with_store(move |s| {
+            let Some(known) = s.meta().get_peer(&agent)? else {
+                return Ok(false);
+            };
+            if known.host.as_deref() == Some(host.as_str()) && known.port == Some(port) {
+                return Ok(false);
+            }
+            let mut up = PeerUpsert::new(&peer);
+            up.host = Some(host);
+            up.port = Some(port);
+            let now = crate::ticket::unix_secs(std::time::SystemTime::now());
+            s.meta().upsert_peer(&up, now).map(|_| true)
+        })
+        .await;
+    if matches!(updated, Ok(Ok(true))) {
+        state.counters.bump("peer_addresses_updated");
+    }
+}
+
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -300,6 +349,9 @@ async fn process_input(
                             String::from_utf8_lossy(&env.data)
                         ));
                     }
+                    if let Some((host, port)) = announced_address(&env.data) {
+                        tokio::spawn(record_announced(Arc::clone(state), peer, host, port));
+                    }
                 }
                 "ping" if env.data.len() == 8 => {
                     io.send(&envelope("pong", env.data.clone()))
@@ -321,7 +373,24 @@ async fn process_input(
 
 #[cfg(test)]
 mod tests {
-    use super::speaks_a_common_version;
+    use super::{announced_address, speaks_a_common_version};
+
+    #[test]
+    fn an_announced_address_must_be_dialable() {
+        let at = |s: &str| announced_address(s.as_bytes());
+        assert_eq!(
+            at(r#"{"protocols":[1],"announce":"127.0.0.1:7420"}"#),
+            Some(("127.0.0.1".into(), 7420))
+        );
+        assert_eq!(
+            at(r#"{"announce":"kith.example.org:9"}"#),
+            Some(("kith.example.org".into(), 9))
+        );
+        assert_eq!(at(r#"{"protocols":[1]}"#), None);
+        assert_eq!(at(r#"{"announce":"127.0.0.1:0"}"#), None);
+        assert_eq!(at(r#"{"announce":"no port"}"#), None);
+        assert_eq!(at(r#"{"announce":"bad host!:80"}"#), None);
+    }
 
     #[test]
     fn a_version_envelope_must_share_a_protocol_with_us() {
