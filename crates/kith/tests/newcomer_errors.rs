@@ -69,6 +69,10 @@ fn no_node_running_says_how_to_start_one_and_where() {
             "{err}"
         );
         assert!(err.contains("--data (or KITH_DATA)"), "{err}");
+        assert!(
+            !data.exists(),
+            "{args:?}: a mistyped --data must not leave an empty data dir behind"
+        );
     }
     // persist and retrieve used to say it their own way, with exit code 1.
     std::fs::write(tmp.path().join("pw"), "pw\n").unwrap();

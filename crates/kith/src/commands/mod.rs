@@ -39,6 +39,20 @@ impl Env {
             overrides.raw_links = up.raw;
             overrides.allow_raw_anywhere = up.allow_raw_anywhere;
         }
+        if needs_a_running_node(command) {
+            // Only a running node can answer: a mistyped --data must not leave a new empty
+            // data dir behind, it must say that no node runs there.
+            let root = match &overrides.data_dir {
+                Some(dir) => dir.clone(),
+                None => kith_store::datadir::DataDir::default_root()?,
+            };
+            if !root.exists() {
+                return Err(kith_node::control::ControlError::NotRunning {
+                    data_dir: root.display().to_string(),
+                }
+                .into());
+            }
+        }
         let config = NodeConfig::load(&overrides)?;
         Ok(Env {
             config,
@@ -55,6 +69,14 @@ impl Env {
             .context("cannot load the node identity")?;
         Ok(loaded.identity)
     }
+}
+
+/// Commands that only a running node can carry out (they never create a data dir).
+fn needs_a_running_node(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Status | Command::Connect { .. } | Command::Ping { .. } | Command::Chat { .. }
+    )
 }
 
 /// Runs the parsed command line.
