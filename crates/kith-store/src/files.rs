@@ -27,6 +27,7 @@ use crate::address::ContentHash;
 use crate::blobs::{sync_dir, BlobStore};
 use crate::error::StoreError;
 use crate::meta::{FileRecord, MetaDb};
+use crate::tree::StoredFile;
 
 /// Name of the lock file in the store root.
 pub const LOCK_FILE: &str = "lock";
@@ -178,6 +179,18 @@ impl FileStore {
         name: Option<&str>,
     ) -> Result<FileRecord, StoreError> {
         let walked = self.blobs.walk_file(hash)?;
+        self.record_walked(walked, name)
+    }
+
+    /// [`FileStore::record_existing`] for a caller that has just verified every item of the
+    /// file itself (a fetch hashes each item as it arrives, and each one it already held as it
+    /// walked the tree), so the tree is not read and hashed a second time: `walked` says what
+    /// the file is. Each item must still be in the store, checked under the store lock.
+    pub fn record_walked(
+        &mut self,
+        walked: StoredFile,
+        name: Option<&str>,
+    ) -> Result<FileRecord, StoreError> {
         let _lock = self.lock()?;
         for item in &walked.items {
             if !self.blobs.contains(item)? {

@@ -646,11 +646,19 @@ async fn fetch_from(
     }
 }
 
-/// The walk over a file's tree: which item to ask for next.
+/// The walk over a file's tree: which item to ask for next, and what the file turned out to
+/// be (every item it entered was verified: hashed on arrival, or read through the store's
+/// verifying `get_item`), so recording the file needs no second pass over it.
 struct Walk {
     root: Option<ContentHash>,
     stack: Vec<(Vec<ContentHash>, usize)>,
     visited: u64,
+    /// Every item entered (32 bytes each, as a put keeps), deduplicated at the end.
+    items: Vec<ContentHash>,
+    /// Content bytes of the blobs entered.
+    size: u64,
+    /// The root's kind, once entered.
+    kind: Option<ItemKind>,
 }
 
 impl Walk {
@@ -659,7 +667,24 @@ impl Walk {
             root: Some(root),
             stack: Vec::new(),
             visited: 0,
+            items: Vec::new(),
+            size: 0,
+            kind: None,
         }
+    }
+
+    /// What the walked file is, once every item was entered.
+    fn into_stored(mut self, hash: ContentHash) -> Option<kith_store::StoredFile> {
+        let kind = self.kind?;
+        // Distinct items, the root first (as a put lists them).
+        let mut seen = std::collections::HashSet::with_capacity(self.items.len());
+        self.items.retain(|h| seen.insert(*h));
+        Some(kith_store::StoredFile {
+            hash,
+            kind,
+            size: self.size,
+            items: self.items,
+        })
     }
 
     /// The next item of the tree, depth first, in file order.
@@ -676,11 +701,21 @@ impl Walk {
         next
     }
 
+    /// A well-formed item of the tree was entered.
+    fn entered(&mut self, hash: ContentHash, kind: ItemKind) {
+        if self.kind.is_none() {
+            self.kind = Some(kind);
+        }
+        self.items.push(hash);
+    }
+
     /// An item of the tree is present: descend into it if it is a list.
     fn enter(&mut self, hash: ContentHash, item: &[u8]) -> Result<(), ExchangeError> {
         let (item_type, content) =
             answer::split_item(item).map_err(|e| ExchangeError::Store(e.to_string()))?;
         if item_type.kind() != ItemKind::List {
+            self.entered(hash, item_type.kind());
+            self.size += content.len() as u64;
             return Ok(());
         }
         if self.stack.len() >= MAX_TREE_DEPTH {
@@ -690,6 +725,7 @@ impl Walk {
         }
         let hashes = parse_list(content)
             .map_err(|e| ExchangeError::Store(format!("list item {hash} is malformed: {e}")))?;
+        self.entered(hash, ItemKind::List);
         self.stack.push((hashes, 0));
         Ok(())
     }
@@ -856,15 +892,18 @@ async fn initiate(
     if step != Step::Done {
         return Err(link.failed("the session ended early".to_owned()));
     }
-    let record = with_blobs(state, move |s| s.record_existing(&hash, None))
-        .await
-        .map_err(ExchangeError::Store)?;
+    let items = walk.visited;
+    let record = match walk.into_stored(hash) {
+        Some(walked) => with_blobs(state, move |s| s.record_walked(walked, None)).await,
+        None => with_blobs(state, move |s| s.record_existing(&hash, None)).await,
+    }
+    .map_err(ExchangeError::Store)?;
     Ok(FetchReport {
         hash: hash.to_hex(),
         from: peer.to_string(),
         size: record.size,
         kind: record.kind.as_str().to_owned(),
-        items: walk.visited,
+        items,
         items_fetched: fetched,
     })
 }
@@ -912,7 +951,14 @@ mod tests {
         assert_eq!(walk.next_hash(), Some(h(4)));
         walk.enter(h(4), &item_bytes(1, b"blob")).unwrap();
         assert_eq!(walk.next_hash(), Some(h(3)));
+        walk.enter(h(3), &item_bytes(1, b"blob")).unwrap();
         assert_eq!(walk.next_hash(), None);
         assert!(walk.enter(h(5), &item_bytes(2, b"not a list")).is_err());
+        // What the file is, as a put would say: every distinct item once, the root first;
+        // the size counts the content of every blob entered.
+        let stored = walk.into_stored(h(1)).unwrap();
+        assert_eq!(stored.kind, ItemKind::List);
+        assert_eq!(stored.items, vec![h(1), h(2), h(4), h(3)]);
+        assert_eq!(stored.size, 8);
     }
 }
