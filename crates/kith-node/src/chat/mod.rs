@@ -28,7 +28,7 @@ pub use driver::run;
 use bytes::Bytes;
 use kith_crypto::identity::AgentId;
 use kith_crypto::NodeId;
-use kith_proto::wire::{Command, Envelope};
+use kith_proto::wire::Envelope;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,10 +40,7 @@ pub const CHAT_COMMAND: &str = "chat";
 
 /// The envelope for one chat message's JSON.
 pub fn chat_envelope(json: Vec<u8>) -> Envelope {
-    Envelope::new(
-        Command::new(CHAT_COMMAND).unwrap_or_else(|_| unreachable!("a valid command name")),
-        json,
-    )
+    crate::net::link::envelope(CHAT_COMMAND, json)
 }
 
 /// Something for the chat task.

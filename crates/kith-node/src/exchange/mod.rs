@@ -163,6 +163,16 @@ pub enum Priority {
     },
 }
 
+impl Priority {
+    /// The most a fetch at this priority may store (unbounded for the user's own).
+    fn byte_budget(self) -> u64 {
+        match self {
+            Priority::Background { max_bytes } => max_bytes,
+            Priority::User => u64::MAX,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct SlotFlags {
     /// A background session, which a user's session with the same peer preempts.
@@ -789,10 +799,7 @@ async fn initiate(
     let mut step = Step::Start;
     let mut asked: Option<ContentHash> = None;
     let mut fetched = 0u64;
-    let mut budget = match priority {
-        Priority::Background { max_bytes } => max_bytes,
-        Priority::User => u64::MAX,
-    };
+    let mut budget = priority.byte_budget();
     while let Some(event) = link.next_event().await? {
         let now = Instant::now();
         let result = match event {
@@ -843,7 +850,7 @@ async fn initiate(
                 if size > budget {
                     return Err(link.failed(format!(
                         "the peer sent more than the {} bytes it offered",
-                        budget_of(priority)
+                        priority.byte_budget()
                     )));
                 }
                 budget -= size;
@@ -906,13 +913,6 @@ async fn initiate(
         items,
         items_fetched: fetched,
     })
-}
-
-fn budget_of(priority: Priority) -> u64 {
-    match priority {
-        Priority::Background { max_bytes } => max_bytes,
-        Priority::User => u64::MAX,
-    }
 }
 
 fn describe(reason: &CloseReason) -> String {

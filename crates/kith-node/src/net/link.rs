@@ -133,10 +133,11 @@ impl LinkIo {
     }
 }
 
-fn envelope(command: &str, data: impl Into<Bytes>) -> Envelope {
-    // Only called with the fixed command names of this module, which are valid.
+/// An envelope for one of the node's fixed command names (`version`, `bye`, `chat`, `offer`,
+/// ...), which are all valid command names.
+pub fn envelope(command: &'static str, data: impl Into<Bytes>) -> Envelope {
     Envelope::new(
-        Command::new(command).unwrap_or_else(|_| unreachable!()),
+        Command::new(command).unwrap_or_else(|_| unreachable!("{command} is a valid command name")),
         data,
     )
 }

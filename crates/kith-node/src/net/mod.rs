@@ -14,7 +14,7 @@ use crate::ticket::{unix_secs, Ticket};
 use handshake::{Established, HandshakeOutcome, Machine};
 use kith_crypto::identity::AgentId;
 use kith_proto::secure::{Chad, HandshakeError, Initiator, Responder, TicketRequest};
-use kith_proto::wire::{Command, Envelope};
+use kith_proto::wire::Envelope;
 use kith_store::meta::{PeerRecord, PeerUpsert};
 use rand::RngCore;
 use std::net::SocketAddr;
@@ -319,10 +319,7 @@ pub async fn ping(state: &Arc<NodeState>, agent: AgentId) -> Result<Duration, Ne
         .expect_pong(agent, nonce)
         .ok_or_else(|| NetError::Handshake("too many pings outstanding".into()))?;
     let sent = Instant::now();
-    let ping = Envelope::new(
-        Command::new("ping").unwrap_or_else(|_| unreachable!()),
-        nonce.to_vec(),
-    );
+    let ping = link::envelope("ping", nonce.to_vec());
     send(state, agent, ping).await?;
     let timeout = Duration::from_millis(state.config.limits.ping_timeout_ms);
     match tokio::time::timeout(timeout, waiter).await {

@@ -38,17 +38,10 @@ use crate::node::NodeState;
 use kith_crypto::identity::AgentId;
 use kith_proto::files::offer::Offer;
 use kith_proto::files::ItemHash;
-use kith_proto::wire::{Command, Envelope};
+use kith_proto::wire::Envelope;
 use kith_store::ContentHash;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-fn offer_envelope(offer: &Offer) -> Envelope {
-    Envelope::new(
-        Command::new(OFFER_COMMAND).unwrap_or_else(|_| unreachable!("a valid command name")),
-        offer.encode(),
-    )
-}
 
 /// What `kith file share` reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,7 +113,10 @@ async fn send_offer(state: &NodeState, peer: AgentId, offer: Offer) -> bool {
     match state.links.sender(&peer) {
         Some(tx) => {
             let sent = tx
-                .send(Outgoing::Envelope(offer_envelope(&offer)))
+                .send(Outgoing::Envelope(crate::net::link::envelope(
+                    OFFER_COMMAND,
+                    offer.encode(),
+                )))
                 .await
                 .is_ok();
             if sent {
