@@ -1,39 +1,39 @@
 //! The kith node runtime: the only crate that knows tokio.
 //!
-//! It drives the sans-IO cores of `kith-proto` over real sockets, owns the listeners and the
-//! timers, and serves the local control API that the CLI uses to talk to a running node.
-//! Callers (the `kith` binary) stay synchronous: [`node::run`] builds its own runtime and
-//! [`control::ControlClient`] blocks on a small one of its own.
+//! It drives the sans-IO cores of `kith-proto` and `kith-chat` over real sockets, owns the
+//! listeners and the timers, and serves the local control API that the CLI uses to talk to a
+//! running node. Callers (the `kith` binary) stay synchronous: [`node::run`] builds its own
+//! runtime and [`control::ControlClient`] blocks.
 //!
-//! - [`config`]: settings from flags, `kith.toml` and defaults, merged in that order.
-//! - [`node`]: `kith up`: open the data dir, serve, shut down cleanly on Ctrl-C/SIGTERM.
-//! - [`guard`]: who may connect, and how many handshakes and links each address may hold.
-//! - [`ticket`]: connection tickets, in the MyCHIPs JSON form and a one-line form.
-//! - [`links`]: one logical link per peer; duplicate links converge; pings; redial backoff.
-//! - [`net`]: the secure-link listener, dialling, handshakes and link tasks.
-//! - [`tls`]: TLS with the node certificate for the plain-text ports.
-//! - [`peer_port`]: the CIYAM text protocol for `kith shell` and plain clients.
-//! - [`custodian`]: encrypted custody of other people's files (the custodian's side).
-//! - [`exchange`]: the same protocol over secure links: `kith file get --from`.
-//! - [`retention`]: proof of retention: placements of our files with peers, and checks.
-//! - [`sharing`]: fair replication: offers, the background replicator, choking.
-//! - [`retention`]: proof of retention: placements and `chk HASH NONCE` checks.
-//! - [`chat`]: the ptpchat overlay: the router's task, the chat port, chat over links.
-//! - [`control`]: the JSON-over-HTTP API on the data dir's Unix socket, server and client.
+//! Two floors (see ARCHITECTURE.md for the picture):
+//! - the **endpoint** ([`endpoint`]): listeners, admission, handshakes, the link registry,
+//!   dialling, and one send API; it knows no protocol. [`protocol`] is the seam: the handler
+//!   trait and the router that hands each payload to the service that registered its command;
+//! - the **services**, each a struct holding an endpoint handle and a store handle:
+//!   [`exchange`] (file exchange and custody), [`sharing`] (fair replication), [`retention`]
+//!   (proof of retention), [`chat`] (the ptpchat overlay), [`peer_port`] (the CIYAM text
+//!   port).
+//!
+//! Around them: [`node`] (the composition root: `kith up`), [`control`] (the control API
+//! server and client, over a struct of service handles) and [`api`] (its types), [`config`],
+//! [`store`] (the store handle), [`clock`], [`counters`], [`ticket`], [`tls`].
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
+pub mod api;
 pub mod chat;
+pub mod clock;
 pub mod config;
 pub mod control;
-pub mod custodian;
+pub mod counters;
+pub mod endpoint;
 pub mod exchange;
-pub mod guard;
-pub mod links;
-pub mod net;
 pub mod node;
 pub mod peer_port;
+pub mod protocol;
 pub mod retention;
 pub mod sharing;
+pub mod store;
 pub mod ticket;
 pub mod tls;
 

@@ -1,27 +1,39 @@
-//! `kith up`: the node process.
+//! `kith up`: the node process, and the composition root: the one module that knows every
+//! service. It opens the store, builds the endpoint, builds the services around handles on
+//! both, registers the link protocols with the router, spawns every task on one
+//! [`TaskTracker`] and stops them with one [`CancellationToken`].
 //!
 //! Start-up order matters: the identity and the store are opened first (so a broken data dir
 //! fails before anything listens), then every listener is bound, and only then is the caller
-//! told the node is ready. Shutdown is the reverse: on Ctrl-C or SIGTERM the listeners stop
-//! accepting, in-flight requests finish, and the control socket is removed.
+//! told the node is ready. Shutdown is the reverse: on Ctrl-C or SIGTERM the control API stops
+//! accepting, the token is cancelled (listeners stop, links say `bye` after flushing what they
+//! had queued), the node waits for its tasks (at most [`SHUTDOWN_GRACE`] past the links'
+//! drain), and the control socket is removed.
 
+use crate::chat::{Chat, ChatSettings};
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::NodeConfig;
-use crate::control::{server, StatusReport};
-use crate::guard::{AdmissionGuard, HandshakeId};
-use crate::links::LinkManager;
-use crate::net;
-use kith_crypto::identity::AgentId;
-use kith_proto::secure::{Chad, Mode, SecureConfig};
-use kith_proto::wire::Envelope;
-use kith_store::files::FileStore;
-use std::collections::{BTreeMap, HashMap};
+use crate::control::{server, NodeInfo, Services};
+use crate::counters::CounterSet;
+use crate::endpoint::{Endpoint, EndpointConfig, StoreDirectory, Tcp, TcpAcceptor};
+use crate::exchange::{Exchange, ExchangeSettings};
+use crate::peer_port::PeerPort;
+use crate::protocol::Router;
+use crate::retention::Retention;
+use crate::sharing::Sharing;
+use crate::store::Store;
+use kith_proto::secure::{Mode, SecureConfig};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::watch;
-use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long shutdown waits for tasks beyond the links' drain deadline.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Why the node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -73,194 +85,63 @@ fn bind_advice(what: &str, error: &std::io::Error) -> String {
     }
 }
 
-/// Counters of events and refusals, shown by `kith status --json`. Names are static strings
-/// (each refusal and failure has its own), so the map stays small and bounded.
-#[derive(Debug, Default)]
-pub struct Counters {
-    map: Mutex<BTreeMap<&'static str, u64>>,
-}
-
-impl Counters {
-    /// Adds one to `name`.
-    pub fn bump(&self, name: &'static str) {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry(name).or_insert(0) += 1;
-    }
-
-    /// The value of `name`.
-    pub fn get(&self, name: &str) -> u64 {
-        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(name).copied().unwrap_or(0)
-    }
-
-    fn snapshot(&self) -> BTreeMap<String, u64> {
-        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
-    }
-}
-
-/// State shared by every task of a running node.
-pub struct NodeState {
-    /// The resolved settings.
-    pub config: NodeConfig,
-    /// Event and refusal counters.
-    pub counters: Counters,
-    /// Our agent id.
-    pub agent: AgentId,
-    /// Keys and mode for secure links.
-    pub secure: SecureConfig,
-    /// One link per peer.
-    pub links: LinkManager,
-    /// File-exchange sessions over links, one per peer at most.
-    pub exchange: crate::exchange::Exchange,
-    /// Fetches in progress, for progress bars.
-    pub progress: crate::exchange::progress::Transfers,
-    /// Upload slots and what each peer gave and took (choking).
-    pub uploads: crate::sharing::Uploads,
-    /// Files peers offered, waiting for the replicator.
-    pub replication: crate::sharing::ReplicationQueue,
-    /// The chat task's inputs.
-    pub chat: crate::chat::Chat,
-    /// Proof of retention: placement notices in flight, one round of checks at a time.
-    pub retention: crate::retention::Retention,
+/// What `kith status` reports of the node itself, and where its counters come from.
+#[derive(Debug)]
+struct NodeStatus {
+    agent: String,
     node_id: String,
+    data_dir: String,
+    db: &'static str,
     started: Instant,
     listeners: BTreeMap<String, String>,
-    /// Host and port that tickets name.
-    announce: (String, u16),
-    guard: Mutex<AdmissionGuard>,
-    pending: Mutex<HashMap<HandshakeId, AbortHandle>>,
-    dial_locks: Mutex<HashMap<AgentId, Arc<tokio::sync::Mutex<()>>>>,
-    stop_tx: watch::Sender<bool>,
-    /// TLS with the node certificate, for the text ports (`None` if it could not be built).
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    peer_clients: Mutex<Vec<(u64, std::net::IpAddr)>>,
-    // The store is synchronous (file I/O, and a PostgreSQL client that must not run on a
-    // runtime thread): it is only touched from `spawn_blocking`, one caller at a time.
-    store: Arc<Mutex<FileStore>>,
+    listens: bool,
+    max_control_body: usize,
+    clock: SharedClock,
+    endpoint: Endpoint,
+    exchange: Exchange,
+    sharing: Sharing,
+    retention: Retention,
+    peer_port: PeerPort,
+    chat: Chat,
 }
 
-impl NodeState {
-    /// Runs `f` on the store on the blocking pool. Errs only if the task panicked or the lock
-    /// was poisoned by an earlier panic.
-    pub async fn with_store<R, F>(&self, f: F) -> Result<R, String>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut FileStore) -> R + Send + 'static,
-    {
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = store.lock().map_err(|_| "store lock poisoned".to_owned())?;
-            Ok(f(&mut guard))
-        })
-        .await
-        .map_err(|e| format!("store task failed: {e}"))?
-    }
-
-    /// The admission guard.
-    pub fn guard(&self) -> std::sync::MutexGuard<'_, AdmissionGuard> {
-        self.guard.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Handshakes in progress, so the guard can evict one.
-    pub fn pending_handshakes(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<HandshakeId, AbortHandle>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Clients connected to the peer port (session id, address), for `pip` and the cap.
-    pub fn peer_clients(&self) -> std::sync::MutexGuard<'_, Vec<(u64, std::net::IpAddr)>> {
-        self.peer_clients.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The lock that serialises dials to `agent`.
-    pub fn dial_lock(&self, agent: AgentId) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.dial_locks.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(locks.entry(agent).or_default())
-    }
-
-    /// Resolves (changes) when the node starts stopping.
-    pub fn stopping(&self) -> watch::Receiver<bool> {
-        self.stop_tx.subscribe()
-    }
-
-    /// True once shutdown has begun.
-    pub fn is_stopping(&self) -> bool {
-        *self.stop_tx.borrow()
-    }
-
-    /// The port of our secure-link listener, if it is on.
-    pub fn listen_port(&self) -> Option<u16> {
-        self.listeners
-            .get("listen")
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-            .map(|a| a.port())
-    }
-
-    /// Our CHIP address, as tickets and first-contact requests name it.
-    pub fn own_chad(&self) -> Chad {
-        Chad {
-            cuid: None,
-            agent: self.agent.to_string(),
-            host: Some(self.announce.0.clone()),
-            port: Some(self.announce.1),
-        }
-    }
-
-    /// Where envelopes that the link layer does not handle go: `ciyam`/`ciyam-r` to the peer's
-    /// file-exchange session ([`crate::exchange::dispatch`]), `offer` to the replicator
-    /// ([`crate::sharing::on_offer`]), `have` to the placements
-    /// ([`crate::retention::dispatch`]), `chat` to the chat task ([`crate::chat`]). Anything
-    /// else is counted and dropped.
-    pub fn dispatch(self: &Arc<Self>, peer: AgentId, envelope: Envelope) {
-        let command = envelope.command.as_str();
-        if command == kith_proto::files::binary::ENVELOPE_COMMAND
-            || command == kith_proto::files::binary::REPLY_ENVELOPE_COMMAND
-        {
-            crate::exchange::dispatch(self, peer, envelope);
-            return;
-        }
-        if command == crate::sharing::OFFER_COMMAND {
-            crate::sharing::on_offer(self, peer, &envelope);
-            return;
-        }
-        if command == crate::chat::CHAT_COMMAND {
-            if !self
-                .chat
-                .offer(crate::chat::ChatInput::LinkFrame(peer, envelope.data))
-            {
-                self.counters.bump("chat_envelopes_dropped");
-            }
-            return;
-        }
-        if command == crate::retention::HAVE_COMMAND {
-            crate::retention::dispatch(self, peer, envelope);
-            return;
-        }
-        self.counters.bump("envelopes_unhandled");
-        tracing::debug!(peer = %peer, command = %envelope.command, "no handler for envelope");
-    }
-
-    /// The status report, given the current number of stored files.
-    pub fn status(&self, files: u64) -> StatusReport {
-        StatusReport {
+impl NodeInfo for NodeStatus {
+    fn status(&self, files: u64) -> crate::api::StatusReport {
+        let mut counters = crate::counters::snapshot(&[
+            self.endpoint.counters() as &dyn CounterSet,
+            &self.exchange.counters,
+            self.sharing.counters(),
+            self.retention.counters(),
+            self.peer_port.counters(),
+            self.chat.counters(),
+        ]);
+        counters.extend(self.chat.router_counters());
+        crate::api::StatusReport {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
-            data_dir: self.config.data_dir.root().display().to_string(),
-            agent: self.agent.to_string(),
+            data_dir: self.data_dir.clone(),
+            agent: self.agent.clone(),
             node_id: self.node_id.clone(),
             uptime_secs: self.started.elapsed().as_secs(),
-            db: self.config.db_kind().to_owned(),
+            db: self.db.to_owned(),
             files,
-            links: self.links.linked().len() as u64,
+            links: self.endpoint.linked().len() as u64,
             listeners: self.listeners.clone(),
-            counters: {
-                let mut counters = self.counters.snapshot();
-                counters.extend(self.chat.counters());
-                counters
-            },
+            counters,
+            replication: None,
         }
+    }
+
+    fn listens(&self) -> bool {
+        self.listens
+    }
+
+    fn max_control_body(&self) -> usize {
+        self.max_control_body
+    }
+
+    fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 }
 
@@ -296,6 +177,16 @@ pub async fn serve(
     on_ready: impl FnOnce(&Ready),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
+    serve_with_clock(config, Arc::new(SystemClock), on_ready, shutdown).await
+}
+
+/// [`serve`] with the wall clock given (tests move it to expire tickets).
+pub async fn serve_with_clock(
+    config: NodeConfig,
+    clock: SharedClock,
+    on_ready: impl FnOnce(&Ready),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
     config
         .check_for_serving()
         .map_err(|e| NodeError::Open(e.to_string()))?;
@@ -305,61 +196,42 @@ pub async fn serve(
         .map_err(|e| NodeError::Open(e.to_string()))?
         .identity;
     let store_config = config.clone();
-    let (store, peers) = tokio::task::spawn_blocking(move || {
-        let mut store = store_config.open_file_store().map_err(|e| e.to_string())?;
-        let peers = store.meta().list_peers().map_err(|e| e.to_string())?;
-        Ok::<_, String>((store, peers))
-    })
-    .await
-    .map_err(|e| NodeError::Open(e.to_string()))?
-    .map_err(NodeError::Open)?;
+    let files = tokio::task::spawn_blocking(move || store_config.open_file_store())
+        .await
+        .map_err(|e| NodeError::Open(e.to_string()))?
+        .map_err(|e| NodeError::Open(e.to_string()))?;
+    let store = Store::new(files);
 
     let socket = data_dir.control_socket();
     let control = bind_control_socket(&socket, &data_dir.root().display().to_string())?;
-    let listener = match config.listen {
-        Some(addr) => Some(net::bind(addr).await.map_err(|source| NodeError::Bind {
-            what: "secure-link listener",
-            addr: addr.to_string(),
-            source,
-        })?),
-        None => None,
-    };
-    let peer_listener = match config.peer_listen {
+    let acceptor = match config.listen {
         Some(addr) => Some(
-            TcpListener::bind(addr)
+            TcpAcceptor::bind(addr)
                 .await
                 .map_err(|source| NodeError::Bind {
-                    what: "peer port",
+                    what: "secure-link listener",
                     addr: addr.to_string(),
                     source,
                 })?,
         ),
         None => None,
     };
-    let chat_listener = match config.chat_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| NodeError::Bind {
-                    what: "chat port",
-                    addr: addr.to_string(),
-                    source,
-                })?,
-        ),
-        None => None,
-    };
-    let chat_listen = chat_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let listen = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let peer_listener = bind_optional(config.peer_listen, "peer port").await?;
+    let chat_listener = bind_optional(config.chat_listen, "chat port").await?;
+    let listen = acceptor
+        .as_ref()
+        .and_then(crate::endpoint::Acceptor::local_addr);
     let peer_listen = peer_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let chat_listen = chat_listener.as_ref().and_then(|l| l.local_addr().ok());
     let mut listeners = BTreeMap::from([("control".to_owned(), socket.display().to_string())]);
-    if let Some(addr) = listen {
-        listeners.insert("listen".to_owned(), addr.to_string());
-    }
-    if let Some(addr) = peer_listen {
-        listeners.insert("peer_listen".to_owned(), addr.to_string());
-    }
-    if let Some(addr) = chat_listen {
-        listeners.insert("chat_listen".to_owned(), addr.to_string());
+    for (name, addr) in [
+        ("listen", listen),
+        ("peer_listen", peer_listen),
+        ("chat_listen", chat_listen),
+    ] {
+        if let Some(addr) = addr {
+            listeners.insert(name.to_owned(), addr.to_string());
+        }
     }
     let tls = match crate::tls::server_config(&identity) {
         Ok(tls) => Some(tls),
@@ -368,18 +240,11 @@ pub async fn serve(
             None
         }
     };
-    let announce = match (&config.announce, listen) {
-        (Some(announce), _) => announce.clone(),
-        (None, Some(addr)) if !addr.ip().is_unspecified() => (addr.ip().to_string(), addr.port()),
-        (None, Some(addr)) => {
-            tracing::warn!(
-                "tickets will name 127.0.0.1:{0}; pass --announce HOST:PORT so that other machines can reach this node",
-                addr.port()
-            );
-            ("127.0.0.1".to_owned(), addr.port())
-        }
-        (None, None) => ("127.0.0.1".to_owned(), 0),
-    };
+    if config.chat_tls && tls.is_none() && chat_listener.is_some() {
+        return Err(NodeError::Open(
+            "--chat-tls needs the node certificate, which could not be built".into(),
+        ));
+    }
     let mut secure = SecureConfig::new(&identity, &config.limits);
     if config.raw_links {
         tracing::warn!(
@@ -387,79 +252,164 @@ pub async fn serve(
         );
         secure = secure.with_mode(Mode::Raw);
     }
-    let (stop_tx, _) = watch::channel(false);
-    let (chat, chat_queues) = crate::chat::Chat::new(config.limits.chat_input_queue);
-    if config.chat_tls && tls.is_none() && chat_listener.is_some() {
-        return Err(NodeError::Open(
-            "--chat-tls needs the node certificate, which could not be built".into(),
-        ));
-    }
-    let state = Arc::new(NodeState {
-        agent: identity.agent_id(),
-        node_id: identity.node_id().to_string(),
+
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let limits = config.limits.clone();
+    let endpoint = Endpoint::new(EndpointConfig {
         secure,
-        links: LinkManager::new(config.limits.max_pending_pings),
-        exchange: crate::exchange::Exchange::new(config.limits.max_exchange_sessions),
-        progress: Default::default(),
-        uploads: crate::sharing::Uploads::new(&config.limits, config.limits.max_links),
-        chat,
-        replication: crate::sharing::ReplicationQueue::new(config.limits.max_pending_replications),
-        retention: crate::retention::Retention::default(),
-        guard: Mutex::new(AdmissionGuard::new(config.limits.clone())),
-        pending: Mutex::default(),
-        dial_locks: Mutex::default(),
-        counters: Counters::default(),
-        started: Instant::now(),
-        listeners,
-        announce,
-        stop_tx,
-        tls,
-        peer_clients: Mutex::default(),
-        store: Arc::new(Mutex::new(store)),
-        config,
+        limits: limits.clone(),
+        clock: Arc::clone(&clock),
+        directory: Arc::new(StoreDirectory::new(store.clone())),
+        dialer: Arc::new(Tcp),
+        acceptors: acceptor
+            .map(|a| Box::new(a) as Box<dyn crate::endpoint::Acceptor>)
+            .into_iter()
+            .collect(),
+        announce: config.announce.clone(),
+        cancel: cancel.clone(),
+        tracker: tracker.clone(),
     });
-    tokio::spawn(crate::chat::run(Arc::clone(&state), identity, chat_queues));
-    if let Some(listener) = listener {
-        tokio::spawn(net::accept_loop(Arc::clone(&state), listener));
+    let exchange = Exchange::new(
+        endpoint.clone(),
+        store.clone(),
+        ExchangeSettings {
+            limits: limits.clone(),
+            max_item: config.max_item,
+            clock: Arc::clone(&clock),
+        },
+    );
+    let retention = Retention::new(
+        endpoint.clone(),
+        store.clone(),
+        exchange.clone(),
+        limits.clone(),
+        Arc::clone(&clock),
+    );
+    let sharing = Sharing::new(
+        endpoint.clone(),
+        store.clone(),
+        exchange.clone(),
+        limits.clone(),
+        Arc::clone(&clock),
+    );
+    let (chat, chat_queues) = Chat::new(
+        endpoint.clone(),
+        store.clone(),
+        ChatSettings {
+            limits: limits.clone(),
+            name: config.chat_name.clone(),
+            auto_join_invites: config.chat_auto_join_invites,
+            listen_port: listen.map(|a| a.port()),
+            tls: tls.clone(),
+            clock: Arc::clone(&clock),
+        },
+    );
+    let peer_port = PeerPort::new(exchange.clone(), tls);
+
+    Router::builder(endpoint.clone())
+        .accept(Arc::new(exchange.clone()))
+        .accept(Arc::new(retention.clone()))
+        .accept(Arc::new(sharing.clone()))
+        .accept(Arc::new(chat.clone()))
+        .spawn();
+    tracker.spawn(crate::chat::run(
+        chat.clone(),
+        identity.clone(),
+        chat_queues,
+        cancel.clone(),
+    ));
+    if let Some(listener) = chat_listener {
+        tracker.spawn(crate::chat::port::accept_loop(
+            chat.clone(),
+            listener,
+            config.chat_tls,
+            cancel.clone(),
+        ));
     }
     if let Some(listener) = peer_listener {
-        tokio::spawn(crate::peer_port::accept_loop(Arc::clone(&state), listener));
-    }
-    if let Some(listener) = chat_listener {
-        let tls = state.config.chat_tls;
-        tokio::spawn(crate::chat::port::accept_loop(
-            Arc::clone(&state),
+        tracker.spawn(crate::peer_port::accept_loop(
+            peer_port.clone(),
             listener,
-            tls,
+            cancel.clone(),
         ));
     }
-    tokio::spawn(crate::sharing::replicate(Arc::clone(&state)));
-    net::relink_known_peers(Arc::clone(&state), peers);
-    crate::retention::spawn_scheduler(Arc::clone(&state));
-    tracing::info!(agent = %state.agent, node_id = %state.node_id, data_dir = %data_dir.root().display(), "node ready");
+    sharing.spawn_replicator(&tracker, cancel.clone());
+    retention.spawn_scheduler(&tracker, cancel.clone());
+
+    let agent = identity.agent_id().to_string();
+    let node_id = identity.node_id().to_string();
+    tracing::info!(%agent, %node_id, data_dir = %data_dir.root().display(), "node ready");
     on_ready(&Ready {
         control: socket.clone(),
         listen,
         peer_listen,
         chat_listen,
-        agent: state.agent.to_string(),
-        node_id: state.node_id.clone(),
+        agent: agent.clone(),
+        node_id: node_id.clone(),
     });
 
-    let stopper = Arc::clone(&state);
-    let result = axum::serve(control, server::router(Arc::clone(&state)))
+    let services = Services {
+        node: Arc::new(NodeStatus {
+            agent,
+            node_id,
+            data_dir: data_dir.root().display().to_string(),
+            db: config.db_kind(),
+            started: Instant::now(),
+            listeners,
+            listens: config.listen.is_some(),
+            max_control_body: limits.max_control_body,
+            clock,
+            endpoint: endpoint.clone(),
+            exchange: exchange.clone(),
+            sharing: sharing.clone(),
+            retention: retention.clone(),
+            peer_port,
+            chat: chat.clone(),
+        }),
+        endpoint,
+        store,
+        exchange,
+        sharing,
+        retention,
+        chat,
+    };
+    let stopper = cancel.clone();
+    let result = axum::serve(control, server::router(services))
         .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopper.stop_tx.send_replace(true);
+            tokio::select! {
+                _ = shutdown => {}
+                _ = stopper.cancelled() => {}
+            }
         })
         .await;
-    state.stop_tx.send_replace(true);
-    state.links.close_all();
-    // Give links a moment to say bye; nothing waits on them beyond this.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    cancel.cancel();
+    tracker.close();
+    // Links flush what they had queued and say `bye`; nothing waits beyond their drain.
+    let grace = Duration::from_millis(limits.link_drain_ms) + SHUTDOWN_GRACE;
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!("some tasks did not stop within {grace:?}");
+    }
     let _ = std::fs::remove_file(&socket);
     tracing::info!("node stopped");
     result.map_err(NodeError::Runtime)
+}
+
+async fn bind_optional(
+    addr: Option<SocketAddr>,
+    what: &'static str,
+) -> Result<Option<TcpListener>, NodeError> {
+    match addr {
+        Some(addr) => TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|source| NodeError::Bind {
+                what,
+                addr: addr.to_string(),
+                source,
+            }),
+        None => Ok(None),
+    }
 }
 
 /// Binds the control socket with mode 0600, replacing a stale socket left by a crashed node

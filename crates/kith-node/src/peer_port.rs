@@ -7,9 +7,11 @@
 //! switches the socket to TLS when a client starts with `tls`. Sessions are capped
 //! ([`kith_proto::Limits::max_peer_sessions`]) and every wait has the session's deadline.
 
-use crate::custodian::{Custodian, CustodianPolicy};
-use crate::exchange::answer::{answer_from_store, split_item, with_blobs};
-use crate::node::NodeState;
+use crate::clock::mono_now;
+use crate::exchange::answer::{answer_from_store, split_item};
+use crate::exchange::custodian::{Custodian, CustodianPolicy};
+use crate::exchange::Exchange;
+use crate::store::StoreFailure;
 use bytes::Bytes;
 use kith_proto::files::{
     Command, Event, InteractiveTestPolicy, Policy, Role, Session, SessionConfig, State, Target,
@@ -18,16 +20,69 @@ use kith_proto::files::{
 use kith_store::ItemType;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+crate::counters! {
+    /// What the peer port counts.
+    pub struct PeerPortCounters {
+        /// Sessions served.
+        peer_sessions,
+        /// Sessions that switched to TLS.
+        peer_sessions_tls,
+        /// Connections refused: too many sessions.
+        refused_peer_sessions,
+        /// Items stored from peer-port clients.
+        peer_items_received,
+    }
+}
 
-/// Accepts peer-port connections until the node stops.
-pub async fn accept_loop(state: Arc<NodeState>, listener: TcpListener) {
-    let mut stopping = state.stopping();
+/// The CIYAM peer port: a handle, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PeerPort {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    exchange: Exchange,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// Clients connected now (session id, address), for `pip` and the cap.
+    clients: Mutex<Vec<(u64, IpAddr)>>,
+    next_session: AtomicU64,
+    counters: PeerPortCounters,
+}
+
+impl PeerPort {
+    /// The port's service: sessions answered from `exchange`'s store, custody included;
+    /// `tls` for clients that start with `tls`.
+    pub fn new(exchange: Exchange, tls: Option<Arc<rustls::ServerConfig>>) -> PeerPort {
+        PeerPort {
+            inner: Arc::new(Inner {
+                exchange,
+                tls,
+                clients: Mutex::default(),
+                next_session: AtomicU64::new(1),
+                counters: PeerPortCounters::default(),
+            }),
+        }
+    }
+
+    /// What the port counts.
+    pub fn counters(&self) -> &PeerPortCounters {
+        &self.inner.counters
+    }
+
+    fn clients(&self) -> std::sync::MutexGuard<'_, Vec<(u64, IpAddr)>> {
+        self.inner.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Accepts peer-port connections until `cancel`.
+pub async fn accept_loop(port: PeerPort, listener: TcpListener, cancel: CancellationToken) {
+    let state = &port;
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -38,30 +93,36 @@ pub async fn accept_loop(state: Arc<NodeState>, listener: TcpListener) {
                     continue;
                 }
             },
-            _ = stopping.changed() => return,
+            _ = cancel.cancelled() => return,
         };
-        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let id = state.inner.next_session.fetch_add(1, Ordering::Relaxed);
         {
-            let mut clients = state.peer_clients();
-            if clients.len() >= state.config.limits.max_peer_sessions {
-                state.counters.bump("refused_peer_sessions");
+            let mut clients = state.clients();
+            if clients.len() >= state.inner.exchange.limits().max_peer_sessions {
+                state.inner.counters.refused_peer_sessions.bump();
                 continue; // dropping the stream closes it
             }
             clients.push((id, remote.ip()));
         }
-        let task_state = Arc::clone(&state);
+        let task_state = state.clone();
+        let cancel = cancel.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve(&task_state, stream, remote, id).await {
-                tracing::debug!(%remote, "peer session ended: {e}");
+            tokio::select! {
+                result = serve(&task_state, stream, remote, id) => {
+                    if let Err(e) = result {
+                        tracing::debug!(%remote, "peer session ended: {e}");
+                    }
+                }
+                _ = cancel.cancelled() => {}
             }
-            task_state.peer_clients().retain(|(other, _)| *other != id);
+            task_state.clients().retain(|(other, _)| *other != id);
         });
     }
 }
 
 /// Another client of this listener, chosen at random, or loopback when there is none.
-fn other_client(state: &NodeState, id: u64) -> String {
-    let clients = state.peer_clients();
+fn other_client(state: &PeerPort, id: u64) -> String {
+    let clients = state.clients();
     let others: Vec<IpAddr> = clients
         .iter()
         .filter(|(o, _)| *o != id)
@@ -83,22 +144,22 @@ enum Pass {
 }
 
 async fn serve(
-    state: &Arc<NodeState>,
+    state: &PeerPort,
     mut stream: TcpStream,
     remote: SocketAddr,
     id: u64,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
-    state.counters.bump("peer_sessions");
-    let limits = &state.config.limits;
+    state.inner.counters.peer_sessions.bump();
+    let limits = state.inner.exchange.limits();
     let session = Session::new(
         Role::Responder,
         SessionConfig::interactive(limits),
-        Instant::now(),
+        mono_now(),
     );
     let mut port = TextPort::new(session, limits);
     let others: Vec<String> = state
-        .peer_clients()
+        .clients()
         .iter()
         .filter(|(o, _)| *o != id)
         .map(|(_, ip)| ip.to_string())
@@ -112,18 +173,18 @@ async fn serve(
     match drive(state, &mut port, &mut roles, &mut stream, id).await? {
         Pass::Finished => Ok(()),
         Pass::StartTls => {
-            let Some(tls) = state.tls.clone() else {
+            let Some(tls) = state.inner.tls.clone() else {
                 return Err("TLS requested but the node has no TLS configuration".into());
             };
             let mut stream = tokio_rustls::TlsAcceptor::from(tls)
                 .accept(stream)
                 .await
                 .map_err(|e| format!("TLS handshake with {remote}: {e}"))?;
-            state.counters.bump("peer_sessions_tls");
+            state.inner.counters.peer_sessions_tls.bump();
             port.session_mut()
-                .tls_started(Instant::now())
+                .tls_started(mono_now())
                 .map_err(|e| e.to_string())?;
-            port.process(Instant::now());
+            port.process(mono_now());
             match drive(state, &mut port, &mut roles, &mut stream, id).await? {
                 Pass::Finished => Ok(()),
                 Pass::StartTls => Err("a second tls".into()),
@@ -141,7 +202,7 @@ struct Roles<'a> {
 
 /// Runs the session over `stream` until it ends or asks for TLS.
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
-    state: &Arc<NodeState>,
+    state: &PeerPort,
     port: &mut TextPort,
     roles: &mut Roles<'_>,
     stream: &mut S,
@@ -168,7 +229,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 let _ = stream.flush().await;
                 return Ok(pass);
             }
-            port.process(Instant::now());
+            port.process(mono_now());
             continue;
         }
         if port.is_finished() {
@@ -194,44 +255,48 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 if n == 0 {
                     return Ok(Pass::Finished);
                 }
-                port.handle_bytes(Instant::now(), &buf[..n]);
+                port.handle_bytes(mono_now(), &buf[..n]);
             }
-            _ = sleep => port.handle_timeout(Instant::now()),
+            _ = sleep => port.handle_timeout(mono_now()),
         }
     }
 }
 
 /// Answers one session event. Returns `Some` when the pass must end.
 async fn answer(
-    state: &Arc<NodeState>,
+    state: &PeerPort,
     port: &mut TextPort,
     roles: &mut Roles<'_>,
     event: Event,
     id: u64,
 ) -> Result<Option<Pass>, String> {
-    let now = Instant::now;
+    let now = mono_now;
     let session = port.session_mut();
-    let Some(event) = answer_from_store(state, session, event).await? else {
+    let ex = &state.inner.exchange;
+    let Some(event) = answer_from_store(ex.store(), session, event)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
         return Ok(None);
     };
     let result = match event {
         Event::StoreItem { hash, item } => {
             let ok = match roles
                 .custodian
-                .take_into_custody(state, hash, item.clone())
+                .take_into_custody(ex, hash, item.clone())
                 .await
             {
                 Some(custody) => custody.is_ok(),
                 None => {
-                    let ok = store_item(state, item.clone()).await.is_ok();
+                    let ok = store_item(ex, item.clone()).await.is_ok();
                     if ok {
-                        roles.custodian.on_item_stored(state, &item).await;
+                        roles.custodian.on_item_stored(ex, &item).await;
                     }
                     ok
                 }
             };
             if ok {
-                state.counters.bump("peer_items_received");
+                state.inner.counters.peer_items_received.bump();
             }
             session.stored(now(), ok)
         }
@@ -239,11 +304,11 @@ async fn answer(
             target: Target::Hash(hash),
             nonce: None,
         }) => {
-            roles.custodian.on_chk(state, hash).await;
+            roles.custodian.on_chk(ex, hash).await;
             Ok(())
         }
         Event::PeerCommand(Command::Put { hash }) => {
-            roles.custodian.on_put(state, hash).await;
+            roles.custodian.on_put(ex, hash).await;
             Ok(())
         }
         Event::PipAddress => session.answer_pip(now(), &other_client(state, id)),
@@ -271,14 +336,15 @@ async fn answer(
 
 /// Stores a received item durably. A whole blob is also recorded as a file, so `kith file ls`
 /// shows what arrived; other items (lists, encrypted copies) are kept as items.
-async fn store_item(state: &NodeState, item: Bytes) -> Result<(), String> {
-    with_blobs(state, move |s| {
-        let (item_type, content) = split_item(&item)?;
-        if item_type == ItemType::BLOB {
-            s.put_reader(&mut &content[..], None).map(|_| ())
-        } else {
-            s.blobs().put_item(item_type, content).map(|_| ())
-        }
-    })
-    .await
+async fn store_item(ex: &Exchange, item: Bytes) -> Result<(), StoreFailure> {
+    ex.store()
+        .run(move |s| {
+            let (item_type, content) = split_item(&item)?;
+            if item_type == ItemType::BLOB {
+                s.put_reader(&mut &content[..], None).map(|_| ())
+            } else {
+                s.blobs().put_item(item_type, content).map(|_| ())
+            }
+        })
+        .await
 }

@@ -6,8 +6,9 @@
 //! (the total is not known until the whole tree of lists has arrived). It draws only when
 //! stderr is a terminal and `--json` is off, so scripts and pipes see nothing of it.
 
-use kith_node::control::{ControlClient, TRANSFERS_PATH};
-use kith_node::exchange::progress::TransferProgress;
+use kith_node::api::TransferProgress;
+use kith_node::api::TRANSFERS_PATH;
+use kith_node::control::ControlClient;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

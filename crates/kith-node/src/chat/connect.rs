@@ -57,13 +57,13 @@ fn host_port(address: &str) -> Option<(String, u16)> {
 impl Driver {
     pub(super) fn start_rendezvous(&mut self, peer: ChatId, address: String, step: Step) {
         if host_port(&address).is_none() {
-            self.state.counters.bump("chat_connects_refused");
+            self.chat.inner.counters.chat_connects_refused.bump();
             return;
         }
         let pending = &mut self.rendezvous.pending;
         if pending.len() >= MAX_PENDING {
             pending.remove(0);
-            self.state.counters.bump("chat_connects_dropped");
+            self.chat.inner.counters.chat_connects_dropped.bump();
         }
         self.router.fetch_certificate(Instant::now(), peer.guid);
         self.rendezvous.pending.push(Pending {
@@ -86,7 +86,7 @@ impl Driver {
             match self.router.key_of(&p.peer.guid) {
                 Some(key) => ready.push((p, key)),
                 None if now < p.deadline => keep.push(p),
-                None => self.state.counters.bump("chat_connects_expired"),
+                None => self.chat.inner.counters.chat_connects_expired.bump(),
             }
         }
         self.rendezvous.pending = keep;
@@ -98,23 +98,25 @@ impl Driver {
     async fn complete(&mut self, p: Pending, key: AgentId) {
         if key.node_id() != p.peer.guid {
             // Not a kith node's own id: no secure link to open.
-            self.state.counters.bump("chat_connects_refused");
+            self.chat.inner.counters.chat_connects_refused.bump();
             return;
         }
         let Some((host, port)) = host_port(&p.address) else {
             return;
         };
-        if key == self.state.agent {
+        if key == self.chat.inner.endpoint.agent() {
             return;
         }
         let mut up = PeerUpsert::new(&key);
         up.host = Some(host);
         up.port = Some(port);
         up.notes = Some("introduced by a chat CONNECT".to_owned());
-        let now = crate::ticket::unix_secs(std::time::SystemTime::now());
+        let now = self.chat.settings().clock.unix_secs();
         let recorded = self
-            .state
-            .with_store(move |s| {
+            .chat
+            .inner
+            .store
+            .run(move |s| {
                 // A blocked agent stays blocked.
                 if s.meta().is_agent_blocked(&up.agent)? {
                     return Ok(false);
@@ -122,25 +124,25 @@ impl Driver {
                 s.meta().upsert_peer(&up, now).map(|_| true)
             })
             .await;
-        if !matches!(recorded, Ok(Ok(true))) {
-            self.state.counters.bump("chat_connects_refused");
+        if !matches!(recorded, Ok(true)) {
+            self.chat.inner.counters.chat_connects_refused.bump();
             return;
         }
         match p.step {
             Step::Answer => {
-                let Some(our_port) = self.state.listen_port() else {
+                let Some(our_port) = self.chat.settings().listen_port else {
                     return;
                 };
                 self.router.answer_connect(&p.peer, &p.address, our_port);
-                self.state.counters.bump("chat_connects_answered");
+                self.chat.inner.counters.chat_connects_answered.bump();
             }
             Step::Dial => {
-                let state = std::sync::Arc::clone(&self.state);
+                let chat = self.chat.clone();
                 tokio::spawn(async move {
-                    match crate::net::ensure_link(&state, key).await {
-                        Ok(()) => state.counters.bump("chat_connects_linked"),
+                    match chat.inner.endpoint.ensure_link(key).await {
+                        Ok(()) => chat.inner.counters.chat_connects_linked.bump(),
                         Err(e) => {
-                            state.counters.bump("chat_connects_failed");
+                            chat.inner.counters.chat_connects_failed.bump();
                             tracing::info!(peer = %key, "CONNECT: could not link: {e}");
                         }
                     }

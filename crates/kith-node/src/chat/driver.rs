@@ -1,11 +1,9 @@
 //! The chat task: owns the [`Router`], feeds it inputs and the clock, and carries out its
 //! outputs in order (see the router's calling contract).
 
-use super::{
-    chat_envelope, parse_node_id, Attachment, ChannelInfo, ChatInput, ChatReply, ChatRequest,
-};
-use crate::links::Outgoing;
-use crate::node::NodeState;
+use super::Chat;
+use super::{chat_envelope, parse_node_id, ChatInput};
+use crate::api::{Attachment, ChannelInfo, ChatReply, ChatRequest};
 use base64::Engine;
 use bytes::Bytes;
 use kith_chat::router::{ChatEvent, FileAttachment, QueuedMessage, ReceivedMessage};
@@ -15,9 +13,9 @@ use kith_crypto::Identity;
 use kith_store::meta::{ChatChannelRow, ChatMessageRow, ChatQueueRow};
 use rand::RngCore;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Link neighbours are numbered from here up; chat-port clients below.
 const LINK_IDS: u64 = 1 << 62;
@@ -33,7 +31,7 @@ enum Sink {
 pub type LinkEvents = mpsc::UnboundedReceiver<ChatInput>;
 
 pub(super) struct Driver {
-    pub(super) state: Arc<NodeState>,
+    pub(super) chat: Chat,
     pub(super) router: Router,
     links: HashMap<AgentId, NeighbourId>,
     sinks: HashMap<NeighbourId, Sink>,
@@ -43,14 +41,20 @@ pub(super) struct Driver {
 }
 
 /// Runs the chat task until the node stops. `identity` signs this node's messages.
-pub async fn run(state: Arc<NodeState>, identity: Identity, queues: super::ChatQueues) {
+pub async fn run(
+    chat: Chat,
+    identity: Identity,
+    queues: super::ChatQueues,
+    cancel: CancellationToken,
+) {
     let super::ChatQueues {
         mut inputs,
         links: mut link_events,
     } = queues;
-    let mut config = ChatConfig::from_limits(&state.config.limits);
-    config.name = state.config.chat_name.clone();
-    config.auto_join_invites = state.config.chat_auto_join_invites;
+    let settings = chat.settings();
+    let mut config = ChatConfig::from_limits(&settings.limits);
+    config.name = settings.name.clone();
+    config.auto_join_invites = settings.auto_join_invites;
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
     let router = match Router::new(identity, config, Instant::now(), seed) {
@@ -61,7 +65,7 @@ pub async fn run(state: Arc<NodeState>, identity: Identity, queues: super::ChatQ
         }
     };
     let mut driver = Driver {
-        state: Arc::clone(&state),
+        chat: chat.clone(),
         router,
         links: HashMap::new(),
         sinks: HashMap::new(),
@@ -69,7 +73,6 @@ pub async fn run(state: Arc<NodeState>, identity: Identity, queues: super::ChatQ
         rendezvous: super::connect::Rendezvous::default(),
     };
     driver.restore().await;
-    let mut stopping = state.stopping();
     loop {
         driver.carry_out().await;
         driver.advance_rendezvous().await;
@@ -83,7 +86,7 @@ pub async fn run(state: Arc<NodeState>, identity: Identity, queues: super::ChatQ
         };
         tokio::select! {
             biased;
-            _ = stopping.changed() => return,
+            _ = cancel.cancelled() => return,
             Some(event) = link_events.recv() => driver.handle(event).await,
             input = inputs.recv() => match input {
                 Some(input) => driver.handle(input).await,
@@ -98,18 +101,19 @@ impl Driver {
     /// Feeds back what was kept before a restart: queued messages, and the public channels
     /// this node had joined.
     async fn restore(&mut self) {
-        let limit = self.state.config.limits.chat_max_queued;
+        let limit = self.chat.settings().limits.chat_max_queued;
         let stored = self
-            .state
-            .with_store(move |s| {
+            .chat
+            .inner
+            .store
+            .run(move |s| {
                 let queued = s.meta().chat_queued(limit)?;
                 let joined = s.meta().chat_joined()?;
                 Ok::<_, kith_store::MetaError>((queued, joined))
             })
             .await;
         let (queued, joined) = match stored {
-            Ok(Ok(stored)) => stored,
-            Ok(Err(e)) => return tracing::error!("cannot read the chat queue: {e}"),
+            Ok(stored) => stored,
             Err(e) => return tracing::error!("cannot read the chat queue: {e}"),
         };
         let now = Instant::now();
@@ -202,31 +206,35 @@ impl Driver {
                         target: message.target.to_string(),
                         json: message.json,
                     };
-                    let now = crate::ticket::unix_secs(SystemTime::now());
+                    let now = self.chat.settings().clock.unix_secs();
                     let done = self
-                        .state
-                        .with_store(move |s| s.meta().chat_persist(&row, now))
+                        .chat
+                        .inner
+                        .store
+                        .run(move |s| s.meta().chat_persist(&row, now))
                         .await;
-                    if !matches!(done, Ok(Ok(()))) {
+                    if done.is_err() {
                         tracing::error!("a chat message could not be stored: {done:?}");
                     }
                 }
                 Output::Forget { key } => {
                     let done = self
-                        .state
-                        .with_store(move |s| s.meta().chat_forget(&key))
+                        .chat
+                        .inner
+                        .store
+                        .run(move |s| s.meta().chat_forget(&key))
                         .await;
-                    if !matches!(done, Ok(Ok(()))) {
+                    if done.is_err() {
                         tracing::warn!("a delivered chat message could not be dropped: {done:?}");
                     }
                 }
                 Output::Disconnect { neighbour, reason } => {
-                    self.state.counters.bump("chat_neighbours_cut_off");
+                    self.chat.inner.counters.chat_neighbours_cut_off.bump();
                     match self.sinks.remove(&neighbour) {
                         Some(Sink::Link(agent)) => {
                             tracing::info!(peer = %agent, ?reason, "chat: cutting off a linked node");
                             self.links.remove(&agent);
-                            self.state.links.close(&agent);
+                            self.chat.inner.endpoint.close(&agent);
                         }
                         // Dropping the sender ends the client's connection task.
                         Some(Sink::Client(_)) => {
@@ -242,12 +250,14 @@ impl Driver {
     fn transmit(&mut self, to: NeighbourId, json: Vec<u8>) {
         let sent = match self.sinks.get(&to) {
             Some(Sink::Link(agent)) => {
-                if json.len() > self.state.config.limits.max_envelope_data as usize {
+                if json.len() > self.chat.settings().limits.max_envelope_data as usize {
                     false
                 } else {
-                    self.state.links.sender(agent).is_some_and(|tx| {
-                        tx.try_send(Outgoing::Envelope(chat_envelope(json))).is_ok()
-                    })
+                    self.chat
+                        .inner
+                        .endpoint
+                        .try_send(*agent, chat_envelope(json))
+                        .is_ok()
                 }
             }
             Some(Sink::Client(tx)) => match kith_chat::frame::frame_bytes(&json) {
@@ -258,7 +268,7 @@ impl Driver {
         };
         if !sent {
             // The router's ACK deadline re-routes what mattered.
-            self.state.counters.bump("chat_transmits_dropped");
+            self.chat.inner.counters.chat_transmits_dropped.bump();
         }
     }
 
@@ -289,25 +299,29 @@ impl Driver {
     }
 
     async fn record_joined(&self, name: String, closed: bool, joined: bool) {
-        let now = crate::ticket::unix_secs(SystemTime::now());
+        let now = self.chat.settings().clock.unix_secs();
         let row = ChatChannelRow { name, closed };
         let done = self
-            .state
-            .with_store(move |s| s.meta().chat_set_joined(&row, joined, now))
+            .chat
+            .inner
+            .store
+            .run(move |s| s.meta().chat_set_joined(&row, joined, now))
             .await;
-        if !matches!(done, Ok(Ok(()))) {
+        if done.is_err() {
             tracing::warn!("chat channel membership could not be recorded: {done:?}");
         }
     }
 
     async fn log(&self, row: ChatMessageRow) {
-        let keep = self.state.config.limits.chat_log_messages;
+        let keep = self.chat.settings().limits.chat_log_messages;
         match self
-            .state
-            .with_store(move |s| s.meta().chat_append(&row, keep))
+            .chat
+            .inner
+            .store
+            .run(move |s| s.meta().chat_append(&row, keep))
             .await
         {
-            Ok(Ok(seq)) => self.state.chat.logged(seq),
+            Ok(seq) => self.chat.logged(seq),
             other => tracing::warn!("a chat message could not be logged: {other:?}"),
         }
     }
@@ -388,11 +402,11 @@ impl Driver {
             }
             ChatRequest::Connect { node_id } => {
                 let peer = parse_node_id(&node_id)?;
-                let port = self.state.listen_port().ok_or(
+                let port = self.chat.settings().listen_port.ok_or(
                     "this node has no secure-link listener (--listen off): nobody could dial it",
                 )?;
                 if self.router.connect(peer, port) {
-                    self.state.counters.bump("chat_connects_requested");
+                    self.chat.inner.counters.chat_connects_requested.bump();
                     Ok(ChatReply::Done)
                 } else {
                     Err(format!("no route to {node_id}: no linked node knows it"))
@@ -429,9 +443,7 @@ impl Driver {
 
     /// Mirrors the router's counters into the node's (as `chat_*`), for `kith status`.
     fn publish_counters(&self) {
-        self.state
-            .chat
-            .publish(self.router.counters().pairs().to_vec());
+        self.chat.publish(self.router.counters().pairs().to_vec());
     }
 }
 
@@ -478,6 +490,6 @@ fn row_of(message: ReceivedMessage) -> ChatMessageRow {
         sent_at: message.timestamp,
         text: message.text,
         attachments: serde_json::Value::Array(attachments).to_string(),
-        received_at: crate::ticket::unix_secs(SystemTime::now()),
+        received_at: crate::clock::unix_secs(SystemTime::now()),
     }
 }

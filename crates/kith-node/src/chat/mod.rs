@@ -25,14 +25,19 @@ pub mod port;
 
 pub use driver::run;
 
+use crate::api::{ChatReply, ChatRequest};
+use crate::clock::SharedClock;
+use crate::endpoint::{Endpoint, Payload};
+use crate::protocol::{LinkEvent, ProtocolHandler};
+use crate::store::Store;
 use bytes::Bytes;
 use kith_crypto::identity::AgentId;
 use kith_crypto::NodeId;
 use kith_proto::wire::Envelope;
-use serde::{Deserialize, Serialize};
+use kith_proto::Limits;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// The envelope command of chat messages on secure links.
@@ -40,7 +45,60 @@ pub const CHAT_COMMAND: &str = "chat";
 
 /// The envelope for one chat message's JSON.
 pub fn chat_envelope(json: Vec<u8>) -> Envelope {
-    crate::net::link::envelope(CHAT_COMMAND, json)
+    crate::endpoint::envelope(CHAT_COMMAND, json)
+}
+
+crate::counters! {
+    /// What the node's side of chat counts (the router's own counters are `chat_*` too).
+    pub struct ChatNodeCounters {
+        /// Chat-port clients connected.
+        chat_clients,
+        /// Chat-port clients refused (too many).
+        chat_clients_refused,
+        /// Chat-port clients over TLS.
+        chat_clients_tls,
+        /// Chat-port TLS handshakes that failed.
+        chat_tls_failed,
+        /// Chat-port frames refused (too large, malformed).
+        chat_frames_refused,
+        /// `chat` envelopes from links dropped (the chat task's queue was full).
+        chat_envelopes_dropped,
+        /// Messages the router wanted sent that could not be queued.
+        chat_transmits_dropped,
+        /// Neighbours the router cut off.
+        chat_neighbours_cut_off,
+        /// CONNECT rendezvous asked by the user.
+        chat_connects_requested,
+        /// CONNECT rendezvous answered.
+        chat_connects_answered,
+        /// CONNECT rendezvous that opened a link.
+        chat_connects_linked,
+        /// CONNECT rendezvous that could not link.
+        chat_connects_failed,
+        /// CONNECT rendezvous refused (bad address, unbound id, blocked agent).
+        chat_connects_refused,
+        /// CONNECT rendezvous dropped (too many pending).
+        chat_connects_dropped,
+        /// CONNECT rendezvous whose key never came.
+        chat_connects_expired,
+    }
+}
+
+/// What the chat service needs to know of the node.
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    /// Every bound and deadline.
+    pub limits: Limits,
+    /// The name this node gives in chat (`name@GUID`).
+    pub name: Option<String>,
+    /// Join a closed channel as soon as an invitation arrives.
+    pub auto_join_invites: bool,
+    /// Our secure-link port (CONNECT answers name it).
+    pub listen_port: Option<u16>,
+    /// TLS for the chat port.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Wall-clock time.
+    pub clock: SharedClock,
 }
 
 /// Something for the chat task.
@@ -71,132 +129,23 @@ pub enum ChatInput {
     Request(ChatRequest, oneshot::Sender<Result<ChatReply, String>>),
 }
 
-/// A user action (from the control API).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "action")]
-pub enum ChatRequest {
-    /// Join (or create) a channel.
-    Join {
-        /// Its name.
-        name: String,
-        /// Create it closed (invitation only, encrypted).
-        closed: bool,
-    },
-    /// Leave a channel.
-    Leave {
-        /// Its name.
-        name: String,
-    },
-    /// Say something in a channel.
-    Say {
-        /// The channel.
-        name: String,
-        /// The text.
-        text: String,
-        /// Attachments.
-        #[serde(default)]
-        attachments: Vec<Attachment>,
-    },
-    /// A direct message to one node.
-    Send {
-        /// Its node id (`GUID` or `name@GUID`).
-        node_id: String,
-        /// The text.
-        text: String,
-        /// Attachments.
-        #[serde(default)]
-        attachments: Vec<Attachment>,
-    },
-    /// Invite a node into a closed channel.
-    Invite {
-        /// The channel.
-        name: String,
-        /// The node.
-        node_id: String,
-    },
-    /// Remove a node from a closed channel (the others get a new key).
-    Kick {
-        /// The channel.
-        name: String,
-        /// The node.
-        node_id: String,
-    },
-    /// Ask a node known only through others for a direct link (CONNECT rendezvous).
-    Connect {
-        /// Its node id.
-        node_id: String,
-    },
-    /// The channels this node knows.
-    Channels,
-    /// Counters and this node's chat id.
-    Status,
-}
-
-/// An attachment as the control API carries it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Attachment {
-    /// MIME type.
-    pub mime_type: String,
-    /// The bytes, base64 (standard alphabet).
-    pub data: String,
-}
-
-/// What a [`ChatRequest`] produced.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChatReply {
-    /// Done.
-    Done,
-    /// The channel's id.
-    Joined {
-        /// Id.
-        channel_id: String,
-    },
-    /// The message's id.
-    Sent {
-        /// Id.
-        msg_id: String,
-    },
-    /// Known channels.
-    Channels(Vec<ChannelInfo>),
-    /// The chat side of `kith status`.
-    Status {
-        /// This node's chat id.
-        node_id: String,
-        /// Router counters.
-        counters: std::collections::BTreeMap<String, u64>,
-        /// Routes known.
-        routes: usize,
-        /// Messages waiting for a route.
-        queued: usize,
-    },
-}
-
-/// A channel as `kith chat channels` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ChannelInfo {
-    /// Name.
-    pub name: String,
-    /// Id.
-    pub channel_id: String,
-    /// Invitation only, encrypted.
-    pub closed: bool,
-    /// This node is a member.
-    pub joined: bool,
-    /// An invitation waits for `kith chat join`.
-    pub invited: bool,
-    /// Members as this node knows them.
-    pub members: Vec<String>,
-}
-
-/// The node's handle on the chat task.
-#[derive(Debug)]
+/// The chat service: a handle on the chat task, cheap to clone.
+#[derive(Debug, Clone)]
 pub struct Chat {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     tx: mpsc::Sender<ChatInput>,
     links: mpsc::UnboundedSender<ChatInput>,
     next_client: AtomicU64,
     log: watch::Sender<i64>,
-    counters: Mutex<Vec<(&'static str, u64)>>,
+    router_counters: Mutex<Vec<(&'static str, u64)>>,
+    counters: ChatNodeCounters,
+    endpoint: Endpoint,
+    store: Store,
+    settings: ChatSettings,
 }
 
 /// The receiving ends of the chat task's queues, for [`run`].
@@ -209,19 +158,25 @@ pub struct ChatQueues {
 }
 
 impl Chat {
-    /// A handle and the receiving ends of its queues; the input queue holds `capacity`.
-    pub fn new(capacity: usize) -> (Chat, ChatQueues) {
-        let (tx, inputs) = mpsc::channel(capacity.max(1));
+    /// A handle and the receiving ends of its queues (for [`run`]).
+    pub fn new(endpoint: Endpoint, store: Store, settings: ChatSettings) -> (Chat, ChatQueues) {
+        let (tx, inputs) = mpsc::channel(settings.limits.chat_input_queue.max(1));
         let (links, link_rx) = mpsc::unbounded_channel();
         let (log, _) = watch::channel(0);
         (
             Chat {
-                tx,
-                links,
-                // Links take numbers from 2^62 up, clients from 1: never equal.
-                next_client: AtomicU64::new(1),
-                log,
-                counters: Mutex::default(),
+                inner: Arc::new(Inner {
+                    tx,
+                    links,
+                    // Links take numbers from 2^62 up, clients from 1: never equal.
+                    next_client: AtomicU64::new(1),
+                    log,
+                    router_counters: Mutex::default(),
+                    counters: ChatNodeCounters::default(),
+                    endpoint,
+                    store,
+                    settings,
+                }),
             },
             ChatQueues {
                 inputs,
@@ -230,19 +185,18 @@ impl Chat {
         )
     }
 
-    /// A link with `agent` came up.
-    pub fn link_up(&self, agent: AgentId, ip: Option<IpAddr>) {
-        let _ = self.links.send(ChatInput::LinkUp(agent, ip));
-    }
-
-    /// The last link with `agent` went down.
-    pub fn link_down(&self, agent: AgentId) {
-        let _ = self.links.send(ChatInput::LinkDown(agent));
+    /// The node side's counters.
+    pub fn counters(&self) -> &ChatNodeCounters {
+        &self.inner.counters
     }
 
     /// The router's counters as last published, named `chat_*`.
-    pub fn counters(&self) -> Vec<(String, u64)> {
-        let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn router_counters(&self) -> Vec<(String, u64)> {
+        let counters = self
+            .inner
+            .router_counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         counters
             .iter()
             .map(|(name, value)| (format!("chat_{name}"), *value))
@@ -250,29 +204,34 @@ impl Chat {
     }
 
     pub(crate) fn publish(&self, counters: Vec<(&'static str, u64)>) {
-        *self.counters.lock().unwrap_or_else(|e| e.into_inner()) = counters;
+        *self
+            .inner
+            .router_counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = counters;
     }
 
     /// Queues an input without waiting; `false` when the queue is full (the input is dropped:
     /// the router's ACKs and retries cover a lost message).
     pub fn offer(&self, input: ChatInput) -> bool {
-        self.tx.try_send(input).is_ok()
+        self.inner.tx.try_send(input).is_ok()
     }
 
     /// Queues an input, waiting for room.
     pub async fn send(&self, input: ChatInput) -> bool {
-        self.tx.send(input).await.is_ok()
+        self.inner.tx.send(input).await.is_ok()
     }
 
     /// A fresh neighbour number for a chat-port client.
     pub fn next_client_id(&self) -> u64 {
-        self.next_client.fetch_add(1, Ordering::Relaxed)
+        self.inner.next_client.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Runs a user action.
     pub async fn request(&self, request: ChatRequest) -> Result<ChatReply, String> {
         let (reply, rx) = oneshot::channel();
         if self
+            .inner
             .tx
             .send(ChatInput::Request(request, reply))
             .await
@@ -286,11 +245,54 @@ impl Chat {
 
     /// Resolves when the message log grows past what the receiver has seen.
     pub fn log_changed(&self) -> watch::Receiver<i64> {
-        self.log.subscribe()
+        self.inner.log.subscribe()
     }
 
     pub(crate) fn logged(&self, seq: i64) {
-        self.log.send_replace(seq);
+        self.inner.log.send_replace(seq);
+    }
+
+    /// The message log after `after`, at most `limit` rows (of `channel` only, if given).
+    pub async fn read(
+        &self,
+        after: i64,
+        channel: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<kith_store::meta::ChatMessageRow>, crate::store::StoreFailure> {
+        self.inner
+            .store
+            .run(move |s| s.meta().chat_read(after, channel.as_deref(), limit))
+            .await
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ChatSettings {
+        &self.inner.settings
+    }
+}
+
+impl ProtocolHandler for Chat {
+    fn commands(&self) -> &'static [&'static str] {
+        &[CHAT_COMMAND]
+    }
+
+    fn on_payload(&self, peer: AgentId, payload: Payload) {
+        let Payload::Envelope(envelope) = payload else {
+            self.inner.counters.chat_envelopes_dropped.bump();
+            return;
+        };
+        if !self.offer(ChatInput::LinkFrame(peer, envelope.data)) {
+            self.inner.counters.chat_envelopes_dropped.bump();
+        }
+    }
+
+    fn on_link(&self, event: LinkEvent) {
+        let input = match event {
+            LinkEvent::Up { peer, remote } => ChatInput::LinkUp(peer, Some(remote.ip())),
+            LinkEvent::Down { peer } => ChatInput::LinkDown(peer),
+        };
+        // Unbounded, but at most two events per link, which the admission guard bounds.
+        let _ = self.inner.links.send(input);
     }
 }
 

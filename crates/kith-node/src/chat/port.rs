@@ -9,8 +9,7 @@
 //! read is dropped when that queue is full. At most `max_chat_clients` connections at once;
 //! the router cuts off a silent client after `chat_neighbour_idle_ms`.
 
-use super::ChatInput;
-use crate::node::NodeState;
+use super::{Chat, ChatInput};
 use bytes::{Bytes, BytesMut};
 use kith_chat::frame::{ChatFrame, ChatFrameDecoder};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,11 +18,12 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-/// Accepts chat clients until the node stops.
-pub async fn accept_loop(state: Arc<NodeState>, listener: TcpListener, tls: bool) {
+/// Accepts chat clients until `cancel`.
+pub async fn accept_loop(chat: Chat, listener: TcpListener, tls: bool, cancel: CancellationToken) {
+    let state = &chat;
     let clients = Arc::new(AtomicUsize::new(0));
-    let mut stopping = state.stopping();
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -34,66 +34,69 @@ pub async fn accept_loop(state: Arc<NodeState>, listener: TcpListener, tls: bool
                     continue;
                 }
             },
-            _ = stopping.changed() => return,
+            _ = cancel.cancelled() => return,
         };
-        if clients.load(Ordering::Acquire) >= state.config.limits.max_chat_clients {
-            state.counters.bump("chat_clients_refused");
+        if clients.load(Ordering::Acquire) >= state.settings().limits.max_chat_clients {
+            state.counters().chat_clients_refused.bump();
             continue; // dropped: closed without a word
         }
         clients.fetch_add(1, Ordering::AcqRel);
-        let (state, clients) = (Arc::clone(&state), Arc::clone(&clients));
+        let (state, clients, cancel) = (state.clone(), Arc::clone(&clients), cancel.clone());
         tokio::spawn(async move {
-            serve(&state, stream, remote.ip(), tls).await;
+            tokio::select! {
+                _ = serve(&state, stream, remote.ip(), tls) => {}
+                _ = cancel.cancelled() => {}
+            }
             clients.fetch_sub(1, Ordering::AcqRel);
         });
     }
 }
 
-async fn serve(state: &Arc<NodeState>, stream: TcpStream, ip: std::net::IpAddr, tls: bool) {
+async fn serve(state: &Chat, stream: TcpStream, ip: std::net::IpAddr, tls: bool) {
     let _ = stream.set_nodelay(true);
     if !tls {
         return client(state, stream, ip).await;
     }
-    let Some(config) = state.tls.clone() else {
+    let Some(config) = state.settings().tls.clone() else {
         return;
     };
-    let timeout = Duration::from_millis(state.config.limits.handshake_timeout_ms);
+    let timeout = Duration::from_millis(state.settings().limits.handshake_timeout_ms);
     let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
     match tokio::time::timeout(timeout, accept).await {
         Ok(Ok(stream)) => {
-            state.counters.bump("chat_clients_tls");
+            state.counters().chat_clients_tls.bump();
             client(state, stream, ip).await
         }
-        _ => state.counters.bump("chat_tls_failed"),
+        _ => state.counters().chat_tls_failed.bump(),
     }
 }
 
-async fn client<S>(state: &Arc<NodeState>, stream: S, ip: std::net::IpAddr)
+async fn client<S>(state: &Chat, stream: S, ip: std::net::IpAddr)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let id = state.chat.next_client_id();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(state.config.limits.chat_client_queue.max(1));
-    if !state.chat.send(ChatInput::ClientUp { id, ip, tx }).await {
+    let id = state.next_client_id();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(state.settings().limits.chat_client_queue.max(1));
+    if !state.send(ChatInput::ClientUp { id, ip, tx }).await {
         return;
     }
-    state.counters.bump("chat_clients");
+    state.counters().chat_clients.bump();
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let decoder = ChatFrameDecoder::new(&state.config.limits);
+    let decoder = ChatFrameDecoder::new(&state.settings().limits);
     let read = async {
         let mut buf = BytesMut::with_capacity(4096);
         loop {
             loop {
                 match decoder.decode(&mut buf) {
                     Ok(Some(ChatFrame::KeepAlive)) => {
-                        state.chat.send(ChatInput::ClientKeepAlive(id)).await;
+                        state.send(ChatInput::ClientKeepAlive(id)).await;
                     }
                     Ok(Some(ChatFrame::Message(json))) => {
-                        state.chat.send(ChatInput::ClientFrame(id, json)).await;
+                        state.send(ChatInput::ClientFrame(id, json)).await;
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        state.counters.bump("chat_frames_refused");
+                        state.counters().chat_frames_refused.bump();
                         tracing::debug!(client = id, "chat port: {e}");
                         return;
                     }
@@ -118,5 +121,5 @@ where
         _ = read => {},
         _ = write => {},
     }
-    state.chat.send(ChatInput::ClientDown(id)).await;
+    state.send(ChatInput::ClientDown(id)).await;
 }

@@ -4,7 +4,7 @@
 //! crate knows tokio. Every call has a deadline ([`kith_proto::Limits::control_timeout_ms`]),
 //! so a wedged node cannot hang the CLI.
 
-use super::ErrorBody;
+use crate::api::ErrorBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;

@@ -1,9 +1,9 @@
 //! The control API server: an axum router served on the data dir's Unix socket.
 
-use super::*;
-use crate::net::{self, NetError};
-use crate::node::NodeState;
-use crate::ticket::{unix_secs, Ticket};
+use super::Services;
+use crate::api::*;
+use crate::endpoint::EndpointError;
+use crate::ticket::Ticket;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,13 +12,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kith_crypto::identity::AgentId;
 use kith_store::meta::{PeerRecord, TicketRecord};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 type Api<T> = Result<Json<T>, ApiError>;
 
-/// The router with every route of the API, bound to the node's shared state.
-pub fn router(state: Arc<NodeState>) -> Router {
+/// The router with every route of the API, bound to the node's services.
+pub fn router(state: Services) -> Router {
     Router::new()
         .route(STATUS_PATH, get(status))
         .route(TICKETS_PATH, post(issue_ticket).get(list_tickets))
@@ -38,7 +37,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(PERSIST_PATH, post(persist))
         .route(RETRIEVE_PATH, post(retrieve))
         .layer(axum::extract::DefaultBodyLimit::max(
-            state.config.limits.max_control_body,
+            state.node.max_control_body(),
         ))
         .with_state(state)
 }
@@ -52,12 +51,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<NetError> for ApiError {
-    fn from(e: NetError) -> ApiError {
+impl From<EndpointError> for ApiError {
+    fn from(e: EndpointError) -> ApiError {
         let code = match e {
-            NetError::UnknownPeer(_) | NetError::Ticket(_) | NetError::Blocked(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            EndpointError::UnknownPeer(_)
+            | EndpointError::Ticket(_)
+            | EndpointError::Blocked(_) => StatusCode::BAD_REQUEST,
+            EndpointError::Directory(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_GATEWAY,
         };
         ApiError(code, e.to_string())
@@ -72,18 +72,14 @@ fn bad_request(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, e.to_string())
 }
 
-/// Runs a store operation, flattening both error layers.
-async fn store<R, E, F>(state: &NodeState, f: F) -> Result<R, ApiError>
+/// Runs a store operation.
+async fn store<R, E, F>(state: &Services, f: F) -> Result<R, ApiError>
 where
     R: Send + 'static,
-    E: std::fmt::Display + Send + 'static,
+    E: Into<crate::store::StoreFailure> + Send + 'static,
     F: FnOnce(&mut kith_store::FileStore) -> Result<R, E> + Send + 'static,
 {
-    state
-        .with_store(f)
-        .await
-        .map_err(internal)?
-        .map_err(internal)
+    state.store.run(f).await.map_err(internal)
 }
 
 fn parse_agent(text: &str) -> Result<AgentId, ApiError> {
@@ -92,14 +88,19 @@ fn parse_agent(text: &str) -> Result<AgentId, ApiError> {
         .map_err(|e| bad_request(format!("{text:?} is not an agent id: {e}")))
 }
 
-async fn status(State(state): State<Arc<NodeState>>) -> Api<StatusReport> {
-    state.counters.bump("control_requests");
+async fn status(State(state): State<Services>) -> Api<StatusReport> {
     let files = store(&state, |s| s.list().map(|files| files.len() as u64)).await?;
-    Ok(Json(state.status(files)))
+    let mut report = state.node.status(files);
+    report.replication = Some(ReplicationStatus {
+        bytes: state.sharing.replica_bytes().await.map_err(internal)?,
+        quota: state.sharing.quota(),
+        queued: state.sharing.queued() as u64,
+    });
+    Ok(Json(report))
 }
 
 async fn issue_ticket(
-    State(state): State<Arc<NodeState>>,
+    State(state): State<Services>,
     Json(order): Json<TicketOrder>,
 ) -> Api<IssuedTicket> {
     if order.ttl_secs == 0 || order.ttl_secs > 366 * 24 * 3600 {
@@ -107,22 +108,21 @@ async fn issue_ticket(
             "ticket lifetime must be between 1 second and a year",
         ));
     }
-    if state.config.listen.is_none() {
+    if !state.node.listens() {
         return Err(bad_request(
             "this node does not listen for secure links (--listen off), so nobody can use a ticket",
         ));
     }
-    let mut chad = state.own_chad();
+    let mut chad = state.endpoint.own_chad();
     chad.cuid = order.cuid;
     let (ticket, record) = crate::ticket::issue(
         chad,
-        SystemTime::now(),
+        state.node.clock().system_now(),
         Duration::from_secs(order.ttl_secs),
         order.reusable,
         &mut rand::rngs::OsRng,
     );
     store(&state, move |s| s.meta().insert_ticket(&record)).await?;
-    state.counters.bump("tickets_issued");
     let line = ticket.to_line();
     Ok(Json(IssuedTicket {
         ticket,
@@ -131,29 +131,22 @@ async fn issue_ticket(
     }))
 }
 
-async fn list_tickets(State(state): State<Arc<NodeState>>) -> Api<Vec<TicketRecord>> {
+async fn list_tickets(State(state): State<Services>) -> Api<Vec<TicketRecord>> {
     Ok(Json(store(&state, |s| s.meta().list_tickets()).await?))
 }
 
-async fn revoke_ticket(
-    State(state): State<Arc<NodeState>>,
-    Json(body): Json<TokenBody>,
-) -> Api<Changed> {
+async fn revoke_ticket(State(state): State<Services>, Json(body): Json<TokenBody>) -> Api<Changed> {
     let token = body.token.trim().to_ascii_lowercase();
     let changed = store(&state, move |s| s.meta().revoke_ticket(&token)).await?;
     Ok(Json(Changed { changed }))
 }
 
-async fn connect(
-    State(state): State<Arc<NodeState>>,
-    Json(body): Json<ConnectBody>,
-) -> Api<PeerRecord> {
+async fn connect(State(state): State<Services>, Json(body): Json<ConnectBody>) -> Api<PeerRecord> {
     let ticket = Ticket::parse(&body.ticket).map_err(bad_request)?;
-    Ok(Json(net::connect_ticket(&state, ticket).await?))
+    Ok(Json(state.endpoint.connect_ticket(ticket).await?))
 }
 
-async fn peers(State(state): State<Arc<NodeState>>) -> Api<Vec<PeerView>> {
-    let state_ref = &state;
+async fn peers(State(state): State<Services>) -> Api<Vec<PeerView>> {
     let (records, mut retention) = store(&state, |s| {
         let records = s.meta().list_peers()?;
         let retention: std::collections::HashMap<String, _> = s
@@ -172,8 +165,8 @@ async fn peers(State(state): State<Arc<NodeState>>) -> Api<Vec<PeerView>> {
                 .agent
                 .parse::<AgentId>()
                 .ok()
-                .and_then(|agent| state.links.view(&agent));
-            let state = if record.blocked {
+                .and_then(|agent| state.endpoint.link_view(&agent));
+            let link_state = if record.blocked {
                 "blocked"
             } else if link.is_some() {
                 "linked"
@@ -183,12 +176,18 @@ async fn peers(State(state): State<Arc<NodeState>>) -> Api<Vec<PeerView>> {
             let exchanged = record
                 .agent
                 .parse::<AgentId>()
-                .map(|agent| state_ref.uploads.ledger(&agent))
+                .map(|agent| {
+                    let ledger = state.exchange.uploads.ledger(&agent);
+                    Exchanged {
+                        bytes_received: ledger.bytes_received,
+                        bytes_sent: ledger.bytes_sent,
+                    }
+                })
                 .unwrap_or_default();
             PeerView {
                 retention: retention.remove(&record.agent),
                 record,
-                state: state.to_owned(),
+                state: link_state.to_owned(),
                 link: link.and_then(|l| serde_json::to_value(l).ok()),
                 exchanged,
             }
@@ -197,61 +196,54 @@ async fn peers(State(state): State<Arc<NodeState>>) -> Api<Vec<PeerView>> {
     Ok(Json(views))
 }
 
-async fn remove_peer(
-    State(state): State<Arc<NodeState>>,
-    Json(body): Json<AgentBody>,
-) -> Api<Changed> {
+async fn remove_peer(State(state): State<Services>, Json(body): Json<AgentBody>) -> Api<Changed> {
     let agent = parse_agent(&body.agent)?;
     let name = agent.to_string();
     let changed = store(&state, move |s| s.meta().remove_peer(&name)).await?;
-    state.links.close(&agent);
+    state.endpoint.close(&agent);
     Ok(Json(Changed { changed }))
 }
 
-async fn block_peer(
-    State(state): State<Arc<NodeState>>,
-    Json(body): Json<BlockBody>,
-) -> Api<Changed> {
+async fn block_peer(State(state): State<Services>, Json(body): Json<BlockBody>) -> Api<Changed> {
     let agent = parse_agent(&body.agent)?;
     let (name, blocked, now) = (
         agent.to_string(),
         body.blocked,
-        unix_secs(SystemTime::now()),
+        state.node.clock().unix_secs(),
     );
     let changed = store(&state, move |s| {
         s.meta().set_peer_blocked(&name, blocked, now)
     })
     .await?;
     if body.blocked {
-        state.links.close(&agent);
+        state.endpoint.close(&agent);
     }
     Ok(Json(Changed { changed }))
 }
 
 async fn check_peer(
-    State(state): State<Arc<NodeState>>,
+    State(state): State<Services>,
     Json(body): Json<AgentBody>,
-) -> Api<Vec<crate::retention::CheckReport>> {
+) -> Api<Vec<CheckReport>> {
     let agent = parse_agent(&body.agent)?;
-    crate::retention::check_peer(&state, agent)
+    state
+        .retention
+        .check_peer(agent)
         .await
         .map(Json)
         .map_err(exchange_error)
 }
 
-async fn ping(State(state): State<Arc<NodeState>>, Json(body): Json<AgentBody>) -> Api<PingReport> {
+async fn ping(State(state): State<Services>, Json(body): Json<AgentBody>) -> Api<PingReport> {
     let agent = parse_agent(&body.agent)?;
-    let rtt = net::ping(&state, agent).await?;
+    let rtt = state.endpoint.ping(agent).await?;
     Ok(Json(PingReport {
         agent: agent.to_string(),
         rtt_ms: rtt.as_secs_f64() * 1000.0,
     }))
 }
 
-async fn fetch(
-    State(state): State<Arc<NodeState>>,
-    Json(body): Json<FetchBody>,
-) -> Api<FetchReport> {
+async fn fetch(State(state): State<Services>, Json(body): Json<FetchBody>) -> Api<FetchReport> {
     let hash: kith_store::ContentHash = body.hash.trim().parse().map_err(|_| {
         bad_request(format!(
             "{:?} is not a content address (64 lowercase hex digits)",
@@ -259,28 +251,27 @@ async fn fetch(
         ))
     })?;
     let from = body.from.as_deref().map(parse_agent).transpose()?;
-    crate::exchange::fetch(&state, hash, from)
+    state
+        .exchange
+        .fetch(hash, from)
         .await
         .map(Json)
         .map_err(exchange_error)
 }
 
-async fn share(
-    State(state): State<Arc<NodeState>>,
-    Json(body): Json<HashBody>,
-) -> Api<crate::sharing::ShareReport> {
+async fn share(State(state): State<Services>, Json(body): Json<HashBody>) -> Api<ShareReport> {
     let hash = parse_hash(&body.hash)?;
-    crate::sharing::share(&state, hash)
+    state
+        .sharing
+        .share(hash)
         .await
         .map(Json)
         .map_err(share_error)
 }
 
-async fn unshare(State(state): State<Arc<NodeState>>, Json(body): Json<HashBody>) -> Api<Changed> {
+async fn unshare(State(state): State<Services>, Json(body): Json<HashBody>) -> Api<Changed> {
     let hash = parse_hash(&body.hash)?;
-    let changed = crate::sharing::unshare(&state, hash)
-        .await
-        .map_err(share_error)?;
+    let changed = state.sharing.unshare(hash).await.map_err(share_error)?;
     Ok(Json(Changed { changed }))
 }
 
@@ -292,16 +283,11 @@ fn share_error(e: crate::sharing::ShareError) -> ApiError {
     ApiError(code, e.to_string())
 }
 
-async fn transfers(
-    State(state): State<Arc<NodeState>>,
-) -> Api<Vec<crate::exchange::progress::TransferProgress>> {
-    Ok(Json(state.progress.list()))
+async fn transfers(State(state): State<Services>) -> Api<Vec<TransferProgress>> {
+    Ok(Json(state.exchange.progress.list()))
 }
 
-async fn chat(
-    State(state): State<Arc<NodeState>>,
-    Json(request): Json<crate::chat::ChatRequest>,
-) -> Api<crate::chat::ChatReply> {
+async fn chat(State(state): State<Services>, Json(request): Json<ChatRequest>) -> Api<ChatReply> {
     state
         .chat
         .request(request)
@@ -311,7 +297,7 @@ async fn chat(
 }
 
 async fn chat_read(
-    State(state): State<Arc<NodeState>>,
+    State(state): State<Services>,
     Json(body): Json<ChatReadBody>,
 ) -> Api<Vec<kith_store::meta::ChatMessageRow>> {
     let wait = Duration::from_millis(body.wait_ms.min(MAX_CHAT_WAIT_MS));
@@ -320,13 +306,13 @@ async fn chat_read(
     let mut changed = state.chat.log_changed();
     let limit = body
         .limit
-        .clamp(1, state.config.limits.chat_log_messages.max(1));
+        .clamp(1, state.chat.settings().limits.chat_log_messages.max(1));
     loop {
-        let (after, channel) = (body.after, body.channel.clone());
-        let rows = store(&state, move |s| {
-            s.meta().chat_read(after, channel.as_deref(), limit)
-        })
-        .await?;
+        let rows = state
+            .chat
+            .read(body.after, body.channel.clone(), limit)
+            .await
+            .map_err(internal)?;
         if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(rows));
         }
@@ -340,21 +326,23 @@ async fn chat_read(
 }
 
 async fn persist(
-    State(state): State<Arc<NodeState>>,
+    State(state): State<Services>,
     Json(body): Json<PersistBody>,
-) -> Api<crate::exchange::PersistReport> {
+) -> Api<PersistReport> {
     let push = parse_hash(&body.push_request)?;
     let to = body.to.as_deref().map(parse_agent).transpose()?;
-    crate::exchange::persist(&state, push, to)
+    state
+        .exchange
+        .persist(push, to)
         .await
         .map(Json)
         .map_err(exchange_error)
 }
 
 async fn retrieve(
-    State(state): State<Arc<NodeState>>,
+    State(state): State<Services>,
     Json(body): Json<RetrieveBody>,
-) -> Api<crate::exchange::RetrieveReport> {
+) -> Api<RetrieveReport> {
     let hash = parse_hash(&body.hash)?;
     let from = body.from.as_deref().map(parse_agent).transpose()?;
     let owner = body
@@ -373,7 +361,9 @@ async fn retrieve(
                 })
         })
         .transpose()?;
-    crate::exchange::retrieve(&state, hash, owner, from)
+    state
+        .exchange
+        .retrieve(hash, owner, from)
         .await
         .map(Json)
         .map_err(exchange_error)
@@ -398,7 +388,9 @@ fn exchange_error(e: crate::exchange::ExchangeError) -> ApiError {
         | ExchangeError::TooMany(_)
         | ExchangeError::GaveWay(_)
         | ExchangeError::Yielded(_) => StatusCode::CONFLICT,
-        ExchangeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ExchangeError::Store(_) | ExchangeError::Local(_) | ExchangeError::Answer(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
         ExchangeError::LinkLost(_) | ExchangeError::Session { .. } => StatusCode::BAD_GATEWAY,
     };
     match e {

@@ -5,61 +5,66 @@
 //! answered here once. What differs between the drivers (their own commands, where a received
 //! item goes, `pip` addresses) stays with each driver.
 
-use crate::node::NodeState;
+use crate::clock::mono_now;
+use crate::store::{Store, StoreFailure};
 use bytes::Bytes;
-use kith_proto::files::{Event, ItemHash, Session};
-use kith_store::{ContentHash, FileStore, ItemType, StoreError};
-use std::time::Instant;
+use kith_proto::files::{Event, ItemHash, Session, SessionError};
+use kith_store::{ContentHash, ItemType, StoreError};
+
+/// Why a store question could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreFailure),
+    /// The session refused the answer.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
 
 /// The store's address for a session's item hash (the same 32 bytes).
 pub fn content_hash(hash: ItemHash) -> ContentHash {
     ContentHash(hash.0)
 }
 
-/// Runs `f` on the store (blocking pool), flattening both error layers into text.
-pub async fn with_blobs<R, F>(state: &NodeState, f: F) -> Result<R, String>
-where
-    R: Send + 'static,
-    F: FnOnce(&mut FileStore) -> Result<R, StoreError> + Send + 'static,
-{
-    state.with_store(f).await?.map_err(|e| e.to_string())
-}
-
 /// Reads an item as the session wants it (type byte first), `None` when it is not stored.
-pub async fn read_item(state: &NodeState, hash: ContentHash) -> Result<Option<Bytes>, String> {
-    let item = with_blobs(state, move |s| match s.blobs().get_item_bytes(&hash) {
-        Ok(bytes) => Ok(Some(Bytes::from(bytes))),
-        Err(StoreError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e),
-    })
-    .await?;
-    Ok(item)
+/// The store's read verifies the item's hash.
+pub async fn read_item(store: &Store, hash: ContentHash) -> Result<Option<Bytes>, StoreFailure> {
+    store
+        .run(move |s| match s.blobs().get_item_bytes(&hash) {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
 }
 
 /// Stores one received item (type byte first, hash already verified by the session) durably,
 /// as an item only: no file record.
-pub async fn store_raw_item(state: &NodeState, item: Bytes) -> Result<(), String> {
-    with_blobs(state, move |s| {
-        let (item_type, content) = split_item(&item)?;
-        s.blobs().put_item(item_type, content).map(|_| ())
-    })
-    .await
+pub async fn store_raw_item(store: &Store, item: Bytes) -> Result<(), StoreFailure> {
+    store
+        .run(move |s| {
+            let (item_type, content) = split_item(&item)?;
+            s.blobs().put_item(item_type, content).map(|_| ())
+        })
+        .await
 }
 
 /// Stores one received item like [`store_raw_item`], under the address the session computed
 /// when the item arrived (it hashes every item before asking for it to be stored), so the
 /// store does not hash the same megabyte again.
 pub async fn store_received_item(
-    state: &NodeState,
+    store: &Store,
     hash: ItemHash,
     item: Bytes,
-) -> Result<(), String> {
-    with_blobs(state, move |s| {
-        let (item_type, content) = split_item(&item)?;
-        s.blobs()
-            .put_hashed_item(content_hash(hash), item_type, content)
-    })
-    .await
+) -> Result<(), StoreFailure> {
+    store
+        .run(move |s| {
+            let (item_type, content) = split_item(&item)?;
+            s.blobs()
+                .put_hashed_item(content_hash(hash), item_type, content)
+        })
+        .await
 }
 
 /// Splits an item into its type and content.
@@ -76,23 +81,24 @@ pub fn split_item(item: &[u8]) -> Result<(ItemType, &[u8]), StoreError> {
 /// [`Event::ReadItem`]) on `session`; any other event is handed back for the driver. The
 /// caller calls its port's `process` afterwards.
 pub async fn answer_from_store(
-    state: &NodeState,
+    store: &Store,
     session: &mut Session,
     event: Event,
-) -> Result<Option<Event>, String> {
-    let result = match event {
+) -> Result<Option<Event>, AnswerError> {
+    match event {
         // No tags on this node yet: tags name blockchain files in the reference.
-        Event::ResolveTag { .. } => session.answer_tag(Instant::now(), None),
+        Event::ResolveTag { .. } => session.answer_tag(mono_now(), None)?,
         Event::HaveItem { hash } => {
-            let have = with_blobs(state, move |s| s.blobs().contains(&content_hash(hash))).await?;
-            session.answer_have(Instant::now(), have)
+            let have = store
+                .run(move |s| s.blobs().contains(&content_hash(hash)))
+                .await?;
+            session.answer_have(mono_now(), have)?
         }
         Event::ReadItem { hash } => {
-            // `read_item` goes through the store's `get_item`, which verifies the hash.
-            let item = read_item(state, content_hash(hash)).await?;
-            session.supply_verified_item(Instant::now(), item)
+            let item = read_item(store, content_hash(hash)).await?;
+            session.supply_verified_item(mono_now(), item)?
         }
         other => return Ok(Some(other)),
-    };
-    result.map(|()| None).map_err(|e| e.to_string())
+    }
+    Ok(None)
 }

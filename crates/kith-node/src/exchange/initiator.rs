@@ -4,12 +4,24 @@
 //! the port queued, waits for the peer, and answers the store's questions. Callers see only
 //! the events that are theirs to decide.
 
-use super::*;
+use super::answer::{self, answer_from_store};
+use super::{
+    flush, flush_opening, link_config, wait_input, ByeOnDrop, Exchange, ExchangeError, SlotFlags,
+    SlotGuard,
+};
+use crate::clock::mono_now;
 use bytes::Bytes;
+use kith_crypto::identity::AgentId;
+use kith_proto::files::{CloseReason, EnvelopePort, Event, ItemHash, Role, Session};
+use kith_proto::wire::Envelope;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// An initiator session over the link with one peer.
 pub(super) struct InitiatorSession<'a> {
-    state: &'a Arc<NodeState>,
+    ex: &'a Exchange,
     peer: AgentId,
     id: u64,
     rx: mpsc::Receiver<Envelope>,
@@ -25,35 +37,35 @@ impl<'a> InitiatorSession<'a> {
     /// Takes the peer's initiator slot (waiting while another of our sessions with it runs)
     /// and starts a session.
     pub(super) async fn open(
-        state: &'a Arc<NodeState>,
+        ex: &'a Exchange,
         peer: AgentId,
     ) -> Result<InitiatorSession<'a>, ExchangeError> {
-        Self::open_with(state, peer, false).await
+        Self::open_with(ex, peer, false).await
     }
 
     /// [`InitiatorSession::open`] for a background session (which a user's session with the
     /// same peer preempts) or a user's one.
     pub(super) async fn open_with(
-        state: &'a Arc<NodeState>,
+        ex: &'a Exchange,
         peer: AgentId,
         background: bool,
     ) -> Result<InitiatorSession<'a>, ExchangeError> {
-        let wait = Duration::from_millis(state.config.limits.ciyam_request_timeout_ms);
-        let (id, rx, flags) = state.exchange.acquire(peer, wait, background).await?;
-        let session = Session::new(Role::Initiator, link_config(state), Instant::now());
+        let wait = Duration::from_millis(ex.limits().ciyam_request_timeout_ms);
+        let (id, rx, flags) = ex.sessions.acquire(peer, wait, background).await?;
+        let session = Session::new(Role::Initiator, link_config(ex), mono_now());
         Ok(InitiatorSession {
-            state,
+            ex,
             peer,
             id,
             rx,
             flags,
             port: EnvelopePort::new(session),
             bye: ByeOnDrop {
-                state,
+                ex,
                 peer,
                 armed: true,
             },
-            _slot: SlotGuard { state, peer, id },
+            _slot: SlotGuard { ex, peer, id },
         })
     }
 
@@ -62,22 +74,19 @@ impl<'a> InitiatorSession<'a> {
     pub(super) async fn next_event(&mut self) -> Result<Option<Event>, ExchangeError> {
         loop {
             if self.flags.opening.load(Ordering::Acquire) {
-                if let Err(e) = flush_opening(self.state, self.peer, self.id, &mut self.port) {
+                if let Err(e) = flush_opening(self.ex, self.peer, self.id, &mut self.port) {
                     self.bye.armed = false;
                     return Err(e);
                 }
             } else {
-                flush(self.state, self.peer, &mut self.port).await?;
+                flush(self.ex, self.peer, &mut self.port).await?;
             }
             if let Some(event) = self.port.poll_event() {
                 let session = self.port.session_mut();
-                match answer_from_store(self.state, session, event)
-                    .await
-                    .map_err(ExchangeError::Store)?
-                {
+                match answer_from_store(&self.ex.store, session, event).await? {
                     Some(event) => return Ok(Some(event)),
                     None => {
-                        self.port.process(Instant::now());
+                        self.port.process(mono_now());
                         continue;
                     }
                 }
@@ -110,7 +119,7 @@ impl<'a> InitiatorSession<'a> {
     /// know the session is over. Sends what is left.
     pub(super) async fn closed(&mut self, reason: &CloseReason) -> Result<(), ExchangeError> {
         self.bye.armed = !matches!(reason, CloseReason::Bye { .. } | CloseReason::PeerError(_));
-        flush(self.state, self.peer, &mut self.port).await
+        flush(self.ex, self.peer, &mut self.port).await
     }
 
     /// The error for a session that failed for `reason`.
@@ -128,17 +137,17 @@ impl<'a> InitiatorSession<'a> {
         item: Bytes,
     ) -> Result<bool, ExchangeError> {
         let item_len = item.len() as u64;
-        let stored = answer::store_received_item(self.state, got, item).await;
+        let stored = answer::store_received_item(&self.ex.store, got, item).await;
         match &stored {
             Err(e) => tracing::warn!(peer = %self.peer, "could not store item {got}: {e}"),
             Ok(()) => {
-                self.state.counters.bump("items_received");
-                self.state.uploads.received(self.peer, item_len);
+                self.ex.counters.items_received.bump();
+                self.ex.uploads.received(self.peer, item_len);
             }
         }
         self.port
             .session_mut()
-            .stored(Instant::now(), stored.is_ok())
+            .stored(mono_now(), stored.is_ok())
             .map_err(|e| self.failed(e.to_string()))?;
         Ok(stored.is_ok())
     }

@@ -27,42 +27,19 @@
 //! them; the pull request and copy of a retrieve stay for the caller, who removes them once it
 //! has decrypted.
 
-use super::*;
+use super::answer::{self, content_hash};
+use super::fetch::{describe, next_missing, Walk};
+use super::{Exchange, ExchangeError, InitiatorSession, NodePolicy};
+use crate::api::{PersistReport, RetrieveReport};
+use crate::clock::mono_now;
 use kith_crypto::custody::{PullRequest, PushRequest};
-use serde::{Deserialize, Serialize};
+use kith_crypto::identity::AgentId;
+use kith_proto::files::{CloseReason, Command, Event, ItemHash, Policy, Reply, Target};
+use kith_store::{ContentHash, StoreError};
 
 /// Custodian turns in a row that neither ask for an item of ours nor hand us our pull
 /// request before we stop waiting.
 const MAX_IDLE_TURNS: u32 = 4;
-
-/// What a [`persist`] did.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PersistReport {
-    /// The push request's hash.
-    pub push_request: String,
-    /// The content's hash.
-    pub content: String,
-    /// The custodian (agent id).
-    pub custodian: String,
-    /// True when the custodian held the file in custody for this key already.
-    pub already: bool,
-    /// Items of the file the custodian took (0 when `already`).
-    #[serde(default)]
-    pub items_sent: u64,
-}
-
-/// What a [`retrieve`] did.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RetrieveReport {
-    /// The original content's hash.
-    pub hash: String,
-    /// The pull request's hash (stored locally).
-    pub pull_request: String,
-    /// The encrypted copy's hash (stored locally, with every item of its tree).
-    pub encrypted: String,
-    /// The custodian (agent id).
-    pub custodian: String,
-}
 
 /// The request of a persist: who we are and what we push.
 #[derive(Debug, Clone)]
@@ -74,12 +51,12 @@ struct Push {
     items: std::collections::HashSet<ContentHash>,
 }
 
-fn pick_peer(state: &NodeState, peer: Option<AgentId>) -> Result<AgentId, ExchangeError> {
+fn pick_peer(ex: &Exchange, peer: Option<AgentId>) -> Result<AgentId, ExchangeError> {
     let peer = match peer {
         Some(peer) => peer,
-        None => *state.links.linked().first().ok_or(ExchangeError::NoPeers)?,
+        None => *ex.endpoint.linked().first().ok_or(ExchangeError::NoPeers)?,
     };
-    if peer == state.agent {
+    if peer == ex.endpoint.agent() {
         return Err(ExchangeError::Store(
             "that agent is this node itself".to_owned(),
         ));
@@ -87,24 +64,46 @@ fn pick_peer(state: &NodeState, peer: Option<AgentId>) -> Result<AgentId, Exchan
     Ok(peer)
 }
 
-/// Asks `to` (or the first linked peer) to keep the content named by the push request
-/// `push`, which must be stored here, as must the whole content (any size).
-pub async fn persist(
-    state: &Arc<NodeState>,
+impl Exchange {
+    /// Asks `to` (or the first linked peer) to keep the content named by the push request
+    /// `push`, which must be stored here, as must the whole content (any size).
+    pub async fn persist(
+        &self,
+        push: ContentHash,
+        to: Option<AgentId>,
+    ) -> Result<PersistReport, ExchangeError> {
+        persist(self, push, to).await
+    }
+
+    /// Gets the pull request for `hash` naming `owner` (any owner when `None`) and the
+    /// encrypted copy it names from `from` (or the first linked peer), storing both here.
+    pub async fn retrieve(
+        &self,
+        hash: ContentHash,
+        owner: Option<[u8; 33]>,
+        from: Option<AgentId>,
+    ) -> Result<RetrieveReport, ExchangeError> {
+        retrieve(self, hash, owner, from).await
+    }
+}
+
+async fn persist(
+    ex: &Exchange,
     push: ContentHash,
     to: Option<AgentId>,
 ) -> Result<PersistReport, ExchangeError> {
-    let peer = pick_peer(state, to)?;
-    let request = answer::read_item(state, push)
-        .await
-        .map_err(ExchangeError::Store)?
+    let peer = pick_peer(ex, to)?;
+    let request = answer::read_item(&ex.store, push)
+        .await?
         .ok_or_else(|| ExchangeError::Store(format!("push request {push} is not stored here")))?;
     let parsed = PushRequest::parse(&request[1..])
         .map_err(|e| ExchangeError::Store(format!("{push} is not a push request: {e}")))?;
     let content = ContentHash(parsed.content_hash);
     // The whole file must be here: the custodian will ask for every item of it, and for
     // nothing else.
-    let walked = with_blobs(state, move |s| s.blobs().walk_file(&content))
+    let walked = ex
+        .store
+        .run(move |s| s.blobs().walk_file(&content))
         .await
         .map_err(|e| ExchangeError::Store(format!("{content} is not complete here: {e}")))?;
     let push = Push {
@@ -114,8 +113,8 @@ pub async fn persist(
         items: walked.items.into_iter().collect(),
     };
     let mut kept = Vec::new();
-    let result = run_persist(state, peer, &push, &mut kept).await;
-    forget_items(state, kept).await;
+    let result = run_persist(ex, peer, &push, &mut kept).await;
+    forget_items(ex, kept).await;
     let (already, items_sent) = result?;
     Ok(PersistReport {
         push_request: push.hash.to_hex(),
@@ -126,21 +125,19 @@ pub async fn persist(
     })
 }
 
-/// Gets the pull request for `hash` naming `owner` (any owner when `None`) and the
-/// encrypted copy it names from `from` (or the first linked peer), storing both here.
-pub async fn retrieve(
-    state: &Arc<NodeState>,
+async fn retrieve(
+    ex: &Exchange,
     hash: ContentHash,
     owner: Option<[u8; 33]>,
     from: Option<AgentId>,
 ) -> Result<RetrieveReport, ExchangeError> {
-    let peer = pick_peer(state, from)?;
+    let peer = pick_peer(ex, from)?;
     let mut extra = Vec::new();
-    let result = run_retrieve(state, peer, hash, owner, &mut extra).await;
+    let result = run_retrieve(ex, peer, hash, owner, &mut extra).await;
     if let Ok((pull, _)) = &result {
         extra.retain(|item| item != pull);
     }
-    forget_items(state, extra).await;
+    forget_items(ex, extra).await;
     let (pull, encrypted) = result?;
     Ok(RetrieveReport {
         hash: hash.to_hex(),
@@ -151,19 +148,21 @@ pub async fn retrieve(
 }
 
 /// Removes loose items a session stored that we do not keep (unless a file uses them).
-async fn forget_items(state: &NodeState, items: Vec<ContentHash>) {
+async fn forget_items(ex: &Exchange, items: Vec<ContentHash>) {
     if items.is_empty() {
         return;
     }
-    let result = with_blobs(state, move |s| {
-        for item in &items {
-            if !s.meta().item_in_use(item)? {
-                s.blobs().remove_item(item)?;
+    let result = ex
+        .store
+        .run(move |s| {
+            for item in &items {
+                if !s.meta().item_in_use(item)? {
+                    s.blobs().remove_item(item)?;
+                }
             }
-        }
-        Ok(())
-    })
-    .await;
+            Ok::<_, StoreError>(())
+        })
+        .await;
     if let Err(e) = result {
         tracing::warn!("could not remove loose custody items: {e}");
     }
@@ -171,12 +170,10 @@ async fn forget_items(state: &NodeState, items: Vec<ContentHash>) {
 
 /// Reads and parses a pull request stored here.
 async fn stored_pull_request(
-    state: &NodeState,
+    ex: &Exchange,
     hash: ContentHash,
 ) -> Result<Option<PullRequest>, ExchangeError> {
-    let item = answer::read_item(state, hash)
-        .await
-        .map_err(ExchangeError::Store)?;
+    let item = answer::read_item(&ex.store, hash).await?;
     Ok(item.and_then(|item| PullRequest::parse(&item[1..]).ok()))
 }
 
@@ -190,13 +187,13 @@ fn filler() -> Command {
 /// One persist session. Returns (already, items sent); `received` collects the items the
 /// custodian `put` (to forget afterwards).
 async fn run_persist(
-    state: &Arc<NodeState>,
+    ex: &Exchange,
     peer: AgentId,
     push: &Push,
     received: &mut Vec<ContentHash>,
 ) -> Result<(bool, u64), ExchangeError> {
-    net::ensure_link(state, peer).await?;
-    let mut link = InitiatorSession::open(state, peer).await?;
+    ex.endpoint.ensure_link(peer).await?;
+    let mut link = InitiatorSession::open(ex, peer).await?;
     let mut opened = false;
     let mut asked = false;
     let mut done = false;
@@ -208,7 +205,7 @@ async fn run_persist(
     let mut outcome: Option<(bool, u64)> = None;
     let mut refusal: Option<String> = None;
     while let Some(event) = link.next_event().await? {
-        let now = Instant::now();
+        let now = mono_now();
         let result = match event {
             Event::Ready => {
                 let command = if done {
@@ -225,7 +222,7 @@ async fn run_persist(
                     }
                 } else {
                     let ours = match peer_put.take() {
-                        Some(hash) => stored_pull_request(state, hash)
+                        Some(hash) => stored_pull_request(ex, hash)
                             .await?
                             .filter(|p| {
                                 p.original_hash == push.content.0 && p.owner_key == Some(push.owner)
@@ -305,7 +302,7 @@ async fn run_persist(
             _ => Ok(()),
         };
         result.map_err(|e| link.failed(e.to_string()))?;
-        link.port.process(Instant::now());
+        link.port.process(mono_now());
     }
     if let Some(refusal) = refusal {
         return Err(ExchangeError::Refused(refusal));
@@ -331,14 +328,14 @@ enum Step {
 /// One retrieve session. Returns (pull request, copy); `extra` collects the items the
 /// custodian `put` (all of them: the caller keeps the pull request it returns).
 async fn run_retrieve(
-    state: &Arc<NodeState>,
+    ex: &Exchange,
     peer: AgentId,
     content: ContentHash,
     owner: Option<[u8; 33]>,
     extra: &mut Vec<ContentHash>,
 ) -> Result<(ContentHash, ContentHash), ExchangeError> {
-    net::ensure_link(state, peer).await?;
-    let mut link = InitiatorSession::open(state, peer).await?;
+    ex.endpoint.ensure_link(peer).await?;
+    let mut link = InitiatorSession::open(ex, peer).await?;
     let mut step = Step::Start;
     let mut peer_put: Option<ContentHash> = None;
     let mut others = 0u32;
@@ -349,7 +346,7 @@ async fn run_retrieve(
     let mut asked: Option<ContentHash> = None;
     let mut refusal: Option<String> = None;
     while let Some(event) = link.next_event().await? {
-        let now = Instant::now();
+        let now = mono_now();
         let result = match event {
             Event::Ready => {
                 let command = match step {
@@ -363,7 +360,7 @@ async fn run_retrieve(
                     Step::Offering => {
                         let offered = match peer_put.take() {
                             Some(hash) => {
-                                let pull = stored_pull_request(state, hash).await?;
+                                let pull = stored_pull_request(ex, hash).await?;
                                 if pull.is_none() {
                                     malformed = Some(hash);
                                 }
@@ -378,7 +375,7 @@ async fn run_retrieve(
                                 chosen = Some((hash, encrypted));
                                 walk = Some(Walk::new(encrypted));
                                 step = Step::Getting;
-                                next_copy_item(state, &mut walk, &mut asked, &mut step).await?
+                                next_copy_item(ex, &mut walk, &mut asked, &mut step).await?
                             }
                             Some(_) => {
                                 others += 1;
@@ -407,9 +404,7 @@ async fn run_retrieve(
                             }
                         }
                     }
-                    Step::Getting => {
-                        next_copy_item(state, &mut walk, &mut asked, &mut step).await?
-                    }
+                    Step::Getting => next_copy_item(ex, &mut walk, &mut asked, &mut step).await?,
                     Step::Checking | Step::Done => Command::Bye,
                 };
                 link.port.session_mut().send_command(now, command)
@@ -470,7 +465,7 @@ async fn run_retrieve(
             _ => Ok(()),
         };
         result.map_err(|e| link.failed(e.to_string()))?;
-        link.port.process(Instant::now());
+        link.port.process(mono_now());
     }
     if let Some(refusal) = refusal {
         return Err(ExchangeError::Refused(refusal));
@@ -481,13 +476,13 @@ async fn run_retrieve(
 /// The next command while getting the copy: the next item of its tree not held here, or
 /// `bye` when it is complete.
 async fn next_copy_item(
-    state: &NodeState,
+    ex: &Exchange,
     walk: &mut Option<Walk>,
     asked: &mut Option<ContentHash>,
     step: &mut Step,
 ) -> Result<Command, ExchangeError> {
     let next = match walk.as_mut() {
-        Some(walk) => next_missing(state, walk).await?,
+        Some(walk) => next_missing(ex, walk).await?,
         None => None,
     };
     Ok(match next {

@@ -5,29 +5,14 @@
 //! [`MAX_TRACKED`] transfers: one more is simply not shown.
 
 use super::Priority;
+use crate::api::TransferProgress;
 use kith_store::ContentHash;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// Transfers shown at once.
 pub const MAX_TRACKED: usize = 256;
-
-/// One transfer as the CLI sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransferProgress {
-    /// The file being fetched.
-    pub hash: String,
-    /// Bytes of items stored so far in this transfer (lists included).
-    pub bytes: u64,
-    /// Items stored so far in this transfer.
-    pub items: u64,
-    /// A background replication rather than the user's fetch.
-    pub background: bool,
-    /// Milliseconds since it started.
-    pub elapsed_ms: u64,
-}
 
 #[derive(Debug)]
 struct Entry {

@@ -19,9 +19,18 @@
 //! After a `(not found)` the responder runs the hello exchange, which the session machine
 //! completes by itself; we then say `bye` on our first turn.
 
-use super::*;
+use super::answer;
+use super::fetch::describe;
+use super::{
+    Exchange, ExchangeError, InitiatorSession, NodePolicy, COLLISION_BACKOFF, OPENING_RETRIES,
+};
+use crate::clock::mono_now;
 use bytes::Bytes;
+use kith_crypto::identity::AgentId;
+use kith_proto::files::{CloseReason, Command, Event, ItemHash, Policy, Reply, Target};
 use kith_store::meta::CheckResult;
+use kith_store::tree::{parse_list, MAX_TREE_DEPTH};
+use kith_store::{ContentHash, ItemKind};
 use rand::{Rng, RngCore};
 
 /// Where a check's conversation is.
@@ -100,14 +109,16 @@ pub enum CheckOutcome {
     NotHeldHere,
 }
 
-/// Checks that `peer` still holds the file `hash` (which we hold): see the module comment.
-/// Never fails: whatever went wrong is in the result.
-pub async fn check_retention(
-    state: &Arc<NodeState>,
-    peer: AgentId,
-    hash: ContentHash,
-) -> CheckOutcome {
-    let (item, local) = match pick_item(state, hash).await {
+impl Exchange {
+    /// Checks that `peer` still holds the file `hash` (which we hold): see the module
+    /// comment. Never fails: whatever went wrong is in the result.
+    pub async fn check_retention(&self, peer: AgentId, hash: ContentHash) -> CheckOutcome {
+        check_retention(self, peer, hash).await
+    }
+}
+
+async fn check_retention(ex: &Exchange, peer: AgentId, hash: ContentHash) -> CheckOutcome {
+    let (item, local) = match pick_item(ex, hash).await {
         Ok(Some(picked)) => picked,
         Ok(None) => return CheckOutcome::NotHeldHere,
         Err(e) => {
@@ -123,9 +134,9 @@ pub async fn check_retention(
         let mut nonce = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let talk = Conversation::new(ItemHash(item.0), hex::encode(nonce), &local);
-        match run(state, peer, talk).await {
+        match run(ex, peer, talk).await {
             Err(ExchangeError::GaveWay(_)) if attempt < OPENING_RETRIES => {
-                tokio::time::sleep(SLOT_POLL * attempt as u32).await;
+                tokio::time::sleep(COLLISION_BACKOFF * attempt as u32).await;
             }
             Err(e) => break CheckResult::Inconclusive(e.to_string()),
             Ok(result) => break result,
@@ -136,13 +147,13 @@ pub async fn check_retention(
 
 /// One check session.
 async fn run(
-    state: &Arc<NodeState>,
+    ex: &Exchange,
     peer: AgentId,
     mut talk: Conversation,
 ) -> Result<CheckResult, ExchangeError> {
-    let mut link = InitiatorSession::open(state, peer).await?;
+    let mut link = InitiatorSession::open(ex, peer).await?;
     while let Some(event) = link.next_event().await? {
-        let now = Instant::now();
+        let now = mono_now();
         let result = match event {
             Event::Ready => {
                 let command = talk.on_ready();
@@ -173,7 +184,7 @@ async fn run(
         if let Err(e) = result {
             return Ok(talk.on_closed(&CloseReason::Violation(e.to_string())));
         }
-        link.port.process(Instant::now());
+        link.port.process(mono_now());
     }
     Ok(talk.on_closed(&CloseReason::Bye { by_peer: true }))
 }
@@ -181,12 +192,15 @@ async fn run(
 /// Picks the item to ask about: from the root, a random entry of each list down to a chunk.
 /// `None` when we do not hold the file (its root item) any more.
 async fn pick_item(
-    state: &NodeState,
+    ex: &Exchange,
     hash: ContentHash,
 ) -> Result<Option<(ContentHash, Bytes)>, String> {
     let mut at = hash;
     for _ in 0..=MAX_TREE_DEPTH {
-        let Some(item) = answer::read_item(state, at).await? else {
+        let Some(item) = answer::read_item(&ex.store, at)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
             return Ok(None);
         };
         let (item_type, content) = answer::split_item(&item).map_err(|e| e.to_string())?;
@@ -214,8 +228,10 @@ async fn pick_item(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kith_proto::files::Input;
+    use crate::exchange::fetch::item_bytes;
+    use kith_proto::files::{Input, Role, Session, SessionConfig};
     use kith_proto::Limits;
+    use std::time::Instant;
 
     /// An initiator session driven with the peer's lines as given, and the check's
     /// conversation on top; returns the verdict.

@@ -1,138 +1,78 @@
-//! The background replicator: one task that fetches the files peers offered, one at a time.
+//! The background replicator: one task that fetches the files peers offered, one at a time,
+//! taking the peers in turn ([`super::queue`]).
 //!
-//! One at a time keeps replication from crowding out everything else on the node, and a
-//! single queue makes the order predictable: first offered, first fetched. A fetch that gave
-//! way to a user's transfer, or failed, goes to the back of the queue after
-//! [`kith_proto::Limits::replication_retry_ms`], at most [`MAX_ATTEMPTS`] times; after that
-//! the next offer (the peer offers again when it next links) starts afresh.
+//! One at a time keeps replication from crowding out everything else on the node. A fetch
+//! that gave way to a user's transfer goes back to the queue after
+//! [`kith_proto::Limits::replication_retry_ms`]; one that failed costs its peer a cooldown
+//! and is tried again, at most [`MAX_ATTEMPTS`] times; after that the next offer (the peer
+//! offers again when it next links) starts afresh.
 
-use crate::exchange::{self, ExchangeError, Priority};
-use crate::node::NodeState;
-use kith_crypto::identity::AgentId;
-use kith_proto::files::offer::Offer;
+use super::queue::Job;
+use super::Sharing;
+use crate::exchange::{ExchangeError, Priority, HAVE_COMMAND};
 use kith_store::ContentHash;
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Attempts per offer before it is dropped.
 pub const MAX_ATTEMPTS: u32 = 5;
-
-#[derive(Debug, Clone, Copy)]
-struct Job {
-    peer: AgentId,
-    offer: Offer,
-    attempts: u32,
-}
-
-/// Offers waiting to be fetched, bounded, without duplicates.
-#[derive(Debug)]
-pub struct ReplicationQueue {
-    jobs: Mutex<VecDeque<Job>>,
-    max: usize,
-    notify: Notify,
-}
-
-impl ReplicationQueue {
-    /// An empty queue holding at most `max` offers.
-    pub fn new(max: usize) -> ReplicationQueue {
-        ReplicationQueue {
-            jobs: Mutex::default(),
-            max,
-            notify: Notify::new(),
-        }
-    }
-
-    fn jobs(&self) -> std::sync::MutexGuard<'_, VecDeque<Job>> {
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queues an offer; `true` if it is queued (or already was), `false` if the queue is full.
-    pub fn push(&self, peer: AgentId, offer: Offer) -> bool {
-        self.push_job(Job {
-            peer,
-            offer,
-            attempts: 0,
-        })
-    }
-
-    fn push_job(&self, job: Job) -> bool {
-        let mut jobs = self.jobs();
-        if jobs.iter().any(|j| j.offer.hash == job.offer.hash) {
-            return true;
-        }
-        if jobs.len() >= self.max {
-            return false;
-        }
-        jobs.push_back(job);
-        drop(jobs);
-        self.notify.notify_one();
-        true
-    }
-
-    /// Offers waiting now.
-    pub fn len(&self) -> usize {
-        self.jobs().len()
-    }
-
-    /// True when nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    async fn pop(&self) -> Job {
-        loop {
-            if let Some(job) = self.jobs().pop_front() {
-                return job;
-            }
-            self.notify.notified().await;
-        }
-    }
-}
 
 /// What became of one offer.
 enum Outcome {
     Replicated,
     AlreadyHeld,
     OverQuota,
+    /// Gave way to the user's transfer: try again, the peer did nothing wrong.
+    GaveWay,
+    /// Failed for now: the peer cools down, and the offer is tried again.
     Retry,
     Failed,
 }
 
-/// Works through the replication queue until the node stops.
-pub async fn replicate(state: Arc<NodeState>) {
-    let mut stopping = state.stopping();
+/// Works through the replication queue until `cancel`.
+pub(super) async fn replicate(sharing: Sharing, cancel: CancellationToken) {
+    let inner = &sharing.inner;
+    let counters = &inner.counters;
     loop {
         let job = tokio::select! {
-            job = state.replication.pop() => job,
-            _ = stopping.changed() => return,
+            job = inner.queue.pop() => job,
+            _ = cancel.cancelled() => return,
         };
         let outcome = tokio::select! {
-            outcome = replicate_one(&state, job) => outcome,
-            _ = stopping.changed() => return,
+            outcome = replicate_one(&sharing, job) => outcome,
+            _ = cancel.cancelled() => return,
         };
         match outcome {
-            Outcome::Replicated => state.counters.bump("replications_completed"),
+            Outcome::Replicated => {
+                inner.queue.succeeded(job.peer);
+                counters.replications_completed.bump();
+            }
             Outcome::AlreadyHeld => {
                 // The sharer learns we hold it, so it can check that we keep it.
-                crate::retention::announce(&state, job.peer, ContentHash(job.offer.hash.0));
-                state.counters.bump("offers_already_held");
+                let notice = crate::endpoint::envelope(HAVE_COMMAND, job.offer.hash.0.to_vec());
+                let _ = inner.endpoint.try_send(job.peer, notice);
+                counters.offers_already_held.bump();
             }
-            Outcome::OverQuota => state.counters.bump("offers_declined_quota"),
-            Outcome::Failed => state.counters.bump("replications_failed"),
-            Outcome::Retry => {
-                state.counters.bump("replications_retried");
-                let state = Arc::clone(&state);
-                let delay = Duration::from_millis(state.config.limits.replication_retry_ms);
+            Outcome::OverQuota => counters.offers_declined_quota.bump(),
+            Outcome::Failed => {
+                inner.queue.failed(job.peer);
+                counters.replications_failed.bump();
+            }
+            Outcome::GaveWay | Outcome::Retry => {
+                if matches!(outcome, Outcome::Retry) {
+                    inner.queue.failed(job.peer);
+                }
+                counters.replications_retried.bump();
+                let again = sharing.clone();
+                let delay = Duration::from_millis(inner.limits.replication_retry_ms);
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
                     let job = Job {
                         attempts: job.attempts + 1,
                         ..job
                     };
-                    if !state.replication.push_job(job) {
-                        state.counters.bump("offers_dropped_queue_full");
+                    if !again.inner.queue.push_job(job) {
+                        again.inner.counters.offers_dropped_queue_full.bump();
                     }
                 });
             }
@@ -140,12 +80,14 @@ pub async fn replicate(state: Arc<NodeState>) {
     }
 }
 
-async fn replicate_one(state: &Arc<NodeState>, job: Job) -> Outcome {
+async fn replicate_one(sharing: &Sharing, job: Job) -> Outcome {
+    let inner = &sharing.inner;
     let Job { peer, offer, .. } = job;
-    let quota = state.config.limits.max_replica_bytes;
+    let quota = inner.limits.max_replica_bytes;
     let hash = ContentHash(offer.hash.0);
-    let checked = state
-        .with_store(move |s| {
+    let checked = inner
+        .store
+        .run(move |s| {
             if s.get(&hash)?.is_some() {
                 return Ok(Some(Outcome::AlreadyHeld));
             }
@@ -157,35 +99,36 @@ async fn replicate_one(state: &Arc<NodeState>, job: Job) -> Outcome {
         })
         .await;
     match checked {
-        Ok(Ok(Some(outcome))) => return outcome,
-        Ok(Ok(None)) => {}
-        Ok(Err(e)) => {
-            tracing::warn!("replication of {hash}: {e}");
-            return Outcome::Failed;
-        }
+        Ok(Some(outcome)) => return outcome,
+        Ok(None) => {}
         Err(e) => {
             tracing::warn!("replication of {hash}: {e}");
             return Outcome::Failed;
         }
     }
     let priority = Priority::Background {
-        max_bytes: byte_budget(offer.size, state.config.max_item as u64),
+        max_bytes: byte_budget(offer.size, inner.exchange.max_item() as u64),
     };
-    match exchange::fetch_with(state, hash, Some(peer), priority).await {
+    match inner.exchange.fetch_with(hash, Some(peer), priority).await {
         Ok(report) => {
-            let now = crate::ticket::unix_secs(std::time::SystemTime::now());
+            let now = inner.clock.unix_secs();
             let from = peer.to_string();
             let size = report.size;
-            let recorded = state
-                .with_store(move |s| s.meta().record_replica(&hash, &from, size, now))
+            let recorded = inner
+                .store
+                .run(move |s| s.meta().record_replica(&hash, &from, size, now))
                 .await;
-            if !matches!(recorded, Ok(Ok(()))) {
+            if recorded.is_err() {
                 tracing::warn!("replicated {hash} but could not record it as a replica");
             }
             tracing::info!(peer = %peer, "replicated {hash} ({size} bytes)");
             Outcome::Replicated
         }
-        Err(e @ (ExchangeError::NotFound { .. } | ExchangeError::Store(_))) => {
+        Err(ExchangeError::Yielded(_)) => Outcome::GaveWay,
+        Err(
+            e
+            @ (ExchangeError::NotFound { .. } | ExchangeError::Store(_) | ExchangeError::Local(_)),
+        ) => {
             tracing::info!(peer = %peer, "replication of {hash} failed: {e}");
             Outcome::Failed
         }
@@ -217,26 +160,6 @@ pub fn byte_budget(size: u64, max_item: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kith_crypto::identity::Identity;
-    use kith_proto::files::ItemHash;
-
-    fn offer(n: u8) -> Offer {
-        Offer {
-            hash: ItemHash([n; 32]),
-            size: 10,
-        }
-    }
-
-    #[test]
-    fn the_queue_is_bounded_and_merges_duplicates() {
-        let peer = Identity::generate(&mut rand::rngs::OsRng).agent_id();
-        let queue = ReplicationQueue::new(2);
-        assert!(queue.push(peer, offer(1)));
-        assert!(queue.push(peer, offer(1)), "a duplicate counts as queued");
-        assert!(queue.push(peer, offer(2)));
-        assert!(!queue.push(peer, offer(3)), "full");
-        assert_eq!(queue.len(), 2);
-    }
 
     #[test]
     fn the_byte_budget_covers_the_tree_but_not_much_more() {

@@ -7,10 +7,9 @@ use crate::cli::ChatCommand;
 use crate::output::{print_json, report};
 use anyhow::{bail, Context, Result};
 use base64::Engine;
-use kith_node::chat::{Attachment, ChannelInfo, ChatReply, ChatRequest};
-use kith_node::control::{
-    ChatReadBody, ControlClient, CHAT_PATH, CHAT_READ_PATH, MAX_CHAT_WAIT_MS,
-};
+use kith_node::api::{Attachment, ChannelInfo, ChatReply, ChatRequest};
+use kith_node::api::{ChatReadBody, CHAT_PATH, CHAT_READ_PATH, MAX_CHAT_WAIT_MS};
+use kith_node::control::ControlClient;
 use kith_store::meta::ChatMessageRow;
 use serde_json::json;
 use std::io::BufRead;

@@ -17,10 +17,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use kith_crypto::custody::{self, Argon2Params, CustodyError, PullRequest, PushRequest};
 use kith_crypto::identity::ContentKey;
-use kith_node::control::{
-    ControlClient, ControlError, PersistBody, RetrieveBody, PERSIST_PATH, RETRIEVE_PATH,
-};
-use kith_node::exchange::{PersistReport, RetrieveReport};
+use kith_node::api::{PersistBody, RetrieveBody, PERSIST_PATH, RETRIEVE_PATH};
+use kith_node::api::{PersistReport, RetrieveReport};
+use kith_node::control::{ControlClient, ControlError};
 use kith_store::custody_copy::{open_copy, CopyError};
 use kith_store::{ContentHash, FileStore, ItemType, StoreError};
 use serde_json::json;

@@ -8,10 +8,11 @@ use crate::cli::FileCommand;
 use crate::output::{print_json, report};
 use crate::progress::TransferBar;
 use anyhow::{Context, Result};
-use kith_node::control::{
-    Changed, ControlClient, FetchBody, FetchReport, HashBody, FETCH_PATH, SHARE_PATH, UNSHARE_PATH,
+use kith_node::api::ShareReport;
+use kith_node::api::{
+    Changed, FetchBody, FetchReport, HashBody, FETCH_PATH, SHARE_PATH, UNSHARE_PATH,
 };
-use kith_node::sharing::ShareReport;
+use kith_node::control::ControlClient;
 use kith_store::{ContentHash, FileStore, RemoveOutcome};
 use serde_json::json;
 use std::time::Duration;

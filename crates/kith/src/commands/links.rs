@@ -9,12 +9,13 @@ use super::Env;
 use crate::cli::{PeersArgs, TicketArgs};
 use crate::output::{print_json, report};
 use anyhow::{anyhow, bail, Context, Result};
-use kith_node::control::{
-    AgentBody, BlockBody, Changed, ConnectBody, ControlClient, ControlError, IssuedTicket,
-    PeerView, PingReport, TicketOrder, TokenBody, BLOCK_PEER_PATH, CHECK_PEER_PATH, CONNECT_PATH,
-    PEERS_PATH, PING_PATH, REMOVE_PEER_PATH, REVOKE_PATH, TICKETS_PATH,
+use kith_node::api::CheckReport;
+use kith_node::api::{
+    AgentBody, BlockBody, Changed, ConnectBody, IssuedTicket, PeerView, PingReport, TicketOrder,
+    TokenBody, BLOCK_PEER_PATH, CHECK_PEER_PATH, CONNECT_PATH, PEERS_PATH, PING_PATH,
+    REMOVE_PEER_PATH, REVOKE_PATH, TICKETS_PATH,
 };
-use kith_node::retention::CheckReport;
+use kith_node::control::{ControlClient, ControlError};
 use kith_node::ticket::{format_time, unix_secs, Chad, Ticket};
 use kith_store::meta::{PeerRecord, TicketRecord};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

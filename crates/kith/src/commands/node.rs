@@ -4,7 +4,8 @@ use super::Env;
 use crate::output::print_json;
 use anyhow::Result;
 use kith_crypto::identity::Identity;
-use kith_node::control::{ControlClient, StatusReport, STATUS_PATH};
+use kith_node::api::{StatusReport, STATUS_PATH};
+use kith_node::control::ControlClient;
 use serde_json::json;
 use std::time::Duration;
 

@@ -15,7 +15,7 @@ mod report;
 use crate::output::print_json;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use kith_node::control::{
+use kith_node::api::{
     ConnectBody, FetchBody, FetchReport, IssuedTicket, TicketOrder, CONNECT_PATH, FETCH_PATH,
     TICKETS_PATH,
 };

@@ -4,8 +4,8 @@
 use super::nodes::{wait_for, DemoNode};
 use super::Step;
 use anyhow::{bail, Result};
-use kith_node::chat::{ChannelInfo, ChatReply, ChatRequest};
-use kith_node::control::{ChatReadBody, CHAT_PATH, CHAT_READ_PATH};
+use kith_node::api::{ChannelInfo, ChatReply, ChatRequest};
+use kith_node::api::{ChatReadBody, CHAT_PATH, CHAT_READ_PATH};
 use kith_store::meta::ChatMessageRow;
 
 /// A public channel.

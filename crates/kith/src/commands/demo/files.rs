@@ -6,10 +6,10 @@ use super::nodes::{run_kith, DemoNode};
 use super::{Demo, Step};
 use crate::progress::TransferBar;
 use anyhow::{bail, Context, Result};
-use kith_node::control::{
+use kith_node::api::ShareReport;
+use kith_node::api::{
     FetchBody, FetchReport, HashBody, PeerView, FETCH_PATH, PEERS_PATH, SHARE_PATH,
 };
-use kith_node::sharing::ShareReport;
 use std::path::Path;
 
 /// The shared file's size: a few store items, so the fetch walks a tree, and quick.

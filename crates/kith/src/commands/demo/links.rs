@@ -4,7 +4,7 @@
 use super::nodes::{wait_for, DemoNode};
 use super::Step;
 use anyhow::{bail, Context, Result};
-use kith_node::control::{
+use kith_node::api::{
     AgentBody, ConnectBody, IssuedTicket, PeerView, PingReport, TicketOrder, CONNECT_PATH,
     PEERS_PATH, PING_PATH, TICKETS_PATH,
 };

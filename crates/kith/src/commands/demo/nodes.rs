@@ -5,7 +5,8 @@
 
 use super::cleanup::Cleanup;
 use anyhow::{anyhow, bail, Context, Result};
-use kith_node::control::{ControlClient, StatusReport, STATUS_PATH};
+use kith_node::api::{StatusReport, STATUS_PATH};
+use kith_node::control::ControlClient;
 use serde::de::DeserializeOwned;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

@@ -23,7 +23,7 @@
 //!   custody that is refused (or stops over the quota partway) shows as the absence of
 //!   the pull request.
 
-use crate::node::NodeState;
+use super::Exchange;
 use bytes::Bytes;
 use kith_crypto::custody::{PullRequest, PushRequest};
 use kith_proto::files::{Command, ItemHash, Policy, State, TurnContext};
@@ -31,7 +31,6 @@ use kith_store::custody_copy::{CopyError, CopyWriter, TreeCursor};
 use kith_store::meta::CustodyRecord;
 use kith_store::{ContentHash, ItemType};
 use std::collections::VecDeque;
-use std::time::SystemTime;
 
 /// Push requests one session may have waiting while another custody is being taken.
 const MAX_WAITING: usize = 16;
@@ -84,7 +83,7 @@ impl Drop for Active {
 impl Custodian {
     /// Looks at an item the peer `put` (already stored): a push request makes us `put` the
     /// owner's pull request (custody held already) or take custody of its content.
-    pub async fn on_item_stored(&mut self, state: &NodeState, item: &[u8]) {
+    pub async fn on_item_stored(&mut self, ex: &Exchange, item: &[u8]) {
         let Some((&type_byte, content)) = item.split_first() else {
             return;
         };
@@ -95,25 +94,26 @@ impl Custodian {
             return;
         }
         let original = ContentHash(push.content_hash);
-        let found = state
-            .with_store(move |s| {
+        let found = ex
+            .store
+            .run(move |s| {
                 let used = s.meta().custody_bytes()?;
                 let records = s.meta().custody_of(&original)?;
                 Ok::<_, kith_store::MetaError>((used, records))
             })
             .await;
-        let Ok(Ok((used, records))) = found else {
-            state.counters.bump("custody_refused");
+        let Ok((used, records)) = found else {
+            ex.counters.custody_refused.bump();
             return;
         };
         if let Some(mine) = records.iter().find(|r| r.owner_key == push.owner_key) {
-            state.counters.bump("custody_already");
+            ex.counters.custody_already.bump();
             self.queue(Command::Put {
                 hash: ItemHash(mine.pull_request_hash.0),
             });
             return;
         }
-        let limits = &state.config.limits;
+        let limits = ex.limits();
         let busy = self
             .active
             .as_ref()
@@ -130,39 +130,40 @@ impl Custodian {
             || records.len() >= limits.max_custody_owners
             || self.waiting.len() >= MAX_WAITING
         {
-            state.counters.bump("custody_refused");
+            ex.counters.custody_refused.bump();
             return;
         }
         self.waiting.push_back(push);
-        self.start_next(state).await;
+        self.start_next(ex).await;
     }
 
     /// The peer `put`s `hash`. An item we hold already is not sent again (`(okay skip)`), so
     /// a push request repeated (persisting twice) is looked at here; one that is not here yet
     /// is looked at when it has been stored ([`Custodian::on_item_stored`]).
-    pub async fn on_put(&mut self, state: &NodeState, hash: ItemHash) {
-        let held = crate::exchange::answer::read_item(state, ContentHash(hash.0)).await;
+    pub async fn on_put(&mut self, ex: &Exchange, hash: ItemHash) {
+        let held = super::answer::read_item(&ex.store, ContentHash(hash.0)).await;
         if let Ok(Some(item)) = held {
-            self.on_item_stored(state, &item).await;
+            self.on_item_stored(ex, &item).await;
         }
     }
 
     /// Starts the next waiting custody when none is being taken.
-    async fn start_next(&mut self, state: &NodeState) {
+    async fn start_next(&mut self, ex: &Exchange) {
         while self.active.is_none() {
             let Some(push) = self.waiting.pop_front() else {
                 return;
             };
             let original = ContentHash(push.content_hash);
-            let quota = state.config.limits.max_custody_bytes;
-            let setup = state
-                .with_store(move |s| {
+            let quota = ex.limits().max_custody_bytes;
+            let setup = ex
+                .store
+                .run(move |s| {
                     let used = s.meta().custody_bytes()?;
                     Ok::<_, kith_store::MetaError>((s.blobs().clone(), used))
                 })
                 .await;
-            let Ok(Ok((blobs, used))) = setup else {
-                state.counters.bump("custody_refused");
+            let Ok((blobs, used)) = setup else {
+                ex.counters.custody_refused.bump();
                 continue;
             };
             let budget = quota.saturating_sub(used);
@@ -184,7 +185,7 @@ impl Custodian {
                 }
                 Err(e) => {
                     tracing::info!("custody of {original} refused: {e}");
-                    state.counters.bump("custody_refused");
+                    ex.counters.custody_refused.bump();
                 }
             }
         }
@@ -202,7 +203,7 @@ impl Custodian {
     /// the session: the owner sees no pull request.
     pub async fn take_into_custody(
         &mut self,
-        state: &NodeState,
+        ex: &Exchange,
         hash: ItemHash,
         item: Bytes,
     ) -> Option<Result<(), String>> {
@@ -211,12 +212,12 @@ impl Custodian {
             return None;
         }
         active.asked = None;
-        let result = self.absorb(state, item).await;
+        let result = self.absorb(ex, item).await;
         let result = match result {
             Ok(()) => Ok(()),
             Err(CopyError::TooLarge { max }) => {
                 tracing::info!("custody dropped: the copy would exceed the {max} bytes left");
-                state.counters.bump("custody_refused");
+                ex.counters.custody_refused.bump();
                 self.active = None;
                 Ok(())
             }
@@ -226,17 +227,17 @@ impl Custodian {
             }
         };
         if self.active.is_none() {
-            self.start_next(state).await;
+            self.start_next(ex).await;
         }
         Some(result)
     }
 
     /// Adds one received item to the active copy; finishes the custody after the last one.
-    async fn absorb(&mut self, state: &NodeState, item: Bytes) -> Result<(), CopyError> {
+    async fn absorb(&mut self, ex: &Exchange, item: Bytes) -> Result<(), CopyError> {
         let Some(active) = self.active.as_mut() else {
             return Ok(());
         };
-        let (item_type, _) = crate::exchange::answer::split_item(&item)?;
+        let (item_type, _) = super::answer::split_item(&item)?;
         active.cursor.accept(item_type, &item[1..])?;
         let Some(mut copy) = active.copy.take() else {
             return Ok(());
@@ -258,8 +259,8 @@ impl Custodian {
         let Some(copy) = copy else {
             return Ok(());
         };
-        let pull = finish_custody(state, copy, owner, original).await?;
-        state.counters.bump("custody_accepted");
+        let pull = finish_custody(ex, copy, owner, original).await?;
+        ex.counters.custody_accepted.bump();
         self.queue(Command::Put {
             hash: ItemHash(pull.0),
         });
@@ -268,17 +269,18 @@ impl Custodian {
 
     /// The peer `chk`ed `hash`: if we hold it only in custody, plan to `put` the pull request
     /// of each of its owners.
-    pub async fn on_chk(&mut self, state: &NodeState, hash: ItemHash) {
+    pub async fn on_chk(&mut self, ex: &Exchange, hash: ItemHash) {
         let content = ContentHash(hash.0);
-        let found = state
-            .with_store(move |s| {
+        let found = ex
+            .store
+            .run(move |s| {
                 let have_plain = s.blobs().contains(&content)?;
                 let custody = s.meta().custody_of(&content)?;
                 Ok::<_, kith_store::StoreError>((have_plain, custody))
             })
             .await;
-        if let Ok(Ok((false, records))) = found {
-            for record in records.iter().take(state.config.limits.max_custody_owners) {
+        if let Ok((false, records)) = found {
+            for record in records.iter().take(ex.limits().max_custody_owners) {
                 self.queue(Command::Put {
                     hash: ItemHash(record.pull_request_hash.0),
                 });
@@ -310,15 +312,16 @@ impl Custodian {
 /// leaves at worst unreferenced items, never a record without its copy. Returns the pull
 /// request's address.
 async fn finish_custody(
-    state: &NodeState,
+    ex: &Exchange,
     copy: CopyWriter,
     owner: [u8; 33],
     original: ContentHash,
 ) -> Result<ContentHash, CopyError> {
     let custodian_key = copy.custodian_key();
-    let received_at = crate::ticket::unix_secs(SystemTime::now());
-    let stored = state
-        .with_store(move |s| {
+    let received_at = ex.settings.clock.unix_secs();
+    let stored = ex
+        .store
+        .call(move |s| {
             let stored = copy.finish()?;
             let pull = PullRequest {
                 peer_key: custodian_key,

@@ -1,21 +1,26 @@
-//! The link manager: one logical link per peer, whoever opened it.
+//! The link registry: one logical link per peer, whoever opened it.
 //!
-//! Every established connection registers here. The manager keeps one *active* link per peer
+//! Every confirmed connection registers here. The manager keeps one *active* link per peer
 //! agent and routes every send to it. Two sites that dial each other at the same moment end up
 //! with two connections; both sides then keep the same one without talking about it: the link
 //! whose initiator has the smaller agent id wins. The other is *retired*, not dropped: each
 //! side first sends whatever it had already queued on it, then a `bye`, and reads until the
 //! peer's `bye`, so no envelope in flight is lost.
 //!
-//! The manager also holds the waiters of outstanding pings (bounded) and the redial backoff of
-//! each peer whose link was lost.
+//! The registry also counts each peer's live link tasks (a retiring link is no longer the
+//! active one but still delivers what the peer had in flight), so that "up" and "down" are
+//! per peer: up when the first link goes live, down when the last one has ended. It holds the
+//! waiters of outstanding pings (bounded), the redial backoff of each peer whose link was
+//! lost (with jitter, so a restarted hub's peers do not redial in lockstep), and one dial
+//! lock per peer being dialled (dropped when nobody holds it).
 
+use super::transport::Via;
+use super::Payload;
 use kith_crypto::identity::AgentId;
-use kith_proto::wire::Envelope;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,8 +30,10 @@ pub type LinkId = u64;
 /// What a link task is asked to do by the rest of the node.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// Send this envelope.
-    Envelope(Envelope),
+    /// Send this payload.
+    Payload(Payload),
+    /// Send a `ping` with this nonce.
+    Ping([u8; 8]),
     /// This link lost the duplicate-link tie-break: flush, say `bye`, and close once the peer
     /// has said `bye` too.
     Retire,
@@ -55,6 +62,8 @@ pub struct LinkHandle {
     pub initiator: AgentId,
     /// The peer's socket address.
     pub remote: SocketAddr,
+    /// How the connection was made.
+    pub via: Via,
     /// When the link was established.
     pub since: Instant,
     /// The link task's queue (bounded: a full queue makes senders wait).
@@ -66,8 +75,10 @@ pub struct LinkHandle {
 pub struct LinkView {
     /// Who dialled whom.
     pub side: Side,
-    /// The peer's socket address.
+    /// The peer's socket address (`IP:PORT`).
     pub remote: String,
+    /// `direct`, `punched` or `relayed`.
+    pub via: Via,
     /// Seconds since the link was established.
     pub up_secs: u64,
 }
@@ -75,19 +86,22 @@ pub struct LinkView {
 #[derive(Debug, Default)]
 struct Inner {
     active: HashMap<AgentId, LinkHandle>,
+    /// Live link tasks per peer (active or retiring).
+    live: HashMap<AgentId, usize>,
     pings: HashMap<[u8; 8], (AgentId, oneshot::Sender<Instant>)>,
     backoff: HashMap<AgentId, Duration>,
+    dials: HashMap<AgentId, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// The registry of links (see the module docs).
 #[derive(Debug)]
-pub struct LinkManager {
+pub struct Registry {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
     max_pings: usize,
 }
 
-/// What [`LinkManager::register`] decided.
+/// What [`Registry::register`] decided.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Registration {
     /// The new link is the peer's active link (an older duplicate, if any, was retired).
@@ -96,10 +110,19 @@ pub enum Registration {
     Retire,
 }
 
-impl LinkManager {
+/// What registering or ending a link changed for its peer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Change<T> {
+    /// The registry's decision.
+    pub outcome: T,
+    /// The peer's first live link: tell the services it is up.
+    pub first: bool,
+}
+
+impl Registry {
     /// An empty registry that allows `max_pings` outstanding pings in all.
-    pub fn new(max_pings: usize) -> LinkManager {
-        LinkManager {
+    pub fn new(max_pings: usize) -> Registry {
+        Registry {
             inner: Mutex::default(),
             next_id: AtomicU64::new(1),
             max_pings,
@@ -117,10 +140,19 @@ impl LinkManager {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers an established link with `peer`, resolving duplicates.
-    pub fn register(&self, peer: AgentId, link: LinkHandle) -> Registration {
+    /// Registers a confirmed link with `peer`, resolving duplicates. Every registered link
+    /// must be [`ended`](Self::ended) once its task ends.
+    pub fn register(&self, peer: AgentId, link: LinkHandle) -> Change<Registration> {
         let mut inner = self.lock();
         inner.backoff.remove(&peer);
+        let live = inner.live.entry(peer).or_insert(0);
+        *live += 1;
+        let first = *live == 1;
+        let outcome = Self::decide(&mut inner, peer, link);
+        Change { outcome, first }
+    }
+
+    fn decide(inner: &mut Inner, peer: AgentId, link: LinkHandle) -> Registration {
         match inner.active.get(&peer) {
             Some(existing) if existing.id != link.id => {
                 // The link opened by the smaller agent id wins; ties (both opened by the same
@@ -143,7 +175,30 @@ impl LinkManager {
         }
     }
 
-    /// Forgets link `id` with `peer` if it is the active one. Returns true if it was.
+    /// A registered link's task has ended: forgets it, and says whether it was the peer's
+    /// last live link (tell the services the peer is down).
+    pub fn ended(&self, peer: &AgentId, id: LinkId) -> Change<bool> {
+        let was_active = self.unregister(peer, id);
+        let mut inner = self.lock();
+        let last = match inner.live.get_mut(peer) {
+            Some(live) if *live > 1 => {
+                *live -= 1;
+                false
+            }
+            Some(_) => {
+                inner.live.remove(peer);
+                true
+            }
+            None => false,
+        };
+        Change {
+            outcome: was_active,
+            first: last,
+        }
+    }
+
+    /// Stops routing sends to link `id` with `peer` if it is the active one (it is retiring;
+    /// it stays live until [`ended`](Self::ended)). Returns true if it was active.
     pub fn unregister(&self, peer: &AgentId, id: LinkId) -> bool {
         let mut inner = self.lock();
         if inner.active.get(peer).is_some_and(|l| l.id == id) {
@@ -164,6 +219,7 @@ impl LinkManager {
         self.lock().active.get(peer).map(|l| LinkView {
             side: l.side,
             remote: l.remote.to_string(),
+            via: l.via,
             up_secs: l.since.elapsed().as_secs(),
         })
     }
@@ -218,12 +274,40 @@ impl LinkManager {
         self.lock().pings.remove(nonce);
     }
 
-    /// The next redial delay for `peer`: `min` at first, doubling up to `max`.
-    pub fn next_backoff(&self, peer: AgentId, min: Duration, max: Duration) -> Duration {
+    /// The next redial delay for `peer`: a base of `min` at first, doubling up to `max`, and
+    /// the delay drawn between half the base and the base (`jitter`, in `0.0..1.0`, picks
+    /// where), so that the peers of a node that restarts do not all redial at one moment.
+    pub fn next_backoff(
+        &self,
+        peer: AgentId,
+        min: Duration,
+        max: Duration,
+        jitter: f64,
+    ) -> Duration {
         let mut inner = self.lock();
-        let next = inner.backoff.get(&peer).map_or(min, |d| (*d * 2).min(max));
-        inner.backoff.insert(peer, next);
-        next
+        let base = inner.backoff.get(&peer).map_or(min, |d| (*d * 2).min(max));
+        inner.backoff.insert(peer, base);
+        base.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    }
+
+    /// The lock that serialises dials to `peer`. Release it with [`Self::release_dial`] so the
+    /// table does not grow with every peer ever dialled.
+    pub fn dial_lock(&self, peer: AgentId) -> Arc<tokio::sync::Mutex<()>> {
+        Arc::clone(self.lock().dials.entry(peer).or_default())
+    }
+
+    /// Drops `peer`'s dial lock from the table once nobody but the caller holds it.
+    pub fn release_dial(&self, peer: AgentId, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut inner = self.lock();
+        // The table's copy and the caller's: nobody else waits on it.
+        if Arc::strong_count(&lock) <= 2 {
+            inner.dials.remove(&peer);
+        }
+    }
+
+    /// Dial locks held or waited on now (for tests).
+    pub fn dial_locks(&self) -> usize {
+        self.lock().dials.len()
     }
 
     /// True when `peer` has an active link.
@@ -235,19 +319,21 @@ impl LinkManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint::transport::Via;
     use kith_crypto::identity::Identity;
 
     fn agent() -> AgentId {
         Identity::generate(&mut rand::rngs::OsRng).agent_id()
     }
 
-    fn handle(m: &LinkManager, initiator: AgentId) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
+    fn handle(m: &Registry, initiator: AgentId) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(4);
         let link = LinkHandle {
             id: m.next_id(),
             side: Side::Initiator,
             initiator,
             remote: "127.0.0.1:1".parse().unwrap(),
+            via: Via::Direct,
             since: Instant::now(),
             outgoing: tx,
         };
@@ -260,17 +346,17 @@ mod tests {
         let (small, large) = if a < b { (a, b) } else { (b, a) };
         // Seen from either side, in either arrival order, the same link wins.
         for first_is_small in [true, false] {
-            let m = LinkManager::new(8);
+            let m = Registry::new(8);
             let (by_small, _rx1) = handle(&m, small);
             let (by_large, mut rx2) = handle(&m, large);
             let small_id = by_small.id;
             let peer = large;
             if first_is_small {
-                assert_eq!(m.register(peer, by_small), Registration::Active);
-                assert_eq!(m.register(peer, by_large), Registration::Retire);
+                assert_eq!(m.register(peer, by_small).outcome, Registration::Active);
+                assert_eq!(m.register(peer, by_large).outcome, Registration::Retire);
             } else {
-                assert_eq!(m.register(peer, by_large), Registration::Active);
-                assert_eq!(m.register(peer, by_small), Registration::Active);
+                assert_eq!(m.register(peer, by_large).outcome, Registration::Active);
+                assert_eq!(m.register(peer, by_small).outcome, Registration::Active);
                 assert!(matches!(rx2.try_recv(), Ok(Outgoing::Retire)));
             }
             assert!(!m.unregister(&peer, small_id + 1));
@@ -281,7 +367,7 @@ mod tests {
 
     #[test]
     fn pongs_resolve_only_their_own_ping_and_pings_are_bounded() {
-        let m = LinkManager::new(1);
+        let m = Registry::new(1);
         let (peer, other) = (agent(), agent());
         let mut rx = m.expect_pong(peer, [1; 8]).unwrap();
         assert!(m.expect_pong(peer, [2; 8]).is_none(), "bounded");
@@ -295,15 +381,49 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap_and_resets_on_a_new_link() {
-        let m = LinkManager::new(1);
+        let m = Registry::new(1);
         let peer = agent();
         let (min, max) = (Duration::from_secs(1), Duration::from_secs(5));
         let delays: Vec<_> = (0..5)
-            .map(|_| m.next_backoff(peer, min, max).as_secs())
+            .map(|_| m.next_backoff(peer, min, max, 1.0).as_secs())
             .collect();
         assert_eq!(delays, [1, 2, 4, 5, 5]);
         let (link, _rx) = handle(&m, peer);
         m.register(peer, link);
-        assert_eq!(m.next_backoff(peer, min, max), min);
+        assert_eq!(m.next_backoff(peer, min, max, 1.0), min);
+        // Jitter spreads each delay over half the base to the base.
+        assert_eq!(m.next_backoff(peer, min, max, 0.0), min * 2 / 2);
+    }
+
+    #[test]
+    fn up_and_down_are_per_peer_across_duplicate_links() {
+        let m = Registry::new(1);
+        let peer = agent();
+        let (a, _rxa) = handle(&m, peer);
+        let (b, _rxb) = handle(&m, peer);
+        let (ida, idb) = (a.id, b.id);
+        assert!(
+            m.register(peer, a).first,
+            "the first live link brings the peer up"
+        );
+        assert!(!m.register(peer, b).first, "a second one does not");
+        assert!(!m.ended(&peer, ida).first, "one link is still live");
+        assert!(m.is_linked(&peer));
+        assert!(
+            m.ended(&peer, idb).first,
+            "the last link ending takes the peer down"
+        );
+        assert!(!m.is_linked(&peer));
+    }
+
+    #[test]
+    fn dial_locks_do_not_accumulate() {
+        let m = Registry::new(1);
+        for _ in 0..100 {
+            let peer = agent();
+            let lock = m.dial_lock(peer);
+            m.release_dial(peer, lock);
+        }
+        assert_eq!(m.dial_locks(), 0);
     }
 }

@@ -1,0 +1,245 @@
+//! The dialling side: first contact with a ticket, re-linking known peers, redials.
+
+use super::directory::DialTarget;
+use super::handshake::{self, Established, HandshakeFailure, HandshakeOutcome, Machine};
+use super::link_task::{self, NewLink};
+use super::transport::Conn;
+use super::{EndpointError, PeerAddress, Shared, Side};
+use crate::clock::mono_now;
+use crate::ticket::Ticket;
+use kith_crypto::identity::AgentId;
+use kith_proto::secure::{Chad, HandshakeError, Initiator, TicketRequest};
+use kith_store::meta::PeerRecord;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a dial is for, which decides what a silent refusal most likely means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    FirstContact,
+    Reconnect,
+}
+
+/// Dials `host:port` and runs the initiator machine that `start` builds over the new
+/// connection: what both first contact and reconnection do before they differ.
+async fn dial(
+    shared: &Shared,
+    host: &str,
+    port: u16,
+    purpose: Purpose,
+    start: impl FnOnce(Instant) -> Result<Initiator, HandshakeError>,
+) -> Result<(Conn, Established), EndpointError> {
+    let timeout = Duration::from_millis(shared.limits.connect_timeout_ms);
+    let mut conn =
+        shared
+            .dialer
+            .dial(host, port, timeout)
+            .await
+            .map_err(|e| EndpointError::Unreachable {
+                addr: format!("{host}:{port}"),
+                reason: e.to_string(),
+            })?;
+    let machine = start(mono_now()).map_err(|e| EndpointError::Handshake(e.to_string()))?;
+    let established = handshake::run(
+        shared,
+        conn.stream.as_mut(),
+        Machine::Initiator(Box::new(machine)),
+    )
+    .await
+    .map_err(|outcome| describe(outcome, purpose))?;
+    Ok((conn, established))
+}
+
+fn describe(outcome: HandshakeOutcome, purpose: Purpose) -> EndpointError {
+    // A site refuses without a word (so strangers learn nothing); the likely reason depends on
+    // whether we came with a ticket or as a known peer, and the user needs the way out.
+    let (what, why) = match purpose {
+        Purpose::FirstContact => (
+            "first contact failed",
+            "that is how a node refuses a ticket that is already used, expired, revoked or not \
+             its own: ask whoever gave you the ticket for a new one (`kith ticket` on their \
+             node) and `kith connect` with that",
+        ),
+        Purpose::Reconnect => (
+            "reconnect failed",
+            "it no longer accepts this node as a peer (it forgot or blocked it): ask its owner \
+             for a new ticket and `kith connect` with that",
+        ),
+    };
+    EndpointError::Handshake(match outcome {
+        HandshakeOutcome::Failed(HandshakeFailure::PeerClosed) => {
+            format!("{what}: the site closed the connection without answering; {why}")
+        }
+        HandshakeOutcome::Failed(failure) => format!("{what}: {failure}"),
+        HandshakeOutcome::Refused(reason) => format!("{what}: refused ({reason:?})"),
+    })
+}
+
+/// First contact: opens an IK link to the ticket's site and records it as a peer.
+pub(super) async fn connect_ticket(
+    shared: &Arc<Shared>,
+    ticket: Ticket,
+) -> Result<PeerRecord, EndpointError> {
+    let ticket_error = |e: crate::ticket::TicketError| EndpointError::Ticket(e.to_string());
+    ticket
+        .check_unexpired(shared.clock.system_now())
+        .map_err(ticket_error)?;
+    let site = ticket.agent().map_err(ticket_error)?;
+    if site == shared.agent {
+        return Err(EndpointError::Ticket(
+            "this ticket was issued by this node itself".into(),
+        ));
+    }
+    let (host, port) = ticket.site_address().map_err(ticket_error)?;
+    let to = Chad {
+        cuid: ticket.chad.cuid.clone(),
+        agent: site.to_string(),
+        host: Some(host.clone()),
+        port: Some(port),
+    };
+    let own = super::Endpoint {
+        shared: Arc::clone(shared),
+    }
+    .own_chad();
+    let request = TicketRequest::new(to, own, ticket.token.clone());
+    let (conn, established) = dial(shared, &host, port, Purpose::FirstContact, |now| {
+        Initiator::ik(&shared.secure, site, &request, now, &mut rand::rngs::OsRng)
+    })
+    .await?;
+    let now = shared.clock.unix_secs();
+    let record = shared
+        .directory
+        .record_first_contact(
+            site,
+            Some(PeerAddress { host, port }),
+            Some(conn.remote.to_string()),
+            now,
+        )
+        .await?;
+    link_task::start(
+        shared,
+        NewLink {
+            conn,
+            established,
+            side: Side::Initiator,
+            peer: site,
+        },
+    );
+    Ok(record)
+}
+
+/// Makes sure a link with the known peer `peer` is up, dialling it (N + KK) if needed. One
+/// dial per peer at a time: whoever waited finds the link up.
+pub(super) async fn ensure_link(shared: &Arc<Shared>, peer: AgentId) -> Result<(), EndpointError> {
+    if shared.registry.is_linked(&peer) {
+        return Ok(());
+    }
+    let lock = shared.registry.dial_lock(peer);
+    let result = {
+        let _dialling = lock.lock().await;
+        if shared.registry.is_linked(&peer) {
+            Ok(())
+        } else {
+            dial_known(shared, peer).await
+        }
+    };
+    shared.registry.release_dial(peer, lock);
+    result
+}
+
+async fn dial_known(shared: &Arc<Shared>, peer: AgentId) -> Result<(), EndpointError> {
+    if shared.cancel.is_cancelled() {
+        return Err(EndpointError::ShuttingDown);
+    }
+    let address = match shared.directory.dial_target(peer).await? {
+        DialTarget::Unknown => return Err(EndpointError::UnknownPeer(peer.to_string())),
+        DialTarget::Blocked => return Err(EndpointError::Blocked(peer.to_string())),
+        DialTarget::NoAddress => return Err(EndpointError::NoAddress(peer.to_string())),
+        DialTarget::At(address) => address,
+    };
+    let (conn, established) = dial(
+        shared,
+        &address.host,
+        address.port,
+        Purpose::Reconnect,
+        |now| Initiator::known(&shared.secure, peer, b"", now, &mut rand::rngs::OsRng),
+    )
+    .await?;
+    let now = shared.clock.unix_secs();
+    if let Err(e) = shared
+        .directory
+        .touch(peer, conn.remote.to_string(), now)
+        .await
+    {
+        tracing::warn!(peer = %peer, "could not record the peer's address: {e}");
+    }
+    link_task::start(
+        shared,
+        NewLink {
+            conn,
+            established,
+            side: Side::Initiator,
+            peer,
+        },
+    );
+    Ok(())
+}
+
+/// Re-dials `peer` with jittered exponential backoff until a link is up (by either side),
+/// the peer is removed or blocked, or the node stops.
+pub(super) fn spawn_redial(shared: &Arc<Shared>, peer: AgentId) {
+    let task_shared = Arc::clone(shared);
+    shared.tracker.spawn(async move {
+        let shared = task_shared;
+        let (min, max) = (
+            Duration::from_millis(shared.limits.redial_min_ms),
+            Duration::from_millis(shared.limits.redial_max_ms),
+        );
+        loop {
+            let delay = shared
+                .registry
+                .next_backoff(peer, min, max, shared.jitter());
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shared.cancel.cancelled() => return,
+            }
+            if shared.registry.is_linked(&peer) {
+                return;
+            }
+            match ensure_link(&shared, peer).await {
+                Ok(()) => return,
+                Err(
+                    EndpointError::UnknownPeer(_)
+                    | EndpointError::Blocked(_)
+                    | EndpointError::NoAddress(_)
+                    | EndpointError::ShuttingDown,
+                ) => return,
+                Err(e) => {
+                    shared.counters.redial_failures.bump();
+                    tracing::debug!(peer = %peer, "redial failed: {e}");
+                }
+            }
+        }
+    });
+}
+
+/// At start-up: re-link every known, unblocked peer that has an address.
+pub(super) fn relink_known_peers(shared: &Arc<Shared>) {
+    let task_shared = Arc::clone(shared);
+    shared.tracker.spawn(async move {
+        let shared = task_shared;
+        let peers = match shared.directory.dialable_peers().await {
+            Ok(peers) => peers,
+            Err(e) => return tracing::warn!("cannot list peers to re-link: {e}"),
+        };
+        for peer in peers {
+            let shared_peer = Arc::clone(&shared);
+            shared.tracker.spawn(async move {
+                if let Err(e) = ensure_link(&shared_peer, peer).await {
+                    tracing::info!(peer = %peer, "peer not reachable at start-up: {e}");
+                    spawn_redial(&shared_peer, peer);
+                }
+            });
+        }
+    });
+}

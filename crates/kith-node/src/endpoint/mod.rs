@@ -1,0 +1,557 @@
+//! The endpoint: secure links between nodes, knowing no protocol that rides on them.
+//!
+//! It owns the listeners (any [`transport::Acceptor`]), admission ([`guard`]), the Noise
+//! handshakes ([`handshake`], answered from a [`directory::PeerDirectory`]), the link
+//! registry (one active link per peer, [`registry`]) and dialling, and offers everyone one
+//! way to talk to a peer: [`Endpoint::send`] dials a known peer when no link is up (within a
+//! deadline, with an error that says what to do) and waits while the link's queue is full;
+//! [`Endpoint::try_send`] never dials and never waits. Links are *virtually open*, as the
+//! MyCHIPs seed asks: a link the responder closed for idleness is opened again by the next
+//! send, so nothing upstream has to know.
+//!
+//! What arrives goes to one [`Inbound`] (the protocol router, `crate::protocol`), which the
+//! endpoint calls on each link's task: payloads, and per peer, in order, "up" before the
+//! first payload and "down" after the last. The endpoint imports no service; services hold
+//! an `Endpoint` handle (cheap to clone).
+
+mod accept;
+pub mod announce;
+mod dial;
+pub mod directory;
+pub mod guard;
+mod handshake;
+mod link_task;
+pub mod registry;
+mod replay;
+pub mod transport;
+
+pub use directory::{DialTarget, PeerAddress, PeerDirectory, StoreDirectory};
+pub use handshake::HandshakeFailure;
+pub use link_task::{envelope, PROTOCOLS};
+pub use registry::{LinkView, Side};
+pub use transport::{Acceptor, Conn, Dialer, Tcp, TcpAcceptor, Via};
+
+use crate::clock::{mono_now, SharedClock};
+use crate::ticket::Ticket;
+use bytes::Bytes;
+use guard::{AdmissionGuard, HandshakeId};
+use kith_crypto::identity::AgentId;
+use kith_proto::secure::{Chad, SecureConfig};
+use kith_proto::wire::Envelope;
+use kith_proto::Limits;
+use kith_store::meta::PeerRecord;
+use rand::{Rng, RngCore};
+use registry::{LinkHandle, Outgoing, Registration, Registry};
+use replay::ReplayCache;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What rides a link: a Datt envelope, or one JSON object per frame (the MyCHIPs
+/// reference's messages).
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// A Datt envelope.
+    Envelope(Envelope),
+    /// One JSON object, sent as one frame.
+    Json(Bytes),
+}
+
+impl From<Envelope> for Payload {
+    fn from(envelope: Envelope) -> Payload {
+        Payload::Envelope(envelope)
+    }
+}
+
+/// Where the endpoint delivers what arrives (the protocol router). Called on link tasks:
+/// every method must return at once (queue with a bound, or drop and count).
+pub trait Inbound: Send + Sync + 'static {
+    /// A payload from `peer`.
+    fn payload(&self, peer: AgentId, payload: Payload);
+    /// `peer`'s first link is up (before any of its payloads).
+    fn link_up(&self, peer: AgentId, remote: SocketAddr);
+    /// `peer`'s last link has ended (after its last payload).
+    fn link_down(&self, peer: AgentId);
+}
+
+/// Why reaching a peer failed (shown to the user as is).
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// No peer with that agent id is recorded.
+    #[error("{0} is not a known peer; connect to it first with a ticket (`kith connect TICKET`)")]
+    UnknownPeer(String),
+    /// The peer is blocked.
+    #[error("{0} is blocked; `kith peers --unblock {0}` lifts the block")]
+    Blocked(String),
+    /// The peer has no recorded address.
+    #[error("no address is recorded for {0}; it can still connect to us")]
+    NoAddress(String),
+    /// Connecting failed or timed out.
+    #[error(
+        "cannot reach {addr} ({reason}): the node there is not running, or that address cannot \
+         be reached from here; ask its owner to start it (`kith up`), or to give it an address \
+         you can reach (`kith up --announce HOST:PORT`, then a new ticket). A known peer \
+         re-links by itself once it is back"
+    )]
+    Unreachable {
+        /// host:port.
+        addr: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The handshake did not complete.
+    #[error("{0}")]
+    Handshake(String),
+    /// The ticket cannot be used.
+    #[error("{0}")]
+    Ticket(String),
+    /// The peer did not answer a ping in time.
+    #[error("{0} did not answer within {1:?} (the link is up, the peer is silent)")]
+    Timeout(String, Duration),
+    /// Too many pings are waiting for an answer.
+    #[error("too many pings outstanding")]
+    TooManyPings,
+    /// The link closed while the payload was being queued.
+    #[error("the link with {0} closed while sending")]
+    LinkClosed(String),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// The peer directory failed.
+    #[error("peer directory: {0}")]
+    Directory(#[from] crate::store::StoreFailure),
+}
+
+/// Why [`Endpoint::try_send`] did not queue a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TrySendError {
+    /// No link with the peer is up.
+    #[error("not linked")]
+    NotLinked,
+    /// The link's queue is full.
+    #[error("the link's queue is full")]
+    Full,
+}
+
+crate::counters! {
+    /// What the endpoint counts.
+    pub struct EndpointCounters {
+        /// Links that counted (initiator, or responder after confirmation).
+        links_established,
+        /// Links that broke (I/O, decrypt, decode).
+        links_broken,
+        /// Links lost while active (redialled).
+        links_lost,
+        /// Links the responder closed for idleness.
+        links_idle_closed,
+        /// Peers that spoke no common protocol version.
+        links_incompatible,
+        /// Responder links whose initiator never sent an authenticated frame.
+        links_unconfirmed,
+        /// Payloads sent.
+        envelopes_sent,
+        /// Payloads received.
+        envelopes_received,
+        /// `version` envelopes after a link's first, ignored.
+        versions_ignored,
+        /// Announced addresses not checked (a check for the peer was running).
+        announcements_ignored,
+        /// Announced addresses whose host did not prove the peer's key.
+        announcements_unproven,
+        /// Peer addresses updated from a checked announcement.
+        peer_addresses_updated,
+        /// Redials that failed.
+        redial_failures,
+        /// Anonymous queries answered.
+        queries_answered,
+        /// Handshakes dropped as replays (an ephemeral key seen before).
+        refused_replayed_handshake,
+        /// Handshakes refused: ticket.
+        refused_ticket,
+        /// Handshakes refused: unknown peer.
+        refused_unknown_peer,
+        /// Handshakes refused: the ticket request's agent is not the proven key.
+        refused_agent_key_mismatch,
+        /// Handshakes refused for another reason.
+        refused_handshake_other,
+        /// Handshakes that failed (protocol, deadline, I/O).
+        handshake_failed,
+        /// Pending handshakes evicted to make room.
+        evicted_pending_handshake,
+        /// Connections refused: address blocked.
+        refused_addr_blocked,
+        /// Connections refused: rate.
+        refused_rate_limited,
+        /// Connections refused: pending handshakes per address.
+        refused_pending_per_addr,
+        /// Connections refused: links per address.
+        refused_links_per_addr,
+        /// Connections refused: links in all.
+        refused_links_total,
+        /// Payloads for which no protocol is registered.
+        envelopes_unhandled,
+    }
+}
+
+/// The endpoint's settings.
+pub struct EndpointConfig {
+    /// Our keys and the link mode.
+    pub secure: SecureConfig,
+    /// Every bound and deadline.
+    pub limits: Limits,
+    /// Wall-clock time (ticket expiry, timestamps).
+    pub clock: SharedClock,
+    /// Where peers and tickets are looked up and recorded.
+    pub directory: Arc<dyn PeerDirectory>,
+    /// How to reach a peer's address.
+    pub dialer: Arc<dyn Dialer>,
+    /// Where connections come in (none: this node only dials).
+    pub acceptors: Vec<Box<dyn Acceptor>>,
+    /// What tickets and `version` name as our address; `None`: the first acceptor's.
+    pub announce: Option<(String, u16)>,
+    /// Cancelled when the node stops.
+    pub cancel: CancellationToken,
+    /// Every task the endpoint spawns.
+    pub tracker: TaskTracker,
+}
+
+/// What every task of the endpoint shares.
+pub(crate) struct Shared {
+    agent: AgentId,
+    secure: SecureConfig,
+    limits: Limits,
+    clock: SharedClock,
+    directory: Arc<dyn PeerDirectory>,
+    dialer: Arc<dyn Dialer>,
+    registry: Registry,
+    guard: Mutex<AdmissionGuard>,
+    pending: Mutex<HashMap<HandshakeId, AbortHandle>>,
+    replay: Mutex<ReplayCache>,
+    inbound: OnceLock<Arc<dyn Inbound>>,
+    /// Held while a link's registration or end is told to the services, so that "up" and
+    /// "down" for one peer reach them in the order they happened.
+    events: Mutex<()>,
+    announce: Option<(String, u16)>,
+    listen: Option<SocketAddr>,
+    acceptors: Mutex<Vec<Box<dyn Acceptor>>>,
+    announce_checks: Mutex<HashSet<AgentId>>,
+    counters: EndpointCounters,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// A handle on the endpoint (see the module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct Endpoint {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("agent", &self.shared.agent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a replayed handshake is remembered, and how many are.
+const REPLAY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+const REPLAY_ENTRIES: usize = 100_000;
+
+impl Endpoint {
+    /// An endpoint that does not accept or dial until [`start`](Self::start)ed.
+    pub fn new(config: EndpointConfig) -> Endpoint {
+        let listen = config.acceptors.first().and_then(|a| a.local_addr());
+        let announce = config.announce.or_else(|| {
+            listen.map(|addr| {
+                if addr.ip().is_unspecified() {
+                    tracing::warn!(
+                        "tickets will name 127.0.0.1:{0}; pass --announce HOST:PORT so that other machines can reach this node",
+                        addr.port()
+                    );
+                    ("127.0.0.1".to_owned(), addr.port())
+                } else {
+                    (addr.ip().to_string(), addr.port())
+                }
+            })
+        });
+        Endpoint {
+            shared: Arc::new(Shared {
+                agent: config.secure.agent(),
+                registry: Registry::new(config.limits.max_pending_pings),
+                guard: Mutex::new(AdmissionGuard::new(config.limits.clone())),
+                pending: Mutex::default(),
+                replay: Mutex::new(ReplayCache::new(REPLAY_ENTRIES, REPLAY_WINDOW)),
+                inbound: OnceLock::new(),
+                events: Mutex::default(),
+                announce,
+                listen,
+                acceptors: Mutex::new(config.acceptors),
+                announce_checks: Mutex::default(),
+                counters: EndpointCounters::default(),
+                secure: config.secure,
+                limits: config.limits,
+                clock: config.clock,
+                directory: config.directory,
+                dialer: config.dialer,
+                cancel: config.cancel,
+                tracker: config.tracker,
+            }),
+        }
+    }
+
+    /// Starts accepting and re-linking known peers, delivering what arrives to `inbound`.
+    /// Called once (by the protocol router); later calls do nothing.
+    pub fn start(&self, inbound: Arc<dyn Inbound>) {
+        if self.shared.inbound.set(inbound).is_err() {
+            return;
+        }
+        let acceptors = std::mem::take(&mut *lock(&self.shared.acceptors));
+        for acceptor in acceptors {
+            let shared = Arc::clone(&self.shared);
+            self.shared
+                .tracker
+                .spawn(accept::accept_loop(shared, acceptor));
+        }
+        dial::relink_known_peers(&self.shared);
+    }
+
+    /// Our agent id.
+    pub fn agent(&self) -> AgentId {
+        self.shared.agent
+    }
+
+    /// The secure-link listener's address, if any.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared.listen
+    }
+
+    /// Our CHIP address, as tickets and first-contact requests name it.
+    pub fn own_chad(&self) -> Chad {
+        let (host, port) = self
+            .shared
+            .announced()
+            .unwrap_or_else(|| ("127.0.0.1".to_owned(), 0));
+        Chad {
+            cuid: None,
+            agent: self.shared.agent.to_string(),
+            host: Some(host),
+            port: Some(port),
+        }
+    }
+
+    /// First contact: opens an IK link to the ticket's site and records it as a peer.
+    pub async fn connect_ticket(&self, ticket: Ticket) -> Result<PeerRecord, EndpointError> {
+        dial::connect_ticket(&self.shared, ticket).await
+    }
+
+    /// Makes sure a link with the known peer `peer` is up, dialling it (N + KK) if needed.
+    pub async fn ensure_link(&self, peer: AgentId) -> Result<(), EndpointError> {
+        dial::ensure_link(&self.shared, peer).await
+    }
+
+    /// Sends `payload` to `peer`, dialling first if no link is up, and waiting while the
+    /// link's queue is full.
+    pub async fn send(
+        &self,
+        peer: AgentId,
+        payload: impl Into<Payload>,
+    ) -> Result<(), EndpointError> {
+        let payload = payload.into();
+        // A link may close between finding it and queueing on it: then dial once more.
+        for _ in 0..2 {
+            if self.shared.cancel.is_cancelled() {
+                return Err(EndpointError::ShuttingDown);
+            }
+            self.ensure_link(peer).await?;
+            if let Some(tx) = self.shared.registry.sender(&peer) {
+                if tx.send(Outgoing::Payload(payload.clone())).await.is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        Err(EndpointError::LinkClosed(peer.to_string()))
+    }
+
+    /// Queues `payload` for `peer` on its current link, waiting while the link's queue is
+    /// full but never dialling (for a conversation that lives and dies with one link).
+    pub async fn send_linked(
+        &self,
+        peer: AgentId,
+        payload: impl Into<Payload>,
+    ) -> Result<(), TrySendError> {
+        let tx = self
+            .shared
+            .registry
+            .sender(&peer)
+            .ok_or(TrySendError::NotLinked)?;
+        tx.send(Outgoing::Payload(payload.into()))
+            .await
+            .map_err(|_| TrySendError::NotLinked)
+    }
+
+    /// Queues `payload` for `peer` on its current link, without dialling or waiting.
+    pub fn try_send(&self, peer: AgentId, payload: impl Into<Payload>) -> Result<(), TrySendError> {
+        let tx = self
+            .shared
+            .registry
+            .sender(&peer)
+            .ok_or(TrySendError::NotLinked)?;
+        tx.try_send(Outgoing::Payload(payload.into()))
+            .map_err(|e| match e {
+                tokio::sync::mpsc::error::TrySendError::Full(_) => TrySendError::Full,
+                tokio::sync::mpsc::error::TrySendError::Closed(_) => TrySendError::NotLinked,
+            })
+    }
+
+    /// Pings `peer` (dialling at once if needed) and returns the round-trip time.
+    pub async fn ping(&self, peer: AgentId) -> Result<Duration, EndpointError> {
+        self.ensure_link(peer).await?;
+        let mut nonce = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let waiter = self
+            .shared
+            .registry
+            .expect_pong(peer, nonce)
+            .ok_or(EndpointError::TooManyPings)?;
+        let sent = mono_now();
+        let queued = match self.shared.registry.sender(&peer) {
+            Some(tx) => tx.send(Outgoing::Ping(nonce)).await.is_ok(),
+            None => false,
+        };
+        if !queued {
+            self.shared.registry.forget_ping(&nonce);
+            return Err(EndpointError::LinkClosed(peer.to_string()));
+        }
+        let timeout = Duration::from_millis(self.shared.limits.ping_timeout_ms);
+        match tokio::time::timeout(timeout, waiter).await {
+            Ok(Ok(at)) => Ok(at.saturating_duration_since(sent)),
+            _ => {
+                self.shared.registry.forget_ping(&nonce);
+                Err(EndpointError::Timeout(peer.to_string(), timeout))
+            }
+        }
+    }
+
+    /// Peers with an active link.
+    pub fn linked(&self) -> Vec<AgentId> {
+        self.shared.registry.linked()
+    }
+
+    /// True when `peer` has an active link.
+    pub fn is_linked(&self, peer: &AgentId) -> bool {
+        self.shared.registry.is_linked(peer)
+    }
+
+    /// `peer`'s active link, for display.
+    pub fn link_view(&self, peer: &AgentId) -> Option<LinkView> {
+        self.shared.registry.view(peer)
+    }
+
+    /// Closes the link with `peer` in order (it was removed or blocked): no redial.
+    pub fn close(&self, peer: &AgentId) {
+        self.shared.registry.close(peer);
+    }
+
+    /// The endpoint's counters.
+    pub fn counters(&self) -> &EndpointCounters {
+        &self.shared.counters
+    }
+
+    /// Peers dialled now, for tests: the dial-lock table never outgrows them.
+    pub fn dials_in_progress(&self) -> usize {
+        self.shared.registry.dial_locks()
+    }
+}
+
+impl Shared {
+    /// Host and port that tickets and `version` name.
+    fn announced(&self) -> Option<(String, u16)> {
+        self.announce.clone().filter(|(_, port)| *port != 0)
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, AdmissionGuard> {
+        lock(&self.guard)
+    }
+
+    /// True when a handshake's ephemeral key was never seen (and remembers it).
+    fn replay_fresh(&self, ephemeral: [u8; 32]) -> bool {
+        lock(&self.replay).check_and_insert(mono_now(), ephemeral)
+    }
+
+    fn deliver(&self, peer: AgentId, payload: Payload) {
+        match self.inbound.get() {
+            Some(inbound) => inbound.payload(peer, payload),
+            None => self.counters.envelopes_unhandled.bump(),
+        }
+    }
+
+    /// Registers a link and tells the services if its peer just came up.
+    fn register(&self, peer: AgentId, handle: LinkHandle) -> Registration {
+        let remote = handle.remote;
+        let _order = lock(&self.events);
+        let change = self.registry.register(peer, handle);
+        if change.first {
+            if let Some(inbound) = self.inbound.get() {
+                inbound.link_up(peer, remote);
+            }
+        }
+        change.outcome
+    }
+
+    /// A link's task has ended.
+    fn link_ended(
+        self: &Arc<Self>,
+        peer: AgentId,
+        id: registry::LinkId,
+        side: Side,
+        remote: SocketAddr,
+        registered: bool,
+        end: link_task::LinkEnd,
+    ) {
+        let mut was_active = false;
+        if registered {
+            let _order = lock(&self.events);
+            let change = self.registry.ended(&peer, id);
+            was_active = change.outcome;
+            if change.first {
+                if let Some(inbound) = self.inbound.get() {
+                    inbound.link_down(peer);
+                }
+            }
+        } else {
+            self.counters.links_unconfirmed.bump();
+        }
+        if side == Side::Responder {
+            self.guard().link_closed(remote.ip());
+        }
+        tracing::info!(peer = %peer, ?end, "link down");
+        if end == link_task::LinkEnd::Lost && was_active && !self.cancel.is_cancelled() {
+            self.counters.links_lost.bump();
+            dial::spawn_redial(self, peer);
+        }
+    }
+
+    fn begin_announce_check(&self, peer: AgentId) -> bool {
+        lock(&self.announce_checks).insert(peer)
+    }
+
+    fn end_announce_check(&self, peer: AgentId) {
+        lock(&self.announce_checks).remove(&peer);
+    }
+
+    /// A jitter draw for backoff.
+    fn jitter(&self) -> f64 {
+        rand::thread_rng().gen::<f64>()
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (every critical
+/// section is a single insert, remove or lookup).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,132 @@
+//! Transports: how bytes get between two nodes before Noise secures them.
+//!
+//! A link runs over any ordered, reliable byte stream. The endpoint takes transports as
+//! values: a [`Dialer`] to reach a peer's recorded address and [`Acceptor`]s that yield
+//! incoming connections. TCP is the one this node has today; WebSocket, hole-punched sockets
+//! and circuits relayed through a mutual peer plug in here as further values, without a code
+//! path of their own in the endpoint.
+
+use super::directory::BoxFuture;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+
+/// An ordered, reliable byte stream in both directions.
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
+
+/// How a connection reached us (shown by `kith peers` as the link's `via`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// A direct connection.
+    Direct,
+    /// A connection opened by hole punching through a mutual peer.
+    Punched,
+    /// Bytes relayed through a mutual peer.
+    Relayed,
+}
+
+/// One connection, before its handshake.
+pub struct Conn {
+    /// The stream.
+    pub stream: Box<dyn ByteStream>,
+    /// The other end's socket address (as this transport sees it).
+    pub remote: SocketAddr,
+    /// How it was made.
+    pub via: Via,
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("remote", &self.remote)
+            .field("via", &self.via)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens connections to a host and port.
+pub trait Dialer: Send + Sync + 'static {
+    /// Connects to `host:port` within `timeout`.
+    fn dial<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+        timeout: Duration,
+    ) -> BoxFuture<'a, std::io::Result<Conn>>;
+}
+
+/// Yields incoming connections.
+pub trait Acceptor: Send + Sync + 'static {
+    /// The next connection (errors are transient: the caller waits a little and asks again).
+    fn accept(&self) -> BoxFuture<'_, std::io::Result<Conn>>;
+    /// Where it listens, for status and tickets.
+    fn local_addr(&self) -> Option<SocketAddr>;
+}
+
+/// Plain TCP, with Nagle off (links send small envelopes that must not wait).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tcp;
+
+impl Dialer for Tcp {
+    fn dial<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+        timeout: Duration,
+    ) -> BoxFuture<'a, std::io::Result<Conn>> {
+        Box::pin(async move {
+            let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {timeout:?}"),
+                    )
+                })??;
+            let _ = stream.set_nodelay(true);
+            let remote = stream.peer_addr()?;
+            Ok(Conn {
+                stream: Box::new(stream),
+                remote,
+                via: Via::Direct,
+            })
+        })
+    }
+}
+
+/// A TCP listener as an [`Acceptor`].
+#[derive(Debug)]
+pub struct TcpAcceptor {
+    listener: TcpListener,
+}
+
+impl TcpAcceptor {
+    /// Binds `addr`.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpAcceptor> {
+        Ok(TcpAcceptor {
+            listener: TcpListener::bind(addr).await?,
+        })
+    }
+}
+
+impl Acceptor for TcpAcceptor {
+    fn accept(&self) -> BoxFuture<'_, std::io::Result<Conn>> {
+        Box::pin(async move {
+            let (stream, remote) = self.listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok(Conn {
+                stream: Box::new(stream),
+                remote,
+                via: Via::Direct,
+            })
+        })
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+}
