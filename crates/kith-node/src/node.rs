@@ -85,6 +85,188 @@ fn bind_advice(what: &str, error: &std::io::Error) -> String {
     }
 }
 
+/// What a node is built from (see [`Node::start`]).
+pub struct NodeSetup {
+    /// The resolved settings.
+    pub config: NodeConfig,
+    /// The node's keys.
+    pub identity: kith_crypto::Identity,
+    /// The opened store.
+    pub store: Store,
+    /// Wall-clock time.
+    pub clock: SharedClock,
+    /// How links are dialled.
+    pub dialer: Arc<dyn crate::endpoint::Dialer>,
+    /// Where links come in.
+    pub acceptors: Vec<Box<dyn crate::endpoint::Acceptor>>,
+    /// TLS with the node certificate, for the text ports.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// A running node's parts: the endpoint and the services, wired together, with the token that
+/// stops them and the tracker that waits for them. `kith up` serves one behind its control
+/// API; in-process tests drive one directly.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Links.
+    pub endpoint: Endpoint,
+    /// Files and the database.
+    pub store: Store,
+    /// File exchange and custody.
+    pub exchange: Exchange,
+    /// Offers and replication.
+    pub sharing: Sharing,
+    /// Proof of retention.
+    pub retention: Retention,
+    /// Chat.
+    pub chat: Chat,
+    /// The CIYAM peer port's sessions.
+    pub peer_port: PeerPort,
+    /// Cancelled to stop the node.
+    pub cancel: CancellationToken,
+    /// Every task of the node.
+    pub tracker: TaskTracker,
+    drain: Duration,
+}
+
+impl Node {
+    /// Builds the endpoint and the services, registers the link protocols, starts the
+    /// endpoint (accepting, re-linking known peers) and the background tasks.
+    pub fn start(setup: NodeSetup) -> Node {
+        let NodeSetup {
+            config,
+            identity,
+            store,
+            clock,
+            dialer,
+            acceptors,
+            tls,
+        } = setup;
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let limits = config.limits.clone();
+        let mut secure = SecureConfig::new(&identity, &limits);
+        if config.raw_links {
+            secure = secure.with_mode(Mode::Raw);
+        }
+        let listen_port = acceptors
+            .first()
+            .and_then(|a| a.local_addr())
+            .map(|a| a.port());
+        let endpoint = Endpoint::new(EndpointConfig {
+            secure,
+            limits: limits.clone(),
+            clock: Arc::clone(&clock),
+            directory: Arc::new(StoreDirectory::new(store.clone())),
+            dialer,
+            acceptors,
+            announce: config.announce.clone(),
+            cancel: cancel.clone(),
+            tracker: tracker.clone(),
+        });
+        let exchange = Exchange::new(
+            endpoint.clone(),
+            store.clone(),
+            ExchangeSettings {
+                limits: limits.clone(),
+                max_item: config.max_item,
+                clock: Arc::clone(&clock),
+            },
+        );
+        let retention = Retention::new(
+            endpoint.clone(),
+            store.clone(),
+            exchange.clone(),
+            limits.clone(),
+            Arc::clone(&clock),
+        );
+        let sharing = Sharing::new(
+            endpoint.clone(),
+            store.clone(),
+            exchange.clone(),
+            limits.clone(),
+            Arc::clone(&clock),
+        );
+        let (chat, chat_queues) = Chat::new(
+            endpoint.clone(),
+            store.clone(),
+            ChatSettings {
+                limits: limits.clone(),
+                name: config.chat_name.clone(),
+                auto_join_invites: config.chat_auto_join_invites,
+                listen_port,
+                tls: tls.clone(),
+                clock,
+            },
+        );
+        let peer_port = PeerPort::new(exchange.clone(), tls);
+        Router::builder(endpoint.clone())
+            .accept(Arc::new(exchange.clone()))
+            .accept(Arc::new(retention.clone()))
+            .accept(Arc::new(sharing.clone()))
+            .accept(Arc::new(chat.clone()))
+            .spawn();
+        tracker.spawn(crate::chat::run(
+            chat.clone(),
+            identity,
+            chat_queues,
+            cancel.clone(),
+        ));
+        sharing.spawn_replicator(&tracker, cancel.clone());
+        retention.spawn_scheduler(&tracker, cancel.clone());
+        Node {
+            endpoint,
+            store,
+            exchange,
+            sharing,
+            retention,
+            chat,
+            peer_port,
+            cancel,
+            tracker,
+            drain: Duration::from_millis(limits.link_drain_ms),
+        }
+    }
+
+    /// Every counter of the node, by name (zero included).
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        let mut counters = crate::counters::snapshot(&[
+            self.endpoint.counters() as &dyn CounterSet,
+            &self.exchange.counters,
+            self.sharing.counters(),
+            self.retention.counters(),
+            self.peer_port.counters(),
+            self.chat.counters(),
+        ]);
+        counters.extend(self.chat.router_counters());
+        counters
+    }
+
+    /// The control API's view of this node.
+    fn services(&self, status: NodeStatus) -> Services {
+        Services {
+            endpoint: self.endpoint.clone(),
+            store: self.store.clone(),
+            exchange: self.exchange.clone(),
+            sharing: self.sharing.clone(),
+            retention: self.retention.clone(),
+            chat: self.chat.clone(),
+            node: Arc::new(status),
+        }
+    }
+
+    /// Stops the node: links flush what they had queued and say `bye`; waits for every task
+    /// (no longer than the links' drain plus [`SHUTDOWN_GRACE`]).
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        let grace = self.drain + SHUTDOWN_GRACE;
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            tracing::warn!("some tasks did not stop within {grace:?}");
+        }
+    }
+}
+
 /// What `kith status` reports of the node itself, and where its counters come from.
 #[derive(Debug)]
 struct NodeStatus {
@@ -97,25 +279,12 @@ struct NodeStatus {
     listens: bool,
     max_control_body: usize,
     clock: SharedClock,
-    endpoint: Endpoint,
-    exchange: Exchange,
-    sharing: Sharing,
-    retention: Retention,
-    peer_port: PeerPort,
-    chat: Chat,
+    node: Node,
 }
 
 impl NodeInfo for NodeStatus {
     fn status(&self, files: u64) -> crate::api::StatusReport {
-        let mut counters = crate::counters::snapshot(&[
-            self.endpoint.counters() as &dyn CounterSet,
-            &self.exchange.counters,
-            self.sharing.counters(),
-            self.retention.counters(),
-            self.peer_port.counters(),
-            self.chat.counters(),
-        ]);
-        counters.extend(self.chat.router_counters());
+        let counters = self.node.counters();
         crate::api::StatusReport {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
@@ -125,7 +294,7 @@ impl NodeInfo for NodeStatus {
             uptime_secs: self.started.elapsed().as_secs(),
             db: self.db.to_owned(),
             files,
-            links: self.endpoint.linked().len() as u64,
+            links: self.node.endpoint.linked().len() as u64,
             listeners: self.listeners.clone(),
             counters,
             replication: None,
@@ -245,83 +414,28 @@ pub async fn serve_with_clock(
             "--chat-tls needs the node certificate, which could not be built".into(),
         ));
     }
-    let mut secure = SecureConfig::new(&identity, &config.limits);
     if config.raw_links {
         tracing::warn!(
             "RAW MODE: secure links are NOT encrypted or authenticated (simulations only)"
         );
-        secure = secure.with_mode(Mode::Raw);
     }
 
-    let cancel = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let limits = config.limits.clone();
-    let endpoint = Endpoint::new(EndpointConfig {
-        secure,
-        limits: limits.clone(),
+    let node = Node::start(NodeSetup {
+        config: config.clone(),
+        identity: identity.clone(),
+        store,
         clock: Arc::clone(&clock),
-        directory: Arc::new(StoreDirectory::new(store.clone())),
         dialer: Arc::new(Tcp),
         acceptors: acceptor
             .map(|a| Box::new(a) as Box<dyn crate::endpoint::Acceptor>)
             .into_iter()
             .collect(),
-        announce: config.announce.clone(),
-        cancel: cancel.clone(),
-        tracker: tracker.clone(),
+        tls: tls.clone(),
     });
-    let exchange = Exchange::new(
-        endpoint.clone(),
-        store.clone(),
-        ExchangeSettings {
-            limits: limits.clone(),
-            max_item: config.max_item,
-            clock: Arc::clone(&clock),
-        },
-    );
-    let retention = Retention::new(
-        endpoint.clone(),
-        store.clone(),
-        exchange.clone(),
-        limits.clone(),
-        Arc::clone(&clock),
-    );
-    let sharing = Sharing::new(
-        endpoint.clone(),
-        store.clone(),
-        exchange.clone(),
-        limits.clone(),
-        Arc::clone(&clock),
-    );
-    let (chat, chat_queues) = Chat::new(
-        endpoint.clone(),
-        store.clone(),
-        ChatSettings {
-            limits: limits.clone(),
-            name: config.chat_name.clone(),
-            auto_join_invites: config.chat_auto_join_invites,
-            listen_port: listen.map(|a| a.port()),
-            tls: tls.clone(),
-            clock: Arc::clone(&clock),
-        },
-    );
-    let peer_port = PeerPort::new(exchange.clone(), tls);
-
-    Router::builder(endpoint.clone())
-        .accept(Arc::new(exchange.clone()))
-        .accept(Arc::new(retention.clone()))
-        .accept(Arc::new(sharing.clone()))
-        .accept(Arc::new(chat.clone()))
-        .spawn();
-    tracker.spawn(crate::chat::run(
-        chat.clone(),
-        identity.clone(),
-        chat_queues,
-        cancel.clone(),
-    ));
+    let (cancel, tracker, limits) = (node.cancel.clone(), node.tracker.clone(), &config.limits);
     if let Some(listener) = chat_listener {
         tracker.spawn(crate::chat::port::accept_loop(
-            chat.clone(),
+            node.chat.clone(),
             listener,
             config.chat_tls,
             cancel.clone(),
@@ -329,13 +443,11 @@ pub async fn serve_with_clock(
     }
     if let Some(listener) = peer_listener {
         tracker.spawn(crate::peer_port::accept_loop(
-            peer_port.clone(),
+            node.peer_port.clone(),
             listener,
             cancel.clone(),
         ));
     }
-    sharing.spawn_replicator(&tracker, cancel.clone());
-    retention.spawn_scheduler(&tracker, cancel.clone());
 
     let agent = identity.agent_id().to_string();
     let node_id = identity.node_id().to_string();
@@ -349,31 +461,18 @@ pub async fn serve_with_clock(
         node_id: node_id.clone(),
     });
 
-    let services = Services {
-        node: Arc::new(NodeStatus {
-            agent,
-            node_id,
-            data_dir: data_dir.root().display().to_string(),
-            db: config.db_kind(),
-            started: Instant::now(),
-            listeners,
-            listens: config.listen.is_some(),
-            max_control_body: limits.max_control_body,
-            clock,
-            endpoint: endpoint.clone(),
-            exchange: exchange.clone(),
-            sharing: sharing.clone(),
-            retention: retention.clone(),
-            peer_port,
-            chat: chat.clone(),
-        }),
-        endpoint,
-        store,
-        exchange,
-        sharing,
-        retention,
-        chat,
-    };
+    let services = node.services(NodeStatus {
+        agent,
+        node_id,
+        data_dir: data_dir.root().display().to_string(),
+        db: config.db_kind(),
+        started: Instant::now(),
+        listeners,
+        listens: config.listen.is_some(),
+        max_control_body: limits.max_control_body,
+        clock,
+        node: node.clone(),
+    });
     let stopper = cancel.clone();
     let result = axum::serve(control, server::router(services))
         .with_graceful_shutdown(async move {
@@ -383,13 +482,7 @@ pub async fn serve_with_clock(
             }
         })
         .await;
-    cancel.cancel();
-    tracker.close();
-    // Links flush what they had queued and say `bye`; nothing waits beyond their drain.
-    let grace = Duration::from_millis(limits.link_drain_ms) + SHUTDOWN_GRACE;
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!("some tasks did not stop within {grace:?}");
-    }
+    node.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("node stopped");
     result.map_err(NodeError::Runtime)

@@ -29,7 +29,9 @@ pub use directory::{DialTarget, PeerAddress, PeerDirectory, StoreDirectory};
 pub use handshake::HandshakeFailure;
 pub use link_task::{envelope, PROTOCOLS};
 pub use registry::{LinkView, Side};
-pub use transport::{Acceptor, Conn, Dialer, Tcp, TcpAcceptor, Via};
+pub use transport::{
+    Acceptor, Conn, Dialer, MemoryAcceptor, MemoryDialer, MemoryNet, Tcp, TcpAcceptor, Via,
+};
 
 use crate::clock::{mono_now, SharedClock};
 use crate::ticket::Ticket;

@@ -130,3 +130,129 @@ impl Acceptor for TcpAcceptor {
         self.listener.local_addr().ok()
     }
 }
+
+/// An in-memory network for tests: listeners are registered by address, and a dial connects
+/// a `tokio::io::duplex` pair to the listener there. Addresses are made up (`10.0.0.N`), so
+/// many nodes in one process each have their own.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryNet {
+    listeners: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<SocketAddr, tokio::sync::mpsc::Sender<Conn>>>,
+    >,
+    next_host: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// A listener on a [`MemoryNet`].
+#[derive(Debug)]
+pub struct MemoryAcceptor {
+    addr: SocketAddr,
+    incoming: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Conn>>,
+}
+
+/// Dials on a [`MemoryNet`] from one address.
+#[derive(Debug, Clone)]
+pub struct MemoryDialer {
+    net: MemoryNet,
+    from: std::net::IpAddr,
+}
+
+/// Bytes buffered in each direction of an in-memory connection.
+const MEMORY_PIPE: usize = 256 * 1024;
+
+impl MemoryNet {
+    /// A new, empty network.
+    pub fn new() -> MemoryNet {
+        MemoryNet::default()
+    }
+
+    /// A fresh host address on this network.
+    pub fn host(&self) -> std::net::IpAddr {
+        let n = self
+            .next_host
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n))
+    }
+
+    /// Listens at `addr`.
+    pub fn listen(&self, addr: SocketAddr) -> MemoryAcceptor {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(addr, tx);
+        MemoryAcceptor {
+            addr,
+            incoming: tokio::sync::Mutex::new(rx),
+        }
+    }
+
+    /// Stops listening at `addr` (a dial there then fails, as to a stopped node).
+    pub fn unlisten(&self, addr: SocketAddr) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&addr);
+    }
+
+    /// A dialer whose connections come from `from`.
+    pub fn dialer(&self, from: std::net::IpAddr) -> MemoryDialer {
+        MemoryDialer {
+            net: self.clone(),
+            from,
+        }
+    }
+}
+
+impl Dialer for MemoryDialer {
+    fn dial<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, std::io::Result<Conn>> {
+        Box::pin(async move {
+            let refused = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+            let ip: std::net::IpAddr = host.parse().map_err(|_| refused())?;
+            let to = SocketAddr::new(ip, port);
+            let listener = self
+                .net
+                .listeners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&to)
+                .cloned()
+                .ok_or_else(refused)?;
+            let (ours, theirs) = tokio::io::duplex(MEMORY_PIPE);
+            let from = SocketAddr::new(self.from, 40_000 + (rand::random::<u16>() % 20_000));
+            listener
+                .send(Conn {
+                    stream: Box::new(theirs),
+                    remote: from,
+                    via: Via::Direct,
+                })
+                .await
+                .map_err(|_| refused())?;
+            Ok(Conn {
+                stream: Box::new(ours),
+                remote: to,
+                via: Via::Direct,
+            })
+        })
+    }
+}
+
+impl Acceptor for MemoryAcceptor {
+    fn accept(&self) -> BoxFuture<'_, std::io::Result<Conn>> {
+        Box::pin(async move {
+            match self.incoming.lock().await.recv().await {
+                Some(conn) => Ok(conn),
+                None => std::future::pending().await,
+            }
+        })
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        Some(self.addr)
+    }
+}
