@@ -28,6 +28,14 @@ impl LinkMachine {
         }
         self.plain.extend_from_slice(&plain);
         while self.ended.is_none() && !self.heard_bye {
+            // `check` first: `decode` of a partial envelope reserves its whole declared
+            // length, so a 24-byte header would make a link hold `max_envelope_data` (2 MiB)
+            // for nothing. The buffer grows with what actually arrives instead.
+            match self.envelopes.check(&self.plain) {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => return self.lose(e.into()),
+            }
             match self.envelopes.decode(&mut self.plain) {
                 Ok(Some(env)) => self.on_envelope(now, env),
                 Ok(None) => break,

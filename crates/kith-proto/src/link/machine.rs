@@ -99,6 +99,13 @@ impl LinkMachine {
         }
         self.inbuf.extend_from_slice(bytes);
         while self.ended.is_none() && !self.heard_bye {
+            // `check` first: `decode` of a partial frame reserves its whole declared length,
+            // and the buffers here should hold only what arrived.
+            match self.frames.check(&self.inbuf) {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => return self.lose(e.into()),
+            }
             let frame = match self.frames.decode(&mut self.inbuf) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,

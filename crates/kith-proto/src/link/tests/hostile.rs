@@ -189,3 +189,17 @@ fn nothing_after_the_peers_bye_is_read() {
     let mut out = BytesMut::new();
     assert!(victim.poll_transmit(&mut out), "the ack bye goes out");
 }
+
+#[test]
+fn a_header_alone_does_not_make_the_link_reserve_what_it_declares() {
+    let (mut attacker, mut victim, now) = attacked();
+    // A header declaring 2 MiB of data (within the limit) and a frame prefix declaring 64 KiB,
+    // and nothing more: memory follows what arrived, not what was announced.
+    let mut header = envelope_bytes("file", b"")[..24].to_vec();
+    header[16..20].copy_from_slice(&(limits().max_envelope_data).to_be_bytes());
+    victim.handle_bytes(now, &sealed(&mut attacker, &header));
+    victim.handle_bytes(now, &[0, 1, 0, 0, b'T']);
+    assert!(victim.ended().is_none());
+    let held = victim.plain.capacity() + victim.inbuf.capacity();
+    assert!(held < 4096, "{held} bytes held for 29 received");
+}
