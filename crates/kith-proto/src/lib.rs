@@ -9,6 +9,9 @@
 //!   and CIYAM text lines join it as their issues land).
 //! - [`secure`]: the secure link: frames, the Noise handshakes (IK with a ticket, N+KK for
 //!   known peers, NK for queries, raw mode for simulations) and the established link.
+//! - [`link`]: the link protocol on an established secure link (`version`, `ping`/`pong`,
+//!   `bye` and drain, the responder's idle close, key confirmation), as a machine the node's
+//!   link task and kith-sim both drive.
 //! - [`files`]: the CIYAM peer-protocol session (file exchange), one machine for both ends,
 //!   spoken as text on the peer port or as envelopes on secure links.
 //! - [`limits`]: the one struct that bounds every frame, queue, cache and wait.
@@ -16,6 +19,7 @@
 
 pub mod files;
 pub mod limits;
+pub mod link;
 pub mod secure;
 pub mod wire;
 

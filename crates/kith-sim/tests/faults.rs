@@ -5,6 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use kith_proto::link::LinkEnd;
 use kith_proto::secure::{HandshakeError, HandshakeKind};
 use kith_sim::secure::{NodeEvent, SecureSimNode};
 use kith_sim::{Addr, CloseReason, ConnId, Input, LinkConfig, NetConfig, Output, Sim, SimNode};
@@ -245,5 +246,23 @@ fn idle_links_are_closed_by_the_responder_on_virtual_time() {
         0,
         "an orderly close is not redialled"
     );
-    assert_eq!(sim.run_until_idle(), Ok(0));
+    // Both ends ran the bye/drain protocol: b said `bye` (idle), a answered, both in order.
+    for x in [a, b] {
+        let ends: Vec<_> = sim
+            .node(x)
+            .events()
+            .iter()
+            .filter_map(|(_, e)| match e {
+                NodeEvent::LinkEnded { end, .. } => Some(end.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ends, vec![LinkEnd::Orderly]);
+        assert_eq!(sim.node(x).stats().links_ended_orderly, 1);
+    }
+    // Nothing is left running (a timer disarmed when the link ended may still be queued,
+    // but it delivers nothing).
+    let before = sim.deliveries();
+    assert!(sim.run_until_idle().is_ok());
+    assert_eq!(sim.deliveries(), before);
 }

@@ -130,6 +130,12 @@ fn finish(hs: HandshakeState) -> Result<(snow::TransportState, Vec<u8>), Handsha
     Ok((hs.into_transport_mode()?, hash))
 }
 
+/// The first 32 bytes of a handshake message: its `e` token, the sender's ephemeral public
+/// key in clear, in every first message kith reads (IK, KK and NK all start with `e`).
+fn leading_key(body: &[u8]) -> Option<[u8; 32]> {
+    body.get(..32)?.try_into().ok()
+}
+
 fn agent_json(agent: &AgentId) -> Vec<u8> {
     serde_json::to_vec(&agent.to_string()).unwrap_or_default()
 }
@@ -389,6 +395,7 @@ pub struct Responder {
     noise_secret: Zeroizing<[u8; 32]>,
     accept_queries: bool,
     state: State,
+    remote_ephemeral: Option<[u8; 32]>,
 }
 
 impl Responder {
@@ -404,12 +411,20 @@ impl Responder {
             noise_secret: config.noise_secret.clone(),
             accept_queries: config.accept_queries,
             state: State::AwaitFirst,
+            remote_ephemeral: None,
         }
     }
 
     /// Our agent id.
     pub fn agent(&self) -> AgentId {
         self.agent
+    }
+
+    /// The initiator's ephemeral public key from the handshake message this responder
+    /// answers, for [`ReplayCache`](super::ReplayCache): known once `I` or `Q` (or, for N+KK,
+    /// `K`, not `N`) has been read and decrypted; `None` before, and always in raw mode.
+    pub fn remote_ephemeral(&self) -> Option<[u8; 32]> {
+        self.remote_ephemeral
     }
 
     /// Feeds one received frame. Only a frame valid for the current state is accepted
@@ -558,6 +573,7 @@ impl Responder {
                     &mut self.core.rng,
                 )?;
                 let payload = read(&mut hs, &frame.body)?;
+                self.remote_ephemeral = leading_key(&frame.body);
                 let proven: [u8; 32] = hs
                     .get_remote_static()
                     .and_then(|k| k.try_into().ok())
@@ -631,6 +647,7 @@ impl Responder {
         let (hs, payload) = match hs {
             Some(mut hs) => {
                 let payload = read(&mut hs, &frame.body)?;
+                self.remote_ephemeral = leading_key(&frame.body);
                 (Some(hs), payload)
             }
             None => (None, frame.body.to_vec()),
@@ -653,6 +670,7 @@ impl Responder {
                     &mut self.core.rng,
                 )?;
                 let payload = read(&mut hs, &frame.body)?;
+                self.remote_ephemeral = leading_key(&frame.body);
                 (Some(Box::new(hs)), payload)
             }
             Mode::Raw => (None, frame.body.to_vec()),

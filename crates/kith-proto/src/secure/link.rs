@@ -39,8 +39,9 @@ enum Transport {
 /// An established secure link: the transport cipher states, who is at the other end, and the
 /// idle clock.
 ///
-/// Calling contract: [`seal_into`](Self::seal_into) what you want to send and write the bytes
-/// it appends; give every received frame to [`open`](Self::open), in order, with the time it
+/// Most drivers do not use it directly but hand it to [`crate::link::LinkMachine`], which
+/// speaks the link protocol on it. Calling contract: [`seal_into`](Self::seal_into) what you
+/// want to send and write the bytes it appends; give every received frame to [`open`](Self::open), in order, with the time it
 /// arrived. Any `Err` means close the connection. The responder closes the link when
 /// [`idle_deadline`](Self::idle_deadline) passes with nothing received; the initiator never
 /// closes for idleness (its `idle_deadline` is `None`).

@@ -33,8 +33,14 @@
 //! 3. Feed each decoded frame to `handle_frame(now, frame)`, and call `handle_timeout(now)` when
 //!    the timer fires. Answer the responder's questions when their answers are known.
 //! 4. `Err(_)` from any call, or [`Event::Refused`], ends the handshake: close the socket and
-//!    send nothing more. [`Event::Established`] hands over the [`Link`]: feed every later frame
-//!    (even one already buffered) to [`Link::open`], and drop the handshake machine.
+//!    send nothing more. [`Event::Established`] hands over the [`Link`]: give it to a
+//!    [`crate::link::LinkMachine`] (which speaks the link protocol on it) with every byte
+//!    already read past the handshake, and drop the handshake machine.
+//! 5. (Responder.) Against replayed handshakes: the first time
+//!    [`Responder::remote_ephemeral`] is `Some` after a call, ask a [`ReplayCache`] shared by
+//!    the listener before draining `poll_transmit`, and close silently on a replay. And treat
+//!    the link as unproven until [`crate::link::Event::Confirmed`] (see key confirmation in
+//!    [`crate::link`]).
 //!
 //! The cipher states follow the Noise specification (the initiator sends with the first key
 //! of Split()), as snow and every specification-following implementation do, and *not* the
@@ -45,6 +51,7 @@ mod handshake;
 mod link;
 mod noise;
 pub mod payload;
+mod replay;
 #[cfg(test)]
 mod tests;
 
@@ -58,6 +65,7 @@ pub use handshake::{Initiator, Responder};
 pub use link::{Link, LinkError};
 pub use noise::{IK_PARAMS, KK_PARAMS, NK_PARAMS, N_PARAMS};
 pub use payload::{Chad, TicketProof, TicketRequest};
+pub use replay::ReplayCache;
 
 use crate::Limits;
 

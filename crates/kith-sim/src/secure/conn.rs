@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use kith_crypto::AgentId;
-use kith_proto::secure::{Event, Frame, HandshakeError, Initiator, Link, Responder};
-use kith_proto::wire::EnvelopeDecoder;
+use kith_proto::link::LinkMachine;
+use kith_proto::secure::{Event, Frame, HandshakeError, Initiator, Responder};
 
 use crate::node::Addr;
 
@@ -71,16 +71,21 @@ impl Machine {
     pub fn poll_timeout(&self) -> Option<Instant> {
         both!(self, m => m.poll_timeout())
     }
+
+    /// The initiator's ephemeral key, once a responder has read the message carrying it.
+    pub fn remote_ephemeral(&self) -> Option<[u8; 32]> {
+        match self {
+            Machine::Responder(r) => r.remote_ephemeral(),
+            Machine::Initiator(_) => None,
+        }
+    }
 }
 
-/// An established link and its decoders.
+/// An established link: the link machine that speaks the link protocol on it.
 pub(crate) struct Linked {
-    pub link: Link,
+    pub machine: LinkMachine,
     pub peer: AgentId,
     pub since: Instant,
-    /// Opened plaintext not yet a whole envelope.
-    pub plain: BytesMut,
-    pub envelopes: EnvelopeDecoder,
 }
 
 pub(crate) enum State {
@@ -93,9 +98,12 @@ pub(crate) struct Conn {
     pub peer_addr: Addr,
     /// Set when we dialled it.
     pub dial: Option<Dial>,
-    /// Received bytes not yet a whole frame.
+    /// Received bytes not yet a whole handshake frame (handed to the link machine once the
+    /// handshake is over).
     pub inbuf: BytesMut,
     pub bytes_received: usize,
+    /// Whether the initiator's ephemeral has been put to the replay cache (responder).
+    pub replay_checked: bool,
     pub state: State,
 }
 
@@ -103,7 +111,7 @@ impl Conn {
     pub fn deadline(&self) -> Option<Instant> {
         match &self.state {
             State::Handshake(m) => m.poll_timeout(),
-            State::Linked(l) => l.link.idle_deadline(),
+            State::Linked(l) => l.machine.poll_timeout(),
         }
     }
 }

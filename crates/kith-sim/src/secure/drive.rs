@@ -1,16 +1,15 @@
-//! Running one connection per the kith-proto calling contract: the handshake machine (drain
-//! transmits, one event per turn, answer questions, feed whole frames), then the link (open
-//! `T` frames, decode envelopes, answer `ping`).
+//! Running one handshake per the kith-proto calling contract (drain transmits, one event per
+//! turn, answer questions, feed whole frames, drop a replayed handshake before answering it),
+//! then handing the link to a [`LinkMachine`].
 
 use std::time::Instant;
 
 use bytes::BytesMut;
-use kith_crypto::AgentId;
+use kith_proto::link::{LinkMachine, LinkSettings};
 use kith_proto::secure::{Chad, Event, HandshakeError, Initiator, Link, TicketRequest};
-use kith_proto::wire::{Envelope, EnvelopeDecoder};
 
 use super::conn::{Conn, Dial, Linked, Machine, State};
-use super::{command, NodeEvent, SecureSimNode};
+use super::{NodeEvent, SecureSimNode};
 use crate::node::{ConnId, Output};
 
 impl SecureSimNode {
@@ -50,9 +49,23 @@ impl SecureSimNode {
     pub(super) fn pump(&mut self, now: Instant, id: ConnId, mut conn: Conn) {
         loop {
             let machine = match &mut conn.state {
-                State::Linked(_) => return self.pump_link(now, id, conn),
+                State::Linked(_) => {
+                    self.conns.insert(id, conn);
+                    return self.drive_link(now, id);
+                }
                 State::Handshake(m) => m,
             };
+            // Before anything is answered: a handshake message seen before is a replay,
+            // dropped without a word (not even the `A` already queued goes out).
+            if let (false, Some(ephemeral)) = (conn.replay_checked, machine.remote_ephemeral()) {
+                conn.replay_checked = true;
+                if !self.replay.check_and_insert(now, ephemeral) {
+                    self.stats.replays_refused += 1;
+                    self.log(now, NodeEvent::ReplayRefused { conn: id });
+                    self.outputs.push_back(Output::Close { conn: id });
+                    return;
+                }
+            }
             if let Err(e) = self.send_frames(id, machine) {
                 self.log(now, NodeEvent::LinkFailed { conn: id, error: e });
                 self.outputs.push_back(Output::Close { conn: id });
@@ -134,9 +147,8 @@ impl SecureSimNode {
             // A query link: no peer to record; this node never queries, so it cannot happen.
             (None, None) => return self.outputs.push_back(Output::Close { conn: id }),
         };
+        // The handshake's payload is not key-confirmed; this node sends none anyway.
         let _ = link.take_early_data();
-        self.known.insert(peer, conn.peer_addr);
-        self.redials.remove(&peer);
         self.stats.established += 1;
         self.log(
             now,
@@ -147,68 +159,20 @@ impl SecureSimNode {
                 kind: link.kind(),
             },
         );
+        let settings = LinkSettings {
+            announce: Some(self.addr.to_string()),
+            observed: Some(conn.peer_addr.to_string()),
+            ..LinkSettings::new(&self.options.limits)
+        };
+        let mut machine = LinkMachine::new(link, settings, now);
+        // Bytes read past the handshake's last frame belong to the link.
+        let leftover = conn.inbuf.split();
+        machine.handle_bytes(now, &leftover);
         conn.state = State::Linked(Box::new(Linked {
-            link,
+            machine,
             peer,
             since: now,
-            plain: BytesMut::new(),
-            envelopes: EnvelopeDecoder::new(self.options.limits.max_envelope_data),
         }));
-    }
-
-    pub(super) fn pump_link(&mut self, now: Instant, id: ConnId, mut conn: Conn) {
-        let State::Linked(l) = &mut conn.state else {
-            return;
-        };
-        let peer = l.peer;
-        let mut received = Vec::new();
-        let result = (|| -> Result<(), String> {
-            while let Some(frame) = self
-                .frames
-                .decode(&mut conn.inbuf)
-                .map_err(|e| e.to_string())?
-            {
-                let plain = l.link.open(now, &frame).map_err(|e| e.to_string())?;
-                l.plain.extend_from_slice(&plain);
-                while let Some(env) = l
-                    .envelopes
-                    .decode(&mut l.plain)
-                    .map_err(|e| e.to_string())?
-                {
-                    received.push(env);
-                }
-            }
-            Ok(())
-        })();
-        self.conns.insert(id, conn);
-        for env in received {
-            self.on_envelope(now, id, peer, env);
-        }
-        if let Err(error) = result {
-            self.log(now, NodeEvent::LinkFailed { conn: id, error });
-            self.close(id);
-        }
-    }
-
-    pub(super) fn on_envelope(&mut self, now: Instant, id: ConnId, peer: AgentId, env: Envelope) {
-        self.stats.envelopes_received += 1;
-        match env.command.as_str() {
-            "ping" if env.data.len() == 8 => {
-                let pong = Envelope::new(command("pong"), env.data.clone());
-                self.send_on(now, id, &pong);
-            }
-            "pong" if env.data.len() == 8 => {
-                let mut nonce = [0u8; 8];
-                nonce.copy_from_slice(&env.data);
-                if let Some(sent) = self.pings.remove(&nonce) {
-                    let rtt = now.saturating_duration_since(sent);
-                    self.stats.pongs += 1;
-                    self.rtts.push((peer, rtt));
-                    self.log(now, NodeEvent::Pong { peer, rtt });
-                }
-            }
-            _ => self.inbox.push_back((peer, env)),
-        }
     }
 
     pub(super) fn start_initiator(

@@ -1,11 +1,11 @@
-//! The node as a whole: inputs from the harness, timers (handshake deadlines, idle links,
-//! redials) and the redial backoff.
+//! The node as a whole: inputs from the harness, timers (handshake deadlines, the link
+//! machines' deadlines, redials) and the redial backoff.
 
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kith_crypto::AgentId;
-use kith_proto::secure::{Responder, Role};
+use kith_proto::secure::Responder;
 
 use super::conn::{Conn, Dial, Machine, State};
 use super::{NodeEvent, Redial, SecureSimNode};
@@ -20,6 +20,9 @@ impl SecureSimNode {
         if let Some(r) = self.redials.get_mut(&agent) {
             r.delay = (r.delay * 2).min(max);
             r.next = Some(now + r.delay);
+        } else if self.has_pending(agent) {
+            // Sends wait for this peer: keep trying, with the backoff.
+            self.schedule_redial(now, agent);
         }
     }
 
@@ -34,7 +37,7 @@ impl SecureSimNode {
         });
     }
 
-    /// Runs a connection as far as its buffered input allows, per the calling contract.
+    /// The network closed a connection under a handshake or a link.
     pub(super) fn on_closed(&mut self, now: Instant, id: ConnId, reason: CloseReason) {
         let Some(conn) = self.conns.remove(&id) else {
             return;
@@ -62,14 +65,12 @@ impl SecureSimNode {
                         reason,
                     },
                 );
-                if reason == CloseReason::PeerClosed {
-                    self.stats.links_closed_by_peer += 1;
-                } else {
-                    self.stats.links_lost += 1;
-                    if l.link.role() == Role::Initiator && !self.is_linked(peer) {
-                        self.schedule_redial(now, peer);
-                    }
+                // The machine decides: orderly after a `bye`, lost otherwise.
+                self.conns.insert(id, conn);
+                if let Some(m) = self.machine_mut(id) {
+                    m.handle_eof(now);
                 }
+                self.drive_link(now, id);
             }
         }
     }
@@ -87,14 +88,15 @@ impl SecureSimNode {
                         self.conns.insert(id, conn);
                     }
                 },
-                State::Linked(l) if l.link.is_idle(now) => {
-                    let peer = l.peer;
-                    self.stats.idle_closes += 1;
-                    self.log(now, NodeEvent::IdleClosed { conn: id, peer });
-                    self.outputs.push_back(Output::Close { conn: id });
-                }
-                State::Linked(_) => {
+                State::Linked(l) => {
+                    let due = l.machine.poll_timeout().is_some_and(|t| t <= now);
+                    if due {
+                        l.machine.handle_timeout(now);
+                    }
                     self.conns.insert(id, conn);
+                    if due {
+                        self.drive_link(now, id);
+                    }
                 }
             }
         }
@@ -134,6 +136,7 @@ impl SimNode for SecureSimNode {
                             dial: Some(dial),
                             inbuf: BytesMut::new(),
                             bytes_received: 0,
+                            replay_checked: false,
                             state: State::Handshake(Machine::Initiator(Box::new(m))),
                         };
                         self.pump(now, id, conn);
@@ -159,6 +162,7 @@ impl SimNode for SecureSimNode {
                     dial: None,
                     inbuf: BytesMut::new(),
                     bytes_received: 0,
+                    replay_checked: false,
                     state: State::Handshake(Machine::Responder(Box::new(m))),
                 };
                 self.conns.insert(id, conn);
@@ -168,6 +172,11 @@ impl SimNode for SecureSimNode {
                     return;
                 };
                 conn.bytes_received += bytes.len();
+                if let State::Linked(l) = &mut conn.state {
+                    l.machine.handle_bytes(now, &bytes);
+                    self.conns.insert(id, conn);
+                    return self.drive_link(now, id);
+                }
                 conn.inbuf.extend_from_slice(&bytes);
                 self.pump(now, id, conn);
             }

@@ -2,32 +2,45 @@
 //!
 //! It drives `kith_proto::secure`'s [`Initiator`] and [`Responder`] exactly per their calling
 //! contract (drain transmits, then one event, answer questions, feed whole frames; any error
-//! or refusal closes the connection without a word), then carries Datt envelopes in `T`
-//! frames over the [`Link`]: `ping` is answered with `pong`, pongs give round-trip times on
-//! the virtual clock, every other envelope goes to an inbox for the test (or a later protocol
-//! core) to take. The responder closes links idle for [`Limits::idle_timeout_ms`].
+//! or refusal closes the connection without a word; a handshake message whose ephemeral the
+//! [`ReplayCache`] has seen is dropped before it is answered), then hands each link to a
+//! [`LinkMachine`], the same link protocol code the node runs: `version`, `ping`/`pong`
+//! (pongs give round-trip times on the virtual clock), `bye` and drain, the responder's idle
+//! close after [`Limits::idle_timeout_ms`], key confirmation. Every other envelope goes to an
+//! inbox for the test (or a later protocol core) to take.
+//!
+//! Links are registered as kith-node registers them: one active link per peer, a responder's
+//! only once the initiator confirmed its keys (so a replayed handshake never displaces a real
+//! link nor records an address), a duplicate retired by the same tie-break (the link dialled
+//! by the smaller agent id wins) with `bye` and drain. Links look "virtually open":
+//! [`SecureSimNode::send_envelope`] to a known peer with no link queues the envelope, dials,
+//! and delivers once the new link is up, so a link the responder closed for idleness is
+//! re-opened by the next send from either side.
 //!
 //! Tickets and known peers live in memory. A successful ticket handshake makes both ends
 //! known peers of each other, so they can later reconnect with N+KK. With `auto_redial` on,
 //! the side that dialled a link redials it (N+KK, backoff from [`Limits::redial_min_ms`]
 //! doubling to [`Limits::redial_max_ms`]) when it is lost to a reset or a partition; a link
-//! the peer closed (an idle close) is not redialled. It is a demonstration of the cores, not a
-//! copy of the tokio driver: no admission guard, no duplicate-link retirement, no `bye`.
+//! that ended in order (`bye`) is not redialled. What it leaves out of the tokio driver: the
+//! admission guard, and any per-link send queue (sends go straight into the machine).
 
 mod conn;
 mod drive;
 mod lifecycle;
+mod link;
 mod report;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use kith_crypto::{AgentId, Identity};
-use kith_proto::secure::{FrameDecoder, Mode, SecureConfig};
+use kith_proto::link::ByeReason;
 #[cfg(doc)]
-use kith_proto::secure::{Initiator, Link, Responder};
-use kith_proto::wire::{Command, Envelope};
+use kith_proto::link::LinkMachine;
+use kith_proto::secure::{FrameDecoder, Mode, ReplayCache, SecureConfig};
+#[cfg(doc)]
+use kith_proto::secure::{Initiator, Responder};
+use kith_proto::wire::Envelope;
 use kith_proto::Limits;
 use rand::rngs::StdRng;
 use rand::RngCore;
@@ -45,6 +58,11 @@ pub struct SecureNodeConfig {
     pub mode: Mode,
     /// Redial lost links we had dialled (default true).
     pub auto_redial: bool,
+    /// Handshake ephemerals remembered against replay (default 4,096; 0 turns the cache off,
+    /// leaving key confirmation as the only defence).
+    pub replay_cache_entries: usize,
+    /// How long an ephemeral is remembered (default 10 minutes).
+    pub replay_window: Duration,
 }
 
 impl Default for SecureNodeConfig {
@@ -53,6 +71,8 @@ impl Default for SecureNodeConfig {
             limits: Limits::default(),
             mode: Mode::Noise,
             auto_redial: true,
+            replay_cache_entries: 4_096,
+            replay_window: Duration::from_secs(600),
         }
     }
 }
@@ -79,6 +99,11 @@ pub struct SecureSimNode {
     dials: BTreeMap<u64, Dial>,
     next_tag: u64,
     conns: BTreeMap<ConnId, Conn>,
+    /// The active (confirmed, not retiring) link per peer.
+    active: BTreeMap<AgentId, ConnId>,
+    /// Envelopes for peers without an active link, waiting for the dial they started.
+    pending: BTreeMap<AgentId, VecDeque<Envelope>>,
+    replay: ReplayCache,
     redials: BTreeMap<AgentId, Redial>,
     pings: BTreeMap<[u8; 8], Instant>,
     outputs: VecDeque<Output>,
@@ -86,11 +111,6 @@ pub struct SecureSimNode {
     rtts: Vec<(AgentId, Duration)>,
     inbox: VecDeque<(AgentId, Envelope)>,
     stats: SecureStats,
-}
-
-fn command(name: &str) -> Command {
-    // Only called with the fixed names of this module, which are valid.
-    Command::new(name).unwrap_or_else(|_| unreachable!())
 }
 
 impl SecureSimNode {
@@ -101,6 +121,9 @@ impl SecureSimNode {
         SecureSimNode {
             addr,
             frames: FrameDecoder::new(&options.limits),
+            replay: ReplayCache::new(options.replay_cache_entries, options.replay_window),
+            active: BTreeMap::new(),
+            pending: BTreeMap::new(),
             secure,
             options,
             rng,
@@ -196,106 +219,86 @@ impl SecureSimNode {
         self.dials.insert(tag, dial);
     }
 
-    /// Sends `ping` with a random 8-byte nonce on the link to `agent`. False if there is no
-    /// link or too many pings are outstanding.
+    /// Sends `ping` with a random 8-byte nonce on the active link to `agent`. False if there
+    /// is none or too many pings are outstanding.
     pub fn ping(&mut self, now: Instant, agent: AgentId) -> bool {
         if self.pings.len() >= self.options.limits.max_pending_pings {
             return false;
         }
+        let Some(&id) = self.active.get(&agent) else {
+            return false;
+        };
         let mut nonce = [0u8; 8];
         self.rng.fill_bytes(&mut nonce);
-        let envelope = Envelope::new(command("ping"), nonce.to_vec());
-        if !self.send_envelope(now, agent, &envelope) {
+        let sent = self.machine_mut(id).is_some_and(|m| m.ping(nonce).is_ok());
+        if sent {
+            self.pings.insert(nonce, now);
+            self.flush(id);
+        }
+        sent
+    }
+
+    /// Sends an envelope to `agent`: on the active link, or, for a known peer with none,
+    /// queued (up to [`Limits::link_queue_envelopes`]) while a link is dialled, and sent once
+    /// it is up. False if `agent` is unknown, the queue is full or the link refused it.
+    pub fn send_envelope(&mut self, _now: Instant, agent: AgentId, envelope: &Envelope) -> bool {
+        if let Some(&id) = self.active.get(&agent) {
+            return self.send_on(id, envelope);
+        }
+        if !self.known.contains_key(&agent) {
             return false;
         }
-        self.pings.insert(nonce, now);
+        let queue = self.pending.entry(agent).or_default();
+        if queue.len() >= self.options.limits.link_queue_envelopes.max(1) {
+            return false;
+        }
+        queue.push_back(envelope.clone());
+        self.ensure_dial(agent)
+    }
+
+    /// Closes the active link to `agent` in order: `bye`, then drain. False if there is none.
+    pub fn close_link(&mut self, now: Instant, agent: AgentId) -> bool {
+        let Some(id) = self.active.remove(&agent) else {
+            return false;
+        };
+        if let Some(m) = self.machine_mut(id) {
+            m.retire(now, ByeReason::Closing);
+        }
+        self.drive_link(now, id);
         true
     }
 
-    /// Sends an envelope on the (newest) link to `agent`. False if there is none.
-    pub fn send_envelope(&mut self, now: Instant, agent: AgentId, envelope: &Envelope) -> bool {
-        match self.link_conn(agent) {
-            Some(id) => self.send_on(now, id, envelope),
-            None => false,
-        }
-    }
-
-    /// Closes the link to `agent` from our side. False if there is none.
-    pub fn close_link(&mut self, agent: AgentId) -> bool {
-        match self.link_conn(agent) {
-            Some(id) => {
-                self.close(id);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// The newest link to `agent`.
-    fn link_conn(&self, agent: AgentId) -> Option<ConnId> {
-        self.conns
-            .iter()
-            .rev()
-            .find(|(_, c)| matches!(&c.state, State::Linked(l) if l.peer == agent))
-            .map(|(&id, _)| id)
-    }
-
-    pub(super) fn send_on(&mut self, now: Instant, id: ConnId, envelope: &Envelope) -> bool {
-        let Some(Conn {
-            state: State::Linked(l),
-            ..
-        }) = self.conns.get_mut(&id)
-        else {
-            return false;
-        };
-        let Ok(bytes) = envelope.to_bytes() else {
-            return false;
-        };
-        let mut out = BytesMut::new();
-        match l.link.seal_into(&bytes, &mut out) {
-            Ok(_) => {
-                self.outputs.push_back(Output::Send {
-                    conn: id,
-                    bytes: out.freeze(),
-                });
-                true
-            }
-            Err(e) => {
-                self.log(
-                    now,
-                    NodeEvent::LinkFailed {
-                        conn: id,
-                        error: e.to_string(),
-                    },
-                );
-                self.close(id);
-                false
-            }
-        }
-    }
-
-    /// Every established link, in connection order.
+    /// The active links (confirmed, not retiring), in connection order.
     pub fn links(&self) -> Vec<LinkInfo> {
         self.conns
             .iter()
             .filter_map(|(&conn, c)| match &c.state {
-                State::Linked(l) => Some(LinkInfo {
+                State::Linked(l) if self.active.get(&l.peer) == Some(&conn) => Some(LinkInfo {
                     conn,
                     peer: l.peer,
-                    role: l.link.role(),
-                    kind: l.link.kind(),
-                    mode: l.link.mode(),
-                    handshake_hash: l.link.handshake_hash().to_vec(),
+                    role: l.machine.role(),
+                    kind: l.machine.kind(),
+                    mode: l.machine.mode(),
+                    handshake_hash: l.machine.link().handshake_hash().to_vec(),
                     since: l.since,
                 }),
-                State::Handshake(_) => None,
+                _ => None,
             })
             .collect()
     }
 
-    /// Whether a link to `agent` is up.
+    /// Connections that carry an established link, active or not (an unconfirmed responder
+    /// link, a retiring duplicate, one draining after `bye`).
+    pub fn established_connections(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| matches!(c.state, State::Linked(_)))
+            .count()
+    }
+
+    /// Whether an active link to `agent` is up.
     pub fn is_linked(&self, agent: AgentId) -> bool {
-        self.link_conn(agent).is_some()
+        self.active.contains_key(&agent)
     }
 
     /// Round-trip times measured by our pings, in order.
@@ -313,19 +316,13 @@ impl SecureSimNode {
         &self.stats
     }
 
-    /// Takes the envelopes received that are not link-level commands (`ping`, `pong`).
+    /// Takes the envelopes received that are not link-level commands (`version`, `ping`,
+    /// `pong`, `bye`).
     pub fn take_inbox(&mut self) -> Vec<(AgentId, Envelope)> {
         self.inbox.drain(..).collect()
     }
 
     pub(super) fn log(&mut self, now: Instant, event: NodeEvent) {
         self.events.push((now, event));
-    }
-
-    /// Closes a connection from our side, silently.
-    pub(super) fn close(&mut self, id: ConnId) {
-        if self.conns.remove(&id).is_some() {
-            self.outputs.push_back(Output::Close { conn: id });
-        }
     }
 }

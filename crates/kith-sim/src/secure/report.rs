@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use kith_crypto::AgentId;
+use kith_proto::link::LinkEnd;
 use kith_proto::secure::{HandshakeError, HandshakeKind, Mode, RefuseReason, Role};
 
 use crate::node::{Addr, CloseReason, ConnId};
@@ -76,7 +77,37 @@ pub enum NodeEvent {
         /// Bytes we had received on it (0 for a silent refusal).
         bytes_received: usize,
     },
-    /// An established link ended from the other side or the network.
+    /// The initiator proved its keys with its first `T` frame (on the initiator: at once), and
+    /// the link was registered.
+    Confirmed {
+        /// The connection.
+        conn: ConnId,
+        /// The other agent.
+        peer: AgentId,
+    },
+    /// A link lost the duplicate tie-break and said `bye`.
+    DuplicateRetired {
+        /// The connection.
+        conn: ConnId,
+        /// The other agent.
+        peer: AgentId,
+    },
+    /// As responder we dropped a handshake whose ephemeral we had seen: a replay.
+    ReplayRefused {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// A link's machine ended it (the last thing that happens to a link).
+    LinkEnded {
+        /// The connection.
+        conn: ConnId,
+        /// The other agent.
+        peer: AgentId,
+        /// How.
+        end: LinkEnd,
+    },
+    /// The network closed the connection under an established link (end of stream, reset,
+    /// partition); a [`NodeEvent::LinkEnded`] follows.
     LinkClosed {
         /// The connection.
         conn: ConnId,
@@ -85,14 +116,15 @@ pub enum NodeEvent {
         /// Why.
         reason: CloseReason,
     },
-    /// As responder we closed a link that received nothing for the idle timeout.
+    /// As responder we started closing (`bye`) a link that received nothing for the idle
+    /// timeout.
     IdleClosed {
         /// The connection.
         conn: ConnId,
         /// The other agent.
         peer: AgentId,
     },
-    /// A link broke on a frame or decrypt error and we closed it.
+    /// A handshake broke on our side (a frame we could not encode) and we closed it.
     LinkFailed {
         /// The connection.
         conn: ConnId,
@@ -126,10 +158,21 @@ pub struct SecureStats {
     pub handshake_timeouts: u64,
     /// Connections closed by the other side or the network during a handshake.
     pub closed_in_handshake: u64,
-    /// Links closed by the peer ([`CloseReason::PeerClosed`]).
+    /// Links registered on key confirmation.
+    pub confirmed: u64,
+    /// Links the peer closed first (its `bye`).
     pub links_closed_by_peer: u64,
-    /// Links lost to a reset or a partition.
+    /// Links that ended in order (both `bye`s, or ours and the drain deadline).
+    pub links_ended_orderly: u64,
+    /// Links lost: reset, partition, end of stream without `bye`, decrypt or decode error,
+    /// or a responder link never confirmed.
     pub links_lost: u64,
+    /// Links ended because the peer speaks none of our protocol versions.
+    pub links_incompatible: u64,
+    /// Links that lost the duplicate tie-break and retired.
+    pub duplicates_retired: u64,
+    /// Handshakes dropped as replays.
+    pub replays_refused: u64,
     /// Idle links we closed as responder.
     pub idle_closes: u64,
     /// Connects that failed.
@@ -138,8 +181,14 @@ pub struct SecureStats {
     pub redials: u64,
     /// Pongs received for our pings.
     pub pongs: u64,
-    /// Envelopes received on links (all commands).
+    /// Envelopes received on links (link-level commands excluded).
     pub envelopes_received: u64,
+    /// Envelopes handed to a link to send (link-level commands excluded).
+    pub envelopes_sent: u64,
+    /// Peers' first `version`s.
+    pub versions_received: u64,
+    /// JSON frames received (dropped: this node speaks only envelopes).
+    pub json_received: u64,
     /// Datagrams received (this node ignores them otherwise).
     pub datagrams_received: u64,
 }
