@@ -261,7 +261,10 @@ impl Node {
         self.cancel.cancel();
         self.tracker.close();
         let grace = self.drain + SHUTDOWN_GRACE;
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("some tasks did not stop within {grace:?}");
         }
     }

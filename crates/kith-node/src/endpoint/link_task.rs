@@ -1,29 +1,20 @@
-//! One established link's task: payloads in `T` frames, both ways, until someone says `bye`.
+//! One established link's task: the thin driver of [`kith_proto::link::LinkMachine`].
 //!
-//! The application stream is a byte stream of Datt envelopes; one envelope may span many
-//! frames and one frame may hold several envelopes. A `T` frame whose plaintext starts with
-//! `{` where an envelope would begin is one JSON object (the MyCHIPs reference's messages,
-//! which carry one JSON object per frame; an envelope starts with its version, a 0 byte).
-//! Link-level commands:
-//! - `version`: the first envelope each side sends, `{"protocols": [1], "software": ...,
-//!   "announce": "host:port", "observed": "ip:port"}` (where the sender listens, and where it
-//!   sees the receiver from); a peer that lists no protocol we speak is dropped. Only the
-//!   first `version` of a link counts: later ones are counted and ignored, so a flood of them
-//!   costs nothing upstream. An announced address is recorded only once checked
-//!   ([`super::announce`]).
-//! - `ping` (8 bytes) answered by `pong` echoing them;
-//! - `bye` `{"reason": ...}`: "I will send nothing more on this link". The side that says it
-//!   first keeps reading until the other's `bye` (or a drain deadline); the other side first
-//!   flushes what it had queued, then answers `bye`. That is how a retired duplicate, an idle
-//!   link or a removed peer closes without losing an envelope in flight.
-//!
-//! **Key confirmation.** A responder's link counts (is registered, replaces an older link
-//! with the peer, records the peer and its address, delivers payloads) only once the first
-//! `T` frame from the initiator has decrypted: a replayed handshake reaches `Established` on
-//! the responder but can never produce that frame, so it disturbs nothing.
-//!
-//! Every other payload goes to the endpoint's [`Inbound`](super::Inbound) (the protocol
-//! router), on this task, without waiting.
+//! The machine is the link protocol (`version`, `ping`/`pong`, `bye` and drain, the
+//! responder's idle close, key confirmation; see its crate docs). This task moves bytes
+//! between the stream and the machine, feeds it the queue of payloads the rest of the node
+//! sends, arms its one timer, and acts on its events:
+//! - `Confirmed`: a responder's link counts only now (registered, so it may replace an older
+//!   link with the peer; the peer's address recorded): a replayed handshake reaches
+//!   `Established` but can never produce an authenticated frame, so it disturbs nothing;
+//! - `Version`: an announced address is checked before it is recorded ([`super::announce`]);
+//!   only the first `version` of a link is ever an event;
+//! - `Payload`: to the endpoint's [`Inbound`](super::Inbound) (the protocol router), at once;
+//! - `PeerDone` / `IdleTimeout`: the link stops taking new sends (they go to another link,
+//!   or dial one: links are virtually open), hands the machine what was queued, and says
+//!   `bye`;
+//! - `Ended`: the last bytes go out and the socket closes; a link lost while active is
+//!   redialled.
 
 use super::handshake::Established;
 use super::registry::{LinkHandle, LinkId, Outgoing, Registration, Side};
@@ -32,9 +23,10 @@ use super::{announce, Payload, Shared};
 use crate::clock::mono_now;
 use bytes::{Bytes, BytesMut};
 use kith_crypto::identity::AgentId;
-use kith_proto::secure::{FrameDecoder, Link};
-use kith_proto::wire::{Command, Envelope, EnvelopeDecoder};
-use serde_json::json;
+use kith_proto::link::{
+    ByeReason, Event, LinkEnd as MachineEnd, LinkMachine, LinkSettings, SendError,
+};
+use kith_proto::wire::{Command, Envelope};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,13 +34,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// The link protocol versions this build speaks.
-pub const PROTOCOLS: &[u32] = &[1];
+pub use kith_proto::link::PROTOCOLS;
 
 /// How long one write may stall (the peer reads nothing) before the link counts as lost, so
 /// a peer that stops reading cannot hold senders waiting on backpressure forever.
 const WRITE_STALL: Duration = Duration::from_secs(60);
 
-/// How a link ended.
+/// How a link ended, as far as redialling goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum LinkEnd {
     /// Both sides said `bye`, or we closed on purpose: nothing to redial.
@@ -65,7 +57,7 @@ pub(super) struct NewLink {
     pub peer: AgentId,
 }
 
-/// An envelope for one of the link's fixed command names.
+/// An envelope for one of the node's fixed command names.
 pub fn envelope(command: &'static str, data: impl Into<Bytes>) -> Envelope {
     Envelope::new(
         Command::new(command).unwrap_or_else(|_| unreachable!("{command} is a valid command name")),
@@ -75,15 +67,11 @@ pub fn envelope(command: &'static str, data: impl Into<Bytes>) -> Envelope {
 
 /// Starts a link's task. An initiator's link is registered before this returns (receiving
 /// `A` proved the responder), so the caller can send on it at once; a responder's registers
-/// when the first authenticated frame arrives.
+/// when the machine confirms it.
 pub(super) fn start(shared: &Arc<Shared>, link: NewLink) -> Option<Registration> {
     let (tx, rx) = mpsc::channel(shared.limits.link_queue_envelopes.max(1));
     let mut task = LinkTask::new(Arc::clone(shared), link, rx, tx);
-    let registration = if task.side == Side::Initiator {
-        Some(task.register())
-    } else {
-        None
-    };
+    let registration = (task.side == Side::Initiator).then(|| task.register());
     shared.tracker.spawn(async move {
         let end = task.run().await;
         task.finish(end);
@@ -97,11 +85,9 @@ struct LinkTask {
     stream: Box<dyn ByteStream>,
     remote: SocketAddr,
     via: Via,
-    link: Link,
-    frames: FrameDecoder,
-    envelopes: EnvelopeDecoder,
-    inbuf: BytesMut,
-    plain: BytesMut,
+    machine: LinkMachine,
+    /// Bytes the handshake read past its last frame, for the machine's first input.
+    leftover: BytesMut,
     out: BytesMut,
     rx: mpsc::Receiver<Outgoing>,
     /// Our queue's sending end, until the link is registered (then the registry holds it).
@@ -110,9 +96,6 @@ struct LinkTask {
     peer: AgentId,
     side: Side,
     registered: bool,
-    heard_version: bool,
-    heard_bye: bool,
-    said_bye: bool,
 }
 
 impl LinkTask {
@@ -128,19 +111,23 @@ impl LinkTask {
             side,
             peer,
         } = link;
-        let frames = FrameDecoder::new(&shared.limits);
-        let envelopes = EnvelopeDecoder::new(shared.limits.max_envelope_data);
+        let mut settings = LinkSettings::new(&shared.limits);
+        settings.software = concat!("kith/", env!("CARGO_PKG_VERSION")).to_owned();
+        // Where we listen now (a peer that knew an older address redials this one), and
+        // where we see the peer from (so a node behind a NAT learns its public address).
+        settings.announce = shared
+            .announced()
+            .map(|(host, port)| format!("{host}:{port}"));
+        settings.observed = Some(conn.remote.to_string());
+        let machine = LinkMachine::new(established.link, settings, mono_now());
         let id = shared.registry.next_id();
         LinkTask {
             shared,
             stream: conn.stream,
             remote: conn.remote,
             via: conn.via,
-            link: established.link,
-            frames,
-            envelopes,
-            inbuf: established.leftover,
-            plain: BytesMut::new(),
+            machine,
+            leftover: established.leftover,
             out: BytesMut::new(),
             rx,
             tx: Some(tx),
@@ -148,14 +135,11 @@ impl LinkTask {
             peer,
             side,
             registered: false,
-            heard_version: false,
-            heard_bye: false,
-            said_bye: false,
         }
     }
 
     /// Makes this link count: registered with the registry (which tells the services if the
-    /// peer just came up), and a retired duplicate told so.
+    /// peer just came up), and told to retire if an older link wins the tie-break.
     fn register(&mut self) -> Registration {
         let Some(tx) = self.tx.take() else {
             return Registration::Active; // registered already
@@ -194,7 +178,9 @@ impl LinkTask {
         self.register();
     }
 
+    /// Writes what the machine has to send.
     async fn write_out(&mut self) -> std::io::Result<()> {
+        while self.machine.poll_transmit(&mut self.out) {}
         if self.out.is_empty() {
             return Ok(());
         }
@@ -210,222 +196,166 @@ impl LinkTask {
         result
     }
 
-    async fn send(&mut self, payload: &Payload) -> std::io::Result<()> {
-        match payload {
-            Payload::Envelope(envelope) => {
-                let bytes = envelope.to_bytes().map_err(std::io::Error::other)?;
-                self.link
-                    .seal_into(&bytes, &mut self.out)
-                    .map_err(std::io::Error::other)?;
-            }
-            Payload::Json(json) => {
-                if json.len() > self.link.max_plaintext() {
-                    return Err(std::io::Error::other("a JSON payload must fit one frame"));
+    /// Hands one payload to the machine, writing out first if its buffer is full.
+    async fn send(&mut self, payload: Payload) -> std::io::Result<()> {
+        loop {
+            match self.machine.send(payload.clone()) {
+                Ok(()) => {
+                    self.shared.counters.envelopes_sent.bump();
+                    return self.write_out().await;
                 }
-                self.link
-                    .seal_into(json, &mut self.out)
-                    .map_err(std::io::Error::other)?;
+                Err(SendError::Backpressure) => self.write_out().await?,
+                Err(SendError::Closed) => return Ok(()),
+                Err(e) => {
+                    // A payload the link cannot carry (too large, a link command): the
+                    // sender's mistake, not the link's.
+                    tracing::warn!(peer = %self.peer, "payload not sent: {e:?}");
+                    self.shared.counters.payloads_refused.bump();
+                    return Ok(());
+                }
             }
         }
-        self.shared.counters.envelopes_sent.bump();
-        self.write_out().await
     }
 
-    async fn send_envelope(&mut self, command: &'static str, data: Vec<u8>) -> std::io::Result<()> {
-        self.send(&Payload::Envelope(envelope(command, data))).await
+    async fn ping(&mut self, nonce: [u8; 8]) -> std::io::Result<()> {
+        loop {
+            match self.machine.ping(nonce) {
+                Err(SendError::Backpressure) => self.write_out().await?,
+                _ => return self.write_out().await,
+            }
+        }
     }
 
-    async fn bye(&mut self, reason: &str) -> std::io::Result<()> {
-        let body = serde_json::to_vec(&json!({ "reason": reason })).unwrap_or_default();
-        self.said_bye = true;
-        self.send_envelope("bye", body).await
-    }
-
-    /// Stops taking new work (new sends go to another link, or dial one), sends what was
-    /// queued, then says `bye`.
-    async fn flush_and_bye(&mut self, reason: &str) -> std::io::Result<()> {
+    /// Stops taking new work (new sends go to another link, or dial one), hands the machine
+    /// what was queued, then says `bye`.
+    async fn flush_and_retire(&mut self, reason: ByeReason) -> std::io::Result<()> {
         self.shared.registry.unregister(&self.peer, self.id);
         self.rx.close();
         while let Some(item) = self.rx.recv().await {
             match item {
-                Outgoing::Payload(payload) => self.send(&payload).await?,
-                Outgoing::Ping(nonce) => self.send_envelope("ping", nonce.to_vec()).await?,
+                Outgoing::Payload(payload) => self.send(payload).await?,
+                Outgoing::Ping(nonce) => self.ping(nonce).await?,
                 Outgoing::Retire | Outgoing::Close => {}
             }
         }
-        self.bye(reason).await
+        self.machine.retire(mono_now(), reason);
+        self.write_out().await
     }
 
-    fn version(&self) -> Vec<u8> {
-        let mut version = json!({
-            "protocols": PROTOCOLS,
-            "software": concat!("kith/", env!("CARGO_PKG_VERSION")),
-            "observed": self.remote.to_string(),
-        });
-        if let Some((host, port)) = self.shared.announced() {
-            // Where we listen now: a peer that knew an older address redials this one.
-            version["announce"] = json!(format!("{host}:{port}"));
-        }
-        serde_json::to_vec(&version).unwrap_or_default()
-    }
-
-    async fn run(&mut self) -> LinkEnd {
-        let version = self.version();
-        if self.send_envelope("version", version).await.is_err() {
-            return LinkEnd::Lost;
-        }
-        let drain = Duration::from_millis(self.shared.limits.link_drain_ms);
-        let mut drain_deadline: Option<tokio::time::Instant> = None;
-        // A responder's link that is never confirmed (a replayed handshake, or a peer that
-        // says nothing) is dropped after the handshake's own deadline, not the idle one.
-        let confirm_deadline = tokio::time::Instant::now()
-            + Duration::from_millis(self.shared.limits.handshake_timeout_ms);
+    async fn run(&mut self) -> MachineEnd {
+        let leftover = std::mem::take(&mut self.leftover);
+        self.machine.handle_bytes(mono_now(), &leftover);
+        let mut buf = BytesMut::with_capacity(64 * 1024);
         let cancel = self.shared.cancel.clone();
         loop {
-            // Frames already buffered first (the handshake may have read past its end).
-            if let Err(e) = self.process_input().await {
-                tracing::debug!(peer = %self.peer, "link error: {e}");
-                self.shared.counters.links_broken.bump();
-                return LinkEnd::Lost;
+            if self.write_out().await.is_err() {
+                return MachineEnd::Lost(kith_proto::link::LinkFailure::Eof);
             }
-            if self.heard_bye && !self.said_bye {
-                // The peer is done sending: flush what is queued, answer, done.
-                let _ = self.flush_and_bye("ack").await;
-                return LinkEnd::Orderly;
+            if let Some(end) = self.handle_events().await {
+                let _ = self.write_out().await;
+                return end;
             }
-            if self.said_bye && self.heard_bye {
-                return LinkEnd::Orderly;
-            }
-            let idle_at = if self.said_bye {
-                None
-            } else {
-                self.link.idle_deadline()
-            };
-            let can_send = self.registered && !self.said_bye;
+            let deadline = self
+                .machine
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
+            let can_send = self.registered && !self.machine.said_bye();
+            buf.clear();
             tokio::select! {
-                read = self.stream.read_buf(&mut self.inbuf) => match read {
-                    Ok(0) | Err(_) => {
-                        return if self.said_bye { LinkEnd::Orderly } else { LinkEnd::Lost };
-                    }
-                    Ok(_) => {}
+                read = self.stream.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => self.machine.handle_eof(mono_now()),
+                    Ok(_) => self.machine.handle_bytes(mono_now(), &buf),
                 },
                 item = self.rx.recv(), if can_send => {
-                    let reason = match item {
-                        Some(Outgoing::Payload(payload)) => {
-                            if self.send(&payload).await.is_err() {
-                                return LinkEnd::Lost;
-                            }
-                            continue;
+                    let result = match item {
+                        Some(Outgoing::Payload(payload)) => self.send(payload).await,
+                        Some(Outgoing::Ping(nonce)) => self.ping(nonce).await,
+                        Some(Outgoing::Retire) => self.flush_and_retire(ByeReason::Duplicate).await,
+                        Some(Outgoing::Close) | None => {
+                            self.flush_and_retire(ByeReason::Closing).await
                         }
-                        Some(Outgoing::Ping(nonce)) => {
-                            if self.send_envelope("ping", nonce.to_vec()).await.is_err() {
-                                return LinkEnd::Lost;
-                            }
-                            continue;
-                        }
-                        Some(Outgoing::Retire) => "duplicate",
-                        Some(Outgoing::Close) | None => "closing",
                     };
-                    if self.flush_and_bye(reason).await.is_err() {
-                        return LinkEnd::Lost;
+                    if result.is_err() {
+                        self.machine.handle_eof(mono_now());
                     }
-                    drain_deadline = Some(tokio::time::Instant::now() + drain);
                 },
-                _ = cancel.cancelled(), if !self.said_bye => {
-                    if self.flush_and_bye("closing").await.is_err() {
-                        return LinkEnd::Orderly;
+                _ = cancel.cancelled(), if !self.machine.said_bye() => {
+                    if self.flush_and_retire(ByeReason::Closing).await.is_err() {
+                        self.machine.handle_eof(mono_now());
                     }
-                    drain_deadline = Some(tokio::time::Instant::now() + drain);
                 },
-                _ = sleep_until_opt(idle_at.map(tokio::time::Instant::from_std)) => {
+                _ = sleep_until_opt(deadline) => self.machine.handle_timeout(mono_now()),
+            }
+        }
+    }
+
+    /// Acts on every event the machine has; `Some` once it has ended.
+    async fn handle_events(&mut self) -> Option<MachineEnd> {
+        while let Some(event) = self.machine.poll_event() {
+            match event {
+                Event::Confirmed => {
+                    if !self.registered {
+                        self.confirmed().await;
+                    }
+                }
+                Event::Version(version) => {
+                    if let Some((host, port)) = version.announced_host_port() {
+                        let address = super::PeerAddress {
+                            host: host
+                                .trim_start_matches('[')
+                                .trim_end_matches(']')
+                                .to_owned(),
+                            port,
+                        };
+                        announce::check(&self.shared, self.peer, self.remote, address);
+                    }
+                }
+                Event::Pong { nonce } => {
+                    self.shared.registry.pong(&self.peer, nonce, Instant::now());
+                }
+                Event::Payload(payload) => {
+                    self.shared.counters.envelopes_received.bump();
+                    self.shared.deliver(self.peer, payload);
+                }
+                Event::PeerDone => {
+                    // The peer is done sending: flush what is queued, answer.
+                    if self.flush_and_retire(ByeReason::Ack).await.is_err() {
+                        self.machine.handle_eof(mono_now());
+                    }
+                }
+                Event::IdleTimeout => {
                     // Only the responder has an idle deadline: nothing arrived for too long.
                     // The link closes in order; the next send on either side dials again.
                     self.shared.counters.links_idle_closed.bump();
-                    if self.flush_and_bye("idle").await.is_err() {
-                        return LinkEnd::Orderly;
+                    if self.flush_and_retire(ByeReason::Idle).await.is_err() {
+                        self.machine.handle_eof(mono_now());
                     }
-                    drain_deadline = Some(tokio::time::Instant::now() + drain);
-                },
-                _ = sleep_until_opt(drain_deadline) => return LinkEnd::Orderly,
-                _ = tokio::time::sleep_until(confirm_deadline), if !self.registered => {
-                    return LinkEnd::Orderly;
                 }
+                Event::Ended(end) => return Some(end),
             }
         }
-    }
-
-    /// Decodes every whole frame and envelope buffered so far and acts on each.
-    async fn process_input(&mut self) -> Result<(), String> {
-        while let Some(frame) = self
-            .frames
-            .decode(&mut self.inbuf)
-            .map_err(|e| e.to_string())?
-        {
-            let plain = self
-                .link
-                .open(mono_now(), &frame)
-                .map_err(|e| e.to_string())?;
-            if !self.registered {
-                self.confirmed().await;
-            }
-            if self.plain.is_empty() && plain.first() == Some(&b'{') {
-                // One JSON object per frame (the MyCHIPs reference's messages).
-                self.shared.counters.envelopes_received.bump();
-                self.shared
-                    .deliver(self.peer, Payload::Json(Bytes::from(plain)));
-                continue;
-            }
-            self.plain.extend_from_slice(&plain);
-            while let Some(env) = self
-                .envelopes
-                .decode(&mut self.plain)
-                .map_err(|e| e.to_string())?
-            {
-                self.shared.counters.envelopes_received.bump();
-                self.on_envelope(env).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn on_envelope(&mut self, env: Envelope) -> Result<(), String> {
-        match env.command.as_str() {
-            "version" if self.heard_version => {
-                // Only the first counts; a flood of them costs one counter each.
-                self.shared.counters.versions_ignored.bump();
-            }
-            "version" => {
-                self.heard_version = true;
-                let Some(version) = announce::parse_version(&env.data) else {
-                    self.shared.counters.links_incompatible.bump();
-                    return Err(format!(
-                        "no common protocol version: we speak {PROTOCOLS:?}, the peer said {}",
-                        String::from_utf8_lossy(&env.data)
-                    ));
-                };
-                if let Some(address) = version.announce {
-                    announce::check(&self.shared, self.peer, self.remote, address);
-                }
-            }
-            "ping" if env.data.len() == 8 => {
-                self.send_envelope("pong", env.data.to_vec())
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            "pong" if env.data.len() == 8 => {
-                let mut nonce = [0u8; 8];
-                nonce.copy_from_slice(&env.data);
-                self.shared.registry.pong(&self.peer, nonce, Instant::now());
-            }
-            "bye" => self.heard_bye = true,
-            _ => self.shared.deliver(self.peer, Payload::Envelope(env)),
-        }
-        Ok(())
+        None
     }
 
     /// After the task: unregister, tell the services if the peer is down now, free the
     /// guard's slot, and redial a link that was lost.
-    fn finish(self, end: LinkEnd) {
+    fn finish(self, end: MachineEnd) {
+        let stats = self.machine.stats();
+        let counters = &self.shared.counters;
+        counters.versions_ignored.add(stats.versions_ignored);
+        let end = match end {
+            MachineEnd::Orderly => LinkEnd::Orderly,
+            MachineEnd::Incompatible(e) => {
+                tracing::debug!(peer = %self.peer, "link dropped: {e}");
+                counters.links_incompatible.bump();
+                LinkEnd::Orderly
+            }
+            MachineEnd::Lost(failure) => {
+                tracing::debug!(peer = %self.peer, "link lost: {failure}");
+                counters.links_broken.bump();
+                LinkEnd::Lost
+            }
+        };
         self.shared.link_ended(
             self.peer,
             self.id,

@@ -35,16 +35,13 @@ pub use transport::{
 
 use crate::clock::{mono_now, SharedClock};
 use crate::ticket::Ticket;
-use bytes::Bytes;
 use guard::{AdmissionGuard, HandshakeId};
 use kith_crypto::identity::AgentId;
-use kith_proto::secure::{Chad, SecureConfig};
-use kith_proto::wire::Envelope;
+use kith_proto::secure::{Chad, ReplayCache, SecureConfig};
 use kith_proto::Limits;
 use kith_store::meta::PeerRecord;
 use rand::{Rng, RngCore};
 use registry::{LinkHandle, Outgoing, Registration, Registry};
-use replay::ReplayCache;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -55,19 +52,7 @@ use tokio_util::task::TaskTracker;
 
 /// What rides a link: a Datt envelope, or one JSON object per frame (the MyCHIPs
 /// reference's messages).
-#[derive(Debug, Clone)]
-pub enum Payload {
-    /// A Datt envelope.
-    Envelope(Envelope),
-    /// One JSON object, sent as one frame.
-    Json(Bytes),
-}
-
-impl From<Envelope> for Payload {
-    fn from(envelope: Envelope) -> Payload {
-        Payload::Envelope(envelope)
-    }
-}
+pub use kith_proto::link::Payload;
 
 /// Where the endpoint delivers what arrives (the protocol router). Called on link tasks:
 /// every method must return at once (queue with a bound, or drop and count).
@@ -196,6 +181,8 @@ crate::counters! {
         refused_links_total,
         /// Payloads for which no protocol is registered.
         envelopes_unhandled,
+        /// Payloads the link could not carry (too large, or a link command).
+        payloads_refused,
     }
 }
 
@@ -363,7 +350,7 @@ impl Endpoint {
         peer: AgentId,
         payload: impl Into<Payload>,
     ) -> Result<(), EndpointError> {
-        let payload = payload.into();
+        let payload: Payload = payload.into();
         // A link may close between finding it and queueing on it: then dial once more.
         for _ in 0..2 {
             if self.shared.cancel.is_cancelled() {

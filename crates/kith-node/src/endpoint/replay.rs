@@ -1,5 +1,5 @@
 //! Replayed handshakes: a responder drops a handshake whose initiator ephemeral key it has
-//! seen before.
+//! seen before ([`kith_proto::secure::ReplayCache`], one per node).
 //!
 //! Key confirmation (a responder link counts only after an authenticated transport frame, see
 //! the link task) already stops a replay from doing harm; this cache stops the responder from
@@ -9,8 +9,6 @@
 //! initiator never collides with the cache.
 
 use kith_proto::secure::{Frame, FrameKind};
-use std::collections::{HashSet, VecDeque};
-use std::time::{Duration, Instant};
 
 /// The initiator's ephemeral public key at the start of a handshake message that carries one.
 pub(super) fn initiator_ephemeral(frame: &Frame) -> Option<[u8; 32]> {
@@ -22,60 +20,21 @@ pub(super) fn initiator_ephemeral(frame: &Frame) -> Option<[u8; 32]> {
     }
 }
 
-/// Ephemeral keys seen lately: at most `capacity`, each kept for `window`.
-#[derive(Debug)]
-pub(super) struct ReplayCache {
-    seen: HashSet<[u8; 32]>,
-    order: VecDeque<(Instant, [u8; 32])>,
-    capacity: usize,
-    window: Duration,
-}
-
-impl ReplayCache {
-    pub(super) fn new(capacity: usize, window: Duration) -> ReplayCache {
-        ReplayCache {
-            seen: HashSet::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
-            window,
-        }
-    }
-
-    /// True (and remembered) when `key` was not seen within the window.
-    pub(super) fn check_and_insert(&mut self, now: Instant, key: [u8; 32]) -> bool {
-        while let Some((at, old)) = self.order.front().copied() {
-            let expired = now.saturating_duration_since(at) > self.window;
-            if !expired && self.order.len() < self.capacity {
-                break;
-            }
-            self.order.pop_front();
-            self.seen.remove(&old);
-        }
-        if !self.seen.insert(key) {
-            return false;
-        }
-        self.order.push_back((now, key));
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_key_is_fresh_once_within_the_window_and_the_cache_is_bounded() {
-        let t0 = Instant::now();
-        let mut cache = ReplayCache::new(2, Duration::from_secs(60));
-        assert!(cache.check_and_insert(t0, [1; 32]));
-        assert!(!cache.check_and_insert(t0, [1; 32]), "a replay");
-        assert!(cache.check_and_insert(t0, [2; 32]));
-        assert!(cache.check_and_insert(t0, [3; 32]), "the oldest makes room");
-        assert_eq!(cache.seen.len(), 2);
-        let later = t0 + Duration::from_secs(61);
-        assert!(
-            cache.check_and_insert(later, [2; 32]),
-            "expired from the window"
-        );
+    fn the_ephemeral_opens_i_k_and_q_only() {
+        let body = bytes::Bytes::from(vec![7u8; 48]);
+        for kind in [FrameKind::Ticket, FrameKind::Known, FrameKind::Query] {
+            let frame = Frame::new(kind, body.clone());
+            assert_eq!(initiator_ephemeral(&frame), Some([7; 32]));
+        }
+        for kind in [FrameKind::Declare, FrameKind::Accept, FrameKind::Transport] {
+            assert_eq!(initiator_ephemeral(&Frame::new(kind, body.clone())), None);
+        }
+        let short = Frame::new(FrameKind::Known, bytes::Bytes::from(vec![7u8; 31]));
+        assert_eq!(initiator_ephemeral(&short), None);
     }
 }

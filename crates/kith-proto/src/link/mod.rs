@@ -171,6 +171,12 @@ pub enum Payload {
     Json(Bytes),
 }
 
+impl From<Envelope> for Payload {
+    fn from(envelope: Envelope) -> Payload {
+        Payload::Envelope(envelope)
+    }
+}
+
 /// Why we say `bye`. On the wire the reason is the string in the `bye` body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ByeReason {
