@@ -3,7 +3,7 @@
 //! It drives the sans-IO cores of `kith-proto` over real sockets, owns the listeners and the
 //! timers, and serves the local control API that the CLI uses to talk to a running node.
 //! Callers (the `kith` binary) stay synchronous: [`node::run`] builds its own runtime and
-//! [`control::ControlClient`] blocks on a small one of its own.
+//! [`control::ControlClient`] is a blocking client on a std Unix socket.
 //!
 //! - [`config`]: settings from flags, `kith.toml` and defaults, merged in that order.
 //! - [`node`]: `kith up`: open the data dir, serve, shut down cleanly on Ctrl-C/SIGTERM.

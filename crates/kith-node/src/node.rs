@@ -447,12 +447,11 @@ pub async fn serve(
     });
 
     let stopper = Arc::clone(&state);
-    let result = axum::serve(control, server::router(Arc::clone(&state)))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopper.stop_tx.send_replace(true);
-        })
-        .await;
+    let result = server::serve(control, Arc::clone(&state), async move {
+        shutdown.await;
+        stopper.stop_tx.send_replace(true);
+    })
+    .await;
     state.stop_tx.send_replace(true);
     state.links.close_all();
     // Give links a moment to say bye; nothing waits on them beyond this.

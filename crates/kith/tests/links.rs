@@ -225,6 +225,45 @@ fn commands_that_need_the_network_say_no_node_is_running() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("kith up"));
 }
 
+/// A peer that is linked but answers nothing (here: frozen with SIGSTOP) is reported as the
+/// peer not answering, exit 1, never as our own node not answering. The control timeout is no
+/// longer than the ping's own, as by default (10 s each): before, the CLI gave up first and
+/// blamed the local node.
+#[test]
+fn ping_to_a_peer_that_does_not_answer_names_the_peer_not_our_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start_with(
+        &tmp.path().join("a"),
+        "[limits]\nping_timeout_ms = 1500\ncontrol_timeout_ms = 1500\n",
+    );
+    let b = Node::start(&tmp.path().join("b"));
+    b.ok(&["connect", a.ok(&["ticket"]).trim()]);
+    assert!(a.ok(&["ping", &b.agent()]).starts_with("pong from"));
+    let b_pid = b.json(&["status", "--json"])["pid"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let signal = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &b_pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    signal("-STOP");
+    let out = a.kith(&["ping", &b.agent()]);
+    signal("-CONT");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{} did not answer within 1.5s", b.agent())),
+        "{err}"
+    );
+    assert!(!err.contains("the node on"), "{err}");
+    // Awake again, it answers.
+    assert!(a.ok(&["ping", &b.agent()]).starts_with("pong from"));
+}
+
 #[test]
 fn raw_mode_links_on_loopback_and_is_refused_facing_the_network() {
     let tmp = tempfile::tempdir().unwrap();

@@ -3,7 +3,12 @@
 //! Why a Unix socket: only the node's owner can reach it (the socket is mode 0600 inside a
 //! 0700 data dir), so no token or password is needed, and nothing listens on the network for
 //! it. The request and response types live here, once, and both [`server`] and [`client`] use
-//! them, so the two ends cannot drift apart.
+//! them, so the two ends cannot drift apart. [`accept`] is the socket's accept path: header
+//! and body deadlines, the body cap and the connection cap, so that no local program can make
+//! the node hold memory or connections without bound.
+//!
+//! Errors are `{"error": "..."}` with a status code; 504 means a peer (not this node) did not
+//! answer in time.
 //!
 //! Routes (all under `/v1`):
 //! - `GET /v1/status` → [`StatusReport`]
@@ -29,6 +34,7 @@
 //! - `POST /v1/custody/retrieve` [`RetrieveBody`] → [`crate::exchange::RetrieveReport`] (the pull
 //!   request and encrypted copy of a file in custody, stored here; the caller decrypts)
 
+pub mod accept;
 pub mod client;
 pub mod server;
 

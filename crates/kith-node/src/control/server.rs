@@ -1,4 +1,5 @@
-//! The control API server: an axum router served on the data dir's Unix socket.
+//! The control API server: an axum router served on the data dir's Unix socket (the accept
+//! path, with its deadlines and bounds, is [`super::accept`]).
 
 use super::*;
 use crate::net::{self, NetError};
@@ -16,6 +17,25 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 type Api<T> = Result<Json<T>, ApiError>;
+
+/// Serves the API on the control socket until `shutdown` resolves, then waits for requests in
+/// progress (see [`super::accept`] for the deadlines and bounds).
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    state: Arc<NodeState>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let limits = super::accept::ServeLimits::from_limits(&state.config.limits);
+    let counted = Arc::clone(&state);
+    super::accept::serve(
+        listener,
+        router(state),
+        limits,
+        move |name| counted.counters.bump(name),
+        shutdown,
+    )
+    .await
+}
 
 /// The router with every route of the API, bound to the node's shared state.
 pub fn router(state: Arc<NodeState>) -> Router {
@@ -58,6 +78,9 @@ impl From<NetError> for ApiError {
             NetError::UnknownPeer(_) | NetError::Ticket(_) | NetError::Blocked(_) => {
                 StatusCode::BAD_REQUEST
             }
+            // The peer did not answer: the client tells this apart from its own node not
+            // answering (`ControlError::PeerTimeout`).
+            NetError::Timeout(..) => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         };
         ApiError(code, e.to_string())

@@ -53,8 +53,8 @@ pub enum NetError {
     /// The ticket cannot be used.
     #[error("{0}")]
     Ticket(String),
-    /// No pong in time.
-    #[error("no answer from {0} within {1:?}")]
+    /// The peer did not answer a ping in time (dial included).
+    #[error("{0} did not answer within {1:?}")]
     Timeout(String, Duration),
     /// The database failed.
     #[error("database: {0}")]
@@ -311,7 +311,14 @@ pub async fn send(
 
 /// Pings `agent` (dialling at once if needed) and returns the round-trip time.
 pub async fn ping(state: &Arc<NodeState>, agent: AgentId) -> Result<Duration, NetError> {
-    ensure_link(state, agent).await?;
+    // One deadline for the whole ping, dial included: a peer that hangs mid-dial must be
+    // reported as not answering, within the time `kith ping` waits for the node.
+    let timeout = Duration::from_millis(state.config.limits.ping_timeout_ms);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let no_answer = || NetError::Timeout(agent.to_string(), timeout);
+    tokio::time::timeout_at(deadline, ensure_link(state, agent))
+        .await
+        .map_err(|_| no_answer())??;
     let mut nonce = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let waiter = state
@@ -320,13 +327,20 @@ pub async fn ping(state: &Arc<NodeState>, agent: AgentId) -> Result<Duration, Ne
         .ok_or_else(|| NetError::Handshake("too many pings outstanding".into()))?;
     let sent = Instant::now();
     let ping = link::envelope("ping", nonce.to_vec());
-    send(state, agent, ping).await?;
-    let timeout = Duration::from_millis(state.config.limits.ping_timeout_ms);
-    match tokio::time::timeout(timeout, waiter).await {
+    let answered = tokio::time::timeout_at(deadline, async {
+        send(state, agent, ping).await?;
+        waiter.await.map_err(|_| no_answer())
+    })
+    .await;
+    match answered {
         Ok(Ok(at)) => Ok(at.saturating_duration_since(sent)),
-        _ => {
+        Ok(Err(e)) => {
             state.links.forget_ping(&nonce);
-            Err(NetError::Timeout(agent.to_string(), timeout))
+            Err(e)
+        }
+        Err(_) => {
+            state.links.forget_ping(&nonce);
+            Err(no_answer())
         }
     }
 }
