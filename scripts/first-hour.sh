@@ -5,14 +5,22 @@
 # The README uses two terminals, Alice's and Bob's; here both are this one shell, in the order
 # the README gives. Only these first lines are not in the README: they pick the kith binary
 # (KITH_BIN, default: `kith` on PATH), work in a fresh directory instead of /tmp/first-hour,
-# and stop both nodes however the script ends.
+# and stop both nodes however the script ends, waiting until they have.
+#
+# KITH_BIN is put on PATH as `kith` (a link in the work directory), as the README asks, rather
+# than wrapped in a shell function: a function started with `&` runs in a subshell, so `$!`
+# would be the subshell's pid, and `kill "$ALICE_NODE"` would leave the node running.
 #
 #   cargo build --release && KITH_BIN=target/release/kith scripts/first-hour.sh
 set -eu
-KITH_BIN=${KITH_BIN:-kith}
-kith() { "$KITH_BIN" "$@"; }
-cd "$(mktemp -d)"
-trap 'kill ${ALICE_NODE:-} ${BOB_NODE:-} 2>/dev/null || true' EXIT
+WORK=$(mktemp -d)
+if [ -n "${KITH_BIN:-}" ]; then
+  mkdir "$WORK/.bin"
+  ln -s "$(cd "$(dirname "$KITH_BIN")" && pwd)/$(basename "$KITH_BIN")" "$WORK/.bin/kith"
+  PATH=$WORK/.bin:$PATH
+fi
+cd "$WORK"
+trap 'kill ${ALICE_NODE:-} ${BOB_NODE:-} 2>/dev/null || true; wait || true' EXIT
 
 # --- 1. Two nodes, linked by a ticket ---
 # terminal 1 (Alice)

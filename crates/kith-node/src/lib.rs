@@ -3,7 +3,7 @@
 //! It drives the sans-IO cores of `kith-proto` and `kith-chat` over real sockets, owns the
 //! listeners and the timers, and serves the local control API that the CLI uses to talk to a
 //! running node. Callers (the `kith` binary) stay synchronous: [`node::run`] builds its own
-//! runtime and [`control::ControlClient`] blocks.
+//! runtime and [`control::ControlClient`] is a blocking client on a std Unix socket.
 //!
 //! Two floors (see ARCHITECTURE.md for the picture):
 //! - the **endpoint** ([`endpoint`]): listeners, admission, handshakes, the link registry,

@@ -252,6 +252,7 @@ impl Node {
             retention: self.retention.clone(),
             chat: self.chat.clone(),
             node: Arc::new(status),
+            control_counters: Arc::default(),
         }
     }
 
@@ -477,14 +478,13 @@ pub async fn serve_with_clock(
         node: node.clone(),
     });
     let stopper = cancel.clone();
-    let result = axum::serve(control, server::router(services))
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = stopper.cancelled() => {}
-            }
-        })
-        .await;
+    let result = server::serve(control, services, limits, async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stopper.cancelled() => {}
+        }
+    })
+    .await;
     node.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("node stopped");

@@ -22,8 +22,20 @@ pub struct Limits {
     pub max_content_file: u64,
     /// How long a CLI command waits for the local control API to answer, in milliseconds.
     pub control_timeout_ms: u64,
-    /// Largest request body the control API accepts, in bytes.
+    /// Largest request body the control API accepts, in bytes. A request that declares more
+    /// (`Content-Length`) is answered 413 at once, before any of its body is read.
     pub max_control_body: usize,
+    /// How long a control connection may take to send a request's headers, in ms; also how
+    /// long an idle keep-alive connection is kept. Past it the node closes the connection, so
+    /// half-sent requests cannot pile up.
+    pub control_header_timeout_ms: u64,
+    /// How long a control request may take to send its body once its headers are in, in ms
+    /// (answered 408 past it). The handler's own work is not bounded by this: a long-poll
+    /// (`chat read --follow`, a fetch) keeps its own deadline.
+    pub control_body_timeout_ms: u64,
+    /// Control connections open at once. When full, a new connection evicts the oldest one
+    /// that has no request in progress; when every one has, the newcomer is answered 503.
+    pub max_control_connections: usize,
     /// Largest secure-link frame a peer may declare, in bytes, counting the header byte but not
     /// the 4-byte length prefix. Checked against the prefix before anything is buffered. The
     /// default, 65,536, is the most a frame can need (one header byte plus the largest Noise
@@ -64,7 +76,7 @@ pub struct Limits {
     pub link_drain_ms: u64,
     /// How long a TCP connect to a peer may take, in ms.
     pub connect_timeout_ms: u64,
-    /// How long `kith ping` waits for the pong, in ms.
+    /// How long `kith ping` may take in all, dialling the peer included, in ms.
     pub ping_timeout_ms: u64,
     /// Outstanding pings at once, in all.
     pub max_pending_pings: usize,
@@ -214,6 +226,9 @@ impl Default for Limits {
             max_content_file: 256 * 1024 * 1024,
             control_timeout_ms: 10_000,
             max_control_body: 64 * 1024,
+            control_header_timeout_ms: 5_000,
+            control_body_timeout_ms: 5_000,
+            max_control_connections: 64,
             max_secure_frame: 65_536,
             handshake_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,

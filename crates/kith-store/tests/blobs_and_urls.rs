@@ -130,7 +130,7 @@ fn iter_skips_what_is_not_an_item() {
 fn hash_file_without_a_store_matches_the_check_value() {
     let jpg = fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/test.jpg"
+        "/../../fixtures/test.jpg"
     ))
     .unwrap();
     assert_eq!(

@@ -19,7 +19,7 @@ fn linked_pair(tmp: &Path, a_config: &str, b_config: &str) -> (Node, Node) {
 }
 
 fn test_jpg() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/test.jpg")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/test.jpg")
 }
 
 const TEST_JPG_HASH: &str = "a5ab1c26e5253fb7316b51e7f40687183714e0d683034954e1e8fc67bca42753";

@@ -63,7 +63,7 @@ fn the_seeds_custody_sessions_replay_through_kith_shell() {
     let client = tmp.path().join("client");
 
     // Session one's results, made locally: test.jpg and its push request in the store.
-    let jpg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/test.jpg");
+    let jpg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/test.jpg");
     let put = kith(&client, &["file", "put", jpg.to_str().unwrap()], "");
     assert!(String::from_utf8_lossy(&put.stdout).contains(TEST_JPG));
     let push = tmp.path().join("push.txt");

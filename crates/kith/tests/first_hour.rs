@@ -2,7 +2,7 @@
 //! same commands (checked here line for line against the README) and runs to the end against
 //! this build, printing what the README says it prints.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,14 @@ fn the_first_hour_script_runs_to_the_end() {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // The script stops its nodes (step 5, and its exit trap): no `kith up` outlives it.
+    let survivors = processes_in(tmp.path());
+    for (pid, _) in &survivors {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    assert!(survivors.is_empty(), "left running: {survivors:?}");
     assert!(out.status.success(), "{stdout}\n{stderr}");
     for expected in [
         "linked with ",
@@ -91,4 +99,23 @@ fn the_first_hour_script_runs_to_the_end() {
     }
     let dirs: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert_eq!(dirs.len(), 1, "the script worked in one fresh directory");
+}
+
+/// Processes (pid, command line) working in `dir` or naming it: the script's nodes run in a
+/// directory under it.
+fn processes_in(dir: &Path) -> Vec<(u32, String)> {
+    let dir = dir.canonicalize().unwrap();
+    let needle = dir.to_str().unwrap().to_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let inside = cwd.is_some_and(|cwd| cwd.starts_with(&dir)) || cmdline.contains(&needle);
+            inside.then_some((pid, cmdline))
+        })
+        .collect()
 }

@@ -222,7 +222,7 @@ fn large_items_go_both_ways_in_chunks() {
     const JPG: &str = "a5ab1c26e5253fb7316b51e7f40687183714e0d683034954e1e8fc67bca42753";
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("client");
-    let jpg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/test.jpg");
+    let jpg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/test.jpg");
     let put = Command::new(env!("CARGO_BIN_EXE_kith"))
         .arg("--data")
         .arg(&data)

@@ -4,8 +4,14 @@
 //! 0700 data dir), so no token or password is needed, and nothing listens on the network for
 //! it. The request and response types and the routes live in [`crate::api`], once, and both
 //! [`server`] and [`client`] use them, so the two ends cannot drift apart. The server holds
-//! a [`Services`]: the handles of the node's services, and nothing else.
+//! a [`Services`]: the handles of the node's services, and nothing else. [`accept`] is the
+//! socket's accept path: header and body deadlines, the body cap and the connection cap, so
+//! that no local program can make the node hold memory or connections without bound.
+//!
+//! Errors are `{"error": "..."}` with a status code; 504 means a peer (not this node) did not
+//! answer in time.
 
+pub mod accept;
 pub mod client;
 pub mod server;
 
@@ -36,6 +42,8 @@ pub struct Services {
     pub chat: Chat,
     /// The node's identity, settings and counters, for `status` and tickets.
     pub node: Arc<dyn NodeInfo>,
+    /// What the control API itself counts.
+    pub control_counters: Arc<server::ControlCounters>,
 }
 
 /// What the control API asks about the node itself.

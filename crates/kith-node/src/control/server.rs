@@ -1,4 +1,5 @@
-//! The control API server: an axum router served on the data dir's Unix socket.
+//! The control API server: an axum router served on the data dir's Unix socket (the accept
+//! path, with its deadlines and bounds, is [`super::accept`]).
 
 use super::Services;
 use crate::api::*;
@@ -15,6 +16,69 @@ use kith_store::meta::{PeerRecord, TicketRecord};
 use std::time::Duration;
 
 type Api<T> = Result<Json<T>, ApiError>;
+
+/// What the control API counts (the accept path's refusals).
+#[derive(Debug, Default)]
+pub struct ControlCounters {
+    /// Connections closed because their headers did not arrive in time (or they idled).
+    pub control_header_timeouts: crate::counters::Counter,
+    /// Requests whose body did not arrive in time (408).
+    pub control_body_timeouts: crate::counters::Counter,
+    /// Requests whose body was over the cap (413).
+    pub control_too_large: crate::counters::Counter,
+    /// Idle connections closed to make room.
+    pub control_evicted: crate::counters::Counter,
+    /// Connections refused because every slot was busy (503).
+    pub control_refused_busy: crate::counters::Counter,
+}
+
+impl ControlCounters {
+    fn bump_named(&self, name: &str) {
+        use super::accept::counter;
+        match name {
+            counter::HEADER_TIMEOUT => self.control_header_timeouts.bump(),
+            counter::BODY_TIMEOUT => self.control_body_timeouts.bump(),
+            counter::TOO_LARGE => self.control_too_large.bump(),
+            counter::EVICTED => self.control_evicted.bump(),
+            counter::REFUSED => self.control_refused_busy.bump(),
+            _ => {}
+        }
+    }
+}
+
+impl crate::counters::CounterSet for ControlCounters {
+    fn snapshot_into(&self, out: &mut std::collections::BTreeMap<String, u64>) {
+        for (name, counter) in [
+            ("control_header_timeouts", &self.control_header_timeouts),
+            ("control_body_timeouts", &self.control_body_timeouts),
+            ("control_too_large", &self.control_too_large),
+            ("control_evicted", &self.control_evicted),
+            ("control_refused_busy", &self.control_refused_busy),
+        ] {
+            out.insert(name.to_owned(), counter.get());
+        }
+    }
+}
+
+/// Serves the API on the control socket until `shutdown` resolves, then waits for requests in
+/// progress (see [`super::accept`] for the deadlines and bounds).
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    state: Services,
+    limits: &kith_proto::Limits,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let limits = super::accept::ServeLimits::from_limits(limits);
+    let counters = std::sync::Arc::clone(&state.control_counters);
+    super::accept::serve(
+        listener,
+        router(state),
+        limits,
+        move |name| counters.bump_named(name),
+        shutdown,
+    )
+    .await
+}
 
 /// The router with every route of the API, bound to the node's services.
 pub fn router(state: Services) -> Router {
@@ -58,6 +122,9 @@ impl From<EndpointError> for ApiError {
             | EndpointError::Ticket(_)
             | EndpointError::Blocked(_) => StatusCode::BAD_REQUEST,
             EndpointError::Directory(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // The peer did not answer: the client tells this apart from its own node not
+            // answering (`ControlError::PeerTimeout`).
+            EndpointError::Timeout(..) => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         };
         ApiError(code, e.to_string())
@@ -91,6 +158,7 @@ fn parse_agent(text: &str) -> Result<AgentId, ApiError> {
 async fn status(State(state): State<Services>) -> Api<StatusReport> {
     let files = store(&state, |s| s.list().map(|files| files.len() as u64)).await?;
     let mut report = state.node.status(files);
+    crate::counters::CounterSet::snapshot_into(&*state.control_counters, &mut report.counters);
     report.replication = Some(ReplicationStatus {
         bytes: state.sharing.replica_bytes().await.map_err(internal)?,
         quota: state.sharing.quota(),

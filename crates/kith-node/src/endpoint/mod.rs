@@ -96,8 +96,8 @@ pub enum EndpointError {
     /// The ticket cannot be used.
     #[error("{0}")]
     Ticket(String),
-    /// The peer did not answer a ping in time.
-    #[error("{0} did not answer within {1:?} (the link is up, the peer is silent)")]
+    /// The peer did not answer a ping in time (dial included).
+    #[error("{0} did not answer within {1:?}")]
     Timeout(String, Duration),
     /// Too many pings are waiting for an answer.
     #[error("too many pings outstanding")]
@@ -397,9 +397,16 @@ impl Endpoint {
             })
     }
 
-    /// Pings `peer` (dialling at once if needed) and returns the round-trip time.
+    /// Pings `peer` (dialling at once if needed) and returns the round-trip time. One
+    /// deadline ([`Limits::ping_timeout_ms`]) covers the whole ping, dial included, so a peer
+    /// that hangs mid-dial is reported as not answering.
     pub async fn ping(&self, peer: AgentId) -> Result<Duration, EndpointError> {
-        self.ensure_link(peer).await?;
+        let timeout = Duration::from_millis(self.shared.limits.ping_timeout_ms);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let no_answer = || EndpointError::Timeout(peer.to_string(), timeout);
+        tokio::time::timeout_at(deadline, self.ensure_link(peer))
+            .await
+            .map_err(|_| no_answer())??;
         let mut nonce = [0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let waiter = self
@@ -408,20 +415,27 @@ impl Endpoint {
             .expect_pong(peer, nonce)
             .ok_or(EndpointError::TooManyPings)?;
         let sent = mono_now();
-        let queued = match self.shared.registry.sender(&peer) {
-            Some(tx) => tx.send(Outgoing::Ping(nonce)).await.is_ok(),
-            None => false,
-        };
-        if !queued {
-            self.shared.registry.forget_ping(&nonce);
-            return Err(EndpointError::LinkClosed(peer.to_string()));
-        }
-        let timeout = Duration::from_millis(self.shared.limits.ping_timeout_ms);
-        match tokio::time::timeout(timeout, waiter).await {
+        let answered = tokio::time::timeout_at(deadline, async {
+            let tx = self
+                .shared
+                .registry
+                .sender(&peer)
+                .ok_or_else(|| EndpointError::LinkClosed(peer.to_string()))?;
+            tx.send(Outgoing::Ping(nonce))
+                .await
+                .map_err(|_| EndpointError::LinkClosed(peer.to_string()))?;
+            waiter.await.map_err(|_| no_answer())
+        })
+        .await;
+        match answered {
             Ok(Ok(at)) => Ok(at.saturating_duration_since(sent)),
-            _ => {
+            Ok(Err(e)) => {
                 self.shared.registry.forget_ping(&nonce);
-                Err(EndpointError::Timeout(peer.to_string(), timeout))
+                Err(e)
+            }
+            Err(_) => {
+                self.shared.registry.forget_ping(&nonce);
+                Err(no_answer())
             }
         }
     }

@@ -161,7 +161,11 @@ pub fn connect(env: &Env, ticket: &str) -> Result<()> {
     // Check the ticket here too, so a mistyped one fails before anything is sent anywhere.
     let parsed = Ticket::parse(ticket)?;
     parsed.check_unexpired(SystemTime::now())?;
-    let peer: PeerRecord = client(env).post(
+    // The node dials and runs the handshake, each with its own deadline: wait for those too,
+    // so an unreachable site is reported as such, not as our node not answering.
+    let limits = &env.config.limits;
+    let dial = Duration::from_millis(limits.connect_timeout_ms + limits.handshake_timeout_ms);
+    let peer: PeerRecord = client(env).allowing(dial).post(
         CONNECT_PATH,
         &ConnectBody {
             ticket: ticket.to_owned(),
@@ -345,7 +349,10 @@ fn check_peer(env: &Env, agent: &str) -> Result<()> {
 
 /// `kith ping AGENT`.
 pub fn ping(env: &Env, agent: &str) -> Result<()> {
-    let report_: PingReport = client(env).post(
+    // The node bounds the whole ping (dial included) by `ping_timeout_ms` and then says the
+    // peer did not answer (exit 1); only a node that does not answer at all gets past this.
+    let ping = Duration::from_millis(env.config.limits.ping_timeout_ms);
+    let report_: PingReport = client(env).allowing(ping).post(
         PING_PATH,
         &AgentBody {
             agent: agent.to_owned(),
