@@ -46,6 +46,10 @@ pub struct Limits {
     /// the start however slowly the peer drips its bytes, and while our own driver is looking up
     /// a ticket or a key.
     pub handshake_timeout_ms: u64,
+    /// Handshake ephemeral keys a responder remembers (for a day) so that a captured
+    /// handshake replayed to it is dropped before it answers; default 100,000 (about 6 MB at
+    /// most). 0 turns the cache off; key confirmation still keeps a replay from counting.
+    pub handshake_replay_entries: usize,
     /// How long an established secure link may go without receiving a frame before the
     /// responding side closes it, in milliseconds; default 60,000 (60 s, the MyCHIPs reference
     /// value). Only the responder closes idle links.
@@ -231,6 +235,7 @@ impl Default for Limits {
             max_control_connections: 64,
             max_secure_frame: 65_536,
             handshake_timeout_ms: 10_000,
+            handshake_replay_entries: 100_000,
             idle_timeout_ms: 60_000,
             max_pending_handshakes: 256,
             max_pending_handshakes_per_addr: 8,

@@ -459,7 +459,9 @@ fn exchange_error(e: crate::exchange::ExchangeError) -> ApiError {
         ExchangeError::Store(_) | ExchangeError::Local(_) | ExchangeError::Answer(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
-        ExchangeError::LinkLost(_) | ExchangeError::Session { .. } => StatusCode::BAD_GATEWAY,
+        ExchangeError::LinkLost(_)
+        | ExchangeError::Session { .. }
+        | ExchangeError::OverBudget { .. } => StatusCode::BAD_GATEWAY,
     };
     match e {
         ExchangeError::Net(net) => ApiError::from(net),

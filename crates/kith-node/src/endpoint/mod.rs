@@ -247,9 +247,8 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-/// How long a replayed handshake is remembered, and how many are.
+/// How long a handshake's ephemeral key is remembered.
 const REPLAY_WINDOW: Duration = Duration::from_secs(24 * 3600);
-const REPLAY_ENTRIES: usize = 100_000;
 
 impl Endpoint {
     /// An endpoint that does not accept or dial until [`start`](Self::start)ed.
@@ -274,7 +273,10 @@ impl Endpoint {
                 registry: Registry::new(config.limits.max_pending_pings),
                 guard: Mutex::new(AdmissionGuard::new(config.limits.clone())),
                 pending: Mutex::default(),
-                replay: Mutex::new(ReplayCache::new(REPLAY_ENTRIES, REPLAY_WINDOW)),
+                replay: Mutex::new(ReplayCache::new(
+                    config.limits.handshake_replay_entries,
+                    REPLAY_WINDOW,
+                )),
                 inbound: OnceLock::new(),
                 events: Mutex::default(),
                 announce,

@@ -313,10 +313,10 @@ async fn initiate(
                 // A list we asked for must parse before anything of it is kept.
                 let size = item.len() as u64;
                 if size > budget {
-                    return Err(link.failed(format!(
-                        "the peer sent more than the {} bytes it offered",
-                        priority.byte_budget()
-                    )));
+                    return Err(ExchangeError::OverBudget {
+                        peer: peer.to_string(),
+                        budget: priority.byte_budget(),
+                    });
                 }
                 budget -= size;
                 if ours {

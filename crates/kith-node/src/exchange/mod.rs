@@ -122,6 +122,14 @@ pub enum ExchangeError {
     /// We gave way to the peer's own session opened at the same moment (retried).
     #[error("{0} opened a session at the same moment; try again")]
     GaveWay(String),
+    /// The peer sent more than the size it offered (a background fetch's budget).
+    #[error("{peer} sent more than the {budget} bytes it offered")]
+    OverBudget {
+        /// The peer.
+        peer: String,
+        /// The budget.
+        budget: u64,
+    },
     /// A background fetch ended early to let the user's transfer with the peer go first.
     #[error("the background transfer from {0} gave way to a transfer the user asked for")]
     Yielded(String),

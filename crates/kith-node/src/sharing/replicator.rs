@@ -126,8 +126,10 @@ async fn replicate_one(sharing: &Sharing, job: Job) -> Outcome {
         }
         Err(ExchangeError::Yielded(_)) => Outcome::GaveWay,
         Err(
-            e
-            @ (ExchangeError::NotFound { .. } | ExchangeError::Store(_) | ExchangeError::Local(_)),
+            e @ (ExchangeError::NotFound { .. }
+            | ExchangeError::OverBudget { .. }
+            | ExchangeError::Store(_)
+            | ExchangeError::Local(_)),
         ) => {
             tracing::info!(peer = %peer, "replication of {hash} failed: {e}");
             Outcome::Failed

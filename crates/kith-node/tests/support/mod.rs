@@ -1,0 +1,286 @@
+//! In-process nodes for kith-node's own tests: whole nodes (endpoint and every service) on an
+//! in-memory network, each with its own data dir, and a scripted raw peer that speaks the
+//! link protocol by hand so a test can send what no well-behaved node would.
+#![allow(dead_code)]
+
+use bytes::BytesMut;
+use kith_crypto::identity::{AgentId, Identity};
+use kith_node::clock::{Clock, ManualClock};
+use kith_node::endpoint::{Dialer, MemoryNet};
+use kith_node::node::{Node, NodeSetup};
+use kith_node::store::Store;
+use kith_node::ticket::Ticket;
+use kith_node::{NodeConfig, Overrides};
+use kith_proto::secure::{Event, Frame, FrameDecoder, Initiator, Link, SecureConfig};
+use kith_proto::wire::{Envelope, EnvelopeDecoder};
+use kith_proto::Limits;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One node in this process.
+pub struct TestNode {
+    pub node: Node,
+    pub agent: AgentId,
+    pub identity: Identity,
+    pub addr: SocketAddr,
+    pub clock: Arc<ManualClock>,
+    pub limits: Limits,
+    pub net: MemoryNet,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    /// A node on `net` with default limits changed by `tweak`.
+    pub async fn start(net: &MemoryNet, tweak: impl FnOnce(&mut Limits)) -> TestNode {
+        TestNode::start_with_dialer(net, tweak, |dialer| Arc::new(dialer)).await
+    }
+
+    /// [`TestNode::start`] with the node's dialer wrapped by `wrap` (to tap or delay it).
+    pub async fn start_with_dialer(
+        net: &MemoryNet,
+        tweak: impl FnOnce(&mut Limits),
+        wrap: impl FnOnce(kith_node::endpoint::MemoryDialer) -> Arc<dyn Dialer>,
+    ) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = NodeConfig::load(&Overrides {
+            data_dir: Some(dir.path().join("data")),
+            ..Overrides::default()
+        })
+        .unwrap();
+        tweak(&mut config.limits);
+        let identity = config
+            .data_dir
+            .load_or_create_identity(&mut rand::rngs::OsRng)
+            .unwrap()
+            .identity;
+        let host = net.host();
+        let addr = SocketAddr::new(host, 7420);
+        config.announce = Some((host.to_string(), addr.port()));
+        let store = Store::new(config.open_file_store().unwrap());
+        let clock = ManualClock::new();
+        let node = Node::start(NodeSetup {
+            config: config.clone(),
+            identity: identity.clone(),
+            store,
+            clock: clock.clone(),
+            dialer: wrap(net.dialer(host)),
+            acceptors: vec![Box::new(net.listen(addr))],
+            tls: None,
+        });
+        TestNode {
+            node,
+            agent: identity.agent_id(),
+            identity,
+            addr,
+            clock,
+            limits: config.limits,
+            net: net.clone(),
+            dir,
+        }
+    }
+
+    /// A one-time ticket for this node, recorded in its database.
+    pub async fn ticket(&self) -> Ticket {
+        let (ticket, record) = kith_node::ticket::issue(
+            self.node.endpoint.own_chad(),
+            self.clock.system_now(),
+            Duration::from_secs(600),
+            false,
+            &mut rand::rngs::OsRng,
+        );
+        self.node
+            .store
+            .run(move |s| s.meta().insert_ticket(&record))
+            .await
+            .unwrap();
+        ticket
+    }
+
+    /// Links this node to `other` with one of `other`'s tickets (this node dials), and waits
+    /// until both ends count the link.
+    pub async fn link_to(&self, other: &TestNode) {
+        let ticket = other.ticket().await;
+        self.node.endpoint.connect_ticket(ticket).await.unwrap();
+        let (me, them) = (self.agent, other.agent);
+        eventually("both ends count the link", || {
+            self.node.endpoint.is_linked(&them) && other.node.endpoint.is_linked(&me)
+        })
+        .await;
+    }
+
+    /// A counter of this node.
+    pub fn counter(&self, name: &str) -> u64 {
+        *self
+            .node
+            .counters()
+            .get(name)
+            .unwrap_or_else(|| panic!("no counter named {name}"))
+    }
+
+    /// Stops the node.
+    pub async fn stop(&self) {
+        self.net.unlisten(self.addr);
+        self.node.shutdown().await;
+    }
+}
+
+/// Waits (on tokio's clock, which a paused test advances by itself) until `check` holds, for
+/// at most two minutes of that clock.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..12_000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// A peer that speaks the link protocol by hand: a real handshake, then whatever envelopes
+/// the test wants to send, sealed into `T` frames one by one, checked by nobody.
+pub struct RawPeer {
+    pub identity: Identity,
+    pub stream: Box<dyn kith_node::endpoint::transport::ByteStream>,
+    pub link: Link,
+    frames: FrameDecoder,
+    envelopes: EnvelopeDecoder,
+    inbuf: BytesMut,
+    plain: BytesMut,
+}
+
+impl RawPeer {
+    /// A new identity that becomes `victim`'s peer through a ticket, then dials it (N + KK)
+    /// from `from` on the victim's network.
+    pub async fn known_to(victim: &TestNode, from: std::net::IpAddr) -> RawPeer {
+        let identity = Identity::generate(&mut rand::rngs::OsRng);
+        let limits = victim.limits.clone();
+        let secure = SecureConfig::new(&identity, &limits);
+        // First contact with a ticket makes us a known peer of the victim.
+        let ticket = victim.ticket().await;
+        let request = kith_proto::secure::TicketRequest::new(
+            victim.node.endpoint.own_chad(),
+            kith_proto::secure::Chad {
+                cuid: None,
+                agent: identity.agent_id().to_string(),
+                host: Some(from.to_string()),
+                port: Some(9),
+            },
+            ticket.token.clone(),
+        );
+        let machine = Initiator::ik(
+            &secure,
+            victim.agent,
+            &request,
+            Instant::now(),
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap();
+        let peer = RawPeer::handshake(victim, from, identity.clone(), machine).await;
+        drop(peer);
+        let machine = Initiator::known(
+            &secure,
+            victim.agent,
+            b"",
+            Instant::now(),
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap();
+        RawPeer::handshake(victim, from, identity, machine).await
+    }
+
+    async fn handshake(
+        victim: &TestNode,
+        from: std::net::IpAddr,
+        identity: Identity,
+        mut machine: Initiator,
+    ) -> RawPeer {
+        let dialer = victim.net.dialer(from);
+        let conn = dialer
+            .dial(
+                &victim.addr.ip().to_string(),
+                victim.addr.port(),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        let mut stream = conn.stream;
+        let frames = FrameDecoder::new(&victim.limits);
+        let mut inbuf = BytesMut::new();
+        loop {
+            let mut out = BytesMut::new();
+            while let Some(frame) = machine.poll_transmit() {
+                frame.encode(&mut out).unwrap();
+            }
+            stream.write_all(&out).await.unwrap();
+            if let Some(Event::Established(link)) = machine.poll_event() {
+                return RawPeer {
+                    identity,
+                    stream,
+                    link,
+                    frames,
+                    envelopes: EnvelopeDecoder::new(victim.limits.max_envelope_data),
+                    inbuf,
+                    plain: BytesMut::new(),
+                };
+            }
+            if let Some(frame) = frames.decode(&mut inbuf).unwrap() {
+                machine.handle_frame(Instant::now(), frame).unwrap();
+                continue;
+            }
+            let n = stream.read_buf(&mut inbuf).await.unwrap();
+            assert!(n > 0, "the victim closed the handshake");
+        }
+    }
+
+    /// Sends one envelope.
+    pub async fn send(&mut self, envelope: &Envelope) {
+        let mut out = BytesMut::new();
+        self.link
+            .seal_into(&envelope.to_bytes().unwrap(), &mut out)
+            .unwrap();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// Sends many envelopes in one write (for floods).
+    pub async fn send_many(&mut self, envelopes: impl IntoIterator<Item = Envelope>) {
+        let mut plain = Vec::new();
+        for envelope in envelopes {
+            plain.extend_from_slice(&envelope.to_bytes().unwrap());
+        }
+        let mut out = BytesMut::new();
+        self.link.seal_into(&plain, &mut out).unwrap();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// The next envelope from the victim, `None` once it closed.
+    pub async fn recv(&mut self) -> Option<Envelope> {
+        loop {
+            if let Some(env) = self.envelopes.decode(&mut self.plain).unwrap() {
+                return Some(env);
+            }
+            if let Some(frame) = self.frames.decode(&mut self.inbuf).unwrap() {
+                let plain = self.link.open(Instant::now(), &frame).ok()?;
+                self.plain.extend_from_slice(&plain);
+                continue;
+            }
+            let n = self.stream.read_buf(&mut self.inbuf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// This peer's agent id.
+    pub fn agent(&self) -> AgentId {
+        self.identity.agent_id()
+    }
+}
+
+/// A frame as it goes on the wire, for taps.
+pub fn encode(frame: &Frame) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    frame.encode(&mut out).unwrap();
+    out.to_vec()
+}
