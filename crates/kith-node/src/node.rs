@@ -306,7 +306,8 @@ pub async fn serve(
         .identity;
     let store_config = config.clone();
     let (store, peers) = tokio::task::spawn_blocking(move || {
-        let mut store = store_config.open_file_store().map_err(|e| e.to_string())?;
+        let store = store_config.open_file_store().map_err(|e| e.to_string())?;
+        tracing::info!("{}", store.startup_gc());
         let peers = store.meta().list_peers().map_err(|e| e.to_string())?;
         Ok::<_, String>((store, peers))
     })

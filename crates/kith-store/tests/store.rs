@@ -1242,6 +1242,93 @@ fn items_of_recorded_files_are_in_use_and_loose_items_are_not(backend: &Backend)
     assert!(!store.meta().item_in_use(&file.hash).unwrap());
 }
 
+/// A reader that stops in the middle: after `gate_at` bytes it says so on `reached` and waits
+/// for `release` before yielding the rest, so a put reading from it is caught mid-way.
+struct GatedReader {
+    data: Vec<u8>,
+    pos: usize,
+    gate_at: usize,
+    reached: Option<std::sync::mpsc::Sender<()>>,
+    release: std::sync::mpsc::Receiver<()>,
+}
+
+impl std::io::Read for GatedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.gate_at {
+            if let Some(reached) = self.reached.take() {
+                reached.send(()).unwrap();
+                self.release.recv().unwrap();
+            }
+        }
+        let end = if self.pos < self.gate_at {
+            self.gate_at
+        } else {
+            self.data.len()
+        };
+        let n = buf.len().min(end - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Issue 11: a long put in one thread must not make a `file ls`, a ticket check or a chat
+/// message wait in another (the node used to queue every store call behind one mutex).
+fn a_long_put_does_not_make_metadata_calls_wait(backend: &Backend) {
+    use std::sync::mpsc;
+    let fx = Fixture::new(backend);
+    let store = fx.store();
+    let first = store
+        .put_reader(&mut Cursor::new(data(500, 70)), Some("first"))
+        .unwrap();
+    store.meta().insert_ticket(&ticket(1, NOW + 100)).unwrap();
+    let (reached_tx, reached) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    let mut reader = GatedReader {
+        data: data(20 * CAP, 71),
+        pos: 0,
+        gate_at: 10 * CAP,
+        reached: Some(reached_tx),
+        release: release_rx,
+    };
+    std::thread::scope(|scope| {
+        let store = &store;
+        let put = scope.spawn(move || store.put_reader(&mut reader, Some("long")));
+        reached.recv().unwrap();
+        assert!(stored_items(store).len() > 10, "the put is mid-way, items written");
+        let (done_tx, done) = mpsc::channel();
+        scope.spawn(move || {
+            let listed = store.list().unwrap();
+            let verdict = store
+                .meta()
+                .redeem_ticket(&token(1), &new_agent().to_string(), NOW)
+                .unwrap();
+            let row = ChatMessageRow {
+                seq: 0,
+                msg_id: "m1".into(),
+                channel: None,
+                channel_id: None,
+                sender: "s".into(),
+                sent_at: "2024-01-01T00:00:00Z".into(),
+                text: "hi".into(),
+                attachments: "[]".into(),
+                received_at: NOW,
+            };
+            let seq = store.meta().chat_append(&row, 10).unwrap();
+            done_tx.send((listed, verdict, seq)).unwrap();
+        });
+        // A bound on a hang, not a timing assertion: the calls need nothing the put holds.
+        let answered = done.recv_timeout(std::time::Duration::from_secs(120));
+        release.send(()).unwrap();
+        let long = put.join().unwrap().unwrap();
+        let (listed, verdict, seq) = answered.expect("metadata calls waited behind the put");
+        assert_eq!(listed, vec![first.clone()], "the long put is not recorded yet");
+        assert_eq!(verdict, TicketVerdict::Accepted);
+        assert!(seq > 0);
+        assert_eq!(store.verify(&long.hash).unwrap(), 20 * CAP as u64);
+    });
+}
+
 macro_rules! suite {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -1258,6 +1345,7 @@ macro_rules! suite {
 }
 
 suite!(
+    a_long_put_does_not_make_metadata_calls_wait,
     chat_queue_log_and_channels_survive_reopening,
     shared_files_and_replicas_follow_the_file,
     round_trip_at_boundary_sizes,
