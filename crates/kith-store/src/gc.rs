@@ -138,7 +138,9 @@ impl std::fmt::Display for StartupGc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartupGc::Done(report) => write!(f, "store gc: {report}"),
-            StartupGc::Busy => f.write_str("store gc skipped: another process is writing to the store"),
+            StartupGc::Busy => {
+                f.write_str("store gc skipped: another process is writing to the store")
+            }
             StartupGc::Failed(e) => write!(f, "store gc failed: {e}"),
         }
     }
@@ -161,8 +163,7 @@ impl FileStore {
         remove_temp_files(&root.join(crate::blobs::TMP_DIR), &mut report);
         let mut custody = HashSet::new();
         for record in self.meta().list_custody()? {
-            self.blobs()
-                .mark_tree(&record.encrypted_hash, &mut custody);
+            self.blobs().mark_tree(&record.encrypted_hash, &mut custody);
             custody.insert(record.pull_request_hash);
         }
         let grace = i64::try_from(options.grace_secs).unwrap_or(i64::MAX);

@@ -1295,7 +1295,10 @@ fn a_long_put_does_not_make_metadata_calls_wait(backend: &Backend) {
         let store = &store;
         let put = scope.spawn(move || store.put_reader(&mut reader, Some("long")));
         reached.recv().unwrap();
-        assert!(stored_items(store).len() > 10, "the put is mid-way, items written");
+        assert!(
+            stored_items(store).len() > 10,
+            "the put is mid-way, items written"
+        );
         let (done_tx, done) = mpsc::channel();
         scope.spawn(move || {
             let listed = store.list().unwrap();
@@ -1322,7 +1325,11 @@ fn a_long_put_does_not_make_metadata_calls_wait(backend: &Backend) {
         release.send(()).unwrap();
         let long = put.join().unwrap().unwrap();
         let (listed, verdict, seq) = answered.expect("metadata calls waited behind the put");
-        assert_eq!(listed, vec![first.clone()], "the long put is not recorded yet");
+        assert_eq!(
+            listed,
+            vec![first.clone()],
+            "the long put is not recorded yet"
+        );
         assert_eq!(verdict, TicketVerdict::Accepted);
         assert!(seq > 0);
         assert_eq!(store.verify(&long.hash).unwrap(), 20 * CAP as u64);

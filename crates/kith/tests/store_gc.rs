@@ -189,8 +189,14 @@ fn gc_waits_for_a_put_in_another_process_and_leaves_it_whole() {
     assert_eq!(report["items_removed"], 0, "{report}");
 
     let out = tmp.path().join("out");
-    ok(&data_dir, &["file", "get", &hash, "-o", out.to_str().unwrap()]);
-    assert!(fs::read(&out).unwrap() == content, "the file reads back whole");
+    ok(
+        &data_dir,
+        &["file", "get", &hash, "-o", out.to_str().unwrap()],
+    );
+    assert!(
+        fs::read(&out).unwrap() == content,
+        "the file reads back whole"
+    );
 }
 
 #[test]

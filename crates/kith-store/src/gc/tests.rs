@@ -90,10 +90,18 @@ fn a_put_on_a_full_disk_removes_what_it_wrote_and_says_so() {
     assert!(text.contains("No space left on device"), "{text}");
     assert!(text.contains("nothing was recorded"), "{text}");
 
-    assert_eq!(items(&store), before, "only the earlier file's items remain");
+    assert_eq!(
+        items(&store),
+        before,
+        "only the earlier file's items remain"
+    );
     assert_eq!(fx.temp_files(), 0, "no temp file is left");
     assert_eq!(store.list().unwrap(), vec![kept.clone()]);
-    assert_eq!(store.verify(&kept.hash).unwrap(), 1_000, "shared chunks intact");
+    assert_eq!(
+        store.verify(&kept.hash).unwrap(),
+        1_000,
+        "shared chunks intact"
+    );
 }
 
 #[test]
@@ -105,7 +113,10 @@ fn orphans_and_temp_files_go_past_the_grace_period_and_files_stay() {
         .unwrap();
     let used = items(&store);
     // What a killed put leaves: items no record names, and a half-written temp file.
-    let orphans = store.blobs().put_file(&mut Cursor::new(data(3_000, 4))).unwrap();
+    let orphans = store
+        .blobs()
+        .put_file(&mut Cursor::new(data(3_000, 4)))
+        .unwrap();
     let tmp = fx.dir.path().join("store/tmp/item-abandoned");
     std::fs::write(&tmp, [0u8; 123]).unwrap();
 
@@ -113,12 +124,19 @@ fn orphans_and_temp_files_go_past_the_grace_period_and_files_stay() {
     assert_eq!(young.items_removed, 0, "young orphans are kept: {young:?}");
     assert_eq!(young.items_kept_young, orphans.items.len() as u64);
     assert_eq!(young.items_in_use, used.len() as u64);
-    assert_eq!(young.temp_files_removed, 1, "no writer owns a temp file now");
+    assert_eq!(
+        young.temp_files_removed, 1,
+        "no writer owns a temp file now"
+    );
     assert_eq!(young.bytes_freed, 123);
 
     let later = fx.store(DEFAULT_GRACE_SECS as i64 + 1);
     let report = later.gc(&now_options(DEFAULT_GRACE_SECS)).unwrap();
-    assert_eq!(report.items_removed, orphans.items.len() as u64, "{report:?}");
+    assert_eq!(
+        report.items_removed,
+        orphans.items.len() as u64,
+        "{report:?}"
+    );
     assert!(report.bytes_freed > 3_000, "{report:?}");
     assert_eq!(report.items_kept_young, 0);
     assert_eq!(items(&later), used, "exactly the file's items are left");
@@ -136,7 +154,10 @@ fn a_custody_copy_and_its_pull_request_are_in_use() {
     let mut copy = FileWriter::new(store.blobs().clone(), encrypted).unwrap();
     copy.write(&data(4_000, 5)).unwrap();
     let copy = copy.finish().unwrap();
-    let pull = store.blobs().put_item(ItemType::BLOB, b"pull request").unwrap();
+    let pull = store
+        .blobs()
+        .put_item(ItemType::BLOB, b"pull request")
+        .unwrap();
     store
         .meta()
         .insert_custody(&CustodyRecord {
@@ -165,11 +186,11 @@ fn a_writer_at_work_keeps_the_collector_out() {
     let fx = Fixture::new();
     let store = fx.store(2 * DAY);
     let lease = store.write_lease().unwrap();
-    store.blobs().put_file(&mut Cursor::new(data(2_000, 6))).unwrap();
-    assert!(matches!(
-        store.gc(&now_options(0)),
-        Err(StoreError::Busy)
-    ));
+    store
+        .blobs()
+        .put_file(&mut Cursor::new(data(2_000, 6)))
+        .unwrap();
+    assert!(matches!(store.gc(&now_options(0)), Err(StoreError::Busy)));
     assert!(matches!(store.startup_gc(), StartupGc::Busy));
     assert!(!items(&store).is_empty());
     drop(lease);

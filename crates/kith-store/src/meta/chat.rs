@@ -144,7 +144,11 @@ pub(super) fn queued(c: &mut dyn Sql, limit: usize) -> Result<Vec<ChatQueueRow>,
     .collect()
 }
 
-pub(super) fn append(tx: &mut dyn Sql, row: &ChatMessageRow, keep: usize) -> Result<i64, MetaError> {
+pub(super) fn append(
+    tx: &mut dyn Sql,
+    row: &ChatMessageRow,
+    keep: usize,
+) -> Result<i64, MetaError> {
     let seq = tx
         .query_one(
             "storing a chat message",

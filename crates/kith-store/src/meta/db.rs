@@ -91,7 +91,12 @@ impl<B: Backend> MetaDb for B {
         self.write(|c| tickets::revoke(c, token))
     }
 
-    fn redeem_ticket(&self, token: &str, agent: &str, now: i64) -> Result<TicketVerdict, MetaError> {
+    fn redeem_ticket(
+        &self,
+        token: &str,
+        agent: &str,
+        now: i64,
+    ) -> Result<TicketVerdict, MetaError> {
         self.transaction("redeeming ticket", |tx| {
             tickets::redeem(tx, token, agent, now)
         })

@@ -14,9 +14,9 @@
 //!   row without a key), and removing a peer does not lift its block. [`PeerRecord::blocked`]
 //!   is read from this table.
 //! - **Tickets** (`tickets`). First-contact tokens the site issued. [`MetaDb::redeem_ticket`]
-//!   checks and records a use in one transaction (SQLite `BEGIN IMMEDIATE`, PostgreSQL
-//!   `SELECT ... FOR UPDATE`), so when several node processes share one database a one-time
-//!   ticket is accepted exactly once, even if two connections redeem it at the same moment.
+//!   checks and records a use in one transaction (SQLite `BEGIN IMMEDIATE`, PostgreSQL an
+//!   advisory lock on the token), so when several node processes share one database a
+//!   one-time ticket is accepted exactly once, even if two connections redeem it at once.
 //!
 //! - **Placements** (`placements`, [`Placement`]). Which peers hold which of our
 //!   files, and what proof-of-retention checks of them showed; bounded per peer by the caller.
@@ -25,8 +25,10 @@
 //! Later features (the chat queue) add tables here.
 //!
 //! Two backends implement [`MetaDb`]: SQLite (embedded, the default, one file in the data dir in
-//! WAL mode with a busy timeout so a CLI process and a running node can share it) and PostgreSQL
-//! (for big sites). Both are synchronous: the node calls them from `spawn_blocking`. This matters
+//! WAL mode with a busy timeout so a CLI process and a running node can share it; a writing and
+//! a read-only connection) and PostgreSQL (for big sites). Each keeps its connections behind
+//! its own mutexes, held for one statement or transaction, so a `&dyn MetaDb` is shared by
+//! threads. Both are synchronous: the node calls them from `spawn_blocking`. This matters
 //! for PostgreSQL in particular: the sync `postgres` client runs its own small tokio runtime
 //! and panics if called on a tokio worker thread, so never call a [`MetaDb`] from async code
 //! directly.
@@ -50,6 +52,7 @@
 mod chat;
 mod custody;
 mod db;
+mod error;
 mod files;
 mod peers;
 mod pg;
@@ -61,7 +64,7 @@ mod sqlite;
 mod tickets;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +72,7 @@ use crate::address::{ContentHash, ItemKind};
 
 pub use chat::{ChatChannelRow, ChatMessageRow, ChatQueueRow};
 pub use custody::CustodyRecord;
+pub use error::{DriverError, MetaError};
 pub use peers::{BlockedAgent, PeerRecord, PeerUpsert};
 pub use pg::PostgresMeta;
 pub use placements::{CheckResult, PeerRetention, Placement, PlacementOutcome, MAX_FAILURE_TEXT};
@@ -92,95 +96,6 @@ pub struct FileRecord {
     pub name: Option<String>,
     /// When it was added, in unix seconds.
     pub added_at: i64,
-}
-
-/// The boxed source error of a database driver.
-pub type DriverError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// Errors of the metadata database.
-#[derive(Debug, thiserror::Error)]
-pub enum MetaError {
-    /// The database URL's scheme is not one kith knows.
-    #[error("unsupported database URL scheme '{scheme}://' (use sqlite://PATH, a plain path, postgres:// or postgresql://)")]
-    UnsupportedScheme {
-        /// The scheme found.
-        scheme: String,
-    },
-    /// The database URL cannot be understood.
-    #[error("invalid database URL '{url}': {reason}")]
-    BadUrl {
-        /// The URL, password hidden.
-        url: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The SQLite file could not be opened or set up.
-    #[error("cannot open SQLite database {}: {source}", path.display())]
-    SqliteOpen {
-        /// The database file.
-        path: PathBuf,
-        /// The driver's error.
-        #[source]
-        source: DriverError,
-    },
-    /// The PostgreSQL server could not be reached or refused the login.
-    #[error("cannot connect to PostgreSQL server {target}: {source}")]
-    PostgresConnect {
-        /// host:port (or socket) and database, without the password.
-        target: String,
-        /// The driver's error.
-        #[source]
-        source: DriverError,
-    },
-    /// A query failed.
-    #[error("{backend} database error while {op}: {source}")]
-    Query {
-        /// "sqlite" or "postgres".
-        backend: &'static str,
-        /// What was being done.
-        op: &'static str,
-        /// The driver's error.
-        #[source]
-        source: DriverError,
-    },
-    /// The database was created by a newer kith.
-    #[error("database schema version {found} is newer than this kith supports ({supported}); upgrade kith")]
-    SchemaTooNew {
-        /// Version in the database.
-        found: u32,
-        /// Newest version this build knows.
-        supported: u32,
-    },
-    /// A row holds a value kith did not write (a bad hash, kind or size).
-    #[error("database row is invalid: {0}")]
-    BadRow(String),
-    /// A PostgreSQL schema name that is not a plain identifier.
-    #[error("invalid schema name '{0}' (use lowercase letters, digits and '_', at most 63)")]
-    BadSchemaName(String),
-    /// An agent id is malformed, not a valid Ed25519 key, or not the id of the key given with it.
-    #[error("invalid agent id '{agent}': {reason}")]
-    BadAgent {
-        /// The agent id given.
-        agent: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The peer is already recorded with a different key; an agent id is its key, so the
-    /// recorded key is never replaced.
-    #[error("peer {agent} is recorded with a different agent key; refusing to replace it")]
-    PeerKeyMismatch {
-        /// The agent id.
-        agent: String,
-    },
-    /// A ticket token to store is not 32 lowercase hex digits (the token itself is not shown).
-    #[error("ticket token must be 32 lowercase hex digits (got {len} characters)")]
-    BadToken {
-        /// Its length in characters.
-        len: usize,
-    },
-    /// A ticket with this token is already recorded (the token itself is not shown).
-    #[error("a ticket with this token already exists")]
-    DuplicateTicket,
 }
 
 /// The metadata database. Every method is synchronous and may block on I/O or on a lock held by
@@ -273,12 +188,8 @@ pub trait MetaDb: Send + Sync {
     /// A ticket is valid if it exists, is not revoked, `now < expires_at`, and it is reusable
     /// or unused. A reusable ticket records its last use. A refusal changes nothing and names
     /// the first reason that applies of revoked, already used, expired (or unknown).
-    fn redeem_ticket(
-        &self,
-        token: &str,
-        agent: &str,
-        now: i64,
-    ) -> Result<TicketVerdict, MetaError>;
+    fn redeem_ticket(&self, token: &str, agent: &str, now: i64)
+        -> Result<TicketVerdict, MetaError>;
 
     /// Deletes the tickets that expired at least `keep_for_secs` seconds before `now`
     /// (`expires_at + keep_for_secs <= now`), used or not; returns how many.

@@ -157,7 +157,11 @@ fn peer(row: Row) -> Result<PeerRecord, MetaError> {
     })
 }
 
-pub(super) fn upsert(tx: &mut dyn Sql, peer: &PeerUpsert, now: i64) -> Result<PeerRecord, MetaError> {
+pub(super) fn upsert(
+    tx: &mut dyn Sql,
+    peer: &PeerUpsert,
+    now: i64,
+) -> Result<PeerRecord, MetaError> {
     check_peer(peer)?;
     // One statement, so two processes recording the same new peer cannot both insert; the
     // WHERE of the update leaves a row with another key untouched: no row returned.

@@ -139,7 +139,10 @@ impl Backend for PostgresMeta {
         f(&mut Conn(&mut *self.client()))
     }
 
-    fn read<T>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T, MetaError>) -> Result<T, MetaError> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, MetaError>,
+    ) -> Result<T, MetaError> {
         self.write(f)
     }
 

@@ -190,7 +190,14 @@ pub(super) fn due(
             found.push(placement(row)?);
         }
     }
-    let key = |p: &Placement| (p.last_check_at.unwrap_or(-1), p.placed_at, p.agent.clone(), p.hash.0);
+    let key = |p: &Placement| {
+        (
+            p.last_check_at.unwrap_or(-1),
+            p.placed_at,
+            p.agent.clone(),
+            p.hash.0,
+        )
+    };
     found.sort_by_key(key);
     found.truncate(limit);
     Ok(found)
@@ -300,8 +307,8 @@ pub(super) fn by_peer(c: &mut dyn Sql) -> Result<Vec<PeerRetention>, MetaError> 
     )? {
         let mut c = row.cols();
         let agent = c.text()?;
-        if !latest.contains_key(&agent) {
-            latest.insert(agent, (c.text()?, c.opt_text()?, c.opt_int()?));
+        if let std::collections::hash_map::Entry::Vacant(slot) = latest.entry(agent) {
+            slot.insert((c.text()?, c.opt_text()?, c.opt_int()?));
         }
     }
     for sum in &mut out {

@@ -176,8 +176,12 @@ impl Cols {
 /// A connection or a transaction, as statements see it.
 pub(crate) trait Sql {
     /// Runs a statement; returns the number of rows it changed.
-    fn execute(&mut self, op: &'static str, sql: &str, args: &[Value<'_>])
-        -> Result<u64, MetaError>;
+    fn execute(
+        &mut self,
+        op: &'static str,
+        sql: &str,
+        args: &[Value<'_>],
+    ) -> Result<u64, MetaError>;
 
     /// Runs a query (or a statement with `RETURNING`); returns every row.
     fn query(
@@ -193,8 +197,7 @@ pub(crate) trait Sql {
     /// Inside a transaction: makes other transactions that serialize on the same
     /// `(namespace, key)` wait until this one ends. PostgreSQL: an advisory transaction lock.
     /// SQLite: nothing to do, its write transactions already run one at a time.
-    fn serialize(&mut self, op: &'static str, namespace: i32, key: &str)
-        -> Result<(), MetaError>;
+    fn serialize(&mut self, op: &'static str, namespace: i32, key: &str) -> Result<(), MetaError>;
 }
 
 impl dyn Sql + '_ {
@@ -248,8 +251,10 @@ pub(crate) trait Backend: Send + Sync {
     const NAME: &'static str;
 
     /// Runs `f` on the connection that writes (each statement commits on its own).
-    fn write<T>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T, MetaError>)
-        -> Result<T, MetaError>;
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, MetaError>,
+    ) -> Result<T, MetaError>;
 
     /// Runs read-only statements. SQLite: a connection of its own, so reads proceed while
     /// the writer is inside a transaction (WAL). PostgreSQL: the one connection.

@@ -102,7 +102,10 @@ impl Backend for SqliteMeta {
         f(&mut Conn(&lock(&self.write)))
     }
 
-    fn read<T>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T, MetaError>) -> Result<T, MetaError> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, MetaError>,
+    ) -> Result<T, MetaError> {
         f(&mut Conn(&lock(&self.read)))
     }
 

@@ -216,7 +216,11 @@ pub(super) fn redeem(
     Ok(TicketVerdict::Accepted)
 }
 
-pub(super) fn purge_expired(c: &mut dyn Sql, now: i64, keep_for_secs: i64) -> Result<u64, MetaError> {
+pub(super) fn purge_expired(
+    c: &mut dyn Sql,
+    now: i64,
+    keep_for_secs: i64,
+) -> Result<u64, MetaError> {
     c.execute(
         "purging expired tickets",
         "DELETE FROM tickets WHERE expires_at <= $1",
