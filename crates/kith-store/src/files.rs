@@ -74,6 +74,12 @@ pub struct FileStore {
     clock: Clock,
 }
 
+// The node shares one store between threads with no lock of its own around it.
+const _: () = {
+    const fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<FileStore>();
+};
+
 impl std::fmt::Debug for FileStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileStore")
