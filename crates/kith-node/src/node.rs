@@ -369,10 +369,16 @@ pub async fn serve_with_clock(
         .map_err(|e| NodeError::Open(e.to_string()))?
         .identity;
     let store_config = config.clone();
-    let files = tokio::task::spawn_blocking(move || store_config.open_file_store())
-        .await
-        .map_err(|e| NodeError::Open(e.to_string()))?
-        .map_err(|e| NodeError::Open(e.to_string()))?;
+    let files = tokio::task::spawn_blocking(move || {
+        let files = store_config.open_file_store()?;
+        // What a crash or a full disk left behind (items no file uses, temp files) goes now,
+        // unless another process is writing to the store.
+        tracing::info!("{}", files.startup_gc());
+        Ok::<_, kith_store::StoreError>(files)
+    })
+    .await
+    .map_err(|e| NodeError::Open(e.to_string()))?
+    .map_err(|e| NodeError::Open(e.to_string()))?;
     let store = Store::new(files);
 
     let socket = data_dir.control_socket();

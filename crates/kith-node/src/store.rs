@@ -2,10 +2,12 @@
 //!
 //! The store is synchronous (file I/O, and a PostgreSQL client that must not block a runtime
 //! thread), so every call runs on tokio's blocking pool. [`Store`] is cheap to clone; every
-//! service holds one.
+//! service holds one. There is no lock around it: blob reads and writes need none, and the
+//! metadata database holds its own lock for one statement or transaction at a time, so a
+//! chat message, a ticket check or a `kith file ls` never waits behind a long transfer.
 
 use kith_store::{FileStore, MetaError, StoreError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +26,7 @@ pub enum StoreFailure {
 /// A shared handle on the node's store.
 #[derive(Clone)]
 pub struct Store {
-    files: Arc<Mutex<FileStore>>,
+    files: Arc<FileStore>,
 }
 
 impl std::fmt::Debug for Store {
@@ -37,7 +39,7 @@ impl Store {
     /// Wraps an opened store.
     pub fn new(files: FileStore) -> Store {
         Store {
-            files: Arc::new(Mutex::new(files)),
+            files: Arc::new(files),
         }
     }
 
@@ -46,17 +48,12 @@ impl Store {
     where
         R: Send + 'static,
         E: Into<StoreFailure> + Send + 'static,
-        F: FnOnce(&mut FileStore) -> Result<R, E> + Send + 'static,
+        F: FnOnce(&FileStore) -> Result<R, E> + Send + 'static,
     {
         let files = Arc::clone(&self.files);
-        tokio::task::spawn_blocking(move || {
-            // A panic in an earlier call cannot leave the store half-changed in memory (its
-            // state is on disk and in the database), so a poisoned lock is recovered.
-            let mut guard = files.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut guard).map_err(Into::into)
-        })
-        .await
-        .map_err(|e| StoreFailure::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || f(&files).map_err(Into::into))
+            .await
+            .map_err(|e| StoreFailure::Task(e.to_string()))?
     }
 
     /// Runs `f` on the blocking pool and returns its result as is (for a result whose error
@@ -64,14 +61,13 @@ impl Store {
     pub async fn call<R, F>(&self, f: F) -> Result<R, StoreFailure>
     where
         R: Send + 'static,
-        F: FnOnce(&mut FileStore) -> R + Send + 'static,
+        F: FnOnce(&FileStore) -> R + Send + 'static,
     {
         self.run(move |s| Ok::<_, StoreFailure>(f(s))).await
     }
 
-    /// Runs `f` on the calling thread (for code already on the blocking pool).
-    pub fn run_blocking<R>(&self, f: impl FnOnce(&mut FileStore) -> R) -> R {
-        let mut guard = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut guard)
+    /// The store itself, for code already on a blocking thread.
+    pub fn files(&self) -> &FileStore {
+        &self.files
     }
 }

@@ -91,7 +91,7 @@ fn store_benches(c: &mut Criterion) {
                 let store = open_store(dir.path());
                 (dir, store)
             },
-            |(dir, mut store)| {
+            |(dir, store)| {
                 black_box(store.put_path(&source, None).unwrap());
                 (dir, store)
             },
@@ -100,7 +100,7 @@ fn store_benches(c: &mut Criterion) {
     });
 
     let stored_dir = tempfile::tempdir_in(work.path()).unwrap();
-    let mut store = open_store(stored_dir.path());
+    let store = open_store(stored_dir.path());
     let record = store.put_path(&source, None).unwrap();
     let target = work.path().join("out.bin");
 

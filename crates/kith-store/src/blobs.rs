@@ -9,6 +9,11 @@
 //!   store (`<root>/tmp/`, same file system, so the rename is atomic), fsyncs it, renames it into
 //!   place and fsyncs the directory. A crash leaves either the old state or the complete item,
 //!   plus perhaps a stray temporary file, never a half item under a valid name.
+//! - *Nothing is collected that a writer is about to use.* Every write holds the store's write
+//!   lease ([`crate::lock`]) and an item that is already present is not rewritten but
+//!   *freshened* (its modification time set to now, as git does), so the garbage collector,
+//!   which keeps unreferenced items younger than its grace period, never takes an item a
+//!   writer has just written or found.
 //! - *Nothing is served that does not match its name.* Every read re-hashes the bytes; a file
 //!   that is missing, oversized, malformed or altered is reported with its hash and not returned.
 //!   Size is checked against the configured maximum before anything is read into memory, so a
@@ -20,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::address::{ContentHash, ItemType};
 use crate::error::StoreError;
+use crate::lock::WriteLease;
 
 /// The reference's maximum item size: 1,000,000 bytes, type byte included.
 pub const DEFAULT_MAX_ITEM_SIZE: usize = 1_000_000;
@@ -28,7 +34,8 @@ pub const DEFAULT_MAX_ITEM_SIZE: usize = 1_000_000;
 /// (64 + 1 + 64 bytes) plus its type byte, or a tree of lists could not shrink.
 pub const MIN_MAX_ITEM_SIZE: usize = 130;
 
-const TMP_DIR: &str = "tmp";
+/// The temp dir inside the store root.
+pub(crate) const TMP_DIR: &str = "tmp";
 
 /// A temporary file this old was left by a writer that crashed: a live writer holds each one
 /// for the few milliseconds it takes to write and fsync one item.
@@ -67,6 +74,9 @@ pub struct Item {
 pub struct BlobStore {
     root: PathBuf,
     max_item: usize,
+    /// Test hook: bytes the "disk" still takes before writes fail with ENOSPC.
+    #[cfg(test)]
+    pub(crate) space_left: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl BlobStore {
@@ -93,7 +103,18 @@ impl BlobStore {
         Ok(BlobStore {
             root,
             max_item: max_item_size,
+            #[cfg(test)]
+            space_left: None,
         })
+    }
+
+    /// Takes the store's write lease (shared; see [`crate::lock`]): while it is held, in this
+    /// process or any other, the garbage collector does not run. A writer that stores items
+    /// over a long time before a record names them (a fetch, item by item) holds one for its
+    /// whole duration; each single write here takes one for itself. Waits while a garbage
+    /// collection runs.
+    pub fn write_lease(&self) -> Result<WriteLease, StoreError> {
+        WriteLease::take(&self.root)
     }
 
     /// The store's directory.
@@ -115,6 +136,7 @@ impl BlobStore {
     /// Stores an item durably and returns its hash. Idempotent: storing an item that is
     /// already present (and intact) does not rewrite it; a damaged copy is replaced.
     pub fn put_item(&self, item_type: ItemType, content: &[u8]) -> Result<ContentHash, StoreError> {
+        let _lease = self.write_lease()?;
         let (hash, dir) = self.put_item_deferred(item_type, content)?;
         if let Some(dir) = dir {
             sync_dir(&dir)?;
@@ -137,6 +159,7 @@ impl BlobStore {
     ) -> Result<(), StoreError> {
         self.check_item(item_type, content)?;
         debug_assert_eq!(hash, ContentHash::compute(item_type, content));
+        let _lease = self.write_lease()?;
         if let Some(dir) = self.write_item(hash, item_type, content)? {
             sync_dir(&dir)?;
         }
@@ -144,7 +167,8 @@ impl BlobStore {
     }
 
     /// Like [`BlobStore::put_item`] but leaves the final directory fsync to the caller: returns
-    /// the directory to sync when the item was newly written. The file itself is fsync'd.
+    /// the directory to sync when the item was newly written. The file itself is fsync'd. The
+    /// caller holds the write lease.
     pub(crate) fn put_item_deferred(
         &self,
         item_type: ItemType,
@@ -171,8 +195,9 @@ impl BlobStore {
     }
 
     /// Writes the item durably under `hash` (temp file, fsync, rename) unless it is already
-    /// there intact; returns the directory whose fsync is still owed when it was written.
-    /// The caller has checked the item ([`BlobStore::check_item`]).
+    /// there intact (then it is freshened); returns the directory whose fsync is still owed
+    /// when it was written. The caller has checked the item ([`BlobStore::check_item`]) and
+    /// holds the write lease.
     fn write_item(
         &self,
         hash: ContentHash,
@@ -181,6 +206,7 @@ impl BlobStore {
     ) -> Result<Option<PathBuf>, StoreError> {
         let path = self.path_for(&hash);
         if self.holds_exactly(&path, item_type, content) {
+            freshen(&path);
             return Ok(None);
         }
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
@@ -197,13 +223,39 @@ impl BlobStore {
             .tempfile_in(&tmp_dir)
             .map_err(StoreError::io("create temporary file in", &tmp_dir))?;
         let tmp_path = tmp.path().to_path_buf();
-        tmp.write_all(&[item_type.byte()])
-            .and_then(|()| tmp.write_all(content))
+        // On any error the temporary file is removed as `tmp` drops.
+        self.write_bytes(tmp.as_file_mut(), &[item_type.byte()])
+            .and_then(|()| self.write_bytes(tmp.as_file_mut(), content))
             .and_then(|()| tmp.as_file().sync_all())
             .map_err(StoreError::io("write", &tmp_path))?;
         tmp.persist(&path)
             .map_err(|e| StoreError::io("rename into", &path)(e.error))?;
         Ok(Some(dir))
+    }
+
+    /// Writes `bytes` to a temporary item file (through the full-disk hook in tests).
+    fn write_bytes(&self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(space) = &self.space_left {
+            use std::sync::atomic::Ordering;
+            let left = space.load(Ordering::SeqCst);
+            let fits = (bytes.len() as u64).min(left);
+            space.fetch_sub(fits, Ordering::SeqCst);
+            file.write_all(&bytes[..fits as usize])?;
+            if fits < bytes.len() as u64 {
+                return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            return Ok(());
+        }
+        file.write_all(bytes)
+    }
+
+    /// Marks the stored items `hashes` as just used, so that the garbage collector's grace
+    /// period starts again for them (best effort, like every freshening).
+    pub(crate) fn freshen_items(&self, hashes: &[ContentHash]) {
+        for hash in hashes {
+            freshen(&self.path_for(hash));
+        }
     }
 
     /// Whether `path` already holds exactly this item (bounded read: items are small).
@@ -386,6 +438,16 @@ impl Iterator for BlobIter {
                 Err(e) => return Some(Err(StoreError::io("list", self.root.clone())(e))),
             }
         }
+    }
+}
+
+/// Sets a stored item's modification time to now: the garbage collector measures an
+/// unreferenced item's age from it. Best effort: a failure only means the item may be
+/// collected earlier, and then a commit that wanted it fails its re-check (retried), never
+/// records a missing item.
+fn freshen(path: &Path) {
+    if let Ok(file) = File::options().write(true).open(path) {
+        let _ = file.set_modified(std::time::SystemTime::now());
     }
 }
 

@@ -24,6 +24,23 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The file system holding the store is full (or the user's quota is): the write of
+    /// `path` failed. A put undoes what it had written before reporting this.
+    #[error(
+        "no space left to write {} ({source}); nothing was recorded: free some space and retry",
+        path.display()
+    )]
+    DiskFull {
+        /// The file being written.
+        path: PathBuf,
+        /// The underlying error (ENOSPC or EDQUOT).
+        #[source]
+        source: io::Error,
+    },
+    /// A garbage collection that was not to wait found a writer at work (a put, a fetch, a
+    /// custody copy, in this process or another).
+    #[error("the store is busy: another put, fetch or custody copy is writing to it")]
+    Busy,
     /// Reading or writing the caller's stream failed (not a store file).
     #[error("{op}: {source}")]
     Stream {
@@ -76,7 +93,12 @@ pub enum StoreError {
 impl StoreError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
-        move |source| StoreError::Io { op, path, source }
+        move |source| match source.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                StoreError::DiskFull { path, source }
+            }
+            _ => StoreError::Io { op, path, source },
+        }
     }
 
     pub(crate) fn corrupt(hash: ContentHash, reason: impl Into<String>) -> Self {

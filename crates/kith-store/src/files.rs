@@ -7,16 +7,25 @@
 //!
 //! A CLI process and a running node may share one data dir. The race to prevent is a remove
 //! deleting an item that a concurrent put has just found already present (and so did not
-//! rewrite) and is about to reference. Both operations therefore take an exclusive lock file in
-//! the store root (`<root>/lock`, `flock` via [`std::fs::File::lock`]): remove for its whole
-//! duration, put for its final phase, in which it re-checks that every item it uses still
-//! exists before committing. Either the remove ran first (the put sees the gap and fails with
-//! [`StoreError::ItemVanished`]; [`FileStore::put_path`] retries by itself) or the put committed
-//! first (the remove sees the new references and keeps the items). A crash between a remove's
-//! commit and its deletions leaves unreferenced items behind: wasted space, never a dangling
-//! reference.
+//! rewrite) and is about to reference. Both operations therefore take the store's commit lock
+//! ([`crate::lock`]): remove for its whole duration, put for its final phase, in which it
+//! re-checks that every item it uses still exists before committing. Either the remove ran
+//! first (the put sees the gap and fails with [`StoreError::ItemVanished`];
+//! [`FileStore::put_path`] retries by itself) or the put committed first (the remove sees the
+//! new references and keeps the items). A put also holds the write lease from its first item
+//! to its commit, so the garbage collector ([`crate::gc`]) never runs in the middle of it.
+//!
+//! A put that fails (a full disk, a reader error) removes the items it wrote that no record
+//! names, under the commit lock, before reporting the error. A crash (`kill -9`) between the
+//! first item and the commit, or between a remove's commit and its deletions, leaves
+//! unreferenced items and temp files behind: wasted space, never a dangling reference, and
+//! the garbage collector's to reclaim.
+//!
+//! `FileStore` is `Send + Sync` and every method takes `&self`: blob I/O needs no lock of its
+//! own, and the metadata database locks itself for one statement or transaction at a time,
+//! so a long put in one thread never makes a `kith file ls` or a ticket check wait.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,17 +35,16 @@ use serde::Serialize;
 use crate::address::ContentHash;
 use crate::blobs::{sync_dir, BlobStore};
 use crate::error::StoreError;
+pub use crate::lock::LOCK_FILE;
+use crate::lock::{CommitLock, WriteLease};
 use crate::meta::{FileRecord, MetaDb};
 use crate::tree::StoredFile;
-
-/// Name of the lock file in the store root.
-pub const LOCK_FILE: &str = "lock";
 
 /// How many times [`FileStore::put_path`] retries after a concurrent remove took an item.
 const PUT_ATTEMPTS: usize = 3;
 
 /// A source of unix-seconds timestamps (injectable so tests are deterministic).
-pub type Clock = Box<dyn Fn() -> i64 + Send>;
+pub type Clock = Box<dyn Fn() -> i64 + Send + Sync>;
 
 /// The system clock in unix seconds.
 pub fn system_clock() -> i64 {
@@ -66,6 +74,12 @@ pub struct FileStore {
     clock: Clock,
 }
 
+// The node shares one store between threads with no lock of its own around it.
+const _: () = {
+    const fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<FileStore>();
+};
+
 impl std::fmt::Debug for FileStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileStore")
@@ -74,9 +88,6 @@ impl std::fmt::Debug for FileStore {
             .finish_non_exhaustive()
     }
 }
-
-/// Holds the store's exclusive lock until dropped.
-struct StoreLock(#[allow(dead_code)] File);
 
 impl FileStore {
     /// Combines a blob store and a metadata database; timestamps come from the system clock.
@@ -88,8 +99,9 @@ impl FileStore {
         }
     }
 
-    /// Replaces the clock that stamps `added_at`.
-    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + 'static) -> FileStore {
+    /// Replaces the clock that stamps `added_at` (and that the garbage collector measures
+    /// ages against).
+    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> FileStore {
         self.clock = Box::new(clock);
         self
     }
@@ -100,27 +112,30 @@ impl FileStore {
     }
 
     /// The underlying metadata database.
-    pub fn meta(&mut self) -> &mut dyn MetaDb {
-        self.meta.as_mut()
+    pub fn meta(&self) -> &dyn MetaDb {
+        self.meta.as_ref()
     }
 
-    fn lock(&self) -> Result<StoreLock, StoreError> {
-        let path = self.blobs.root().join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(StoreError::io("open lock file", &path))?;
-        file.lock().map_err(StoreError::io("lock", &path))?;
-        Ok(StoreLock(file))
+    /// The current time of this store's clock, unix seconds.
+    pub(crate) fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// The store's write lease (see [`BlobStore::write_lease`]): a caller that stores items
+    /// one by one before recording them (a fetch) holds it throughout, so no garbage
+    /// collection runs in between.
+    pub fn write_lease(&self) -> Result<WriteLease, StoreError> {
+        self.blobs.write_lease()
+    }
+
+    pub(crate) fn lock(&self) -> Result<CommitLock, StoreError> {
+        CommitLock::take(self.blobs.root())
     }
 
     /// Stores the file at `path` under `name` (`None`: the path's file name). Streams; all
     /// items are durable and the record committed when this returns. Storing a file that is
     /// already recorded returns the existing record.
-    pub fn put_path(&mut self, path: &Path, name: Option<&str>) -> Result<FileRecord, StoreError> {
+    pub fn put_path(&self, path: &Path, name: Option<&str>) -> Result<FileRecord, StoreError> {
         let name = name
             .map(str::to_string)
             .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()));
@@ -139,7 +154,7 @@ impl FileStore {
     /// record committed when this returns. Fails with [`StoreError::ItemVanished`] (nothing
     /// recorded) if a concurrent remove deleted an item meanwhile; the caller may retry.
     pub fn put_reader(
-        &mut self,
+        &self,
         reader: &mut dyn Read,
         name: Option<&str>,
     ) -> Result<FileRecord, StoreError> {
@@ -147,11 +162,26 @@ impl FileStore {
     }
 
     fn put_reader_inner(
-        &mut self,
+        &self,
         reader: &mut dyn Read,
         name: Option<String>,
     ) -> Result<FileRecord, StoreError> {
-        let stored = self.blobs.put_file(reader)?;
+        let _lease = self.blobs.write_lease()?;
+        let mut created = Vec::new();
+        let result = self
+            .blobs
+            .put_file_tracked(reader, &mut created)
+            .and_then(|stored| self.commit(stored, name));
+        if result.is_err() {
+            // Best effort: what is left behind is the garbage collector's.
+            let _ = self.undo(&created);
+        }
+        result
+    }
+
+    /// Records a stored file, under the commit lock, after checking that every item is still
+    /// there.
+    fn commit(&self, stored: StoredFile, name: Option<String>) -> Result<FileRecord, StoreError> {
         let _lock = self.lock()?;
         for item in &stored.items {
             if !self.blobs.contains(item)? {
@@ -168,13 +198,31 @@ impl FileStore {
         Ok(self.meta.insert_file(&record, &stored.items)?)
     }
 
+    /// Removes the items a failed put wrote, except those a record names meanwhile (another
+    /// put of the same content may have committed them): under the commit lock, so no commit
+    /// can start naming one between the check and the removal.
+    fn undo(&self, created: &[ContentHash]) -> Result<usize, StoreError> {
+        if created.is_empty() {
+            return Ok(0);
+        }
+        let _lock = self.lock()?;
+        let used = self.meta.items_in_use(created)?;
+        let mut removed = 0;
+        for item in created.iter().filter(|item| !used.contains(item)) {
+            if self.blobs.remove_item(item)? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Records the file `hash` whose items are all already in the store (fetched item by item
     /// from a peer) under `name`: walks and verifies the whole tree first, then commits the
     /// record and its item references under the store lock, as a put does. Fails with
     /// [`StoreError::NotFound`] naming the first missing item, or [`StoreError::Corrupt`].
     /// Recording a file that is already recorded returns the existing record.
     pub fn record_existing(
-        &mut self,
+        &self,
         hash: &ContentHash,
         name: Option<&str>,
     ) -> Result<FileRecord, StoreError> {
@@ -187,7 +235,7 @@ impl FileStore {
     /// walked the tree), so the tree is not read and hashed a second time: `walked` says what
     /// the file is. Each item must still be in the store, checked under the store lock.
     pub fn record_walked(
-        &mut self,
+        &self,
         walked: StoredFile,
         name: Option<&str>,
     ) -> Result<FileRecord, StoreError> {
@@ -260,17 +308,17 @@ impl FileStore {
     }
 
     /// The record of a stored file.
-    pub fn get(&mut self, hash: &ContentHash) -> Result<Option<FileRecord>, StoreError> {
+    pub fn get(&self, hash: &ContentHash) -> Result<Option<FileRecord>, StoreError> {
         Ok(self.meta.get_file(hash)?)
     }
 
     /// All stored files, oldest first.
-    pub fn list(&mut self) -> Result<Vec<FileRecord>, StoreError> {
+    pub fn list(&self) -> Result<Vec<FileRecord>, StoreError> {
         Ok(self.meta.list_files()?)
     }
 
     /// Forgets the file `hash` and deletes every item that no other stored file uses.
-    pub fn remove(&mut self, hash: &ContentHash) -> Result<RemoveOutcome, StoreError> {
+    pub fn remove(&self, hash: &ContentHash) -> Result<RemoveOutcome, StoreError> {
         let _lock = self.lock()?;
         let Some(orphans) = self.meta.remove_file(hash)? else {
             return Ok(RemoveOutcome::NotFound);

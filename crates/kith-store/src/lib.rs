@@ -7,6 +7,8 @@
 //! - [`meta`]: the metadata database behind one trait ([`MetaDb`]), SQLite or PostgreSQL: file
 //!   records, the key store of peers ([`PeerRecord`]) and issued tickets ([`TicketRecord`]).
 //! - [`files`]: [`FileStore`], which keeps blobs and records consistent, across processes too.
+//! - [`gc`]: the garbage collector ([`FileStore::gc`]) for what crashes leave behind, and the
+//!   [`lock`] files that keep it away from live writers.
 //!
 //! The API is synchronous on purpose: storage is blocking I/O (files, fsync, a database
 //! client), and the node calls it from `spawn_blocking`. Nothing here knows tokio.
@@ -18,7 +20,9 @@ pub mod custody_copy;
 pub mod datadir;
 pub mod error;
 pub mod files;
+pub mod gc;
 pub mod keyfile;
+pub mod lock;
 pub mod meta;
 pub mod tree;
 pub mod writer;
@@ -27,6 +31,8 @@ pub use address::{ContentHash, ItemKind, ItemType, ParseHashError};
 pub use blobs::{BlobStore, Item, DEFAULT_MAX_ITEM_SIZE};
 pub use error::StoreError;
 pub use files::{FileStore, RemoveOutcome};
+pub use gc::{GcOptions, GcReport, StartupGc};
+pub use lock::WriteLease;
 pub use meta::{
     open_meta_db, BlockedAgent, CheckResult, FileRecord, MetaDb, MetaError, PeerRecord,
     PeerRetention, PeerUpsert, Placement, PlacementOutcome, PostgresMeta, RefusalReason,

@@ -91,12 +91,14 @@ impl ItemSink for HashOnly {
     }
 }
 
-/// Writes items to the store, remembering which ones and which directories need a final fsync.
+/// Writes items to the store, remembering which ones, which it created, and which directories
+/// need a final fsync.
 struct Storing<'a> {
     store: &'a BlobStore,
     items: Vec<ContentHash>,
     seen: HashSet<ContentHash>,
     dirs: HashSet<PathBuf>,
+    created: &'a mut Vec<ContentHash>,
 }
 
 impl ItemSink for Storing<'_> {
@@ -104,6 +106,7 @@ impl ItemSink for Storing<'_> {
         let (hash, dir) = self.store.put_item_deferred(item_type, content)?;
         if let Some(dir) = dir {
             self.dirs.insert(dir);
+            self.created.push(hash);
         }
         if self.seen.insert(hash) {
             self.items.push(hash);
@@ -270,13 +273,27 @@ impl BlobStore {
     }
 
     /// Stores a file of any size, streaming, and returns its address and the items it uses.
-    /// Every item is durable (file and directory fsync'd) when this returns.
+    /// Every item is durable (file and directory fsync'd) when this returns. Holds the write
+    /// lease throughout. On error, the items written so far stay (no record names them: the
+    /// garbage collector takes them; [`crate::FileStore`]'s put removes them at once).
     pub fn put_file(&self, reader: &mut dyn Read) -> Result<StoredFile, StoreError> {
+        let _lease = self.write_lease()?;
+        self.put_file_tracked(reader, &mut Vec::new())
+    }
+
+    /// [`BlobStore::put_file`] for a caller that holds the write lease, and that learns in
+    /// `created` which items this call wrote (those not already present), also on error.
+    pub(crate) fn put_file_tracked(
+        &self,
+        reader: &mut dyn Read,
+        created: &mut Vec<ContentHash>,
+    ) -> Result<StoredFile, StoreError> {
         let mut sink = Storing {
             store: self,
             items: Vec::new(),
             seen: HashSet::new(),
             dirs: HashSet::new(),
+            created,
         };
         let (hash, kind, size) = build(reader, self.max_item_size(), &mut sink)?;
         for dir in &sink.dirs {
@@ -347,6 +364,35 @@ impl BlobStore {
             size,
             items,
         })
+    }
+
+    /// Adds to `into` the tree under `root` as far as it can be read: the root, and for every
+    /// list reached, the list and every hash it names, present or not. Reads lists only (and
+    /// the type byte of every other item), so marking a large file costs little; a missing or
+    /// corrupt list is simply not descended into. For the garbage collector, which must keep
+    /// every item of a custody copy although no row names them.
+    pub(crate) fn mark_tree(&self, root: &ContentHash, into: &mut HashSet<ContentHash>) {
+        let mut stack = vec![(*root, 0usize)];
+        while let Some((hash, depth)) = stack.pop() {
+            if !into.insert(hash) || depth >= MAX_TREE_DEPTH || !self.is_list(&hash) {
+                continue;
+            }
+            let Ok(list) = self.get_item(&hash) else {
+                continue;
+            };
+            if let Ok(children) = parse_list(&list.content) {
+                stack.extend(children.into_iter().map(|child| (child, depth + 1)));
+            }
+        }
+    }
+
+    /// Whether the stored item `hash` has a list's type byte (unverified).
+    fn is_list(&self, hash: &ContentHash) -> bool {
+        let mut first = [0u8; 1];
+        std::fs::File::open(self.path_for(hash))
+            .and_then(|mut f| f.read_exact(&mut first))
+            .is_ok()
+            && ItemType::from_byte(first[0]).is_ok_and(|t| t.kind() == ItemKind::List)
     }
 
     /// Streams the file `hash` (a blob, or a tree of lists) to `out`, verifying every item

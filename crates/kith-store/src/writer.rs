@@ -9,6 +9,11 @@
 //! Items are fsync'd as they are written, their directories when [`FileWriter::finish`]
 //! returns. A writer dropped or [`FileWriter::abort`]ed leaves (or removes) loose items and
 //! records nothing.
+//!
+//! A writer holds the store's write lease from creation until it finishes or is dropped, so
+//! no garbage collection runs meanwhile (a custody copy may take a whole session to write);
+//! [`FileWriter::finish`] freshens every item of the file, so that the caller has the
+//! collector's whole grace period to record it.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -16,6 +21,7 @@ use std::path::PathBuf;
 use crate::address::{ContentHash, ItemKind, ItemType};
 use crate::blobs::{sync_dir, BlobStore};
 use crate::error::StoreError;
+use crate::lock::WriteLease;
 use crate::tree::{ItemSink, StoredFile, TreeBuilder};
 
 /// The store side of a [`FileWriter`]: where items go, and which were written.
@@ -26,6 +32,7 @@ struct OwnedSink {
     dirs: HashSet<PathBuf>,
     /// Items this writer created (not already present), for [`FileWriter::abort`].
     created: Vec<ContentHash>,
+    _lease: WriteLease,
 }
 
 impl ItemSink for OwnedSink {
@@ -93,8 +100,10 @@ impl FileWriter {
             )));
         }
         let capacity = max_item - 1;
+        let lease = store.write_lease()?;
         Ok(FileWriter {
             sink: OwnedSink {
+                _lease: lease,
                 store,
                 items: Vec::new(),
                 seen: HashSet::new(),
@@ -159,6 +168,9 @@ impl FileWriter {
             items.remove(pos);
         }
         items.insert(0, hash);
+        // Items written early in a long session are as old as the session: make the whole
+        // file young again before the lease goes, so the collector leaves it to be recorded.
+        self.sink.store.freshen_items(&items);
         Ok(StoredFile {
             hash,
             kind,

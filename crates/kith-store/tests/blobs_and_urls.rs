@@ -213,7 +213,7 @@ fn sqlite_urls_and_bare_paths_open_the_same_file() {
         format!("sqlite:{}", path.display()),
         path.display().to_string(),
     ] {
-        let mut db = open_meta_db(Some(&url), &default).unwrap();
+        let db = open_meta_db(Some(&url), &default).unwrap();
         assert_eq!(db.backend(), "sqlite");
         assert_eq!(
             db.schema_version().unwrap(),

@@ -162,7 +162,7 @@ fn chunk_hash(bytes: &[u8]) -> ContentHash {
 
 fn round_trip_at_boundary_sizes(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut store = fx.store();
+    let store = fx.store();
     let out_dir = tempfile::tempdir().unwrap();
     let sizes = [
         0,
@@ -213,7 +213,7 @@ fn round_trip_at_boundary_sizes(backend: &Backend) {
 fn deep_tree_round_trips_with_smallest_items(backend: &Backend) {
     let fx = Fixture::new(backend);
     // 130-byte items: 129-byte chunks, 2 hashes per list, so 100 chunks make a 7-level tree.
-    let mut store = fx.store_with_max(130);
+    let store = fx.store_with_max(130);
     let bytes = data(129 * 100 + 3, 7);
     let record = store.put_reader(&mut Cursor::new(&bytes), None).unwrap();
     let mut out = Vec::new();
@@ -229,7 +229,7 @@ fn deep_tree_round_trips_with_smallest_items(backend: &Backend) {
 
 fn check_values_through_the_store(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut store = fx.store_with_max(kith_store::DEFAULT_MAX_ITEM_SIZE);
+    let store = fx.store_with_max(kith_store::DEFAULT_MAX_ITEM_SIZE);
     let jpg = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../fixtures/test.jpg"
@@ -258,7 +258,7 @@ fn check_values_through_the_store(backend: &Backend) {
 
 fn corrupt_item_is_detected_and_no_output_file_is_left(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut store = fx.store();
+    let store = fx.store();
     let bytes = data(5 * CAP, 3);
     let record = store.put_reader(&mut Cursor::new(&bytes), None).unwrap();
     let third_chunk = chunk_hash(&bytes[2 * CAP..3 * CAP]);
@@ -292,7 +292,7 @@ fn corrupt_item_is_detected_and_no_output_file_is_left(backend: &Backend) {
 
 fn missing_item_is_reported_by_hash(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut store = fx.store();
+    let store = fx.store();
     let bytes = data(4 * CAP, 4);
     let record = store.put_reader(&mut Cursor::new(&bytes), None).unwrap();
     let last_chunk = chunk_hash(&bytes[3 * CAP..]);
@@ -315,13 +315,13 @@ fn missing_item_is_reported_by_hash(backend: &Backend) {
 
 fn same_file_twice_is_stored_once(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut store = fx.store();
+    let store = fx.store();
     let bytes = data(3 * CAP + 10, 5);
     let first = store
         .put_reader(&mut Cursor::new(&bytes), Some("a"))
         .unwrap();
     let items = stored_items(&store);
-    let mut store = store.with_clock(|| NOW + 60);
+    let store = store.with_clock(|| NOW + 60);
     let second = store
         .put_reader(&mut Cursor::new(&bytes), Some("b"))
         .unwrap();
@@ -340,10 +340,10 @@ fn same_file_twice_is_stored_once(backend: &Backend) {
 
 fn items_copied_one_by_one_are_recorded_as_the_same_file(backend: &Backend) {
     let (from, to) = (Fixture::new(backend), Fixture::new(backend));
-    let mut source = from.store();
+    let source = from.store();
     let bytes = data(7 * CAP + 3, 11);
     let put = source.put_reader(&mut Cursor::new(&bytes), None).unwrap();
-    let mut dest = to.store();
+    let dest = to.store();
     let items = stored_items(&source);
     // All but one item: the walk names the missing one and nothing is recorded.
     let missing = *items.last().unwrap();
@@ -380,7 +380,7 @@ fn items_copied_one_by_one_are_recorded_as_the_same_file(backend: &Backend) {
 
 fn shared_chunk_stays_until_its_last_file_is_removed(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut store = fx.store();
+    let store = fx.store();
     let shared = data(CAP, 10);
     let a = [shared.clone(), data(CAP + 5, 11)].concat();
     let b = [shared.clone(), data(2 * CAP, 12)].concat();
@@ -404,7 +404,7 @@ fn shared_chunk_stays_until_its_last_file_is_removed(backend: &Backend) {
 fn file_that_is_a_chunk_of_another_keeps_its_item(backend: &Backend) {
     for remove_big_first in [true, false] {
         let fx = Fixture::new(backend);
-        let mut store = fx.store();
+        let store = fx.store();
         let small = data(CAP, 20);
         let big = [small.clone(), data(2 * CAP, 21)].concat();
         let rbig = store
@@ -429,9 +429,9 @@ fn file_that_is_a_chunk_of_another_keeps_its_item(backend: &Backend) {
 
 fn records_list_and_serialize(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut store = fx.store();
+    let store = fx.store();
     let r1 = store.put_reader(&mut &b"one"[..], Some("one.txt")).unwrap();
-    let mut store = store.with_clock(|| NOW + 5);
+    let store = store.with_clock(|| NOW + 5);
     let r2 = store
         .put_reader(&mut Cursor::new(data(2 * CAP, 30)), None)
         .unwrap();
@@ -449,8 +449,8 @@ fn records_list_and_serialize(backend: &Backend) {
 
 fn second_process_sees_the_same_store(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut node = fx.store();
-    let mut cli = fx.store();
+    let node = fx.store();
+    let cli = fx.store();
     let record = cli
         .put_reader(&mut Cursor::new(data(3 * CAP, 40)), Some("x"))
         .unwrap();
@@ -469,9 +469,9 @@ fn migrations_run_once(backend: &Backend) {
         Backend::Sqlite => SQLITE_MIGRATIONS.len(),
         Backend::Postgres(_) => POSTGRES_MIGRATIONS.len(),
     } as u32;
-    let mut first = fx.meta();
+    let first = fx.meta();
     assert_eq!(first.schema_version().unwrap(), expected);
-    let mut again = fx.meta();
+    let again = fx.meta();
     assert_eq!(again.schema_version().unwrap(), expected);
 }
 
@@ -480,7 +480,7 @@ fn concurrent_puts_and_removes_never_lose_a_referenced_item(backend: &Backend) {
     let shared = data(CAP, 50);
     std::thread::scope(|scope| {
         for worker in 0..2u64 {
-            let mut store = fx.store();
+            let store = fx.store();
             let shared = shared.clone();
             scope.spawn(move || {
                 for round in 0..15u64 {
@@ -498,7 +498,7 @@ fn concurrent_puts_and_removes_never_lose_a_referenced_item(backend: &Backend) {
             });
         }
     });
-    let mut store = fx.store();
+    let store = fx.store();
     let records = store.list().unwrap();
     assert_eq!(records.len(), 14);
     for record in records {
@@ -522,7 +522,7 @@ fn ticket(n: u64, expires_at: i64) -> TicketRecord {
 
 fn peers_are_recorded_updated_listed_and_removed(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut db = fx.meta();
+    let db = fx.meta();
     let (a, b) = (new_agent(), new_agent());
     let first = PeerUpsert {
         host: Some("a.example".into()),
@@ -595,7 +595,7 @@ fn peers_are_recorded_updated_listed_and_removed(backend: &Backend) {
 
 fn a_peer_key_never_changes(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut db = fx.meta();
+    let db = fx.meta();
     let (a, b) = (new_agent(), new_agent());
 
     // The agent id must be the key's own id.
@@ -636,7 +636,7 @@ fn a_peer_key_never_changes(backend: &Backend) {
 
 fn agents_can_be_blocked_before_and_after_they_are_peers(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut db = fx.meta();
+    let db = fx.meta();
     let (known, stranger) = (new_agent(), new_agent());
     db.upsert_peer(&PeerUpsert::new(&known), NOW).unwrap();
 
@@ -692,7 +692,7 @@ fn agents_can_be_blocked_before_and_after_they_are_peers(backend: &Backend) {
 
 fn one_time_ticket_is_accepted_once(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut db = fx.meta();
+    let db = fx.meta();
     let (a, b) = (new_agent().to_string(), new_agent().to_string());
     let issued = TicketRecord {
         cuid: Some("user_3".into()),
@@ -725,7 +725,7 @@ fn one_time_ticket_is_accepted_once(backend: &Backend) {
 
 fn expired_revoked_and_unknown_tickets_are_refused(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut db = fx.meta();
+    let db = fx.meta();
     let agent = new_agent().to_string();
     db.insert_ticket(&ticket(1, NOW + 100)).unwrap();
     db.insert_ticket(&ticket(2, NOW + 100)).unwrap();
@@ -775,7 +775,7 @@ fn expired_revoked_and_unknown_tickets_are_refused(backend: &Backend) {
 
 fn reusable_ticket_is_accepted_until_it_expires_or_is_revoked(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut db = fx.meta();
+    let db = fx.meta();
     let (a, b) = (new_agent().to_string(), new_agent().to_string());
     let reusable = |n| TicketRecord {
         reusable: true,
@@ -813,7 +813,7 @@ fn reusable_ticket_is_accepted_until_it_expires_or_is_revoked(backend: &Backend)
 
 fn tickets_are_validated_listed_and_purged(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut db = fx.meta();
+    let db = fx.meta();
     for bad in ["", "abc", &"A".repeat(32), &"0".repeat(33), &"z".repeat(32)] {
         assert!(
             matches!(
@@ -860,7 +860,7 @@ fn tickets_are_validated_listed_and_purged(backend: &Backend) {
 fn racing_redemptions_accept_each_one_time_ticket_exactly_once(backend: &Backend) {
     const TICKETS: u64 = 40;
     let fx = Fixture::new(backend);
-    let mut issuer = fx.meta();
+    let issuer = fx.meta();
     for n in 0..TICKETS {
         issuer.insert_ticket(&ticket(n, NOW + 100)).unwrap();
     }
@@ -871,7 +871,7 @@ fn racing_redemptions_accept_each_one_time_ticket_exactly_once(backend: &Backend
             .iter()
             .map(|agent| {
                 // Each node process has its own connection.
-                let mut db = fx.meta();
+                let db = fx.meta();
                 let barrier = &barrier;
                 scope.spawn(move || {
                     let mut won = Vec::new();
@@ -907,8 +907,8 @@ fn racing_redemptions_accept_each_one_time_ticket_exactly_once(backend: &Backend
 
 fn two_processes_of_one_site_share_peers_and_tickets(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut node = fx.meta();
-    let mut other = fx.meta();
+    let node = fx.meta();
+    let other = fx.meta();
     let peer = new_agent();
 
     let recorded = node
@@ -947,7 +947,7 @@ fn two_processes_of_one_site_share_peers_and_tickets(backend: &Backend) {
 
 fn custody_is_recorded_once_per_owner_and_counted(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut meta = fx.meta();
+    let meta = fx.meta();
     let original = ContentHash::compute(ItemType::BLOB, b"someone's file");
     let record = |owner: u8, copy: &[u8], at: i64| CustodyRecord {
         original_hash: original,
@@ -976,7 +976,7 @@ fn custody_is_recorded_once_per_owner_and_counted(backend: &Backend) {
 
 fn shared_files_and_replicas_follow_the_file(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut store = fx.store();
+    let store = fx.store();
     let path = fx.dir.path().join("shared.txt");
     fs::write(&path, b"a file to share").unwrap();
     let record = store.put_path(&path, None).unwrap();
@@ -1015,7 +1015,7 @@ fn file_hash(n: u8) -> ContentHash {
 
 fn placements_are_bounded_per_peer_and_kept_once(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut db = fx.meta();
+    let db = fx.meta();
     let (a, b) = (new_agent().to_string(), new_agent().to_string());
     assert_eq!(
         db.insert_placement(&a, &file_hash(1), NOW, 2).unwrap(),
@@ -1059,7 +1059,7 @@ fn due_placements_come_never_checked_first_then_oldest_and_only_for_the_agents_a
     backend: &Backend,
 ) {
     let fx = Fixture::new(backend);
-    let mut db = fx.meta();
+    let db = fx.meta();
     let (a, b, c) = (
         new_agent().to_string(),
         new_agent().to_string(),
@@ -1093,7 +1093,7 @@ fn due_placements_come_never_checked_first_then_oldest_and_only_for_the_agents_a
 
 fn check_results_are_counted_per_placement_and_summed_per_peer(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut db = fx.meta();
+    let db = fx.meta();
     let agent = new_agent();
     let a = agent.to_string();
     let stranger = new_agent().to_string();
@@ -1162,7 +1162,7 @@ fn check_results_are_counted_per_placement_and_summed_per_peer(backend: &Backend
 
 fn chat_queue_log_and_channels_survive_reopening(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut meta = fx.meta();
+    let meta = fx.meta();
     let row = |key: &str, json: &[u8]| ChatQueueRow {
         key: key.to_owned(),
         target: "guid".to_owned(),
@@ -1223,7 +1223,7 @@ fn chat_queue_log_and_channels_survive_reopening(backend: &Backend) {
 
 fn items_of_recorded_files_are_in_use_and_loose_items_are_not(backend: &Backend) {
     let fx = Fixture::new(backend);
-    let mut store = fx.store();
+    let store = fx.store();
     let big = data(2 * CAP + 7, 21);
     let file = store
         .put_reader(&mut Cursor::new(&big), Some("big"))
@@ -1237,6 +1237,100 @@ fn items_of_recorded_files_are_in_use_and_loose_items_are_not(backend: &Backend)
     assert!(!store.meta().item_in_use(&loose).unwrap());
     store.remove(&file.hash).unwrap();
     assert!(!store.meta().item_in_use(&file.hash).unwrap());
+}
+
+/// A reader that stops in the middle: after `gate_at` bytes it says so on `reached` and waits
+/// for `release` before yielding the rest, so a put reading from it is caught mid-way.
+struct GatedReader {
+    data: Vec<u8>,
+    pos: usize,
+    gate_at: usize,
+    reached: Option<std::sync::mpsc::Sender<()>>,
+    release: std::sync::mpsc::Receiver<()>,
+}
+
+impl std::io::Read for GatedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.gate_at {
+            if let Some(reached) = self.reached.take() {
+                reached.send(()).unwrap();
+                self.release.recv().unwrap();
+            }
+        }
+        let end = if self.pos < self.gate_at {
+            self.gate_at
+        } else {
+            self.data.len()
+        };
+        let n = buf.len().min(end - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Issue 11: a long put in one thread must not make a `file ls`, a ticket check or a chat
+/// message wait in another (the node used to queue every store call behind one mutex).
+fn a_long_put_does_not_make_metadata_calls_wait(backend: &Backend) {
+    use std::sync::mpsc;
+    let fx = Fixture::new(backend);
+    let store = fx.store();
+    let first = store
+        .put_reader(&mut Cursor::new(data(500, 70)), Some("first"))
+        .unwrap();
+    store.meta().insert_ticket(&ticket(1, NOW + 100)).unwrap();
+    let (reached_tx, reached) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    let mut reader = GatedReader {
+        data: data(20 * CAP, 71),
+        pos: 0,
+        gate_at: 10 * CAP,
+        reached: Some(reached_tx),
+        release: release_rx,
+    };
+    std::thread::scope(|scope| {
+        let store = &store;
+        let put = scope.spawn(move || store.put_reader(&mut reader, Some("long")));
+        reached.recv().unwrap();
+        assert!(
+            stored_items(store).len() > 10,
+            "the put is mid-way, items written"
+        );
+        let (done_tx, done) = mpsc::channel();
+        scope.spawn(move || {
+            let listed = store.list().unwrap();
+            let verdict = store
+                .meta()
+                .redeem_ticket(&token(1), &new_agent().to_string(), NOW)
+                .unwrap();
+            let row = ChatMessageRow {
+                seq: 0,
+                msg_id: "m1".into(),
+                channel: None,
+                channel_id: None,
+                sender: "s".into(),
+                sent_at: "2024-01-01T00:00:00Z".into(),
+                text: "hi".into(),
+                attachments: "[]".into(),
+                received_at: NOW,
+            };
+            let seq = store.meta().chat_append(&row, 10).unwrap();
+            done_tx.send((listed, verdict, seq)).unwrap();
+        });
+        // A bound on a hang, not a timing assertion: the calls need nothing the put holds.
+        let answered = done.recv_timeout(std::time::Duration::from_secs(120));
+        release.send(()).unwrap();
+        let long = put.join().unwrap().unwrap();
+        let (listed, verdict, seq) = answered.expect("metadata calls waited behind the put");
+        assert_eq!(
+            listed,
+            vec![first.clone()],
+            "the long put is not recorded yet"
+        );
+        assert_eq!(verdict, TicketVerdict::Accepted);
+        assert!(seq > 0);
+        assert_eq!(store.verify(&long.hash).unwrap(), 20 * CAP as u64);
+    });
 }
 
 macro_rules! suite {
@@ -1258,6 +1352,7 @@ macro_rules! suite {
 }
 
 suite!(
+    a_long_put_does_not_make_metadata_calls_wait,
     chat_queue_log_and_channels_survive_reopening,
     shared_files_and_replicas_follow_the_file,
     round_trip_at_boundary_sizes,

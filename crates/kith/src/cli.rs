@@ -66,6 +66,9 @@ pub enum Command {
     /// The content-addressed file store.
     #[command(subcommand)]
     File(FileCommand),
+    /// Upkeep of the store itself.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Signed and sealed (ECIES) content in the Datt layouts.
     #[command(subcommand)]
     Content(ContentCommand),
@@ -324,6 +327,21 @@ pub enum FileCommand {
         /// Stop offering it (copies peers already made stay theirs).
         #[arg(long)]
         stop: bool,
+    },
+}
+
+/// `kith store ...`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Reclaim items no file references and temp files left by a crash (a killed put, a
+    /// full disk). Safe with a node running: it waits for every put, fetch and custody copy
+    /// in progress to finish, and keeps unreferenced items younger than --grace, which an
+    /// interrupted fetch resumes with.
+    Gc {
+        /// Keep unreferenced items younger than this, e.g. 24h, 30m, 0s (0: take them all,
+        /// so an interrupted fetch starts over).
+        #[arg(long, value_name = "DURATION", default_value = "24h")]
+        grace: String,
     },
 }
 

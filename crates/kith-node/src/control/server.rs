@@ -144,7 +144,7 @@ async fn store<R, E, F>(state: &Services, f: F) -> Result<R, ApiError>
 where
     R: Send + 'static,
     E: Into<crate::store::StoreFailure> + Send + 'static,
-    F: FnOnce(&mut kith_store::FileStore) -> Result<R, E> + Send + 'static,
+    F: FnOnce(&kith_store::FileStore) -> Result<R, E> + Send + 'static,
 {
     state.store.run(f).await.map_err(internal)
 }

@@ -63,6 +63,9 @@ async fn fetch_with(
     priority: Priority,
 ) -> Result<FetchReport, ExchangeError> {
     ex.counters.exchange_fetches.bump();
+    // Items arrive one by one before the file is recorded: the store's garbage collector must
+    // not take them for orphans meanwhile (it waits while any writer holds a lease).
+    let _lease = ex.store.run(|s| s.write_lease()).await?;
     let _progress = ex.progress.start(hash, priority);
     if let Some(peer) = from {
         return fetch_from(ex, peer, hash, priority).await;

@@ -132,6 +132,9 @@ async fn retrieve(
     from: Option<AgentId>,
 ) -> Result<RetrieveReport, ExchangeError> {
     let peer = pick_peer(ex, from)?;
+    // The copy's items arrive one by one before anything records them: hold off the store's
+    // garbage collector until the caller has them (see `fetch`).
+    let _lease = ex.store.run(|s| s.write_lease()).await?;
     let mut extra = Vec::new();
     let result = run_retrieve(ex, peer, hash, owner, &mut extra).await;
     if let Ok((pull, _)) = &result {

@@ -7,6 +7,7 @@
 //! when the router says the copy was delivered. The message log is bounded: appending beyond
 //! `keep` rows deletes the oldest in the same transaction.
 
+use super::sql::{args, Row, Sql};
 use super::MetaError;
 use serde::{Deserialize, Serialize};
 
@@ -106,312 +107,145 @@ fn seq_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
-/// The SQLite side.
-pub(crate) mod sqlite {
-    use super::*;
-    use crate::meta::sqlite::query_err as err;
-    use rusqlite::{params, Connection, TransactionBehavior};
-
-    pub(crate) fn persist(
-        conn: &Connection,
-        row: &ChatQueueRow,
-        now: i64,
-    ) -> Result<(), MetaError> {
-        conn.execute(
-            "INSERT INTO chat_queue (key, target, json, queued_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (key) DO UPDATE SET target = excluded.target, json = excluded.json",
-            params![row.key, row.target, row.json, now],
-        )
-        .map_err(err("queueing a chat message"))?;
-        Ok(())
-    }
-
-    pub(crate) fn forget(conn: &Connection, key: &str) -> Result<(), MetaError> {
-        conn.execute("DELETE FROM chat_queue WHERE key = ?1", params![key])
-            .map_err(err("forgetting a chat message"))?;
-        Ok(())
-    }
-
-    pub(crate) fn queued(conn: &Connection, limit: usize) -> Result<Vec<ChatQueueRow>, MetaError> {
-        let mut stmt = conn
-            .prepare("SELECT key, target, json FROM chat_queue ORDER BY queued_at, key LIMIT ?1")
-            .map_err(err("reading the chat queue"))?;
-        let rows = stmt
-            .query_map(params![seq_limit(limit)], |row| {
-                Ok(ChatQueueRow {
-                    key: row.get(0)?,
-                    target: row.get(1)?,
-                    json: row.get(2)?,
-                })
-            })
-            .map_err(err("reading the chat queue"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(err("reading the chat queue"))
-    }
-
-    pub(crate) fn append(
-        conn: &mut Connection,
-        row: &ChatMessageRow,
-        keep: usize,
-    ) -> Result<i64, MetaError> {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err("storing a chat message"))?;
-        tx.execute(
-            "INSERT INTO chat_messages (msg_id, channel, channel_id, sender, sent_at, text,
-                attachments, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                row.msg_id,
-                row.channel,
-                row.channel_id,
-                row.sender,
-                row.sent_at,
-                row.text,
-                row.attachments,
-                row.received_at
-            ],
-        )
-        .map_err(err("storing a chat message"))?;
-        let seq = tx.last_insert_rowid();
-        tx.execute(
-            "DELETE FROM chat_messages WHERE seq <= ?1",
-            params![seq - seq_limit(keep)],
-        )
-        .map_err(err("pruning chat messages"))?;
-        tx.commit().map_err(err("storing a chat message"))?;
-        Ok(seq)
-    }
-
-    pub(crate) fn read(
-        conn: &Connection,
-        after: i64,
-        channel: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ChatMessageRow>, MetaError> {
-        let mut stmt = conn
-            .prepare(
-                "SELECT seq, msg_id, channel, channel_id, sender, sent_at, text, attachments,
-                    received_at FROM chat_messages
-                 WHERE seq > ?1 AND (?2 IS NULL OR channel = ?2)
-                 ORDER BY seq LIMIT ?3",
-            )
-            .map_err(err("reading chat messages"))?;
-        let rows = stmt
-            .query_map(params![after, channel, seq_limit(limit)], |row| {
-                Ok(ChatMessageRow {
-                    seq: row.get(0)?,
-                    msg_id: row.get(1)?,
-                    channel: row.get(2)?,
-                    channel_id: row.get(3)?,
-                    sender: row.get(4)?,
-                    sent_at: row.get(5)?,
-                    text: row.get(6)?,
-                    attachments: row.get(7)?,
-                    received_at: row.get(8)?,
-                })
-            })
-            .map_err(err("reading chat messages"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(err("reading chat messages"))
-    }
-
-    pub(crate) fn set_joined(
-        conn: &Connection,
-        channel: &ChatChannelRow,
-        joined: bool,
-        now: i64,
-    ) -> Result<(), MetaError> {
-        if joined {
-            conn.execute(
-                "INSERT INTO chat_channels (name, closed, joined_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO UPDATE SET closed = excluded.closed",
-                params![channel.name, channel.closed, now],
-            )
-        } else {
-            conn.execute(
-                "DELETE FROM chat_channels WHERE name = ?1",
-                params![channel.name],
-            )
-        }
-        .map_err(err("recording a chat channel"))?;
-        Ok(())
-    }
-
-    pub(crate) fn joined(conn: &Connection) -> Result<Vec<ChatChannelRow>, MetaError> {
-        let mut stmt = conn
-            .prepare("SELECT name, closed FROM chat_channels ORDER BY joined_at, name")
-            .map_err(err("reading chat channels"))?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok(ChatChannelRow {
-                    name: row.get(0)?,
-                    closed: row.get(1)?,
-                })
-            })
-            .map_err(err("reading chat channels"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(err("reading chat channels"))
-    }
+pub(super) fn persist(c: &mut dyn Sql, row: &ChatQueueRow, now: i64) -> Result<(), MetaError> {
+    c.execute(
+        "queueing a chat message",
+        "INSERT INTO chat_queue (key, target, json, queued_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (key) DO UPDATE SET target = excluded.target, json = excluded.json",
+        args![&row.key, &row.target, &row.json[..], now],
+    )?;
+    Ok(())
 }
 
-/// The PostgreSQL side.
-pub(crate) mod pg {
-    use super::*;
-    use crate::meta::pg::query_err as err;
-    use postgres::{Client, GenericClient};
+pub(super) fn forget(c: &mut dyn Sql, key: &str) -> Result<(), MetaError> {
+    c.execute(
+        "forgetting a chat message",
+        "DELETE FROM chat_queue WHERE key = $1",
+        args![key],
+    )?;
+    Ok(())
+}
 
-    fn bad(e: postgres::Error) -> MetaError {
-        MetaError::BadRow(e.to_string())
-    }
+pub(super) fn queued(c: &mut dyn Sql, limit: usize) -> Result<Vec<ChatQueueRow>, MetaError> {
+    c.query(
+        "reading the chat queue",
+        "SELECT key, target, json FROM chat_queue ORDER BY queued_at, key LIMIT $1",
+        args![seq_limit(limit)],
+    )?
+    .into_iter()
+    .map(|row| {
+        let mut c = row.cols();
+        Ok(ChatQueueRow {
+            key: c.text()?,
+            target: c.text()?,
+            json: c.bytes()?,
+        })
+    })
+    .collect()
+}
 
-    pub(crate) fn persist(
-        client: &mut impl GenericClient,
-        row: &ChatQueueRow,
-        now: i64,
-    ) -> Result<(), MetaError> {
-        client
-            .execute(
-                "INSERT INTO chat_queue (key, target, json, queued_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (key) DO UPDATE SET target = excluded.target, json = excluded.json",
-                &[&row.key, &row.target, &row.json, &now],
-            )
-            .map_err(err("queueing a chat message"))?;
-        Ok(())
-    }
+pub(super) fn append(
+    tx: &mut dyn Sql,
+    row: &ChatMessageRow,
+    keep: usize,
+) -> Result<i64, MetaError> {
+    let seq = tx
+        .query_one(
+            "storing a chat message",
+            "INSERT INTO chat_messages (msg_id, channel, channel_id, sender, sent_at, text,
+                attachments, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             RETURNING seq",
+            args![
+                &row.msg_id,
+                row.channel.as_deref(),
+                row.channel_id.as_deref(),
+                &row.sender,
+                &row.sent_at,
+                &row.text,
+                &row.attachments,
+                row.received_at
+            ],
+        )?
+        .cols()
+        .int()?;
+    tx.execute(
+        "pruning chat messages",
+        "DELETE FROM chat_messages WHERE seq <= $1",
+        args![seq - seq_limit(keep)],
+    )?;
+    Ok(seq)
+}
 
-    pub(crate) fn forget(client: &mut impl GenericClient, key: &str) -> Result<(), MetaError> {
-        client
-            .execute("DELETE FROM chat_queue WHERE key = $1", &[&key])
-            .map_err(err("forgetting a chat message"))?;
-        Ok(())
-    }
+fn message(row: Row) -> Result<ChatMessageRow, MetaError> {
+    let mut c = row.cols();
+    Ok(ChatMessageRow {
+        seq: c.int()?,
+        msg_id: c.text()?,
+        channel: c.opt_text()?,
+        channel_id: c.opt_text()?,
+        sender: c.text()?,
+        sent_at: c.text()?,
+        text: c.text()?,
+        attachments: c.text()?,
+        received_at: c.int()?,
+    })
+}
 
-    pub(crate) fn queued(
-        client: &mut impl GenericClient,
-        limit: usize,
-    ) -> Result<Vec<ChatQueueRow>, MetaError> {
-        let rows = client
-            .query(
-                "SELECT key, target, json FROM chat_queue ORDER BY queued_at, key LIMIT $1",
-                &[&seq_limit(limit)],
-            )
-            .map_err(err("reading the chat queue"))?;
-        rows.iter()
-            .map(|row| {
-                Ok(ChatQueueRow {
-                    key: row.try_get(0).map_err(bad)?,
-                    target: row.try_get(1).map_err(bad)?,
-                    json: row.try_get(2).map_err(bad)?,
-                })
-            })
-            .collect()
-    }
+pub(super) fn read(
+    c: &mut dyn Sql,
+    after: i64,
+    channel: Option<&str>,
+    limit: usize,
+) -> Result<Vec<ChatMessageRow>, MetaError> {
+    c.query(
+        "reading chat messages",
+        "SELECT seq, msg_id, channel, channel_id, sender, sent_at, text, attachments,
+            received_at FROM chat_messages
+         WHERE seq > $1 AND (CAST($2 AS TEXT) IS NULL OR channel = $2)
+         ORDER BY seq LIMIT $3",
+        args![after, channel, seq_limit(limit)],
+    )?
+    .into_iter()
+    .map(message)
+    .collect()
+}
 
-    pub(crate) fn append(
-        client: &mut Client,
-        row: &ChatMessageRow,
-        keep: usize,
-    ) -> Result<i64, MetaError> {
-        let mut tx = client
-            .transaction()
-            .map_err(err("storing a chat message"))?;
-        let inserted = tx
-            .query_one(
-                "INSERT INTO chat_messages (msg_id, channel, channel_id, sender, sent_at, text,
-                    attachments, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 RETURNING seq",
-                &[
-                    &row.msg_id,
-                    &row.channel,
-                    &row.channel_id,
-                    &row.sender,
-                    &row.sent_at,
-                    &row.text,
-                    &row.attachments,
-                    &row.received_at,
-                ],
-            )
-            .map_err(err("storing a chat message"))?;
-        let seq: i64 = inserted.try_get(0).map_err(bad)?;
-        tx.execute(
-            "DELETE FROM chat_messages WHERE seq <= $1",
-            &[&(seq - seq_limit(keep))],
-        )
-        .map_err(err("pruning chat messages"))?;
-        tx.commit().map_err(err("storing a chat message"))?;
-        Ok(seq)
+pub(super) fn set_joined(
+    c: &mut dyn Sql,
+    channel: &ChatChannelRow,
+    joined: bool,
+    now: i64,
+) -> Result<(), MetaError> {
+    if joined {
+        c.execute(
+            "recording a chat channel",
+            "INSERT INTO chat_channels (name, closed, joined_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET closed = excluded.closed",
+            args![&channel.name, channel.closed, now],
+        )?;
+    } else {
+        c.execute(
+            "recording a chat channel",
+            "DELETE FROM chat_channels WHERE name = $1",
+            args![&channel.name],
+        )?;
     }
+    Ok(())
+}
 
-    pub(crate) fn read(
-        client: &mut impl GenericClient,
-        after: i64,
-        channel: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ChatMessageRow>, MetaError> {
-        let rows = client
-            .query(
-                "SELECT seq, msg_id, channel, channel_id, sender, sent_at, text, attachments,
-                    received_at FROM chat_messages
-                 WHERE seq > $1 AND ($2::TEXT IS NULL OR channel = $2)
-                 ORDER BY seq LIMIT $3",
-                &[&after, &channel, &seq_limit(limit)],
-            )
-            .map_err(err("reading chat messages"))?;
-        rows.iter()
-            .map(|row| {
-                Ok(ChatMessageRow {
-                    seq: row.try_get(0).map_err(bad)?,
-                    msg_id: row.try_get(1).map_err(bad)?,
-                    channel: row.try_get(2).map_err(bad)?,
-                    channel_id: row.try_get(3).map_err(bad)?,
-                    sender: row.try_get(4).map_err(bad)?,
-                    sent_at: row.try_get(5).map_err(bad)?,
-                    text: row.try_get(6).map_err(bad)?,
-                    attachments: row.try_get(7).map_err(bad)?,
-                    received_at: row.try_get(8).map_err(bad)?,
-                })
-            })
-            .collect()
-    }
-
-    pub(crate) fn set_joined(
-        client: &mut impl GenericClient,
-        channel: &ChatChannelRow,
-        joined: bool,
-        now: i64,
-    ) -> Result<(), MetaError> {
-        if joined {
-            client.execute(
-                "INSERT INTO chat_channels (name, closed, joined_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (name) DO UPDATE SET closed = excluded.closed",
-                &[&channel.name, &channel.closed, &now],
-            )
-        } else {
-            client.execute(
-                "DELETE FROM chat_channels WHERE name = $1",
-                &[&channel.name],
-            )
-        }
-        .map_err(err("recording a chat channel"))?;
-        Ok(())
-    }
-
-    pub(crate) fn joined(
-        client: &mut impl GenericClient,
-    ) -> Result<Vec<ChatChannelRow>, MetaError> {
-        let rows = client
-            .query(
-                "SELECT name, closed FROM chat_channels ORDER BY joined_at, name",
-                &[],
-            )
-            .map_err(err("reading chat channels"))?;
-        rows.iter()
-            .map(|row| {
-                Ok(ChatChannelRow {
-                    name: row.try_get(0).map_err(bad)?,
-                    closed: row.try_get(1).map_err(bad)?,
-                })
-            })
-            .collect()
-    }
+pub(super) fn joined(c: &mut dyn Sql) -> Result<Vec<ChatChannelRow>, MetaError> {
+    c.query(
+        "reading chat channels",
+        "SELECT name, closed FROM chat_channels ORDER BY joined_at, name",
+        args![],
+    )?
+    .into_iter()
+    .map(|row| {
+        let mut c = row.cols();
+        Ok(ChatChannelRow {
+            name: c.text()?,
+            closed: c.boolean()?,
+        })
+    })
+    .collect()
 }

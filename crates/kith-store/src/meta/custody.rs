@@ -5,6 +5,8 @@
 //! content or a key that opens the copy. One row per (original content, owner): two owners who
 //! persist the same file each get their own copy.
 
+use super::sql::{args, Row, Sql};
+use super::{size_to_db, MetaError};
 use crate::address::ContentHash;
 use serde::Serialize;
 
@@ -30,28 +32,78 @@ fn hex_key<S: serde::Serializer>(key: &[u8; 33], s: S) -> Result<S::Ok, S::Error
     s.serialize_str(&hex::encode(key))
 }
 
-/// SQL (both backends) for migration 3.
-pub(crate) const CUSTODY_COLUMNS: &str =
+const CUSTODY_COLUMNS: &str =
     "original_hash, owner_key, encrypted_hash, pull_request_hash, size, received_at";
 
-/// Builds a record from column values as read (both backends), checking each.
-pub(crate) fn custody_from_columns(
-    original: &str,
-    owner_key: &[u8],
-    encrypted: &str,
-    pull_request: &str,
-    size: i64,
-    received_at: i64,
-) -> Result<CustodyRecord, super::MetaError> {
-    let bad = |what: &str| super::MetaError::BadRow(format!("custody row for {original}: {what}"));
+/// Builds a record from a row, checking each column.
+fn record(row: Row) -> Result<CustodyRecord, MetaError> {
+    let mut c = row.cols();
+    let original = c.text()?;
+    let bad = |what: &str| MetaError::BadRow(format!("custody row for {original}: {what}"));
     Ok(CustodyRecord {
-        original_hash: super::decode_hash(original)?,
-        owner_key: owner_key
+        owner_key: c
+            .bytes()?
             .try_into()
             .map_err(|_| bad("owner key is not 33 bytes"))?,
-        encrypted_hash: super::decode_hash(encrypted)?,
-        pull_request_hash: super::decode_hash(pull_request)?,
-        size: u64::try_from(size).map_err(|_| bad("negative size"))?,
-        received_at,
+        encrypted_hash: super::decode_hash(&c.text()?)?,
+        pull_request_hash: super::decode_hash(&c.text()?)?,
+        size: u64::try_from(c.int()?).map_err(|_| bad("negative size"))?,
+        received_at: c.int()?,
+        original_hash: super::decode_hash(&original)?,
     })
+}
+
+pub(super) fn insert(c: &mut dyn Sql, r: &CustodyRecord) -> Result<CustodyRecord, MetaError> {
+    c.execute(
+        "recording custody",
+        "INSERT INTO custody (original_hash, owner_key, encrypted_hash, pull_request_hash, size,
+                              received_at) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (original_hash, owner_key) DO NOTHING",
+        args![
+            &r.original_hash.to_hex(),
+            &r.owner_key[..],
+            &r.encrypted_hash.to_hex(),
+            &r.pull_request_hash.to_hex(),
+            size_to_db(r.size)?,
+            r.received_at
+        ],
+    )?;
+    of(c, &r.original_hash)?
+        .into_iter()
+        .find(|stored| stored.owner_key == r.owner_key)
+        .ok_or_else(|| MetaError::BadRow("custody row vanished after insert".into()))
+}
+
+pub(super) fn of(c: &mut dyn Sql, original: &ContentHash) -> Result<Vec<CustodyRecord>, MetaError> {
+    c.query(
+        "reading custody",
+        &format!(
+            "SELECT {CUSTODY_COLUMNS} FROM custody WHERE original_hash = $1
+             ORDER BY received_at DESC"
+        ),
+        args![&original.to_hex()],
+    )?
+    .into_iter()
+    .map(record)
+    .collect()
+}
+
+pub(super) fn all(c: &mut dyn Sql) -> Result<Vec<CustodyRecord>, MetaError> {
+    c.query(
+        "listing custody",
+        &format!("SELECT {CUSTODY_COLUMNS} FROM custody ORDER BY received_at, original_hash"),
+        args![],
+    )?
+    .into_iter()
+    .map(record)
+    .collect()
+}
+
+pub(super) fn bytes(c: &mut dyn Sql) -> Result<u64, MetaError> {
+    let total = c.query_int(
+        "summing custody",
+        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM custody",
+        args![],
+    )?;
+    Ok(u64::try_from(total).unwrap_or(0))
 }

@@ -14,9 +14,9 @@
 //!   row without a key), and removing a peer does not lift its block. [`PeerRecord::blocked`]
 //!   is read from this table.
 //! - **Tickets** (`tickets`). First-contact tokens the site issued. [`MetaDb::redeem_ticket`]
-//!   checks and records a use in one transaction (SQLite `BEGIN IMMEDIATE`, PostgreSQL
-//!   `SELECT ... FOR UPDATE`), so when several node processes share one database a one-time
-//!   ticket is accepted exactly once, even if two connections redeem it at the same moment.
+//!   checks and records a use in one transaction (SQLite `BEGIN IMMEDIATE`, PostgreSQL an
+//!   advisory lock on the token), so when several node processes share one database a
+//!   one-time ticket is accepted exactly once, even if two connections redeem it at once.
 //!
 //! - **Placements** (`placements`, [`Placement`]). Which peers hold which of our
 //!   files, and what proof-of-retention checks of them showed; bounded per peer by the caller.
@@ -25,30 +25,46 @@
 //! Later features (the chat queue) add tables here.
 //!
 //! Two backends implement [`MetaDb`]: SQLite (embedded, the default, one file in the data dir in
-//! WAL mode with a busy timeout so a CLI process and a running node can share it) and PostgreSQL
-//! (for big sites). Both are synchronous: the node calls them from `spawn_blocking`. This matters
+//! WAL mode with a busy timeout so a CLI process and a running node can share it; a writing and
+//! a read-only connection) and PostgreSQL (for big sites). Each keeps its connections behind
+//! its own mutexes, held for one statement or transaction, so a `&dyn MetaDb` is shared by
+//! threads. Both are synchronous: the node calls them from `spawn_blocking`. This matters
 //! for PostgreSQL in particular: the sync `postgres` client runs its own small tokio runtime
 //! and panics if called on a tokio worker thread, so never call a [`MetaDb`] from async code
 //! directly.
 //!
 //! Schema changes are versioned migrations: each backend has an ordered list of SQL scripts
 //! ([`SQLITE_MIGRATIONS`], [`POSTGRES_MIGRATIONS`]) and a `schema_version` table recording how
-//! many have run. Opening a database applies the missing ones in one transaction each, under a
+//! many have run. Opening a database applies the missing ones in one transaction, under a
 //! lock, so two processes opening the same database at once do not race. To add a table, append
 //! a script to *both* lists (never edit a released one) and add methods to the trait.
 //!
+//! Every other statement is written once for both backends (`sql.rs` is the thin adapter:
+//! placeholders, parameter and row types, transactions) in the module of its table group
+//! (`files`, `peers`, `tickets`, `custody`, `placements`, `sharing`, `chat`); `db.rs` is the
+//! one implementation of [`MetaDb`], which says for each method whether it reads, writes or
+//! runs a transaction.
+//!
 //! All SQL is static text with bound parameters; nothing from input is spliced into a query
-//! (the one exception, a PostgreSQL schema name, is validated as a plain identifier first).
+//! (the exceptions: generated lists of placeholders, and a PostgreSQL schema name, validated as
+//! a plain identifier first).
 
 mod chat;
 mod custody;
+mod db;
+mod error;
+mod files;
 mod peers;
 mod pg;
 mod placements;
+mod schema;
 mod sharing;
+mod sql;
 mod sqlite;
+mod tickets;
 
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -56,161 +72,16 @@ use crate::address::{ContentHash, ItemKind};
 
 pub use chat::{ChatChannelRow, ChatMessageRow, ChatQueueRow};
 pub use custody::CustodyRecord;
-pub use peers::{BlockedAgent, PeerRecord, PeerUpsert, RefusalReason, TicketRecord, TicketVerdict};
+pub use error::{DriverError, MetaError};
+pub use peers::{BlockedAgent, PeerRecord, PeerUpsert};
 pub use pg::PostgresMeta;
 pub use placements::{CheckResult, PeerRetention, Placement, PlacementOutcome, MAX_FAILURE_TEXT};
+pub use schema::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 pub use sqlite::SqliteMeta;
+pub use tickets::{RefusalReason, TicketRecord, TicketVerdict};
 
 /// How long a database call waits for a lock held by another process before failing.
 pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Migrations for SQLite, in order; entry `i` brings the schema to version `i + 1`.
-pub const SQLITE_MIGRATIONS: &[&str] = &[
-    // 1: files and the items they use.
-    "CREATE TABLE files (
-        hash TEXT PRIMARY KEY NOT NULL,
-        kind TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        name TEXT,
-        added_at INTEGER NOT NULL
-    );
-    CREATE TABLE file_items (
-        file_hash TEXT NOT NULL REFERENCES files(hash) ON DELETE CASCADE,
-        item_hash TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        PRIMARY KEY (file_hash, item_hash)
-    );
-    CREATE INDEX file_items_item_hash ON file_items(item_hash);",
-    // 2: the key store (peers), blocked agents, issued tickets.
-    "CREATE TABLE peers (
-        agent TEXT PRIMARY KEY NOT NULL,
-        agent_key BLOB NOT NULL CHECK (length(agent_key) = 32),
-        host TEXT,
-        port INTEGER CHECK (port BETWEEN 0 AND 65535),
-        last_addr TEXT,
-        first_seen INTEGER NOT NULL,
-        last_seen INTEGER NOT NULL,
-        retention_failures INTEGER NOT NULL DEFAULT 0,
-        notes TEXT
-    );
-    CREATE TABLE blocked_agents (
-        agent TEXT PRIMARY KEY NOT NULL,
-        since INTEGER NOT NULL
-    );
-    CREATE TABLE tickets (
-        token TEXT PRIMARY KEY NOT NULL,
-        issued_at INTEGER NOT NULL,
-        expires_at INTEGER NOT NULL,
-        reusable INTEGER NOT NULL DEFAULT 0,
-        cuid TEXT,
-        used_at INTEGER,
-        used_by TEXT,
-        revoked INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX tickets_expires_at ON tickets(expires_at);",
-    // 3: files held in encrypted custody for other people.
-    "CREATE TABLE custody (
-        original_hash TEXT NOT NULL,
-        owner_key BLOB NOT NULL CHECK (length(owner_key) = 33),
-        encrypted_hash TEXT NOT NULL,
-        pull_request_hash TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        received_at INTEGER NOT NULL,
-        PRIMARY KEY (original_hash, owner_key)
-    );",
-    // 4: placements of our files with peers, and what retention checks showed.
-    "CREATE TABLE placements (
-        agent TEXT NOT NULL,
-        hash TEXT NOT NULL,
-        placed_at INTEGER NOT NULL,
-        last_check_at INTEGER,
-        checks_passed INTEGER NOT NULL DEFAULT 0,
-        checks_failed INTEGER NOT NULL DEFAULT 0,
-        checks_inconclusive INTEGER NOT NULL DEFAULT 0,
-        last_failure TEXT,
-        last_failure_at INTEGER,
-        PRIMARY KEY (agent, hash)
-    );
-    CREATE INDEX placements_last_check_at ON placements(last_check_at);",
-    // 5: files offered to peers, and replicas kept for them.
-    sharing::SQLITE_MIGRATION,
-    // 6: chat: the store-and-forward queue, the message log, joined channels.
-    chat::SQLITE_MIGRATION,
-];
-
-/// Migrations for PostgreSQL, in order; entry `i` brings the schema to version `i + 1`.
-pub const POSTGRES_MIGRATIONS: &[&str] = &[
-    // 1: files and the items they use.
-    "CREATE TABLE files (
-        hash TEXT PRIMARY KEY NOT NULL,
-        kind TEXT NOT NULL,
-        size BIGINT NOT NULL,
-        name TEXT,
-        added_at BIGINT NOT NULL
-    );
-    CREATE TABLE file_items (
-        file_hash TEXT NOT NULL REFERENCES files(hash) ON DELETE CASCADE,
-        item_hash TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        PRIMARY KEY (file_hash, item_hash)
-    );
-    CREATE INDEX file_items_item_hash ON file_items(item_hash);",
-    // 2: the key store (peers), blocked agents, issued tickets.
-    "CREATE TABLE peers (
-        agent TEXT PRIMARY KEY NOT NULL,
-        agent_key BYTEA NOT NULL CHECK (octet_length(agent_key) = 32),
-        host TEXT,
-        port INTEGER CHECK (port BETWEEN 0 AND 65535),
-        last_addr TEXT,
-        first_seen BIGINT NOT NULL,
-        last_seen BIGINT NOT NULL,
-        retention_failures BIGINT NOT NULL DEFAULT 0,
-        notes TEXT
-    );
-    CREATE TABLE blocked_agents (
-        agent TEXT PRIMARY KEY NOT NULL,
-        since BIGINT NOT NULL
-    );
-    CREATE TABLE tickets (
-        token TEXT PRIMARY KEY NOT NULL,
-        issued_at BIGINT NOT NULL,
-        expires_at BIGINT NOT NULL,
-        reusable BOOLEAN NOT NULL DEFAULT false,
-        cuid TEXT,
-        used_at BIGINT,
-        used_by TEXT,
-        revoked BOOLEAN NOT NULL DEFAULT false
-    );
-    CREATE INDEX tickets_expires_at ON tickets(expires_at);",
-    // 3: files held in encrypted custody for other people.
-    "CREATE TABLE custody (
-        original_hash TEXT NOT NULL,
-        owner_key BYTEA NOT NULL CHECK (octet_length(owner_key) = 33),
-        encrypted_hash TEXT NOT NULL,
-        pull_request_hash TEXT NOT NULL,
-        size BIGINT NOT NULL,
-        received_at BIGINT NOT NULL,
-        PRIMARY KEY (original_hash, owner_key)
-    );",
-    // 4: placements of our files with peers, and what retention checks showed.
-    "CREATE TABLE placements (
-        agent TEXT NOT NULL,
-        hash TEXT NOT NULL,
-        placed_at BIGINT NOT NULL,
-        last_check_at BIGINT,
-        checks_passed BIGINT NOT NULL DEFAULT 0,
-        checks_failed BIGINT NOT NULL DEFAULT 0,
-        checks_inconclusive BIGINT NOT NULL DEFAULT 0,
-        last_failure TEXT,
-        last_failure_at BIGINT,
-        PRIMARY KEY (agent, hash)
-    );
-    CREATE INDEX placements_last_check_at ON placements(last_check_at);",
-    // 5: files offered to peers, and replicas kept for them.
-    sharing::POSTGRES_MIGRATION,
-    // 6: chat: the store-and-forward queue, the message log, joined channels.
-    chat::POSTGRES_MIGRATION,
-];
 
 /// A user-visible stored file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,122 +98,36 @@ pub struct FileRecord {
     pub added_at: i64,
 }
 
-/// The boxed source error of a database driver.
-pub type DriverError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// Errors of the metadata database.
-#[derive(Debug, thiserror::Error)]
-pub enum MetaError {
-    /// The database URL's scheme is not one kith knows.
-    #[error("unsupported database URL scheme '{scheme}://' (use sqlite://PATH, a plain path, postgres:// or postgresql://)")]
-    UnsupportedScheme {
-        /// The scheme found.
-        scheme: String,
-    },
-    /// The database URL cannot be understood.
-    #[error("invalid database URL '{url}': {reason}")]
-    BadUrl {
-        /// The URL, password hidden.
-        url: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The SQLite file could not be opened or set up.
-    #[error("cannot open SQLite database {}: {source}", path.display())]
-    SqliteOpen {
-        /// The database file.
-        path: PathBuf,
-        /// The driver's error.
-        #[source]
-        source: DriverError,
-    },
-    /// The PostgreSQL server could not be reached or refused the login.
-    #[error("cannot connect to PostgreSQL server {target}: {source}")]
-    PostgresConnect {
-        /// host:port (or socket) and database, without the password.
-        target: String,
-        /// The driver's error.
-        #[source]
-        source: DriverError,
-    },
-    /// A query failed.
-    #[error("{backend} database error while {op}: {source}")]
-    Query {
-        /// "sqlite" or "postgres".
-        backend: &'static str,
-        /// What was being done.
-        op: &'static str,
-        /// The driver's error.
-        #[source]
-        source: DriverError,
-    },
-    /// The database was created by a newer kith.
-    #[error("database schema version {found} is newer than this kith supports ({supported}); upgrade kith")]
-    SchemaTooNew {
-        /// Version in the database.
-        found: u32,
-        /// Newest version this build knows.
-        supported: u32,
-    },
-    /// A row holds a value kith did not write (a bad hash, kind or size).
-    #[error("database row is invalid: {0}")]
-    BadRow(String),
-    /// A PostgreSQL schema name that is not a plain identifier.
-    #[error("invalid schema name '{0}' (use lowercase letters, digits and '_', at most 63)")]
-    BadSchemaName(String),
-    /// An agent id is malformed, not a valid Ed25519 key, or not the id of the key given with it.
-    #[error("invalid agent id '{agent}': {reason}")]
-    BadAgent {
-        /// The agent id given.
-        agent: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The peer is already recorded with a different key; an agent id is its key, so the
-    /// recorded key is never replaced.
-    #[error("peer {agent} is recorded with a different agent key; refusing to replace it")]
-    PeerKeyMismatch {
-        /// The agent id.
-        agent: String,
-    },
-    /// A ticket token to store is not 32 lowercase hex digits (the token itself is not shown).
-    #[error("ticket token must be 32 lowercase hex digits (got {len} characters)")]
-    BadToken {
-        /// Its length in characters.
-        len: usize,
-    },
-    /// A ticket with this token is already recorded (the token itself is not shown).
-    #[error("a ticket with this token already exists")]
-    DuplicateTicket,
-}
-
 /// The metadata database. Every method is synchronous and may block on I/O or on a lock held by
 /// another process (up to [`BUSY_TIMEOUT`]); call it from a blocking thread, never from async code.
-pub trait MetaDb: Send {
+///
+/// Methods take `&self` and the database may be shared between threads: each backend keeps
+/// its connection(s) behind its own lock, held for one statement or transaction only.
+pub trait MetaDb: Send + Sync {
     /// "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
 
     /// The schema version (number of migrations applied).
-    fn schema_version(&mut self) -> Result<u32, MetaError>;
+    fn schema_version(&self) -> Result<u32, MetaError>;
 
     /// Records a file and the items it uses, in one transaction. If the file is already
     /// recorded, the existing record is kept (and returned) and only missing item rows are added.
     fn insert_file(
-        &mut self,
+        &self,
         record: &FileRecord,
         items: &[ContentHash],
     ) -> Result<FileRecord, MetaError>;
 
     /// The record of a file, if recorded.
-    fn get_file(&mut self, hash: &ContentHash) -> Result<Option<FileRecord>, MetaError>;
+    fn get_file(&self, hash: &ContentHash) -> Result<Option<FileRecord>, MetaError>;
 
     /// All recorded files, oldest first (then by hash).
-    fn list_files(&mut self) -> Result<Vec<FileRecord>, MetaError>;
+    fn list_files(&self) -> Result<Vec<FileRecord>, MetaError>;
 
     /// Forgets a file, in one transaction. Returns `None` if it was not recorded, otherwise the
     /// items it used that no other recorded file uses (and that are not files themselves):
     /// the items the caller may now delete.
-    fn remove_file(&mut self, hash: &ContentHash) -> Result<Option<Vec<ContentHash>>, MetaError>;
+    fn remove_file(&self, hash: &ContentHash) -> Result<Option<Vec<ContentHash>>, MetaError>;
 
     // ---- the key store ----
 
@@ -354,48 +139,47 @@ pub trait MetaDb: Send {
     /// [`MetaError::BadAgent`] if `peer.agent` is not the agent id of a valid `peer.agent_key`,
     /// and with [`MetaError::PeerKeyMismatch`] if the peer is recorded with another key.
     /// Recording a peer does not lift a block.
-    fn upsert_peer(&mut self, peer: &PeerUpsert, now: i64) -> Result<PeerRecord, MetaError>;
+    fn upsert_peer(&self, peer: &PeerUpsert, now: i64) -> Result<PeerRecord, MetaError>;
 
     /// The recorded peer with this agent id, if any.
-    fn get_peer(&mut self, agent: &str) -> Result<Option<PeerRecord>, MetaError>;
+    fn get_peer(&self, agent: &str) -> Result<Option<PeerRecord>, MetaError>;
 
     /// All recorded peers, by agent id.
-    fn list_peers(&mut self) -> Result<Vec<PeerRecord>, MetaError>;
+    fn list_peers(&self) -> Result<Vec<PeerRecord>, MetaError>;
 
     /// Forgets a peer; returns whether it was recorded. A block on the agent stays.
-    fn remove_peer(&mut self, agent: &str) -> Result<bool, MetaError>;
+    fn remove_peer(&self, agent: &str) -> Result<bool, MetaError>;
 
     /// Notes that a recorded peer was seen at `now`, at `addr` if given (`None` keeps the
     /// recorded address). Returns whether the peer is recorded; an unknown agent is not added.
-    fn touch_peer(&mut self, agent: &str, addr: Option<&str>, now: i64) -> Result<bool, MetaError>;
+    fn touch_peer(&self, agent: &str, addr: Option<&str>, now: i64) -> Result<bool, MetaError>;
 
     /// Blocks (`blocked = true`, recording `now` as the time of the block) or unblocks an agent,
     /// whether or not it is a recorded peer. Returns whether this changed anything (`false`
     /// when the agent was already in that state). Blocking refuses a malformed agent id
     /// ([`MetaError::BadAgent`]); unblocking accepts any string.
-    fn set_peer_blocked(&mut self, agent: &str, blocked: bool, now: i64)
-        -> Result<bool, MetaError>;
+    fn set_peer_blocked(&self, agent: &str, blocked: bool, now: i64) -> Result<bool, MetaError>;
 
     /// Whether the agent is blocked (known as a peer or not).
-    fn is_agent_blocked(&mut self, agent: &str) -> Result<bool, MetaError>;
+    fn is_agent_blocked(&self, agent: &str) -> Result<bool, MetaError>;
 
     /// All blocked agents, by agent id.
-    fn list_blocked_agents(&mut self) -> Result<Vec<BlockedAgent>, MetaError>;
+    fn list_blocked_agents(&self) -> Result<Vec<BlockedAgent>, MetaError>;
 
     // ---- tickets ----
 
     /// Records an issued ticket exactly as given. Refused with [`MetaError::BadToken`] if the
     /// token is not 32 lowercase hex digits and [`MetaError::DuplicateTicket`] if it exists.
-    fn insert_ticket(&mut self, ticket: &TicketRecord) -> Result<(), MetaError>;
+    fn insert_ticket(&self, ticket: &TicketRecord) -> Result<(), MetaError>;
 
     /// The ticket with this token, if recorded.
-    fn get_ticket(&mut self, token: &str) -> Result<Option<TicketRecord>, MetaError>;
+    fn get_ticket(&self, token: &str) -> Result<Option<TicketRecord>, MetaError>;
 
     /// All recorded tickets, oldest first (then by token).
-    fn list_tickets(&mut self) -> Result<Vec<TicketRecord>, MetaError>;
+    fn list_tickets(&self) -> Result<Vec<TicketRecord>, MetaError>;
 
     /// Revokes a ticket so it is never accepted again; returns whether it exists.
-    fn revoke_ticket(&mut self, token: &str) -> Result<bool, MetaError>;
+    fn revoke_ticket(&self, token: &str) -> Result<bool, MetaError>;
 
     /// Checks a presented ticket and, if it is valid, records its use by `agent` at `now`, all in
     /// one transaction: when several connections (or processes) redeem one one-time ticket at
@@ -404,26 +188,22 @@ pub trait MetaDb: Send {
     /// A ticket is valid if it exists, is not revoked, `now < expires_at`, and it is reusable
     /// or unused. A reusable ticket records its last use. A refusal changes nothing and names
     /// the first reason that applies of revoked, already used, expired (or unknown).
-    fn redeem_ticket(
-        &mut self,
-        token: &str,
-        agent: &str,
-        now: i64,
-    ) -> Result<TicketVerdict, MetaError>;
+    fn redeem_ticket(&self, token: &str, agent: &str, now: i64)
+        -> Result<TicketVerdict, MetaError>;
 
     /// Deletes the tickets that expired at least `keep_for_secs` seconds before `now`
     /// (`expires_at + keep_for_secs <= now`), used or not; returns how many.
-    fn purge_expired_tickets(&mut self, now: i64, keep_for_secs: i64) -> Result<u64, MetaError>;
+    fn purge_expired_tickets(&self, now: i64, keep_for_secs: i64) -> Result<u64, MetaError>;
 
     /// Records a file taken into custody. Taking the same content from the same owner again
     /// keeps the first record (the owner already has a copy here) and returns it.
-    fn insert_custody(&mut self, record: &CustodyRecord) -> Result<CustodyRecord, MetaError>;
+    fn insert_custody(&self, record: &CustodyRecord) -> Result<CustodyRecord, MetaError>;
 
     /// The custody records of `original` (one per owner), most recent first.
-    fn custody_of(&mut self, original: &ContentHash) -> Result<Vec<CustodyRecord>, MetaError>;
+    fn custody_of(&self, original: &ContentHash) -> Result<Vec<CustodyRecord>, MetaError>;
 
     /// Bytes held in custody in all (for the quota).
-    fn custody_bytes(&mut self) -> Result<u64, MetaError>;
+    fn custody_bytes(&self) -> Result<u64, MetaError>;
 
     // ---- placements (proof of retention) ----
 
@@ -431,7 +211,7 @@ pub trait MetaDb: Send {
     /// as it is if recorded already, refused ([`PlacementOutcome::Full`]) if the agent has
     /// `max_per_agent` placements already.
     fn insert_placement(
-        &mut self,
+        &self,
         agent: &str,
         hash: &ContentHash,
         now: i64,
@@ -441,20 +221,20 @@ pub trait MetaDb: Send {
     /// The placements of the agents in `agents` not checked at or after `checked_before`:
     /// never-checked ones first, then the longest unchecked, at most `limit`.
     fn due_placements(
-        &mut self,
+        &self,
         agents: &[String],
         checked_before: i64,
         limit: usize,
     ) -> Result<Vec<Placement>, MetaError>;
 
     /// Every placement of `agent`, by hash.
-    fn placements_of(&mut self, agent: &str) -> Result<Vec<Placement>, MetaError>;
+    fn placements_of(&self, agent: &str) -> Result<Vec<Placement>, MetaError>;
 
     /// Records the result of a check of `agent`'s placement of `hash` made at `now`; a failure
     /// also adds one to the peer's `retention_failures` (if it is a recorded peer). One
     /// transaction. Returns whether the placement exists (nothing is recorded otherwise).
     fn record_check(
-        &mut self,
+        &self,
         agent: &str,
         hash: &ContentHash,
         now: i64,
@@ -462,27 +242,27 @@ pub trait MetaDb: Send {
     ) -> Result<bool, MetaError>;
 
     /// Forgets a placement; returns whether it was recorded.
-    fn remove_placement(&mut self, agent: &str, hash: &ContentHash) -> Result<bool, MetaError>;
+    fn remove_placement(&self, agent: &str, hash: &ContentHash) -> Result<bool, MetaError>;
 
     /// Retention results of every peer with a placement, by agent id.
-    fn retention_by_peer(&mut self) -> Result<Vec<PeerRetention>, MetaError>;
+    fn retention_by_peer(&self) -> Result<Vec<PeerRetention>, MetaError>;
 
     // ---- sharing (replication) ----
 
     /// Marks a stored file as shared (offered to peers). `false` when it already was, or when
     /// no file has that hash.
-    fn share_file(&mut self, hash: &ContentHash, now: i64) -> Result<bool, MetaError>;
+    fn share_file(&self, hash: &ContentHash, now: i64) -> Result<bool, MetaError>;
 
     /// Stops offering a file; `false` when it was not shared.
-    fn unshare_file(&mut self, hash: &ContentHash) -> Result<bool, MetaError>;
+    fn unshare_file(&self, hash: &ContentHash) -> Result<bool, MetaError>;
 
     /// Shared files, most recently shared first, at most `limit`.
-    fn shared_files(&mut self, limit: usize) -> Result<Vec<ContentHash>, MetaError>;
+    fn shared_files(&self, limit: usize) -> Result<Vec<ContentHash>, MetaError>;
 
     /// Records that the stored file `hash` is a replica fetched because `from` offered it
     /// (kept once: a second record of the same file changes nothing).
     fn record_replica(
-        &mut self,
+        &self,
         hash: &ContentHash,
         from: &str,
         size: u64,
@@ -490,27 +270,27 @@ pub trait MetaDb: Send {
     ) -> Result<(), MetaError>;
 
     /// Bytes of replicas kept for peers (for the replica quota).
-    fn replica_bytes(&mut self) -> Result<u64, MetaError>;
+    fn replica_bytes(&self) -> Result<u64, MetaError>;
 
     // ---- chat ----
 
     /// Keeps (or replaces, by key) a routed chat message until it is delivered.
-    fn chat_persist(&mut self, row: &ChatQueueRow, now: i64) -> Result<(), MetaError>;
+    fn chat_persist(&self, row: &ChatQueueRow, now: i64) -> Result<(), MetaError>;
 
     /// Drops a queued chat message (an unknown key is not an error).
-    fn chat_forget(&mut self, key: &str) -> Result<(), MetaError>;
+    fn chat_forget(&self, key: &str) -> Result<(), MetaError>;
 
     /// Queued chat messages, oldest first, at most `limit`.
-    fn chat_queued(&mut self, limit: usize) -> Result<Vec<ChatQueueRow>, MetaError>;
+    fn chat_queued(&self, limit: usize) -> Result<Vec<ChatQueueRow>, MetaError>;
 
     /// Appends a message to the log, keeping only the newest `keep`; returns its sequence
     /// number.
-    fn chat_append(&mut self, row: &ChatMessageRow, keep: usize) -> Result<i64, MetaError>;
+    fn chat_append(&self, row: &ChatMessageRow, keep: usize) -> Result<i64, MetaError>;
 
     /// Logged messages after sequence number `after` (of one channel, by name, if given),
     /// oldest first, at most `limit`.
     fn chat_read(
-        &mut self,
+        &self,
         after: i64,
         channel: Option<&str>,
         limit: usize,
@@ -518,17 +298,27 @@ pub trait MetaDb: Send {
 
     /// Records that this node joined (or left) a channel.
     fn chat_set_joined(
-        &mut self,
+        &self,
         channel: &ChatChannelRow,
         joined: bool,
         now: i64,
     ) -> Result<(), MetaError>;
 
     /// The channels this node is a member of, in the order it joined them.
-    fn chat_joined(&mut self) -> Result<Vec<ChatChannelRow>, MetaError>;
-    /// Whether a recorded file is `item` or uses it: loose items (a custody copy fetched for
+    fn chat_joined(&self) -> Result<Vec<ChatChannelRow>, MetaError>;
+
+    // ---- what items are in use (removal, garbage collection) ----
+
+    /// Whether a record names `item`: a recorded file is it or uses it, or it is the root or
+    /// the pull request of a custody copy. Loose items (a custody copy fetched for
     /// decryption, a pull request) may be deleted only when this is false.
-    fn item_in_use(&mut self, item: &ContentHash) -> Result<bool, MetaError>;
+    fn item_in_use(&self, item: &ContentHash) -> Result<bool, MetaError>;
+
+    /// The items of `items` that [`MetaDb::item_in_use`] would call in use, in a few queries.
+    fn items_in_use(&self, items: &[ContentHash]) -> Result<HashSet<ContentHash>, MetaError>;
+
+    /// Every custody record (the garbage collector keeps each copy's whole tree).
+    fn list_custody(&self) -> Result<Vec<CustodyRecord>, MetaError>;
 }
 
 impl std::fmt::Debug for dyn MetaDb {

@@ -1,10 +1,10 @@
-//! Records of the key store (known peers, blocked agents) and of issued tickets, and the rules
-//! both backends share: validation of agent ids and tokens, and the ticket verdict.
+//! The key store: known peers and blocked agents, their validation, and their statements.
 
 use serde::{Deserialize, Serialize};
 
 use kith_crypto::identity::AgentId;
 
+use super::sql::{args, Row, Sql};
 use super::MetaError;
 
 /// What the node learned about a peer, to record with [`MetaDb::upsert_peer`].
@@ -81,95 +81,6 @@ pub struct BlockedAgent {
     pub since: i64,
 }
 
-/// An issued ticket (first-contact token).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TicketRecord {
-    /// The token: 32 lowercase hex digits.
-    pub token: String,
-    /// When it was issued, in unix seconds.
-    pub issued_at: i64,
-    /// When it stops being valid, in unix seconds: valid while `now < expires_at`.
-    pub expires_at: i64,
-    /// A reusable ticket may be redeemed any number of times until it expires or is revoked;
-    /// otherwise it is accepted once.
-    pub reusable: bool,
-    /// The user (CHIP user id) the ticket grants access to, if any.
-    pub cuid: Option<String>,
-    /// When it was (last) redeemed, in unix seconds.
-    pub used_at: Option<i64>,
-    /// The agent that (last) redeemed it.
-    pub used_by: Option<String>,
-    /// Revoked by the operator: never accepted again.
-    pub revoked: bool,
-}
-
-impl TicketRecord {
-    /// A fresh, unused, unrevoked ticket.
-    pub fn new(token: impl Into<String>, issued_at: i64, expires_at: i64) -> TicketRecord {
-        TicketRecord {
-            token: token.into(),
-            issued_at,
-            expires_at,
-            reusable: false,
-            cuid: None,
-            used_at: None,
-            used_by: None,
-            revoked: false,
-        }
-    }
-}
-
-/// Why a ticket was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RefusalReason {
-    /// No ticket has this token (never issued, or purged).
-    Unknown,
-    /// The ticket has expired.
-    Expired,
-    /// A one-time ticket that was already redeemed.
-    AlreadyUsed,
-    /// The operator revoked the ticket.
-    Revoked,
-}
-
-impl std::fmt::Display for RefusalReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            RefusalReason::Unknown => "unknown ticket",
-            RefusalReason::Expired => "ticket expired",
-            RefusalReason::AlreadyUsed => "ticket already used",
-            RefusalReason::Revoked => "ticket revoked",
-        })
-    }
-}
-
-/// The outcome of [`MetaDb::redeem_ticket`].
-///
-/// [`MetaDb::redeem_ticket`]: super::MetaDb::redeem_ticket
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TicketVerdict {
-    /// The ticket is valid; its use is recorded.
-    Accepted,
-    /// The ticket is not valid; nothing was changed.
-    Refused(RefusalReason),
-}
-
-/// Why a ticket may not be redeemed at `now`, or `None` if it may. When several reasons apply,
-/// the first of revoked, already used, expired is given.
-pub(crate) fn judge_ticket(ticket: &TicketRecord, now: i64) -> Option<RefusalReason> {
-    if ticket.revoked {
-        Some(RefusalReason::Revoked)
-    } else if !ticket.reusable && ticket.used_at.is_some() {
-        Some(RefusalReason::AlreadyUsed)
-    } else if now >= ticket.expires_at {
-        Some(RefusalReason::Expired)
-    } else {
-        None
-    }
-}
-
 /// Checks that `agent` is a well-formed agent id (43 characters of unpadded base64url encoding
 /// a valid Ed25519 public key).
 pub(crate) fn check_agent_id(agent: &str) -> Result<AgentId, MetaError> {
@@ -189,29 +100,6 @@ pub(crate) fn check_peer(peer: &PeerUpsert) -> Result<(), MetaError> {
         });
     }
     Ok(())
-}
-
-/// Checks that a token to store is 32 lowercase hex digits (nothing else is ever issued).
-pub(crate) fn check_token(token: &str) -> Result<(), MetaError> {
-    if token.len() == 32
-        && token
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        Ok(())
-    } else {
-        Err(MetaError::BadToken {
-            len: token.chars().count(),
-        })
-    }
-}
-
-/// The `expires_at` at or below which [`MetaDb::purge_expired_tickets`] deletes a ticket
-/// (a negative `keep_for_secs` counts as 0).
-///
-/// [`MetaDb::purge_expired_tickets`]: super::MetaDb::purge_expired_tickets
-pub(crate) fn purge_cutoff(now: i64, keep_for_secs: i64) -> i64 {
-    now.saturating_sub(keep_for_secs.max(0))
 }
 
 /// A stored key as 32 bytes.
@@ -248,28 +136,159 @@ mod hex_key {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+const PEER_COLUMNS: &str = "p.agent, p.agent_key, p.host, p.port, p.last_addr, p.first_seen,
+    p.last_seen, p.retention_failures, p.notes,
+    EXISTS (SELECT 1 FROM blocked_agents b WHERE b.agent = p.agent)";
 
-    #[test]
-    fn ticket_refusal_reasons_are_given_in_order() {
-        let mut t = TicketRecord::new("0".repeat(32), 100, 200);
-        assert_eq!(judge_ticket(&t, 150), None);
-        assert_eq!(judge_ticket(&t, 200), Some(RefusalReason::Expired));
-        t.used_at = Some(150);
-        assert_eq!(judge_ticket(&t, 200), Some(RefusalReason::AlreadyUsed));
-        t.reusable = true;
-        assert_eq!(judge_ticket(&t, 199), None);
-        t.revoked = true;
-        assert_eq!(judge_ticket(&t, 150), Some(RefusalReason::Revoked));
-    }
+fn peer(row: Row) -> Result<PeerRecord, MetaError> {
+    let mut c = row.cols();
+    let agent = c.text()?;
+    Ok(PeerRecord {
+        agent_key: key_from_db(&agent, &c.bytes()?)?,
+        host: c.opt_text()?,
+        port: port_from_db(&agent, c.opt_int()?)?,
+        last_addr: c.opt_text()?,
+        first_seen: c.int()?,
+        last_seen: c.int()?,
+        retention_failures: count_from_db(&agent, c.int()?)?,
+        notes: c.opt_text()?,
+        blocked: c.boolean()?,
+        agent,
+    })
+}
 
-    #[test]
-    fn only_32_lowercase_hex_tokens_are_stored() {
-        assert!(check_token(&"a1".repeat(16)).is_ok());
-        assert!(check_token(&"A1".repeat(16)).is_err());
-        assert!(check_token(&"a1".repeat(15)).is_err());
-        assert!(check_token(&"g1".repeat(16)).is_err());
+pub(super) fn upsert(
+    tx: &mut dyn Sql,
+    peer: &PeerUpsert,
+    now: i64,
+) -> Result<PeerRecord, MetaError> {
+    check_peer(peer)?;
+    // One statement, so two processes recording the same new peer cannot both insert; the
+    // WHERE of the update leaves a row with another key untouched: no row returned.
+    let row = tx.query_opt(
+        "recording peer",
+        "INSERT INTO peers (agent, agent_key, host, port, last_addr, first_seen, last_seen,
+                            notes)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
+         ON CONFLICT (agent) DO UPDATE SET
+            host = COALESCE(excluded.host, peers.host),
+            port = COALESCE(excluded.port, peers.port),
+            last_addr = COALESCE(excluded.last_addr, peers.last_addr),
+            notes = COALESCE(excluded.notes, peers.notes),
+            last_seen = CASE WHEN peers.last_seen > excluded.last_seen
+                             THEN peers.last_seen ELSE excluded.last_seen END
+         WHERE peers.agent_key = excluded.agent_key
+         RETURNING agent",
+        args![
+            &peer.agent,
+            &peer.agent_key[..],
+            peer.host.as_deref(),
+            peer.port.map(i64::from),
+            peer.last_addr.as_deref(),
+            now,
+            peer.notes.as_deref()
+        ],
+    )?;
+    if row.is_none() {
+        return Err(MetaError::PeerKeyMismatch {
+            agent: peer.agent.clone(),
+        });
     }
+    get(tx, &peer.agent)?
+        .ok_or_else(|| MetaError::BadRow(format!("peer {} vanished after upsert", peer.agent)))
+}
+
+pub(super) fn get(c: &mut dyn Sql, agent: &str) -> Result<Option<PeerRecord>, MetaError> {
+    c.query_opt(
+        "reading peer",
+        &format!("SELECT {PEER_COLUMNS} FROM peers p WHERE p.agent = $1"),
+        args![agent],
+    )?
+    .map(peer)
+    .transpose()
+}
+
+pub(super) fn list(c: &mut dyn Sql) -> Result<Vec<PeerRecord>, MetaError> {
+    c.query(
+        "listing peers",
+        &format!("SELECT {PEER_COLUMNS} FROM peers p ORDER BY p.agent"),
+        args![],
+    )?
+    .into_iter()
+    .map(peer)
+    .collect()
+}
+
+pub(super) fn remove(c: &mut dyn Sql, agent: &str) -> Result<bool, MetaError> {
+    let removed = c.execute(
+        "removing peer",
+        "DELETE FROM peers WHERE agent = $1",
+        args![agent],
+    )?;
+    Ok(removed > 0)
+}
+
+pub(super) fn touch(
+    c: &mut dyn Sql,
+    agent: &str,
+    addr: Option<&str>,
+    now: i64,
+) -> Result<bool, MetaError> {
+    let touched = c.execute(
+        "touching peer",
+        "UPDATE peers SET last_seen = CASE WHEN last_seen > $2 THEN last_seen ELSE $2 END,
+                          last_addr = COALESCE($3, last_addr)
+         WHERE agent = $1",
+        args![agent, now, addr],
+    )?;
+    Ok(touched > 0)
+}
+
+pub(super) fn set_blocked(
+    c: &mut dyn Sql,
+    agent: &str,
+    blocked: bool,
+    now: i64,
+) -> Result<bool, MetaError> {
+    let changed = if blocked {
+        check_agent_id(agent)?;
+        c.execute(
+            "blocking agent",
+            "INSERT INTO blocked_agents (agent, since) VALUES ($1, $2)
+             ON CONFLICT (agent) DO NOTHING",
+            args![agent, now],
+        )?
+    } else {
+        c.execute(
+            "unblocking agent",
+            "DELETE FROM blocked_agents WHERE agent = $1",
+            args![agent],
+        )?
+    };
+    Ok(changed > 0)
+}
+
+pub(super) fn is_blocked(c: &mut dyn Sql, agent: &str) -> Result<bool, MetaError> {
+    c.query_bool(
+        "reading block",
+        "SELECT EXISTS (SELECT 1 FROM blocked_agents WHERE agent = $1)",
+        args![agent],
+    )
+}
+
+pub(super) fn blocked(c: &mut dyn Sql) -> Result<Vec<BlockedAgent>, MetaError> {
+    c.query(
+        "listing blocked agents",
+        "SELECT agent, since FROM blocked_agents ORDER BY agent",
+        args![],
+    )?
+    .into_iter()
+    .map(|row| {
+        let mut c = row.cols();
+        Ok(BlockedAgent {
+            agent: c.text()?,
+            since: c.int()?,
+        })
+    })
+    .collect()
 }

@@ -11,8 +11,13 @@
 //! Placements are bounded per peer (the caller passes the bound): a peer cannot make us keep
 //! more rows about it than that by announcing files.
 
+use super::sql::{args, lock, placeholders, Row, Sql, Value};
+use super::MetaError;
 use crate::address::ContentHash;
 use serde::{Deserialize, Serialize};
+
+/// Agents per query of [`due`]: well under both backends' limits on bound parameters.
+const AGENTS_PER_QUERY: usize = 500;
 
 /// Longest failure reason kept, in bytes; longer ones are cut (at a character boundary).
 pub const MAX_FAILURE_TEXT: usize = 256;
@@ -87,42 +92,30 @@ pub struct PeerRetention {
     pub last_failure_at: Option<i64>,
 }
 
-/// The columns of a placement row, in the order [`placement_from_columns`] takes them.
-pub(crate) const PLACEMENT_COLUMNS: &str = "agent, hash, placed_at, last_check_at, checks_passed,
+const PLACEMENT_COLUMNS: &str = "agent, hash, placed_at, last_check_at, checks_passed,
     checks_failed, checks_inconclusive, last_failure, last_failure_at";
 
-/// A placement row's columns as read (both backends), before validation.
-pub(crate) struct PlacementRow {
-    pub agent: String,
-    pub hash: String,
-    pub placed_at: i64,
-    pub last_check_at: Option<i64>,
-    pub passed: i64,
-    pub failed: i64,
-    pub inconclusive: i64,
-    pub last_failure: Option<String>,
-    pub last_failure_at: Option<i64>,
-}
-
-impl PlacementRow {
-    pub(crate) fn decode(self) -> Result<Placement, super::MetaError> {
-        let count = |n: i64| {
-            u64::try_from(n).map_err(|_| {
-                super::MetaError::BadRow(format!("negative count in placement of {}", self.hash))
-            })
-        };
-        Ok(Placement {
-            checks_passed: count(self.passed)?,
-            checks_failed: count(self.failed)?,
-            checks_inconclusive: count(self.inconclusive)?,
-            hash: super::decode_hash(&self.hash)?,
-            agent: self.agent,
-            placed_at: self.placed_at,
-            last_check_at: self.last_check_at,
-            last_failure: self.last_failure,
-            last_failure_at: self.last_failure_at,
-        })
-    }
+fn placement(row: Row) -> Result<Placement, MetaError> {
+    let mut c = row.cols();
+    let (agent, hash) = (c.text()?, c.text()?);
+    let placed_at = c.int()?;
+    let last_check_at = c.opt_int()?;
+    let mut count = || -> Result<u64, MetaError> {
+        u64::try_from(c.int()?)
+            .map_err(|_| MetaError::BadRow(format!("negative count in placement of {hash}")))
+    };
+    let (checks_passed, checks_failed, checks_inconclusive) = (count()?, count()?, count()?);
+    Ok(Placement {
+        checks_passed,
+        checks_failed,
+        checks_inconclusive,
+        last_failure: c.opt_text()?,
+        last_failure_at: c.opt_int()?,
+        hash: super::decode_hash(&hash)?,
+        agent,
+        placed_at,
+        last_check_at,
+    })
 }
 
 /// A failure reason cut to [`MAX_FAILURE_TEXT`] bytes.
@@ -137,45 +130,195 @@ pub(crate) fn failure_text(reason: &str) -> String {
     reason[..end].to_owned()
 }
 
-/// Per-peer sums as read (both backends): agent, files, passed, failed, inconclusive, last check.
-pub(crate) type SumRow = (String, i64, i64, i64, i64, Option<i64>);
+pub(super) fn insert(
+    tx: &mut dyn Sql,
+    agent: &str,
+    hash: &ContentHash,
+    now: i64,
+    max_per_agent: u64,
+) -> Result<PlacementOutcome, MetaError> {
+    // Two processes placing files with one agent at once: the count and the insert must not
+    // interleave, or the bound could be passed.
+    tx.serialize("locking placements", lock::PLACEMENT, agent)?;
+    let hex = hash.to_hex();
+    let known = tx.query_opt(
+        "reading placement",
+        "SELECT 1 FROM placements WHERE agent = $1 AND hash = $2",
+        args![agent, &hex],
+    )?;
+    if known.is_some() {
+        return Ok(PlacementOutcome::AlreadyRecorded);
+    }
+    let held = tx.query_int(
+        "counting placements",
+        "SELECT COUNT(*) FROM placements WHERE agent = $1",
+        args![agent],
+    )?;
+    if u64::try_from(held).unwrap_or(0) >= max_per_agent {
+        return Ok(PlacementOutcome::Full);
+    }
+    tx.execute(
+        "recording placement",
+        "INSERT INTO placements (agent, hash, placed_at) VALUES ($1, $2, $3)",
+        args![agent, &hex, now],
+    )?;
+    Ok(PlacementOutcome::Recorded)
+}
 
-/// A peer's most recent failure as read: agent, hash, reason, time.
-pub(crate) type FailureRow = (String, String, Option<String>, Option<i64>);
+pub(super) fn due(
+    c: &mut dyn Sql,
+    agents: &[String],
+    checked_before: i64,
+    limit: usize,
+) -> Result<Vec<Placement>, MetaError> {
+    let limit_db = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut found = Vec::new();
+    for chunk in agents.chunks(AGENTS_PER_QUERY) {
+        let n = chunk.len();
+        // Only placeholders are generated here; every value is bound.
+        let sql = format!(
+            "SELECT {PLACEMENT_COLUMNS} FROM placements
+             WHERE agent IN ({}) AND (last_check_at IS NULL OR last_check_at < ${})
+             ORDER BY COALESCE(last_check_at, -1), placed_at, agent, hash LIMIT ${}",
+            placeholders(1, n),
+            n + 1,
+            n + 2
+        );
+        let mut bound: Vec<Value<'_>> = chunk.iter().map(|a| Value::Text(a)).collect();
+        bound.extend([Value::Int(checked_before), Value::Int(limit_db)]);
+        for row in c.query("reading placements", &sql, &bound)? {
+            found.push(placement(row)?);
+        }
+    }
+    let key = |p: &Placement| {
+        (
+            p.last_check_at.unwrap_or(-1),
+            p.placed_at,
+            p.agent.clone(),
+            p.hash.0,
+        )
+    };
+    found.sort_by_key(key);
+    found.truncate(limit);
+    Ok(found)
+}
 
-/// Builds per-peer results from the sums and each peer's most recent failure (when two
-/// failures tie, the first row of the agent wins).
-pub(crate) fn peer_retention(
-    sums: Vec<SumRow>,
-    failures: Vec<FailureRow>,
-) -> Result<Vec<PeerRetention>, super::MetaError> {
+pub(super) fn of_agent(c: &mut dyn Sql, agent: &str) -> Result<Vec<Placement>, MetaError> {
+    c.query(
+        "reading placements",
+        &format!("SELECT {PLACEMENT_COLUMNS} FROM placements WHERE agent = $1 ORDER BY hash"),
+        args![agent],
+    )?
+    .into_iter()
+    .map(placement)
+    .collect()
+}
+
+pub(super) fn record_check(
+    tx: &mut dyn Sql,
+    agent: &str,
+    hash: &ContentHash,
+    now: i64,
+    result: &CheckResult,
+) -> Result<bool, MetaError> {
+    let hex = hash.to_hex();
+    let changed = match result {
+        CheckResult::Passed => tx.execute(
+            "recording check",
+            "UPDATE placements SET last_check_at = $3, checks_passed = checks_passed + 1
+             WHERE agent = $1 AND hash = $2",
+            args![agent, &hex, now],
+        ),
+        CheckResult::Inconclusive(_) => tx.execute(
+            "recording check",
+            "UPDATE placements SET last_check_at = $3,
+                checks_inconclusive = checks_inconclusive + 1
+             WHERE agent = $1 AND hash = $2",
+            args![agent, &hex, now],
+        ),
+        CheckResult::Failed(reason) => tx.execute(
+            "recording check",
+            "UPDATE placements SET last_check_at = $3, checks_failed = checks_failed + 1,
+                last_failure = $4, last_failure_at = $3
+             WHERE agent = $1 AND hash = $2",
+            args![agent, &hex, now, &failure_text(reason)],
+        ),
+    }?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    if matches!(result, CheckResult::Failed(_)) {
+        tx.execute(
+            "counting retention failure",
+            "UPDATE peers SET retention_failures = retention_failures + 1 WHERE agent = $1",
+            args![agent],
+        )?;
+    }
+    Ok(true)
+}
+
+pub(super) fn remove(c: &mut dyn Sql, agent: &str, hash: &ContentHash) -> Result<bool, MetaError> {
+    let removed = c.execute(
+        "removing placement",
+        "DELETE FROM placements WHERE agent = $1 AND hash = $2",
+        args![agent, &hash.to_hex()],
+    )?;
+    Ok(removed > 0)
+}
+
+/// Per-peer sums, then each peer's most recent failure (when two failures tie, the first row
+/// of the agent wins).
+pub(super) fn by_peer(c: &mut dyn Sql) -> Result<Vec<PeerRetention>, MetaError> {
+    let op = "summing placements";
     let count = |agent: &str, n: i64| {
         u64::try_from(n)
-            .map_err(|_| super::MetaError::BadRow(format!("negative placement count for {agent}")))
+            .map_err(|_| MetaError::BadRow(format!("negative placement count for {agent}")))
     };
-    let mut latest: std::collections::HashMap<String, (String, Option<String>, Option<i64>)> =
-        std::collections::HashMap::with_capacity(failures.len());
-    for (agent, hash, reason, at) in failures {
-        latest.entry(agent).or_insert((hash, reason, at));
-    }
-    let mut out = Vec::with_capacity(sums.len());
-    for (agent, files, passed, failed, inconclusive, last_check_at) in sums {
-        let mut sum = PeerRetention {
-            files_held: count(&agent, files)?,
-            checks_passed: count(&agent, passed)?,
-            checks_failed: count(&agent, failed)?,
-            checks_inconclusive: count(&agent, inconclusive)?,
-            last_check_at,
+    // SUM of BIGINT is NUMERIC in PostgreSQL: cast back.
+    let mut out = Vec::new();
+    for row in c.query(
+        op,
+        "SELECT agent, COUNT(*), CAST(COALESCE(SUM(checks_passed), 0) AS BIGINT),
+            CAST(COALESCE(SUM(checks_failed), 0) AS BIGINT),
+            CAST(COALESCE(SUM(checks_inconclusive), 0) AS BIGINT), MAX(last_check_at)
+         FROM placements GROUP BY agent ORDER BY agent",
+        args![],
+    )? {
+        let mut c = row.cols();
+        let agent = c.text()?;
+        out.push(PeerRetention {
+            files_held: count(&agent, c.int()?)?,
+            checks_passed: count(&agent, c.int()?)?,
+            checks_failed: count(&agent, c.int()?)?,
+            checks_inconclusive: count(&agent, c.int()?)?,
+            last_check_at: c.opt_int()?,
+            agent,
             ..PeerRetention::default()
-        };
-        if let Some((hash, reason, at)) = latest.remove(&agent) {
+        });
+    }
+    let mut latest = std::collections::HashMap::new();
+    for row in c.query(
+        op,
+        "SELECT p.agent, p.hash, p.last_failure, p.last_failure_at FROM placements p
+         WHERE p.last_failure_at = (SELECT MAX(q.last_failure_at) FROM placements q
+                                    WHERE q.agent = p.agent)
+         ORDER BY p.agent, p.hash",
+        args![],
+    )? {
+        let mut c = row.cols();
+        let agent = c.text()?;
+        if let std::collections::hash_map::Entry::Vacant(slot) = latest.entry(agent) {
+            slot.insert((c.text()?, c.opt_text()?, c.opt_int()?));
+        }
+    }
+    for sum in &mut out {
+        if let Some((hash, reason, at)) = latest.remove(&sum.agent) {
             sum.last_failure_hash = Some(super::decode_hash(&hash)?);
             sum.last_failure = reason;
             sum.last_failure_at = at;
         }
-        sum.agent = agent;
-        out.push(sum);
     }
+    // Byte order, whatever the database's collation.
     out.sort_by(|a, b| a.agent.cmp(&b.agent));
     Ok(out)
 }

@@ -6,9 +6,7 @@
 //! count against the node's replica quota, and removing the file (`kith file rm`) removes the
 //! row too (both tables reference `files` with `ON DELETE CASCADE`).
 //!
-//! The SQL lives here once per backend; `sqlite.rs` and `pg.rs` only delegate, so the two
-//! cannot drift apart in meaning.
-
+use super::sql::{args, Sql};
 use super::{decode_hash, size_to_db, MetaError};
 use crate::address::ContentHash;
 
@@ -36,159 +34,58 @@ pub(crate) const POSTGRES_MIGRATION: &str = "CREATE TABLE shared_files (
         replicated_at BIGINT NOT NULL
     );";
 
-/// The SQLite side.
-pub(crate) mod sqlite {
-    use super::super::sqlite::query_err as err;
-    use super::*;
-    use rusqlite::{params, Connection};
-
-    pub(crate) fn share(
-        conn: &Connection,
-        hash: &ContentHash,
-        now: i64,
-    ) -> Result<bool, MetaError> {
-        let added = conn
-            .execute(
-                "INSERT INTO shared_files (hash, shared_at) SELECT ?1, ?2
-                 WHERE EXISTS (SELECT 1 FROM files WHERE hash = ?1)
-                 ON CONFLICT (hash) DO NOTHING",
-                params![hash.to_hex(), now],
-            )
-            .map_err(err("sharing a file"))?;
-        Ok(added == 1)
-    }
-
-    pub(crate) fn unshare(conn: &Connection, hash: &ContentHash) -> Result<bool, MetaError> {
-        let removed = conn
-            .execute(
-                "DELETE FROM shared_files WHERE hash = ?1",
-                params![hash.to_hex()],
-            )
-            .map_err(err("unsharing a file"))?;
-        Ok(removed == 1)
-    }
-
-    pub(crate) fn shared(conn: &Connection, limit: usize) -> Result<Vec<ContentHash>, MetaError> {
-        let mut stmt = conn
-            .prepare("SELECT hash FROM shared_files ORDER BY shared_at DESC, hash LIMIT ?1")
-            .map_err(err("listing shared files"))?;
-        let rows = stmt
-            .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
-                row.get::<_, String>(0)
-            })
-            .map_err(err("listing shared files"))?;
-        let mut hashes = Vec::new();
-        for row in rows {
-            hashes.push(decode_hash(&row.map_err(err("listing shared files"))?)?);
-        }
-        Ok(hashes)
-    }
-
-    pub(crate) fn record_replica(
-        conn: &Connection,
-        hash: &ContentHash,
-        from: &str,
-        size: u64,
-        now: i64,
-    ) -> Result<(), MetaError> {
-        conn.execute(
-            "INSERT INTO replicas (hash, from_agent, size, replicated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (hash) DO NOTHING",
-            params![hash.to_hex(), from, size_to_db(size)?, now],
-        )
-        .map_err(err("recording a replica"))?;
-        Ok(())
-    }
-
-    pub(crate) fn replica_bytes(conn: &Connection) -> Result<u64, MetaError> {
-        let total: i64 = conn
-            .query_row("SELECT COALESCE(SUM(size), 0) FROM replicas", [], |row| {
-                row.get(0)
-            })
-            .map_err(err("summing replicas"))?;
-        Ok(u64::try_from(total).unwrap_or(0))
-    }
+pub(super) fn share(c: &mut dyn Sql, hash: &ContentHash, now: i64) -> Result<bool, MetaError> {
+    let added = c.execute(
+        "sharing a file",
+        "INSERT INTO shared_files (hash, shared_at) SELECT $1, $2
+         WHERE EXISTS (SELECT 1 FROM files WHERE hash = $1)
+         ON CONFLICT (hash) DO NOTHING",
+        args![&hash.to_hex(), now],
+    )?;
+    Ok(added == 1)
 }
 
-/// The PostgreSQL side.
-pub(crate) mod pg {
-    use super::super::pg::query_err as err;
-    use super::*;
-    use postgres::GenericClient;
+pub(super) fn unshare(c: &mut dyn Sql, hash: &ContentHash) -> Result<bool, MetaError> {
+    let removed = c.execute(
+        "unsharing a file",
+        "DELETE FROM shared_files WHERE hash = $1",
+        args![&hash.to_hex()],
+    )?;
+    Ok(removed == 1)
+}
 
-    pub(crate) fn share(
-        client: &mut impl GenericClient,
-        hash: &ContentHash,
-        now: i64,
-    ) -> Result<bool, MetaError> {
-        let added = client
-            .execute(
-                "INSERT INTO shared_files (hash, shared_at) SELECT $1, $2
-                 WHERE EXISTS (SELECT 1 FROM files WHERE hash = $1)
-                 ON CONFLICT (hash) DO NOTHING",
-                &[&hash.to_hex(), &now],
-            )
-            .map_err(err("sharing a file"))?;
-        Ok(added == 1)
-    }
+pub(super) fn shared(c: &mut dyn Sql, limit: usize) -> Result<Vec<ContentHash>, MetaError> {
+    c.query(
+        "listing shared files",
+        "SELECT hash FROM shared_files ORDER BY shared_at DESC, hash LIMIT $1",
+        args![i64::try_from(limit).unwrap_or(i64::MAX)],
+    )?
+    .into_iter()
+    .map(|row| decode_hash(&row.cols().text()?))
+    .collect()
+}
 
-    pub(crate) fn unshare(
-        client: &mut impl GenericClient,
-        hash: &ContentHash,
-    ) -> Result<bool, MetaError> {
-        let removed = client
-            .execute(
-                "DELETE FROM shared_files WHERE hash = $1",
-                &[&hash.to_hex()],
-            )
-            .map_err(err("unsharing a file"))?;
-        Ok(removed == 1)
-    }
+pub(super) fn record_replica(
+    c: &mut dyn Sql,
+    hash: &ContentHash,
+    from: &str,
+    size: u64,
+    now: i64,
+) -> Result<(), MetaError> {
+    c.execute(
+        "recording a replica",
+        "INSERT INTO replicas (hash, from_agent, size, replicated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (hash) DO NOTHING",
+        args![&hash.to_hex(), from, size_to_db(size)?, now],
+    )?;
+    Ok(())
+}
 
-    pub(crate) fn shared(
-        client: &mut impl GenericClient,
-        limit: usize,
-    ) -> Result<Vec<ContentHash>, MetaError> {
-        let rows = client
-            .query(
-                "SELECT hash FROM shared_files ORDER BY shared_at DESC, hash LIMIT $1",
-                &[&i64::try_from(limit).unwrap_or(i64::MAX)],
-            )
-            .map_err(err("listing shared files"))?;
-        rows.iter()
-            .map(|row| {
-                let hash: String = row
-                    .try_get(0)
-                    .map_err(|e| MetaError::BadRow(e.to_string()))?;
-                decode_hash(&hash)
-            })
-            .collect()
-    }
-
-    pub(crate) fn record_replica(
-        client: &mut impl GenericClient,
-        hash: &ContentHash,
-        from: &str,
-        size: u64,
-        now: i64,
-    ) -> Result<(), MetaError> {
-        client
-            .execute(
-                "INSERT INTO replicas (hash, from_agent, size, replicated_at)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING",
-                &[&hash.to_hex(), &from, &size_to_db(size)?, &now],
-            )
-            .map_err(err("recording a replica"))?;
-        Ok(())
-    }
-
-    pub(crate) fn replica_bytes(client: &mut impl GenericClient) -> Result<u64, MetaError> {
-        let row = client
-            .query_one("SELECT COALESCE(SUM(size), 0)::BIGINT FROM replicas", &[])
-            .map_err(err("summing replicas"))?;
-        let total: i64 = row
-            .try_get(0)
-            .map_err(|e| MetaError::BadRow(e.to_string()))?;
-        Ok(u64::try_from(total).unwrap_or(0))
-    }
+pub(super) fn replica_bytes(c: &mut dyn Sql) -> Result<u64, MetaError> {
+    let total = c.query_int(
+        "summing replicas",
+        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM replicas",
+        args![],
+    )?;
+    Ok(u64::try_from(total).unwrap_or(0))
 }

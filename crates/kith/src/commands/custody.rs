@@ -82,7 +82,7 @@ pub fn persist(env: &Env, args: PersistArgs) -> Result<()> {
     env.identity()?;
     let password = read_password(&args.password_file)?;
     let control = control(env)?;
-    let mut store = env
+    let store = env
         .config
         .open_file_store()
         .context("cannot open the file store")?;
@@ -102,7 +102,7 @@ pub fn persist(env: &Env, args: PersistArgs) -> Result<()> {
     };
     let report: Result<PersistReport, _> = control.post(PERSIST_PATH, &body);
     // The push request was only the message: it goes, unless a stored file is that item.
-    if let Ok(mut store) = env.config.open_file_store() {
+    if let Ok(store) = env.config.open_file_store() {
         if let Ok(false) = store.meta().item_in_use(&push_hash) {
             let _ = store.blobs().remove_item(&push_hash);
         }

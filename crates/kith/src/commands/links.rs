@@ -248,7 +248,7 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
     let views: Vec<PeerView> = match control.get(PEERS_PATH) {
         Ok(views) => views,
         Err(ControlError::NotRunning { .. }) => {
-            let mut store = env.config.open_file_store()?;
+            let store = env.config.open_file_store()?;
             let mut retention = store.meta().retention_by_peer()?;
             store
                 .meta()

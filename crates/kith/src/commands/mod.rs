@@ -9,6 +9,7 @@ mod demo;
 mod file;
 mod links;
 mod node;
+mod store;
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use anyhow::{Context, Result};
@@ -100,6 +101,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Ping { agent } => links::ping(&env, &agent),
         Command::Status => node::status(&env),
         Command::File(command) => file::run(&env, command),
+        Command::Store(command) => store::run(&env, command),
         Command::Content(command) => content::run(&env, command),
         Command::Persist(args) => custody::persist(&env, args),
         Command::Retrieve(args) => custody::retrieve(&env, args),

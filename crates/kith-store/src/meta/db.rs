@@ -1,0 +1,241 @@
+//! The one implementation of [`MetaDb`], for every backend: each method says whether it reads,
+//! writes (one statement) or runs a transaction, and hands over to its table group's module.
+
+use std::collections::HashSet;
+
+use super::chat::{self, ChatChannelRow, ChatMessageRow, ChatQueueRow};
+use super::custody::{self, CustodyRecord};
+use super::placements::{self, CheckResult, PeerRetention, Placement, PlacementOutcome};
+use super::sql::Backend;
+use super::{files, peers, schema, sharing, tickets};
+use super::{
+    BlockedAgent, FileRecord, MetaDb, MetaError, PeerRecord, PeerUpsert, TicketRecord,
+    TicketVerdict,
+};
+use crate::address::ContentHash;
+
+impl<B: Backend> MetaDb for B {
+    fn backend(&self) -> &'static str {
+        B::NAME
+    }
+
+    fn schema_version(&self) -> Result<u32, MetaError> {
+        self.read(schema::version)
+    }
+
+    fn insert_file(
+        &self,
+        record: &FileRecord,
+        items: &[ContentHash],
+    ) -> Result<FileRecord, MetaError> {
+        self.transaction("inserting file", |tx| files::insert(tx, record, items))
+    }
+
+    fn get_file(&self, hash: &ContentHash) -> Result<Option<FileRecord>, MetaError> {
+        self.read(|c| files::get(c, hash))
+    }
+
+    fn list_files(&self) -> Result<Vec<FileRecord>, MetaError> {
+        self.read(files::list)
+    }
+
+    fn remove_file(&self, hash: &ContentHash) -> Result<Option<Vec<ContentHash>>, MetaError> {
+        self.transaction("removing file", |tx| files::remove(tx, hash))
+    }
+
+    fn upsert_peer(&self, peer: &PeerUpsert, now: i64) -> Result<PeerRecord, MetaError> {
+        self.transaction("recording peer", |tx| peers::upsert(tx, peer, now))
+    }
+
+    fn get_peer(&self, agent: &str) -> Result<Option<PeerRecord>, MetaError> {
+        self.read(|c| peers::get(c, agent))
+    }
+
+    fn list_peers(&self) -> Result<Vec<PeerRecord>, MetaError> {
+        self.read(peers::list)
+    }
+
+    fn remove_peer(&self, agent: &str) -> Result<bool, MetaError> {
+        self.write(|c| peers::remove(c, agent))
+    }
+
+    fn touch_peer(&self, agent: &str, addr: Option<&str>, now: i64) -> Result<bool, MetaError> {
+        self.write(|c| peers::touch(c, agent, addr, now))
+    }
+
+    fn set_peer_blocked(&self, agent: &str, blocked: bool, now: i64) -> Result<bool, MetaError> {
+        self.write(|c| peers::set_blocked(c, agent, blocked, now))
+    }
+
+    fn is_agent_blocked(&self, agent: &str) -> Result<bool, MetaError> {
+        self.read(|c| peers::is_blocked(c, agent))
+    }
+
+    fn list_blocked_agents(&self) -> Result<Vec<BlockedAgent>, MetaError> {
+        self.read(peers::blocked)
+    }
+
+    fn insert_ticket(&self, ticket: &TicketRecord) -> Result<(), MetaError> {
+        self.write(|c| tickets::insert(c, ticket))
+    }
+
+    fn get_ticket(&self, token: &str) -> Result<Option<TicketRecord>, MetaError> {
+        self.read(|c| tickets::get(c, token))
+    }
+
+    fn list_tickets(&self) -> Result<Vec<TicketRecord>, MetaError> {
+        self.read(tickets::list)
+    }
+
+    fn revoke_ticket(&self, token: &str) -> Result<bool, MetaError> {
+        self.write(|c| tickets::revoke(c, token))
+    }
+
+    fn redeem_ticket(
+        &self,
+        token: &str,
+        agent: &str,
+        now: i64,
+    ) -> Result<TicketVerdict, MetaError> {
+        self.transaction("redeeming ticket", |tx| {
+            tickets::redeem(tx, token, agent, now)
+        })
+    }
+
+    fn purge_expired_tickets(&self, now: i64, keep_for_secs: i64) -> Result<u64, MetaError> {
+        self.write(|c| tickets::purge_expired(c, now, keep_for_secs))
+    }
+
+    fn insert_custody(&self, record: &CustodyRecord) -> Result<CustodyRecord, MetaError> {
+        self.transaction("recording custody", |tx| custody::insert(tx, record))
+    }
+
+    fn custody_of(&self, original: &ContentHash) -> Result<Vec<CustodyRecord>, MetaError> {
+        self.read(|c| custody::of(c, original))
+    }
+
+    fn custody_bytes(&self) -> Result<u64, MetaError> {
+        self.read(custody::bytes)
+    }
+
+    fn insert_placement(
+        &self,
+        agent: &str,
+        hash: &ContentHash,
+        now: i64,
+        max_per_agent: u64,
+    ) -> Result<PlacementOutcome, MetaError> {
+        self.transaction("recording placement", |tx| {
+            placements::insert(tx, agent, hash, now, max_per_agent)
+        })
+    }
+
+    fn due_placements(
+        &self,
+        agents: &[String],
+        checked_before: i64,
+        limit: usize,
+    ) -> Result<Vec<Placement>, MetaError> {
+        self.read(|c| placements::due(c, agents, checked_before, limit))
+    }
+
+    fn placements_of(&self, agent: &str) -> Result<Vec<Placement>, MetaError> {
+        self.read(|c| placements::of_agent(c, agent))
+    }
+
+    fn record_check(
+        &self,
+        agent: &str,
+        hash: &ContentHash,
+        now: i64,
+        result: &CheckResult,
+    ) -> Result<bool, MetaError> {
+        self.transaction("recording check", |tx| {
+            placements::record_check(tx, agent, hash, now, result)
+        })
+    }
+
+    fn remove_placement(&self, agent: &str, hash: &ContentHash) -> Result<bool, MetaError> {
+        self.write(|c| placements::remove(c, agent, hash))
+    }
+
+    fn retention_by_peer(&self) -> Result<Vec<PeerRetention>, MetaError> {
+        self.read(placements::by_peer)
+    }
+
+    fn share_file(&self, hash: &ContentHash, now: i64) -> Result<bool, MetaError> {
+        self.write(|c| sharing::share(c, hash, now))
+    }
+
+    fn unshare_file(&self, hash: &ContentHash) -> Result<bool, MetaError> {
+        self.write(|c| sharing::unshare(c, hash))
+    }
+
+    fn shared_files(&self, limit: usize) -> Result<Vec<ContentHash>, MetaError> {
+        self.read(|c| sharing::shared(c, limit))
+    }
+
+    fn record_replica(
+        &self,
+        hash: &ContentHash,
+        from: &str,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError> {
+        self.write(|c| sharing::record_replica(c, hash, from, size, now))
+    }
+
+    fn replica_bytes(&self) -> Result<u64, MetaError> {
+        self.read(sharing::replica_bytes)
+    }
+
+    fn chat_persist(&self, row: &ChatQueueRow, now: i64) -> Result<(), MetaError> {
+        self.write(|c| chat::persist(c, row, now))
+    }
+
+    fn chat_forget(&self, key: &str) -> Result<(), MetaError> {
+        self.write(|c| chat::forget(c, key))
+    }
+
+    fn chat_queued(&self, limit: usize) -> Result<Vec<ChatQueueRow>, MetaError> {
+        self.read(|c| chat::queued(c, limit))
+    }
+
+    fn chat_append(&self, row: &ChatMessageRow, keep: usize) -> Result<i64, MetaError> {
+        self.transaction("storing a chat message", |tx| chat::append(tx, row, keep))
+    }
+
+    fn chat_read(
+        &self,
+        after: i64,
+        channel: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ChatMessageRow>, MetaError> {
+        self.read(|c| chat::read(c, after, channel, limit))
+    }
+
+    fn chat_set_joined(
+        &self,
+        channel: &ChatChannelRow,
+        joined: bool,
+        now: i64,
+    ) -> Result<(), MetaError> {
+        self.write(|c| chat::set_joined(c, channel, joined, now))
+    }
+
+    fn chat_joined(&self) -> Result<Vec<ChatChannelRow>, MetaError> {
+        self.read(chat::joined)
+    }
+
+    fn item_in_use(&self, item: &ContentHash) -> Result<bool, MetaError> {
+        Ok(!self.items_in_use(std::slice::from_ref(item))?.is_empty())
+    }
+
+    fn items_in_use(&self, items: &[ContentHash]) -> Result<HashSet<ContentHash>, MetaError> {
+        self.read(|c| files::items_in_use(c, items))
+    }
+
+    fn list_custody(&self) -> Result<Vec<CustodyRecord>, MetaError> {
+        self.read(custody::all)
+    }
+}
