@@ -115,6 +115,7 @@
 //! non-members still cannot read what members encrypt with keys they received from members.
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod frame;

@@ -33,6 +33,8 @@ fn client_hello(guid: NodeId) -> Envelope {
             node_id: ChatId::named(guid, Some("py".into())),
             version: Some("py/1".into()),
             node_type: NodeType::Client,
+            challenge: None,
+            auth: Default::default(),
         }),
     )
 }
@@ -138,11 +140,11 @@ fn a_neighbour_flooding_junk_is_cut_off_and_the_others_are_not() {
 }
 
 #[test]
-fn a_neighbour_over_its_rate_is_refused_in_virtual_time() {
+fn a_client_over_its_rate_is_refused_in_virtual_time() {
     let now = Instant::now();
     let config = ChatConfig {
-        rate_per_sec: 10,
-        rate_burst: 10,
+        client_rate_per_sec: 10,
+        client_rate_burst: 10,
         junk_burst: 1000,
         ..ChatConfig::default()
     };
@@ -244,6 +246,8 @@ fn a_message_out_of_ttl_is_nacked_to_its_author() {
         channel_id: String::new(),
         message: Vec::new(),
         attachments: Vec::new(),
+        public_key: None,
+        unsigned: false,
     };
     kith_chat::crypto::sign_message(&author, &mut m, b"x");
     // Handed to node 1 with ttl 2: node 2 would need ttl 0 to pass it on.
@@ -302,6 +306,8 @@ fn a_forged_message_is_dropped_and_counted() {
         channel_id: String::new(),
         message: Vec::new(),
         attachments: Vec::new(),
+        public_key: None,
+        unsigned: false,
     };
     // Signed by somebody else's key.
     kith_chat::crypto::sign_message(&ident(77), &mut m, b"I am node 0");
