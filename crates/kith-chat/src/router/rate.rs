@@ -129,7 +129,7 @@ fn charged_to_author(body: &Body) -> bool {
 }
 
 impl Router {
-    /// A new client connection from `ip`: false (and cut off) when its address already has
+    /// A new client connection from `ip`: cut off when its address already has
     /// `max_clients_per_address` connections.
     pub(crate) fn admit_address(&mut self, now: Instant, id: NeighbourId, ip: Option<IpAddr>) {
         let key = AddressKey::of(ip);
@@ -154,12 +154,12 @@ impl Router {
             clients: 0,
             bucket: TokenBucket::new(now, rate, burst),
         });
-        if address.clients >= max {
+        // Counted first: cutting it off releases its place again.
+        address.clients += 1;
+        if address.clients > max {
             self.counters.clients_refused += 1;
             self.cut_off(now, id, CutOffReason::Crowded);
-            return;
         }
-        address.clients += 1;
     }
 
     /// A client connection from `ip` went away.
