@@ -40,6 +40,8 @@ pub(super) struct Driver {
     next_link: u64,
     /// CONNECT rendezvous waiting for the other node's key (bounded, with deadlines).
     pub(super) rendezvous: super::connect::Rendezvous,
+    /// Our messages the router reported not stored since the last user request began.
+    not_stored: Vec<String>,
 }
 
 /// Runs the chat task until the node stops. `identity` signs this node's messages.
@@ -67,6 +69,7 @@ pub async fn run(state: Arc<NodeState>, identity: Identity, queues: super::ChatQ
         sinks: HashMap::new(),
         next_link: LINK_IDS,
         rendezvous: super::connect::Rendezvous::default(),
+        not_stored: Vec::new(),
     };
     driver.restore().await;
     let mut stopping = state.stopping();
@@ -190,13 +193,16 @@ impl Driver {
         }
     }
 
-    /// Carries out every pending output, in order; a `Persist` is committed before the next.
+    /// Carries out every pending output, in order. A `Persist` is the router's question: the
+    /// copy is committed, and the answer given, before the next output is acted on (the
+    /// router acknowledges or sends only what it is told is stored).
     async fn carry_out(&mut self) {
         while let Some(output) = self.router.poll_output() {
             match output {
                 Output::Transmit { to, message } => self.transmit(to, message.encode()),
                 Output::Deliver(event) => self.deliver(event).await,
                 Output::Persist(message) => {
+                    let key = message.key.clone();
                     let row = ChatQueueRow {
                         key: message.key,
                         target: message.target.to_string(),
@@ -207,9 +213,12 @@ impl Driver {
                         .state
                         .with_store(move |s| s.meta().chat_persist(&row, now))
                         .await;
-                    if !matches!(done, Ok(Ok(()))) {
+                    let stored = matches!(done, Ok(Ok(())));
+                    if !stored {
+                        self.state.counters.bump("chat_persist_failed");
                         tracing::error!("a chat message could not be stored: {done:?}");
                     }
+                    self.router.persisted(Instant::now(), &key, stored);
                 }
                 Output::Forget { key } => {
                     let done = self
@@ -224,7 +233,10 @@ impl Driver {
                     self.state.counters.bump("chat_neighbours_cut_off");
                     match self.sinks.remove(&neighbour) {
                         Some(Sink::Link(agent)) => {
-                            tracing::info!(peer = %agent, ?reason, "chat: cutting off a linked node");
+                            // The router's advice on redialling is reason.retry_after(); the
+                            // link layer decides (it owns dialling).
+                            tracing::info!(peer = %agent, ?reason, retry_after = ?reason.retry_after(),
+                                "chat: cutting off a linked node");
                             self.links.remove(&agent);
                             self.state.links.close(&agent);
                         }
@@ -272,11 +284,15 @@ impl Driver {
                     .iter()
                     .any(|c| c.channel_id == channel_id && c.closed);
                 tracing::info!("chat: joined {name}");
-                self.record_joined(name, closed, true).await;
+                if let Err(e) = self.record_joined(name, closed, true).await {
+                    tracing::warn!("chat channel membership could not be recorded: {e}");
+                }
             }
             ChatEvent::Removed { name, .. } => {
                 tracing::info!("chat: removed from {name}");
-                self.record_joined(name, true, false).await;
+                if let Err(e) = self.record_joined(name, true, false).await {
+                    tracing::warn!("chat channel membership could not be recorded: {e}");
+                }
             }
             ChatEvent::ConnectRequested { peer, address } => {
                 self.start_rendezvous(peer, address, super::connect::Step::Answer)
@@ -284,20 +300,42 @@ impl Driver {
             ChatEvent::ConnectReady { peer, address } => {
                 self.start_rendezvous(peer, address, super::connect::Step::Dial)
             }
+            ChatEvent::NotStored { msg_id } => self.not_stored.push(msg_id),
             other => tracing::debug!("chat: {other:?}"),
         }
     }
 
-    async fn record_joined(&self, name: String, closed: bool, joined: bool) {
+    /// Records (or removes) a membership, so that a restart joins the channel again.
+    async fn record_joined(&self, name: String, closed: bool, joined: bool) -> Result<(), String> {
         let now = crate::ticket::unix_secs(SystemTime::now());
         let row = ChatChannelRow { name, closed };
-        let done = self
+        match self
             .state
             .with_store(move |s| s.meta().chat_set_joined(&row, joined, now))
-            .await;
-        if !matches!(done, Ok(Ok(()))) {
-            tracing::warn!("chat channel membership could not be recorded: {done:?}");
+            .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e),
         }
+    }
+
+    /// Carries out what a user request made the router do, and says whether anything of it
+    /// could not be stored (then the request did not happen as asked).
+    async fn settle(&mut self) -> Result<(), String> {
+        self.carry_out().await;
+        if self.not_stored.is_empty() {
+            return Ok(());
+        }
+        self.not_stored.clear();
+        Err("the message could not be stored (is the disk full?), so it was not sent".into())
+    }
+
+    fn is_member(&self, name: &str) -> bool {
+        self.router
+            .channels()
+            .iter()
+            .any(|c| c.name == name && c.joined)
     }
 
     async fn log(&self, row: ChatMessageRow) {
@@ -317,13 +355,32 @@ impl Driver {
         let stamp = || humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         match request {
             ChatRequest::Join { name, closed } => {
+                let was_member = self.is_member(&name);
                 let channel_id = self.router.join(now, &name, closed).map_err(text)?;
-                self.record_joined(name, closed, true).await;
+                if was_member {
+                    return Ok(ChatReply::Joined { channel_id });
+                }
+                if let Err(e) = self.record_joined(name.clone(), closed, true).await {
+                    // Not recorded, so not joined: a restart would not know of it.
+                    let _ = self.router.leave(now, &name);
+                    self.carry_out().await;
+                    return Err(format!(
+                        "could not record the membership of {name} (is the disk full?): {e}; \
+                         not joined"
+                    ));
+                }
                 Ok(ChatReply::Joined { channel_id })
             }
             ChatRequest::Leave { name } => {
+                if !self.is_member(&name) {
+                    return Err(text(kith_chat::ChatError::NoSuchChannel(name)));
+                }
+                self.record_joined(name.clone(), false, false)
+                    .await
+                    .map_err(|e| {
+                        format!("could not record leaving {name} (is the disk full?): {e}; still a member")
+                    })?;
                 self.router.leave(now, &name).map_err(text)?;
-                self.record_joined(name, false, false).await;
                 Ok(ChatReply::Done)
             }
             ChatRequest::Say {
@@ -345,6 +402,7 @@ impl Driver {
                 let own = ReceivedMessage {
                     msg_id: msg_id.clone(),
                     from: self.router.node_id().clone(),
+                    signed: true,
                     channel: channel_id.map(|id| (name, id)),
                     timestamp,
                     text: body,
@@ -361,13 +419,16 @@ impl Driver {
                 let to = parse_node_id(&node_id)?;
                 let files = decode_attachments(&attachments)?;
                 let timestamp = stamp();
+                self.not_stored.clear();
                 let msg_id = self
                     .router
                     .send_direct(now, &[to], &body, files.clone(), &timestamp)
                     .map_err(text)?;
+                self.settle().await?;
                 let own = ReceivedMessage {
                     msg_id: msg_id.clone(),
                     from: self.router.node_id().clone(),
+                    signed: true,
                     channel: None,
                     timestamp,
                     text: body,
@@ -378,7 +439,9 @@ impl Driver {
             }
             ChatRequest::Invite { name, node_id } => {
                 let node = parse_node_id(&node_id)?;
+                self.not_stored.clear();
                 self.router.invite(now, &name, node).map_err(text)?;
+                self.settle().await?;
                 Ok(ChatReply::Done)
             }
             ChatRequest::Kick { name, node_id } => {
@@ -469,12 +532,19 @@ fn row_of(message: ReceivedMessage) -> ChatMessageRow {
         Some((name, id)) => (Some(name), Some(id)),
         None => (None, None),
     };
+    // A plain client's message carries no signature: its node vouches only that it came on
+    // the author's own connection, and the reader should know.
+    let sender = if message.signed {
+        message.from.to_string()
+    } else {
+        format!("{} (unsigned)", message.from)
+    };
     ChatMessageRow {
         seq: 0,
         msg_id: message.msg_id,
         channel,
         channel_id,
-        sender: message.from.to_string(),
+        sender,
         sent_at: message.timestamp,
         text: message.text,
         attachments: serde_json::Value::Array(attachments).to_string(),
