@@ -185,3 +185,51 @@ fn clients_per_address_are_capped_and_forged_floods_stop_at_the_port() {
         CLIENTS - crowded
     );
 }
+
+#[test]
+fn forgeries_in_an_honest_authors_name_do_not_spend_its_rate() {
+    let (mut net, cid) = diamond();
+    // A rogue linked node sends H many forged messages in N3's name (bad signatures); N3's
+    // genuine messages, which reach H relayed by N1 and N2, still pass H's rate for N3.
+    let rogue = ident(90);
+    let e = net.attach(
+        0,
+        kith_chat::router::NeighbourInfo {
+            kind: kith_chat::router::NeighbourKind::Node {
+                agent: rogue.agent_id(),
+            },
+            observed_ip: Some(ip(250)),
+        },
+        false,
+    );
+    net.inject(
+        e,
+        support::hello(
+            kith_chat::message::ChatId::new(rogue.node_id()),
+            None,
+            Default::default(),
+        ),
+    );
+    let n3 = net.identities[3].clone();
+    for k in 0..90 {
+        let mut m = signed_message(&n3, &format!("f{k}"), &[], Some(("lobby", &cid)), "x", true);
+        m.message[0] ^= 1;
+        let mut env = Envelope::new(32, Body::Message(m));
+        env.flood = true;
+        net.inject(e, env);
+    }
+    assert_eq!(net.routers[0].counters().forged, 90);
+    let said: Vec<String> = (0..50)
+        .map(|k| {
+            net.act(3, |r, now| {
+                r.say(now, "lobby", &format!("real {k}"), Vec::new(), "t")
+            })
+            .unwrap()
+        })
+        .collect();
+    net.run_for(Duration::from_secs(2));
+    for m in &said {
+        assert_eq!(net.deliveries(0, m), 1, "{m}");
+    }
+    assert_eq!(net.routers[0].counters().rate_limited, 0);
+}

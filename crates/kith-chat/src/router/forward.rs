@@ -101,6 +101,9 @@ impl Router {
             Gate::Refuse => return self.junk(now, from),
             gate => gate,
         };
+        if !self.charge_origin(now, from, &env) {
+            return;
+        }
         if ack {
             self.send_ack(from, msg_id, None);
         }
@@ -145,6 +148,9 @@ impl Router {
             Gate::Refuse => return self.junk(now, from),
             gate => gate,
         };
+        if !self.charge_origin(now, from, &env) {
+            return;
+        }
         let verb = env.verb();
         for target in self.targets(&env) {
             let mut copy = env.clone();

@@ -169,28 +169,19 @@ impl Router {
         }
     }
 
-    /// Charges `env` to whoever originated it; false when it must be dropped (counted, and
-    /// charged to a client's junk budget when the client is over its own rate).
+    /// Charges `env` to the connection it came on; false when it must be dropped (counted,
+    /// and charged to a client's junk budget when the client is over its own rate). What a
+    /// linked node relays is charged to its author later, once verified
+    /// ([`Router::charge_origin`]).
     pub(crate) fn charge(&mut self, now: Instant, from: NeighbourId, env: &Envelope) -> bool {
         let Some(n) = self.neighbours.get_mut(&from) else {
             return false;
         };
-        let author = env.body.author().map(|a| a.guid);
         match n.info.kind {
             NeighbourKind::Node { .. } => {
                 if !n.rate.take(now) {
                     self.counters.rate_limited += 1;
                     return false;
-                }
-                let own = author.is_some_and(|a| n.node_id.as_ref().is_some_and(|i| i.guid == a));
-                if let (false, Some(author)) = (own, author) {
-                    if author != self.me.guid
-                        && charged_to_author(&env.body)
-                        && !self.rates.origins.take(now, author)
-                    {
-                        self.counters.rate_limited += 1;
-                        return false;
-                    }
                 }
                 true
             }
@@ -217,6 +208,34 @@ impl Router {
                 true
             }
         }
+    }
+}
+
+impl Router {
+    /// Charges a verified message a linked node passed on to its author (not to the node);
+    /// false, counted, when that author is over its rate. Only after verification: a forgery
+    /// in an honest author's name must not spend that author's rate.
+    pub(crate) fn charge_origin(
+        &mut self,
+        now: Instant,
+        from: NeighbourId,
+        env: &Envelope,
+    ) -> bool {
+        let Some(n) = self.neighbours.get(&from) else {
+            return true;
+        };
+        if !matches!(n.info.kind, NeighbourKind::Node { .. }) || !charged_to_author(&env.body) {
+            return true;
+        }
+        let Some(author) = env.body.author().map(|a| a.guid) else {
+            return true;
+        };
+        let own = n.node_id.as_ref().is_some_and(|i| i.guid == author);
+        if own || author == self.me.guid || self.rates.origins.take(now, author) {
+            return true;
+        }
+        self.counters.rate_limited += 1;
+        false
     }
 }
 
