@@ -15,7 +15,7 @@
 //!
 //! No client may take this node's id, another live neighbour's (identified or still proving),
 //! or, with a plain id, an id reachable elsewhere. A client is a leaf: its ROUTING is refused,
-//! and every message it sends must speak for itself ([`Router::speaks_for_itself`]).
+//! and every message it sends must speak for itself.
 
 use std::time::Instant;
 

@@ -12,7 +12,7 @@
 //!    what the client's rate and the cap on clients per address are charged to); call
 //!    [`Router::neighbour_down`] when it closes. The router sends HELLO to kith nodes at
 //!    once; a client on the chat port is expected to speak first (and to prove its key when
-//!    its id has the key-derived form, see [`admit`]).
+//!    its id has the key-derived form: see the crate documentation).
 //! 3. For each frame received: a keep-alive goes to [`Router::handle_keepalive`]; the JSON of
 //!    any other frame (or of a `chat` envelope on a secure link) to
 //!    [`Router::handle_frame`]. Already-decoded messages may go to
@@ -37,7 +37,7 @@
 //! the seed given to `new`, so a simulation replays exactly.
 
 mod actions;
-pub mod admit;
+mod admit;
 mod caches;
 mod channels;
 mod forward;
@@ -350,7 +350,7 @@ impl Router {
             return;
         };
         n.last_heard = now;
-        if !self.charge(now, from, &env) {
+        if !self.charge(now, from) {
             return;
         }
         self.counters.received += 1;

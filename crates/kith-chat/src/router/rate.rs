@@ -169,11 +169,11 @@ impl Router {
         }
     }
 
-    /// Charges `env` to the connection it came on; false when it must be dropped (counted,
+    /// Charges a message to the connection it came on; false when it must be dropped (counted,
     /// and charged to a client's junk budget when the client is over its own rate). What a
     /// linked node relays is charged to its author later, once verified
     /// ([`Router::charge_origin`]).
-    pub(crate) fn charge(&mut self, now: Instant, from: NeighbourId, env: &Envelope) -> bool {
+    pub(crate) fn charge(&mut self, now: Instant, from: NeighbourId) -> bool {
         let Some(n) = self.neighbours.get_mut(&from) else {
             return false;
         };
