@@ -121,7 +121,8 @@
 //!   Keys are sent only to members whose key the sender holds from a certificate (or
 //!   `public_key`) that derives their id.
 //! - A channel is public or closed from the first time a node hears of it; a CHANNEL or KEY
-//!   saying otherwise is refused. A public channel's id is derived from its name: the first 16
+//!   saying otherwise is refused by a node in the channel (an invitation, signed by a member,
+//!   overrides what an outsider heard). A public channel's id is derived from its name: the first 16
 //!   bytes of `sha256("kith-chat public channel v1" ‖ name)` as a version-8 UUID, so everyone
 //!   who joins `lobby` by name joins the same channel; a CHANNEL may not bring a second
 //!   channel of a known name (other than that public one).

@@ -375,3 +375,32 @@ fn strangers_cannot_fill_the_channel_table_and_the_users_join_works() {
         config.max_foreign_channels
     );
 }
+
+#[test]
+fn announcing_a_closed_channel_as_public_first_does_not_keep_its_invitees_out() {
+    let mut net = Net::new(3, 9, sim_config());
+    net.link(0, 1);
+    net.link(1, 2);
+    net.run_for(Duration::from_secs(2));
+    let r = ident(71);
+    let rogue = rogue_node(&mut net, 2, &r);
+    let cid = net.act(0, |r, now| r.join(now, "club", true)).unwrap();
+    // Before the owner's CHANNEL reaches node 2, the rogue says the channel is public.
+    let public = channel("c9", r.node_id(), "club", &cid, &[r.node_id()], false);
+    net.inject(rogue, flooded(signed(&r, Body::Channel(public))));
+    net.run_for(Duration::from_secs(1));
+    let guest = net.ids[2];
+    net.act(0, |r, now| r.invite(now, "club", guest)).unwrap();
+    net.run_for(Duration::from_secs(3));
+    let view = net.routers[2]
+        .channels()
+        .into_iter()
+        .find(|c| c.channel_id == cid)
+        .unwrap();
+    assert!(view.closed && view.joined, "{view:?}");
+    let said = net
+        .act(0, |r, now| r.say(now, "club", "welcome", Vec::new(), "t"))
+        .unwrap();
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.deliveries(2, &said), 1);
+}

@@ -114,7 +114,7 @@ impl Router {
                 }
             }
             Ident::Claimed { id, node_type, .. } => {
-                if id != hello.node_id {
+                if id != hello.node_id || self.id_in_use(from, &guid) {
                     return self.refuse_identity(now, from);
                 }
                 let challenge = n.challenge.clone();

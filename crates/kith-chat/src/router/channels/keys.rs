@@ -4,10 +4,10 @@
 //! A KEY counts only when signed by its sender (verified on arrival) and, for a channel this
 //! node is in, only from a member; a key is sent only to a member whose key this node holds
 //! from a certificate that derives its id, wrapped to that key. An unasked KEY for a channel
-//! this node is not in is an invitation: refused for a public channel (or the public id of a
-//! name), or when this node is already in another channel of that name (a stranger's
-//! look-alike); accepted, it resets what this node knows of the members to what the inviter
-//! signed.
+//! this node is not in is an invitation: refused for the public id of a name, or when this
+//! node is already in another channel of that name (a stranger's look-alike); accepted, it
+//! resets what this node knew of the channel as an outsider (closed, members) to what the
+//! inviter signed.
 
 use std::time::Instant;
 
@@ -148,11 +148,11 @@ impl Router {
         let allowed = signed
             && auth::public_channel_id(&m.channel) != m.channel_id
             && match known {
-                // A channel we are in: only a member hands out its keys.
+                // A channel we are in: only a member hands out its keys, and no key makes a
+                // public one closed.
                 Some(c) if in_it => c.closed && c.members.contains_key(&sender),
-                // Public from the first time it was heard of: no key makes it closed.
-                Some(c) if !c.closed => false,
-                // An invitation: not to a look-alike of a channel we are in.
+                // An invitation (what we heard of the channel as an outsider does not count
+                // against it): not to a look-alike of a channel we are in.
                 _ => self
                     .channels
                     .find(&m.channel, |c| c.engaged() && c.id != m.channel_id)
@@ -187,7 +187,9 @@ impl Router {
             return;
         };
         if !in_it {
-            // Whom we join is what the inviter signed, not what we heard as an outsider.
+            // Whom we join, and that it is closed, is what the inviter signed, not what we
+            // heard as an outsider.
+            ch.closed = true;
             ch.members.clear();
             ch.hinted.clear();
             ch.departed.clear();

@@ -15,9 +15,10 @@
 //! member, and an unasked KEY (an invitation) tells the new member whom it joins.
 //!
 //! **A channel is what its id says.** A public channel's id is derived from its name
-//! ([`crate::auth::public_channel_id`]); a channel is public or closed from the first time it
-//! is heard of and no CHANNEL or KEY changes that; a CHANNEL may not bring a second channel
-//! of a known name (other than the public one of that name).
+//! ([`crate::auth::public_channel_id`]) and it is never closed; any other channel is public
+//! or closed from the first time it is heard of, and no CHANNEL or KEY changes that for a
+//! node in it (only an invitation, signed by a member, overrides what an outsider heard); a
+//! CHANNEL may not bring a second channel of a known name (other than the public one).
 //!
 //! **Strangers cannot fill the table.** Channels the user joined or created count against
 //! `max_channels`; channels learned from others (announced, or joined by invitation) against

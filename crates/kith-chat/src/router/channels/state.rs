@@ -2,7 +2,8 @@
 //!
 //! Every message here was verified on arrival ([`crate::router`]'s verification): its author
 //! signed it, or is a plain client (no key) that its own node let speak only for itself.
-//! - JOIN adds its author (in a closed channel, only an author already listed as a member).
+//! - JOIN adds its author (in a closed channel, only an author already listed as a member);
+//!   for a channel not heard of yet it counts only if the id is the public one of its name.
 //! - LEAVE removes its author; a LEAVE naming another member (a kick) counts only in a
 //!   closed channel, signed by a member.
 //! - CHANNEL: its author is a member if it lists itself. In a public channel the others it
@@ -17,6 +18,12 @@ use crate::message::{ChannelInfo, Membership};
 
 impl Router {
     pub(super) fn on_join(&mut self, m: Membership) {
+        // A JOIN says nothing of whether a channel is closed: only the public id of a name
+        // (which cannot be closed) comes into the table this way; others wait for a CHANNEL.
+        let public = crate::auth::public_channel_id(&m.channel) == m.channel_id;
+        if self.channels.get(&m.channel_id).is_none() && !public {
+            return;
+        }
         if self
             .channel_entry(&m.channel_id, &m.channel, false)
             .is_none()
