@@ -75,6 +75,8 @@ pub async fn run(state: Arc<NodeState>, identity: Identity, queues: super::ChatQ
     let mut stopping = state.stopping();
     loop {
         driver.carry_out().await;
+        // Only a request waiting on its own message reads these (see `settle`).
+        driver.not_stored.clear();
         driver.advance_rendezvous().await;
         driver.publish_counters();
         let deadline = driver.router.poll_timeout();
