@@ -7,11 +7,13 @@
 //! - `relay/routed`: a direct MESSAGE for a node two hops away arrives, is ACKed to the sender,
 //!   forwarded to the next hop, and that hop's ACK comes back (so nothing accumulates).
 //! - `ceiling/json_parse`: serde_json parsing the same message into a `Value` (what
-//!   `Envelope::decode` starts with); `ceiling/ed25519_verify`: one signature check (relays
-//!   do not verify; the recipient does, once).
+//!   `Envelope::decode` starts with); `ceiling/ed25519_verify`: one signature check (every
+//!   node verifies a signed message once before it passes it on, so each relay iteration
+//!   includes one).
 //!
 //! Read `relay/flood_json` against `ceiling/json_parse` (one parse and seven encodes are the
-//! floor of a JSON relay), and `relay/flood` / `relay/routed` as the router's own cost.
+//! floor of a JSON relay) and `ceiling/ed25519_verify`, and `relay/flood` / `relay/routed` as
+//! the router's own cost.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -36,6 +38,8 @@ fn relay(n: u64) -> (Router, Instant) {
     let config = ChatConfig {
         rate_per_sec: u32::MAX / 2,
         rate_burst: u32::MAX / 2,
+        origin_rate_per_sec: u32::MAX / 2,
+        origin_rate_burst: u32::MAX / 2,
         ..ChatConfig::default()
     };
     let mut r = Router::new(ident(1), config, now, [1; 32]).unwrap();
@@ -56,6 +60,8 @@ fn relay(n: u64) -> (Router, Instant) {
             node_id: ChatId::new(peer.node_id()),
             version: None,
             node_type: NodeType::Server,
+            challenge: None,
+            auth: Default::default(),
         };
         r.handle_input(now, NeighbourId(i), Envelope::new(1, Body::Hello(hello)));
     }
@@ -86,6 +92,8 @@ fn message(
         },
         message: Vec::new(),
         attachments: Vec::new(),
+        public_key: Some(author.agent_public()),
+        unsigned: false,
     };
     kith_chat::crypto::sign_message(author, &mut m, b"hello, a line of chat of ordinary length");
     m
@@ -162,6 +170,8 @@ fn benches(c: &mut Criterion) {
                 node_id: None,
                 msg_id,
                 target_id: Some(target),
+                recipient_id: None,
+                auth: Default::default(),
             };
             r.handle_input(now, NeighbourId(2), Envelope::new(1, Body::Ack(ack)));
         })

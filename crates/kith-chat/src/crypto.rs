@@ -24,6 +24,9 @@ pub const CHANNEL_DOMAIN: &[u8] = b"kith-chat-channel-v1";
 /// Prefix hashed to name a channel key ([`key_id`]).
 pub const KEY_ID_DOMAIN: &[u8] = b"kith-chat-key-id";
 
+/// Length of the Ed25519 signature at the head of a MESSAGE's `message`.
+pub const SIGNATURE_LEN: usize = 64;
+
 /// A closed channel's 32-byte symmetric key.
 pub type ChannelKey = Zeroizing<[u8; 32]>;
 
@@ -304,6 +307,8 @@ mod tests {
                 mime_type: "text/plain".into(),
                 data: b"hi".to_vec(),
             }],
+            public_key: None,
+            unsigned: false,
         }
     }
 

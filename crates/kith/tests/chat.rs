@@ -160,3 +160,29 @@ fn an_invitation_can_wait_for_the_user_to_join() {
         has_text(&b, Some("board"), "after B accepted")
     });
 }
+
+#[test]
+fn chat_join_fails_when_the_membership_cannot_be_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The control call must outlive the database's busy timeout (10 s).
+    let a = Node::start_with(
+        &tmp.path().join("a"),
+        "[limits]\ncontrol_timeout_ms = 30000\n",
+    );
+    // Hold the database's write lock: every write the node tries fails, as on a full disk.
+    let db = rusqlite::Connection::open(a.data.join("kith.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let err = a.fails(&["chat", "join", "lobby"]);
+    assert!(err.contains("could not record"), "{err}");
+    db.execute_batch("ROLLBACK").unwrap();
+    let channels: Value = a.json(&["chat", "channels", "--json"]);
+    assert!(
+        !channels
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "lobby" && c["joined"] == true),
+        "not reported joined: {channels}"
+    );
+    a.ok(&["chat", "join", "lobby"]);
+}

@@ -1,8 +1,10 @@
 //! The chat port with real sockets: a plain client (framing + JSON, written here from the
 //! protocol description alone) joins a channel through one node and reads what a user on
 //! another node says; a client that sends junk is cut off without hurting the others; a frame
-//! declared too large closes the connection. With `KITH_TEST_PYTHON=1`, the Python client of
-//! `scripts/ptpchat_client.py` talks both ways, over plain TCP and over TLS.
+//! declared too large closes the connection; a client that claims the id of a kith node that
+//! is offline gets nothing of what waits for it, which the node gets when it comes back.
+//! With `KITH_TEST_PYTHON=1`, the Python client of `scripts/ptpchat_client.py` talks both
+//! ways, over plain TCP and over TLS, proving its key, and in its plain mode.
 
 mod support;
 
@@ -60,7 +62,13 @@ impl Client {
     }
 
     fn hello(&mut self) {
-        let me = format!("test@{}", self.guid);
+        let guid = self.guid.clone();
+        self.hello_as(&guid);
+    }
+
+    /// HELLO claiming `guid` (without any proof of a key).
+    fn hello_as(&mut self, guid: &str) {
+        let me = format!("test@{guid}");
         self.send(
             "HELLO",
             json!({"node_id": me, "version": "test/1", "attributes": {"node_type": "client"}}),
@@ -215,9 +223,57 @@ fn a_client_that_sends_junk_is_cut_off_and_the_others_carry_on() {
     assert!(a.counter("chat_frames_refused") >= 1);
 }
 
+#[test]
+fn a_client_claiming_an_offline_nodes_id_gets_nothing_and_the_node_gets_its_messages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(&tmp.path().join("a"));
+    let mut c = Node::start(&tmp.path().join("c"));
+    c.ok(&["connect", a.ok(&["ticket"]).trim()]);
+    let c_id = c.ready["node_id"].as_str().unwrap().to_owned();
+    a.ok(&["chat", "send", &c_id, "hello C"]);
+    eventually("C gets the first message", || {
+        c.ok(&["chat", "read"]).contains("hello C")
+    });
+    c.stop();
+    eventually("A notices C is gone", || a.links() == 0);
+    for k in 0..3 {
+        a.ok(&["chat", "send", &c_id, &format!("while you were away {k}")]);
+    }
+    // The impostor says HELLO with C's id over A's chat port, as the seed allows anyone to.
+    let mut impostor = Client::connect(&a);
+    impostor.hello_as(&c_id);
+    let answer = impostor
+        .wait_for(|m| m["msg_type"] == "HELLO")
+        .expect("A answers");
+    assert!(
+        answer["msg_data"]["challenge"].is_string(),
+        "and asks for a proof of C's key"
+    );
+    let mut leaked = 0;
+    // Everything until A gives up on the proof and closes the connection.
+    let closed = impostor
+        .wait_for(|m| {
+            leaked += usize::from(m["msg_type"] == "MESSAGE");
+            false
+        })
+        .is_none();
+    assert!(
+        closed,
+        "A closes the connection of a client that does not prove its key"
+    );
+    assert_eq!(leaked, 0);
+    assert!(a.counter("chat_hello_refused") >= 1);
+    // C comes back: everything A kept for it arrives.
+    let c = Node::start(&tmp.path().join("c"));
+    eventually("C gets the three messages", || {
+        let read = c.ok(&["chat", "read"]);
+        (0..3).all(|k| read.contains(&format!("while you were away {k}")))
+    });
+}
+
 /// The Python client joins `lobby` through A, says something B must read, then waits for
-/// B's answer.
-fn python_client_talks_both_ways(tls: bool) {
+/// B's answer. With `plain`, it proves no key and B reads its message marked unsigned.
+fn python_client_talks_both_ways(tls: bool, plain: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let extra: &[&str] = if tls { &["--chat-tls"] } else { &[] };
     let (a, b) = pair(tmp.path(), extra);
@@ -241,10 +297,15 @@ fn python_client_talks_both_ways(tls: bool) {
     if tls {
         command.arg("--tls");
     }
+    if plain {
+        command.arg("--plain");
+    }
     let mut client = command.spawn().unwrap();
-    eventually("B reads the Python client's signed message", || {
+    eventually("B reads the Python client's message", || {
         b.ok(&["chat", "read", "lobby"]).contains("hi from python")
     });
+    let read = b.ok(&["chat", "read", "lobby"]);
+    assert_eq!(read.contains("(unsigned)"), plain, "{read}");
     b.ok(&["chat", "say", "lobby", "hi from kith"]);
     let status = client.wait().unwrap();
     assert!(status.success(), "the Python client got B's answer");
@@ -259,7 +320,16 @@ fn python_client_talks_both_ways(tls: bool) {
     ignore = "needs Python 3 with cryptography for scripts/ptpchat_client.py: set KITH_TEST_PYTHON=1 (.ci/run does)"
 )]
 fn the_python_client_talks_with_a_user_on_another_node() {
-    python_client_talks_both_ways(false);
+    python_client_talks_both_ways(false, false);
+}
+
+#[test]
+#[cfg_attr(
+    not(kith_test_python),
+    ignore = "needs Python 3 with cryptography for scripts/ptpchat_client.py: set KITH_TEST_PYTHON=1 (.ci/run does)"
+)]
+fn the_python_client_in_plain_mode_is_a_leaf_whose_messages_go_unsigned() {
+    python_client_talks_both_ways(false, true);
 }
 
 #[test]
@@ -268,5 +338,5 @@ fn the_python_client_talks_with_a_user_on_another_node() {
     ignore = "needs Python 3 with cryptography for scripts/ptpchat_client.py: set KITH_TEST_PYTHON=1 (.ci/run does)"
 )]
 fn the_python_client_talks_over_tls_when_the_port_is_tls_only() {
-    python_client_talks_both_ways(true);
+    python_client_talks_both_ways(true, false);
 }

@@ -6,9 +6,9 @@ use kith_crypto::NodeId;
 use serde_json::{Map, Value};
 
 use super::{
-    Ack, Attachment, Body, CertificateData, ChannelInfo, ChatId, ChatMessage, Connect, Envelope,
-    GetCertificate, GetKey, Hello, KeyData, Membership, MessageLimits, Nack, NodeType, RouteEntry,
-    Routing, Verb,
+    Ack, Attachment, Auth, Body, CertificateData, ChannelInfo, ChatId, ChatMessage, Connect,
+    Envelope, GetCertificate, GetKey, Hello, KeyData, Membership, MessageLimits, Nack, NodeType,
+    RouteEntry, Routing, Verb,
 };
 
 /// Why a message was refused. Every variant that concerns a field names it, as a path from the
@@ -158,6 +158,11 @@ impl<'a> Fields<'a> {
         if non_empty && s.is_empty() {
             return Err(invalid(&self.path(name), "must not be empty"));
         }
+        // Fields are lines of signed bytes: a newline inside one could make two different
+        // messages sign the same bytes.
+        if s.chars().any(char::is_control) {
+            return Err(invalid(&self.path(name), "contains a control character"));
+        }
         Ok(s.to_string())
     }
 
@@ -237,6 +242,26 @@ impl<'a> Fields<'a> {
         STANDARD
             .decode(s)
             .map_err(|_| invalid(&self.path(name), "not standard base64"))
+    }
+
+    /// An optional base64 field of exactly `N` bytes.
+    fn opt_fixed<const N: usize>(&self, name: &str) -> Result<Option<[u8; N]>, MessageError> {
+        if self.get(name).is_none() {
+            return Ok(None);
+        }
+        let bytes = self.base64(name, N)?;
+        bytes
+            .try_into()
+            .map(Some)
+            .map_err(|_| invalid(&self.path(name), "wrong length"))
+    }
+
+    /// kith's optional `public_key` and `signature`.
+    fn auth(&self) -> Result<Auth, MessageError> {
+        Ok(Auth {
+            public_key: self.opt_fixed::<32>("public_key")?,
+            signature: self.opt_fixed::<64>("signature")?,
+        })
     }
 
     fn bool_or_text(&self, name: &str) -> Result<bool, MessageError> {
@@ -349,12 +374,16 @@ fn decode_body(verb: Verb, d: &Fields<'_>) -> Result<Body, MessageError> {
                 node_id: d.id("node_id")?,
                 version: d.opt_string("version")?,
                 node_type,
+                challenge: d.opt_string("challenge")?,
+                auth: d.auth()?,
             })
         }
         Verb::Ack => Body::Ack(Ack {
             node_id: d.opt_id("node_id")?,
             msg_id: d.msg_id()?,
             target_id: d.opt_guid("target_id")?,
+            recipient_id: d.opt_guid("recipient_id")?,
+            auth: d.auth()?,
         }),
         Verb::Nack => Body::Nack(Nack {
             node_id: d.id("node_id")?,
@@ -372,6 +401,7 @@ fn decode_body(verb: Verb, d: &Fields<'_>) -> Result<Body, MessageError> {
                 } else {
                     None
                 },
+                auth: d.auth()?,
             };
             if verb == Verb::Join {
                 Body::Join(m)
@@ -386,6 +416,7 @@ fn decode_body(verb: Verb, d: &Fields<'_>) -> Result<Body, MessageError> {
             channel_id: d.string("channel_id", true)?,
             members: d.id_list("members", true)?,
             closed: d.bool_or_text("closed")?,
+            auth: d.auth()?,
         }),
         Verb::GetCertificate => Body::GetCertificate(GetCertificate {
             msg_id: d.msg_id()?,
@@ -413,6 +444,8 @@ fn decode_body(verb: Verb, d: &Fields<'_>) -> Result<Body, MessageError> {
             channel_id: d.string("channel_id", true)?,
             cipher: d.string("cipher", true)?,
             key: d.base64("key", WRAPPED_KEY_MAX)?,
+            members: d.id_list("members", false)?,
+            auth: d.auth()?,
         }),
         Verb::Message => decode_message(d)?,
         Verb::Routing => {
@@ -501,6 +534,8 @@ fn decode_message(d: &Fields<'_>) -> Result<Body, MessageError> {
         channel_id: d.opt_string("channel_id")?.unwrap_or_default(),
         message,
         attachments,
+        public_key: d.opt_fixed::<32>("public_key")?,
+        unsigned: d.bool_or_text("unsigned")?,
     };
     if m.channel_id.is_empty() && m.recipient.is_empty() {
         return Err(invalid(

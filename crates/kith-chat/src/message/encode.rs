@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use super::{Body, ChatId, Envelope};
+use super::{Auth, Body, ChatId, Envelope};
 
 fn id(id: &ChatId) -> Value {
     Value::String(id.to_string())
@@ -17,6 +17,18 @@ fn id_list(ids: &[ChatId]) -> Value {
 
 fn b64(bytes: &[u8]) -> Value {
     Value::String(STANDARD.encode(bytes))
+}
+
+/// Adds kith's `public_key` and `signature` to a `msg_data` object.
+fn put_auth(data: &mut Value, auth: &Auth) {
+    if let Value::Object(obj) = data {
+        if let Some(k) = &auth.public_key {
+            obj.insert("public_key".into(), b64(k));
+        }
+        if let Some(s) = &auth.signature {
+            obj.insert("signature".into(), b64(s));
+        }
+    }
 }
 
 impl Envelope {
@@ -51,6 +63,10 @@ fn body_json(body: &Body) -> Value {
             if let (Some(v), Value::Object(obj)) = (&m.version, &mut data) {
                 obj.insert("version".into(), Value::String(v.clone()));
             }
+            if let (Some(c), Value::Object(obj)) = (&m.challenge, &mut data) {
+                obj.insert("challenge".into(), Value::String(c.clone()));
+            }
+            put_auth(&mut data, &m.auth);
             data
         }
         Body::Ack(m) => {
@@ -62,7 +78,12 @@ fn body_json(body: &Body) -> Value {
             if let Some(t) = &m.target_id {
                 obj.insert("target_id".into(), Value::String(t.to_string()));
             }
-            Value::Object(obj)
+            if let Some(r) = &m.recipient_id {
+                obj.insert("recipient_id".into(), Value::String(r.to_string()));
+            }
+            let mut data = Value::Object(obj);
+            put_auth(&mut data, &m.auth);
+            data
         }
         Body::Nack(m) => {
             let mut obj = Map::new();
@@ -82,16 +103,22 @@ fn body_json(body: &Body) -> Value {
             if let Some(member) = &m.member {
                 obj.insert("member".into(), id(member));
             }
-            Value::Object(obj)
+            let mut data = Value::Object(obj);
+            put_auth(&mut data, &m.auth);
+            data
         }
-        Body::Channel(m) => json!({
-            "msg_id": m.msg_id,
-            "node_id": id(&m.node_id),
-            "channel": m.channel,
-            "channel_id": m.channel_id,
-            "members": id_list(&m.members),
-            "closed": m.closed,
-        }),
+        Body::Channel(m) => {
+            let mut data = json!({
+                "msg_id": m.msg_id,
+                "node_id": id(&m.node_id),
+                "channel": m.channel,
+                "channel_id": m.channel_id,
+                "members": id_list(&m.members),
+                "closed": m.closed,
+            });
+            put_auth(&mut data, &m.auth);
+            data
+        }
         Body::GetCertificate(m) => {
             let mut obj = Map::new();
             obj.insert("msg_id".into(), Value::String(m.msg_id.clone()));
@@ -118,15 +145,22 @@ fn body_json(body: &Body) -> Value {
             }
             Value::Object(obj)
         }
-        Body::Key(m) => json!({
-            "msg_id": m.msg_id,
-            "node_id": id(&m.node_id),
-            "recipient_id": id(&m.recipient_id),
-            "channel": m.channel,
-            "channel_id": m.channel_id,
-            "cipher": m.cipher,
-            "key": b64(&m.key),
-        }),
+        Body::Key(m) => {
+            let mut data = json!({
+                "msg_id": m.msg_id,
+                "node_id": id(&m.node_id),
+                "recipient_id": id(&m.recipient_id),
+                "channel": m.channel,
+                "channel_id": m.channel_id,
+                "cipher": m.cipher,
+                "key": b64(&m.key),
+            });
+            if let (false, Value::Object(obj)) = (m.members.is_empty(), &mut data) {
+                obj.insert("members".into(), id_list(&m.members));
+            }
+            put_auth(&mut data, &m.auth);
+            data
+        }
         Body::Message(m) => {
             let mut obj = Map::new();
             obj.insert("msg_id".into(), Value::String(m.msg_id.clone()));
@@ -143,6 +177,12 @@ fn body_json(body: &Body) -> Value {
                     .map(|a| json!({ "attachment": b64(&a.data), "attachment_type": a.mime_type }))
                     .collect();
                 obj.insert("attachment".into(), Value::Array(list));
+            }
+            if let Some(k) = &m.public_key {
+                obj.insert("public_key".into(), b64(k));
+            }
+            if m.unsigned {
+                obj.insert("unsigned".into(), Value::Bool(true));
             }
             Value::Object(obj)
         }

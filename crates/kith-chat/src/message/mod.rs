@@ -22,6 +22,7 @@ mod decode;
 mod encode;
 #[cfg(test)]
 mod tests;
+mod verbs;
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -31,6 +32,10 @@ use kith_crypto::NodeId;
 use kith_proto::Limits;
 
 pub use decode::MessageError;
+pub use verbs::{
+    Ack, Attachment, Auth, CertificateData, ChannelInfo, ChatMessage, Connect, GetCertificate,
+    GetKey, Hello, KeyData, Membership, Nack, RouteEntry, Routing,
+};
 
 /// The bounds a decoder enforces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,200 +348,23 @@ impl Body {
             Body::Connect(_) => Verb::Connect,
         }
     }
-}
 
-/// HELLO `msg_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hello {
-    /// The sender.
-    pub node_id: ChatId,
-    /// Its software (optional, informational).
-    pub version: Option<String>,
-    /// `attributes.node_type`.
-    pub node_type: NodeType,
-}
-
-/// ACK `msg_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ack {
-    /// The acknowledging node (the seed's example leaves it blank, so it is optional).
-    pub node_id: Option<ChatId>,
-    /// The acknowledged message.
-    pub msg_id: String,
-    /// kith's optional echo of the acknowledged copy's `target_id`.
-    pub target_id: Option<NodeId>,
-}
-
-/// NACK `msg_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Nack {
-    /// The node that could not deliver.
-    pub node_id: ChatId,
-    /// The message it could not deliver.
-    pub msg_id: String,
-    /// kith's optional `recipient_id`: the message's originator, where the NACK is routed.
-    /// Without it the NACK is for the neighbour that receives it.
-    pub recipient_id: Option<NodeId>,
-}
-
-/// JOIN and LEAVE `msg_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Membership {
-    /// Identifies this message.
-    pub msg_id: String,
-    /// The sending node.
-    pub node_id: ChatId,
-    /// Channel name.
-    pub channel: String,
-    /// Channel id.
-    pub channel_id: String,
-    /// LEAVE only, kith's optional `member`: the member removed (a kick); without it the sender
-    /// itself leaves.
-    pub member: Option<ChatId>,
-}
-
-/// CHANNEL `msg_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelInfo {
-    /// Identifies this message.
-    pub msg_id: String,
-    /// The sending node.
-    pub node_id: ChatId,
-    /// Channel name.
-    pub channel: String,
-    /// Channel id.
-    pub channel_id: String,
-    /// Members, as the sender knows them.
-    pub members: Vec<ChatId>,
-    /// Closed (invitation only, encrypted) channel; optional, default false.
-    pub closed: bool,
-}
-
-/// GETCERTIFICATE `msg_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GetCertificate {
-    /// Identifies this message; the CERTIFICATE answer carries the same id.
-    pub msg_id: String,
-    /// The asking node.
-    pub node_id: ChatId,
-    /// kith's optional `recipient_id`: whose certificate is asked for (routed there). Without
-    /// it, the neighbour that receives it answers for itself.
-    pub recipient_id: Option<NodeId>,
-}
-
-/// CERTIFICATE `msg_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateData {
-    /// The GETCERTIFICATE's id when answering one.
-    pub msg_id: String,
-    /// The node whose certificate this is.
-    pub node_id: ChatId,
-    /// Who asked (where it is routed).
-    pub recipient_id: ChatId,
-    /// The certificate: a DER X.509 certificate on an Ed25519 key, or the raw 32-byte Ed25519
-    /// public key.
-    pub certificate: Vec<u8>,
-}
-
-/// GETKEY `msg_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GetKey {
-    /// Identifies this message.
-    pub msg_id: String,
-    /// The asking node.
-    pub node_id: ChatId,
-    /// Channel name.
-    pub channel: String,
-    /// Channel id.
-    pub channel_id: String,
-    /// kith's optional `recipient_id`: the member asked (routed there); without it, the
-    /// neighbour that receives it answers.
-    pub recipient_id: Option<NodeId>,
-}
-
-/// KEY `msg_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyData {
-    /// Identifies this message (the GETKEY's id when answering one).
-    pub msg_id: String,
-    /// The sending member.
-    pub node_id: ChatId,
-    /// The node the key is encrypted to.
-    pub recipient_id: ChatId,
-    /// Channel name.
-    pub channel: String,
-    /// Channel id.
-    pub channel_id: String,
-    /// The algorithm names (see [`crate::crypto::KEY_CIPHER`]).
-    pub cipher: String,
-    /// The wrapped key.
-    pub key: Vec<u8>,
-}
-
-/// One MESSAGE attachment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attachment {
-    /// The MIME type (`attachment_type`).
-    pub mime_type: String,
-    /// The bytes (`attachment`, base64 on the wire); encrypted in closed channels.
-    pub data: Vec<u8>,
-}
-
-/// MESSAGE `msg_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatMessage {
-    /// Identifies this message.
-    pub msg_id: String,
-    /// The author.
-    pub node_id: ChatId,
-    /// Recipients of a direct message (empty for a channel message).
-    pub recipient: Vec<ChatId>,
-    /// The author's timestamp (a string; a number on the wire is taken as its decimal text).
-    pub timestamp: String,
-    /// Channel name (empty for a direct message).
-    pub channel: String,
-    /// Channel id (empty for a direct message).
-    pub channel_id: String,
-    /// `message` after base64: the 64-byte Ed25519 signature, then the body.
-    pub message: Vec<u8>,
-    /// Attachments.
-    pub attachments: Vec<Attachment>,
-}
-
-impl ChatMessage {
-    /// True for a channel message (flooded), false for a direct one (routed).
-    pub fn is_channel(&self) -> bool {
-        !self.channel_id.is_empty()
+    /// The node this message speaks for (its `node_id`; CONNECT has none of its own: it
+    /// names two nodes and is passed on by others).
+    pub fn author(&self) -> Option<&ChatId> {
+        match self {
+            Body::Hello(m) => Some(&m.node_id),
+            Body::Ack(m) => m.node_id.as_ref(),
+            Body::Nack(m) => Some(&m.node_id),
+            Body::Join(m) | Body::Leave(m) => Some(&m.node_id),
+            Body::Channel(m) => Some(&m.node_id),
+            Body::GetCertificate(m) => Some(&m.node_id),
+            Body::Certificate(m) => Some(&m.node_id),
+            Body::GetKey(m) => Some(&m.node_id),
+            Body::Key(m) => Some(&m.node_id),
+            Body::Message(m) => Some(&m.node_id),
+            Body::Routing(m) => Some(&m.node_id),
+            Body::Connect(_) => None,
+        }
     }
-}
-
-/// One ROUTING entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteEntry {
-    /// The destination.
-    pub node_id: ChatId,
-    /// Hops from the sender to it.
-    pub ttl: u32,
-}
-
-/// ROUTING `msg_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Routing {
-    /// The sender.
-    pub node_id: ChatId,
-    /// Its distance vector.
-    pub nodes: Vec<RouteEntry>,
-}
-
-/// CONNECT `msg_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Connect {
-    /// The node initiating the rendezvous.
-    pub src_node_id: ChatId,
-    /// The node it wants to reach.
-    pub dst_node_id: ChatId,
-    /// The target's socket, partial (`port`) or full (`host:port`), empty at first.
-    pub dst: String,
-    /// The initiator's socket, partial or full.
-    pub src: String,
 }

@@ -1,6 +1,7 @@
 //! One test group per verb: a valid message round-trips, each required field missing or
 //! mistyped is refused naming the field, and the ttl/flood rules hold.
 
+use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::*;
@@ -403,4 +404,45 @@ fn top_level_rules() {
         Envelope::decode(&huge, &limits()).unwrap_err(),
         MessageError::TooLarge { .. }
     ));
+}
+
+#[test]
+fn kiths_signature_fields_round_trip_and_are_checked() {
+    let sig = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);
+    let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    let data = json!({ "msg_id": "m", "node_id": A, "channel": "general", "channel_id": "c1",
+                       "signature": sig, "public_key": key });
+    let Body::Join(m) = round_trip(&msg("JOIN", data.clone(), 32, true)).body else {
+        panic!()
+    };
+    assert_eq!(m.auth.signature, Some([7u8; 64]));
+    assert_eq!(m.auth.public_key, Some([9u8; 32]));
+    let mut short = data.clone();
+    short["signature"] = json!(base64::engine::general_purpose::STANDARD.encode([7u8; 63]));
+    assert_eq!(
+        field_of(decode(&msg("JOIN", short, 32, true)).unwrap_err()),
+        "msg_data.signature"
+    );
+    let hello = json!({ "node_id": B, "attributes": { "node_type": "client" },
+                        "challenge": "abc", "signature": sig, "public_key": key });
+    let Body::Hello(h) = round_trip(&msg("HELLO", hello, 1, false)).body else {
+        panic!()
+    };
+    assert_eq!(h.challenge.as_deref(), Some("abc"));
+    assert!(h.auth.signature.is_some());
+    let receipt = json!({ "node_id": A, "msg_id": "m", "recipient_id": B, "signature": sig });
+    let Body::Ack(a) = round_trip(&msg("ACK", receipt, 32, false)).body else {
+        panic!()
+    };
+    assert!(a.recipient_id.is_some());
+}
+
+#[test]
+fn a_control_character_in_a_field_is_refused() {
+    // Fields are lines of signed bytes: a newline must not split one into two.
+    let data = json!({ "msg_id": "m", "node_id": A, "channel": "gen\neral", "channel_id": "c1" });
+    assert_eq!(
+        field_of(decode(&msg("JOIN", data, 32, true)).unwrap_err()),
+        "msg_data.channel"
+    );
 }

@@ -7,8 +7,8 @@ use kith_crypto::NodeId;
 use super::channels::{Channel, ChannelView, Standing};
 use super::forward::Origin;
 use super::{ChatError, FileAttachment, Router};
-use crate::crypto;
 use crate::message::{Attachment, Body, ChatId, ChatMessage, Envelope};
+use crate::{auth, crypto};
 
 impl Router {
     /// Channels this node knows, with its standing in each.
@@ -28,41 +28,80 @@ impl Router {
 
     fn member_channel(&self, name: &str) -> Result<String, ChatError> {
         self.channels
-            .id_by_name(name)
-            .filter(|id| {
-                self.channels
-                    .get(id)
-                    .is_some_and(|c| c.standing == Standing::Member)
-            })
+            .find(name, |c| c.standing == Standing::Member)
             .ok_or_else(|| ChatError::NoSuchChannel(name.to_string()))
     }
 
-    /// Joins channel `name`, creating it (public, or `closed` with a fresh key) if no channel
-    /// of that name is known. A known closed channel is joined by accepting a held invitation,
-    /// or, for a listed member without the key, by asking a member for it (GETKEY; the join
-    /// completes when the KEY comes). Returns the channel id.
+    /// Joins channel `name`. A channel of that name this node is in, invited to or listed in
+    /// comes first: a held invitation is accepted, a listed member without the key asks a
+    /// member for it (GETKEY; the join completes when the KEY comes). Otherwise `closed`
+    /// creates a closed channel with a fresh key, and a public join goes to the public
+    /// channel of that name, whose id everyone derives from the name
+    /// ([`crate::auth::public_channel_id`]): created if nobody announced it yet. Returns the
+    /// channel id.
     pub fn join(&mut self, now: Instant, name: &str, closed: bool) -> Result<String, ChatError> {
         self.check_name(name)?;
-        if let Some(id) = self.channels.id_by_name(name) {
+        let me = self.me.guid;
+        let mine = self.channels.find(name, |c| {
+            c.engaged()
+                || (c.closed && c.members.contains_key(&me) && c.standing != Standing::Removed)
+        });
+        if let Some(id) = mine {
+            self.take_as_own(&id)?;
             let Some(ch) = self.channels.get_mut(&id) else {
                 return Err(ChatError::NoSuchChannel(name.to_string()));
             };
             match ch.standing {
-                Standing::Member => {}
-                _ if !ch.closed => self.become_member(now, &id),
+                Standing::Member | Standing::Joining => {}
                 Standing::Invited => self.become_member(now, &id),
-                _ if ch.current_key().is_some() && ch.members.contains_key(&self.me.guid) => {
-                    self.become_member(now, &id)
-                }
-                _ if ch.members.contains_key(&self.me.guid) => {
+                _ if ch.current_key().is_some() => self.become_member(now, &id),
+                _ => {
                     ch.standing = Standing::Joining;
                     self.ask_for_key(now, &id);
                 }
-                _ => return Err(ChatError::NotInvited(name.to_string())),
             }
             return Ok(id);
         }
+        if !closed {
+            let id = auth::public_channel_id(name);
+            if self.channels.get(&id).is_some() {
+                self.take_as_own(&id)?;
+                self.become_member(now, &id);
+                return Ok(id);
+            }
+            // A closed channel of that name that we were not invited to, and no public one:
+            // say so rather than make a public twin the user did not mean.
+            if self.channels.find(name, |c| c.closed).is_some() {
+                return Err(ChatError::NotInvited(name.to_string()));
+            }
+            return self.create(now, id, name, false);
+        }
         let id = self.new_msg_id();
+        self.create(now, id, name, true)
+    }
+
+    /// Counts channel `id` as the user's own from now on.
+    fn take_as_own(&mut self, id: &str) -> Result<(), ChatError> {
+        let room = self.channels.room_for_own();
+        let Some(ch) = self.channels.get_mut(id) else {
+            return Ok(());
+        };
+        if !ch.by_user {
+            if !room {
+                return Err(ChatError::LimitReached("channels"));
+            }
+            ch.by_user = true;
+        }
+        Ok(())
+    }
+
+    fn create(
+        &mut self,
+        now: Instant,
+        id: String,
+        name: &str,
+        closed: bool,
+    ) -> Result<String, ChatError> {
         let mut channel = Channel::new(id.clone(), name.to_string(), closed);
         if closed {
             channel.add_key(
@@ -70,7 +109,7 @@ impl Router {
                 self.config.key_history,
             );
         }
-        if !self.channels.insert(channel) {
+        if !self.channels.insert_own(channel) {
             return Err(ChatError::LimitReached("channels"));
         }
         self.become_member_announcing(now, &id, false);
@@ -86,6 +125,7 @@ impl Router {
         let me = self.me.guid;
         if let Some(ch) = self.channels.get_mut(&id) {
             ch.standing = Standing::Outside;
+            ch.by_user = false;
             ch.members.remove(&me);
             ch.keys.clear();
             ch.next_refresh = None;
@@ -166,6 +206,8 @@ impl Router {
             channel_id: id,
             message: Vec::new(),
             attachments,
+            public_key: Some(self.identity.agent_public()),
+            unsigned: false,
         };
         crypto::sign_message(&self.identity, &mut m, &body);
         let msg_id = m.msg_id.clone();
@@ -205,11 +247,12 @@ impl Router {
                     data: a.data,
                 })
                 .collect(),
+            public_key: Some(self.identity.agent_public()),
+            unsigned: false,
         };
         crypto::sign_message(&self.identity, &mut m, text.as_bytes());
         let msg_id = m.msg_id.clone();
         for target in recipients {
-            self.seen.insert(now, (msg_id.clone(), Some(target)));
             let mut env = Envelope::new(self.config.default_ttl, Body::Message(m.clone()));
             env.target_id = Some(target);
             self.route_or_queue(now, env, target, Origin::LocalDurable);
@@ -232,6 +275,7 @@ impl Router {
             return Err(ChatError::LimitReached("members"));
         }
         ch.departed.remove(&node);
+        ch.hinted.remove(&node);
         ch.members.entry(node).or_insert_with(|| ChatId::new(node));
         if let Some(body) = self.channel_body(&id) {
             self.flood_local(now, body);

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use kith_crypto::{AgentId, NodeId};
 
-/// Which copy of a message: flooded messages have one per msg_id (`None`), routed ones one per
-/// target (the node the copy is heading for).
-pub(crate) type SeenKey = (String, Option<NodeId>);
+/// Which message a node acted on: a flooded one by `(msg_id, author, false)` (so a forged
+/// copy under another author's name cannot make the genuine one a duplicate), a routed copy
+/// delivered here by `(msg_id, this node, true)`.
+pub(crate) type SeenKey = (String, NodeId, bool);
 
 /// A bounded, time-limited set of message ids this node has acted on.
 #[derive(Debug)]
@@ -48,9 +49,11 @@ impl SeenCache {
         true
     }
 
-    #[cfg(test)]
-    pub fn contains(&self, key: &SeenKey) -> bool {
-        self.entries.contains_key(key)
+    /// Whether `key` was acted on (and not yet forgotten).
+    pub fn contains(&self, now: Instant, key: &SeenKey) -> bool {
+        self.entries
+            .get(key)
+            .is_some_and(|at| now.saturating_duration_since(*at) < self.ttl)
     }
 
     fn expire(&mut self, now: Instant) {
@@ -70,20 +73,12 @@ impl SeenCache {
     }
 }
 
-/// How a node id came to be bound to a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Binding {
-    /// The id is derived from the key (`NodeId::from_agent_key`): nobody else can claim it.
-    Derived,
-    /// First come: an id that is not derived from its key, bound to the first key seen for
-    /// it (a plain client with a GUID of its own choosing).
-    FirstSeen,
-}
-
-/// Node id to Ed25519 key bindings, bounded; the oldest binding is forgotten first.
+/// Node id to Ed25519 key bindings, bounded; the oldest binding is forgotten first. Only a
+/// key that derives the id binds ([`NodeId::is_derived_from`]): a certificate for anything
+/// else proves nothing, whoever sends it, solicited or not.
 #[derive(Debug)]
 pub(crate) struct CertCache {
-    keys: HashMap<NodeId, (AgentId, Binding)>,
+    keys: HashMap<NodeId, AgentId>,
     order: VecDeque<NodeId>,
     max: usize,
 }
@@ -93,8 +88,8 @@ pub(crate) struct CertCache {
 pub(crate) enum BindOutcome {
     /// New or confirmed binding.
     Bound,
-    /// The id is bound to another key (or derived from another key).
-    Conflict,
+    /// The key does not derive the id.
+    Refused,
 }
 
 impl CertCache {
@@ -107,37 +102,27 @@ impl CertCache {
     }
 
     pub fn get(&self, id: &NodeId) -> Option<&AgentId> {
-        self.keys.get(id).map(|(k, _)| k)
+        self.keys.get(id)
     }
 
-    /// Binds `id` to `key`: a derived id always binds (replacing a first-seen claim); any other
-    /// id binds only if it is not bound yet.
+    /// Binds `id` to `key` if the key derives the id.
     pub fn bind(&mut self, id: NodeId, key: AgentId) -> BindOutcome {
-        let binding = if id.is_derived_from(key.as_bytes()) {
-            Binding::Derived
-        } else {
-            Binding::FirstSeen
-        };
-        match self.keys.get(&id) {
-            Some((existing, _)) if *existing == key => return BindOutcome::Bound,
-            Some((_, Binding::Derived)) => return BindOutcome::Conflict,
-            Some((_, Binding::FirstSeen)) if binding == Binding::FirstSeen => {
-                return BindOutcome::Conflict
-            }
-            Some(_) => {}
-            None => {
-                while self.keys.len() >= self.max {
-                    match self.order.pop_front() {
-                        Some(old) => {
-                            self.keys.remove(&old);
-                        }
-                        None => break,
-                    }
+        if !id.is_derived_from(key.as_bytes()) {
+            return BindOutcome::Refused;
+        }
+        if self.keys.contains_key(&id) {
+            return BindOutcome::Bound;
+        }
+        while self.keys.len() >= self.max {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.keys.remove(&old);
                 }
-                self.order.push_back(id);
+                None => break,
             }
         }
-        self.keys.insert(id, (key, binding));
+        self.order.push_back(id);
+        self.keys.insert(id, key);
         BindOutcome::Bound
     }
 }
@@ -187,33 +172,34 @@ mod tests {
     #[test]
     fn seen_cache_is_bounded_and_forgets_after_its_ttl() {
         let t0 = Instant::now();
+        let n = NodeId::from_bytes([1; 16]);
+        let key = |s: &str| (s.to_string(), n, false);
         let mut seen = SeenCache::new(2, Duration::from_secs(10));
-        assert!(seen.insert(t0, ("a".into(), None)));
-        assert!(!seen.insert(t0, ("a".into(), None)));
-        assert!(seen.insert(t0, ("b".into(), None)));
-        assert!(seen.insert(t0, ("c".into(), None)));
+        assert!(seen.insert(t0, key("a")));
+        assert!(!seen.insert(t0, key("a")));
+        assert!(seen.insert(t0, key("b")));
+        assert!(seen.insert(t0, key("c")));
         assert_eq!(seen.len(), 2);
-        assert!(!seen.contains(&("a".into(), None)), "oldest evicted");
-        assert!(seen.insert(t0 + Duration::from_secs(11), ("b".into(), None)));
+        assert!(!seen.contains(t0, &key("a")), "oldest evicted");
+        assert!(seen.insert(t0 + Duration::from_secs(11), key("b")));
         assert_eq!(seen.len(), 1);
     }
 
     #[test]
-    fn derived_ids_cannot_be_claimed_and_first_seen_ids_stick() {
+    fn only_a_key_that_derives_the_id_binds() {
         let a = Identity::generate(&mut StdRng::seed_from_u64(1));
         let b = Identity::generate(&mut StdRng::seed_from_u64(2));
         let mut certs = CertCache::new(8);
         assert_eq!(
             certs.bind(a.node_id(), b.agent_id()),
-            BindOutcome::Bound,
-            "first seen"
+            BindOutcome::Refused,
+            "never seen before, still refused"
         );
+        assert_eq!(certs.get(&a.node_id()), None);
         assert_eq!(certs.bind(a.node_id(), a.agent_id()), BindOutcome::Bound);
         assert_eq!(certs.get(&a.node_id()), Some(&a.agent_id()));
-        assert_eq!(certs.bind(a.node_id(), b.agent_id()), BindOutcome::Conflict);
         let free = NodeId::from_bytes([7; 16]);
-        assert_eq!(certs.bind(free, a.agent_id()), BindOutcome::Bound);
-        assert_eq!(certs.bind(free, b.agent_id()), BindOutcome::Conflict);
+        assert_eq!(certs.bind(free, a.agent_id()), BindOutcome::Refused);
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //!    keep durably before the restart ([`Router::restore`], once per stored
 //!    [`QueuedMessage`]).
 //! 2. For each new connection call [`Router::neighbour_up`] with a fresh [`NeighbourId`] and
-//!    what is known of the other end ([`NeighbourInfo`]); call [`Router::neighbour_down`]
-//!    when it closes. The router sends HELLO to kith nodes at once; a client on the chat port
-//!    is expected to speak first.
+//!    what is known of the other end ([`NeighbourInfo`]: a client's address matters, it is
+//!    what the client's rate and the cap on clients per address are charged to); call
+//!    [`Router::neighbour_down`] when it closes. The router sends HELLO to kith nodes at
+//!    once; a client on the chat port is expected to speak first (and to prove its key when
+//!    its id has the key-derived form: see the crate documentation).
 //! 3. For each frame received: a keep-alive goes to [`Router::handle_keepalive`]; the JSON of
 //!    any other frame (or of a `chat` envelope on a secure link) to
 //!    [`Router::handle_frame`]. Already-decoded messages may go to
@@ -19,11 +21,15 @@
 //!    [`Router::send_direct`], [`Router::invite`], [`Router::kick`], [`Router::connect`],
 //!    [`Router::answer_connect`].
 //! 5. After every call, drain [`Router::poll_output`] until `None` and carry the outputs out
-//!    **in order**: a [`Output::Persist`] must be durable before any later output is acted on
-//!    (the router ACKs a message it has to keep only after asking for it to be persisted).
+//!    **in order**. [`Output::Persist`] is a question: store the copy, then answer with
+//!    [`Router::persisted`] (true once durable, false if the store failed); the router ACKs a
+//!    copy it keeps, or sends the user's own message, only after a true answer (answering
+//!    at once, before draining further outputs, keeps everything in order).
 //!    [`Output::Transmit`] messages go to one neighbour each (frame them with
 //!    [`crate::frame::encode_frame`] on the chat port); after [`Output::Disconnect`] close the
-//!    connection without calling `neighbour_down` (the router has forgotten it already).
+//!    connection without calling `neighbour_down` (the router has forgotten it already); its
+//!    [`CutOffReason`] says when a kith node may be dialled again
+//!    ([`CutOffReason::retry_after`]).
 //! 6. Call [`Router::handle_timeout`] when the instant of [`Router::poll_timeout`] is reached
 //!    (a spurious early call is harmless), then drain outputs again.
 //!
@@ -31,13 +37,21 @@
 //! the seed given to `new`, so a simulation replays exactly.
 
 mod actions;
+mod admit;
 mod caches;
 mod channels;
 mod forward;
 mod inbound;
 mod queue;
+mod rate;
+mod receipts;
+mod routing;
+mod send;
+mod store;
 mod table;
+mod timers;
 mod types;
+mod verify;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Instant;
@@ -53,12 +67,16 @@ pub use types::{
 };
 
 use crate::config::ChatConfig;
-use crate::message::{Body, ChatId, ChatMessage, Envelope, Hello, MessageError, NodeType, Verb};
+use crate::message::{Body, ChatId, Envelope, MessageError, NodeType};
+use admit::Ident;
 use caches::{CertCache, SeenCache, TokenBucket};
 pub use channels::ChannelView;
 use channels::Channels;
 use queue::{InFlight, StoreQueue};
+use rate::Rates;
+use receipts::Receipts;
 use table::RouteTable;
+use verify::Held;
 
 /// Why a local action was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,8 +108,13 @@ pub enum ChatError {
 #[derive(Debug)]
 pub(crate) struct Neighbour {
     pub info: NeighbourInfo,
+    /// Set once the neighbour is identified (a client: proven, or plain): only then is it a
+    /// route, and only then does it receive floods.
     pub node_id: Option<ChatId>,
     pub node_type: Option<NodeType>,
+    pub ident: Ident,
+    /// The challenge our HELLO gave a client.
+    pub challenge: String,
     pub hello_sent: bool,
     pub last_heard: Instant,
     pub rate: TokenBucket,
@@ -121,7 +144,11 @@ pub struct Router {
     pub(crate) channels: Channels,
     pub(crate) queue: StoreQueue,
     pub(crate) in_flight: InFlight,
-    pub(crate) pending_verify: VecDeque<(Instant, ChatMessage)>,
+    pub(crate) held: VecDeque<Held>,
+    pub(crate) storing: store::Pending,
+    pub(crate) receipts: Receipts,
+    pub(crate) rates: Rates,
+    pub(crate) proof_deadlines: VecDeque<(Instant, NeighbourId)>,
     pub(crate) cert_requests: HashMap<NodeId, Instant>,
     pub(crate) cert_request_order: VecDeque<(Instant, NodeId)>,
     pub(crate) pending_keys: VecDeque<PendingKey>,
@@ -165,7 +192,8 @@ impl Router {
         Ok(Router {
             table: RouteTable::new(me.guid, config.route_infinity, config.max_routes),
             seen: SeenCache::new(config.seen_entries, config.seen_for),
-            channels: Channels::new(config.max_channels),
+            channels: Channels::new(config.max_channels, config.max_foreign_channels),
+            rates: Rates::new(&config, now),
             next_routing_refresh: now + config.routing_refresh + jitter,
             next_idle_check: now + config.neighbour_idle,
             identity,
@@ -177,7 +205,10 @@ impl Router {
             neighbours: BTreeMap::new(),
             queue: StoreQueue::default(),
             in_flight: InFlight::default(),
-            pending_verify: VecDeque::new(),
+            held: VecDeque::new(),
+            storing: store::Pending::default(),
+            receipts: Receipts::default(),
+            proof_deadlines: VecDeque::new(),
             cert_requests: HashMap::new(),
             cert_request_order: VecDeque::new(),
             pending_keys: VecDeque::new(),
@@ -235,15 +266,22 @@ impl Router {
         self.outputs.pop_front()
     }
 
-    /// A new connection.
+    /// A new connection. A client from an address that already has
+    /// `max_clients_per_address` connections is cut off at once ([`CutOffReason::Crowded`]).
     pub fn neighbour_up(&mut self, now: Instant, id: NeighbourId, info: NeighbourInfo) {
-        let node = matches!(info.kind, NeighbourKind::Node { .. });
+        let ident = match &info.kind {
+            NeighbourKind::Node { agent } => Ident::Node(*agent),
+            NeighbourKind::Client => Ident::Unknown,
+        };
+        let (node, ip) = (matches!(ident, Ident::Node(_)), info.observed_ip);
         self.neighbours.insert(
             id,
             Neighbour {
                 info,
                 node_id: None,
                 node_type: None,
+                ident,
+                challenge: String::new(),
                 hello_sent: false,
                 last_heard: now,
                 rate: TokenBucket::new(now, self.config.rate_per_sec, self.config.rate_burst),
@@ -252,15 +290,20 @@ impl Router {
         );
         self.next_idle_check = self.next_idle_check.min(now + self.config.neighbour_idle);
         if node {
-            self.send_hello(id);
+            self.send_hello(id, None);
+        } else {
+            self.admit_address(now, id, ip);
         }
     }
 
     /// A connection closed: its routes go, and what was sent through it and not acknowledged
     /// is routed again.
     pub fn neighbour_down(&mut self, now: Instant, id: NeighbourId) {
-        if self.neighbours.remove(&id).is_none() {
+        let Some(n) = self.neighbours.remove(&id) else {
             return;
+        };
+        if matches!(n.info.kind, NeighbourKind::Client) {
+            self.release_address(n.info.observed_ip);
         }
         self.table.remove_neighbour(id);
         for copy in self.in_flight.take_neighbour(id) {
@@ -300,118 +343,70 @@ impl Router {
         }
     }
 
-    /// One decoded message from a neighbour.
-    pub fn handle_input(&mut self, now: Instant, from: NeighbourId, env: Envelope) {
+    /// One decoded message from a neighbour: charged to whoever originated it, refused
+    /// before its sender is identified (HELLO aside) or, from a client, unless it speaks for
+    /// the client itself; then verified, acted on and passed on.
+    pub fn handle_input(&mut self, now: Instant, from: NeighbourId, mut env: Envelope) {
         let Some(n) = self.neighbours.get_mut(&from) else {
             return;
         };
         n.last_heard = now;
-        if !n.rate.take(now) {
-            self.counters.rate_limited += 1;
-            self.junk(now, from);
+        if !self.charge(now, from) {
             return;
         }
         self.counters.received += 1;
-        let identified = n.node_id.is_some();
-        if !identified && env.verb() != Verb::Hello {
+        if let Body::Hello(hello) = env.body {
+            self.on_hello(now, from, hello);
+            self.after_table_change(now);
+            return;
+        }
+        let Some(n) = self.neighbours.get(&from) else {
+            return;
+        };
+        if n.node_id.is_none() {
             self.refuse(now, from);
             return;
         }
+        if matches!(n.info.kind, NeighbourKind::Client) {
+            if !self.speaks_for_itself(from, &env) {
+                self.refuse(now, from);
+                return;
+            }
+            if let Body::Message(m) = &mut env.body {
+                // What a plain client says goes on marked as such; a proven client's key
+                // goes with its messages so that relays verify them without asking.
+                m.unsigned = self.is_plain(from);
+                if m.public_key.is_none() {
+                    m.public_key = self.proven_key(from).map(|k| *k.as_bytes());
+                }
+            }
+        }
+        self.dispatch(now, from, env);
+        self.after_table_change(now);
+    }
+
+    /// Acts on a message from an identified neighbour (or one that waited for a key).
+    pub(crate) fn dispatch(&mut self, now: Instant, from: NeighbourId, env: Envelope) {
         match env.body {
-            Body::Hello(hello) => self.on_hello(now, from, hello),
-            Body::Ack(ack) => self.on_ack(from, &ack.msg_id, ack.target_id),
+            Body::Hello(_) => {}
+            Body::Ack(ref ack) if ack.recipient_id.is_none() => {
+                self.on_ack(from, &ack.msg_id, ack.target_id)
+            }
             Body::Routing(routing) => self.on_routing(now, from, routing),
             Body::Connect(_) => self.on_connect(now, from, env),
-            Body::Join(_) | Body::Leave(_) | Body::Channel(_) => {
-                if self.flood_onward(now, Some(from), &env) {
-                    self.on_channel_verb(now, env.body);
-                }
-            }
-            Body::Message(ref m) if m.is_channel() => {
-                if !env.flood {
-                    // Acknowledge hop by hop what the sender did not flood itself.
-                    self.send_ack(from, m.msg_id.clone(), None);
-                }
-                if self.flood_onward(now, Some(from), &env) {
-                    if let Body::Message(m) = env.body {
-                        self.on_channel_message(now, m);
-                    }
-                }
-            }
+            Body::Join(_) | Body::Leave(_) | Body::Channel(_) => self.on_flooded(now, from, env),
+            Body::Message(ref m) if m.is_channel() => self.on_flooded(now, from, env),
             _ => self.on_routed(now, from, env),
         }
-        self.after_table_change(now);
     }
 
     /// Puts back a message stored after a [`Output::Persist`] (after a restart). It is
     /// retried when a route to its target appears, and expires `queue_for` after now.
     pub fn restore(&mut self, now: Instant, stored: QueuedMessage) -> Result<(), MessageError> {
         let env = stored.envelope(&self.config.message)?;
-        self.enqueue(now, stored.key, env, stored.target, false);
+        self.enqueue(now, stored.key, env, stored.target);
         self.after_table_change(now);
         Ok(())
-    }
-
-    /// The earliest instant [`Router::handle_timeout`] should be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.next_routing_flush,
-            Some(self.next_routing_refresh),
-            Some(self.next_idle_check),
-            self.channels.next_refresh(),
-            self.queue.next_expiry(),
-            self.in_flight.next_deadline(),
-            self.pending_verify.front().map(|(at, _)| *at),
-            self.cert_request_order.front().map(|(at, _)| *at),
-            self.pending_keys.front().map(|p| p.deadline),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-
-    /// Time has reached (at least) [`Router::poll_timeout`].
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if self.next_routing_flush.is_some_and(|at| at <= now) {
-            self.next_routing_flush = None;
-            self.send_routing_update(false);
-        }
-        if self.next_routing_refresh <= now {
-            let jitter = jitter(&mut self.rng, self.config.routing_refresh);
-            self.next_routing_refresh = now + self.config.routing_refresh + jitter;
-            self.send_routing_update(true);
-            self.retry_queue(now);
-        }
-        if self.next_idle_check <= now {
-            self.check_idle(now);
-        }
-        self.refresh_channels(now);
-        for key in self.queue.expire(now) {
-            self.counters.queue_dropped += 1;
-            self.outputs.push_back(Output::Forget { key });
-        }
-        for copy in self.in_flight.overdue(now) {
-            self.counters.ack_timeouts += 1;
-            let key = QueuedMessage::key_for(copy.envelope.msg_id().unwrap_or(""), &copy.target);
-            self.enqueue(now, key, copy.envelope, copy.target, true);
-        }
-        self.expire_waits(now);
-        self.after_table_change(now);
-    }
-
-    fn check_idle(&mut self, now: Instant) {
-        let idle = self.config.neighbour_idle;
-        let silent: Vec<NeighbourId> = self
-            .neighbours
-            .iter()
-            .filter(|(_, n)| now.saturating_duration_since(n.last_heard) >= idle)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in silent {
-            self.cut_off(now, id, CutOffReason::Idle);
-        }
-        let oldest = self.neighbours.values().map(|n| n.last_heard).min();
-        self.next_idle_check = oldest.map_or(now, |t| t.max(now)) + idle;
     }
 
     /// Charges one refusal to `from`; cuts it off when its junk budget is spent.
@@ -439,22 +434,6 @@ impl Router {
             neighbour: id,
             reason,
         });
-    }
-
-    pub(crate) fn send_hello(&mut self, to: NeighbourId) {
-        let Some(n) = self.neighbours.get_mut(&to) else {
-            return;
-        };
-        if n.hello_sent {
-            return;
-        }
-        n.hello_sent = true;
-        let hello = Hello {
-            node_id: self.me.clone(),
-            version: Some(self.config.version.clone()),
-            node_type: self.config.node_type,
-        };
-        self.transmit(to, Envelope::new(1, Body::Hello(hello)));
     }
 
     pub(crate) fn transmit(&mut self, to: NeighbourId, message: Envelope) {

@@ -198,8 +198,8 @@ impl InFlight {
         self.order.front().map(|(at, _, _)| *at)
     }
 
-    /// Copies whose ACK is overdue.
-    pub fn overdue(&mut self, now: Instant) -> Vec<Unacked> {
+    /// Copies whose ACK is overdue, with the next hop that did not ACK them.
+    pub fn overdue(&mut self, now: Instant) -> Vec<(NeighbourId, Unacked)> {
         let mut out = Vec::new();
         while let Some((at, _, _)) = self.order.front() {
             if *at > now {
@@ -217,7 +217,7 @@ impl InFlight {
                     self.entries.remove(&key);
                 }
                 self.count -= due.len();
-                out.extend(due);
+                out.extend(due.into_iter().map(|c| (to, c)));
             }
         }
         out

@@ -15,8 +15,18 @@
 //!
 //! Changes are collected in a dirty set; the router sends them as one batched ROUTING to every
 //! neighbour, and the whole table on each periodic refresh.
+//!
+//! **A route claim is only a claim.** A neighbour that says it is 0 hops from another node
+//! (it *is* that node) is refused: only the link's own key says who a neighbour is. A direct
+//! neighbour whose identity was proven is always the route to itself. Beyond that, what the
+//! router learns end to end marks routes ([`Mark`]): a next hop through which the recipient
+//! signed a receipt is *confirmed*, and preferred to any unproven claim however short, so
+//! one neighbour's claim cannot take traffic off a working path; a next hop through which a
+//! copy went unacknowledged end to end is *demoted* below every other candidate, so the next
+//! attempt takes another path. Marks expire (`route_mark_for`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
 
 use kith_crypto::NodeId;
 
@@ -29,6 +39,15 @@ pub struct Route {
     pub next_hop: NeighbourId,
     /// Hops to the destination through it.
     pub hops: u8,
+}
+
+/// What end-to-end receipts taught about a next hop for a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// The recipient acknowledged a copy sent this way.
+    Confirmed,
+    /// A copy sent this way was not acknowledged end to end.
+    Demoted,
 }
 
 #[derive(Debug)]
@@ -44,6 +63,9 @@ pub(crate) struct RouteTable {
     dirty: HashSet<NodeId>,
     /// Destinations whose route appeared or changed since the last drain.
     reachable: Vec<NodeId>,
+    marks: HashMap<(NodeId, NeighbourId), (Mark, Instant, u64)>,
+    mark_order: BTreeMap<(Instant, u64), (NodeId, NeighbourId)>,
+    mark_seq: u64,
     pub refused: u64,
 }
 
@@ -58,6 +80,9 @@ impl RouteTable {
             best: HashMap::new(),
             dirty: HashSet::new(),
             reachable: Vec::new(),
+            marks: HashMap::new(),
+            mark_order: BTreeMap::new(),
+            mark_seq: 0,
             refused: 0,
         }
     }
@@ -91,6 +116,7 @@ impl RouteTable {
         if let Some(id) = self.direct.remove(&neighbour) {
             affected.push(id);
         }
+        self.marks.retain(|(_, hop), _| *hop != neighbour);
         for dest in affected {
             self.recompute(dest);
         }
@@ -98,12 +124,17 @@ impl RouteTable {
 
     /// Applies one ROUTING from `neighbour`.
     pub fn apply(&mut self, neighbour: NeighbourId, entries: impl Iterator<Item = (NodeId, u32)>) {
-        if !self.direct.contains_key(&neighbour) {
+        let Some(&own) = self.direct.get(&neighbour) else {
             return;
-        }
+        };
         let mut changed = Vec::new();
         for (dest, ttl) in entries {
             if dest == self.me {
+                continue;
+            }
+            if ttl == 0 && dest != own {
+                // "0 hops from me" means "I am it": a neighbour claiming another's identity.
+                self.refused += 1;
                 continue;
             }
             let advert = self.adverts.entry(neighbour).or_default();
@@ -134,28 +165,45 @@ impl RouteTable {
         }
         let current = self.best.get(&dest).copied();
         let current_hop = current.map(|r| r.next_hop);
-        // Fewest hops; on a tie keep the current next hop, then the lowest neighbour id.
-        let rank = |r: &Route| (r.hops, Some(r.next_hop) != current_hop, r.next_hop);
-        let mut candidate: Option<Route> = None;
-        let mut consider = |next_hop: NeighbourId, hops: u8| {
+        // The neighbour that is the destination first; then confirmed next hops, unmarked
+        // ones, demoted ones; within a class the fewest hops; on a tie keep the current next
+        // hop, then the lowest neighbour id.
+        let marks = &self.marks;
+        let class = |r: &Route, direct: bool| match (direct, marks.get(&(dest, r.next_hop))) {
+            (true, _) => 0,
+            (_, Some((Mark::Confirmed, ..))) => 1,
+            (_, None) => 2,
+            (_, Some((Mark::Demoted, ..))) => 3,
+        };
+        let rank = |r: &Route, direct: bool| {
+            (
+                class(r, direct),
+                r.hops,
+                Some(r.next_hop) != current_hop,
+                r.next_hop,
+            )
+        };
+        let mut candidate: Option<(Route, bool)> = None;
+        let mut consider = |next_hop: NeighbourId, hops: u8, direct: bool| {
             let route = Route { next_hop, hops };
-            if candidate.is_none_or(|c| rank(&route) < rank(&c)) {
-                candidate = Some(route);
+            if candidate.is_none_or(|(c, d)| rank(&route, direct) < rank(&c, d)) {
+                candidate = Some((route, direct));
             }
         };
         for (neighbour, id) in &self.direct {
             if *id == dest {
-                consider(*neighbour, 1);
+                consider(*neighbour, 1, true);
             }
         }
         for (neighbour, advert) in &self.adverts {
             if let Some(hops) = advert.get(&dest) {
                 let via = hops.saturating_add(1);
                 if via < self.infinity {
-                    consider(*neighbour, via);
+                    consider(*neighbour, via, false);
                 }
             }
         }
+        let candidate = candidate.map(|(r, _)| r);
         if candidate == current {
             return;
         }
@@ -174,6 +222,60 @@ impl RouteTable {
             }
         }
         self.dirty.insert(dest);
+    }
+
+    /// Whether `hop` is the destination itself (a direct neighbour with that id).
+    pub fn is_direct(&self, dest: &NodeId, hop: NeighbourId) -> bool {
+        self.direct.get(&hop) == Some(dest)
+    }
+
+    /// Marks the next hop `hop` for `dest` until `until` (replacing any mark), and chooses
+    /// the route again. A direct neighbour is never marked: it is the destination.
+    pub fn mark(&mut self, dest: NodeId, hop: NeighbourId, mark: Mark, until: Instant) {
+        if self.is_direct(&dest, hop) || !self.direct.contains_key(&hop) {
+            return;
+        }
+        if let Some((_, at, seq)) = self.marks.get(&(dest, hop)) {
+            self.mark_order.remove(&(*at, *seq));
+        } else if self.marks.len() >= self.max_routes.max(1) {
+            if let Some((_, oldest)) = self.mark_order.pop_first() {
+                self.marks.remove(&oldest);
+            }
+        }
+        self.mark_seq += 1;
+        self.mark_order.insert((until, self.mark_seq), (dest, hop));
+        self.marks.insert((dest, hop), (mark, until, self.mark_seq));
+        self.recompute(dest);
+    }
+
+    /// The mark on `hop` for `dest`, if any.
+    pub fn mark_of(&self, dest: &NodeId, hop: NeighbourId) -> Option<Mark> {
+        self.marks.get(&(*dest, hop)).map(|(m, ..)| *m)
+    }
+
+    /// When the next mark expires.
+    pub fn next_mark_expiry(&self) -> Option<Instant> {
+        self.mark_order.first_key_value().map(|((at, _), _)| *at)
+    }
+
+    /// Forgets the marks that expired.
+    pub fn expire_marks(&mut self, now: Instant) {
+        while let Some(((at, _), _)) = self.mark_order.first_key_value() {
+            if *at > now {
+                break;
+            }
+            let Some((_, (dest, hop))) = self.mark_order.pop_first() else {
+                break;
+            };
+            if self
+                .marks
+                .get(&(dest, hop))
+                .is_some_and(|(_, until, _)| *until <= now)
+            {
+                self.marks.remove(&(dest, hop));
+                self.recompute(dest);
+            }
+        }
     }
 
     /// Destinations whose route appeared or changed since the last call.
@@ -252,6 +354,51 @@ mod tests {
         assert_eq!(t.route(&id(9)).unwrap().hops, 6);
         t.apply(n1, [(id(9), 15)].into_iter());
         assert_eq!(t.route(&id(9)), None, "16 hops is infinity");
+    }
+
+    #[test]
+    fn a_claim_of_being_another_node_is_refused_and_marks_reorder_routes() {
+        let t0 = Instant::now();
+        let mut t = RouteTable::new(id(0), 16, 100);
+        let (n1, n2) = (NeighbourId(1), NeighbourId(2));
+        t.add_neighbour(n1, id(1));
+        t.add_neighbour(n2, id(2));
+        t.apply(n2, [(id(9), 0)].into_iter());
+        assert_eq!(t.route(&id(9)), None, "n2 is not node 9");
+        t.apply(n1, [(id(9), 3)].into_iter());
+        t.apply(n2, [(id(9), 1)].into_iter());
+        assert_eq!(t.route(&id(9)).unwrap().next_hop, n2);
+        t.mark(
+            id(9),
+            n2,
+            Mark::Demoted,
+            t0 + std::time::Duration::from_secs(5),
+        );
+        assert_eq!(
+            t.route(&id(9)).unwrap().next_hop,
+            n1,
+            "demoted below a longer path"
+        );
+        t.mark(
+            id(9),
+            n1,
+            Mark::Confirmed,
+            t0 + std::time::Duration::from_secs(10),
+        );
+        t.expire_marks(t0 + std::time::Duration::from_secs(6));
+        assert_eq!(
+            t.route(&id(9)).unwrap().next_hop,
+            n1,
+            "a confirmed path beats a shorter claim"
+        );
+        t.expire_marks(t0 + std::time::Duration::from_secs(11));
+        assert_eq!(t.route(&id(9)).unwrap().next_hop, n2);
+        t.mark(id(1), n1, Mark::Demoted, t0);
+        assert_eq!(
+            t.mark_of(&id(1), n1),
+            None,
+            "a direct neighbour is never marked"
+        );
     }
 
     #[test]

@@ -20,9 +20,11 @@ pub enum NeighbourKind {
         /// The link's authenticated agent key.
         agent: AgentId,
     },
-    /// A client on the chat port (plain TCP or TLS): unauthenticated. It may HELLO with any
-    /// GUID not in use, is a leaf (its ROUTING is ignored) and proves who it is only by
-    /// signing its MESSAGEs.
+    /// A client on the chat port (plain TCP or TLS): unauthenticated until it proves a key.
+    /// A client whose id has the key-derived form ([`crate::auth::key_form`]) must answer the
+    /// challenge of the node's HELLO with that key before it is identified; any other id is
+    /// a plain client's, bound to its connection. Either way it is a leaf (its ROUTING is
+    /// refused) and speaks only for itself.
     Client,
 }
 
@@ -31,7 +33,8 @@ pub enum NeighbourKind {
 pub struct NeighbourInfo {
     /// Node or client.
     pub kind: NeighbourKind,
-    /// The neighbour's address as this node sees it (for CONNECT), if known.
+    /// The neighbour's address as this node sees it (for CONNECT, and for a client, the
+    /// rate and the cap on clients per address), if known.
     pub observed_ip: Option<IpAddr>,
 }
 
@@ -41,10 +44,28 @@ pub enum CutOffReason {
     /// It sent more refused messages (invalid, over its rate, forged, out of place) than its
     /// junk budget allows.
     Junk,
-    /// Its HELLO claimed a node id it may not use.
+    /// Its HELLO claimed a node id it may not use, or it did not prove the key of the id it
+    /// claimed in time.
     IdentityRefused,
     /// Nothing heard from it for `neighbour_idle`.
     Idle,
+    /// A client from an address that already has `max_clients_per_address` connections.
+    Crowded,
+}
+
+impl CutOffReason {
+    /// When the node may dial a cut-off kith node again (for a link, the driver decides;
+    /// this is the router's advice): at once after an idle cut-off (the link may simply have
+    /// gone quiet), after a quarantine for junk or a refused identity (the other side
+    /// misbehaved, and an immediate redial would be cut off again).
+    pub fn retry_after(self) -> std::time::Duration {
+        match self {
+            CutOffReason::Idle => std::time::Duration::ZERO,
+            CutOffReason::Junk | CutOffReason::IdentityRefused | CutOffReason::Crowded => {
+                std::time::Duration::from_secs(60)
+            }
+        }
+    }
 }
 
 /// A routed message kept until it can be delivered: what the driver stores durably after a
@@ -80,13 +101,17 @@ pub struct FileAttachment {
     pub data: Vec<u8>,
 }
 
-/// A verified message for the local user.
+/// A message for the local user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedMessage {
     /// Its id.
     pub msg_id: String,
-    /// Its author (signature checked against the author's key).
+    /// Its author: signature checked against the key that derives its id when `signed`; a
+    /// plain client's id (derived from no key) otherwise.
     pub from: ChatId,
+    /// Signed by its author. False only for a plain client's message, which its node vouches
+    /// came on the author's own connection, nothing more.
+    pub signed: bool,
     /// `(name, id)` of its channel, or `None` for a direct message.
     pub channel: Option<(String, String)>,
     /// The author's timestamp.
@@ -158,7 +183,27 @@ pub enum ChatEvent {
         /// The recipient it waits for.
         target: NodeId,
     },
-    /// A neighbour said HELLO.
+    /// The recipient of one of our direct messages (or keys) signed a receipt for it.
+    Delivered {
+        /// Our message.
+        msg_id: String,
+        /// The recipient.
+        target: NodeId,
+    },
+    /// No receipt came for one of our messages after every retry: it was given up.
+    Unconfirmed {
+        /// Our message.
+        msg_id: String,
+        /// The recipient.
+        target: NodeId,
+    },
+    /// One of our messages could not be stored ([`crate::Router::persisted`] said so): it
+    /// was not sent.
+    NotStored {
+        /// Our message.
+        msg_id: String,
+    },
+    /// A neighbour said HELLO (and, a client with a key-derived id, proved its key).
     NeighbourIdentified {
         /// The driver's neighbour id.
         neighbour: NeighbourId,
@@ -195,7 +240,9 @@ pub enum Output {
     },
     /// Show to the local user.
     Deliver(ChatEvent),
-    /// Store (or replace, by key) this message durably before acting on any later output.
+    /// Store (or replace, by key) this message durably, then answer with
+    /// [`crate::Router::persisted`]: the router acknowledges, sends or keeps the copy only
+    /// once it is told it is stored, and never if the store failed.
     Persist(QueuedMessage),
     /// The stored message with this key is no longer needed (the key may name something that
     /// was only ever held in memory: ignore unknown keys).
@@ -229,10 +276,15 @@ pub struct ChatCounters {
     pub routed: u64,
     /// Messages delivered to the local user.
     pub delivered: u64,
-    /// MESSAGEs whose signature did not verify (or unsigned), dropped.
+    /// Messages speaking for a key-derived id whose signature did not verify (or that were
+    /// unsigned), dropped before being acted on or forwarded.
     pub forged: u64,
-    /// MESSAGEs dropped because the author's certificate never came.
+    /// Messages dropped because the author's certificate never came.
     pub unverifiable: u64,
+    /// Unsigned messages of plain clients accepted (marked unsigned).
+    pub unsigned: u64,
+    /// Certificates refused: the key does not derive the id they claim.
+    pub certificates_refused: u64,
     /// Closed-channel messages this member could not decrypt.
     pub undecryptable: u64,
     /// Routed copies put in the store-and-forward queue.
@@ -252,11 +304,23 @@ pub struct ChatCounters {
     pub cut_off: u64,
     /// Next hops that did not ACK in time (the copy was re-routed).
     pub ack_timeouts: u64,
+    /// Copies not acknowledged because the driver could not store them.
+    pub persist_failed: u64,
+    /// End-to-end receipts for our messages.
+    pub receipts: u64,
+    /// Our messages sent again for want of a receipt.
+    pub retries: u64,
+    /// Our messages given up without a receipt.
+    pub unconfirmed: u64,
+    /// Routes demoted (a copy sent along them was not acknowledged end to end).
+    pub routes_demoted: u64,
+    /// Chat-port clients refused (too many from one address).
+    pub clients_refused: u64,
 }
 
 impl ChatCounters {
     /// Every counter with its name, for status reports.
-    pub fn pairs(&self) -> [(&'static str, u64); 18] {
+    pub fn pairs(&self) -> [(&'static str, u64); 26] {
         [
             ("received", self.received),
             ("invalid", self.invalid),
@@ -267,6 +331,8 @@ impl ChatCounters {
             ("delivered", self.delivered),
             ("forged", self.forged),
             ("unverifiable", self.unverifiable),
+            ("unsigned", self.unsigned),
+            ("certificates_refused", self.certificates_refused),
             ("undecryptable", self.undecryptable),
             ("queued", self.queued),
             ("queue_dropped", self.queue_dropped),
@@ -276,6 +342,12 @@ impl ChatCounters {
             ("refused", self.refused),
             ("cut_off", self.cut_off),
             ("ack_timeouts", self.ack_timeouts),
+            ("persist_failed", self.persist_failed),
+            ("receipts", self.receipts),
+            ("retries", self.retries),
+            ("unconfirmed", self.unconfirmed),
+            ("routes_demoted", self.routes_demoted),
+            ("clients_refused", self.clients_refused),
         ]
     }
 }

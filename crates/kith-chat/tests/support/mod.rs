@@ -13,7 +13,10 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use kith_chat::message::{Body, Envelope, MessageLimits};
+use kith_chat::auth;
+use kith_chat::message::{
+    Auth, Body, ChatId, ChatMessage, Envelope, Hello, MessageLimits, NodeType,
+};
 use kith_chat::router::{ChatEvent, NeighbourInfo, NeighbourKind, Output, QueuedMessage};
 use kith_chat::{ChatConfig, NeighbourId, Router};
 use kith_crypto::{Identity, NodeId};
@@ -31,6 +34,25 @@ enum Event {
     Timer {
         node: usize,
     },
+    /// A message for an endpoint (a scripted client or a rogue node attached to a router).
+    ToEndpoint {
+        endpoint: usize,
+        seq: u64,
+    },
+}
+
+/// A scripted neighbour of one router: a chat-port client or a rogue kith node, driven by the
+/// test (`inject`), whose received messages land in `inbox`.
+pub struct Endpoint {
+    pub node: usize,
+    pub nb: NeighbourId,
+    pub inbox: Vec<Envelope>,
+    /// Per-hop ACK every acknowledged verb it receives (what a kith node does; a black hole
+    /// that ACKs and drops looks like this).
+    pub auto_ack: bool,
+    pub up: bool,
+    /// When the router cut it off, if it did.
+    pub cut_at: Option<Instant>,
 }
 
 struct Link {
@@ -57,6 +79,11 @@ pub struct Net {
     pub watch_hits: u64,
     pub transmitted: u64,
     pub adjacency: Vec<Vec<usize>>,
+    pub endpoints: Vec<Endpoint>,
+    /// Per node: fail every Persist (a full disk).
+    pub fail_persist: Vec<bool>,
+    /// Links cut by a router (Disconnect), with when: (a, b, at).
+    pub cut_offs: Vec<(usize, usize, Instant)>,
     config: ChatConfig,
     links: BTreeMap<(usize, usize), Link>,
     /// Per node: neighbour id to (peer, link key).
@@ -101,6 +128,9 @@ impl Net {
             watch_hits: 0,
             transmitted: 0,
             adjacency: vec![Vec::new(); n],
+            endpoints: Vec::new(),
+            fail_persist: vec![false; n],
+            cut_offs: Vec::new(),
             links: BTreeMap::new(),
             nb: vec![HashMap::new(); n],
             queue: BinaryHeap::new(),
@@ -221,14 +251,29 @@ impl Net {
                 Output::Transmit { to, message } => self.send(i, to, message),
                 Output::Deliver(e) => self.events[i].push(e),
                 Output::Persist(q) => {
-                    self.persisted[i].insert(q.key.clone(), q);
+                    // The driver's answer, at once (as kith-node's does).
+                    let stored = !self.fail_persist[i];
+                    let key = q.key.clone();
+                    if stored {
+                        self.persisted[i].insert(key.clone(), q);
+                    }
+                    let now = self.now;
+                    self.routers[i].persisted(now, &key, stored);
                 }
                 Output::Forget { key } => {
                     self.persisted[i].remove(&key);
                 }
                 Output::Disconnect { neighbour, .. } => {
                     if let Some(&peer) = self.nb[i].get(&neighbour) {
+                        self.cut_offs.push((i, peer, self.now));
                         self.cut(i, peer);
+                    } else if let Some(e) = self
+                        .endpoints
+                        .iter_mut()
+                        .find(|e| e.node == i && e.nb == neighbour && e.up)
+                    {
+                        e.up = false;
+                        e.cut_at = Some(self.now);
                     }
                 }
             }
@@ -249,6 +294,24 @@ impl Net {
 
     fn send(&mut self, from: usize, to_nb: NeighbourId, message: Envelope) {
         let Some(&peer) = self.nb[from].get(&to_nb) else {
+            if let Some(endpoint) = self
+                .endpoints
+                .iter()
+                .position(|e| e.node == from && e.nb == to_nb && e.up)
+            {
+                self.transmitted += 1;
+                self.seq += 1;
+                self.payloads.insert(self.seq, message);
+                let at = self.now + ENDPOINT_LATENCY;
+                self.queue.push(Reverse((
+                    at,
+                    self.seq,
+                    Event::ToEndpoint {
+                        endpoint,
+                        seq: self.seq,
+                    },
+                )));
+            }
             return;
         };
         let key = (from.min(peer), from.max(peer));
@@ -322,6 +385,33 @@ impl Net {
                     self.routers[to].handle_input(now, via, env);
                     self.drain(to);
                 }
+                Event::ToEndpoint { endpoint, seq } => {
+                    let Some(env) = self.payloads.remove(&seq) else {
+                        continue;
+                    };
+                    if !self.endpoints[endpoint].up {
+                        continue;
+                    }
+                    let ack = match (&env.body, self.endpoints[endpoint].auto_ack) {
+                        (body, true) if body_acknowledged(body) => env.msg_id().map(|id| {
+                            Envelope::new(
+                                1,
+                                Body::Ack(kith_chat::message::Ack {
+                                    node_id: None,
+                                    msg_id: id.to_string(),
+                                    target_id: env.target_id,
+                                    recipient_id: None,
+                                    auth: Default::default(),
+                                }),
+                            )
+                        }),
+                        _ => None,
+                    };
+                    self.endpoints[endpoint].inbox.push(env);
+                    if let Some(ack) = ack {
+                        self.inject(endpoint, ack);
+                    }
+                }
                 Event::Timer { node } => {
                     if self.timers[node] != Some(at) {
                         continue;
@@ -368,6 +458,156 @@ impl Net {
     pub fn config(&self) -> &ChatConfig {
         &self.config
     }
+
+    /// Attaches a scripted neighbour to node `node`; returns its index in `endpoints`.
+    pub fn attach(&mut self, node: usize, info: NeighbourInfo, auto_ack: bool) -> usize {
+        let nb = NeighbourId(self.next_nb);
+        self.next_nb += 1;
+        self.endpoints.push(Endpoint {
+            node,
+            nb,
+            inbox: Vec::new(),
+            auto_ack,
+            up: true,
+            cut_at: None,
+        });
+        let now = self.now;
+        self.routers[node].neighbour_up(now, nb, info);
+        self.drain(node);
+        self.endpoints.len() - 1
+    }
+
+    /// A chat-port client at `ip` on node `node`.
+    pub fn attach_client(&mut self, node: usize, ip: IpAddr) -> usize {
+        self.attach(
+            node,
+            NeighbourInfo {
+                kind: NeighbourKind::Client,
+                observed_ip: Some(ip),
+            },
+            false,
+        )
+    }
+
+    /// A message from endpoint `e` to its router, now.
+    pub fn inject(&mut self, e: usize, env: Envelope) {
+        if !self.endpoints[e].up {
+            return;
+        }
+        let (node, nb) = (self.endpoints[e].node, self.endpoints[e].nb);
+        let now = self.now;
+        self.routers[node].handle_input(now, nb, env);
+        self.drain(node);
+    }
+
+    /// Endpoint `e` closes its connection.
+    pub fn detach(&mut self, e: usize) {
+        if !self.endpoints[e].up {
+            return;
+        }
+        self.endpoints[e].up = false;
+        let (node, nb) = (self.endpoints[e].node, self.endpoints[e].nb);
+        let now = self.now;
+        self.routers[node].neighbour_down(now, nb);
+        self.drain(node);
+    }
+
+    /// Whether the link between `a` and `b` is up.
+    pub fn link_up(&self, a: usize, b: usize) -> bool {
+        self.links.get(&(a.min(b), a.max(b))).is_some_and(|l| l.up)
+    }
+}
+
+impl Net {
+    /// The HELLO endpoint `e`'s router sent it, if any.
+    pub fn hello_from_router(&self, e: usize) -> Option<Hello> {
+        self.endpoints[e]
+            .inbox
+            .iter()
+            .find_map(|env| match &env.body {
+                Body::Hello(h) => Some(h.clone()),
+                _ => None,
+            })
+    }
+
+    /// Endpoint `e` says HELLO as `id` (a client).
+    pub fn say_hello(&mut self, e: usize, id: NodeId) {
+        self.inject(e, hello(ChatId::new(id), None, Auth::default()));
+    }
+
+    /// Endpoint `e` answers its router's challenge with `key`'s proof for `id` (normally the
+    /// id `key` derives; a test may claim another).
+    pub fn prove(&mut self, e: usize, id: NodeId, key: &Identity) {
+        self.run_for(Duration::from_millis(10));
+        let router_id = self.ids[self.endpoints[e].node];
+        let challenge = self
+            .hello_from_router(e)
+            .and_then(|h| h.challenge)
+            .expect("the router's HELLO carries a challenge");
+        let proof = auth::sign(key, &auth::hello_bytes(&challenge, &router_id, &id));
+        self.inject(e, hello(ChatId::new(id), None, proof));
+    }
+
+    /// A chat-port client at `ip` on `node` that proves `key` (its own id).
+    pub fn proven_client(&mut self, node: usize, ip: IpAddr, key: &Identity) -> usize {
+        let e = self.attach_client(node, ip);
+        self.say_hello(e, key.node_id());
+        self.prove(e, key.node_id(), key);
+        e
+    }
+}
+
+/// A client's HELLO.
+pub fn hello(id: ChatId, challenge: Option<String>, auth: Auth) -> Envelope {
+    Envelope::new(
+        1,
+        Body::Hello(Hello {
+            node_id: id,
+            version: Some("test/1".into()),
+            node_type: NodeType::Client,
+            challenge,
+            auth,
+        }),
+    )
+}
+
+/// A signed MESSAGE by `author` (its key in `public_key` when `with_key`).
+pub fn signed_message(
+    author: &Identity,
+    msg_id: &str,
+    to: &[NodeId],
+    channel: Option<(&str, &str)>,
+    text: &str,
+    with_key: bool,
+) -> ChatMessage {
+    let mut m = ChatMessage {
+        msg_id: msg_id.into(),
+        node_id: ChatId::new(author.node_id()),
+        recipient: to.iter().map(|t| ChatId::new(*t)).collect(),
+        timestamp: "t".into(),
+        channel: channel.map(|c| c.0.to_string()).unwrap_or_default(),
+        channel_id: channel.map(|c| c.1.to_string()).unwrap_or_default(),
+        message: Vec::new(),
+        attachments: Vec::new(),
+        public_key: with_key.then(|| author.agent_public()),
+        unsigned: false,
+    };
+    kith_chat::crypto::sign_message(author, &mut m, text.as_bytes());
+    m
+}
+
+/// `body` as a flooded envelope (ttl 32).
+pub fn flooded(body: Body) -> Envelope {
+    let mut env = Envelope::new(32, body);
+    env.flood = true;
+    env
+}
+
+/// Latency between a router and its endpoints.
+pub const ENDPOINT_LATENCY: Duration = Duration::from_millis(2);
+
+fn body_acknowledged(body: &Body) -> bool {
+    body.verb().acknowledged()
 }
 
 /// The configuration the simulations use: the defaults, with routing refreshes rare enough

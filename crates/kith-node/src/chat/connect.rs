@@ -65,12 +65,13 @@ impl Driver {
             pending.remove(0);
             self.chat.inner.counters.chat_connects_dropped.bump();
         }
-        self.router.fetch_certificate(Instant::now(), peer.guid);
+        self.router
+            .fetch_certificate(crate::clock::mono_now(), peer.guid);
         self.rendezvous.pending.push(Pending {
             peer,
             address,
             step,
-            deadline: Instant::now() + WAIT,
+            deadline: crate::clock::mono_now() + WAIT,
         });
     }
 
@@ -79,7 +80,7 @@ impl Driver {
         if self.rendezvous.pending.is_empty() {
             return;
         }
-        let now = Instant::now();
+        let now = crate::clock::mono_now();
         let mut ready = Vec::new();
         let mut keep = Vec::new();
         for p in std::mem::take(&mut self.rendezvous.pending) {

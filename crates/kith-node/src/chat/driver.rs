@@ -4,6 +4,7 @@
 use super::Chat;
 use super::{chat_envelope, parse_node_id, ChatInput};
 use crate::api::{Attachment, ChannelInfo, ChatReply, ChatRequest};
+use crate::clock::mono_now;
 use base64::Engine;
 use bytes::Bytes;
 use kith_chat::router::{ChatEvent, FileAttachment, QueuedMessage, ReceivedMessage};
@@ -38,6 +39,11 @@ pub(super) struct Driver {
     next_link: u64,
     /// CONNECT rendezvous waiting for the other node's key (bounded, with deadlines).
     pub(super) rendezvous: super::connect::Rendezvous,
+    /// Our messages the router reported not stored since the last user request began.
+    not_stored: Vec<String>,
+    /// Linked nodes chat cut off, and when chat takes them back (the secure link stays: other
+    /// protocols ride it). Bounded by the links there are.
+    quarantine: HashMap<AgentId, (Instant, Option<std::net::IpAddr>)>,
 }
 
 /// Runs the chat task until the node stops. `identity` signs this node's messages.
@@ -57,7 +63,7 @@ pub async fn run(
     config.auto_join_invites = settings.auto_join_invites;
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
-    let router = match Router::new(identity, config, Instant::now(), seed) {
+    let router = match Router::new(identity, config, mono_now(), seed) {
         Ok(router) => router,
         Err(e) => {
             tracing::error!("chat is unavailable: {e}");
@@ -71,13 +77,21 @@ pub async fn run(
         sinks: HashMap::new(),
         next_link: LINK_IDS,
         rendezvous: super::connect::Rendezvous::default(),
+        not_stored: Vec::new(),
+        quarantine: HashMap::new(),
     };
     driver.restore().await;
     loop {
         driver.carry_out().await;
+        // Only a request waiting on its own message reads these (see `settle`).
+        driver.not_stored.clear();
         driver.advance_rendezvous().await;
         driver.publish_counters();
-        let deadline = driver.router.poll_timeout();
+        driver.release_quarantine();
+        let deadline = [driver.router.poll_timeout(), driver.quarantine_ends()]
+            .into_iter()
+            .flatten()
+            .min();
         let sleep = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -92,12 +106,50 @@ pub async fn run(
                 Some(input) => driver.handle(input).await,
                 None => return,
             },
-            _ = sleep => driver.router.handle_timeout(Instant::now()),
+            _ = sleep => driver.router.handle_timeout(mono_now()),
         }
     }
 }
 
 impl Driver {
+    /// When the next quarantined node may be taken back.
+    fn quarantine_ends(&self) -> Option<Instant> {
+        self.quarantine.values().map(|(until, _)| *until).min()
+    }
+
+    /// Takes back every quarantined node whose time is up, if its link is still up.
+    fn release_quarantine(&mut self) {
+        let now = mono_now();
+        let due: Vec<AgentId> = self
+            .quarantine
+            .iter()
+            .filter(|(_, (until, _))| *until <= now)
+            .map(|(agent, _)| *agent)
+            .collect();
+        for agent in due {
+            if let Some((_, ip)) = self.quarantine.remove(&agent) {
+                if self.chat.inner.endpoint.is_linked(&agent) {
+                    self.neighbour_up(agent, ip, now);
+                }
+            }
+        }
+    }
+
+    fn neighbour_up(&mut self, agent: AgentId, ip: Option<std::net::IpAddr>, now: Instant) {
+        if self.links.contains_key(&agent) {
+            return;
+        }
+        let id = NeighbourId(self.next_link);
+        self.next_link += 1;
+        self.links.insert(agent, id);
+        self.sinks.insert(id, Sink::Link(agent));
+        let info = NeighbourInfo {
+            kind: NeighbourKind::Node { agent },
+            observed_ip: ip,
+        };
+        self.router.neighbour_up(now, id, info);
+    }
+
     /// Feeds back what was kept before a restart: queued messages, and the public channels
     /// this node had joined.
     async fn restore(&mut self) {
@@ -116,7 +168,7 @@ impl Driver {
             Ok(stored) => stored,
             Err(e) => return tracing::error!("cannot read the chat queue: {e}"),
         };
-        let now = Instant::now();
+        let now = mono_now();
         for row in queued {
             let Ok(target) = row.target.parse() else {
                 continue;
@@ -138,21 +190,15 @@ impl Driver {
     }
 
     async fn handle(&mut self, input: ChatInput) {
-        let now = Instant::now();
+        let now = mono_now();
         match input {
             ChatInput::LinkUp(agent, ip) => {
-                if self.links.contains_key(&agent) {
+                if let Some((_, last_ip)) = self.quarantine.get_mut(&agent) {
+                    // Cut off lately: taken back when its time is up, if still linked.
+                    *last_ip = ip;
                     return;
                 }
-                let id = NeighbourId(self.next_link);
-                self.next_link += 1;
-                self.links.insert(agent, id);
-                self.sinks.insert(id, Sink::Link(agent));
-                let info = NeighbourInfo {
-                    kind: NeighbourKind::Node { agent },
-                    observed_ip: ip,
-                };
-                self.router.neighbour_up(now, id, info);
+                self.neighbour_up(agent, ip, now);
             }
             ChatInput::LinkDown(agent) => {
                 if let Some(id) = self.links.remove(&agent) {
@@ -194,13 +240,16 @@ impl Driver {
         }
     }
 
-    /// Carries out every pending output, in order; a `Persist` is committed before the next.
+    /// Carries out every pending output, in order. A `Persist` is the router's question: the
+    /// copy is committed, and the answer given, before the next output is acted on (the
+    /// router acknowledges or sends only what it is told is stored).
     async fn carry_out(&mut self) {
         while let Some(output) = self.router.poll_output() {
             match output {
                 Output::Transmit { to, message } => self.transmit(to, message.encode()),
                 Output::Deliver(event) => self.deliver(event).await,
                 Output::Persist(message) => {
+                    let key = message.key.clone();
                     let row = ChatQueueRow {
                         key: message.key,
                         target: message.target.to_string(),
@@ -213,9 +262,12 @@ impl Driver {
                         .store
                         .run(move |s| s.meta().chat_persist(&row, now))
                         .await;
-                    if done.is_err() {
+                    let stored = done.is_ok();
+                    if !stored {
+                        self.chat.inner.counters.chat_persist_failed.bump();
                         tracing::error!("a chat message could not be stored: {done:?}");
                     }
+                    self.router.persisted(mono_now(), &key, stored);
                 }
                 Output::Forget { key } => {
                     let done = self
@@ -232,9 +284,13 @@ impl Driver {
                     self.chat.inner.counters.chat_neighbours_cut_off.bump();
                     match self.sinks.remove(&neighbour) {
                         Some(Sink::Link(agent)) => {
-                            tracing::info!(peer = %agent, ?reason, "chat: cutting off a linked node");
+                            // Only chat is cut off: the secure link carries other protocols
+                            // and stays up. Chat takes the node back after the router's
+                            // advice (`retry_after`), if the link is up then.
+                            let after = reason.retry_after();
+                            tracing::info!(peer = %agent, ?reason, ?after, "chat: cutting off a linked node");
                             self.links.remove(&agent);
-                            self.chat.inner.endpoint.close(&agent);
+                            self.quarantine.insert(agent, (mono_now() + after, None));
                         }
                         // Dropping the sender ends the client's connection task.
                         Some(Sink::Client(_)) => {
@@ -282,11 +338,15 @@ impl Driver {
                     .iter()
                     .any(|c| c.channel_id == channel_id && c.closed);
                 tracing::info!("chat: joined {name}");
-                self.record_joined(name, closed, true).await;
+                if let Err(e) = self.record_joined(name, closed, true).await {
+                    tracing::warn!("chat channel membership could not be recorded: {e}");
+                }
             }
             ChatEvent::Removed { name, .. } => {
                 tracing::info!("chat: removed from {name}");
-                self.record_joined(name, true, false).await;
+                if let Err(e) = self.record_joined(name, true, false).await {
+                    tracing::warn!("chat channel membership could not be recorded: {e}");
+                }
             }
             ChatEvent::ConnectRequested { peer, address } => {
                 self.start_rendezvous(peer, address, super::connect::Step::Answer)
@@ -294,22 +354,39 @@ impl Driver {
             ChatEvent::ConnectReady { peer, address } => {
                 self.start_rendezvous(peer, address, super::connect::Step::Dial)
             }
+            ChatEvent::NotStored { msg_id } => self.not_stored.push(msg_id),
             other => tracing::debug!("chat: {other:?}"),
         }
     }
 
-    async fn record_joined(&self, name: String, closed: bool, joined: bool) {
+    /// Records (or removes) a membership, so that a restart joins the channel again.
+    async fn record_joined(&self, name: String, closed: bool, joined: bool) -> Result<(), String> {
         let now = self.chat.settings().clock.unix_secs();
         let row = ChatChannelRow { name, closed };
-        let done = self
-            .chat
+        self.chat
             .inner
             .store
             .run(move |s| s.meta().chat_set_joined(&row, joined, now))
-            .await;
-        if done.is_err() {
-            tracing::warn!("chat channel membership could not be recorded: {done:?}");
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Carries out what a user request made the router do, and says whether anything of it
+    /// could not be stored (then the request did not happen as asked).
+    async fn settle(&mut self) -> Result<(), String> {
+        self.carry_out().await;
+        if self.not_stored.is_empty() {
+            return Ok(());
         }
+        self.not_stored.clear();
+        Err("the message could not be stored (is the disk full?), so it was not sent".into())
+    }
+
+    fn is_member(&self, name: &str) -> bool {
+        self.router
+            .channels()
+            .iter()
+            .any(|c| c.name == name && c.joined)
     }
 
     async fn log(&self, row: ChatMessageRow) {
@@ -327,17 +404,36 @@ impl Driver {
     }
 
     async fn request(&mut self, request: ChatRequest) -> Result<ChatReply, String> {
-        let now = Instant::now();
+        let now = mono_now();
         let stamp = || humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         match request {
             ChatRequest::Join { name, closed } => {
+                let was_member = self.is_member(&name);
                 let channel_id = self.router.join(now, &name, closed).map_err(text)?;
-                self.record_joined(name, closed, true).await;
+                if was_member {
+                    return Ok(ChatReply::Joined { channel_id });
+                }
+                if let Err(e) = self.record_joined(name.clone(), closed, true).await {
+                    // Not recorded, so not joined: a restart would not know of it.
+                    let _ = self.router.leave(now, &name);
+                    self.carry_out().await;
+                    return Err(format!(
+                        "could not record the membership of {name} (is the disk full?): {e}; \
+                         not joined"
+                    ));
+                }
                 Ok(ChatReply::Joined { channel_id })
             }
             ChatRequest::Leave { name } => {
+                if !self.is_member(&name) {
+                    return Err(text(kith_chat::ChatError::NoSuchChannel(name)));
+                }
+                self.record_joined(name.clone(), false, false)
+                    .await
+                    .map_err(|e| {
+                        format!("could not record leaving {name} (is the disk full?): {e}; still a member")
+                    })?;
                 self.router.leave(now, &name).map_err(text)?;
-                self.record_joined(name, false, false).await;
                 Ok(ChatReply::Done)
             }
             ChatRequest::Say {
@@ -359,6 +455,7 @@ impl Driver {
                 let own = ReceivedMessage {
                     msg_id: msg_id.clone(),
                     from: self.router.node_id().clone(),
+                    signed: true,
                     channel: channel_id.map(|id| (name, id)),
                     timestamp,
                     text: body,
@@ -375,13 +472,16 @@ impl Driver {
                 let to = parse_node_id(&node_id)?;
                 let files = decode_attachments(&attachments)?;
                 let timestamp = stamp();
+                self.not_stored.clear();
                 let msg_id = self
                     .router
                     .send_direct(now, &[to], &body, files.clone(), &timestamp)
                     .map_err(text)?;
+                self.settle().await?;
                 let own = ReceivedMessage {
                     msg_id: msg_id.clone(),
                     from: self.router.node_id().clone(),
+                    signed: true,
                     channel: None,
                     timestamp,
                     text: body,
@@ -392,7 +492,9 @@ impl Driver {
             }
             ChatRequest::Invite { name, node_id } => {
                 let node = parse_node_id(&node_id)?;
+                self.not_stored.clear();
                 self.router.invite(now, &name, node).map_err(text)?;
+                self.settle().await?;
                 Ok(ChatReply::Done)
             }
             ChatRequest::Kick { name, node_id } => {
@@ -481,12 +583,19 @@ fn row_of(message: ReceivedMessage) -> ChatMessageRow {
         Some((name, id)) => (Some(name), Some(id)),
         None => (None, None),
     };
+    // A plain client's message carries no signature: its node vouches only that it came on
+    // the author's own connection, and the reader should know.
+    let sender = if message.signed {
+        message.from.to_string()
+    } else {
+        format!("{} (unsigned)", message.from)
+    };
     ChatMessageRow {
         seq: 0,
         msg_id: message.msg_id,
         channel,
         channel_id,
-        sender: message.from.to_string(),
+        sender,
         sent_at: message.timestamp,
         text: message.text,
         attachments: serde_json::Value::Array(attachments).to_string(),

@@ -3,15 +3,19 @@
 //!
 //! **One task owns the router** ([`driver`]): every input arrives on one bounded queue
 //! ([`ChatInput`]) and the task carries the router's outputs out in order, which is what the
-//! router's calling contract asks: a message the router must keep (`Persist`) is committed to
-//! the database before any later output is acted on, so nothing is acknowledged (ACKed to the
-//! previous hop) before it is durable, and a restart restores the queue.
+//! router's calling contract asks. A message the router must keep (`Persist`) is a question:
+//! the task commits it to the database and answers (`Router::persisted`) before any later
+//! output is acted on, and the router acknowledges it (ACKs the previous hop) or sends the
+//! user's own message only on a yes, so nothing is acknowledged before it is durable and a
+//! restart restores the queue. A user request that needed a store that failed fails too
+//! (`chat send`, `chat invite`; `chat join` when the membership cannot be recorded).
 //!
 //! **Neighbours.** Each linked kith node is one neighbour ([`kith_chat::NeighbourKind::Node`],
 //! its agent key authenticated by the link); its messages ride the secure link as `chat`
 //! envelopes whose payload is the message's JSON. Each client of the chat port ([`port`]) is
-//! another ([`kith_chat::NeighbourKind::Client`]), framed the reference's way (4-byte
-//! big-endian length + JSON, an empty frame is a keep-alive).
+//! another ([`kith_chat::NeighbourKind::Client`], with its address, to which the router
+//! charges its rate), framed the reference's way (4-byte big-endian length + JSON, an empty
+//! frame is a keep-alive); a client whose id a key derives proves that key in HELLO.
 //!
 //! **What the user sees.** Verified messages (and the user's own) go to a bounded log in the
 //! database (`chat_messages`, [`kith_proto::Limits::chat_log_messages`] rows), read by
@@ -67,6 +71,8 @@ crate::counters! {
         chat_transmits_dropped,
         /// Neighbours the router cut off.
         chat_neighbours_cut_off,
+        /// Messages the router asked to keep that could not be stored (not acknowledged).
+        chat_persist_failed,
         /// CONNECT rendezvous asked by the user.
         chat_connects_requested,
         /// CONNECT rendezvous answered.

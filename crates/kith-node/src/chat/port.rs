@@ -7,7 +7,9 @@
 //! waits for room in the chat task's queue (so a fast client is slowed, not buffered); the
 //! writer sends what the router transmits from a bounded queue, and a client that does not
 //! read is dropped when that queue is full. At most `max_chat_clients` connections at once;
-//! the router cuts off a silent client after `chat_neighbour_idle_ms`.
+//! the router (which gets each client's address) cuts off more than a few from one address,
+//! charges each client's rate to its address and id, and cuts off a silent client after
+//! `chat_neighbour_idle_ms`.
 
 use super::{Chat, ChatInput};
 use bytes::{Bytes, BytesMut};
