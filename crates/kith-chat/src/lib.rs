@@ -224,6 +224,8 @@
 //! dishonest node can speak for the plain clients it carries (never for a key-derived id).
 //! ROUTING is believed as a claim and corrected end to end by receipts; it is not signed.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod auth;
 pub mod config;

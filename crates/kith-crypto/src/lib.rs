@@ -8,6 +8,8 @@
 //!
 //! This crate does no I/O, reads no clock and spawns nothing; randomness is passed in.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod content;
 pub mod custody;

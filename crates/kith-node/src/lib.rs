@@ -18,6 +18,7 @@
 //! server and client, over a struct of service handles) and [`api`] (its types), [`config`],
 //! [`store`] (the store handle), [`clock`], [`counters`], [`ticket`], [`tls`].
 #![deny(missing_docs)]
+#![warn(unreachable_pub)]
 #![forbid(unsafe_code)]
 
 pub mod api;

@@ -16,6 +16,8 @@
 //!   spoken as text on the peer port or as envelopes on secure links.
 //! - [`limits`]: the one struct that bounds every frame, queue, cache and wait.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod files;
 pub mod limits;

@@ -66,6 +66,8 @@
 //! assert_eq!(sim.node(a).heard.len() + sim.node(b).heard.len(), 5);
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod config;
 mod net;

@@ -157,10 +157,10 @@ impl ItemType {
     pub const FLAG_COMPRESSED: u8 = 0x08;
     /// Flag: a core file of the reference.
     pub const FLAG_CORE: u8 = 0x10;
-    /// Flag: content starts with a MIME type.
-    pub const FLAG_MIME: u8 = 0x20;
 
     const KIND_MASK: u8 = 0x03;
+    /// The kind bits and the reference's four flags (encrypted, compressed, core, and 0x20:
+    /// content starts with a MIME type, which kith never sets but accepts).
     const KNOWN: u8 = 0x3f;
     const STORAGE_FLAGS: u8 = Self::FLAG_ENCRYPTED | Self::FLAG_COMPRESSED;
 

@@ -112,12 +112,6 @@ impl DataDir {
         Ok(dir)
     }
 
-    /// Opens `root` only if it already exists (for commands that must not create one).
-    pub fn open_existing(root: impl Into<PathBuf>) -> Option<DataDir> {
-        let root = root.into();
-        root.is_dir().then_some(DataDir { root })
-    }
-
     fn ensure_dir(&self, path: &Path) -> Result<(), DataDirError> {
         fs::DirBuilder::new()
             .recursive(true)

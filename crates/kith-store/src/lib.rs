@@ -13,6 +13,8 @@
 //! The API is synchronous on purpose: storage is blocking I/O (files, fsync, a database
 //! client), and the node calls it from `spawn_blocking`. Nothing here knows tokio.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod address;
 pub mod blobs;

@@ -206,11 +206,6 @@ fn both_ends_fetching_from_each_other_at_once_both_succeed() {
         assert_eq!(std::fs::read(&out_b).unwrap(), from_a);
         assert_eq!(std::fs::read(&out_a).unwrap(), from_b);
     }
-    eprintln!(
-        "collisions seen: A {}, B {}",
-        a.counter("exchange_collisions"),
-        b.counter("exchange_collisions")
-    );
 }
 
 #[test]

@@ -96,9 +96,6 @@ impl<'a> InitiatorSession<'a> {
             }
             if !wait_input(&mut self.port, &mut self.rx).await {
                 self.bye.armed = false;
-                if self.flags.gave_way.load(Ordering::Acquire) {
-                    return Err(ExchangeError::GaveWay(self.peer.to_string()));
-                }
                 return Err(ExchangeError::LinkLost(self.peer.to_string()));
             }
         }

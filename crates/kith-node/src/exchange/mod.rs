@@ -250,8 +250,6 @@ struct SlotFlags {
     /// Initiator: our opening `chk` is not answered yet (a `chk` from the peer now is a
     /// collision, not its own command).
     opening: AtomicBool,
-    /// Initiator: we gave way to the peer's session.
-    gave_way: AtomicBool,
 }
 
 impl Exchange {
@@ -349,7 +347,6 @@ impl Sessions {
                         background,
                         preempt: AtomicBool::new(false),
                         opening: AtomicBool::new(true),
-                        gave_way: AtomicBool::new(false),
                     });
                     let slot = Slot {
                         id,

@@ -116,10 +116,12 @@ impl Node {
     }
 
     /// A counter of `kith status --json`.
+    /// Every counter is present in `status --json`, zero included: a name that is not is a
+    /// mistake in the test.
     pub fn counter(&self, name: &str) -> u64 {
         self.json(&["status", "--json"])["counters"][name]
             .as_u64()
-            .unwrap_or(0)
+            .unwrap_or_else(|| panic!("no counter named {name}"))
     }
 
     /// Established links.
