@@ -91,7 +91,7 @@ pub(crate) struct Network {
 type Deliveries = Vec<(Addr, Input)>;
 
 impl Network {
-    pub fn new(config: NetConfig, rng: StdRng) -> Network {
+    pub(crate) fn new(config: NetConfig, rng: StdRng) -> Network {
         Network {
             config,
             overrides: BTreeMap::new(),
@@ -105,27 +105,27 @@ impl Network {
         }
     }
 
-    pub fn link(&self, a: Addr, b: Addr) -> &LinkConfig {
+    pub(crate) fn link(&self, a: Addr, b: Addr) -> &LinkConfig {
         self.overrides
             .get(&pair(a, b))
             .unwrap_or(&self.config.default_link)
     }
 
-    pub fn set_link(&mut self, a: Addr, b: Addr, link: LinkConfig) {
+    pub(crate) fn set_link(&mut self, a: Addr, b: Addr, link: LinkConfig) {
         self.overrides.insert(pair(a, b), link);
     }
 
-    pub fn is_partitioned(&self, a: Addr, b: Addr) -> bool {
+    pub(crate) fn is_partitioned(&self, a: Addr, b: Addr) -> bool {
         self.partitions.contains_key(&pair(a, b))
     }
 
     /// Open connections (both ends not yet closed), in id order.
-    pub fn conn_ids(&self) -> Vec<ConnId> {
+    pub(crate) fn conn_ids(&self) -> Vec<ConnId> {
         self.conns.keys().copied().collect()
     }
 
     /// The two ends of a live connection: `[initiator, acceptor]`.
-    pub fn conn_ends(&self, conn: ConnId) -> Option<[Addr; 2]> {
+    pub(crate) fn conn_ends(&self, conn: ConnId) -> Option<[Addr; 2]> {
         self.conns.get(&conn).map(|c| c.ends)
     }
 
@@ -176,7 +176,13 @@ impl Network {
     }
 
     /// Carries out what node `from` asked for.
-    pub fn on_output(&mut self, now: Duration, from: Addr, output: Output, q: &mut EventQueue<Ev>) {
+    pub(crate) fn on_output(
+        &mut self,
+        now: Duration,
+        from: Addr,
+        output: Output,
+        q: &mut EventQueue<Ev>,
+    ) {
         match output {
             Output::Connect { to, tag } => {
                 self.stats.connects += 1;
@@ -269,7 +275,7 @@ impl Network {
     }
 
     /// Handles a network event and returns the inputs it delivers, in order.
-    pub fn on_event(&mut self, now: Duration, ev: Ev, q: &mut EventQueue<Ev>) -> Deliveries {
+    pub(crate) fn on_event(&mut self, now: Duration, ev: Ev, q: &mut EventQueue<Ev>) -> Deliveries {
         match ev {
             Ev::Arrive { conn, dir, item } => self.arrive(now, conn, dir, item, q),
             Ev::Flush { conn, dir } => self.flush(conn, dir),
@@ -427,7 +433,7 @@ impl Network {
     }
 
     /// Resets `conn`: both ends learn it now; bytes in flight are lost.
-    pub fn reset(&mut self, now: Duration, conn: ConnId, q: &mut EventQueue<Ev>) {
+    pub(crate) fn reset(&mut self, now: Duration, conn: ConnId, q: &mut EventQueue<Ev>) {
         if self.conns.contains_key(&conn) {
             self.stats.resets += 1;
         }
@@ -437,7 +443,7 @@ impl Network {
     }
 
     /// Cuts `a` from `b` (both ways) until [`heal`](Self::heal).
-    pub fn partition(&mut self, now: Duration, a: Addr, b: Addr, q: &mut EventQueue<Ev>) {
+    pub(crate) fn partition(&mut self, now: Duration, a: Addr, b: Addr, q: &mut EventQueue<Ev>) {
         let key = pair(a, b);
         if a == b || self.partitions.contains_key(&key) {
             return;
@@ -452,7 +458,7 @@ impl Network {
     }
 
     /// Ends the partition between `a` and `b`; what it held back arrives one latency later.
-    pub fn heal(&mut self, now: Duration, a: Addr, b: Addr, q: &mut EventQueue<Ev>) {
+    pub(crate) fn heal(&mut self, now: Duration, a: Addr, b: Addr, q: &mut EventQueue<Ev>) {
         let key = pair(a, b);
         if self.partitions.remove(&key).is_none() {
             return;
@@ -471,7 +477,7 @@ impl Network {
     }
 
     /// Every partitioned pair.
-    pub fn partitions(&self) -> Vec<(Addr, Addr)> {
+    pub(crate) fn partitions(&self) -> Vec<(Addr, Addr)> {
         self.partitions.keys().copied().collect()
     }
 }

@@ -21,7 +21,7 @@ pub(crate) struct SeenCache {
 }
 
 impl SeenCache {
-    pub fn new(max: usize, ttl: Duration) -> SeenCache {
+    pub(crate) fn new(max: usize, ttl: Duration) -> SeenCache {
         SeenCache {
             entries: HashMap::new(),
             order: VecDeque::new(),
@@ -31,7 +31,7 @@ impl SeenCache {
     }
 
     /// Records `key`; false when it was already there (a duplicate).
-    pub fn insert(&mut self, now: Instant, key: SeenKey) -> bool {
+    pub(crate) fn insert(&mut self, now: Instant, key: SeenKey) -> bool {
         self.expire(now);
         if self.entries.contains_key(&key) {
             return false;
@@ -50,7 +50,7 @@ impl SeenCache {
     }
 
     /// Whether `key` was acted on (and not yet forgotten).
-    pub fn contains(&self, now: Instant, key: &SeenKey) -> bool {
+    pub(crate) fn contains(&self, now: Instant, key: &SeenKey) -> bool {
         self.entries
             .get(key)
             .is_some_and(|at| now.saturating_duration_since(*at) < self.ttl)
@@ -68,7 +68,7 @@ impl SeenCache {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 }
@@ -93,7 +93,7 @@ pub(crate) enum BindOutcome {
 }
 
 impl CertCache {
-    pub fn new(max: usize) -> CertCache {
+    pub(crate) fn new(max: usize) -> CertCache {
         CertCache {
             keys: HashMap::new(),
             order: VecDeque::new(),
@@ -101,12 +101,12 @@ impl CertCache {
         }
     }
 
-    pub fn get(&self, id: &NodeId) -> Option<&AgentId> {
+    pub(crate) fn get(&self, id: &NodeId) -> Option<&AgentId> {
         self.keys.get(id)
     }
 
     /// Binds `id` to `key` if the key derives the id.
-    pub fn bind(&mut self, id: NodeId, key: AgentId) -> BindOutcome {
+    pub(crate) fn bind(&mut self, id: NodeId, key: AgentId) -> BindOutcome {
         if !id.is_derived_from(key.as_bytes()) {
             return BindOutcome::Refused;
         }
@@ -138,7 +138,7 @@ pub(crate) struct TokenBucket {
 }
 
 impl TokenBucket {
-    pub fn new(now: Instant, rate: u32, burst: u32) -> TokenBucket {
+    pub(crate) fn new(now: Instant, rate: u32, burst: u32) -> TokenBucket {
         TokenBucket {
             milli: u64::from(burst) * 1000,
             rate: u64::from(rate),
@@ -148,7 +148,7 @@ impl TokenBucket {
     }
 
     /// Takes one token if there is one.
-    pub fn take(&mut self, now: Instant) -> bool {
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last);
         self.last = self.last.max(now);
         let refill = (elapsed.as_millis() as u64).saturating_mul(self.rate);

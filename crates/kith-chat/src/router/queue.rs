@@ -27,12 +27,12 @@ pub(crate) struct StoreQueue {
 }
 
 impl StoreQueue {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Adds (or replaces) an entry; returns the key of an entry evicted to stay within `max`.
-    pub fn push(
+    pub(crate) fn push(
         &mut self,
         key: String,
         envelope: Envelope,
@@ -64,7 +64,7 @@ impl StoreQueue {
         evicted
     }
 
-    pub fn remove(&mut self, key: &str) -> Option<Waiting> {
+    pub(crate) fn remove(&mut self, key: &str) -> Option<Waiting> {
         let w = self.entries.remove(key)?;
         self.expiry.remove(&(w.expires, w.seq));
         if let Some(keys) = self.by_target.get_mut(&w.target) {
@@ -77,7 +77,7 @@ impl StoreQueue {
     }
 
     /// Takes every entry for `target`, oldest first.
-    pub fn take_for(&mut self, target: &NodeId) -> Vec<(String, Waiting)> {
+    pub(crate) fn take_for(&mut self, target: &NodeId) -> Vec<(String, Waiting)> {
         let keys = self.by_target.remove(target).unwrap_or_default();
         keys.into_iter()
             .filter_map(|k| {
@@ -89,18 +89,18 @@ impl StoreQueue {
     }
 
     /// Every target something waits for, in a stable order.
-    pub fn targets(&self) -> Vec<NodeId> {
+    pub(crate) fn targets(&self) -> Vec<NodeId> {
         let mut t: Vec<NodeId> = self.by_target.keys().copied().collect();
         t.sort();
         t
     }
 
-    pub fn next_expiry(&self) -> Option<Instant> {
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
         self.expiry.first_key_value().map(|((at, _), _)| *at)
     }
 
     /// Removes and returns the keys of expired entries.
-    pub fn expire(&mut self, now: Instant) -> Vec<String> {
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<String> {
         let mut gone = Vec::new();
         while let Some(((at, _), key)) = self.expiry.first_key_value() {
             if *at > now {
@@ -133,11 +133,11 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.count
     }
 
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         to: NeighbourId,
         envelope: Envelope,
@@ -157,7 +157,12 @@ impl InFlight {
     }
 
     /// An ACK from `from` for `msg_id` (and this target, if it says): the copies it covers.
-    pub fn ack(&mut self, from: NeighbourId, msg_id: &str, target: Option<NodeId>) -> Vec<Unacked> {
+    pub(crate) fn ack(
+        &mut self,
+        from: NeighbourId,
+        msg_id: &str,
+        target: Option<NodeId>,
+    ) -> Vec<Unacked> {
         let key = (from, msg_id.to_string());
         let Some(copies) = self.entries.get_mut(&key) else {
             return Vec::new();
@@ -178,7 +183,7 @@ impl InFlight {
     }
 
     /// Everything sent to `neighbour` (it went away): to be re-routed.
-    pub fn take_neighbour(&mut self, neighbour: NeighbourId) -> Vec<Unacked> {
+    pub(crate) fn take_neighbour(&mut self, neighbour: NeighbourId) -> Vec<Unacked> {
         let mut keys: Vec<(NeighbourId, String)> = self
             .entries
             .keys()
@@ -194,12 +199,12 @@ impl InFlight {
         out
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.order.front().map(|(at, _, _)| *at)
     }
 
     /// Copies whose ACK is overdue, with the next hop that did not ACK them.
-    pub fn overdue(&mut self, now: Instant) -> Vec<(NeighbourId, Unacked)> {
+    pub(crate) fn overdue(&mut self, now: Instant) -> Vec<(NeighbourId, Unacked)> {
         let mut out = Vec::new();
         while let Some((at, _, _)) = self.order.front() {
             if *at > now {
@@ -224,7 +229,7 @@ impl InFlight {
     }
 
     /// Drops the copy closest to its deadline (to stay within the bound).
-    pub fn evict_oldest(&mut self) -> Option<Unacked> {
+    pub(crate) fn evict_oldest(&mut self) -> Option<Unacked> {
         while let Some((_, to, msg_id)) = self.order.pop_front() {
             let key = (to, msg_id);
             if let Some(copies) = self.entries.get_mut(&key) {

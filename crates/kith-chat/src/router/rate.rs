@@ -31,7 +31,7 @@ use crate::message::{Body, Envelope};
 pub(crate) struct AddressKey([u8; 16]);
 
 impl AddressKey {
-    pub fn of(ip: Option<IpAddr>) -> AddressKey {
+    pub(super) fn of(ip: Option<IpAddr>) -> AddressKey {
         let mut b = [0u8; 16];
         match ip {
             Some(IpAddr::V4(v4)) => b[12..].copy_from_slice(&v4.octets()),
@@ -103,7 +103,7 @@ pub(crate) struct Rates {
 }
 
 impl Rates {
-    pub fn new(config: &ChatConfig, now: Instant) -> Rates {
+    pub(crate) fn new(config: &ChatConfig, now: Instant) -> Rates {
         Rates {
             addresses: HashMap::new(),
             max_addresses: config.max_origins.max(1),

@@ -48,11 +48,11 @@ pub(crate) struct Receipts {
 }
 
 impl Receipts {
-    pub fn awaits(&self, key: &str) -> bool {
+    pub(crate) fn awaits(&self, key: &str) -> bool {
         self.awaiting.contains_key(key)
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.order.first_key_value().map(|((at, _), _)| *at)
     }
 

@@ -45,7 +45,7 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_key.len()
     }
 

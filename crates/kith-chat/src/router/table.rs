@@ -70,7 +70,7 @@ pub(crate) struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn new(me: NodeId, infinity: u8, max_routes: usize) -> RouteTable {
+    pub(crate) fn new(me: NodeId, infinity: u8, max_routes: usize) -> RouteTable {
         RouteTable {
             me,
             infinity,
@@ -87,25 +87,25 @@ impl RouteTable {
         }
     }
 
-    pub fn route(&self, dest: &NodeId) -> Option<Route> {
+    pub(crate) fn route(&self, dest: &NodeId) -> Option<Route> {
         self.best.get(dest).copied()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.best.len()
     }
 
     /// Every destination with its route.
-    pub fn routes(&self) -> impl Iterator<Item = (&NodeId, &Route)> {
+    pub(crate) fn routes(&self) -> impl Iterator<Item = (&NodeId, &Route)> {
         self.best.iter()
     }
 
-    pub fn add_neighbour(&mut self, neighbour: NeighbourId, id: NodeId) {
+    pub(crate) fn add_neighbour(&mut self, neighbour: NeighbourId, id: NodeId) {
         self.direct.insert(neighbour, id);
         self.recompute(id);
     }
 
-    pub fn remove_neighbour(&mut self, neighbour: NeighbourId) {
+    pub(crate) fn remove_neighbour(&mut self, neighbour: NeighbourId) {
         let mut affected: Vec<NodeId> = self
             .adverts
             .remove(&neighbour)
@@ -123,7 +123,11 @@ impl RouteTable {
     }
 
     /// Applies one ROUTING from `neighbour`.
-    pub fn apply(&mut self, neighbour: NeighbourId, entries: impl Iterator<Item = (NodeId, u32)>) {
+    pub(crate) fn apply(
+        &mut self,
+        neighbour: NeighbourId,
+        entries: impl Iterator<Item = (NodeId, u32)>,
+    ) {
         let Some(&own) = self.direct.get(&neighbour) else {
             return;
         };
@@ -225,13 +229,13 @@ impl RouteTable {
     }
 
     /// Whether `hop` is the destination itself (a direct neighbour with that id).
-    pub fn is_direct(&self, dest: &NodeId, hop: NeighbourId) -> bool {
+    pub(crate) fn is_direct(&self, dest: &NodeId, hop: NeighbourId) -> bool {
         self.direct.get(&hop) == Some(dest)
     }
 
     /// Marks the next hop `hop` for `dest` until `until` (replacing any mark), and chooses
     /// the route again. A direct neighbour is never marked: it is the destination.
-    pub fn mark(&mut self, dest: NodeId, hop: NeighbourId, mark: Mark, until: Instant) {
+    pub(crate) fn mark(&mut self, dest: NodeId, hop: NeighbourId, mark: Mark, until: Instant) {
         if self.is_direct(&dest, hop) || !self.direct.contains_key(&hop) {
             return;
         }
@@ -249,17 +253,17 @@ impl RouteTable {
     }
 
     /// The mark on `hop` for `dest`, if any.
-    pub fn mark_of(&self, dest: &NodeId, hop: NeighbourId) -> Option<Mark> {
+    pub(crate) fn mark_of(&self, dest: &NodeId, hop: NeighbourId) -> Option<Mark> {
         self.marks.get(&(*dest, hop)).map(|(m, ..)| *m)
     }
 
     /// When the next mark expires.
-    pub fn next_mark_expiry(&self) -> Option<Instant> {
+    pub(crate) fn next_mark_expiry(&self) -> Option<Instant> {
         self.mark_order.first_key_value().map(|((at, _), _)| *at)
     }
 
     /// Forgets the marks that expired.
-    pub fn expire_marks(&mut self, now: Instant) {
+    pub(crate) fn expire_marks(&mut self, now: Instant) {
         while let Some(((at, _), _)) = self.mark_order.first_key_value() {
             if *at > now {
                 break;
@@ -279,16 +283,16 @@ impl RouteTable {
     }
 
     /// Destinations whose route appeared or changed since the last call.
-    pub fn take_reachable(&mut self) -> Vec<NodeId> {
+    pub(crate) fn take_reachable(&mut self) -> Vec<NodeId> {
         std::mem::take(&mut self.reachable)
     }
 
-    pub fn has_dirty(&self) -> bool {
+    pub(crate) fn has_dirty(&self) -> bool {
         !self.dirty.is_empty()
     }
 
     /// Takes the changed destinations (for a triggered update).
-    pub fn take_dirty(&mut self) -> Vec<NodeId> {
+    pub(crate) fn take_dirty(&mut self) -> Vec<NodeId> {
         let mut dirty: Vec<NodeId> = self.dirty.drain().collect();
         dirty.sort();
         dirty
@@ -296,7 +300,7 @@ impl RouteTable {
 
     /// What we tell `neighbour` about `dest`: our hop count, or infinity when unreachable or
     /// when we route through that neighbour (poisoned reverse).
-    pub fn advertised(&self, neighbour: NeighbourId, dest: &NodeId) -> u32 {
+    pub(crate) fn advertised(&self, neighbour: NeighbourId, dest: &NodeId) -> u32 {
         match self.best.get(dest) {
             Some(r) if r.next_hop != neighbour => u32::from(r.hops),
             _ => u32::from(self.infinity),

@@ -19,14 +19,14 @@ use kith_store::meta::PeerUpsert;
 use std::time::{Duration, Instant};
 
 /// Rendezvous waiting for a key at once.
-pub const MAX_PENDING: usize = 64;
+pub(super) const MAX_PENDING: usize = 64;
 
 /// How long a rendezvous waits for the other node's certificate.
-pub const WAIT: Duration = Duration::from_secs(30);
+pub(super) const WAIT: Duration = Duration::from_secs(30);
 
 /// What to do once the other node's key is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(super) enum Step {
     /// We were asked: record the asker, answer with our port.
     Answer,
     /// Our request was answered: record the node and dial it.
@@ -43,7 +43,7 @@ struct Pending {
 
 /// Rendezvous waiting for keys.
 #[derive(Debug, Default)]
-pub struct Rendezvous {
+pub(super) struct Rendezvous {
     pending: Vec<Pending>,
 }
 

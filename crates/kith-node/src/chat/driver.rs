@@ -29,7 +29,7 @@ enum Sink {
 
 /// Link events, apart from the bounded input queue: they must never be lost or reordered,
 /// and there are at most two per link, whose number `max_links` and the admission guard bound.
-pub type LinkEvents = mpsc::UnboundedReceiver<ChatInput>;
+pub(super) type LinkEvents = mpsc::UnboundedReceiver<ChatInput>;
 
 pub(super) struct Driver {
     pub(super) chat: Chat,

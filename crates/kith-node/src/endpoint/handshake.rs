@@ -63,7 +63,7 @@ pub enum HandshakeFailure {
 
 /// How a handshake ended when it did not yield a link.
 #[derive(Debug)]
-pub enum HandshakeOutcome {
+pub(super) enum HandshakeOutcome {
     /// Refused by the responder's rules (ticket, unknown peer, key mismatch).
     Refused(RefuseReason),
     /// Protocol failure, deadline, replay or I/O error.

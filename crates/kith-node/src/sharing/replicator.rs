@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Attempts per offer before it is dropped.
-pub const MAX_ATTEMPTS: u32 = 5;
+pub(super) const MAX_ATTEMPTS: u32 = 5;
 
 /// What became of one offer.
 enum Outcome {
@@ -148,7 +148,7 @@ async fn replicate_one(sharing: &Sharing, job: Job) -> Outcome {
 /// The most a replication of a file of `size` content bytes may store: the content, the lists
 /// that hold it (one 65-byte line per item of at most `max_item` bytes, at every level), and
 /// two items of slack for rounding.
-pub fn byte_budget(size: u64, max_item: u64) -> u64 {
+pub(super) fn byte_budget(size: u64, max_item: u64) -> u64 {
     let lines_per_item = (max_item / 65).max(2);
     let mut total = size;
     let mut level = size.div_ceil(max_item.max(2) - 1);

@@ -23,13 +23,13 @@ pub(crate) enum Dial {
 }
 
 impl Dial {
-    pub fn agent(&self) -> AgentId {
+    pub(crate) fn agent(&self) -> AgentId {
         match self {
             Dial::Ticket { agent, .. } | Dial::Known { agent, .. } => *agent,
         }
     }
 
-    pub fn addr(&self) -> Addr {
+    pub(crate) fn addr(&self) -> Addr {
         match self {
             Dial::Ticket { addr, .. } | Dial::Known { addr, .. } => *addr,
         }
@@ -52,28 +52,32 @@ macro_rules! both {
 }
 
 impl Machine {
-    pub fn poll_transmit(&mut self) -> Option<Frame> {
+    pub(super) fn poll_transmit(&mut self) -> Option<Frame> {
         both!(self, m => m.poll_transmit())
     }
 
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub(super) fn poll_event(&mut self) -> Option<Event> {
         both!(self, m => m.poll_event())
     }
 
-    pub fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<(), HandshakeError> {
+    pub(super) fn handle_frame(
+        &mut self,
+        now: Instant,
+        frame: Frame,
+    ) -> Result<(), HandshakeError> {
         both!(self, m => m.handle_frame(now, frame))
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), HandshakeError> {
+    pub(super) fn handle_timeout(&mut self, now: Instant) -> Result<(), HandshakeError> {
         both!(self, m => m.handle_timeout(now))
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
         both!(self, m => m.poll_timeout())
     }
 
     /// The initiator's ephemeral key, once a responder has read the message carrying it.
-    pub fn remote_ephemeral(&self) -> Option<[u8; 32]> {
+    pub(super) fn remote_ephemeral(&self) -> Option<[u8; 32]> {
         match self {
             Machine::Responder(r) => r.remote_ephemeral(),
             Machine::Initiator(_) => None,
@@ -108,7 +112,7 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(super) fn deadline(&self) -> Option<Instant> {
         match &self.state {
             State::Handshake(m) => m.poll_timeout(),
             State::Linked(l) => l.machine.poll_timeout(),

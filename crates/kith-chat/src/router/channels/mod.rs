@@ -77,7 +77,7 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    pub fn new(id: String, name: String, closed: bool) -> Channel {
+    pub(crate) fn new(id: String, name: String, closed: bool) -> Channel {
         Channel {
             name,
             id,
@@ -92,7 +92,7 @@ impl Channel {
         }
     }
 
-    pub fn current_key(&self) -> Option<&ChannelKey> {
+    pub(crate) fn current_key(&self) -> Option<&ChannelKey> {
         self.keys.front().map(|(_, k)| k)
     }
 
@@ -101,7 +101,7 @@ impl Channel {
     }
 
     /// Adds `key` as the current one (or brings it forward), keeping at most `history` keys.
-    pub fn add_key(&mut self, key: ChannelKey, history: usize) {
+    pub(crate) fn add_key(&mut self, key: ChannelKey, history: usize) {
         let id = crypto::key_id(&key);
         self.keys.retain(|(k, _)| *k != id);
         self.keys.push_front((id, key));
@@ -174,7 +174,7 @@ pub(crate) struct Channels {
 }
 
 impl Channels {
-    pub fn new(max_own: usize, max_foreign: usize) -> Channels {
+    pub(crate) fn new(max_own: usize, max_foreign: usize) -> Channels {
         Channels {
             by_id: BTreeMap::new(),
             max_own: max_own.max(1),
@@ -183,16 +183,16 @@ impl Channels {
         }
     }
 
-    pub fn get(&self, id: &str) -> Option<&Channel> {
+    pub(crate) fn get(&self, id: &str) -> Option<&Channel> {
         self.by_id.get(id)
     }
 
-    pub fn get_mut(&mut self, id: &str) -> Option<&mut Channel> {
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut Channel> {
         self.by_id.get_mut(id)
     }
 
     /// A channel called `name` that `want` accepts: the user's own first, then by id.
-    pub fn find(&self, name: &str, want: impl Fn(&Channel) -> bool) -> Option<String> {
+    pub(crate) fn find(&self, name: &str, want: impl Fn(&Channel) -> bool) -> Option<String> {
         self.by_id
             .values()
             .filter(|c| c.name == name && want(c))
@@ -205,12 +205,12 @@ impl Channels {
     }
 
     /// Whether the user may take one more channel as its own.
-    pub fn room_for_own(&self) -> bool {
+    pub(crate) fn room_for_own(&self) -> bool {
         self.own_count() < self.max_own
     }
 
     /// Inserts a channel the user creates; false when the user's own table is full.
-    pub fn insert_own(&mut self, mut channel: Channel) -> bool {
+    pub(crate) fn insert_own(&mut self, mut channel: Channel) -> bool {
         if !self.room_for_own() {
             return false;
         }
@@ -221,7 +221,7 @@ impl Channels {
 
     /// Inserts a channel learned from others, forgetting the oldest such channel this node
     /// is not in when their room is full; false when none can go.
-    pub fn insert_foreign(&mut self, channel: Channel) -> bool {
+    pub(crate) fn insert_foreign(&mut self, channel: Channel) -> bool {
         let count = self.by_id.len() - self.own_count();
         if count >= self.max_foreign {
             let evictable = |c: &Channel| !c.by_user && !c.engaged();
@@ -247,15 +247,15 @@ impl Channels {
         true
     }
 
-    pub fn ids(&self) -> Vec<String> {
+    pub(crate) fn ids(&self) -> Vec<String> {
         self.by_id.keys().cloned().collect()
     }
 
-    pub fn next_refresh(&self) -> Option<Instant> {
+    pub(crate) fn next_refresh(&self) -> Option<Instant> {
         self.by_id.values().filter_map(|c| c.next_refresh).min()
     }
 
-    pub fn views(&self) -> Vec<ChannelView> {
+    pub(crate) fn views(&self) -> Vec<ChannelView> {
         self.by_id
             .values()
             .map(|c| ChannelView {

@@ -8,11 +8,11 @@ use bytes::Bytes;
 use crate::files::*;
 use crate::Limits;
 
-pub fn hello() -> ItemHash {
+pub(super) fn hello() -> ItemHash {
     ItemHash::hello()
 }
 
-pub struct Driver {
+pub(super) struct Driver {
     pub items: HashMap<ItemHash, Bytes>,
     pub tags: HashMap<String, ItemHash>,
     pub policy: InteractiveTestPolicy,
@@ -23,7 +23,7 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub fn new() -> Driver {
+    pub(super) fn new() -> Driver {
         let mut items = HashMap::new();
         items.insert(hello(), Bytes::from_static(HELLO_ITEM));
         Driver {
@@ -37,14 +37,14 @@ impl Driver {
         }
     }
 
-    pub fn with_item(mut self, item: &[u8]) -> Driver {
+    pub(super) fn with_item(mut self, item: &[u8]) -> Driver {
         self.items
             .insert(ItemHash::of(item), Bytes::copy_from_slice(item));
         self
     }
 
     /// Answers one question (ignores informational events); records every event.
-    pub fn answer(&mut self, s: &mut Session, now: Instant, ev: Event) {
+    pub(super) fn answer(&mut self, s: &mut Session, now: Instant, ev: Event) {
         if s.is_closed() {
             self.events.push(ev);
             return;
@@ -73,27 +73,27 @@ impl Driver {
         self.events.push(ev);
     }
 
-    pub fn settle_text(&mut self, port: &mut TextPort, now: Instant) {
+    pub(super) fn settle_text(&mut self, port: &mut TextPort, now: Instant) {
         while let Some(ev) = port.poll_event() {
             self.answer(port.session_mut(), now, ev);
             port.process(now);
         }
     }
 
-    pub fn settle_env(&mut self, port: &mut EnvelopePort, now: Instant) {
+    pub(super) fn settle_env(&mut self, port: &mut EnvelopePort, now: Instant) {
         while let Some(ev) = port.poll_event() {
             self.answer(port.session_mut(), now, ev);
             port.process(now);
         }
     }
 
-    pub fn settle(&mut self, s: &mut Session, now: Instant) {
+    pub(super) fn settle(&mut self, s: &mut Session, now: Instant) {
         while let Some(ev) = s.poll_event() {
             self.answer(s, now, ev);
         }
     }
 
-    pub fn closed(&self) -> Option<&CloseReason> {
+    pub(super) fn closed(&self) -> Option<&CloseReason> {
         self.events.iter().find_map(|e| match e {
             Event::Closed(r) => Some(r),
             _ => None,
@@ -101,11 +101,11 @@ impl Driver {
     }
 }
 
-pub fn limits() -> Limits {
+pub(super) fn limits() -> Limits {
     Limits::default()
 }
 
-pub fn responder(now: Instant) -> TextPort {
+pub(super) fn responder(now: Instant) -> TextPort {
     let l = limits();
     TextPort::new(
         Session::new(Role::Responder, SessionConfig::interactive(&l), now),
@@ -113,7 +113,7 @@ pub fn responder(now: Instant) -> TextPort {
     )
 }
 
-pub fn initiator(now: Instant) -> TextPort {
+pub(super) fn initiator(now: Instant) -> TextPort {
     let l = limits();
     TextPort::new(
         Session::new(Role::Initiator, SessionConfig::interactive(&l), now),
@@ -122,7 +122,7 @@ pub fn initiator(now: Instant) -> TextPort {
 }
 
 /// Everything the port has to write, as text.
-pub fn drain(port: &mut TextPort) -> String {
+pub(super) fn drain(port: &mut TextPort) -> String {
     let mut out = Vec::new();
     while let Some(b) = port.poll_transmit() {
         out.extend_from_slice(&b);
@@ -131,7 +131,7 @@ pub fn drain(port: &mut TextPort) -> String {
 }
 
 /// Lines of CRLF text (the last, empty piece dropped).
-pub fn lines(text: &str) -> Vec<String> {
+pub(super) fn lines(text: &str) -> Vec<String> {
     let mut v: Vec<String> = text.split("\r\n").map(str::to_string).collect();
     if v.last().is_some_and(|l| l.is_empty()) {
         v.pop();
@@ -140,14 +140,20 @@ pub fn lines(text: &str) -> Vec<String> {
 }
 
 /// Feeds `line` + CRLF to a responder port, answers its questions, returns what it wrote.
-pub fn say(port: &mut TextPort, d: &mut Driver, now: Instant, line: &str) -> Vec<String> {
+pub(super) fn say(port: &mut TextPort, d: &mut Driver, now: Instant, line: &str) -> Vec<String> {
     port.handle_bytes(now, format!("{line}\r\n").as_bytes());
     d.settle_text(port, now);
     lines(&drain(port))
 }
 
 /// Moves bytes between two text ports (answering both drivers) until both are quiet.
-pub fn shuttle(i: &mut TextPort, r: &mut TextPort, di: &mut Driver, dr: &mut Driver, now: Instant) {
+pub(super) fn shuttle(
+    i: &mut TextPort,
+    r: &mut TextPort,
+    di: &mut Driver,
+    dr: &mut Driver,
+    now: Instant,
+) {
     loop {
         di.settle_text(i, now);
         dr.settle_text(r, now);
@@ -162,6 +168,6 @@ pub fn shuttle(i: &mut TextPort, r: &mut TextPort, di: &mut Driver, dr: &mut Dri
 }
 
 /// A responder with its own configuration.
-pub fn responder_with(now: Instant, config: SessionConfig) -> TextPort {
+pub(super) fn responder_with(now: Instant, config: SessionConfig) -> TextPort {
     TextPort::new(Session::new(Role::Responder, config, now), &limits())
 }

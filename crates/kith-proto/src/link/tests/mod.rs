@@ -145,11 +145,11 @@ pub(super) struct Pair {
 }
 
 impl Pair {
-    pub fn new(mode: Mode) -> Pair {
+    pub(super) fn new(mode: Mode) -> Pair {
         Pair::with(mode, settings("a.example:1"), settings("b.example:2"))
     }
 
-    pub fn with(mode: Mode, sa: LinkSettings, sb: LinkSettings) -> Pair {
+    pub(super) fn with(mode: Mode, sa: LinkSettings, sb: LinkSettings) -> Pair {
         let now = Instant::now();
         let hs = handshake(&ident(1), &ident(2), mode, now, 7);
         Pair {
@@ -164,7 +164,7 @@ impl Pair {
     }
 
     /// Collects both sides' transmits into the in-flight buffers, and their events.
-    pub fn collect(&mut self) {
+    pub(super) fn collect(&mut self) {
         self.a.poll_transmit(&mut self.ab);
         self.b.poll_transmit(&mut self.ba);
         self.a_events
@@ -174,7 +174,7 @@ impl Pair {
     }
 
     /// Delivers everything in flight, both ways, until nothing moves.
-    pub fn pump(&mut self) {
+    pub(super) fn pump(&mut self) {
         loop {
             self.collect();
             if self.ab.is_empty() && self.ba.is_empty() {
@@ -188,7 +188,7 @@ impl Pair {
     }
 
     /// Moves the clock and fires both timers if due.
-    pub fn advance(&mut self, by: Duration) {
+    pub(super) fn advance(&mut self, by: Duration) {
         self.now += by;
         for m in [&mut self.a, &mut self.b] {
             if m.poll_timeout().is_some_and(|t| t <= self.now) {
@@ -198,11 +198,11 @@ impl Pair {
         self.collect();
     }
 
-    pub fn send_a(&mut self, p: Payload) {
+    pub(super) fn send_a(&mut self, p: Payload) {
         self.a.send(p).unwrap();
     }
 
-    pub fn send_b(&mut self, p: Payload) {
+    pub(super) fn send_b(&mut self, p: Payload) {
         self.b.send(p).unwrap();
     }
 }
