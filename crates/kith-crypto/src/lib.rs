@@ -11,10 +11,12 @@
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
+pub mod address;
 pub mod content;
 pub mod custody;
 pub mod identity;
 
+pub use address::{ContentHash, ItemKind, ItemType};
 pub use content::{
     message_digest, open, seal, sign, verify, ContentError, OpenedContent, SignedContent,
 };

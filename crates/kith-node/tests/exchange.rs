@@ -6,7 +6,6 @@ mod support;
 use kith_node::endpoint::{envelope, MemoryNet};
 use kith_node::exchange::HAVE_COMMAND;
 use kith_proto::files::offer::{Offer, OFFER_COMMAND};
-use kith_proto::files::ItemHash;
 use kith_store::ContentHash;
 use std::time::Duration;
 use support::{eventually, RawPeer, TestNode};
@@ -25,10 +24,7 @@ async fn put(node: &TestNode, len: usize, seed: u8) -> ContentHash {
 }
 
 fn offer(hash: ContentHash, size: u64) -> kith_proto::wire::Envelope {
-    let offer = Offer {
-        hash: ItemHash(hash.0),
-        size,
-    };
+    let offer = Offer { hash, size };
     envelope(OFFER_COMMAND, offer.encode())
 }
 

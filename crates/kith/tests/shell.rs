@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kith_proto::files::{
-    CloseReason, Event, InteractiveTestPolicy, ItemHash, Policy, Role, Session, SessionConfig,
+    CloseReason, ContentHash, Event, InteractiveTestPolicy, Policy, Role, Session, SessionConfig,
     TextPort, HELLO_ITEM,
 };
 use kith_proto::Limits;
@@ -122,8 +122,8 @@ fn serve(mut stream: Stream, tls: Arc<rustls::ServerConfig>) -> CloseReason {
     let now = Instant::now();
     let session = Session::new(Role::Responder, SessionConfig::interactive(&limits), now);
     let mut port = TextPort::new(session, &limits);
-    let mut items: HashMap<ItemHash, Bytes> = HashMap::new();
-    items.insert(ItemHash::hello(), Bytes::from_static(HELLO_ITEM));
+    let mut items: HashMap<ContentHash, Bytes> = HashMap::new();
+    items.insert(ContentHash::hello(), Bytes::from_static(HELLO_ITEM));
     let mut policy = InteractiveTestPolicy::new(7, Vec::new());
     let mut buf = vec![0u8; 64 * 1024];
     loop {

@@ -8,7 +8,7 @@
 use crate::clock::mono_now;
 use crate::store::{Store, StoreFailure};
 use bytes::Bytes;
-use kith_proto::files::{Event, ItemHash, Session, SessionError};
+use kith_proto::files::{Event, Session, SessionError};
 use kith_store::{ContentHash, ItemType, StoreError};
 
 /// Why a store question could not be answered.
@@ -20,11 +20,6 @@ pub enum AnswerError {
     /// The session refused the answer.
     #[error(transparent)]
     Session(#[from] SessionError),
-}
-
-/// The store's address for a session's item hash (the same 32 bytes).
-pub fn content_hash(hash: ItemHash) -> ContentHash {
-    ContentHash(hash.0)
 }
 
 /// Reads an item as the session wants it (type byte first), `None` when it is not stored.
@@ -55,14 +50,13 @@ pub async fn store_raw_item(store: &Store, item: Bytes) -> Result<(), StoreFailu
 /// store does not hash the same megabyte again.
 pub async fn store_received_item(
     store: &Store,
-    hash: ItemHash,
+    hash: ContentHash,
     item: Bytes,
 ) -> Result<(), StoreFailure> {
     store
         .run(move |s| {
             let (item_type, content) = split_item(&item)?;
-            s.blobs()
-                .put_hashed_item(content_hash(hash), item_type, content)
+            s.blobs().put_hashed_item(hash, item_type, content)
         })
         .await
 }
@@ -89,13 +83,11 @@ pub async fn answer_from_store(
         // No tags on this node yet: tags name blockchain files in the reference.
         Event::ResolveTag { .. } => session.answer_tag(mono_now(), None)?,
         Event::HaveItem { hash } => {
-            let have = store
-                .run(move |s| s.blobs().contains(&content_hash(hash)))
-                .await?;
+            let have = store.run(move |s| s.blobs().contains(&hash)).await?;
             session.answer_have(mono_now(), have)?
         }
         Event::ReadItem { hash } => {
-            let item = read_item(store, content_hash(hash)).await?;
+            let item = read_item(store, hash).await?;
             session.supply_verified_item(mono_now(), item)?
         }
         other => return Ok(Some(other)),

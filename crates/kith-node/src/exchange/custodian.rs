@@ -26,7 +26,7 @@
 use super::Exchange;
 use bytes::Bytes;
 use kith_crypto::custody::{PullRequest, PushRequest};
-use kith_proto::files::{Command, ItemHash, Policy, State, TurnContext};
+use kith_proto::files::{Command, Policy, State, TurnContext};
 use kith_store::custody_copy::{CopyError, CopyWriter, TreeCursor};
 use kith_store::meta::CustodyRecord;
 use kith_store::{ContentHash, ItemType};
@@ -56,7 +56,7 @@ struct Active {
     original: ContentHash,
     cursor: TreeCursor,
     /// The item we asked for and wait for.
-    asked: Option<ItemHash>,
+    asked: Option<ContentHash>,
     /// `None` only while a blocking task holds it, or once finished.
     copy: Option<CopyWriter>,
 }
@@ -109,7 +109,7 @@ impl Custodian {
         if let Some(mine) = records.iter().find(|r| r.owner_key == push.owner_key) {
             ex.counters.custody_already.bump();
             self.queue(Command::Put {
-                hash: ItemHash(mine.pull_request_hash.0),
+                hash: mine.pull_request_hash,
             });
             return;
         }
@@ -140,8 +140,8 @@ impl Custodian {
     /// The peer `put`s `hash`. An item we hold already is not sent again (`(okay skip)`), so
     /// a push request repeated (persisting twice) is looked at here; one that is not here yet
     /// is looked at when it has been stored ([`Custodian::on_item_stored`]).
-    pub async fn on_put(&mut self, ex: &Exchange, hash: ItemHash) {
-        let held = super::answer::read_item(&ex.store, ContentHash(hash.0)).await;
+    pub async fn on_put(&mut self, ex: &Exchange, hash: ContentHash) {
+        let held = super::answer::read_item(&ex.store, hash).await;
         if let Ok(Some(item)) = held {
             self.on_item_stored(ex, &item).await;
         }
@@ -204,7 +204,7 @@ impl Custodian {
     pub async fn take_into_custody(
         &mut self,
         ex: &Exchange,
-        hash: ItemHash,
+        hash: ContentHash,
         item: Bytes,
     ) -> Option<Result<(), String>> {
         let active = self.active.as_mut()?;
@@ -261,16 +261,14 @@ impl Custodian {
         };
         let pull = finish_custody(ex, copy, owner, original).await?;
         ex.counters.custody_accepted.bump();
-        self.queue(Command::Put {
-            hash: ItemHash(pull.0),
-        });
+        self.queue(Command::Put { hash: pull });
         Ok(())
     }
 
     /// The peer `chk`ed `hash`: if we hold it only in custody, plan to `put` the pull request
     /// of each of its owners.
-    pub async fn on_chk(&mut self, ex: &Exchange, hash: ItemHash) {
-        let content = ContentHash(hash.0);
+    pub async fn on_chk(&mut self, ex: &Exchange, hash: ContentHash) {
+        let content = hash;
         let found = ex
             .store
             .run(move |s| {
@@ -282,7 +280,7 @@ impl Custodian {
         if let Ok((false, records)) = found {
             for record in records.iter().take(ex.limits().max_custody_owners) {
                 self.queue(Command::Put {
-                    hash: ItemHash(record.pull_request_hash.0),
+                    hash: record.pull_request_hash,
                 });
             }
         }
@@ -297,11 +295,9 @@ impl Custodian {
         }
         let active = self.active.as_mut()?;
         let next = active.cursor.expected()?;
-        let get = Command::Get {
-            hash: ItemHash(next.0),
-        };
+        let get = Command::Get { hash: next };
         if active.asked.is_none() && state.allows_from_responder(get.kind()) {
-            active.asked = Some(ItemHash(next.0));
+            active.asked = Some(next);
             return Some(get);
         }
         None

@@ -1,14 +1,14 @@
 //! Fetching a file over a link: the initiator's walk over the file's tree, item by item,
 //! fetching only what is missing (so a re-run resumes).
 
-use super::answer::{self, content_hash};
+use super::answer;
 use super::{
     Exchange, ExchangeError, InitiatorSession, NodePolicy, COLLISION_BACKOFF, OPENING_RETRIES,
 };
 use crate::api::FetchReport;
 use crate::clock::mono_now;
 use kith_crypto::identity::AgentId;
-use kith_proto::files::{CloseReason, Command, Event, ItemHash, Policy, Reply, Target};
+use kith_proto::files::{CloseReason, Command, Event, Policy, Reply, Target};
 use kith_store::tree::{parse_list, MAX_TREE_DEPTH};
 use kith_store::{ContentHash, ItemKind, StoreError};
 
@@ -276,7 +276,7 @@ async fn initiate(
                     Step::Start => {
                         step = Step::Checking;
                         Command::Chk {
-                            target: Target::Hash(ItemHash(hash.0)),
+                            target: Target::Hash(hash),
                             nonce: None,
                         }
                     }
@@ -287,9 +287,7 @@ async fn initiate(
                     Step::Getting => match next_missing(ex, &mut walk).await? {
                         Some(item) => {
                             asked = Some(item);
-                            Command::Get {
-                                hash: ItemHash(item.0),
-                            }
+                            Command::Get { hash: item }
                         }
                         None => {
                             step = Step::Done;
@@ -312,7 +310,7 @@ async fn initiate(
                 Ok(())
             }
             Event::StoreItem { hash: got, item } => {
-                let ours = asked == Some(content_hash(got));
+                let ours = asked == Some(got);
                 // A list we asked for must parse before anything of it is kept.
                 let size = item.len() as u64;
                 if size > budget {
@@ -323,7 +321,7 @@ async fn initiate(
                 }
                 budget -= size;
                 if ours {
-                    if let Err(e) = walk.enter(content_hash(got), &item) {
+                    if let Err(e) = walk.enter(got, &item) {
                         tracing::warn!(peer = %peer, "could not store item {got}: {e}");
                         link.port.session_mut().stored(now, false)
                     } else if link.store_received(got, item).await? {

@@ -12,7 +12,7 @@ use super::{
 use crate::clock::mono_now;
 use bytes::Bytes;
 use kith_crypto::identity::AgentId;
-use kith_proto::files::{CloseReason, EnvelopePort, Event, ItemHash, Role, Session};
+use kith_proto::files::{CloseReason, ContentHash, EnvelopePort, Event, Role, Session};
 use kith_proto::wire::Envelope;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -130,7 +130,7 @@ impl<'a> InitiatorSession<'a> {
     /// Stores an item the peer sent, counting it, and tells the session whether that worked.
     pub(super) async fn store_received(
         &mut self,
-        got: ItemHash,
+        got: ContentHash,
         item: Bytes,
     ) -> Result<bool, ExchangeError> {
         let item_len = item.len() as u64;

@@ -59,7 +59,7 @@ use crate::store::{Store, StoreFailure};
 use kith_crypto::identity::AgentId;
 use kith_proto::files::binary::{self, KIND_ITEM, KIND_LINE};
 use kith_proto::files::{
-    Command, EnvelopePort, ItemHash, Policy, Reply, Role, SessionConfig, Target, TurnContext,
+    Command, ContentHash, EnvelopePort, Policy, Reply, Role, SessionConfig, Target, TurnContext,
 };
 use kith_proto::wire::Envelope;
 use kith_proto::Limits;
@@ -425,7 +425,7 @@ pub struct NodePolicy;
 impl Policy for NodePolicy {
     fn choose(&mut self, _ctx: &TurnContext) -> Command {
         Command::Chk {
-            target: Target::Hash(ItemHash::hello()),
+            target: Target::Hash(ContentHash::hello()),
             nonce: None,
         }
     }

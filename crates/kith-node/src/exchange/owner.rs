@@ -27,14 +27,14 @@
 //! them; the pull request and copy of a retrieve stay for the caller, who removes them once it
 //! has decrypted.
 
-use super::answer::{self, content_hash};
+use super::answer;
 use super::fetch::{describe, next_missing, Walk};
 use super::{Exchange, ExchangeError, InitiatorSession, NodePolicy};
 use crate::api::{PersistReport, RetrieveReport};
 use crate::clock::mono_now;
 use kith_crypto::custody::{PullRequest, PushRequest};
 use kith_crypto::identity::AgentId;
-use kith_proto::files::{CloseReason, Command, Event, ItemHash, Policy, Reply, Target};
+use kith_proto::files::{CloseReason, Command, Event, Policy, Reply, Target};
 use kith_store::{ContentHash, StoreError};
 
 /// Custodian turns in a row that neither ask for an item of ours nor hand us our pull
@@ -182,7 +182,7 @@ async fn stored_pull_request(
 
 fn filler() -> Command {
     Command::Chk {
-        target: Target::Hash(ItemHash::hello()),
+        target: Target::Hash(ContentHash::hello()),
         nonce: None,
     }
 }
@@ -215,14 +215,12 @@ async fn run_persist(
                     Command::Bye
                 } else if !opened {
                     Command::Chk {
-                        target: Target::Hash(ItemHash(push.hash.0)),
+                        target: Target::Hash(push.hash),
                         nonce: None,
                     }
                 } else if !asked {
                     asked = true;
-                    Command::Put {
-                        hash: ItemHash(push.hash.0),
-                    }
+                    Command::Put { hash: push.hash }
                 } else {
                     let ours = match peer_put.take() {
                         Some(hash) => stored_pull_request(ex, hash)
@@ -269,7 +267,7 @@ async fn run_persist(
                 Ok(())
             }
             Event::PeerCommand(Command::Get { hash }) if asked => {
-                if hash != ItemHash::hello() && !push.items.contains(&content_hash(hash)) {
+                if hash != ContentHash::hello() && !push.items.contains(&hash) {
                     // Not part of the file: a custodian has no business with the rest of our
                     // store. Ending now leaves the question unanswered.
                     return Err(ExchangeError::Refused(format!(
@@ -281,13 +279,13 @@ async fn run_persist(
                 served += 1;
                 Ok(())
             }
-            Event::PeerCommand(Command::Put { hash }) if hash != ItemHash::hello() => {
-                peer_put = Some(ContentHash(hash.0));
+            Event::PeerCommand(Command::Put { hash }) if hash != ContentHash::hello() => {
+                peer_put = Some(hash);
                 Ok(())
             }
             Event::StoreItem { hash: got, item } => {
                 if link.store_received(got, item).await? {
-                    received.push(content_hash(got));
+                    received.push(got);
                 }
                 Ok(())
             }
@@ -356,7 +354,7 @@ async fn run_retrieve(
                     Step::Start => {
                         step = Step::Checking;
                         Command::Chk {
-                            target: Target::Hash(ItemHash(content.0)),
+                            target: Target::Hash(content),
                             nonce: None,
                         }
                     }
@@ -426,12 +424,11 @@ async fn run_retrieve(
                 }
                 Ok(())
             }
-            Event::PeerCommand(Command::Put { hash }) if hash != ItemHash::hello() => {
-                peer_put = Some(ContentHash(hash.0));
+            Event::PeerCommand(Command::Put { hash }) if hash != ContentHash::hello() => {
+                peer_put = Some(hash);
                 Ok(())
             }
             Event::StoreItem { hash: got, item } => {
-                let got = content_hash(got);
                 let ours = step == Step::Getting && asked == Some(got);
                 match (ours, walk.as_mut()) {
                     (true, Some(walk)) => {
@@ -440,14 +437,14 @@ async fn run_retrieve(
                             tracing::warn!(peer = %peer, "could not store item {got}: {e}");
                             link.port.session_mut().stored(now, false)
                         } else {
-                            if link.store_received(ItemHash(got.0), item).await? {
+                            if link.store_received(got, item).await? {
                                 asked = None;
                             }
                             Ok(())
                         }
                     }
                     _ => {
-                        if link.store_received(ItemHash(got.0), item).await? {
+                        if link.store_received(got, item).await? {
                             extra.push(got);
                         }
                         Ok(())
@@ -491,9 +488,7 @@ async fn next_copy_item(
     Ok(match next {
         Some(item) => {
             *asked = Some(item);
-            Command::Get {
-                hash: ItemHash(item.0),
-            }
+            Command::Get { hash: item }
         }
         None => {
             *step = Step::Done;

@@ -27,7 +27,7 @@ use super::{
 use crate::clock::mono_now;
 use bytes::Bytes;
 use kith_crypto::identity::AgentId;
-use kith_proto::files::{CloseReason, Command, Event, ItemHash, Policy, Reply, Target};
+use kith_proto::files::{CloseReason, Command, Event, Policy, Reply, Target};
 use kith_store::meta::CheckResult;
 use kith_store::tree::{parse_list, MAX_TREE_DEPTH};
 use kith_store::{ContentHash, ItemKind};
@@ -36,7 +36,7 @@ use rand::{Rng, RngCore};
 /// Where a check's conversation is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Conversation {
-    item: ItemHash,
+    item: ContentHash,
     nonce: String,
     expected: String,
     verdict: Option<CheckResult>,
@@ -45,7 +45,7 @@ pub(crate) struct Conversation {
 
 impl Conversation {
     /// A check of `item`, whose local copy (type byte first) is `local`, with `nonce`.
-    pub(crate) fn new(item: ItemHash, nonce: String, local: &[u8]) -> Conversation {
+    pub(crate) fn new(item: ContentHash, nonce: String, local: &[u8]) -> Conversation {
         Conversation {
             expected: kith_proto::files::nonce_answer(&nonce, local),
             item,
@@ -133,7 +133,7 @@ async fn check_retention(ex: &Exchange, peer: AgentId, hash: ContentHash) -> Che
         attempt += 1;
         let mut nonce = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let talk = Conversation::new(ItemHash(item.0), hex::encode(nonce), &local);
+        let talk = Conversation::new(item, hex::encode(nonce), &local);
         match run(ex, peer, talk).await {
             Err(ExchangeError::GaveWay(_)) if attempt < OPENING_RETRIES => {
                 tokio::time::sleep(COLLISION_BACKOFF * attempt as u32).await;
@@ -237,7 +237,7 @@ mod tests {
     /// conversation on top; returns the verdict.
     fn check_against(peer_lines: &[&str]) -> CheckResult {
         let local = item_bytes(1, b"the file");
-        let item = ItemHash::of(&local);
+        let item = ContentHash::of(&local);
         let mut talk = Conversation::new(item, "00ff".repeat(8), &local);
         let now = Instant::now();
         let config = SessionConfig {
@@ -280,7 +280,7 @@ mod tests {
     fn a_peer_that_lies_fails() {
         // The plain hash of the file (what a peer that kept only the address could say) and
         // an answer for another nonce are both wrong.
-        let plain = ItemHash::of(&item_bytes(1, b"the file")).to_string();
+        let plain = ContentHash::of(&item_bytes(1, b"the file")).to_string();
         let stale = kith_proto::files::nonce_answer("an old nonce", &item_bytes(1, b"the file"));
         for lie in [plain, stale] {
             let verdict = check_against(&[&lie, "(okay)"]);
@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn no_answer_in_time_is_inconclusive() {
         let local = item_bytes(1, b"the file");
-        let mut talk = Conversation::new(ItemHash::of(&local), "n".into(), &local);
+        let mut talk = Conversation::new(ContentHash::of(&local), "n".into(), &local);
         talk.on_ready();
         assert!(matches!(
             talk.on_closed(&CloseReason::Timeout),

@@ -39,7 +39,6 @@ use crate::protocol::{LinkEvent, ProtocolHandler};
 use crate::store::{Store, StoreFailure};
 use kith_crypto::identity::AgentId;
 use kith_proto::files::offer::Offer;
-use kith_proto::files::ItemHash;
 use kith_proto::Limits;
 use kith_store::ContentHash;
 use queue::ReplicationQueue;
@@ -159,7 +158,7 @@ impl Sharing {
             .await?
             .ok_or_else(|| ShareError::NotStored(hash.to_hex()))?;
         let offer = Offer {
-            hash: ItemHash(hash.0),
+            hash,
             size: record.size,
         };
         let mut offered_to = Vec::new();
@@ -223,7 +222,7 @@ impl Sharing {
                     for hash in s.meta().shared_files(limit)? {
                         if let Some(record) = s.meta().get_file(&hash)? {
                             offers.push(Offer {
-                                hash: ItemHash(hash.0),
+                                hash,
                                 size: record.size,
                             });
                         }

@@ -13,7 +13,7 @@
 
 use kith_crypto::identity::AgentId;
 use kith_proto::files::offer::Offer;
-use kith_proto::files::ItemHash;
+use kith_proto::files::ContentHash;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -52,7 +52,7 @@ struct PeerQueue {
 pub struct Fair {
     peers: HashMap<AgentId, PeerQueue>,
     order: VecDeque<AgentId>,
-    queued: HashSet<ItemHash>,
+    queued: HashSet<ContentHash>,
     total: usize,
     max_total: usize,
     per_peer: usize,
@@ -275,7 +275,7 @@ mod tests {
         Job {
             peer,
             offer: Offer {
-                hash: ItemHash(hash),
+                hash: ContentHash(hash),
                 size: 10,
             },
             attempts: 0,

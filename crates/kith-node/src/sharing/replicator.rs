@@ -10,7 +10,6 @@
 use super::queue::Job;
 use super::Sharing;
 use crate::exchange::{ExchangeError, Priority, HAVE_COMMAND};
-use kith_store::ContentHash;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -84,7 +83,7 @@ async fn replicate_one(sharing: &Sharing, job: Job) -> Outcome {
     let inner = &sharing.inner;
     let Job { peer, offer, .. } = job;
     let quota = inner.limits.max_replica_bytes;
-    let hash = ContentHash(offer.hash.0);
+    let hash = offer.hash;
     let checked = inner
         .store
         .run(move |s| {

@@ -179,6 +179,21 @@ impl RawPeer {
         .unwrap();
         let peer = RawPeer::handshake(victim, from, identity.clone(), machine).await;
         drop(peer);
+        // The victim records a ticket's holder just after the handshake: wait for it.
+        let name = identity.agent_id().to_string();
+        for _ in 0..1_000 {
+            let name = name.clone();
+            let known = victim
+                .node
+                .store
+                .run(move |s| s.meta().get_peer(&name))
+                .await
+                .unwrap();
+            if known.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let machine = Initiator::known(
             &secure,
             victim.agent,
@@ -230,7 +245,11 @@ impl RawPeer {
                 continue;
             }
             let n = stream.read_buf(&mut inbuf).await.unwrap();
-            assert!(n > 0, "the victim closed the handshake");
+            if n == 0 {
+                let counters = victim.node.counters();
+                let set: Vec<_> = counters.iter().filter(|(_, v)| **v > 0).collect();
+                panic!("the victim closed the handshake; its counters: {set:?}");
+            }
         }
     }
 

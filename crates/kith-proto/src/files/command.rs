@@ -5,13 +5,13 @@
 
 use std::fmt;
 
-use super::hash::ItemHash;
+use super::hash::ContentHash;
 
 /// What `chk` asks about: a content hash or a tag naming one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     /// 64 hex digits.
-    Hash(ItemHash),
+    Hash(ContentHash),
     /// Anything else: a tag (`bc.…` outside interactive testing).
     Tag(String),
 }
@@ -48,12 +48,12 @@ pub enum Command {
     /// `get <hash>`: send me this item.
     Get {
         /// The item.
-        hash: ItemHash,
+        hash: ContentHash,
     },
     /// `put <hash>`: here is this item.
     Put {
         /// The item.
-        hash: ItemHash,
+        hash: ContentHash,
     },
     /// `pip <addr>`: swap one peer address.
     Pip {
@@ -171,7 +171,7 @@ impl Command {
             return Err(usage());
         }
         let hash = |args: &[&str]| match args {
-            [h] => h.parse::<ItemHash>().map_err(|_| usage()),
+            [h] => h.parse::<ContentHash>().map_err(|_| usage()),
             _ => Err(usage()),
         };
         match name {
@@ -257,7 +257,7 @@ impl Reply {
             _ => {
                 if let Some(text) = line.strip_prefix("(error)") {
                     Reply::Error(text.to_string())
-                } else if line.len() == 64 && line.parse::<ItemHash>().is_ok() {
+                } else if line.len() == 64 && line.parse::<ContentHash>().is_ok() {
                     Reply::Hash(line.to_ascii_lowercase())
                 } else {
                     Reply::Line(line.to_string())
@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn commands_round_trip() {
-        let h = ItemHash::hello();
+        let h = ContentHash::hello();
         for line in [
             format!("chk {h}"),
             format!("chk {h} abc"),
@@ -346,7 +346,7 @@ mod tests {
         assert_eq!(Reply::parse("(okay skip)"), Reply::OkaySkip);
         assert_eq!(Reply::parse("(not found)"), Reply::NotFound);
         assert_eq!(Reply::parse("(error)x y"), Reply::Error("x y".into()));
-        let h = ItemHash::hello().to_string();
+        let h = ContentHash::hello().to_string();
         assert_eq!(Reply::parse(&h), Reply::Hash(h.clone()));
         assert_eq!(Reply::parse("127.0.0.1"), Reply::Line("127.0.0.1".into()));
         assert_eq!(Reply::Error("x".into()).to_string(), "(error)x");

@@ -81,7 +81,7 @@ mod types;
 pub use crate::secure::Role;
 pub use binary::EnvelopePort;
 pub use command::{Command, CommandKind, ParseError, Reply, Target, HELP_TEXT};
-pub use hash::{nonce_answer, BadHash, ItemHash, HELLO_ITEM};
+pub use hash::{nonce_answer, ContentHash, ParseHashError, HELLO_ITEM};
 pub use policy::{InteractiveTestPolicy, Policy};
 pub use session::Session;
 pub use state::State;

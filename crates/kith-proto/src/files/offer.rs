@@ -1,9 +1,9 @@
 //! The `offer` envelope: a node offering one of its files to a linked peer for replication
 //! (`kith file share`). Its payload is exactly [`OFFER_LEN`] bytes: the file's 32-byte address
-//! (as the store and [`ItemHash`] have it), then its size in content bytes as a big-endian
+//! (as the store and [`ContentHash`] have it), then its size in content bytes as a big-endian
 //! u64. Anything else is not an offer.
 
-use super::ItemHash;
+use super::ContentHash;
 use bytes::Bytes;
 
 /// The envelope command of an offer.
@@ -16,7 +16,7 @@ pub const OFFER_LEN: usize = 40;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Offer {
     /// The file's address.
-    pub hash: ItemHash,
+    pub hash: ContentHash,
     /// Its size in content bytes, as the peer states it (a claim the receiver enforces as a
     /// budget, not a fact).
     pub size: u64,
@@ -36,7 +36,7 @@ impl Offer {
         let data: &[u8; OFFER_LEN] = data.try_into().ok()?;
         let (hash, size) = data.split_at(32);
         Some(Offer {
-            hash: ItemHash(hash.try_into().ok()?),
+            hash: ContentHash(hash.try_into().ok()?),
             size: u64::from_be_bytes(size.try_into().ok()?),
         })
     }
@@ -50,7 +50,7 @@ mod tests {
     #[test]
     fn an_offer_round_trips_and_only_forty_bytes_are_one() {
         let offer = Offer {
-            hash: ItemHash([7; 32]),
+            hash: ContentHash([7; 32]),
             size: 1 << 40,
         };
         let data = offer.encode();

@@ -4,7 +4,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::command::{Command, CommandKind, Target};
-use super::hash::ItemHash;
+use super::hash::ContentHash;
 use super::state::State;
 use super::types::TurnContext;
 
@@ -70,7 +70,7 @@ impl Policy for InteractiveTestPolicy {
                 addr: self.pip_address(),
             };
         }
-        let hash = ItemHash::hello();
+        let hash = ContentHash::hello();
         match ctx.state {
             State::WaitingForPut => Command::Put { hash },
             State::WaitingForGetOrPut if ctx.last_peer_command == CommandKind::Get => {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::command::{Command, CommandKind, ParseError, Reply, Target, HELP_TEXT};
-use super::hash::{nonce_answer, ItemHash, HELLO_ITEM};
+use super::hash::{nonce_answer, ContentHash, HELLO_ITEM};
 use super::state::State;
 use super::types::{
     CloseReason, Event, Input, SessionConfig, SessionError, Transmit, TurnContext, Wants,
@@ -25,15 +25,15 @@ enum Serve {
     /// `chk <tag>`: waiting for [`Session::answer_tag`].
     Resolve,
     /// `chk`/`put`: waiting for [`Session::answer_have`].
-    Have(ItemHash),
+    Have(ContentHash),
     /// `chk <hash> <nonce>`: waiting for the item to hash with the nonce.
-    ReadForNonce(ItemHash, String),
+    ReadForNonce(ContentHash, String),
     /// `get`: waiting for the item to send.
-    ReadForGet(ItemHash),
+    ReadForGet(ContentHash),
     /// `put`: waiting for the item from the peer.
-    Recv(ItemHash, bool),
+    Recv(ContentHash, bool),
     /// `put`: waiting for [`Session::stored`].
-    Store(ItemHash),
+    Store(ContentHash),
     /// `pip`: waiting for [`Session::answer_pip`].
     Pip,
 }
@@ -42,13 +42,13 @@ enum Serve {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Own {
     /// `put`, or `chk` with a nonce: waiting for the item before sending the command.
-    Read(ItemHash),
+    Read(ContentHash),
     /// `chk`/`pip`: waiting for the peer's reply line (and the nonce answer we expect).
     Reply(Option<String>),
     /// `get`: waiting for the item.
-    Recv(ItemHash),
+    Recv(ContentHash),
     /// `get`: waiting for [`Session::stored`].
-    Store(ItemHash),
+    Store(ContentHash),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +91,7 @@ pub struct Session {
     since: Instant,
     help_used: bool,
     turn: u32,
-    prior_put: Option<ItemHash>,
+    prior_put: Option<ContentHash>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -153,7 +153,7 @@ impl Session {
         match &self.phase {
             Phase::AwaitCommand | Phase::AwaitPeerCommand | Phase::HelloPut => line,
             Phase::AwaitOkay | Phase::AwaitHelp(_) | Phase::Own(_, Own::Reply(_)) => reply,
-            Phase::HelloEcho | Phase::HelloItem => item(ItemHash::hello(), false),
+            Phase::HelloEcho | Phase::HelloItem => item(ContentHash::hello(), false),
             Phase::Serve(_, Serve::Recv(h, skip)) => item(*h, *skip),
             Phase::Own(_, Own::Recv(h)) => item(*h, false),
             _ => Wants::Nothing,
@@ -237,7 +237,11 @@ impl Session {
     // ----- driver answers -----
 
     /// Answers [`Event::ResolveTag`]: the hash the tag names, if any.
-    pub fn answer_tag(&mut self, now: Instant, hash: Option<ItemHash>) -> Result<(), SessionError> {
+    pub fn answer_tag(
+        &mut self,
+        now: Instant,
+        hash: Option<ContentHash>,
+    ) -> Result<(), SessionError> {
         let Phase::Serve(cmd, Serve::Resolve) = self.phase.clone() else {
             return Err(self.no_question());
         };
@@ -299,11 +303,11 @@ impl Session {
             _ => return Err(self.no_question()),
         };
         if let Some(item) = &item {
-            if check && ItemHash::of(item) != hash {
+            if check && ContentHash::of(item) != hash {
                 self.close(CloseReason::Local(format!("stored item {hash} is corrupt")));
                 return Ok(());
             }
-            debug_assert!(check || ItemHash::of(item) == hash, "an unverified item");
+            debug_assert!(check || ContentHash::of(item) == hash, "an unverified item");
         }
         match (phase, item) {
             (Phase::Serve(_, Serve::ReadForNonce(_, n)), Some(item)) => {
@@ -538,7 +542,7 @@ impl Session {
         }
     }
 
-    fn ask_read(&mut self, now: Instant, cmd: Command, step: Serve, hash: ItemHash) {
+    fn ask_read(&mut self, now: Instant, cmd: Command, step: Serve, hash: ContentHash) {
         self.events.push_back(Event::ReadItem { hash });
         self.set_phase(now, Phase::Serve(cmd, step));
     }
@@ -547,7 +551,7 @@ impl Session {
         match self.phase.clone() {
             Phase::AwaitCommand | Phase::AwaitPeerCommand => self.on_command_line(now, line),
             Phase::HelloPut => match Command::parse(&line) {
-                Ok(cmd @ Command::Put { hash }) if hash == ItemHash::hello() => {
+                Ok(cmd @ Command::Put { hash }) if hash == ContentHash::hello() => {
                     self.events.push_back(Event::PeerCommand(cmd));
                     self.set_phase(now, Phase::HelloItem);
                 }
@@ -690,8 +694,8 @@ impl Session {
         self.own_done(now, &cmd);
     }
 
-    fn on_item(&mut self, now: Instant, hash: ItemHash, item: Bytes) {
-        if ItemHash::of(&item) != hash {
+    fn on_item(&mut self, now: Instant, hash: ContentHash, item: Bytes) {
+        if ContentHash::of(&item) != hash {
             return self.fail(format!("file content does not match hash {hash}"));
         }
         match self.phase.clone() {
@@ -761,7 +765,7 @@ impl Session {
         self.transmits.push_back(Transmit::Reply(Reply::NotFound));
         if self.role == Role::Responder && !self.state.is_transferring() {
             // The opening `chk`, not found: the hello exchange.
-            let hello = ItemHash::hello();
+            let hello = ContentHash::hello();
             self.transmits
                 .push_back(Transmit::Command(Command::Put { hash: hello }));
             self.transmits.push_back(Transmit::Item {

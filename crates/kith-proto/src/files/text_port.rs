@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::command::Reply;
-use super::hash::ItemHash;
+use super::hash::ContentHash;
 use super::session::Session;
 use super::text::{
     chunk_chars, decode_chunk, encode_chunk, encode_header, parse_header, LineReader, TextError,
@@ -28,7 +28,7 @@ struct Sending {
 
 #[derive(Debug)]
 struct Receiving {
-    hash: ItemHash,
+    hash: ContentHash,
     total: usize,
     chunk: usize,
     data: Vec<u8>,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::command::{Command, CommandKind, Reply};
-use super::hash::ItemHash;
+use super::hash::ContentHash;
 use super::state::State;
 use crate::Limits;
 
@@ -76,7 +76,7 @@ pub enum Transmit {
     /// An item transfer.
     Item {
         /// The item's hash (already checked against `item`).
-        hash: ItemHash,
+        hash: ContentHash,
         /// Type byte then content.
         item: Bytes,
     },
@@ -93,7 +93,7 @@ pub enum Wants {
     /// An item transfer for `hash`.
     Item {
         /// The item the peer is sending.
-        hash: ItemHash,
+        hash: ContentHash,
         /// True when we already hold it: a codec that can (the text port's `(okay skip)`)
         /// should decline the transfer and feed [`Input::ItemSkipped`].
         skip: bool,
@@ -114,7 +114,7 @@ pub struct TurnContext {
     /// The initiator's command just answered.
     pub last_peer_command: CommandKind,
     /// The first item the initiator `put` that we hold (what the reference `chk`s).
-    pub prior_put: Option<ItemHash>,
+    pub prior_put: Option<ContentHash>,
 }
 
 /// Why a session ended.
@@ -150,19 +150,19 @@ pub enum Event {
     /// Do we hold this item? Answer with [`super::Session::answer_have`].
     HaveItem {
         /// The item.
-        hash: ItemHash,
+        hash: ContentHash,
     },
     /// Read this item (type byte first, uncompressed). Answer with
     /// [`super::Session::supply_item`] (`None` when it is gone).
     ReadItem {
         /// The item.
-        hash: ItemHash,
+        hash: ContentHash,
     },
     /// Store this item durably (its hash is already verified), then call
     /// [`super::Session::stored`].
     StoreItem {
         /// The item's hash.
-        hash: ItemHash,
+        hash: ContentHash,
         /// Type byte then content.
         item: Bytes,
     },

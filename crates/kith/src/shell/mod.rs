@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use kith_proto::files::{
-    CloseReason, Command, CommandKind, Event, ItemHash, Reply, Role, Session, SessionConfig,
-    SessionError, TextPort, HELLO_ITEM, MAX_AHEAD,
+    CloseReason, Command, CommandKind, Event, Reply, Role, Session, SessionConfig, SessionError,
+    TextPort, HELLO_ITEM, MAX_AHEAD,
 };
 use kith_store::{ContentHash, FileStore, ItemType, StoreError};
 
@@ -212,7 +212,7 @@ impl Shell<'_> {
                 self.conn = Some(conn.start_tls(self.handshake_timeout)?);
                 self.port.session_mut().tls_started(Instant::now())
             }
-            Event::PeerCommand(Command::Put { hash }) if hash == ItemHash::hello() => {
+            Event::PeerCommand(Command::Put { hash }) if hash == ContentHash::hello() => {
                 // Keep the hello file, as ciyam_client does, also from the opening hello
                 // exchange (where the machine only echoes it back, checked). Its bytes are
                 // built in; any other `put` of it would be stored the same way.
@@ -330,23 +330,20 @@ impl Shell<'_> {
 
     // ----- the local store -----
 
-    fn store_has(&self, hash: ItemHash) -> bool {
-        self.store
-            .blobs()
-            .contains(&ContentHash(hash.0))
-            .unwrap_or(false)
+    fn store_has(&self, hash: ContentHash) -> bool {
+        self.store.blobs().contains(&hash).unwrap_or(false)
     }
 
     /// The local item (type byte first); the hello file is built in.
-    fn read_item(&self, hash: ItemHash) -> Option<Bytes> {
-        match self.store.blobs().get_item(&ContentHash(hash.0)) {
+    fn read_item(&self, hash: ContentHash) -> Option<Bytes> {
+        match self.store.blobs().get_item(&hash) {
             Ok(item) => {
                 let mut bytes = Vec::with_capacity(item.content.len() + 1);
                 bytes.push(item.item_type.byte());
                 bytes.extend_from_slice(&item.content);
                 Some(bytes.into())
             }
-            Err(_) if hash == ItemHash::hello() => Some(Bytes::from_static(HELLO_ITEM)),
+            Err(_) if hash == ContentHash::hello() => Some(Bytes::from_static(HELLO_ITEM)),
             Err(StoreError::NotFound { .. }) => None,
             Err(e) => {
                 eprintln!("kith: {e}");
@@ -356,7 +353,7 @@ impl Shell<'_> {
     }
 
     /// Stores a received item durably; false (with the reason on stderr) when it could not be.
-    fn store_item(&mut self, hash: ItemHash, item: &[u8]) -> bool {
+    fn store_item(&mut self, hash: ContentHash, item: &[u8]) -> bool {
         let stored = (|| {
             let (&type_byte, content) = item.split_first().ok_or_else(|| anyhow!("empty item"))?;
             let item_type = ItemType::from_byte(type_byte)?;
@@ -386,7 +383,7 @@ mod tests {
 
     #[test]
     fn display_shows_replies_and_peer_commands_only() {
-        let h = ItemHash::hello();
+        let h = ContentHash::hello();
         let chk = Command::Chk {
             target: Target::Tag("hello".into()),
             nonce: None,

@@ -8,17 +8,17 @@ use bytes::Bytes;
 use crate::files::*;
 use crate::Limits;
 
-pub(super) fn hello() -> ItemHash {
-    ItemHash::hello()
+pub(super) fn hello() -> ContentHash {
+    ContentHash::hello()
 }
 
 pub(super) struct Driver {
-    pub items: HashMap<ItemHash, Bytes>,
-    pub tags: HashMap<String, ItemHash>,
+    pub items: HashMap<ContentHash, Bytes>,
+    pub tags: HashMap<String, ContentHash>,
     pub policy: InteractiveTestPolicy,
     pub store_ok: bool,
     pub events: Vec<Event>,
-    pub stored: Vec<ItemHash>,
+    pub stored: Vec<ContentHash>,
     pub pip: String,
 }
 
@@ -39,7 +39,7 @@ impl Driver {
 
     pub(super) fn with_item(mut self, item: &[u8]) -> Driver {
         self.items
-            .insert(ItemHash::of(item), Bytes::copy_from_slice(item));
+            .insert(ContentHash::of(item), Bytes::copy_from_slice(item));
         self
     }
 

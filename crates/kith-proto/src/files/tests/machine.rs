@@ -341,7 +341,7 @@ fn responder_checks_the_nonce_answer_it_gets() {
 #[test]
 fn corrupt_item_is_refused_and_nothing_is_stored() {
     let (mut r, mut d, now) = responder_in(State::WaitingForPut);
-    let claimed = ItemHash::of(b"\x01other");
+    let claimed = ContentHash::of(b"\x01other");
     assert!(say(&mut r, &mut d, now, &format!("put {claimed}")).is_empty());
     let out = say(&mut r, &mut d, now, &text::encode_header(b"\x01bogus"));
     assert_eq!(
@@ -359,7 +359,7 @@ fn corrupt_item_is_refused_and_nothing_is_stored() {
 fn put_is_stored_before_the_turn_moves_on() {
     let (mut r, mut d, now) = responder_in(State::WaitingForPut);
     let item = b"\x01new content".to_vec();
-    let hash = ItemHash::of(&item);
+    let hash = ContentHash::of(&item);
     say(&mut r, &mut d, now, &format!("put {hash}"));
     let out = say(&mut r, &mut d, now, &text::encode_header(&item));
     assert_eq!(d.stored, [hash]);
@@ -371,7 +371,12 @@ fn store_failure_and_missing_files_end_the_session() {
     let (mut r, mut d, now) = responder_in(State::WaitingForPut);
     d.store_ok = false;
     let item = b"\x01x".to_vec();
-    say(&mut r, &mut d, now, &format!("put {}", ItemHash::of(&item)));
+    say(
+        &mut r,
+        &mut d,
+        now,
+        &format!("put {}", ContentHash::of(&item)),
+    );
     let out = say(&mut r, &mut d, now, &text::encode_header(&item));
     assert!(out[0].ends_with("could not be stored"), "{out:?}");
     let (mut r, mut d, now) = responder_in(State::WaitingForGet);

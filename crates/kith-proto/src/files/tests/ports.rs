@@ -24,14 +24,20 @@ fn responder_expecting_put(item: &[u8], have: bool) -> (TextPort, Driver, Instan
     let mut r = responder(now);
     say(&mut r, &mut d, now, "chk hello");
     say(&mut r, &mut d, now, "6:8.b64!01aGVsbG8=");
-    assert!(say(&mut r, &mut d, now, &format!("put {}", ItemHash::of(item))).is_empty());
+    assert!(say(
+        &mut r,
+        &mut d,
+        now,
+        &format!("put {}", ContentHash::of(item))
+    )
+    .is_empty());
     (r, d, now)
 }
 
 #[test]
 fn chunked_put_on_the_wire() {
     let item = big_item(2 * CHUNK_BYTES + 10);
-    let hash = ItemHash::of(&item);
+    let hash = ContentHash::of(&item);
     let (mut r, mut d, now) = responder_expecting_put(&item, false);
     let header = text::encode_header(&item);
     assert_eq!(header, format!("{}:100000.b64", item.len()));
@@ -91,7 +97,7 @@ fn long_session_between_two_ends() {
     let now = Instant::now();
     let a = big_item(200_000);
     let b = big_item(3_000);
-    let (ha, hb) = (ItemHash::of(&a), ItemHash::of(&b));
+    let (ha, hb) = (ContentHash::of(&a), ContentHash::of(&b));
     let mut di = Driver::new().with_item(&a).with_item(&b);
     let mut dr = Driver::new();
     let mut i = initiator(now);
@@ -179,7 +185,7 @@ fn shuttle_env(
 fn envelope_port_carries_the_same_session() {
     let now = Instant::now();
     let item = big_item(900_000);
-    let hash = ItemHash::of(&item);
+    let hash = ContentHash::of(&item);
     let mut di = Driver::new().with_item(&item);
     let mut dr = Driver::new();
     let cfg = SessionConfig::interactive(&limits());
