@@ -50,7 +50,7 @@ fn two_nodes_link_by_ticket_ping_and_relink_after_a_restart() {
 }
 
 #[test]
-fn a_reused_or_expired_ticket_gets_no_answer() {
+fn a_reused_ticket_gets_no_answer() {
     let tmp = tempfile::tempdir().unwrap();
     let a = Node::start(&tmp.path().join("a"));
     let b = Node::start(&tmp.path().join("b"));
@@ -63,20 +63,7 @@ fn a_reused_or_expired_ticket_gets_no_answer() {
         "{err}"
     );
     assert_eq!(a.counter("refused_ticket"), 1);
-
-    // Expired: the issuer's record says so even if the ticket's own text is doctored.
-    let short = a.ok(&["ticket", "--ttl", "1s", "--json"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut doctored: Value = serde_json::from_str(&short).unwrap();
-    doctored["expires"] = Value::from("2999-01-01T00:00:00Z");
-    let err = c.fails(&["connect", &doctored.to_string()]);
-    assert!(err.contains("without answering"), "{err}");
-    assert_eq!(a.counter("refused_ticket"), 2);
-    let err = c.fails(&["connect", short.trim()]);
-    assert!(
-        err.contains("expired"),
-        "a client-side check names it: {err}"
-    );
+    // An expired ticket: crates/kith-node/tests/tickets.rs, on a clock the test moves.
 }
 
 #[test]

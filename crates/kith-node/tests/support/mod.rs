@@ -16,6 +16,7 @@ use kith_proto::wire::{Envelope, EnvelopeDecoder};
 use kith_proto::Limits;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -302,4 +303,92 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
     let mut out = BytesMut::new();
     frame.encode(&mut out).unwrap();
     out.to_vec()
+}
+
+/// A dialer whose connections deliver what the other side sends at most `bytes_per_sec`
+/// (on tokio's clock, so a paused test runs a slow link in no time and always the same way).
+pub struct SlowDialer {
+    pub inner: kith_node::endpoint::MemoryDialer,
+    pub bytes_per_sec: u64,
+}
+
+impl Dialer for SlowDialer {
+    fn dial<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+        timeout: Duration,
+    ) -> kith_node::endpoint::directory::BoxFuture<'a, std::io::Result<kith_node::endpoint::Conn>>
+    {
+        Box::pin(async move {
+            let conn = self.inner.dial(host, port, timeout).await?;
+            Ok(kith_node::endpoint::Conn {
+                stream: Box::new(Slow {
+                    inner: conn.stream,
+                    bytes_per_sec: self.bytes_per_sec,
+                    wait: None,
+                }),
+                ..conn
+            })
+        })
+    }
+}
+
+struct Slow {
+    inner: Box<dyn kith_node::endpoint::transport::ByteStream>,
+    bytes_per_sec: u64,
+    wait: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl tokio::io::AsyncRead for Slow {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        if let Some(wait) = self.wait.as_mut() {
+            if wait.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.wait = None;
+        }
+        // At most a tenth of a second's worth at a time.
+        let chunk = ((self.bytes_per_sec / 10).max(1) as usize).min(buf.remaining());
+        let mut limited = tokio::io::ReadBuf::new(buf.initialize_unfilled_to(chunk));
+        let result = std::pin::Pin::new(&mut self.inner).poll_read(cx, &mut limited);
+        let n = limited.filled().len();
+        if let Poll::Ready(Ok(())) = &result {
+            buf.advance(n);
+            if n > 0 {
+                let pause = Duration::from_secs_f64(n as f64 / self.bytes_per_sec as f64);
+                self.wait = Some(Box::pin(tokio::time::sleep(pause)));
+            }
+        }
+        result
+    }
+}
+
+impl tokio::io::AsyncWrite for Slow {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
