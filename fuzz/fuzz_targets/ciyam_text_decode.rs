@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use kith_proto::files::{
-    text::MAX_CHUNK_CHARS, Command, Event, InteractiveTestPolicy, ItemHash, Policy, Role, Session,
+    text::MAX_CHUNK_CHARS, Command, Event, InteractiveTestPolicy, ContentHash, Policy, Role, Session,
     SessionConfig, Target, TextPort, HELLO_ITEM,
 };
 use kith_proto::Limits;
@@ -17,9 +17,9 @@ fn answer(port: &mut TextPort, policy: &mut InteractiveTestPolicy, now: Instant)
         let s = port.session_mut();
         let _ = match ev {
             Event::ResolveTag { .. } => s.answer_tag(now, None),
-            Event::HaveItem { hash } => s.answer_have(now, hash == ItemHash::hello()),
+            Event::HaveItem { hash } => s.answer_have(now, hash == ContentHash::hello()),
             Event::ReadItem { hash } => {
-                s.supply_item(now, (hash == ItemHash::hello()).then(|| HELLO_ITEM.into()))
+                s.supply_item(now, (hash == ContentHash::hello()).then(|| HELLO_ITEM.into()))
             }
             Event::StoreItem { .. } => s.stored(now, true),
             Event::PipAddress => s.answer_pip(now, "127.0.0.1"),

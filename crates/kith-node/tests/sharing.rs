@@ -37,12 +37,16 @@ async fn a_users_fetch_goes_first_while_a_replication_from_the_same_peer_runs() 
     let net = MemoryNet::new();
     let a = TestNode::start(&net, |_| {}).await;
     // B reads what A sends at 1 MB/s: the 20 MB replication takes about 20 s of tokio's clock.
-    let b = TestNode::start_with_dialer(&net, |_| {}, |inner| {
-        Arc::new(SlowDialer {
-            inner,
-            bytes_per_sec: 1_000_000,
-        })
-    })
+    let b = TestNode::start_with_dialer(
+        &net,
+        |_| {},
+        |inner| {
+            Arc::new(SlowDialer {
+                inner,
+                bytes_per_sec: 1_000_000,
+            })
+        },
+    )
     .await;
     b.link_to(&a).await;
     let (big, _) = put(&a, 20_000_000, 4).await;
@@ -59,7 +63,10 @@ async fn a_users_fetch_goes_first_while_a_replication_from_the_same_peer_runs() 
         !holds(&b, big).await,
         "the user's file came first, before the background one finished"
     );
-    assert!(b.counter("replications_retried") >= 1, "the replication gave way");
+    assert!(
+        b.counter("replications_retried") >= 1,
+        "the replication gave way"
+    );
     // And the replication then finishes by itself, without fetching anything twice.
     eventually("the replication finishes", || {
         b.counter("replications_completed") == 1

@@ -12,12 +12,17 @@ async fn an_expired_ticket_is_refused_by_its_issuer_even_if_its_text_is_doctored
     let a = TestNode::start(&net, |_| {}).await;
     let c = TestNode::start(&net, |_| {}).await;
     let ticket = a.ticket().await; // valid for 10 minutes
-    // An hour passes on both nodes' wall clocks.
+                                   // An hour passes on both nodes' wall clocks.
     a.clock.advance(Duration::from_secs(3600));
     c.clock.advance(Duration::from_secs(3600));
 
     // The holder's own check names it.
-    let err = c.node.endpoint.connect_ticket(ticket.clone()).await.unwrap_err();
+    let err = c
+        .node
+        .endpoint
+        .connect_ticket(ticket.clone())
+        .await
+        .unwrap_err();
     assert!(matches!(err, EndpointError::Ticket(_)), "{err}");
     assert!(err.to_string().contains("expired"), "{err}");
 

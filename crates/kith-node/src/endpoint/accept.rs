@@ -4,7 +4,7 @@ use super::guard::Admission;
 use super::handshake::{self, HandshakeFailure, HandshakeOutcome, Machine};
 use super::link_task::{self, NewLink};
 use super::transport::{Acceptor, Conn};
-use super::{lock, PeerAddress, Shared};
+use super::{lock, Shared};
 use crate::clock::mono_now;
 use kith_proto::secure::{RefuseReason, Responder};
 use std::sync::Arc;
@@ -101,23 +101,6 @@ async fn respond(shared: Arc<Shared>, mut conn: Conn, id: u64) {
         shared.guard().link_closed(conn.remote.ip());
         return;
     };
-    if let Some(from) = established.ticket_from.clone() {
-        // The ticket was redeemed (durably) in the handshake: the holder of the key that
-        // redeemed it is a peer now, at the address it claims, so a command that names it
-        // right away finds it. Where it was seen from counts only once the link is confirmed.
-        let claimed = match (from.host, from.port) {
-            (Some(host), Some(port)) if port != 0 => Some(PeerAddress { host, port }),
-            _ => None,
-        };
-        let now = shared.clock.unix_secs();
-        if let Err(e) = shared
-            .directory
-            .record_first_contact(peer, claimed, None, now)
-            .await
-        {
-            tracing::warn!(peer = %peer, "could not record a new peer: {e}");
-        }
-    }
     link_task::start(
         &shared,
         NewLink {

@@ -125,6 +125,14 @@ pub(super) async fn connect_ticket(
             peer: site,
         },
     );
+    // One round trip, so that when first contact returns both sides count the link (the
+    // site registers it on our first frame, before it answers the ping).
+    let endpoint = super::Endpoint {
+        shared: Arc::clone(shared),
+    };
+    if let Err(e) = endpoint.ping(site).await {
+        tracing::info!(peer = %site, "the new link did not answer a ping: {e}");
+    }
     Ok(record)
 }
 

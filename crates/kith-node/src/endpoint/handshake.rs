@@ -93,8 +93,6 @@ pub(super) struct Established {
     pub link: Link,
     /// Bytes already read past the last handshake frame.
     pub leftover: BytesMut,
-    /// For a responder of a ticket handshake: the initiator's claimed address.
-    pub ticket_from: Option<kith_proto::secure::Chad>,
 }
 
 /// Runs `machine` over `stream` until established, refused or failed.
@@ -106,7 +104,6 @@ pub(super) async fn run(
     let decoder = FrameDecoder::new(&shared.limits);
     let mut buf = BytesMut::with_capacity(1024);
     let mut out = BytesMut::new();
-    let mut ticket_from = None;
     loop {
         // Drain what the machine wants to say and do.
         out.clear();
@@ -125,7 +122,6 @@ pub(super) async fn run(
                     return Ok(Established {
                         link,
                         leftover: buf,
-                        ticket_from,
                     });
                 }
                 Event::Refused { reason } => return Err(HandshakeOutcome::Refused(reason)),
@@ -140,7 +136,23 @@ pub(super) async fn run(
                         .directory
                         .redeem_ticket(token, from_agent, now)
                         .await?;
-                    ticket_from = Some(claimed_from);
+                    if accepted {
+                        // The holder of the key that redeemed the ticket is a peer now, at the
+                        // address it claims; recorded before `A` goes out, so that the moment
+                        // the initiator has its link, this node knows it (where it was seen
+                        // from counts only once the link is confirmed).
+                        let claimed = match (&claimed_from.host, claimed_from.port) {
+                            (Some(host), Some(port)) if port != 0 => Some(super::PeerAddress {
+                                host: host.clone(),
+                                port,
+                            }),
+                            _ => None,
+                        };
+                        shared
+                            .directory
+                            .record_first_contact(from_agent, claimed, None, now)
+                            .await?;
+                    }
                     if let Machine::Responder(r) = &mut machine {
                         r.answer_ticket(mono_now(), accepted)?;
                     }

@@ -248,12 +248,15 @@ impl LinkTask {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let cancel = self.shared.cancel.clone();
         loop {
-            if self.write_out().await.is_err() {
-                return MachineEnd::Lost(kith_proto::link::LinkFailure::Eof);
-            }
+            // Events first: a responder's link is registered (on `Confirmed`) before anything
+            // the machine answered to the same frames goes out, so a peer that got an answer
+            // knows this node counts the link.
             if let Some(end) = self.handle_events().await {
                 let _ = self.write_out().await;
                 return end;
+            }
+            if self.write_out().await.is_err() {
+                return MachineEnd::Lost(kith_proto::link::LinkFailure::Eof);
             }
             let deadline = self
                 .machine

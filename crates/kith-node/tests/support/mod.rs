@@ -14,9 +14,9 @@ use kith_node::{NodeConfig, Overrides};
 use kith_proto::secure::{Event, Frame, FrameDecoder, Initiator, Link, SecureConfig};
 use kith_proto::wire::{Envelope, EnvelopeDecoder};
 use kith_proto::Limits;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
