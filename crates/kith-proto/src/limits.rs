@@ -113,7 +113,9 @@ pub struct Limits {
     /// ms. Each step of the transfer has the session's own, much shorter, deadlines.
     pub exchange_fetch_timeout_ms: u64,
     /// Bytes of replicas this node keeps for peers (files fetched because a peer offered them
-    /// with `kith file share`); 0 declines every offer.
+    /// with `kith file share`), without its user asking; 0 declines every offer. Modest by
+    /// default (256 MiB): a linked peer should not fill the disk unasked. `kith status` shows
+    /// what is held against it.
     pub max_replica_bytes: u64,
     /// Offered files waiting to be fetched; offers beyond this are dropped (and offered again
     /// when the peer next links).
@@ -262,7 +264,7 @@ impl Default for Limits {
             max_custody_bytes: 1024 * 1024 * 1024,
             max_exchange_sessions: 64,
             exchange_fetch_timeout_ms: 3_600_000,
-            max_replica_bytes: 4 * 1024 * 1024 * 1024,
+            max_replica_bytes: 256 * 1024 * 1024,
             max_pending_replications: 256,
             max_offers_per_link: 1_000,
             upload_slots: 4,

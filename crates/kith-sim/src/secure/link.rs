@@ -139,7 +139,7 @@ impl SecureSimNode {
 
     /// Makes link `id` the active one with `peer`, unless a duplicate wins the tie-break (the
     /// link whose initiator has the smaller agent id; the newer one if both have the same
-    /// initiator, as in kith-node's `LinkManager`). The loser says `bye` and drains.
+    /// initiator, as in kith-node's endpoint registry). The loser says `bye` and drains.
     fn register(&mut self, now: Instant, id: ConnId, peer: AgentId) {
         let Some(new_initiator) = self.initiator_of(id) else {
             return;

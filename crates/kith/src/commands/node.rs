@@ -104,9 +104,22 @@ pub fn status(env: &Env) -> Result<()> {
     for (name, addr) in &report.listeners {
         println!("{name}: {addr}");
     }
-    for (name, count) in &report.counters {
-        println!("{name} = {count}");
+    if let Some(replication) = &report.replication {
+        println!(
+            "replicas kept for peers: {} of {} bytes allowed (max_replica_bytes), {} offers waiting",
+            replication.bytes, replication.quota, replication.queued
+        );
     }
+    // Every counter is in --json, zero included; a person wants the ones that moved.
+    let mut zero = 0;
+    for (name, count) in &report.counters {
+        if *count == 0 {
+            zero += 1;
+        } else {
+            println!("{name} = {count}");
+        }
+    }
+    println!("({zero} more counters at 0; --json lists them all)");
     Ok(())
 }
 

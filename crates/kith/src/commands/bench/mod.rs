@@ -10,6 +10,7 @@
 
 mod ceilings;
 mod nodes;
+mod probe;
 mod report;
 
 use crate::output::print_json;
@@ -122,6 +123,11 @@ pub struct TransferResult {
     pub cpu_seconds_source: f64,
     /// CPU time (user + system) the fetching node spent during the transfer, seconds.
     pub cpu_seconds_fetcher: f64,
+    /// How the fetching node answered a status request and a chat message with no transfer
+    /// running.
+    pub idle: probe::Responsiveness,
+    /// The same, while the transfer ran.
+    pub during_transfer: probe::Responsiveness,
 }
 
 /// One row of the table.
@@ -211,7 +217,14 @@ fn transfer(args: &TransferArgs, json: bool) -> Result<TransferResult> {
     progress("file put on the source node");
     let (hash, put) = put_file(&source.data, &file, size)?;
 
-    progress("file get --from the source on the fetching node");
+    progress("timing status and chat on the fetching node, idle");
+    let probing = fetcher.control(quick);
+    probe::prepare(&probing)?;
+    let idle_probe = probe::Probe::start(probing.clone());
+    std::thread::sleep(probe::EVERY * 20);
+    let idle = idle_probe.finish();
+
+    progress("file get --from the source on the fetching node (status and chat timed meanwhile)");
     let body = FetchBody {
         hash: hash.to_hex(),
         from: Some(source.agent.clone()),
@@ -219,11 +232,16 @@ fn transfer(args: &TransferArgs, json: bool) -> Result<TransferResult> {
     let slow = Duration::from_millis(limits.exchange_fetch_timeout_ms);
     let cpu_before = (source.cpu_seconds()?, fetcher.cpu_seconds()?);
     let start = Instant::now();
-    let fetched: FetchReport = fetcher.control(slow).post(FETCH_PATH, &body)?;
+    let busy_probe = probe::Probe::start(probing);
+    let fetched = fetcher
+        .control(slow)
+        .post::<_, FetchReport>(FETCH_PATH, &body);
     let transfer = Measured {
         bytes: size,
         seconds: start.elapsed().as_secs_f64(),
     };
+    let during_transfer = busy_probe.finish();
+    let fetched = fetched?;
     let cpu_source = source.cpu_seconds()? - cpu_before.0;
     let cpu_fetcher = fetcher.cpu_seconds()? - cpu_before.1;
     let peak_rss_source = source.peak_rss()?;
@@ -263,6 +281,8 @@ fn transfer(args: &TransferArgs, json: bool) -> Result<TransferResult> {
         peak_rss_fetcher,
         cpu_seconds_source: cpu_source,
         cpu_seconds_fetcher: cpu_fetcher,
+        idle,
+        during_transfer,
     })
 }
 

@@ -49,6 +49,23 @@ pub fn print_table(r: &TransferResult) {
         r.transfer.seconds,
         r.transfer.seconds * 1e3 / r.items_fetched.max(1) as f64
     );
+    for (what, idle, busy) in [
+        (
+            "status (a database read)",
+            &r.idle.status,
+            &r.during_transfer.status,
+        ),
+        (
+            "chat say (a database write)",
+            &r.idle.chat_say,
+            &r.during_transfer.chat_say,
+        ),
+    ] {
+        println!(
+            "fetching node, {what}: idle median {:.1} ms (p99 {:.1}); during the transfer median {:.1} ms (p99 {:.1}, max {:.1}, {} asked)",
+            idle.median_ms, idle.p99_ms, busy.median_ms, busy.p99_ms, busy.max_ms, busy.count
+        );
+    }
     println!(
         "fetched copy verified (SHA-256 of the whole file): {}",
         r.hash
