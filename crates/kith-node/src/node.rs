@@ -38,9 +38,18 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Why the node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    /// The data dir, identity or store could not be opened.
-    #[error("{0}")]
-    Open(String),
+    /// The settings do not allow serving (raw links facing the network).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The identity could not be loaded or created.
+    #[error(transparent)]
+    Identity(#[from] kith_store::datadir::DataDirError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] kith_store::StoreError),
+    /// The node certificate, which `--chat-tls` needs, could not be built.
+    #[error("--chat-tls needs the node certificate, which could not be built: {0}")]
+    Tls(String),
     /// Another node already serves this data dir.
     #[error("a node is already running on data dir {0}; stop it first or pass another --data")]
     AlreadyRunning(String),
@@ -360,13 +369,10 @@ pub async fn serve_with_clock(
     on_ready: impl FnOnce(&Ready),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
-    config
-        .check_for_serving()
-        .map_err(|e| NodeError::Open(e.to_string()))?;
+    config.check_for_serving()?;
     let data_dir = config.data_dir.clone();
     let identity = data_dir
-        .load_or_create_identity(&mut rand::rngs::OsRng)
-        .map_err(|e| NodeError::Open(e.to_string()))?
+        .load_or_create_identity(&mut rand::rngs::OsRng)?
         .identity;
     let store_config = config.clone();
     let files = tokio::task::spawn_blocking(move || {
@@ -377,8 +383,7 @@ pub async fn serve_with_clock(
         Ok::<_, kith_store::StoreError>(files)
     })
     .await
-    .map_err(|e| NodeError::Open(e.to_string()))?
-    .map_err(|e| NodeError::Open(e.to_string()))?;
+    .map_err(|e| NodeError::Runtime(std::io::Error::other(e)))??;
     let store = Store::new(files);
 
     let socket = data_dir.control_socket();
@@ -414,16 +419,14 @@ pub async fn serve_with_clock(
     }
     let tls = match crate::tls::server_config(&identity) {
         Ok(tls) => Some(tls),
+        Err(e) if config.chat_tls && chat_listener.is_some() => {
+            return Err(NodeError::Tls(e.to_string()))
+        }
         Err(e) => {
             tracing::warn!("TLS is unavailable on the text ports: {e}");
             None
         }
     };
-    if config.chat_tls && tls.is_none() && chat_listener.is_some() {
-        return Err(NodeError::Open(
-            "--chat-tls needs the node certificate, which could not be built".into(),
-        ));
-    }
     if config.raw_links {
         tracing::warn!(
             "RAW MODE: secure links are NOT encrypted or authenticated (simulations only)"

@@ -2,7 +2,7 @@
 //! outputs in order (see the router's calling contract).
 
 use super::Chat;
-use super::{chat_envelope, parse_node_id, ChatInput};
+use super::{chat_envelope, parse_node_id, ChatInput, ChatRequestError};
 use crate::api::{Attachment, ChannelInfo, ChatReply, ChatRequest};
 use crate::clock::mono_now;
 use base64::Engine;
@@ -360,7 +360,12 @@ impl Driver {
     }
 
     /// Records (or removes) a membership, so that a restart joins the channel again.
-    async fn record_joined(&self, name: String, closed: bool, joined: bool) -> Result<(), String> {
+    async fn record_joined(
+        &self,
+        name: String,
+        closed: bool,
+        joined: bool,
+    ) -> Result<(), crate::store::StoreFailure> {
         let now = self.chat.settings().clock.unix_secs();
         let row = ChatChannelRow { name, closed };
         self.chat
@@ -368,18 +373,17 @@ impl Driver {
             .store
             .run(move |s| s.meta().chat_set_joined(&row, joined, now))
             .await
-            .map_err(|e| e.to_string())
     }
 
     /// Carries out what a user request made the router do, and says whether anything of it
     /// could not be stored (then the request did not happen as asked).
-    async fn settle(&mut self) -> Result<(), String> {
+    async fn settle(&mut self) -> Result<(), ChatRequestError> {
         self.carry_out().await;
         if self.not_stored.is_empty() {
             return Ok(());
         }
         self.not_stored.clear();
-        Err("the message could not be stored (is the disk full?), so it was not sent".into())
+        Err(ChatRequestError::NotStored)
     }
 
     fn is_member(&self, name: &str) -> bool {
@@ -403,13 +407,13 @@ impl Driver {
         }
     }
 
-    async fn request(&mut self, request: ChatRequest) -> Result<ChatReply, String> {
+    async fn request(&mut self, request: ChatRequest) -> Result<ChatReply, ChatRequestError> {
         let now = mono_now();
         let stamp = || humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         match request {
             ChatRequest::Join { name, closed } => {
                 let was_member = self.is_member(&name);
-                let channel_id = self.router.join(now, &name, closed).map_err(text)?;
+                let channel_id = self.router.join(now, &name, closed)?;
                 if was_member {
                     return Ok(ChatReply::Joined { channel_id });
                 }
@@ -417,23 +421,18 @@ impl Driver {
                     // Not recorded, so not joined: a restart would not know of it.
                     let _ = self.router.leave(now, &name);
                     self.carry_out().await;
-                    return Err(format!(
-                        "could not record the membership of {name} (is the disk full?): {e}; \
-                         not joined"
-                    ));
+                    return Err(ChatRequestError::JoinNotRecorded { name, source: e });
                 }
                 Ok(ChatReply::Joined { channel_id })
             }
             ChatRequest::Leave { name } => {
                 if !self.is_member(&name) {
-                    return Err(text(kith_chat::ChatError::NoSuchChannel(name)));
+                    return Err(kith_chat::ChatError::NoSuchChannel(name).into());
                 }
-                self.record_joined(name.clone(), false, false)
-                    .await
-                    .map_err(|e| {
-                        format!("could not record leaving {name} (is the disk full?): {e}; still a member")
-                    })?;
-                self.router.leave(now, &name).map_err(text)?;
+                if let Err(source) = self.record_joined(name.clone(), false, false).await {
+                    return Err(ChatRequestError::LeaveNotRecorded { name, source });
+                }
+                self.router.leave(now, &name)?;
                 Ok(ChatReply::Done)
             }
             ChatRequest::Say {
@@ -445,8 +444,7 @@ impl Driver {
                 let timestamp = stamp();
                 let msg_id = self
                     .router
-                    .say(now, &name, &body, files.clone(), &timestamp)
-                    .map_err(text)?;
+                    .say(now, &name, &body, files.clone(), &timestamp)?;
                 let channel_id = self
                     .router
                     .channels()
@@ -473,10 +471,9 @@ impl Driver {
                 let files = decode_attachments(&attachments)?;
                 let timestamp = stamp();
                 self.not_stored.clear();
-                let msg_id = self
-                    .router
-                    .send_direct(now, &[to], &body, files.clone(), &timestamp)
-                    .map_err(text)?;
+                let msg_id =
+                    self.router
+                        .send_direct(now, &[to], &body, files.clone(), &timestamp)?;
                 self.settle().await?;
                 let own = ReceivedMessage {
                     msg_id: msg_id.clone(),
@@ -493,25 +490,27 @@ impl Driver {
             ChatRequest::Invite { name, node_id } => {
                 let node = parse_node_id(&node_id)?;
                 self.not_stored.clear();
-                self.router.invite(now, &name, node).map_err(text)?;
+                self.router.invite(now, &name, node)?;
                 self.settle().await?;
                 Ok(ChatReply::Done)
             }
             ChatRequest::Kick { name, node_id } => {
                 let node = parse_node_id(&node_id)?;
-                self.router.kick(now, &name, node).map_err(text)?;
+                self.router.kick(now, &name, node)?;
                 Ok(ChatReply::Done)
             }
             ChatRequest::Connect { node_id } => {
                 let peer = parse_node_id(&node_id)?;
-                let port = self.chat.settings().listen_port.ok_or(
-                    "this node has no secure-link listener (--listen off): nobody could dial it",
-                )?;
+                let port = self
+                    .chat
+                    .settings()
+                    .listen_port
+                    .ok_or(ChatRequestError::NoListener)?;
                 if self.router.connect(peer, port) {
                     self.chat.inner.counters.chat_connects_requested.bump();
                     Ok(ChatReply::Done)
                 } else {
-                    Err(format!("no route to {node_id}: no linked node knows it"))
+                    Err(ChatRequestError::NoRoute(node_id))
                 }
             }
             ChatRequest::Channels => Ok(ChatReply::Channels(
@@ -549,16 +548,12 @@ impl Driver {
     }
 }
 
-fn text(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-fn decode_attachments(list: &[Attachment]) -> Result<Vec<FileAttachment>, String> {
+fn decode_attachments(list: &[Attachment]) -> Result<Vec<FileAttachment>, ChatRequestError> {
     list.iter()
         .map(|a| {
             let data = base64::engine::general_purpose::STANDARD
                 .decode(a.data.as_bytes())
-                .map_err(|e| format!("attachment is not base64: {e}"))?;
+                .map_err(ChatRequestError::BadAttachment)?;
             Ok(FileAttachment {
                 mime_type: a.mime_type.clone(),
                 data,

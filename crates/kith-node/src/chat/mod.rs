@@ -132,7 +132,10 @@ pub enum ChatInput {
     /// A keep-alive from a chat-port client.
     ClientKeepAlive(u64),
     /// A user action, answered on `reply`.
-    Request(ChatRequest, oneshot::Sender<Result<ChatReply, String>>),
+    Request(
+        ChatRequest,
+        oneshot::Sender<Result<ChatReply, ChatRequestError>>,
+    ),
 }
 
 /// The chat service: a handle on the chat task, cheap to clone.
@@ -234,7 +237,7 @@ impl Chat {
     }
 
     /// Runs a user action.
-    pub async fn request(&self, request: ChatRequest) -> Result<ChatReply, String> {
+    pub async fn request(&self, request: ChatRequest) -> Result<ChatReply, ChatRequestError> {
         let (reply, rx) = oneshot::channel();
         if self
             .inner
@@ -243,10 +246,9 @@ impl Chat {
             .await
             .is_err()
         {
-            return Err("the chat service has stopped".into());
+            return Err(ChatRequestError::Stopped);
         }
-        rx.await
-            .unwrap_or_else(|_| Err("the chat service has stopped".into()))
+        rx.await.unwrap_or(Err(ChatRequestError::Stopped))
     }
 
     /// Resolves when the message log grows past what the receiver has seen.
@@ -303,9 +305,51 @@ impl ProtocolHandler for Chat {
 }
 
 /// Parses a node id in either form (`GUID` or `name@GUID`).
-pub fn parse_node_id(text: &str) -> Result<NodeId, String> {
+pub fn parse_node_id(text: &str) -> Result<NodeId, ChatRequestError> {
     text.trim()
         .parse::<kith_chat::message::ChatId>()
         .map(|id| id.guid)
-        .map_err(|_| format!("{text:?} is not a node id (a GUID, or name@GUID; see `kith id`)"))
+        .map_err(|_| ChatRequestError::BadNodeId(text.to_owned()))
+}
+
+/// Why a user's chat action failed (the control API answers 400 with this text).
+#[derive(Debug, thiserror::Error)]
+pub enum ChatRequestError {
+    /// The router refused it (no such channel, not a member, too long, ...).
+    #[error(transparent)]
+    Router(#[from] kith_chat::ChatError),
+    /// Not a node id.
+    #[error("{0:?} is not a node id (a GUID, or name@GUID; see `kith id`)")]
+    BadNodeId(String),
+    /// An attachment's data is not base64.
+    #[error("attachment is not base64: {0}")]
+    BadAttachment(base64::DecodeError),
+    /// The message could not be kept, so it was not sent.
+    #[error("the message could not be stored (is the disk full?), so it was not sent")]
+    NotStored,
+    /// Joining could not be recorded, so the channel was not joined.
+    #[error("could not record the membership of {name} (is the disk full?): {source}; not joined")]
+    JoinNotRecorded {
+        /// The channel.
+        name: String,
+        /// What the store said.
+        source: crate::store::StoreFailure,
+    },
+    /// Leaving could not be recorded, so the node is still a member.
+    #[error("could not record leaving {name} (is the disk full?): {source}; still a member")]
+    LeaveNotRecorded {
+        /// The channel.
+        name: String,
+        /// What the store said.
+        source: crate::store::StoreFailure,
+    },
+    /// CONNECT needs a secure-link listener to name.
+    #[error("this node has no secure-link listener (--listen off): nobody could dial it")]
+    NoListener,
+    /// Nobody linked knows the node.
+    #[error("no route to {0}: no linked node knows it")]
+    NoRoute(String),
+    /// The chat task has ended.
+    #[error("the chat service has stopped")]
+    Stopped,
 }

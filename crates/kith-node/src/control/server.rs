@@ -120,6 +120,7 @@ impl From<EndpointError> for ApiError {
         let code = match e {
             EndpointError::UnknownPeer(_)
             | EndpointError::Ticket(_)
+            | EndpointError::OwnTicket
             | EndpointError::Blocked(_) => StatusCode::BAD_REQUEST,
             EndpointError::Directory(_) => StatusCode::INTERNAL_SERVER_ERROR,
             // The peer did not answer: the client tells this apart from its own node not

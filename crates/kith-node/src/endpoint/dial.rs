@@ -13,12 +13,10 @@ use kith_store::meta::PeerRecord;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// What a dial is for, which decides what a silent refusal most likely means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Purpose {
-    FirstContact,
-    Reconnect,
-}
+/// How a failed first contact (IK with a ticket) begins its message.
+pub(super) const FIRST_CONTACT: &str = "first contact failed";
+/// How a failed dial to a known peer begins its message.
+const RECONNECT: &str = "reconnect failed";
 
 /// Dials `host:port` and runs the initiator machine that `start` builds over the new
 /// connection: what both first contact and reconnection do before they differ.
@@ -26,7 +24,7 @@ async fn dial(
     shared: &Shared,
     host: &str,
     port: u16,
-    purpose: Purpose,
+    what: &'static str,
     start: impl FnOnce(Instant) -> Result<Initiator, HandshakeError>,
 ) -> Result<(Conn, Established), EndpointError> {
     let timeout = Duration::from_millis(shared.limits.connect_timeout_ms);
@@ -39,40 +37,17 @@ async fn dial(
                 addr: format!("{host}:{port}"),
                 reason: e.to_string(),
             })?;
-    let machine = start(mono_now()).map_err(|e| EndpointError::Handshake(e.to_string()))?;
+    let handshake = |outcome| EndpointError::Handshake { what, outcome };
+    let machine = start(mono_now())
+        .map_err(|e| handshake(HandshakeOutcome::Failed(HandshakeFailure::Protocol(e))))?;
     let established = handshake::run(
         shared,
         conn.stream.as_mut(),
         Machine::Initiator(Box::new(machine)),
     )
     .await
-    .map_err(|outcome| describe(outcome, purpose))?;
+    .map_err(handshake)?;
     Ok((conn, established))
-}
-
-fn describe(outcome: HandshakeOutcome, purpose: Purpose) -> EndpointError {
-    // A site refuses without a word (so strangers learn nothing); the likely reason depends on
-    // whether we came with a ticket or as a known peer, and the user needs the way out.
-    let (what, why) = match purpose {
-        Purpose::FirstContact => (
-            "first contact failed",
-            "that is how a node refuses a ticket that is already used, expired, revoked or not \
-             its own: ask whoever gave you the ticket for a new one (`kith ticket` on their \
-             node) and `kith connect` with that",
-        ),
-        Purpose::Reconnect => (
-            "reconnect failed",
-            "it no longer accepts this node as a peer (it forgot or blocked it): ask its owner \
-             for a new ticket and `kith connect` with that",
-        ),
-    };
-    EndpointError::Handshake(match outcome {
-        HandshakeOutcome::Failed(HandshakeFailure::PeerClosed) => {
-            format!("{what}: the site closed the connection without answering; {why}")
-        }
-        HandshakeOutcome::Failed(failure) => format!("{what}: {failure}"),
-        HandshakeOutcome::Refused(reason) => format!("{what}: refused ({reason:?})"),
-    })
 }
 
 /// First contact: opens an IK link to the ticket's site and records it as a peer.
@@ -80,17 +55,12 @@ pub(super) async fn connect_ticket(
     shared: &Arc<Shared>,
     ticket: Ticket,
 ) -> Result<PeerRecord, EndpointError> {
-    let ticket_error = |e: crate::ticket::TicketError| EndpointError::Ticket(e.to_string());
-    ticket
-        .check_unexpired(shared.clock.system_now())
-        .map_err(ticket_error)?;
-    let site = ticket.agent().map_err(ticket_error)?;
+    ticket.check_unexpired(shared.clock.system_now())?;
+    let site = ticket.agent()?;
     if site == shared.agent {
-        return Err(EndpointError::Ticket(
-            "this ticket was issued by this node itself".into(),
-        ));
+        return Err(EndpointError::OwnTicket);
     }
-    let (host, port) = ticket.site_address().map_err(ticket_error)?;
+    let (host, port) = ticket.site_address()?;
     let to = Chad {
         cuid: ticket.chad.cuid.clone(),
         agent: site.to_string(),
@@ -102,7 +72,7 @@ pub(super) async fn connect_ticket(
     }
     .own_chad();
     let request = TicketRequest::new(to, own, ticket.token.clone());
-    let (conn, established) = dial(shared, &host, port, Purpose::FirstContact, |now| {
+    let (conn, established) = dial(shared, &host, port, FIRST_CONTACT, |now| {
         Initiator::ik(&shared.secure, site, &request, now, &mut rand::rngs::OsRng)
     })
     .await?;
@@ -165,13 +135,9 @@ async fn dial_known(shared: &Arc<Shared>, peer: AgentId) -> Result<(), EndpointE
         DialTarget::NoAddress => return Err(EndpointError::NoAddress(peer.to_string())),
         DialTarget::At(address) => address,
     };
-    let (conn, established) = dial(
-        shared,
-        &address.host,
-        address.port,
-        Purpose::Reconnect,
-        |now| Initiator::known(&shared.secure, peer, b"", now, &mut rand::rngs::OsRng),
-    )
+    let (conn, established) = dial(shared, &address.host, address.port, RECONNECT, |now| {
+        Initiator::known(&shared.secure, peer, b"", now, &mut rand::rngs::OsRng)
+    })
     .await?;
     let now = shared.clock.unix_secs();
     if let Err(e) = shared

@@ -39,7 +39,7 @@ macro_rules! both {
 pub enum HandshakeFailure {
     /// The other side closed the connection before the handshake completed (this is how a
     /// site refuses: without a word).
-    #[error("the other side closed the connection without answering")]
+    #[error("the site closed the connection without answering")]
     PeerClosed,
     /// The deadline passed.
     #[error("the handshake did not complete within its deadline")]
@@ -62,11 +62,13 @@ pub enum HandshakeFailure {
 }
 
 /// How a handshake ended when it did not yield a link.
-#[derive(Debug)]
-pub(super) enum HandshakeOutcome {
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeOutcome {
     /// Refused by the responder's rules (ticket, unknown peer, key mismatch).
+    #[error("refused ({0:?})")]
     Refused(RefuseReason),
     /// Protocol failure, deadline, replay or I/O error.
+    #[error(transparent)]
     Failed(HandshakeFailure),
 }
 

@@ -26,7 +26,7 @@ mod replay;
 pub mod transport;
 
 pub use directory::{DialTarget, PeerAddress, PeerDirectory, StoreDirectory};
-pub use handshake::HandshakeFailure;
+pub use handshake::{HandshakeFailure, HandshakeOutcome};
 pub use link_task::{envelope, PROTOCOLS};
 pub use registry::{LinkView, Side};
 pub use transport::{
@@ -91,11 +91,19 @@ pub enum EndpointError {
         reason: String,
     },
     /// The handshake did not complete.
-    #[error("{0}")]
-    Handshake(String),
+    #[error("{what}: {outcome}{}", advice(what, outcome))]
+    Handshake {
+        /// What the dial was for: `first contact failed` or `reconnect failed`.
+        what: &'static str,
+        /// How the handshake ended.
+        outcome: HandshakeOutcome,
+    },
     /// The ticket cannot be used.
-    #[error("{0}")]
-    Ticket(String),
+    #[error(transparent)]
+    Ticket(#[from] crate::ticket::TicketError),
+    /// The ticket was issued by this node itself.
+    #[error("this ticket was issued by this node itself")]
+    OwnTicket,
     /// The peer did not answer a ping in time (dial included).
     #[error("{0} did not answer within {1:?}")]
     Timeout(String, Duration),
@@ -111,6 +119,25 @@ pub enum EndpointError {
     /// The peer directory failed.
     #[error("peer directory: {0}")]
     Directory(#[from] crate::store::StoreFailure),
+}
+
+/// What a user should do after a handshake that a site ended without a word: that is how a
+/// site refuses (so strangers learn nothing), and the likely reason depends on the dial.
+fn advice(what: &str, outcome: &HandshakeOutcome) -> &'static str {
+    if !matches!(
+        outcome,
+        HandshakeOutcome::Failed(HandshakeFailure::PeerClosed)
+    ) {
+        return "";
+    }
+    if what == dial::FIRST_CONTACT {
+        "; that is how a node refuses a ticket that is already used, expired, revoked or not \
+         its own: ask whoever gave you the ticket for a new one (`kith ticket` on their node) \
+         and `kith connect` with that"
+    } else {
+        "; it no longer accepts this node as a peer (it forgot or blocked it): ask its owner \
+         for a new ticket and `kith connect` with that"
+    }
 }
 
 /// Why [`Endpoint::try_send`] did not queue a payload.
