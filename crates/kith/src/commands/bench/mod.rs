@@ -9,6 +9,7 @@
 //! `/proc/PID/status` before they are stopped.
 
 mod ceilings;
+mod handshakes;
 mod nodes;
 mod probe;
 mod report;
@@ -41,6 +42,9 @@ pub enum BenchCommand {
     /// ChaCha20-Poly1305 measured in the same run; reports throughput, ratios and the peak
     /// memory of both nodes.
     Transfer(TransferArgs),
+    /// Secure-link handshakes per second against a node (N + KK over TCP loopback, many at a
+    /// time), next to X25519 on one core measured in the same run.
+    Handshakes(handshakes::HandshakesArgs),
 }
 
 /// `kith bench transfer` flags.
@@ -67,6 +71,15 @@ pub fn run(command: BenchCommand, json: bool) -> Result<()> {
                 print_json(&result)
             } else {
                 report::print_table(&result);
+                Ok(())
+            }
+        }
+        BenchCommand::Handshakes(args) => {
+            let result = handshakes::run(&args, json)?;
+            if json {
+                print_json(&result)
+            } else {
+                handshakes::print(&result);
                 Ok(())
             }
         }

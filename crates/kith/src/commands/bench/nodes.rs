@@ -57,6 +57,8 @@ pub struct BenchNode {
     pub data: PathBuf,
     /// Its agent id, from the ready line.
     pub agent: String,
+    /// Its secure-link listener, from the ready line.
+    pub listen: Option<String>,
     control: PathBuf,
     child: Option<Child>,
 }
@@ -65,11 +67,19 @@ impl BenchNode {
     /// Starts `kith --data DATA up` (this same executable) and waits for its ready line. Its
     /// stderr (warnings and errors only) goes to `DATA.log`.
     pub fn start(data: &Path) -> Result<BenchNode> {
+        BenchNode::start_with(None, data)
+    }
+
+    /// [`BenchNode::start`] with another kith executable (to compare builds).
+    pub fn start_with(exe: Option<&Path>, data: &Path) -> Result<BenchNode> {
         std::fs::create_dir_all(data)?;
         let log_path = data.with_extension("log");
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let exe = std::env::current_exe().context("cannot find the kith executable")?;
+        let exe = match exe {
+            Some(exe) => exe.to_owned(),
+            None => std::env::current_exe().context("cannot find the kith executable")?,
+        };
         let mut child = Command::new(exe)
             .arg("--data")
             .arg(data)
@@ -93,6 +103,7 @@ impl BenchNode {
         let mut node = BenchNode {
             data: data.to_owned(),
             agent: String::new(),
+            listen: None,
             control: PathBuf::new(),
             child: Some(child),
         };
@@ -125,6 +136,7 @@ impl BenchNode {
                 .ok_or_else(|| anyhow!("the ready line has no {name:?}: {line}"))
         };
         node.agent = field("agent")?;
+        node.listen = ready["listen"].as_str().map(str::to_owned);
         node.control = PathBuf::from(field("control")?);
         Ok(node)
     }
