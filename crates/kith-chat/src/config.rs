@@ -1,14 +1,14 @@
-//! [`ChatConfig`]: the chat limits of [`kith_proto::Limits`] as durations and counts, plus the
+//! [`ChatConfig`]: the chat limits of [`crate::ChatLimits`] as durations and counts, plus the
 //! few behaviour settings of a node (its name, software version, invite policy).
 
 use std::time::Duration;
 
-use kith_proto::Limits;
+use crate::ChatLimits;
 
 use crate::message::{MessageLimits, NodeType};
 
 /// Everything a [`crate::Router`] is configured with. Build it with
-/// [`ChatConfig::from_limits`] so every bound comes from the node's one `Limits` struct.
+/// [`ChatConfig::from_limits`] so every bound comes from [`ChatLimits`].
 #[derive(Debug, Clone)]
 pub struct ChatConfig {
     /// Decoding bounds (frame, TTL, fields, lists, text, attachments).
@@ -102,7 +102,7 @@ pub struct ChatConfig {
 
 impl ChatConfig {
     /// The configuration a node running with `limits` uses.
-    pub fn from_limits(limits: &Limits) -> ChatConfig {
+    pub fn from_limits(limits: &ChatLimits) -> ChatConfig {
         let ms = Duration::from_millis;
         ChatConfig {
             message: MessageLimits::from_limits(limits),
@@ -151,6 +151,6 @@ impl ChatConfig {
 
 impl Default for ChatConfig {
     fn default() -> Self {
-        ChatConfig::from_limits(&Limits::default())
+        ChatConfig::from_limits(&ChatLimits::default())
     }
 }

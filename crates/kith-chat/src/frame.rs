@@ -11,8 +11,8 @@
 //! [`ChatFrameDecoder::check`] refuses a declared length over the cap from the 4-byte prefix
 //! alone, before anything is buffered for it.
 
+use crate::ChatLimits;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kith_proto::Limits;
 
 /// Length of the big-endian length prefix.
 pub const LEN_PREFIX: usize = 4;
@@ -28,7 +28,7 @@ pub enum ChatFrameError {
     TooLarge {
         /// The length in the prefix.
         declared: u32,
-        /// The cap ([`Limits::chat_max_frame`]).
+        /// The cap ([`ChatLimits::chat_max_frame`]).
         limit: u32,
     },
     /// A payload too long to describe in the prefix (only when encoding).
@@ -73,8 +73,8 @@ pub struct ChatFrameDecoder {
 }
 
 impl ChatFrameDecoder {
-    /// A decoder bounded by [`Limits::chat_max_frame`].
-    pub fn new(limits: &Limits) -> ChatFrameDecoder {
+    /// A decoder bounded by [`ChatLimits::chat_max_frame`].
+    pub fn new(limits: &ChatLimits) -> ChatFrameDecoder {
         ChatFrameDecoder::with_max_len(limits.chat_max_frame)
     }
 
@@ -134,7 +134,7 @@ mod tests {
     fn golden_frame_and_keep_alive() {
         let bytes = frame_bytes(br#"{"a":1}"#).unwrap();
         assert_eq!(&bytes[..], b"\0\0\0\x07{\"a\":1}");
-        let d = ChatFrameDecoder::new(&Limits::default());
+        let d = ChatFrameDecoder::new(&ChatLimits::default());
         let mut buf = BytesMut::from(&bytes[..]);
         buf.extend_from_slice(&KEEP_ALIVE);
         assert_eq!(
@@ -171,7 +171,7 @@ mod tests {
         encode_frame(b"{}", &mut wire).unwrap();
         wire.extend_from_slice(&KEEP_ALIVE);
         encode_frame(b"[1,2]", &mut wire).unwrap();
-        let d = ChatFrameDecoder::new(&Limits::default());
+        let d = ChatFrameDecoder::new(&ChatLimits::default());
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
         for b in wire.iter() {
@@ -226,7 +226,7 @@ mod tests {
                 body in proptest::collection::vec(any::<u8>(), 1..300), split in 0usize..400) {
                 let bytes = frame_bytes(&body).unwrap();
                 let split = split.min(bytes.len());
-                let d = ChatFrameDecoder::new(&Limits::default());
+                let d = ChatFrameDecoder::new(&ChatLimits::default());
                 let mut buf = BytesMut::from(&bytes[..split]);
                 let first = d.decode(&mut buf).unwrap();
                 if split < bytes.len() {

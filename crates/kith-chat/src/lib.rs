@@ -231,8 +231,10 @@ pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod frame;
+pub mod limits;
 pub mod message;
 pub mod router;
 
 pub use config::ChatConfig;
+pub use limits::ChatLimits;
 pub use router::{ChatError, ChatEvent, NeighbourId, NeighbourInfo, NeighbourKind, Output, Router};

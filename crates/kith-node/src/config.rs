@@ -1,8 +1,9 @@
 //! Settings: command-line flags win over `kith.toml` in the data dir, which wins over defaults.
 //!
 //! The file is optional and every key in it is optional; an unknown key is an error (a typo
-//! should not silently fall back to a default). Limits live in their own `[limits]` table, the
-//! one struct that bounds everything ([`kith_proto::Limits`]).
+//! should not silently fall back to a default). Limits live in their own `[limits]` table, which
+//! feeds the three structs that bound everything ([`crate::limits::AllLimits`]: the protocol
+//! cores', chat's and the node's own).
 //!
 //! ```toml
 //! db = "postgres://kith:secret@db.example/kith"   # default: SQLite in the data dir
@@ -68,7 +69,7 @@ struct FileSettings {
     announce: Option<String>,
     raw_links: Option<bool>,
     max_item: Option<usize>,
-    limits: Option<Limits>,
+    limits: Option<toml::Table>,
 }
 
 /// Values given on the command line; `None` means "not given".
@@ -110,8 +111,12 @@ pub struct NodeConfig {
     pub db_url: Option<String>,
     /// Bytes per store item, type byte included.
     pub max_item: usize,
-    /// All size, count and time limits.
+    /// The protocol cores' and the link layer's limits.
     pub limits: Limits,
+    /// The chat overlay's limits.
+    pub chat_limits: kith_chat::ChatLimits,
+    /// The node's own limits.
+    pub node_limits: crate::limits::NodeLimits,
     /// The secure-link listener; `None` when disabled (`off`).
     pub listen: Option<std::net::SocketAddr>,
     /// The CIYAM peer port; `None` when disabled (`off`).
@@ -184,11 +189,18 @@ impl NodeConfig {
             None => None,
         };
         let raw_links = overrides.raw_links || file.raw_links.unwrap_or(false);
+        let limits = crate::limits::AllLimits::from_table(file.limits.unwrap_or_default())
+            .map_err(|message| ConfigError::Parse {
+                path: data_dir.config_path(),
+                message: format!("[limits]: {message}"),
+            })?;
         Ok(NodeConfig {
             data_dir,
             db_url: overrides.db_url.clone().or(file.db),
             max_item,
-            limits: file.limits.unwrap_or_default(),
+            limits: limits.link,
+            chat_limits: limits.chat,
+            node_limits: limits.node,
             listen,
             peer_listen,
             chat_listen,
@@ -314,8 +326,8 @@ mod tests {
         assert_eq!(config.max_item, 5000);
         assert_eq!(config.limits.max_envelope_data, 4096);
         assert_eq!(
-            config.limits.control_timeout_ms,
-            Limits::default().control_timeout_ms
+            config.node_limits.control_timeout_ms,
+            crate::limits::NodeLimits::default().control_timeout_ms
         );
         let mut o = overrides(tmp.path());
         o.db_url = Some("postgres://x@y/z".into());

@@ -29,6 +29,7 @@ pub mod control;
 pub mod counters;
 pub mod endpoint;
 pub mod exchange;
+pub mod limits;
 pub mod node;
 pub mod peer_port;
 pub mod protocol;

@@ -162,9 +162,11 @@ impl Node {
             .first()
             .and_then(|a| a.local_addr())
             .map(|a| a.port());
+        let node_limits = config.node_limits.clone();
         let endpoint = Endpoint::new(EndpointConfig {
             secure,
             limits: limits.clone(),
+            node_limits: node_limits.clone(),
             clock: Arc::clone(&clock),
             directory: Arc::new(StoreDirectory::new(store.clone())),
             dialer,
@@ -178,6 +180,7 @@ impl Node {
             store.clone(),
             ExchangeSettings {
                 limits: limits.clone(),
+                node_limits: node_limits.clone(),
                 max_item: config.max_item,
                 clock: Arc::clone(&clock),
             },
@@ -186,21 +189,23 @@ impl Node {
             endpoint.clone(),
             store.clone(),
             exchange.clone(),
-            limits.clone(),
+            node_limits.clone(),
             Arc::clone(&clock),
         );
         let sharing = Sharing::new(
             endpoint.clone(),
             store.clone(),
             exchange.clone(),
-            limits.clone(),
+            node_limits.clone(),
             Arc::clone(&clock),
         );
         let (chat, chat_queues) = Chat::new(
             endpoint.clone(),
             store.clone(),
             ChatSettings {
-                limits: limits.clone(),
+                limits: config.chat_limits.clone(),
+                node_limits,
+                link_limits: limits.clone(),
                 name: config.chat_name.clone(),
                 auto_join_invites: config.chat_auto_join_invites,
                 listen_port,
@@ -445,7 +450,11 @@ pub async fn serve_with_clock(
             .collect(),
         tls: tls.clone(),
     });
-    let (cancel, tracker, limits) = (node.cancel.clone(), node.tracker.clone(), &config.limits);
+    let (cancel, tracker, limits) = (
+        node.cancel.clone(),
+        node.tracker.clone(),
+        &config.node_limits,
+    );
     if let Some(listener) = chat_listener {
         tracker.spawn(crate::chat::port::accept_loop(
             node.chat.clone(),

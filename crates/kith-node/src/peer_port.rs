@@ -5,7 +5,7 @@
 //! follow the reference's rule ([`InteractiveTestPolicy`]), so the seed's sessions replay line
 //! for line. This module only moves bytes, answers the session's questions from the store, and
 //! switches the socket to TLS when a client starts with `tls`. Sessions are capped
-//! ([`kith_proto::Limits::max_peer_sessions`]) and every wait has the session's deadline.
+//! ([`crate::limits::NodeLimits::max_peer_sessions`]) and every wait has the session's deadline.
 
 use crate::clock::mono_now;
 use crate::exchange::answer::{answer_from_store, split_item};
@@ -98,7 +98,7 @@ pub async fn accept_loop(port: PeerPort, listener: TcpListener, cancel: Cancella
         let id = state.inner.next_session.fetch_add(1, Ordering::Relaxed);
         {
             let mut clients = state.clients();
-            if clients.len() >= state.inner.exchange.limits().max_peer_sessions {
+            if clients.len() >= state.inner.exchange.node_limits().max_peer_sessions {
                 state.inner.counters.refused_peer_sessions.bump();
                 continue; // dropping the stream closes it
             }

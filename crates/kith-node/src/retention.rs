@@ -7,13 +7,13 @@
 //! (anything else is dropped and counted). The notice needs no answer and proves nothing by
 //! itself; it comes over the authenticated link, so it names the peer truly. The peer records
 //! a placement (agent, hash) only if it holds the file itself as a file (otherwise there is
-//! nothing to check against), and at most [`kith_proto::Limits::max_placements_per_peer`] per
+//! nothing to check against), and at most [`crate::limits::NodeLimits::max_placements_per_peer`] per
 //! peer. [`Retention::record_placement`] is the same step for other code. Notices are handled off the
 //! link task, a few at a time ([`MAX_NOTICES_IN_FLIGHT`]); beyond that they are dropped.
 //!
 //! **Checks.** A background task ([`Retention::spawn_scheduler`]) wakes every
-//! [`kith_proto::Limits::retention_check_interval_ms`] and takes up to
-//! [`kith_proto::Limits::retention_checks_per_round`] placements of currently linked peers not
+//! [`crate::limits::NodeLimits::retention_check_interval_ms`] and takes up to
+//! [`crate::limits::NodeLimits::retention_checks_per_round`] placements of currently linked peers not
 //! checked within the interval, the longest unchecked first (a peer that is not linked is
 //! skipped, not failed, and its placements wait). Each is checked with an initiator session
 //! `chk ITEM NONCE` ([`crate::exchange::Exchange::check_retention`]) and the result is committed to the
@@ -31,10 +31,10 @@ use crate::api::CheckReport;
 use crate::clock::SharedClock;
 use crate::endpoint::{Endpoint, Payload};
 use crate::exchange::{CheckOutcome, Exchange, ExchangeError, HAVE_COMMAND};
+use crate::limits::NodeLimits;
 use crate::protocol::ProtocolHandler;
 use crate::store::{Store, StoreFailure};
 use kith_crypto::identity::AgentId;
-use kith_proto::Limits;
 use kith_store::meta::{CheckResult, Placement, PlacementOutcome};
 use kith_store::ContentHash;
 use std::sync::Arc;
@@ -79,7 +79,7 @@ struct Inner {
     endpoint: Endpoint,
     store: Store,
     exchange: Exchange,
-    limits: Limits,
+    limits: NodeLimits,
     clock: SharedClock,
     notices: Arc<Semaphore>,
     /// One round of checks at a time (the scheduler's and `kith peers --check`).
@@ -93,7 +93,7 @@ impl Retention {
         endpoint: Endpoint,
         store: Store,
         exchange: Exchange,
-        limits: Limits,
+        limits: NodeLimits,
         clock: SharedClock,
     ) -> Retention {
         Retention {

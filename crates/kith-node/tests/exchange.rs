@@ -90,7 +90,8 @@ async fn floods_of_have_and_offer_notices_stay_within_their_bounds() {
         u64::from(n)
     );
     // One peer's share of the replication queue, and no more.
-    let share = kith_node::sharing::queue::per_peer_share(victim.limits.max_pending_replications);
+    let share =
+        kith_node::sharing::queue::per_peer_share(victim.node_limits.max_pending_replications);
     assert!(
         victim.node.sharing.queued() <= share,
         "{}",

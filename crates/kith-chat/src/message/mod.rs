@@ -28,8 +28,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
+use crate::ChatLimits;
 use kith_crypto::NodeId;
-use kith_proto::Limits;
 
 pub use decode::MessageError;
 pub use verbs::{
@@ -56,7 +56,7 @@ pub struct MessageLimits {
 
 impl MessageLimits {
     /// The bounds of `limits` (`chat_*` fields).
-    pub fn from_limits(limits: &Limits) -> MessageLimits {
+    pub fn from_limits(limits: &ChatLimits) -> MessageLimits {
         MessageLimits {
             max_frame: limits.chat_max_frame,
             max_ttl: limits.chat_max_ttl.max(1),
@@ -70,7 +70,7 @@ impl MessageLimits {
 
 impl Default for MessageLimits {
     fn default() -> Self {
-        MessageLimits::from_limits(&Limits::default())
+        MessageLimits::from_limits(&ChatLimits::default())
     }
 }
 

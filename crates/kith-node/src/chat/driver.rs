@@ -306,7 +306,7 @@ impl Driver {
     fn transmit(&mut self, to: NeighbourId, json: Vec<u8>) {
         let sent = match self.sinks.get(&to) {
             Some(Sink::Link(agent)) => {
-                if json.len() > self.chat.settings().limits.max_envelope_data as usize {
+                if json.len() > self.chat.settings().link_limits.max_envelope_data as usize {
                     false
                 } else {
                     self.chat
@@ -394,7 +394,7 @@ impl Driver {
     }
 
     async fn log(&self, row: ChatMessageRow) {
-        let keep = self.chat.settings().limits.chat_log_messages;
+        let keep = self.chat.settings().node_limits.chat_log_messages;
         match self
             .chat
             .inner

@@ -18,7 +18,7 @@
 //! frame is a keep-alive); a client whose id a key derives proves that key in HELLO.
 //!
 //! **What the user sees.** Verified messages (and the user's own) go to a bounded log in the
-//! database (`chat_messages`, [`kith_proto::Limits::chat_log_messages`] rows), read by
+//! database (`chat_messages`, [`crate::limits::NodeLimits::chat_log_messages`] rows), read by
 //! `kith chat read`; `--follow` long-polls on [`Chat::log_changed`]. Joined channels are
 //! recorded and public ones joined again at start-up (a closed channel's key lives only in
 //! memory, so after a restart a member needs a new invitation).
@@ -93,8 +93,12 @@ crate::counters! {
 /// What the chat service needs to know of the node.
 #[derive(Debug, Clone)]
 pub struct ChatSettings {
-    /// Every bound and deadline.
-    pub limits: Limits,
+    /// The router's and the chat port framing's bounds.
+    pub limits: kith_chat::ChatLimits,
+    /// The node's own bounds (queues, clients, the message log).
+    pub node_limits: crate::limits::NodeLimits,
+    /// The link layer's bounds (the largest envelope a link carries, the TLS deadline).
+    pub link_limits: Limits,
     /// The name this node gives in chat (`name@GUID`).
     pub name: Option<String>,
     /// Join a closed channel as soon as an invitation arrives.
@@ -169,7 +173,7 @@ pub struct ChatQueues {
 impl Chat {
     /// A handle and the receiving ends of its queues (for [`run`]).
     pub fn new(endpoint: Endpoint, store: Store, settings: ChatSettings) -> (Chat, ChatQueues) {
-        let (tx, inputs) = mpsc::channel(settings.limits.chat_input_queue.max(1));
+        let (tx, inputs) = mpsc::channel(settings.node_limits.chat_input_queue.max(1));
         let (links, link_rx) = mpsc::unbounded_channel();
         let (log, _) = watch::channel(0);
         (

@@ -38,7 +38,7 @@ pub async fn accept_loop(chat: Chat, listener: TcpListener, tls: bool, cancel: C
             },
             _ = cancel.cancelled() => return,
         };
-        if clients.load(Ordering::Acquire) >= state.settings().limits.max_chat_clients {
+        if clients.load(Ordering::Acquire) >= state.settings().node_limits.max_chat_clients {
             state.counters().chat_clients_refused.bump();
             continue; // dropped: closed without a word
         }
@@ -62,7 +62,7 @@ async fn serve(state: &Chat, stream: TcpStream, ip: std::net::IpAddr, tls: bool)
     let Some(config) = state.settings().tls.clone() else {
         return;
     };
-    let timeout = Duration::from_millis(state.settings().limits.handshake_timeout_ms);
+    let timeout = Duration::from_millis(state.settings().link_limits.handshake_timeout_ms);
     let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
     match tokio::time::timeout(timeout, accept).await {
         Ok(Ok(stream)) => {
@@ -78,7 +78,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let id = state.next_client_id();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(state.settings().limits.chat_client_queue.max(1));
+    let (tx, mut rx) =
+        mpsc::channel::<Bytes>(state.settings().node_limits.chat_client_queue.max(1));
     if !state.send(ChatInput::ClientUp { id, ip, tx }).await {
         return;
     }

@@ -35,7 +35,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tower_service::Service;
 
-/// The bounds the control socket keeps (from [`kith_proto::Limits`]).
+/// The bounds the control socket keeps (from [`crate::limits::NodeLimits`]).
 #[derive(Debug, Clone)]
 pub struct ServeLimits {
     /// Deadline for a request's headers, and for an idle keep-alive connection.
@@ -50,7 +50,7 @@ pub struct ServeLimits {
 
 impl ServeLimits {
     /// The control socket's bounds from the node's limits.
-    pub fn from_limits(limits: &kith_proto::Limits) -> ServeLimits {
+    pub fn from_limits(limits: &crate::limits::NodeLimits) -> ServeLimits {
         ServeLimits {
             header_timeout: Duration::from_millis(limits.control_header_timeout_ms.max(1)),
             body_timeout: Duration::from_millis(limits.control_body_timeout_ms.max(1)),

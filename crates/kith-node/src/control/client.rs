@@ -5,7 +5,7 @@
 //! response head parsed with `httparse`. No async runtime is built, and a clone can be used
 //! from another thread (the progress bar polls while the main thread waits on a fetch).
 //!
-//! Every call has one deadline for the whole exchange ([`kith_proto::Limits::control_timeout_ms`],
+//! Every call has one deadline for the whole exchange ([`crate::limits::NodeLimits::control_timeout_ms`],
 //! plus what the node itself may legitimately take: [`ControlClient::allowing`]), so a wedged
 //! node cannot hang the CLI, and a slow peer is never reported as the local node not answering.
 

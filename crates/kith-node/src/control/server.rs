@@ -65,7 +65,7 @@ impl crate::counters::CounterSet for ControlCounters {
 pub async fn serve(
     listener: tokio::net::UnixListener,
     state: Services,
-    limits: &kith_proto::Limits,
+    limits: &crate::limits::NodeLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = super::accept::ServeLimits::from_limits(limits);
@@ -373,9 +373,10 @@ async fn chat_read(
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribed before the first read, so a message logged in between still wakes us.
     let mut changed = state.chat.log_changed();
-    let limit = body
-        .limit
-        .clamp(1, state.chat.settings().limits.chat_log_messages.max(1));
+    let limit = body.limit.clamp(
+        1,
+        state.chat.settings().node_limits.chat_log_messages.max(1),
+    );
     loop {
         let rows = state
             .chat

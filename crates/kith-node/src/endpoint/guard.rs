@@ -3,7 +3,7 @@
 //!
 //! It is plain state with the time passed in, so every rule is tested without sockets. The
 //! listener asks [`AdmissionGuard::admit`] before it reads a byte, reports how each handshake
-//! ended, and reports links closing. The rules, all bounded by [`Limits`]:
+//! ended, and reports links closing. The rules, all bounded by [`NodeLimits`]:
 //! - an address that failed `max_failures_per_addr` handshakes within `failure_window_secs` is
 //!   refused for `block_secs` (so one mistyped ticket does not lock out everyone behind a shared
 //!   address, but a guesser is stopped);
@@ -14,7 +14,7 @@
 //!   slow flood from one place cannot keep everyone else out;
 //! - the guard itself remembers at most `max_tracked_addrs` addresses.
 
-use kith_proto::Limits;
+use crate::limits::NodeLimits;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -83,7 +83,7 @@ impl AddrState {
 /// Admission state for one listener (see the module docs for the rules).
 #[derive(Debug)]
 pub struct AdmissionGuard {
-    limits: Limits,
+    limits: NodeLimits,
     addrs: HashMap<IpAddr, AddrState>,
     /// Pending handshakes by start time, oldest first.
     pending: BTreeMap<(Instant, HandshakeId), IpAddr>,
@@ -96,7 +96,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 
 impl AdmissionGuard {
     /// A guard enforcing `limits`.
-    pub fn new(limits: Limits) -> AdmissionGuard {
+    pub fn new(limits: NodeLimits) -> AdmissionGuard {
         AdmissionGuard {
             limits,
             addrs: HashMap::new(),
@@ -250,10 +250,10 @@ mod tests {
 
     #[test]
     fn an_address_that_keeps_failing_is_blocked_then_forgiven() {
-        let limits = Limits {
+        let limits = NodeLimits {
             max_failures_per_addr: 3,
             block_secs: 100,
-            ..Limits::default()
+            ..NodeLimits::default()
         };
         let mut guard = AdmissionGuard::new(limits);
         let t0 = Instant::now();
@@ -272,10 +272,10 @@ mod tests {
 
     #[test]
     fn failures_spread_beyond_the_window_do_not_block() {
-        let limits = Limits {
+        let limits = NodeLimits {
             max_failures_per_addr: 2,
             failure_window_secs: 10,
-            ..Limits::default()
+            ..NodeLimits::default()
         };
         let mut guard = AdmissionGuard::new(limits);
         let t0 = Instant::now();
@@ -289,9 +289,9 @@ mod tests {
 
     #[test]
     fn connection_rate_is_limited_per_address_per_minute() {
-        let limits = Limits {
+        let limits = NodeLimits {
             max_connects_per_addr_per_minute: 2,
-            ..Limits::default()
+            ..NodeLimits::default()
         };
         let mut guard = AdmissionGuard::new(limits);
         let t0 = Instant::now();
@@ -308,9 +308,9 @@ mod tests {
 
     #[test]
     fn when_the_pending_table_is_full_the_oldest_handshake_is_evicted() {
-        let limits = Limits {
+        let limits = NodeLimits {
             max_pending_handshakes: 2,
-            ..Limits::default()
+            ..NodeLimits::default()
         };
         let mut guard = AdmissionGuard::new(limits);
         let t0 = Instant::now();
@@ -328,10 +328,10 @@ mod tests {
 
     #[test]
     fn per_address_and_total_link_caps_hold() {
-        let limits = Limits {
+        let limits = NodeLimits {
             max_links_per_addr: 1,
             max_links: 2,
-            ..Limits::default()
+            ..NodeLimits::default()
         };
         let mut guard = AdmissionGuard::new(limits);
         let t0 = Instant::now();
@@ -353,9 +353,9 @@ mod tests {
 
     #[test]
     fn pending_handshakes_per_address_are_capped() {
-        let limits = Limits {
+        let limits = NodeLimits {
             max_pending_handshakes_per_addr: 2,
-            ..Limits::default()
+            ..NodeLimits::default()
         };
         let mut guard = AdmissionGuard::new(limits);
         let t0 = Instant::now();
@@ -370,9 +370,9 @@ mod tests {
 
     #[test]
     fn the_address_table_stays_bounded() {
-        let limits = Limits {
+        let limits = NodeLimits {
             max_tracked_addrs: 4,
-            ..Limits::default()
+            ..NodeLimits::default()
         };
         let mut guard = AdmissionGuard::new(limits);
         let t0 = Instant::now();

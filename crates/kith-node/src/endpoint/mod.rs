@@ -217,8 +217,10 @@ crate::counters! {
 pub struct EndpointConfig {
     /// Our keys and the link mode.
     pub secure: SecureConfig,
-    /// Every bound and deadline.
+    /// The link layer's bounds and deadlines.
     pub limits: Limits,
+    /// Admission (the guard's caps and rates).
+    pub node_limits: crate::limits::NodeLimits,
     /// Wall-clock time (ticket expiry, timestamps).
     pub clock: SharedClock,
     /// Where peers and tickets are looked up and recorded.
@@ -298,7 +300,7 @@ impl Endpoint {
             shared: Arc::new(Shared {
                 agent: config.secure.agent(),
                 registry: Registry::new(config.limits.max_pending_pings),
-                guard: Mutex::new(AdmissionGuard::new(config.limits.clone())),
+                guard: Mutex::new(AdmissionGuard::new(config.node_limits.clone())),
                 pending: Mutex::default(),
                 replay: Mutex::new(ReplayCache::new(
                     config.limits.handshake_replay_entries,

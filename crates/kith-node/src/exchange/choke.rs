@@ -1,7 +1,7 @@
 //! Who gets the next upload slot: choking, as BitTorrent does it, without I/O or clocks of its
 //! own (time is passed in), so it is tested deterministically.
 //!
-//! A node uploads at most [`kith_proto::Limits::upload_slots`] items at once. While slots are
+//! A node uploads at most [`crate::limits::NodeLimits::upload_slots`] items at once. While slots are
 //! free every request is granted at once: choking only decides the order under contention.
 //! Then a freed slot goes to the waiting peer that gave this node the most lately
 //! ([`Reciprocity`]), except that every `optimistic_every`-th one goes to the peer that has

@@ -113,7 +113,7 @@ impl Custodian {
             });
             return;
         }
-        let limits = ex.limits();
+        let limits = ex.node_limits();
         let busy = self
             .active
             .as_ref()
@@ -154,7 +154,7 @@ impl Custodian {
                 return;
             };
             let original = ContentHash(push.content_hash);
-            let quota = ex.limits().max_custody_bytes;
+            let quota = ex.node_limits().max_custody_bytes;
             let setup = ex
                 .store
                 .run(move |s| {
@@ -278,7 +278,7 @@ impl Custodian {
             })
             .await;
         if let Ok((false, records)) = found {
-            for record in records.iter().take(ex.limits().max_custody_owners) {
+            for record in records.iter().take(ex.node_limits().max_custody_owners) {
                 self.queue(Command::Put {
                     hash: record.pull_request_hash,
                 });

@@ -28,7 +28,7 @@
 //! The service is the protocol handler of `ciyam` and `ciyam-r` (see [`crate::protocol`]):
 //! envelopes reach their session via a small bounded queue per session. An envelope for no session
 //! (late, after `bye`) or beyond the queue is dropped and counted (`ciyam_envelopes_dropped`);
-//! a session opened beyond [`kith_proto::Limits::max_exchange_sessions`] is refused with an
+//! a session opened beyond [`crate::limits::NodeLimits::max_exchange_sessions`] is refused with an
 //! `(error)` line. When the peer's last link goes down, its sessions end at once; sessions
 //! never redial in the middle, since the other end's session died with the link.
 //!
@@ -184,8 +184,10 @@ crate::counters! {
 /// What the file-exchange service needs to know of the node's settings.
 #[derive(Debug, Clone)]
 pub struct ExchangeSettings {
-    /// Every bound and deadline.
+    /// The sessions' bounds and deadlines.
     pub limits: Limits,
+    /// The node's own bounds (sessions at once, custody, upload slots).
+    pub node_limits: crate::limits::NodeLimits,
     /// Bytes per store item, type byte included.
     pub max_item: usize,
     /// Wall-clock time (custody records).
@@ -255,8 +257,8 @@ struct SlotFlags {
 impl Exchange {
     /// The service, serving sessions over `endpoint`'s links from `store`.
     pub fn new(endpoint: Endpoint, store: Store, settings: ExchangeSettings) -> Exchange {
-        let max = settings.limits.max_exchange_sessions;
-        let uploads = Uploads::new(&settings.limits, settings.limits.max_links);
+        let max = settings.node_limits.max_exchange_sessions;
+        let uploads = Uploads::new(&settings.node_limits, settings.node_limits.max_links);
         Exchange {
             inner: Arc::new(Inner {
                 endpoint,
@@ -285,9 +287,14 @@ impl Exchange {
         &self.endpoint
     }
 
-    /// The limits.
+    /// The sessions' limits.
     pub fn limits(&self) -> &Limits {
         &self.settings.limits
+    }
+
+    /// The node's own limits.
+    pub fn node_limits(&self) -> &crate::limits::NodeLimits {
+        &self.settings.node_limits
     }
 
     /// Bytes per store item, type byte included.

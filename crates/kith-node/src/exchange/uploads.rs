@@ -5,8 +5,8 @@
 //! session ends. The order under contention is [`super::choke`]'s.
 
 use super::choke::{Ledger, Reciprocity, Request, Ticket, UploadSlots};
+use crate::limits::NodeLimits;
 use kith_crypto::identity::AgentId;
-use kith_proto::Limits;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ impl Drop for UploadPermit {
 
 impl Uploads {
     /// Slots and accounts sized by `limits`; at most `max_peers` accounts are kept.
-    pub fn new(limits: &Limits, max_peers: usize) -> Uploads {
+    pub fn new(limits: &NodeLimits, max_peers: usize) -> Uploads {
         Uploads {
             inner: Arc::new(Mutex::new(Inner {
                 slots: UploadSlots::new(limits.upload_slots, limits.upload_optimistic_every),
@@ -155,10 +155,10 @@ mod tests {
     }
 
     fn one_slot() -> Uploads {
-        let limits = Limits {
+        let limits = NodeLimits {
             upload_slots: 1,
             upload_optimistic_every: 100,
-            ..Limits::default()
+            ..NodeLimits::default()
         };
         Uploads::new(&limits, 16)
     }

@@ -4,11 +4,11 @@
 //! it survives restarts) and sends every linked peer an `offer` envelope
 //! ([`kith_proto::files::offer`]: the file's 32-byte address, then its size). A peer that
 //! links later gets offers for the most recently shared files when its link comes up (at most
-//! [`kith_proto::Limits::max_offers_per_link`]).
+//! [`crate::limits::NodeLimits::max_offers_per_link`]).
 //!
 //! **Replication.** A node that receives an offer queues it and one background task works
 //! through the queue ([`queue`]): a file already held is skipped, one that would take the
-//! node past [`kith_proto::Limits::max_replica_bytes`] (small by default, 0 declines every
+//! node past [`crate::limits::NodeLimits::max_replica_bytes`] (small by default, 0 declines every
 //! offer; `kith status` shows the bytes held and the quota) is declined, and otherwise the
 //! file is fetched from the peer that offered it with the ordinary fetch
 //! ([`crate::exchange`]): resuming, item by item, with a byte budget set by the offered size
@@ -35,11 +35,11 @@ use crate::api::ShareReport;
 use crate::clock::SharedClock;
 use crate::endpoint::{envelope, Endpoint, Payload};
 use crate::exchange::Exchange;
+use crate::limits::NodeLimits;
 use crate::protocol::{LinkEvent, ProtocolHandler};
 use crate::store::{Store, StoreFailure};
 use kith_crypto::identity::AgentId;
 use kith_proto::files::offer::Offer;
-use kith_proto::Limits;
 use kith_store::ContentHash;
 use queue::ReplicationQueue;
 use std::sync::Arc;
@@ -90,7 +90,7 @@ struct Inner {
     endpoint: Endpoint,
     store: Store,
     exchange: Exchange,
-    limits: Limits,
+    limits: NodeLimits,
     clock: SharedClock,
     queue: ReplicationQueue,
     counters: SharingCounters,
@@ -102,7 +102,7 @@ impl Sharing {
         endpoint: Endpoint,
         store: Store,
         exchange: Exchange,
-        limits: Limits,
+        limits: NodeLimits,
         clock: SharedClock,
     ) -> Sharing {
         let queue = ReplicationQueue::new(

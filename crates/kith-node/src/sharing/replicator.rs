@@ -3,7 +3,7 @@
 //!
 //! One at a time keeps replication from crowding out everything else on the node. A fetch
 //! that gave way to a user's transfer goes back to the queue after
-//! [`kith_proto::Limits::replication_retry_ms`]; one that failed costs its peer a cooldown
+//! [`crate::limits::NodeLimits::replication_retry_ms`]; one that failed costs its peer a cooldown
 //! and is tried again, at most [`MAX_ATTEMPTS`] times; after that the next offer (the peer
 //! offers again when it next links) starts afresh.
 

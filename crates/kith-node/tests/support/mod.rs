@@ -28,6 +28,7 @@ pub struct TestNode {
     pub addr: SocketAddr,
     pub clock: Arc<ManualClock>,
     pub limits: Limits,
+    pub node_limits: kith_node::limits::NodeLimits,
     pub net: MemoryNet,
     pub dir: tempfile::TempDir,
 }
@@ -77,6 +78,7 @@ impl TestNode {
             addr,
             clock,
             limits: config.limits,
+            node_limits: config.node_limits,
             net: net.clone(),
             dir,
         }

@@ -9,7 +9,7 @@ use serde_json::json;
 
 /// Runs one `kith content` subcommand.
 pub fn run(env: &Env, command: ContentCommand) -> Result<()> {
-    let limit = env.config.limits.max_content_file;
+    let limit = env.config.node_limits.max_content_file;
     match command {
         ContentCommand::Sign { file, output } => {
             let data = read_bounded(&file, limit)?;

@@ -65,7 +65,7 @@ fn control(env: &Env) -> Result<ControlClient> {
     let control = ControlClient::new(
         dir.root(),
         dir.control_socket(),
-        Duration::from_millis(env.config.limits.exchange_fetch_timeout_ms),
+        Duration::from_millis(env.config.node_limits.exchange_fetch_timeout_ms),
     );
     if !control.is_running() {
         // The same error as every other command that needs the node (and exit code 3).

@@ -118,7 +118,7 @@ fn fetch_if_needed(
     let control = ControlClient::new(
         dir.root(),
         dir.control_socket(),
-        Duration::from_millis(env.config.limits.exchange_fetch_timeout_ms),
+        Duration::from_millis(env.config.node_limits.exchange_fetch_timeout_ms),
     );
     if from.is_none() && (store.get(hash)?.is_some() || !control.is_running()) {
         return Ok(None);
@@ -139,7 +139,7 @@ fn share(env: &Env, store: &mut FileStore, hash: &ContentHash, stop: bool) -> Re
     let control = ControlClient::new(
         dir.root(),
         dir.control_socket(),
-        Duration::from_millis(env.config.limits.control_timeout_ms),
+        Duration::from_millis(env.config.node_limits.control_timeout_ms),
     );
     let body = HashBody {
         hash: hash.to_hex(),

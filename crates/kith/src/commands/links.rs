@@ -324,7 +324,7 @@ fn check_peer(env: &Env, agent: &str) -> Result<()> {
     let control = ControlClient::new(
         dir.root(),
         dir.control_socket(),
-        Duration::from_millis(env.config.limits.exchange_fetch_timeout_ms),
+        Duration::from_millis(env.config.node_limits.exchange_fetch_timeout_ms),
     );
     let reports: Vec<CheckReport> = control.post(
         CHECK_PEER_PATH,

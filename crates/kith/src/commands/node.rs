@@ -129,7 +129,7 @@ pub fn client(env: &Env) -> ControlClient {
     ControlClient::new(
         dir.root(),
         dir.control_socket(),
-        Duration::from_millis(env.config.limits.control_timeout_ms),
+        Duration::from_millis(env.config.node_limits.control_timeout_ms),
     )
 }
 

@@ -98,7 +98,9 @@ pub fn run(args: &HandshakesArgs, json: bool) -> Result<HandshakesResult> {
         .parse()?;
     let limits = Limits::default();
     let ticket: IssuedTicket = node
-        .control(Duration::from_millis(limits.control_timeout_ms))
+        .control(Duration::from_millis(
+            kith_node::limits::NodeLimits::default().control_timeout_ms,
+        ))
         .post(
             TICKETS_PATH,
             &TicketOrder {

@@ -22,7 +22,6 @@ use kith_node::api::{
     TICKETS_PATH,
 };
 use kith_node::{NodeConfig, Overrides};
-use kith_proto::Limits;
 use kith_store::meta::PeerRecord;
 use kith_store::ContentHash;
 use nodes::{BenchNode, ScratchDir};
@@ -210,8 +209,8 @@ fn transfer(args: &TransferArgs, json: bool) -> Result<TransferResult> {
     progress("starting two nodes and linking them");
     let mut source = BenchNode::start(&scratch.path().join("a"))?;
     let mut fetcher = BenchNode::start(&scratch.path().join("b"))?;
-    let limits = Limits::default();
-    let quick = Duration::from_millis(limits.control_timeout_ms);
+    let node_limits = kith_node::limits::NodeLimits::default();
+    let quick = Duration::from_millis(node_limits.control_timeout_ms);
     let ticket: IssuedTicket = source.control(quick).post(
         TICKETS_PATH,
         &TicketOrder {
@@ -242,7 +241,7 @@ fn transfer(args: &TransferArgs, json: bool) -> Result<TransferResult> {
         hash: hash.to_hex(),
         from: Some(source.agent.clone()),
     };
-    let slow = Duration::from_millis(limits.exchange_fetch_timeout_ms);
+    let slow = Duration::from_millis(node_limits.exchange_fetch_timeout_ms);
     let cpu_before = (source.cpu_seconds()?, fetcher.cpu_seconds()?);
     let start = Instant::now();
     let busy_probe = probe::Probe::start(probing);
