@@ -1,39 +1,22 @@
-//! `kith up`: the node process, and the composition root: the one module that knows every
-//! service. It opens the store, builds the endpoint, builds the services around handles on
-//! both, registers the link protocols with the router, spawns every task on one
-//! [`TaskTracker`] and stops them with one [`CancellationToken`].
-//!
-//! Start-up order matters: the identity and the store are opened first (so a broken data dir
-//! fails before anything listens), then every listener is bound, and only then is the caller
-//! told the node is ready. Shutdown is the reverse: on Ctrl-C or SIGTERM the control API stops
-//! accepting, the token is cancelled (listeners stop, links say `bye` after flushing what they
-//! had queued), the node waits for its tasks (at most [`SHUTDOWN_GRACE`] past the links'
-//! drain), and the control socket is removed.
+//! `kith up`: the node process. Start-up order matters: the identity and the store are opened
+//! first (so a broken data dir fails before anything listens), then every listener is bound,
+//! and only then is the caller told the node is ready. Shutdown is the reverse: on Ctrl-C or
+//! SIGTERM the control API stops accepting, the node's token is cancelled (listeners stop,
+//! links flush and say `bye`), the node waits for its tasks (at most
+//! [`super::SHUTDOWN_GRACE`] past the links' drain), and the control socket is removed.
 
-use crate::chat::{Chat, ChatSettings};
+use super::{Node, NodeSetup};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::NodeConfig;
-use crate::control::{server, NodeInfo, Services};
-use crate::counters::CounterSet;
-use crate::endpoint::{Endpoint, EndpointConfig, StoreDirectory, Tcp, TcpAcceptor};
-use crate::exchange::{Exchange, ExchangeSettings};
-use crate::peer_port::PeerPort;
-use crate::protocol::Router;
-use crate::retention::Retention;
-use crate::sharing::Sharing;
+use crate::control::{server, NodeInfo};
+use crate::endpoint::{Tcp, TcpAcceptor};
 use crate::store::Store;
-use kith_proto::secure::{Mode, SecureConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::net::{TcpListener, UnixListener};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-/// How long shutdown waits for tasks beyond the links' drain deadline.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Why the node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -91,197 +74,6 @@ fn bind_advice(what: &str, error: &std::io::Error) -> String {
             format!("; ports below 1024 need privileges: pick a port above 1024 with {flag}")
         }
         _ => String::new(),
-    }
-}
-
-/// What a node is built from (see [`Node::start`]).
-pub struct NodeSetup {
-    /// The resolved settings.
-    pub config: NodeConfig,
-    /// The node's keys.
-    pub identity: kith_crypto::Identity,
-    /// The opened store.
-    pub store: Store,
-    /// Wall-clock time.
-    pub clock: SharedClock,
-    /// How links are dialled.
-    pub dialer: Arc<dyn crate::endpoint::Dialer>,
-    /// Where links come in.
-    pub acceptors: Vec<Box<dyn crate::endpoint::Acceptor>>,
-    /// TLS with the node certificate, for the text ports.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-}
-
-/// A running node's parts: the endpoint and the services, wired together, with the token that
-/// stops them and the tracker that waits for them. `kith up` serves one behind its control
-/// API; in-process tests drive one directly.
-#[derive(Debug, Clone)]
-pub struct Node {
-    /// Links.
-    pub endpoint: Endpoint,
-    /// Files and the database.
-    pub store: Store,
-    /// File exchange and custody.
-    pub exchange: Exchange,
-    /// Offers and replication.
-    pub sharing: Sharing,
-    /// Proof of retention.
-    pub retention: Retention,
-    /// Chat.
-    pub chat: Chat,
-    /// The CIYAM peer port's sessions.
-    pub peer_port: PeerPort,
-    /// Cancelled to stop the node.
-    pub cancel: CancellationToken,
-    /// Every task of the node.
-    pub tracker: TaskTracker,
-    drain: Duration,
-}
-
-impl Node {
-    /// Builds the endpoint and the services, registers the link protocols, starts the
-    /// endpoint (accepting, re-linking known peers) and the background tasks.
-    pub fn start(setup: NodeSetup) -> Node {
-        let NodeSetup {
-            config,
-            identity,
-            store,
-            clock,
-            dialer,
-            acceptors,
-            tls,
-        } = setup;
-        let cancel = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let limits = config.limits.clone();
-        let mut secure = SecureConfig::new(&identity, &limits);
-        if config.raw_links {
-            secure = secure.with_mode(Mode::Raw);
-        }
-        let listen_port = acceptors
-            .first()
-            .and_then(|a| a.local_addr())
-            .map(|a| a.port());
-        let node_limits = config.node_limits.clone();
-        let endpoint = Endpoint::new(EndpointConfig {
-            secure,
-            limits: limits.clone(),
-            node_limits: node_limits.clone(),
-            clock: Arc::clone(&clock),
-            directory: Arc::new(StoreDirectory::new(store.clone())),
-            dialer,
-            acceptors,
-            announce: config.announce.clone(),
-            cancel: cancel.clone(),
-            tracker: tracker.clone(),
-        });
-        let exchange = Exchange::new(
-            endpoint.clone(),
-            store.clone(),
-            ExchangeSettings {
-                limits: limits.clone(),
-                node_limits: node_limits.clone(),
-                max_item: config.max_item,
-                clock: Arc::clone(&clock),
-            },
-        );
-        let retention = Retention::new(
-            endpoint.clone(),
-            store.clone(),
-            exchange.clone(),
-            node_limits.clone(),
-            Arc::clone(&clock),
-        );
-        let sharing = Sharing::new(
-            endpoint.clone(),
-            store.clone(),
-            exchange.clone(),
-            node_limits.clone(),
-            Arc::clone(&clock),
-        );
-        let (chat, chat_queues) = Chat::new(
-            endpoint.clone(),
-            store.clone(),
-            ChatSettings {
-                limits: config.chat_limits.clone(),
-                node_limits,
-                link_limits: limits.clone(),
-                name: config.chat_name.clone(),
-                auto_join_invites: config.chat_auto_join_invites,
-                listen_port,
-                tls: tls.clone(),
-                clock,
-            },
-        );
-        let peer_port = PeerPort::new(exchange.clone(), tls);
-        Router::builder(endpoint.clone())
-            .accept(Arc::new(exchange.clone()))
-            .accept(Arc::new(retention.clone()))
-            .accept(Arc::new(sharing.clone()))
-            .accept(Arc::new(chat.clone()))
-            .spawn();
-        tracker.spawn(crate::chat::run(
-            chat.clone(),
-            identity,
-            chat_queues,
-            cancel.clone(),
-        ));
-        sharing.spawn_replicator(&tracker, cancel.clone());
-        retention.spawn_scheduler(&tracker, cancel.clone());
-        Node {
-            endpoint,
-            store,
-            exchange,
-            sharing,
-            retention,
-            chat,
-            peer_port,
-            cancel,
-            tracker,
-            drain: Duration::from_millis(limits.link_drain_ms),
-        }
-    }
-
-    /// Every counter of the node, by name (zero included).
-    pub fn counters(&self) -> BTreeMap<String, u64> {
-        let mut counters = crate::counters::snapshot(&[
-            self.endpoint.counters() as &dyn CounterSet,
-            &self.exchange.counters,
-            self.sharing.counters(),
-            self.retention.counters(),
-            self.peer_port.counters(),
-            self.chat.counters(),
-        ]);
-        counters.extend(self.chat.router_counters());
-        counters
-    }
-
-    /// The control API's view of this node.
-    fn services(&self, status: NodeStatus) -> Services {
-        Services {
-            endpoint: self.endpoint.clone(),
-            store: self.store.clone(),
-            exchange: self.exchange.clone(),
-            sharing: self.sharing.clone(),
-            retention: self.retention.clone(),
-            chat: self.chat.clone(),
-            node: Arc::new(status),
-            control_counters: Arc::default(),
-        }
-    }
-
-    /// Stops the node: links flush what they had queued and say `bye`; waits for every task
-    /// (no longer than the links' drain plus [`SHUTDOWN_GRACE`]).
-    pub async fn shutdown(&self) {
-        self.cancel.cancel();
-        self.tracker.close();
-        let grace = self.drain + SHUTDOWN_GRACE;
-        if tokio::time::timeout(grace, self.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("some tasks did not stop within {grace:?}");
-        }
     }
 }
 
@@ -483,7 +275,7 @@ pub async fn serve_with_clock(
         node_id: node_id.clone(),
     });
 
-    let services = node.services(NodeStatus {
+    let services = node.services(Arc::new(NodeStatus {
         agent,
         node_id,
         data_dir: data_dir.root().display().to_string(),
@@ -494,7 +286,7 @@ pub async fn serve_with_clock(
         max_control_body: limits.max_control_body,
         clock,
         node: node.clone(),
-    });
+    }));
     let stopper = cancel.clone();
     let result = server::serve(control, services, limits, async move {
         tokio::select! {
