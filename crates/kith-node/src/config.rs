@@ -8,6 +8,7 @@
 //! ```toml
 //! db = "postgres://kith:secret@db.example/kith"   # default: SQLite in the data dir
 //! max_item = 1000000                                # bytes per store item, type byte included
+//! peer_port_open_store = false                      # strangers get shared files only
 //!
 //! [limits]
 //! max_envelope_data = 2097152
@@ -66,6 +67,7 @@ struct FileSettings {
     chat_tls: Option<bool>,
     chat_name: Option<String>,
     chat_auto_join_invites: Option<bool>,
+    peer_port_open_store: Option<bool>,
     announce: Option<String>,
     raw_links: Option<bool>,
     max_item: Option<usize>,
@@ -101,6 +103,9 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:7420";
 pub const DEFAULT_PEER_LISTEN: &str = "127.0.0.1:7421";
 /// Default ptpchat port: loopback only (plain TCP unless `--chat-tls`).
 pub const DEFAULT_CHAT_LISTEN: &str = "127.0.0.1:7422";
+/// The most `[limits] max_anonymous_bytes` can be: strangers' storage stays small whatever is
+/// set (a larger value counts as this).
+pub const MAX_ANONYMOUS_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Every setting of a node or of a CLI command acting on a data dir, fully resolved.
 #[derive(Debug, Clone)]
@@ -130,6 +135,10 @@ pub struct NodeConfig {
     /// Join a closed channel as soon as an invitation (its key) arrives; when false the
     /// invitation waits for `kith chat join NAME`.
     pub chat_auto_join_invites: bool,
+    /// Serve any stored item to strangers on the CIYAM peer port (the store open, as the
+    /// reference's test port is). Off by default: a stranger gets shared files, custody
+    /// copies for their owners and what it `put` in its own session.
+    pub peer_port_open_store: bool,
     /// What tickets name as this node's address (host, port); `None`: derived from `listen`.
     pub announce: Option<(String, u16)>,
     /// Unencrypted links (simulations only; loopback only unless `allow_raw_anywhere`).
@@ -189,11 +198,12 @@ impl NodeConfig {
             None => None,
         };
         let raw_links = overrides.raw_links || file.raw_links.unwrap_or(false);
-        let limits = crate::limits::AllLimits::from_table(file.limits.unwrap_or_default())
+        let mut limits = crate::limits::AllLimits::from_table(file.limits.unwrap_or_default())
             .map_err(|message| ConfigError::Parse {
                 path: data_dir.config_path(),
                 message: format!("[limits]: {message}"),
             })?;
+        limits.node.max_anonymous_bytes = limits.node.max_anonymous_bytes.min(MAX_ANONYMOUS_BYTES);
         Ok(NodeConfig {
             data_dir,
             db_url: overrides.db_url.clone().or(file.db),
@@ -207,6 +217,7 @@ impl NodeConfig {
             chat_tls: overrides.chat_tls || file.chat_tls.unwrap_or(false),
             chat_name,
             chat_auto_join_invites: file.chat_auto_join_invites.unwrap_or(true),
+            peer_port_open_store: file.peer_port_open_store.unwrap_or(false),
             announce,
             raw_links,
             allow_raw_anywhere: overrides.allow_raw_anywhere,
@@ -365,6 +376,28 @@ mod tests {
         assert!(err.contains("loopback"), "{err}");
         o.allow_raw_anywhere = true;
         assert!(NodeConfig::load(&o).unwrap().check_for_serving().is_ok());
+    }
+
+    #[test]
+    fn the_peer_port_store_is_closed_and_strangers_storage_small_unless_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = NodeConfig::load(&overrides(tmp.path())).unwrap();
+        assert!(!config.peer_port_open_store);
+        assert_eq!(config.node_limits.max_anonymous_bytes, 4 * 1024 * 1024);
+        std::fs::write(
+            tmp.path().join("kith.toml"),
+            "peer_port_open_store = true
+[limits]
+max_anonymous_bytes = 1000000000
+",
+        )
+        .unwrap();
+        let config = NodeConfig::load(&overrides(tmp.path())).unwrap();
+        assert!(config.peer_port_open_store);
+        assert_eq!(
+            config.node_limits.max_anonymous_bytes, MAX_ANONYMOUS_BYTES,
+            "capped at 16 MiB"
+        );
     }
 
     #[test]

@@ -50,6 +50,17 @@ pub struct NodeLimits {
     pub max_tracked_addrs: usize,
     /// Sessions on the CIYAM peer port at once; more are closed on accept.
     pub max_peer_sessions: usize,
+    /// Sessions on the CIYAM peer port at once from one address (an IPv4 address, an IPv6
+    /// /64); more from it are closed on accept, so one address cannot hold every slot.
+    pub max_peer_sessions_per_addr: usize,
+    /// Bytes that strangers on the CIYAM peer port may keep stored, all together (each item
+    /// charged its size rounded up to 4 KiB). Kept apart from the user's files; when full, the
+    /// address holding the most loses its oldest item. Never more than 16 MiB, whatever is
+    /// set; 0 stores nothing a stranger `put`s.
+    pub max_anonymous_bytes: u64,
+    /// How long a stranger's item is kept, in seconds; then it is deleted (unless a file of
+    /// the user's uses the same bytes).
+    pub anonymous_item_secs: u64,
     /// Bytes this node keeps in encrypted custody for other people; 0 refuses custody.
     pub max_custody_bytes: u64,
     /// File-exchange sessions over secure links at once (one per linked peer at most, either
@@ -127,6 +138,9 @@ impl Default for NodeLimits {
             block_secs: 300,
             max_tracked_addrs: 65_536,
             max_peer_sessions: 64,
+            max_peer_sessions_per_addr: 4,
+            max_anonymous_bytes: 4 * 1024 * 1024,
+            anonymous_item_secs: 3_600,
             max_custody_bytes: 1024 * 1024 * 1024,
             max_exchange_sessions: 64,
             exchange_fetch_timeout_ms: 3_600_000,

@@ -19,9 +19,12 @@
 //!   the deletion; and a commit re-checks that its items exist, so even a fetch whose items
 //!   were collected records nothing dangling: it fails and is run again.
 //!
-//! In use means: a recorded file is the item or uses it (`file_items`), or a custody record
-//! names it; a custody copy's tree, which no row lists item by item, is walked (lists only)
-//! from its root. Memory is one batch of hashes plus the custody trees' hashes, whatever the
+//! In use means: a recorded file is the item or uses it (`file_items`), a custody record
+//! names it, or it is a stranger's anonymous item (`anonymous_items`); a custody copy's tree,
+//! which no row lists item by item, is walked (lists only) from its root. Anonymous items
+//! have a deadline of their own: the collector first deletes the rows past it and their
+//! items (unless another record names them), whatever their age on disk, so the table never
+//! keeps an item alive for ever and never names a deleted one. Memory is one batch of hashes plus the custody trees' hashes, whatever the
 //! store's size.
 
 use std::collections::HashSet;
@@ -76,6 +79,8 @@ pub struct GcReport {
     pub items_removed: u64,
     /// Abandoned temp files removed.
     pub temp_files_removed: u64,
+    /// Strangers' anonymous items past their deadline, removed.
+    pub anonymous_expired: u64,
     /// Bytes freed, items and temp files.
     pub bytes_freed: u64,
     /// The grace period used, seconds.
@@ -92,6 +97,13 @@ impl std::fmt::Display for GcReport {
             human_bytes(self.bytes_freed),
             self.items_in_use,
         )?;
+        if self.anonymous_expired > 0 {
+            write!(
+                f,
+                "; {} anonymous items past their deadline removed",
+                self.anonymous_expired
+            )?;
+        }
         if self.items_kept_young > 0 {
             write!(
                 f,
@@ -161,13 +173,17 @@ impl FileStore {
             ..GcReport::default()
         };
         remove_temp_files(&root.join(crate::blobs::TMP_DIR), &mut report);
+        let now = self.now();
+        let expired = self.meta().expire_anonymous(now)?;
+        let (deleted, bytes) = self.delete_unused(&expired)?;
+        report.anonymous_expired = deleted as u64;
+        report.bytes_freed += bytes;
         let mut custody = HashSet::new();
         for record in self.meta().list_custody()? {
             self.blobs().mark_tree(&record.encrypted_hash, &mut custody);
             custody.insert(record.pull_request_hash);
         }
         let grace = i64::try_from(options.grace_secs).unwrap_or(i64::MAX);
-        let now = self.now();
         let mut batch = Vec::with_capacity(BATCH);
         for hash in self.blobs().iter()? {
             let hash = hash?;

@@ -7,6 +7,8 @@
 //! - [`meta`]: the metadata database behind one trait ([`MetaDb`]), SQLite or PostgreSQL: file
 //!   records, the key store of peers ([`PeerRecord`]) and issued tickets ([`TicketRecord`]).
 //! - [`files`]: [`FileStore`], which keeps blobs and records consistent, across processes too.
+//! - [`anonymous`]: what strangers store on the CIYAM peer port, apart from the user's files,
+//!   within a quota and with a deadline ([`FileStore::put_anonymous`]).
 //! - [`gc`]: the garbage collector ([`FileStore::gc`]) for what crashes leave behind, and the
 //!   [`lock`] files that keep it away from live writers.
 //!
@@ -17,6 +19,7 @@
 #![warn(unreachable_pub)]
 
 pub mod address;
+pub mod anonymous;
 pub mod blobs;
 pub mod custody_copy;
 pub mod datadir;
@@ -30,6 +33,7 @@ pub mod tree;
 pub mod writer;
 
 pub use address::{ContentHash, ItemKind, ItemType, ParseHashError};
+pub use anonymous::{AnonymousPut, AnonymousStored};
 pub use blobs::{BlobStore, Item, DEFAULT_MAX_ITEM_SIZE};
 pub use error::StoreError;
 pub use files::{FileStore, RemoveOutcome};

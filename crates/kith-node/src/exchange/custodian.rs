@@ -268,11 +268,22 @@ impl Custodian {
     /// The peer `chk`ed `hash`: if we hold it only in custody, plan to `put` the pull request
     /// of each of its owners.
     pub async fn on_chk(&mut self, ex: &Exchange, hash: ContentHash) {
+        self.offer_pull_requests(ex, hash, true).await;
+    }
+
+    /// [`Custodian::on_chk`] for a peer that may not see the plain content even if it is here
+    /// (a stranger on the peer port): its `chk` is `(not found)`, so the owners' pull
+    /// requests are offered as when only copies are here.
+    pub async fn on_chk_unseen(&mut self, ex: &Exchange, hash: ContentHash) {
+        self.offer_pull_requests(ex, hash, false).await;
+    }
+
+    async fn offer_pull_requests(&mut self, ex: &Exchange, hash: ContentHash, plain_counts: bool) {
         let content = hash;
         let found = ex
             .store
             .run(move |s| {
-                let have_plain = s.blobs().contains(&content)?;
+                let have_plain = plain_counts && s.blobs().contains(&content)?;
                 let custody = s.meta().custody_of(&content)?;
                 Ok::<_, kith_store::StoreError>((have_plain, custody))
             })

@@ -16,7 +16,7 @@ use crate::control::{NodeInfo, Services};
 use crate::counters::CounterSet;
 use crate::endpoint::{Endpoint, EndpointConfig, StoreDirectory};
 use crate::exchange::{Exchange, ExchangeSettings};
-use crate::peer_port::PeerPort;
+use crate::peer_port::{PeerPort, PeerPortSettings};
 use crate::protocol::Router;
 use crate::retention::Retention;
 use crate::sharing::Sharing;
@@ -147,10 +147,17 @@ impl Node {
                 auto_join_invites: config.chat_auto_join_invites,
                 listen_port,
                 tls: tls.clone(),
+                clock: Arc::clone(&clock),
+            },
+        );
+        let peer_port = PeerPort::new(
+            exchange.clone(),
+            tls,
+            PeerPortSettings {
+                open_store: config.peer_port_open_store,
                 clock,
             },
         );
-        let peer_port = PeerPort::new(exchange.clone(), tls);
         Router::builder(endpoint.clone())
             .accept(Arc::new(exchange.clone()))
             .accept(Arc::new(retention.clone()))

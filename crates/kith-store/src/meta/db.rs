@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use super::anonymous::{self, AnonymousItem, AnonymousRecord, AnonymousUsage};
 use super::chat::{self, ChatChannelRow, ChatMessageRow, ChatQueueRow};
 use super::custody::{self, CustodyRecord};
 use super::placements::{self, CheckResult, PeerRetention, Placement, PlacementOutcome};
@@ -225,6 +226,32 @@ impl<B: Backend> MetaDb for B {
 
     fn chat_joined(&self) -> Result<Vec<ChatChannelRow>, MetaError> {
         self.read(chat::joined)
+    }
+
+    fn item_shared(&self, item: &ContentHash) -> Result<bool, MetaError> {
+        self.read(|c| sharing::item_shared(c, item))
+    }
+
+    fn record_anonymous(
+        &self,
+        item: &AnonymousItem,
+        quota: u64,
+    ) -> Result<AnonymousRecord, MetaError> {
+        self.transaction("recording an anonymous item", |tx| {
+            anonymous::record(tx, item, quota)
+        })
+    }
+
+    fn expire_anonymous(&self, now: i64) -> Result<Vec<ContentHash>, MetaError> {
+        self.write(|c| anonymous::expire(c, now))
+    }
+
+    fn anonymous_usage(&self) -> Result<AnonymousUsage, MetaError> {
+        self.read(anonymous::usage)
+    }
+
+    fn list_anonymous(&self) -> Result<Vec<AnonymousItem>, MetaError> {
+        self.read(anonymous::list)
     }
 
     fn item_in_use(&self, item: &ContentHash) -> Result<bool, MetaError> {

@@ -101,6 +101,7 @@ pub(super) fn remove(
                                WHERE o.item_hash = fi.item_hash AND o.file_hash <> $1)
                AND NOT EXISTS (SELECT 1 FROM files f
                                WHERE f.hash = fi.item_hash AND f.hash <> $1)
+               AND NOT EXISTS (SELECT 1 FROM anonymous_items a WHERE a.hash = fi.item_hash)
              ORDER BY fi.seq",
             args![&hex],
         )?
@@ -120,9 +121,9 @@ pub(super) fn remove(
     Ok(Some(orphans))
 }
 
-/// Which of `items` a record names: a recorded file or an item of one, or a custody copy's
+/// Which of `items` a record names: a recorded file or an item of one, a custody copy's
 /// root or pull request (the copy's inner items are named by no row: the collector walks the
-/// copy's tree for them).
+/// copy's tree for them), or a stranger's anonymous item.
 pub(super) fn items_in_use(
     c: &mut dyn Sql,
     items: &[ContentHash],
@@ -137,7 +138,8 @@ pub(super) fn items_in_use(
             "SELECT item_hash FROM file_items WHERE item_hash IN ({list})
              UNION SELECT hash FROM files WHERE hash IN ({list})
              UNION SELECT encrypted_hash FROM custody WHERE encrypted_hash IN ({list})
-             UNION SELECT pull_request_hash FROM custody WHERE pull_request_hash IN ({list})"
+             UNION SELECT pull_request_hash FROM custody WHERE pull_request_hash IN ({list})
+             UNION SELECT hash FROM anonymous_items WHERE hash IN ({list})"
         );
         for row in c.query("checking item use", &sql, &bound)? {
             used.insert(decode_hash(&row.cols().text()?)?);

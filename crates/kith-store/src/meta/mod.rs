@@ -20,6 +20,9 @@
 //!
 //! - **Placements** (`placements`, [`Placement`]). Which peers hold which of our
 //!   files, and what proof-of-retention checks of them showed; bounded per peer by the caller.
+//! - **Anonymous items** (`anonymous_items`, [`AnonymousItem`]). What strangers stored on the
+//!   CIYAM peer port: apart from the user's files, within a small quota, each with a deadline
+//!   (`anonymous.rs` has the rules).
 //!
 //! Methods never read the clock: the caller passes the time (unix seconds) where one is needed.
 //! Later features (the chat queue) add tables here.
@@ -41,7 +44,7 @@
 //!
 //! Every other statement is written once for both backends (`sql.rs` is the thin adapter:
 //! placeholders, parameter and row types, transactions) in the module of its table group
-//! (`files`, `peers`, `tickets`, `custody`, `placements`, `sharing`, `chat`); `db.rs` is the
+//! (`files`, `peers`, `tickets`, `custody`, `placements`, `sharing`, `chat`, `anonymous`); `db.rs` is the
 //! one implementation of [`MetaDb`], which says for each method whether it reads, writes or
 //! runs a transaction.
 //!
@@ -49,6 +52,7 @@
 //! (the exceptions: generated lists of placeholders, and a PostgreSQL schema name, validated as
 //! a plain identifier first).
 
+mod anonymous;
 mod chat;
 mod custody;
 mod db;
@@ -70,6 +74,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::{ContentHash, ItemKind};
 
+pub use anonymous::{
+    anonymous_charge, AnonymousItem, AnonymousOutcome, AnonymousRecord, AnonymousUsage,
+    ANONYMOUS_BLOCK,
+};
 pub use chat::{ChatChannelRow, ChatMessageRow, ChatQueueRow};
 pub use custody::CustodyRecord;
 pub use error::{DriverError, MetaError};
@@ -125,8 +133,8 @@ pub trait MetaDb: Send + Sync {
     fn list_files(&self) -> Result<Vec<FileRecord>, MetaError>;
 
     /// Forgets a file, in one transaction. Returns `None` if it was not recorded, otherwise the
-    /// items it used that no other recorded file uses (and that are not files themselves):
-    /// the items the caller may now delete.
+    /// items it used that no other recorded file uses (and that are neither files themselves
+    /// nor a stranger's anonymous items): the items the caller may now delete.
     fn remove_file(&self, hash: &ContentHash) -> Result<Option<Vec<ContentHash>>, MetaError>;
 
     // ---- the key store ----
@@ -307,11 +315,37 @@ pub trait MetaDb: Send + Sync {
     /// The channels this node is a member of, in the order it joined them.
     fn chat_joined(&self) -> Result<Vec<ChatChannelRow>, MetaError>;
 
+    /// Whether `item` is a shared file or an item of one (what a stranger on the peer port
+    /// may be served).
+    fn item_shared(&self, item: &ContentHash) -> Result<bool, MetaError>;
+
+    // ---- anonymous items (strangers on the peer port) ----
+
+    /// In one transaction: deletes the anonymous rows whose deadline is at or before
+    /// `item.stored_at`, then records `item` within `quota` bytes, evicting the oldest item of
+    /// the address holding the most until it fits. Returns what happened and every item whose
+    /// row went, for the caller to delete unless another record names it.
+    fn record_anonymous(
+        &self,
+        item: &AnonymousItem,
+        quota: u64,
+    ) -> Result<AnonymousRecord, MetaError>;
+
+    /// Deletes the anonymous rows whose deadline is at or before `now`; returns their items.
+    fn expire_anonymous(&self, now: i64) -> Result<Vec<ContentHash>, MetaError>;
+
+    /// Anonymous items held now, and the bytes charged for them.
+    fn anonymous_usage(&self) -> Result<AnonymousUsage, MetaError>;
+
+    /// Every anonymous item, oldest first.
+    fn list_anonymous(&self) -> Result<Vec<AnonymousItem>, MetaError>;
+
     // ---- what items are in use (removal, garbage collection) ----
 
-    /// Whether a record names `item`: a recorded file is it or uses it, or it is the root or
-    /// the pull request of a custody copy. Loose items (a custody copy fetched for
-    /// decryption, a pull request) may be deleted only when this is false.
+    /// Whether a record names `item`: a recorded file is it or uses it, it is the root or
+    /// the pull request of a custody copy, or a stranger's anonymous item. Loose items (a
+    /// custody copy fetched for decryption, a pull request) may be deleted only when this is
+    /// false.
     fn item_in_use(&self, item: &ContentHash) -> Result<bool, MetaError>;
 
     /// The items of `items` that [`MetaDb::item_in_use`] would call in use, in a few queries.

@@ -89,3 +89,14 @@ pub(super) fn replica_bytes(c: &mut dyn Sql) -> Result<u64, MetaError> {
     )?;
     Ok(u64::try_from(total).unwrap_or(0))
 }
+
+/// Whether `item` is a shared file or an item of one: `file_items` lists every item a file
+/// uses, its own included.
+pub(super) fn item_shared(c: &mut dyn Sql, item: &ContentHash) -> Result<bool, MetaError> {
+    c.query_bool(
+        "checking whether an item is shared",
+        "SELECT EXISTS (SELECT 1 FROM file_items fi JOIN shared_files s ON s.hash = fi.file_hash
+                        WHERE fi.item_hash = $1)",
+        args![&item.to_hex()],
+    )
+}

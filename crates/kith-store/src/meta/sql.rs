@@ -306,6 +306,8 @@ pub(crate) mod lock {
     pub(crate) const FILE: i32 = 0x6b69_7403;
     /// Placements with one agent (key: the agent id).
     pub(crate) const PLACEMENT: i32 = 0x6b69_7404;
+    /// Anonymous items, all of them (key: empty): one eviction at a time.
+    pub(crate) const ANONYMOUS: i32 = 0x6b69_7405;
 }
 
 #[cfg(test)]
