@@ -1,0 +1,19 @@
+// Test gates, shared by the build scripts of the crates that have gated suites (each includes
+// this file). A suite that needs something beyond Rust runs only when its variable is set;
+// otherwise libtest lists it as ignored, with the reason, never as passed. Each variable
+// `KITH_TEST_X` that is set (not empty, not `0`) turns on the cfg `kith_test_x`, which the
+// tests read as `#[cfg_attr(not(kith_test_x), ignore = "why")]`. README "Tests" lists the
+// variables; `.ci/run` sets them all.
+
+/// Turns each set variable of `gates` into its cfg.
+fn gates(gates: &[&str]) {
+    for var in gates {
+        let cfg = var.to_ascii_lowercase();
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        println!("cargo::rerun-if-env-changed={var}");
+        let value = std::env::var(var).unwrap_or_default();
+        if !value.trim().is_empty() && value.trim() != "0" {
+            println!("cargo::rustc-cfg={cfg}");
+        }
+    }
+}
