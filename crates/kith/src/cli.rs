@@ -32,9 +32,16 @@ pub struct GlobalArgs {
     /// [default: SQLite kith.db in the data dir]
     #[arg(long, global = true, value_name = "URL")]
     pub db: Option<String>,
-    /// Print one JSON document on stdout instead of text.
+    /// Print one JSON document on stdout instead of text (errors too: `{"error", "exit"}`).
     #[arg(long, global = true)]
     pub json: bool,
+    /// More log detail from `kith up` (-v: debug, -vv: trace) [the log goes to stderr and to
+    /// kith.log in the data dir]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors in the log of `kith up`
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
 }
 
 /// The commands.
@@ -46,8 +53,19 @@ pub enum Command {
     Id,
     /// Run the node in the foreground (Ctrl-C or SIGTERM stops it cleanly).
     Up(UpArgs),
-    /// Ask the running node how it is doing.
-    Status,
+    /// Ask the running node how it is doing (a short summary; --all lists every counter).
+    Status {
+        /// Every counter, not only the ones that moved
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `kith man > kith.1`.
+    Man,
     /// Issue a connection ticket for first contact (or list or revoke issued ones).
     Ticket(TicketArgs),
     /// Open a secure link to the site that issued TICKET, and remember it as a peer.

@@ -14,12 +14,19 @@ use kith_node::control::ControlError;
 
 fn main() {
     let cli = cli::Cli::parse();
+    let json = cli.global.json;
     if let Err(error) = commands::run(cli) {
-        eprintln!("kith: {}", one_line(&error));
+        let line = one_line(&error);
         let code = match error.downcast_ref::<ControlError>() {
             Some(ControlError::NotRunning { .. }) => 3,
             _ => 1,
         };
+        if json {
+            // A script that asked for JSON gets JSON, errors included.
+            println!("{}", serde_json::json!({ "error": line, "exit": code }));
+        } else {
+            eprintln!("kith: {line}");
+        }
         std::process::exit(code);
     }
 }

@@ -391,3 +391,35 @@ fn agent_ids_that_start_with_a_hyphen_are_accepted() {
     );
     assert_eq!(code, 3, "parsed, then: no node running ({err})");
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ok(tmp.path(), &["completions", shell]);
+        assert!(
+            script.contains("kith") && script.contains("chat"),
+            "{shell}"
+        );
+    }
+    let page = ok(tmp.path(), &["man"]);
+    assert!(page.contains(".TH kith 1"), "a roff page");
+}
+
+#[test]
+fn under_json_an_error_is_json_on_stdout_with_the_same_exit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .arg("--data")
+        .arg(tmp.path().join("none"))
+        .args(["--json", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["exit"], 3);
+    assert!(doc["error"]
+        .as_str()
+        .unwrap()
+        .contains("no node is running"));
+}

@@ -76,7 +76,10 @@ impl Env {
 fn needs_a_running_node(command: &Command) -> bool {
     matches!(
         command,
-        Command::Status | Command::Connect { .. } | Command::Ping { .. } | Command::Chat { .. }
+        Command::Status { .. }
+            | Command::Connect { .. }
+            | Command::Ping { .. }
+            | Command::Chat { .. }
     )
 }
 
@@ -90,16 +93,30 @@ pub fn run(cli: Cli) -> Result<()> {
     if let Command::Bench(command) = cli.command {
         return bench::run(command, cli.global.json);
     }
+    // Generated from the command line's own definition; no data dir is involved.
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        // Into a buffer first: the generator panics on a write error (a closed pipe).
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut command, "kith", &mut script);
+        return crate::output::write_stdout(&script);
+    }
+    if let Command::Man = cli.command {
+        let command = <Cli as clap::CommandFactory>::command();
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command).render(&mut page)?;
+        return crate::output::write_stdout(&page);
+    }
     let env = Env::load(&cli.global, &cli.command)?;
     match cli.command {
         Command::Init => node::init(&env),
         Command::Id => node::id(&env),
-        Command::Up(_) => node::up(env),
+        Command::Up(_) => node::up(env, node::Verbosity::of(&cli.global)),
         Command::Ticket(args) => links::ticket(&env, args),
         Command::Connect { ticket } => links::connect(&env, &ticket),
         Command::Peers(args) => links::peers(&env, args),
         Command::Ping { agent } => links::ping(&env, &agent),
-        Command::Status => node::status(&env),
+        Command::Status { all } => node::status(&env, all),
         Command::File(command) => file::run(&env, command),
         Command::Store(command) => store::run(&env, command),
         Command::Content(command) => content::run(&env, command),
@@ -107,7 +124,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Retrieve(args) => custody::retrieve(&env, args),
         Command::Shell { target } => crate::shell::run(&env, &target),
         Command::Chat { command } => chat::run(&env, command),
-        Command::Bench(_) => unreachable!("handled before the settings are loaded"),
+        Command::Bench(_) | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled before the settings are loaded")
+        }
         Command::Demo(args) => demo::run(&args, env.json),
     }
 }

@@ -57,8 +57,42 @@ pub fn id(env: &Env) -> Result<()> {
 }
 
 /// `kith up`: run the node in the foreground.
-pub fn up(env: Env) -> Result<()> {
-    init_logging();
+/// How much `kith up` logs (`-v`, `-q`).
+#[derive(Debug, Clone, Copy)]
+pub enum Verbosity {
+    /// Errors only.
+    Quiet,
+    /// Info and above (the default).
+    Normal,
+    /// Debug.
+    Verbose,
+    /// Trace.
+    Trace,
+}
+
+impl Verbosity {
+    /// From the global flags.
+    pub fn of(global: &crate::cli::GlobalArgs) -> Verbosity {
+        match (global.quiet, global.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, 0) => Verbosity::Normal,
+            (false, 1) => Verbosity::Verbose,
+            (false, _) => Verbosity::Trace,
+        }
+    }
+
+    fn level(self) -> tracing::Level {
+        match self {
+            Verbosity::Quiet => tracing::Level::ERROR,
+            Verbosity::Normal => tracing::Level::INFO,
+            Verbosity::Verbose => tracing::Level::DEBUG,
+            Verbosity::Trace => tracing::Level::TRACE,
+        }
+    }
+}
+
+pub fn up(env: Env, verbosity: Verbosity) -> Result<()> {
+    init_logging(verbosity, &env.config.data_dir.root().join("kith.log"));
     let json = env.json;
     kith_node::node::run(env.config, |ready| {
         if json {
@@ -86,8 +120,8 @@ pub fn up(env: Env) -> Result<()> {
     Ok(())
 }
 
-/// `kith status`: ask the running node.
-pub fn status(env: &Env) -> Result<()> {
+/// `kith status`: ask the running node (a summary; `--all` lists every counter).
+pub fn status(env: &Env, all: bool) -> Result<()> {
     let report: StatusReport = client(env).get(STATUS_PATH)?;
     if env.json {
         return print_json(&report);
@@ -110,16 +144,24 @@ pub fn status(env: &Env) -> Result<()> {
             replication.bytes, replication.quota, replication.queued
         );
     }
-    // Every counter is in --json, zero included; a person wants the ones that moved.
-    let mut zero = 0;
-    for (name, count) in &report.counters {
-        if *count == 0 {
-            zero += 1;
-        } else {
+    println!("links up: {}", report.links);
+    if all {
+        for (name, count) in &report.counters {
             println!("{name} = {count}");
         }
+        return Ok(());
     }
-    println!("({zero} more counters at 0; --json lists them all)");
+    // Every counter is in --all and --json, zero included; a person wants a few that matter.
+    let moved = report.counters.values().filter(|v| **v > 0).count();
+    let refused: u64 = report
+        .counters
+        .iter()
+        .filter(|(name, _)| name.starts_with("refused_"))
+        .map(|(_, v)| *v)
+        .sum();
+    println!(
+        "{moved} counters moved; {refused} connections or handshakes refused; `kith status --all` lists every counter"
+    );
     Ok(())
 }
 
@@ -133,27 +175,37 @@ pub fn client(env: &Env) -> ControlClient {
     )
 }
 
-/// Logs to stderr; `KITH_LOG` (or `RUST_LOG`) selects levels per target, e.g. `debug` or
-/// `info,kith_node=debug`.
-fn init_logging() {
+/// Logs to stderr and appends the same lines to `log_file` (`kith.log` in the data dir, so a
+/// node started by a service manager leaves a record). `-v`/`-q` set the level; `KITH_LOG`
+/// (or `RUST_LOG`) selects levels per target instead, e.g. `info,kith_node=debug`.
+fn init_logging(verbosity: Verbosity, log_file: &std::path::Path) {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
     let spec = std::env::var("KITH_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_default();
-    let filter: Targets = spec.parse().unwrap_or_else(|_| Targets::new());
-    let filter = if spec.is_empty() {
-        Targets::new().with_default(tracing::Level::INFO)
-    } else {
-        filter
+    let filter = match spec.parse::<Targets>() {
+        Ok(targets) if !spec.is_empty() => targets,
+        _ => Targets::new().with_default(verbosity.level()),
     };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_file)
+        .ok()
+        .map(|file| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+        });
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::stderr().is_terminal()),
         )
+        .with(file)
         .with(filter)
         .try_init();
 }
