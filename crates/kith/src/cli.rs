@@ -231,7 +231,7 @@ pub struct PersistArgs {
     #[arg(long, value_name = "F")]
     pub password_file: PathBuf,
     /// The custodian (agent id) [default: the first linked peer]
-    #[arg(long, value_name = "AGENT")]
+    #[arg(long, value_name = "AGENT", allow_hyphen_values = true)]
     pub to: Option<String>,
     /// Derive the owner key as the CIYAM reference does (a fast unsalted hash; the password
     /// `dummy` is its test key) instead of Argon2id
@@ -251,7 +251,7 @@ pub struct RetrieveArgs {
     #[arg(short = 'o', long = "output", value_name = "PATH")]
     pub output: PathBuf,
     /// The custodian (agent id) [default: the first linked peer]
-    #[arg(long, value_name = "AGENT")]
+    #[arg(long, value_name = "AGENT", allow_hyphen_values = true)]
     pub from: Option<String>,
     /// The key was derived with --ciyam-compat when the file was persisted
     #[arg(long)]

@@ -390,6 +390,34 @@ fn agent_ids_that_start_with_a_hyphen_are_accepted() {
         &["file", "get", &"ab".repeat(32), "--from", &agent],
     );
     assert_eq!(code, 3, "parsed, then: no node running ({err})");
+    // Custody names the custodian the same way (the demo met this: one run in 64).
+    std::fs::write(tmp.path().join("pw"), "secret\n").unwrap();
+    std::fs::write(tmp.path().join("letter"), "hello").unwrap();
+    let pw = tmp.path().join("pw");
+    let letter = tmp.path().join("letter");
+    for args in [
+        vec![
+            "persist",
+            letter.to_str().unwrap(),
+            "--password-file",
+            pw.to_str().unwrap(),
+            "--to",
+            &agent,
+        ],
+        vec![
+            "retrieve",
+            &"ab".repeat(32),
+            "--password-file",
+            pw.to_str().unwrap(),
+            "-o",
+            "x",
+            "--from",
+            &agent,
+        ],
+    ] {
+        let (code, err) = fails(tmp.path(), &args);
+        assert_ne!(code, 2, "{args:?} must parse: {err}");
+    }
 }
 
 #[test]
