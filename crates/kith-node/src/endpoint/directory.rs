@@ -10,6 +10,9 @@ use kith_store::meta::{PeerRecord, PeerUpsert, TicketVerdict};
 use std::future::Future;
 use std::pin::Pin;
 
+/// How often a peer seen again from the same address has its `last_seen` written.
+const TOUCH_EVERY_SECS: i64 = 60;
+
 /// A boxed future, as the directory's methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -173,7 +176,18 @@ impl PeerDirectory for StoreDirectory {
         Box::pin(async move {
             let name = agent.to_string();
             self.store
-                .run(move |s| s.meta().touch_peer(&name, Some(&seen_at), now).map(|_| ()))
+                .run(move |s| {
+                    // Coalesced: a peer seen again from the same address within a minute is
+                    // not worth a durable write on every link (a busy site opens many).
+                    let fresh = s.meta().get_peer(&name)?.is_some_and(|p| {
+                        p.last_addr.as_deref() == Some(seen_at.as_str())
+                            && now.saturating_sub(p.last_seen) < TOUCH_EVERY_SECS
+                    });
+                    if fresh {
+                        return Ok(());
+                    }
+                    s.meta().touch_peer(&name, Some(&seen_at), now).map(|_| ())
+                })
                 .await
         })
     }

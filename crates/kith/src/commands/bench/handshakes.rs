@@ -41,6 +41,9 @@ pub struct HandshakesArgs {
     /// Keep the temporary data dir and node log
     #[arg(long)]
     pub keep: bool,
+    /// A `[limits]` setting for the node, `KEY=VALUE` (repeatable), to see what a setting costs
+    #[arg(long = "limit", value_name = "KEY=VALUE")]
+    pub limits: Vec<String>,
 }
 
 /// What one run measured.
@@ -83,12 +86,17 @@ pub fn run(args: &HandshakesArgs, json: bool) -> Result<HandshakesResult> {
     std::fs::create_dir_all(&data)?;
     // Nothing of the admission guard's per-address pacing: every connection comes from
     // 127.0.0.1, and the point is the handshake's own cost.
-    std::fs::write(
-        data.join("kith.toml"),
-        "[limits]\nmax_connects_per_addr_per_minute = 100000000\nmax_links_per_addr = 100000\n\
-         max_links = 100000\nmax_pending_handshakes_per_addr = 4096\nmax_pending_handshakes = 4096\n\
-         max_failures_per_addr = 100000000\n",
-    )?;
+    let mut settings = "[limits]\nmax_connects_per_addr_per_minute = 100000000\n\
+        max_links_per_addr = 100000\nmax_links = 100000\nmax_pending_handshakes_per_addr = 4096\n\
+        max_pending_handshakes = 4096\nmax_failures_per_addr = 100000000\n"
+        .to_owned();
+    for limit in &args.limits {
+        let (key, value) = limit
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--limit takes KEY=VALUE, not {limit:?}"))?;
+        settings.push_str(&format!("{} = {}\n", key.trim(), value.trim()));
+    }
+    std::fs::write(data.join("kith.toml"), settings)?;
     progress("starting a node");
     let mut node = BenchNode::start_with(args.node_bin.as_deref(), &data)?;
     let listen: SocketAddr = node
