@@ -42,8 +42,17 @@ impl Router {
             self.check_idle(now);
         }
         self.refresh_channels(now);
-        for key in self.queue.expire(now) {
+        for (key, waiting) in self.queue.expire(now) {
             self.counters.queue_dropped += 1;
+            if self.receipts.forget(&key) {
+                // Ours, and no route came in all that time: given up.
+                self.counters.unconfirmed += 1;
+                let msg_id = waiting.envelope.msg_id().unwrap_or_default().to_string();
+                self.deliver(super::ChatEvent::Unconfirmed {
+                    msg_id,
+                    target: waiting.target,
+                });
+            }
             self.outputs.push_back(Output::Forget { key });
         }
         for (hop, copy) in self.in_flight.overdue(now) {

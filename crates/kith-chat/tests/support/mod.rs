@@ -17,7 +17,9 @@ use kith_chat::auth;
 use kith_chat::message::{
     Auth, Body, ChatId, ChatMessage, Envelope, Hello, MessageLimits, NodeType,
 };
-use kith_chat::router::{ChatEvent, NeighbourInfo, NeighbourKind, Output, QueuedMessage};
+use kith_chat::router::{
+    ChannelRecord, ChatEvent, NeighbourInfo, NeighbourKind, Output, QueuedMessage,
+};
 use kith_chat::{ChatConfig, NeighbourId, Router};
 use kith_crypto::{Identity, NodeId};
 use rand::rngs::StdRng;
@@ -72,6 +74,8 @@ pub struct Net {
     pub json: bool,
     pub events: Vec<Vec<ChatEvent>>,
     pub persisted: Vec<BTreeMap<String, QueuedMessage>>,
+    /// What each node keeps of its channels (SaveChannel / DropChannel).
+    pub channel_records: Vec<BTreeMap<String, ChannelRecord>>,
     /// Transmissions per msg_id of MESSAGE copies (hops taken), when counting is on.
     pub message_hops: HashMap<String, u64>,
     /// Every transmitted MESSAGE's JSON is searched for this, when set.
@@ -123,6 +127,7 @@ impl Net {
             json: false,
             events: vec![Vec::new(); n],
             persisted: vec![BTreeMap::new(); n],
+            channel_records: vec![BTreeMap::new(); n],
             message_hops: HashMap::new(),
             watch: None,
             watch_hits: 0,
@@ -263,6 +268,12 @@ impl Net {
                 Output::Forget { key } => {
                     self.persisted[i].remove(&key);
                 }
+                Output::SaveChannel(record) => {
+                    self.channel_records[i].insert(record.channel_id.clone(), record);
+                }
+                Output::DropChannel { channel_id } => {
+                    self.channel_records[i].remove(&channel_id);
+                }
                 Output::Disconnect { neighbour, .. } => {
                     if let Some(&peer) = self.nb[i].get(&neighbour) {
                         self.cut_offs.push((i, peer, self.now));
@@ -399,7 +410,7 @@ impl Net {
                                 Body::Ack(kith_chat::message::Ack {
                                     node_id: None,
                                     msg_id: id.to_string(),
-                                    target_id: env.target_id,
+                                    target_id: env.target(),
                                     recipient_id: None,
                                     auth: Default::default(),
                                 }),
@@ -567,6 +578,7 @@ pub fn hello(id: ChatId, challenge: Option<String>, auth: Auth) -> Envelope {
             node_type: NodeType::Client,
             challenge,
             auth,
+            later_revision: false,
         }),
     )
 }
@@ -591,9 +603,41 @@ pub fn signed_message(
         attachments: Vec::new(),
         public_key: with_key.then(|| author.agent_public()),
         unsigned: false,
+        plain_text: false,
     };
     kith_chat::crypto::sign_message(author, &mut m, text.as_bytes());
     m
+}
+
+/// A ROUTING from `key` to the router with GUID `receiver` claiming `claims` (GUID, hops),
+/// signed as kith signs it (`challenge`: the one the receiver gave on this connection, empty
+/// over a secure link; `seq` must grow on a connection).
+pub fn signed_routing(
+    key: &Identity,
+    receiver: NodeId,
+    challenge: &str,
+    seq: u64,
+    claims: &[(NodeId, u32)],
+) -> Envelope {
+    let msg_id = format!("routing-{seq}-{}", key.node_id());
+    let bytes = auth::routing_bytes(&msg_id, &key.node_id(), &receiver, challenge, seq, claims);
+    let mut env = Envelope::new(
+        1,
+        Body::Routing(kith_chat::message::Routing {
+            node_id: ChatId::new(key.node_id()),
+            nodes: claims
+                .iter()
+                .map(|(id, ttl)| kith_chat::message::RouteEntry {
+                    node_id: ChatId::new(*id),
+                    ttl: *ttl,
+                })
+                .collect(),
+            seq: Some(seq),
+            auth: auth::sign(key, &bytes),
+        }),
+    );
+    env.msg_id = Some(msg_id);
+    env
 }
 
 /// `body` as a flooded envelope (ttl 32).
