@@ -237,4 +237,6 @@ pub mod router;
 
 pub use config::ChatConfig;
 pub use limits::ChatLimits;
-pub use router::{ChatError, ChatEvent, NeighbourId, NeighbourInfo, NeighbourKind, Output, Router};
+pub use router::{
+    ChatError, ChatEvent, Footprint, NeighbourId, NeighbourInfo, NeighbourKind, Output, Router,
+};

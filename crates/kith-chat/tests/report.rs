@@ -1,7 +1,8 @@
 //! The 1,000-node report (ignored by default; run with
-//! `cargo test -p kith-chat --test report -- --ignored --nocapture`): delivery ratio of
-//! flooded messages, duplicates each node receives against its degree, and hops taken by
-//! routed messages against the shortest path.
+//! `cargo test -p kith-chat --release --test report -- --ignored --nocapture`): delivery
+//! ratio of flooded messages, duplicates each node receives against its degree, hops taken
+//! by routed messages against the shortest path, and delivery with links that close when
+//! quiet and nodes that restart.
 
 mod support;
 
@@ -100,4 +101,29 @@ fn report_1000_nodes() {
         stretch_sum / sent.len() as f64
     );
     println!("messages moved in the whole run: {}", net.transmitted);
+}
+
+#[test]
+#[ignore = "a report, not a check: prints figures for the benchmark notes"]
+fn report_1000_nodes_with_sleeping_links_and_restarts() {
+    let started = std::time::Instant::now();
+    let r = support::churn(1000, 2025, 5);
+    println!(
+        "1,000 nodes, {} in the channel, links closing after 20 s quiet, {} restarts: \
+         channel {}/{} delivered ({} duplicates shown), direct {}/{}; delivery ratio {:.4}; \
+         {} idle closes, {} links woken; {} messages moved ({:.1} s of CPU)",
+        r.members,
+        r.restarts,
+        r.channel_delivered,
+        r.channel_expected,
+        r.channel_duplicates,
+        r.direct_delivered,
+        r.direct_expected,
+        r.ratio(),
+        r.idle_closed,
+        r.relinked,
+        r.transmitted,
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(r.ratio(), 1.0);
 }

@@ -8,7 +8,7 @@ use kith_crypto::{AgentId, NodeId};
 
 /// Which message a node acted on: a flooded one by `(msg_id, author, FLOODED)` (so a forged
 /// copy under another author's name cannot make the genuine one a duplicate), a routed copy
-/// delivered here by `(msg_id, this node, ROUTED)`, a channel message shown to the user by
+/// delivered here by `(msg_id, its author, ROUTED)`, a channel message shown to the user by
 /// `(msg_id, author, SHOWN)` (it may come both flooded and routed).
 pub(crate) type SeenKey = (String, NodeId, u8);
 
@@ -75,7 +75,6 @@ impl SeenCache {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

@@ -59,10 +59,13 @@ impl Router {
             target_id: None,
             body: env.body.clone(),
         };
+        // A sleeping link is not woken for channel state (it hears it again on waking).
+        let state = matches!(env.body, Body::Channel(_));
         let targets: Vec<NeighbourId> = self
             .neighbours
             .iter()
             .filter(|(id, n)| Some(**id) != from && n.node_id.is_some())
+            .filter(|(_, n)| !(state && n.asleep))
             .map(|(id, _)| *id)
             .collect();
         for to in targets {
@@ -162,7 +165,11 @@ impl Router {
             let mut ack_now = true;
             if target == self.me.guid {
                 let author = copy.body.author().map(|a| a.guid);
-                let first = self.seen.insert(now, (msg_id.clone(), target, ROUTED));
+                // Keyed by author too: every recipient's receipt for one message carries
+                // that message's id.
+                let first = self
+                    .delivered
+                    .insert(now, (msg_id.clone(), author.unwrap_or(target), ROUTED));
                 if first {
                     self.on_local(now, from, copy, gate == Gate::Signed);
                 } else {

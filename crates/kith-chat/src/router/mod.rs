@@ -111,6 +111,30 @@ pub enum ChatError {
     Certificate(String),
 }
 
+/// How many entries the router's bounded tables hold ([`Router::footprint`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Message ids in the duplicate caches (flooded and delivered, each bounded by
+    /// `chat_seen_entries`).
+    pub seen: usize,
+    /// Destinations in the routing table.
+    pub routes: usize,
+    /// Copies waiting for a route.
+    pub queued: usize,
+    /// Copies waiting for a next hop's ACK.
+    pub in_flight: usize,
+    /// Messages waiting for their author's certificate.
+    pub held: usize,
+    /// Copies waiting for the driver's store answer.
+    pub storing: usize,
+    /// Our copies waiting for receipts.
+    pub awaiting_receipts: usize,
+    /// People heard of.
+    pub people: usize,
+    /// Channels known.
+    pub channels: usize,
+}
+
 /// One neighbour connection.
 #[derive(Debug)]
 pub(crate) struct Neighbour {
@@ -132,6 +156,9 @@ pub(crate) struct Neighbour {
     /// A client of the later revision that reads `message` as text (it sent text itself,
     /// or said HELLO the later revision's way without a key).
     pub plain_text: bool,
+    /// A kith node whose secure link closed for idleness: still a neighbour (its routes
+    /// stand), spared periodic traffic, woken by the driver when something is sent to it.
+    pub asleep: bool,
     pub last_heard: Instant,
     pub rate: TokenBucket,
     pub junk: TokenBucket,
@@ -156,6 +183,10 @@ pub struct Router {
     pub(crate) neighbours: BTreeMap<NeighbourId, Neighbour>,
     pub(crate) table: RouteTable,
     pub(crate) seen: SeenCache,
+    /// What was delivered here (routed copies for us, channel messages shown), remembered as
+    /// long as a kept copy may still come (`queue_for`): a retry or a replay is answered,
+    /// never shown twice.
+    pub(crate) delivered: SeenCache,
     pub(crate) certs: CertCache,
     pub(crate) channels: Channels,
     pub(crate) queue: StoreQueue,
@@ -219,6 +250,7 @@ impl Router {
         Ok(Router {
             table: RouteTable::new(me.guid, config.route_infinity, config.max_routes),
             seen: SeenCache::new(config.seen_entries, config.seen_for),
+            delivered: SeenCache::new(config.seen_entries, config.queue_for.max(config.seen_for)),
             channels: Channels::new(config.max_channels, config.max_foreign_channels),
             rates: Rates::new(&config, now),
             next_routing_refresh: now + config.routing_refresh + jitter,
@@ -294,6 +326,22 @@ impl Router {
         self.in_flight.len()
     }
 
+    /// How much the router holds, entry by entry (for reports and tests: what a flood of
+    /// unique message ids costs is bounded here).
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            seen: self.seen.len() + self.delivered.len(),
+            routes: self.table.len(),
+            queued: self.queue.len(),
+            in_flight: self.in_flight.len(),
+            held: self.held.len(),
+            storing: self.storing.len(),
+            awaiting_receipts: self.receipts.len(),
+            people: self.people.len(),
+            channels: self.channels.ids().len(),
+        }
+    }
+
     /// The user's copies waiting for their recipient's receipt (sent or queued).
     pub fn awaiting_receipts(&self) -> usize {
         self.receipts.len()
@@ -336,6 +384,7 @@ impl Router {
                 proved: false,
                 routing_seq: None,
                 plain_text: false,
+                asleep: false,
                 last_heard: now,
                 rate: TokenBucket::new(now, self.config.rate_per_sec, self.config.rate_burst),
                 junk: TokenBucket::new(now, 1, self.config.junk_burst),
@@ -367,6 +416,42 @@ impl Router {
             self.reroute(now, copy);
         }
         self.after_table_change(now);
+    }
+
+    /// The secure link of kith node `id` closed for idleness (or was lost): it stays a
+    /// neighbour, its routes stand, and the router spares it periodic traffic (ROUTING,
+    /// CHANNEL announcements and refreshes); what else is sent to it, the driver delivers by
+    /// opening the link again ([`Router::neighbour_relinked`] once it is up), or reports the
+    /// node gone ([`Router::neighbour_down`]) if it cannot be reached. Links are virtually
+    /// open, and so are chat's neighbours.
+    pub fn neighbour_asleep(&mut self, id: NeighbourId) {
+        if let Some(n) = self.neighbours.get_mut(&id) {
+            n.asleep = true;
+        }
+    }
+
+    /// The link of sleeping neighbour `id` is up again (the same node; it may have
+    /// restarted): the connection's state starts over (HELLO, ROUTING order), and it hears
+    /// our whole table and our channels again, since it was spared updates while asleep.
+    pub fn neighbour_relinked(&mut self, now: Instant, id: NeighbourId) {
+        let Some(n) = self.neighbours.get_mut(&id) else {
+            return;
+        };
+        n.asleep = false;
+        n.hello_sent = false;
+        n.routing_seq = None;
+        n.last_heard = now;
+        let their = n.node_id.as_ref().map(|i| i.guid);
+        self.send_hello(id);
+        if let Some(their) = their {
+            self.send_table_to(id, their);
+            self.announce_channels_to(id);
+        }
+    }
+
+    /// Whether neighbour `id` sleeps ([`Router::neighbour_asleep`]).
+    pub fn is_asleep(&self, id: NeighbourId) -> bool {
+        self.neighbours.get(&id).is_some_and(|n| n.asleep)
     }
 
     /// A keep-alive (empty frame) from a neighbour.
@@ -529,7 +614,7 @@ impl Router {
         }
         if let Body::Message(m) = &mut message.body {
             let text = self.neighbours.get(&to).is_some_and(|n| n.plain_text);
-            if text && !auth::key_form(&m.node_id.guid) || text && m.channel_id.is_empty() {
+            if text {
                 m.plain_text = m
                     .message
                     .get(crypto::SIGNATURE_LEN..)

@@ -104,6 +104,10 @@ impl People {
         );
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
     pub(crate) fn name(&self, id: &NodeId) -> Option<&str> {
         self.by_id.get(id).and_then(|p| p.name.as_deref())
     }

@@ -89,9 +89,11 @@ impl Router {
             self.table.take_dirty()
         };
         let infinity = u32::from(self.config.route_infinity);
+        // Sleeping links are spared: they hear the whole table when they wake.
         let neighbours: Vec<(NeighbourId, NodeId)> = self
             .neighbours
             .iter()
+            .filter(|(_, n)| !n.asleep)
             .filter_map(|(id, n)| n.node_id.as_ref().map(|c| (*id, c.guid)))
             .collect();
         for (to, their_id) in neighbours {

@@ -69,17 +69,25 @@ impl Router {
     }
 
     fn check_idle(&mut self, now: Instant) {
+        // A kith node's liveness is its link's business (pings, idle close, redials): only
+        // chat-port connections are cut off for silence.
         let idle = self.config.neighbour_idle;
         let silent: Vec<NeighbourId> = self
             .neighbours
             .iter()
+            .filter(|(_, n)| !matches!(n.info.kind, super::NeighbourKind::Node { .. }))
             .filter(|(_, n)| now.saturating_duration_since(n.last_heard) >= idle)
             .map(|(id, _)| *id)
             .collect();
         for id in silent {
             self.cut_off(now, id, CutOffReason::Idle);
         }
-        let oldest = self.neighbours.values().map(|n| n.last_heard).min();
+        let oldest = self
+            .neighbours
+            .values()
+            .filter(|n| !matches!(n.info.kind, super::NeighbourKind::Node { .. }))
+            .map(|n| n.last_heard)
+            .min();
         self.next_idle_check = oldest.map_or(now, |t| t.max(now)) + idle;
     }
 }

@@ -36,14 +36,19 @@ impl Router {
             .channels
             .get(&m.channel_id)
             .is_some_and(|c| c.standing == Standing::Member);
-        if !member {
+        let author = m.node_id.guid;
+        // Our own, come back (a replay, or a flood older than the flood cache): the user
+        // has it already.
+        if !member || author == self.me.guid {
             return;
         }
-        let author = m.node_id.guid;
         if flooded && signed && author != self.me.guid {
             self.send_receipt(now, &m.msg_id, author);
         }
-        if self.seen.insert(now, (m.msg_id.clone(), author, SHOWN)) {
+        if self
+            .delivered
+            .insert(now, (m.msg_id.clone(), author, SHOWN))
+        {
             self.accept_message(m, signed);
         } else {
             self.counters.duplicates += 1;
