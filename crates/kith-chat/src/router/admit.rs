@@ -93,10 +93,6 @@ impl Router {
             return;
         }
         let guid = hello.node_id.guid;
-        if self.people.is_blocked(&guid) {
-            self.counters.blocked += 1;
-            return self.refuse_identity(now, from);
-        }
         let ident = n.ident.clone();
         let dialled = matches!(n.info.kind, NeighbourKind::Router);
         let server = hello.node_type == NodeType::Server;

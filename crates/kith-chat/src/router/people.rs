@@ -200,25 +200,14 @@ impl Router {
         ids
     }
 
-    /// Blocks (or unblocks) `id`: nothing it authors is acted on, shown or passed on, and a
-    /// neighbour with that id is cut off. False when nothing changed.
-    pub fn block(&mut self, now: Instant, id: NodeId, blocked: bool) -> bool {
+    /// Blocks (or unblocks) `id`: nothing it authors is acted on, shown or passed on. A
+    /// neighbour with that id stays connected (it may carry others' messages); only its own
+    /// are dropped. False when nothing changed.
+    pub fn block(&mut self, _now: Instant, id: NodeId, blocked: bool) -> bool {
         if id == self.me.guid {
             return false;
         }
-        let changed = self.people.set_blocked(id, blocked);
-        if blocked {
-            let cut: Vec<_> = self
-                .neighbours
-                .iter()
-                .filter(|(_, n)| n.node_id.as_ref().is_some_and(|i| i.guid == id))
-                .map(|(nb, _)| *nb)
-                .collect();
-            for nb in cut {
-                self.cut_off(now, nb, super::CutOffReason::Blocked);
-            }
-        }
-        changed
+        self.people.set_blocked(id, blocked)
     }
 
     /// Whether `id` is blocked.

@@ -57,8 +57,6 @@ pub enum CutOffReason {
     Idle,
     /// A client from an address that already has `max_clients_per_address` connections.
     Crowded,
-    /// The user blocked its id.
-    Blocked,
 }
 
 impl CutOffReason {
@@ -72,7 +70,6 @@ impl CutOffReason {
             CutOffReason::Junk | CutOffReason::IdentityRefused | CutOffReason::Crowded => {
                 std::time::Duration::from_secs(60)
             }
-            CutOffReason::Blocked => std::time::Duration::from_secs(3_600),
         }
     }
 }

@@ -97,7 +97,10 @@ mod tests {
     fn router_addresses_are_host_and_port() {
         assert_eq!(host_port("10.0.0.1:9001"), Some(("10.0.0.1".into(), 9001)));
         assert_eq!(host_port("[::1]:9001"), Some(("::1".into(), 9001)));
-        assert_eq!(host_port("example.org:9001"), Some(("example.org".into(), 9001)));
+        assert_eq!(
+            host_port("example.org:9001"),
+            Some(("example.org".into(), 9001))
+        );
         assert_eq!(host_port("9001"), None);
         assert_eq!(host_port(":9001"), None);
         assert_eq!(host_port("h:x"), None);

@@ -50,7 +50,10 @@ pub(super) struct Driver {
     /// When each author was last recorded as seen (so a chatty one costs one write a minute).
     pub(super) seen_written: HashMap<kith_crypto::NodeId, Instant>,
     /// What was held for sleeping links that came up, sent after the router's outputs.
-    pub(super) held_for_up: Vec<(AgentId, std::collections::VecDeque<kith_proto::wire::Envelope>)>,
+    pub(super) held_for_up: Vec<(
+        AgentId,
+        std::collections::VecDeque<kith_proto::wire::Envelope>,
+    )>,
     pub(super) cancel: CancellationToken,
 }
 

@@ -99,8 +99,11 @@ impl Driver {
         let msg_id = message.msg_id.clone();
         let (recipients, queued) = self.posted.get(&msg_id).copied().unwrap_or((0, 0));
         let state = if queued > 0 { "queued" } else { "sent" }.to_owned();
-        self.log(row_of(message, Some((state.clone(), recipients, to.clone()))))
-            .await;
+        self.log(row_of(
+            message,
+            Some((state.clone(), recipients, to.clone())),
+        ))
+        .await;
         ChatReply::Sent {
             msg_id,
             state,
@@ -409,7 +412,11 @@ impl Driver {
                 PersonInfo {
                     node_id: p.id.to_string(),
                     guid: p.id.guid.to_string(),
-                    name: p.id.name.clone().or_else(|| kept.and_then(|k| k.name.clone())),
+                    name: p
+                        .id
+                        .name
+                        .clone()
+                        .or_else(|| kept.and_then(|k| k.name.clone())),
                     agent: self.router.key_of(&p.id.guid).map(|k| k.to_string()),
                     linked: p.neighbour,
                     hops: p.hops,

@@ -187,7 +187,11 @@ pub fn run(env: &Env, command: Option<ChatCommand>) -> Result<()> {
                 },
             )?;
             let what = if undo { "unblocked" } else { "blocked" };
-            report(env.json, json!({ what: node_id }), &format!("{what} {node_id}"))
+            report(
+                env.json,
+                json!({ what: node_id }),
+                &format!("{what} {node_id}"),
+            )
         }
         ChatCommand::Mute { node_id, undo } => {
             ask(
@@ -198,7 +202,11 @@ pub fn run(env: &Env, command: Option<ChatCommand>) -> Result<()> {
                 },
             )?;
             let what = if undo { "unmuted" } else { "muted" };
-            report(env.json, json!({ what: node_id }), &format!("{what} {node_id}"))
+            report(
+                env.json,
+                json!({ what: node_id }),
+                &format!("{what} {node_id}"),
+            )
         }
     }
 }
@@ -250,7 +258,11 @@ fn sent(env: &Env, reply: ChatReply) -> Result<()> {
     let Some(text) = sent_text(&reply) else {
         bail!("unexpected answer from the node");
     };
-    report(env.json, serde_json::to_value(&reply)?["sent"].clone(), &text)
+    report(
+        env.json,
+        serde_json::to_value(&reply)?["sent"].clone(),
+        &text,
+    )
 }
 
 pub(super) fn describe_channel(c: &ChannelInfo) -> String {
@@ -288,7 +300,11 @@ pub(super) fn describe_person(p: &PersonInfo) -> String {
     if p.muted {
         flags.push_str(" [muted]");
     }
-    format!("{:<24} {presence}{hops}{flags}\n  {}", p.name.as_deref().unwrap_or("-"), p.node_id)
+    format!(
+        "{:<24} {presence}{hops}{flags}\n  {}",
+        p.name.as_deref().unwrap_or("-"),
+        p.node_id
+    )
 }
 
 /// Unix seconds as RFC 3339.
@@ -338,7 +354,10 @@ fn standing(m: &ChatMessageRow) -> String {
             (_, Some(at)) => format!(" [delivered {}]", time(at)),
             _ => " [delivered]".to_owned(),
         },
-        Some("unconfirmed") => format!(" [not confirmed: {}/{} receipts]", m.delivered, m.recipients),
+        Some("unconfirmed") => format!(
+            " [not confirmed: {}/{} receipts]",
+            m.delivered, m.recipients
+        ),
         Some(state) if m.delivered > 0 => {
             format!(" [{state}, delivered to {}/{}]", m.delivered, m.recipients)
         }

@@ -4,7 +4,9 @@
 //! are printed above the line being typed; Ctrl-C or Ctrl-D leave the client (the terminal
 //! is left as it was). From a pipe it reads one line at a time and prints what arrives.
 
-use super::chat::{ask, describe_channel, describe_person, fetch, format_message, people, sent_text};
+use super::chat::{
+    ask, describe_channel, describe_person, fetch, format_message, people, sent_text,
+};
 use super::Env;
 use anyhow::{bail, Result};
 use kith_node::api::{ChatReply, ChatRequest, MAX_CHAT_WAIT_MS};
@@ -247,9 +249,7 @@ impl Client {
                     .map(|m| {
                         let guid = m.rsplit('@').next().unwrap_or(m);
                         let p = here.iter().find(|p| p.guid == guid);
-                        let name = p
-                            .and_then(|p| p.name.clone())
-                            .unwrap_or_else(|| m.clone());
+                        let name = p.and_then(|p| p.name.clone()).unwrap_or_else(|| m.clone());
                         if p.is_some_and(|p| p.linked) {
                             format!("{name} (here)")
                         } else {
@@ -265,8 +265,7 @@ impl Client {
                 }
             }
             "/msg" | "/query" => {
-                let (Some(node), Some(text)) = (first, rest.split_once(' ').map(|(_, t)| t))
-                else {
+                let (Some(node), Some(text)) = (first, rest.split_once(' ').map(|(_, t)| t)) else {
                     bail!("/msg NODE TEXT");
                 };
                 let reply = self.ask(ChatRequest::Send {
