@@ -36,13 +36,7 @@ pub enum AuthError {
     BadSignature,
 }
 
-/// True when `id` has the form of an id derived from a key (UUID version 8, RFC 4122
-/// variant), as every kith node's id has. Such an id counts only with a proof of its key;
-/// any other GUID (a plain client's uuid4) is derived from no key.
-pub fn key_form(id: &NodeId) -> bool {
-    let b = id.as_bytes();
-    b[6] >> 4 == 8 && b[8] & 0xc0 == 0x80
-}
+pub use crate::message::key_form;
 
 /// The id of the public channel called `name`: the first 16 bytes of
 /// `sha256("kith-chat public channel v1" ‖ name)` as a version-8 UUID. Everyone who joins a

@@ -647,7 +647,7 @@ fn decode_message(d: &Fields<'_>) -> Result<Body, MessageError> {
 /// text came plain.
 fn message_field(d: &Fields<'_>, author: &ChatId) -> Result<(Vec<u8>, bool), MessageError> {
     let max = SIGNATURE_LEN + SEAL_OVERHEAD + d.limits.max_text;
-    if crate::auth::key_form(&author.guid) {
+    if super::key_form(&author.guid) {
         let message = d.base64("message", max)?;
         if message.len() < SIGNATURE_LEN {
             return Err(invalid(

@@ -150,6 +150,14 @@ impl FromStr for ChatId {
     }
 }
 
+/// True when `id` has the form of an id derived from a key (UUID version 8, RFC 4122
+/// variant), as every kith node's id has. Such an id counts only with a proof of its key;
+/// any other GUID (a plain client's uuid4) is derived from no key.
+pub fn key_form(id: &NodeId) -> bool {
+    let b = id.as_bytes();
+    b[6] >> 4 == 8 && b[8] & 0xc0 == 0x80
+}
+
 /// What a node says it is in HELLO (`attributes.node_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NodeType {

@@ -159,6 +159,7 @@ impl Router {
         let mut all: Vec<PersonView> = self
             .people
             .ids()
+            .filter(|id| **id != self.me.guid)
             .map(|id| PersonView {
                 id: self.chat_id(*id),
                 neighbour: neighbours.contains(id),

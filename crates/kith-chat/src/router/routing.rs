@@ -69,7 +69,11 @@ impl Router {
                 n.routing_seq = Some(seq);
             }
         }
-        for e in &routing.nodes {
+        for e in routing
+            .nodes
+            .iter()
+            .filter(|e| e.node_id.guid != self.me.guid)
+        {
             self.people.heard(now, &e.node_id, Source::Hearsay);
         }
         let before = self.table.refused;

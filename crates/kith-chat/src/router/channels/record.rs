@@ -98,7 +98,7 @@ impl Router {
             let delay = crate::router::jitter(&mut self.rng, self.config.channel_refresh);
             channel.next_refresh = Some(now + self.config.channel_refresh + delay);
         }
-        for member in channel.members.values() {
+        for member in channel.members.values().filter(|m| m.guid != self.me.guid) {
             self.people
                 .heard(now, member, crate::router::people::Source::Hearsay);
         }
