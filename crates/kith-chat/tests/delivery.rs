@@ -213,3 +213,31 @@ fn a_channel_is_joined_by_id_and_an_unknown_id_makes_nothing() {
     net.run_for(Duration::from_secs(2));
     assert_eq!(net.deliveries(0, &msg), 1);
 }
+
+#[test]
+fn a_node_that_restarts_before_its_neighbours_notice_is_taken_back_at_its_hello() {
+    let mut net = line_in_lobby();
+    net.restart_unnoticed(1);
+    net.run_for(Duration::from_secs(5));
+    // B's new router knows A and C again (they answered its HELLO with theirs and their
+    // tables, and took its ROUTING, whose seq started over).
+    assert_eq!(net.routers[1].route_count(), 2);
+    let c = net.ids[2];
+    assert!(net.routers[0].route_to(&c).is_some());
+    let msg = net
+        .act(0, |r, now| {
+            r.say(now, "lobby", "still one network", Vec::new(), "t")
+        })
+        .unwrap();
+    let dm = net
+        .act(0, |r, now| {
+            r.send_direct(now, &[c], "via the restarted B", Vec::new(), "t")
+        })
+        .unwrap();
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(net.deliveries(1, &msg), 1);
+    assert_eq!(net.deliveries(2, &msg), 1);
+    assert_eq!(net.deliveries(2, &dm), 1);
+    let forged: u64 = net.routers.iter().map(|r| r.counters().forged).sum();
+    assert_eq!(forged, 0);
+}

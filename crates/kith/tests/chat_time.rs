@@ -189,3 +189,58 @@ fn a_block_is_kept_across_a_restart_and_join_by_id_and_unknown_ids_are_handled()
         find(&a, Some("books"), "now?").is_some()
     });
 }
+
+/// `kith chat` with no subcommand, driven from a pipe as a script would: /join shows the
+/// channel's backlog (what this node has of it), plain lines are said there, /msg takes a name, /who and /names list
+/// people, an unknown command suggests /help, and /quit leaves.
+#[test]
+fn the_interactive_chat_joins_says_and_messages_by_name() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(&tmp.path().join("a"));
+    let b = Node::start(&tmp.path().join("b"));
+    b.ok(&["connect", a.ok(&["ticket"]).trim()]);
+    b.ok(&["chat", "nick", "bob"]);
+    b.ok(&["chat", "join", "lobby"]);
+    eventually("a hears of the lobby", || {
+        a.ok(&["chat", "channels"]).contains("lobby")
+    });
+    // The backlog is what this node has of the channel.
+    a.ok(&["chat", "join", "lobby"]);
+    b.ok(&["chat", "say", "lobby", "said before you came"]);
+    eventually("a has it", || {
+        a.ok(&["chat", "read", "lobby"])
+            .contains("said before you came")
+    });
+    let mut chat = std::process::Command::new(env!("CARGO_BIN_EXE_kith"))
+        .arg("--data")
+        .arg(&a.data)
+        .arg("chat")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = chat.stdin.take().unwrap();
+    writeln!(input, "/join lobby").unwrap();
+    writeln!(input, "hello from the interactive chat").unwrap();
+    writeln!(input, "/msg bob a word in private").unwrap();
+    writeln!(input, "/names").unwrap();
+    writeln!(input, "/frobnicate").unwrap();
+    writeln!(input, "/quit").unwrap();
+    drop(input);
+    let out = chat.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("now talking in #lobby"), "{stdout}");
+    assert!(
+        stdout.contains("said before you came"),
+        "the backlog: {stdout}"
+    );
+    assert!(stdout.contains("bob"), "/names: {stdout}");
+    assert!(stdout.contains("/help"), "{stdout}");
+    eventually("bob reads both", || {
+        let read = b.ok(&["chat", "read"]);
+        read.contains("hello from the interactive chat") && read.contains("a word in private")
+    });
+}

@@ -29,6 +29,9 @@ use super::{ChatEvent, CutOffReason, NeighbourId, NeighbourKind, Router};
 use crate::auth;
 use crate::message::{Auth, Body, ChatId, Envelope, Hello, NodeType};
 
+/// How often a linked node's repeated HELLO is answered with ours at most.
+const REHELLO_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the router knows of who a neighbour is.
 #[derive(Debug, Clone)]
 pub(crate) enum Ident {
@@ -90,6 +93,24 @@ impl Router {
                 self.people.heard(now, &hello.node_id, Source::Own);
             }
             self.answer_challenge(from, asked);
+            // A kith node that says HELLO again over its link may have restarted behind a link
+            // that never looked down here: it needs our HELLO and table again, and its ROUTING
+            // starts over (a secure link cannot replay). At most once a second, so two nodes
+            // never keep answering each other's HELLO.
+            let node = self.is_node(from);
+            if let Some(n) = self.neighbours.get_mut(&from) {
+                let due = n
+                    .rehello_at
+                    .is_none_or(|at| now.saturating_duration_since(at) >= REHELLO_EVERY);
+                if node && due {
+                    n.rehello_at = Some(now);
+                    n.hello_sent = false;
+                    n.routing_seq = None;
+                    self.send_hello(from);
+                    self.send_table_to(from, known.guid);
+                    self.announce_channels_to(from);
+                }
+            }
             return;
         }
         let guid = hello.node_id.guid;
@@ -240,6 +261,7 @@ impl Router {
         if let Some(n) = self.neighbours.get_mut(&from) {
             n.node_id = Some(id.clone());
             n.node_type = Some(node_type);
+            n.rehello_at = Some(now);
         }
         self.people.heard(now, &id, Source::Own);
         let untrusted = !self.is_node(from)

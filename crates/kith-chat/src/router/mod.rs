@@ -159,6 +159,8 @@ pub(crate) struct Neighbour {
     /// A kith node whose secure link closed for idleness: still a neighbour (its routes
     /// stand), spared periodic traffic, woken by the driver when something is sent to it.
     pub asleep: bool,
+    /// When we last answered a repeated HELLO of this linked node with ours.
+    pub rehello_at: Option<Instant>,
     pub last_heard: Instant,
     pub rate: TokenBucket,
     pub junk: TokenBucket,
@@ -385,6 +387,7 @@ impl Router {
                 routing_seq: None,
                 plain_text: false,
                 asleep: false,
+                rehello_at: None,
                 last_heard: now,
                 rate: TokenBucket::new(now, self.config.rate_per_sec, self.config.rate_burst),
                 junk: TokenBucket::new(now, 1, self.config.junk_burst),
@@ -441,6 +444,8 @@ impl Router {
         n.hello_sent = false;
         n.routing_seq = None;
         n.last_heard = now;
+        // Our HELLO goes now: the other end's, if it comes, needs no answer.
+        n.rehello_at = Some(now);
         let their = n.node_id.as_ref().map(|i| i.guid);
         self.send_hello(id);
         if let Some(their) = their {

@@ -775,6 +775,46 @@ impl Net {
         self.timers[i] = None;
     }
 
+    /// Restarts node `i` behind links that never look down to its neighbours (it came back
+    /// before they noticed): its new router is fed what it stored and says HELLO over the
+    /// same links, whose other ends still hold it as an identified neighbour.
+    pub fn restart_unnoticed(&mut self, i: usize) {
+        let seed: [u8; 32] = self.rng.gen();
+        let now = self.now;
+        let mut router =
+            Router::new(self.identities[i].clone(), self.config.clone(), now, seed).unwrap();
+        for record in self.channel_records[i].values() {
+            router.restore_channel(now, record.clone()).unwrap();
+        }
+        for stored in self.persisted[i].values() {
+            router.restore(now, stored.clone()).unwrap();
+        }
+        self.routers[i] = router;
+        self.timers[i] = None;
+        self.drain(i);
+        for j in self.adjacency[i].clone() {
+            let key = (i.min(j), i.max(j));
+            let Some(link) = self.links.get_mut(&key) else {
+                continue;
+            };
+            if !link.up {
+                continue;
+            }
+            link.epoch += 1;
+            let i_id = if i == key.0 { link.ids.0 } else { link.ids.1 };
+            let agent = self.identities[j].agent_id();
+            self.routers[i].neighbour_up(
+                now,
+                i_id,
+                NeighbourInfo {
+                    kind: NeighbourKind::Node { agent },
+                    observed_ip: Some(Self::ip(j)),
+                },
+            );
+            self.drain(i);
+        }
+    }
+
     /// Starts node `i` again with a new router fed what it stored, and links it to its
     /// neighbours that are up. Returns how many records it restored.
     pub fn start(&mut self, i: usize) -> usize {
