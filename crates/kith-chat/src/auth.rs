@@ -17,6 +17,8 @@ pub const STATE_DOMAIN: &str = "kith-chat-state-v1";
 pub const RECEIPT_DOMAIN: &str = "kith-chat-receipt-v1";
 /// First line of the signed bytes of a HELLO proof.
 pub const HELLO_DOMAIN: &str = "kith-chat-hello-v1";
+/// First line of the signed bytes of a ROUTING.
+pub const ROUTING_DOMAIN: &str = "kith-chat-routing-v1";
 /// Prefix hashed with a name to make a public channel's id.
 pub const PUBLIC_CHANNEL_DOMAIN: &[u8] = b"kith-chat public channel v1";
 
@@ -34,13 +36,7 @@ pub enum AuthError {
     BadSignature,
 }
 
-/// True when `id` has the form of an id derived from a key (UUID version 8, RFC 4122
-/// variant), as every kith node's id has. Such an id counts only with a proof of its key;
-/// any other GUID (a plain client's uuid4) is derived from no key.
-pub fn key_form(id: &NodeId) -> bool {
-    let b = id.as_bytes();
-    b[6] >> 4 == 8 && b[8] & 0xc0 == 0x80
-}
+pub use crate::message::key_form;
 
 /// The id of the public channel called `name`: the first 16 bytes of
 /// `sha256("kith-chat public channel v1" ‖ name)` as a version-8 UUID. Everyone who joins a
@@ -159,6 +155,36 @@ pub fn hello_bytes(challenge: &str, verifier: &NodeId, prover: &NodeId) -> Vec<u
         challenge,
         &verifier.to_string(),
         &prover.to_string(),
+    ])
+}
+
+/// The bytes a ROUTING signature covers: `kith-chat-routing-v1`, the message's top-level
+/// `msg_id`, the sender's GUID, the receiver's GUID, the challenge the receiver gave the
+/// sender in its HELLO on this connection (empty over a secure link, which needs none), the
+/// decimal `seq`, then the entries as `GUID:hops` (GUIDs lower-case, sorted, joined by `,`).
+/// Bound to one receiver and one connection, and ordered by `seq`, a ROUTING cannot be
+/// replayed elsewhere or later.
+pub fn routing_bytes(
+    msg_id: &str,
+    sender: &NodeId,
+    receiver: &NodeId,
+    challenge: &str,
+    seq: u64,
+    entries: &[(NodeId, u32)],
+) -> Vec<u8> {
+    let mut all: Vec<String> = entries
+        .iter()
+        .map(|(id, hops)| format!("{id}:{hops}"))
+        .collect();
+    all.sort();
+    lines(&[
+        ROUTING_DOMAIN,
+        msg_id,
+        &sender.to_string(),
+        &receiver.to_string(),
+        challenge,
+        &seq.to_string(),
+        &all.join(","),
     ])
 }
 

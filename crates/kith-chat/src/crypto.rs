@@ -283,6 +283,90 @@ pub fn open_for_channel(
         .map_err(|_| ChatCryptoError::Decrypt)
 }
 
+/// HKDF info (and AAD prefix) of channel keys kept at rest by their member.
+pub const AT_REST_DOMAIN: &[u8] = b"kith-chat-at-rest-v1";
+
+fn at_rest_cipher(identity: &Identity) -> XChaCha20Poly1305 {
+    let seed = Zeroizing::new(identity.agent_seed());
+    let hk = Hkdf::<Sha256>::new(None, seed.as_ref());
+    let mut key = Zeroizing::new([0u8; 32]);
+    // 32 bytes is a valid HKDF-SHA256 output length.
+    let _ = hk.expand(AT_REST_DOMAIN, key.as_mut());
+    XChaCha20Poly1305::new(key.as_ref().into())
+}
+
+fn at_rest_aad(channel_id: &str) -> Vec<u8> {
+    let mut aad = AT_REST_DOMAIN.to_vec();
+    aad.extend_from_slice(channel_id.as_bytes());
+    aad
+}
+
+/// Seals a closed channel's keys (newest first) for this node's own disk: `nonce (24) ‖
+/// XChaCha20-Poly1305(keys concatenated)` under a key derived from the node's Ed25519 seed
+/// (HKDF-SHA256, info `kith-chat-at-rest-v1`), AAD `kith-chat-at-rest-v1` ‖ channel id. Only
+/// this node can read it back, and only for that channel.
+pub fn seal_at_rest<R: RngCore + CryptoRng>(
+    rng: &mut R,
+    identity: &Identity,
+    channel_id: &str,
+    keys: &[ChannelKey],
+) -> Vec<u8> {
+    let mut plain = Zeroizing::new(Vec::with_capacity(keys.len() * 32));
+    for key in keys {
+        plain.extend_from_slice(key.as_ref());
+    }
+    let mut nonce = [0u8; 24];
+    rng.fill_bytes(&mut nonce);
+    let aad = at_rest_aad(channel_id);
+    let sealed = at_rest_cipher(identity)
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: &plain,
+                aad: &aad,
+            },
+        )
+        .unwrap_or_default();
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    out
+}
+
+/// Opens what [`seal_at_rest`] made (the keys, newest first).
+pub fn open_at_rest(
+    identity: &Identity,
+    channel_id: &str,
+    sealed: &[u8],
+) -> Result<Vec<ChannelKey>, ChatCryptoError> {
+    if sealed.len() < 24 + 16 {
+        return Err(ChatCryptoError::Decrypt);
+    }
+    let (nonce, ciphertext) = sealed.split_at(24);
+    let aad = at_rest_aad(channel_id);
+    let plain = Zeroizing::new(
+        at_rest_cipher(identity)
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| ChatCryptoError::Decrypt)?,
+    );
+    if plain.len() % 32 != 0 {
+        return Err(ChatCryptoError::Decrypt);
+    }
+    Ok(plain
+        .chunks(32)
+        .map(|c| {
+            let mut key = Zeroizing::new([0u8; 32]);
+            key.copy_from_slice(c);
+            key
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,6 +393,7 @@ mod tests {
             }],
             public_key: None,
             unsigned: false,
+            plain_text: false,
         }
     }
 
@@ -397,5 +482,22 @@ mod tests {
         let other = new_channel_key(&mut rng);
         assert!(open_for_channel(&other, "c", &sealed).is_err());
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
+    }
+
+    #[test]
+    fn channel_keys_at_rest_open_only_for_their_node_and_channel() {
+        let (me, other) = (ident(1), ident(2));
+        let mut rng = StdRng::seed_from_u64(3);
+        let keys = vec![new_channel_key(&mut rng), new_channel_key(&mut rng)];
+        let sealed = seal_at_rest(&mut rng, &me, "chan", &keys);
+        assert!(
+            !sealed.windows(32).any(|w| w == keys[0].as_ref()),
+            "no key in clear"
+        );
+        let opened = open_at_rest(&me, "chan", &sealed).unwrap();
+        assert_eq!(opened.len(), 2);
+        assert_eq!(opened[0].as_ref(), keys[0].as_ref());
+        assert!(open_at_rest(&other, "chan", &sealed).is_err());
+        assert!(open_at_rest(&me, "other", &sealed).is_err());
     }
 }

@@ -20,7 +20,19 @@
 //! # Messages
 //!
 //! `{"msg_type": VERB, "msg_data": {...}, "ttl": N, "flood": BOOL}`: all four keys required,
-//! all keys lower-case, unknown keys ignored. HELLO and ROUTING must have `ttl` 1 and `flood`
+//! all keys lower-case, unknown keys ignored.
+//!
+//! **Both revisions of the protocol.** The seed puts `node_id` (and `msg_id`) inside
+//! `msg_data`; the later revision, which the reference programs follow, adds top-level
+//! `msg_id` (a UUID), `sender_id` (the node the message speaks for) and `target_id` (where a
+//! routed copy goes), ids written `name@GUID`, and often leaves `node_id` and `msg_id` out of
+//! `msg_data`. kith reads both: the `msg_data` fields win, the top-level ones stand in when
+//! they are absent, and a `sender_id` whose GUID differs from `msg_data.node_id` is refused.
+//! kith writes both: every message carries the seed's fields and the top-level ones, ids as
+//! `name@GUID` (`kith@GUID` when no name is known; the reference programs accept only letters
+//! and digits before the `@`). HELLO and ROUTING carry a `msg_id` of their own, and ACK's
+//! top-level `msg_id` is the ACK's own (its `msg_data.msg_id` names what it acknowledges).
+//! A channel id of all zeros means "no channel", as the reference client writes it. HELLO and ROUTING must have `ttl` 1 and `flood`
 //! false; ACK, NACK, GETCERTIFICATE, CERTIFICATE, GETKEY, KEY and CONNECT must not flood; any
 //! `ttl` must be in `1..=chat_max_ttl` (64); send 32. No string field may contain a control
 //! character (fields are lines of signed text). Fields are as in the seed, with these
@@ -33,7 +45,9 @@
 //! - `target_id` in ACK: which copy is acknowledged; `recipient_id` in ACK: an end-to-end
 //!   receipt, routed to the message's author (see *Receipts*);
 //! - `member` in LEAVE: the member removed (a kick), when not the sender;
-//! - `challenge`, `public_key`, `signature` in HELLO (see *Saying hello*);
+//! - `challenge`, `public_key`, `signature` in HELLO (see *Saying hello*), and `name` in its
+//!   `attributes`: the name the node goes by (also before the `@` of its id);
+//! - `seq`, `public_key` and `signature` in ROUTING (see *Routers and signed routes*);
 //! - `signature` and `public_key` in JOIN, LEAVE, CHANNEL, KEY and receipts (see *Signed
 //!   state*); `public_key` and `unsigned` in MESSAGE; `members` in KEY.
 //!
@@ -61,7 +75,7 @@
 //! The node answers with its own HELLO, which carries `challenge` (32 random bytes, base64).
 //!
 //! - **A plain client** (a GUID that is not version 8) ignores the challenge: it is a leaf
-//!   at once. The node sends ROUTING (which it may ignore) and a CHANNEL (ttl 1) for every
+//!   at once (unless it says `node_type: server`: see *Routers and signed routes*). The node sends ROUTING (which it may ignore) and a CHANNEL (ttl 1) for every
 //!   public channel it knows. Its GUID must not be the node's, another live client's or one
 //!   reachable elsewhere. It speaks only for itself, on its own connection: anything it sends
 //!   in another's name is refused, and what it says goes on marked unsigned (see *Plain
@@ -131,14 +145,20 @@
 //!
 //! A plain client's JOIN, LEAVE, CHANNEL and MESSAGE are unsigned (they cannot be otherwise):
 //! its node accepts them only when they speak for the client itself, and passes its MESSAGEs
-//! on with `"unsigned": true`. Its `message` is still `signature slot (64 bytes, zero) ‖
-//! text`. Other nodes show such messages as unsigned; a plain id cannot be a member of a
-//! closed channel, send keys, certificates or receipts.
+//! on with `"unsigned": true`. Its `message` may be `signature slot (64 bytes, zero) ‖ text`
+//! in base64, or, as the reference client sends it, the text itself: from an author whose id
+//! no key derives, a `message` that is not base64 of at least 64 bytes followed by UTF-8 is
+//! taken as the text. A client that writes text (or says HELLO the later revision's way,
+//! without a key) is sent text back. Other nodes show such messages as unsigned; a plain id
+//! cannot be a member of a closed channel, send keys, certificates or receipts. A signed
+//! message (an author whose id a key derives) that fails verification is refused either way.
 //!
-//! # Receipts
+//! # Receipts, and nothing said is lost
 //!
 //! A route claim is only a claim. The recipient of a direct MESSAGE (or a KEY) with a
-//! key-derived id signs a receipt and routes it back to the author:
+//! key-derived id signs a receipt and routes it back to the author, and so does every member
+//! of a channel for each channel MESSAGE it gets (flooded or routed) from an author whose id
+//! a key derives:
 //! `ACK {node_id: recipient, msg_id, recipient_id: author, public_key, signature}` with
 //! `target_id` the author's GUID and `ttl` 32, the signature over
 //!
@@ -151,9 +171,51 @@
 //!
 //! A kith author keeps its message (stored) until the receipt comes; without one within
 //! `receipt_timeout` it demotes the route it used and sends again, over another path if there
-//! is one, waiting twice as long each time. A client with a key should send receipts for the
-//! direct messages it gets (a duplicate is a retry whose receipt was lost: answer it again).
-//! Messages to plain ids are acknowledged hop by hop only, as in the seed.
+//! is one, waiting twice as long each time. While there is no route at all the copy waits
+//! and its clock stops (a node away for days gets it when it is back; only the queue's own
+//! lifetime, `chat_queue_ms`, ends the wait). A channel MESSAGE is flooded to whoever is
+//! reachable and also kept, one stored copy per member whose id a key derives: a member whose
+//! receipt does not come gets its copy routed (`target_id` set, `flood` false, `channel_id`
+//! kept) or, without a route, when one appears. So what is said reaches every member after an
+//! idle link, a partition or a restart of either side; a member sees each message once. A
+//! client with a key should send receipts for the direct and channel messages it gets (a
+//! duplicate is a retry whose receipt was lost: answer it again). Messages to plain ids are
+//! acknowledged hop by hop only, as in the seed, and channel members with plain ids get the
+//! flood only.
+//!
+//! # Routers and signed routes
+//!
+//! A neighbour on the chat port whose HELLO says `node_type: server` is a ptpchat router:
+//! it relays for others and its ROUTING is taken. A router whose id is plain cannot sign: its
+//! routes are untrusted, at most 256 of them are taken, and a route through it ranks below
+//! any route through an authenticated neighbour, so a router that announces a node it
+//! cannot reach does not black-hole traffic between nodes that have a path of their own. A
+//! node or router whose id a key derives signs every ROUTING over these lines, each ending
+//! in `\n`:
+//!
+//! ```text
+//! kith-chat-routing-v1
+//! <the message's top-level msg_id>
+//! <sender's GUID>
+//! <receiver's GUID>
+//! <the challenge the receiver gave in its HELLO on this connection, or empty>
+//! <seq, decimal>
+//! <entries as GUID:hops, sorted, joined by ",">
+//! ```
+//!
+//! with `seq` growing on each connection; unsigned, badly signed, for another receiver or
+//! not newer than the last, it is refused. A kith node keeps a router dialled
+//! (`kith chat peer`): it says HELLO first, with a challenge, and a router with a
+//! key-derived id proves its key in its HELLO (over that challenge) as a client would.
+//!
+//! # Channels have one identity
+//!
+//! A public channel's id is derived from its name (see *Signed state*), so two nodes that
+//! create `lobby` at the same moment create the same channel, and what is said meanwhile
+//! reaches both. A client may join by id: an id it has not heard announced is not a channel
+//! (kith never makes a channel named after an id). A node keeps its channels (id, name,
+//! members, a closed channel's keys sealed under its own key) and finds the same ones after
+//! a restart.
 //!
 //! # Rates
 //!
@@ -221,8 +283,9 @@
 //!
 //! Direct messages are signed, not encrypted: a relay can read them (only closed channels are
 //! sealed). What a plain client says cannot be verified by anyone but its own node, so a
-//! dishonest node can speak for the plain clients it carries (never for a key-derived id).
-//! ROUTING is believed as a claim and corrected end to end by receipts; it is not signed.
+//! dishonest node (or router) can speak for the plain clients it carries (never for a
+//! key-derived id). A signed ROUTING proves who claims a route, not that the route works:
+//! claims are still corrected end to end by receipts.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
@@ -237,4 +300,6 @@ pub mod router;
 
 pub use config::ChatConfig;
 pub use limits::ChatLimits;
-pub use router::{ChatError, ChatEvent, NeighbourId, NeighbourInfo, NeighbourKind, Output, Router};
+pub use router::{
+    ChatError, ChatEvent, Footprint, NeighbourId, NeighbourInfo, NeighbourKind, Output, Router,
+};

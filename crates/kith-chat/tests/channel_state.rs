@@ -160,7 +160,7 @@ fn an_outsider_cannot_take_over_a_closed_channel() {
                     recipient_id: Some(target),
                 }),
             );
-            ask.target_id = Some(target);
+            ask.target_id = Some(ChatId::new(target));
             net.inject(from, ask);
         }
     }

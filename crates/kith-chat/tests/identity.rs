@@ -13,9 +13,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use kith_chat::auth;
-use kith_chat::message::{
-    Body, CertificateData, ChatId, Envelope, GetCertificate, RouteEntry, Routing,
-};
+use kith_chat::message::{Body, CertificateData, ChatId, Envelope, GetCertificate};
 use kith_chat::router::{ChatEvent, NeighbourInfo, NeighbourKind};
 use kith_crypto::{Identity, NodeId};
 use rand::rngs::StdRng;
@@ -169,7 +167,7 @@ fn forge(net: &mut Net, source: usize, attacker: &Identity, msg_id: &str, with_k
             certificate: attacker.agent_public().to_vec(),
         }),
     );
-    cert.target_id = Some(b);
+    cert.target_id = Some(ChatId::new(b));
     net.inject(source, cert);
     let mut m = signed_message(attacker, msg_id, &[b], None, "I am C", with_key);
     m.node_id = ChatId::new(c);
@@ -207,18 +205,10 @@ fn a_certificate_whose_key_does_not_derive_its_id_is_refused_on_every_path() {
     );
     // It also claims a route to C, so that node 1's certificate requests for C go to it.
     let c = net.ids[2];
+    let receiver = net.ids[net.endpoints[node].node];
     net.inject(
         node,
-        Envelope::new(
-            1,
-            Body::Routing(Routing {
-                node_id: ChatId::new(rogue.node_id()),
-                nodes: vec![RouteEntry {
-                    node_id: ChatId::new(c),
-                    ttl: 1,
-                }],
-            }),
-        ),
+        support::signed_routing(&rogue, receiver, "", 1, &[(c, 1)]),
     );
     let mut shown = 0;
     for (k, source) in [plain, proven, node].into_iter().enumerate() {
@@ -253,7 +243,7 @@ fn a_certificate_whose_key_does_not_derive_its_id_is_refused_on_every_path() {
                 certificate: attacker.agent_public().to_vec(),
             }),
         );
-        answer.target_id = Some(b);
+        answer.target_id = Some(ChatId::new(b));
         net.inject(node, answer);
     }
     // Long enough for what waited for C's (never coming) certificate to be given up.

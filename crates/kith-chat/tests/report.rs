@@ -1,7 +1,8 @@
 //! The 1,000-node report (ignored by default; run with
-//! `cargo test -p kith-chat --test report -- --ignored --nocapture`): delivery ratio of
-//! flooded messages, duplicates each node receives against its degree, and hops taken by
-//! routed messages against the shortest path.
+//! `cargo test -p kith-chat --release --test report -- --ignored --nocapture`): delivery
+//! ratio of flooded messages, duplicates each node receives against its degree, hops taken
+//! by routed messages against the shortest path, and delivery with links that close when
+//! quiet and nodes that restart.
 
 mod support;
 
@@ -100,4 +101,118 @@ fn report_1000_nodes() {
         stretch_sum / sent.len() as f64
     );
     println!("messages moved in the whole run: {}", net.transmitted);
+}
+
+#[test]
+#[ignore = "a report, not a check: prints figures for the benchmark notes"]
+fn report_1000_nodes_with_sleeping_links_and_restarts() {
+    let started = std::time::Instant::now();
+    let r = support::churn(1000, 2025, 5);
+    println!(
+        "1,000 nodes, {} in the channel, links closing after 20 s quiet, {} restarts: \
+         channel {}/{} delivered ({} duplicates shown), direct {}/{}; delivery ratio {:.4}; \
+         {} idle closes, {} links woken; {} messages moved ({:.1} s of CPU)",
+        r.members,
+        r.restarts,
+        r.channel_delivered,
+        r.channel_expected,
+        r.channel_duplicates,
+        r.direct_delivered,
+        r.direct_expected,
+        r.ratio(),
+        r.idle_closed,
+        r.relinked,
+        r.transmitted,
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(r.ratio(), 1.0);
+}
+
+/// Relay rate with signatures checked, next to the Ed25519 verify rate, measured in turns in
+/// the same run (a loaded machine slows both alike): a channel MESSAGE from one of 8 linked
+/// neighbours, verified and passed to the other 7.
+#[test]
+#[ignore = "a report, not a check: prints figures for the benchmark notes"]
+fn report_relay_rate_next_to_ed25519() {
+    use kith_chat::message::{Body, ChatId, Envelope, Hello, NodeType};
+    use kith_chat::router::{NeighbourInfo, NeighbourKind};
+    use kith_chat::{ChatConfig, NeighbourId, Router};
+    use kith_crypto::Identity;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+    use std::time::Instant;
+
+    let ident = |s: u64| Identity::generate(&mut StdRng::seed_from_u64(s));
+    let now = Instant::now();
+    let config = ChatConfig {
+        rate_per_sec: u32::MAX / 2,
+        rate_burst: u32::MAX / 2,
+        origin_rate_per_sec: u32::MAX / 2,
+        origin_rate_burst: u32::MAX / 2,
+        ..ChatConfig::default()
+    };
+    let mut r = Router::new(ident(1), config, now, [1; 32]).unwrap();
+    for i in 1..=8u64 {
+        let peer = ident(100 + i);
+        r.neighbour_up(
+            now,
+            NeighbourId(i),
+            NeighbourInfo {
+                kind: NeighbourKind::Node {
+                    agent: peer.agent_id(),
+                },
+                observed_ip: None,
+            },
+        );
+        let hello = Hello {
+            node_id: ChatId::new(peer.node_id()),
+            version: None,
+            node_type: NodeType::Server,
+            challenge: None,
+            auth: Default::default(),
+            later_revision: false,
+        };
+        r.handle_input(now, NeighbourId(i), Envelope::new(1, Body::Hello(hello)));
+    }
+    while r.poll_output().is_some() {}
+    let author = ident(9);
+    const BATCH: usize = 2_000;
+    let mut relay_rates = Vec::new();
+    let mut verify_rates = Vec::new();
+    for round in 0..5 {
+        let batch: Vec<_> = (0..BATCH)
+            .map(|i| {
+                support::signed_message(
+                    &author,
+                    &format!("m{round}-{i}"),
+                    &[],
+                    Some(("lobby", "c0ffee")),
+                    "hello, a line of chat of ordinary length",
+                    true,
+                )
+            })
+            .collect();
+        let key = author.agent_id();
+        let started = Instant::now();
+        for m in &batch {
+            assert!(kith_chat::crypto::verify_message(&key, m).is_some());
+        }
+        verify_rates.push(BATCH as f64 / started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        for m in batch {
+            r.handle_input(now, NeighbourId(1), support::flooded(Body::Message(m)));
+            while r.poll_output().is_some() {}
+        }
+        relay_rates.push(BATCH as f64 / started.elapsed().as_secs_f64());
+    }
+    assert_eq!(r.counters().forged + r.counters().cut_off, 0);
+    assert_eq!(r.counters().flooded, 5 * BATCH as u64);
+    relay_rates.sort_by(f64::total_cmp);
+    verify_rates.sort_by(f64::total_cmp);
+    println!(
+        "relay with signatures checked: {:.0} messages/s per node (median of 5 x {BATCH}; 1 in, 7 out); Ed25519 verify in the same run: {:.0}/s; ratio {:.2}",
+        relay_rates[2],
+        verify_rates[2],
+        relay_rates[2] / verify_rates[2]
+    );
 }

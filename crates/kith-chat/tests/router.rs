@@ -35,6 +35,7 @@ fn client_hello(guid: NodeId) -> Envelope {
             node_type: NodeType::Client,
             challenge: None,
             auth: Default::default(),
+            later_revision: false,
         }),
     )
 }
@@ -248,6 +249,7 @@ fn a_message_out_of_ttl_is_nacked_to_its_author() {
         attachments: Vec::new(),
         public_key: None,
         unsigned: false,
+        plain_text: false,
     };
     kith_chat::crypto::sign_message(&author, &mut m, b"x");
     // Handed to node 1 with ttl 2: node 2 would need ttl 0 to pass it on.
@@ -308,6 +310,7 @@ fn a_forged_message_is_dropped_and_counted() {
         attachments: Vec::new(),
         public_key: None,
         unsigned: false,
+        plain_text: false,
     };
     // Signed by somebody else's key.
     kith_chat::crypto::sign_message(&ident(77), &mut m, b"I am node 0");
@@ -339,6 +342,7 @@ fn with_node_neighbour(now: Instant, peer: &Identity) -> Router {
         node_type: NodeType::Server,
         challenge: None,
         auth: Default::default(),
+        later_revision: false,
     };
     r.handle_input(now, NeighbourId(1), Envelope::new(1, Body::Hello(hello)));
     drain(&mut r);

@@ -12,7 +12,7 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use kith_chat::message::{Auth, Body, ChatId, Envelope, RouteEntry, Routing};
+use kith_chat::message::{Auth, Body, ChatId};
 use kith_chat::router::{ChatEvent, NeighbourInfo, NeighbourKind};
 use kith_crypto::Identity;
 use rand::rngs::StdRng;
@@ -41,23 +41,12 @@ fn poisoner(net: &mut Net, to: usize, claims: &[(usize, u32)]) -> usize {
         e,
         support::hello(ChatId::new(key.node_id()), None, Auth::default()),
     );
-    let nodes = claims
+    let claims: Vec<_> = claims
         .iter()
-        .map(|(dest, ttl)| RouteEntry {
-            node_id: ChatId::new(net.ids[*dest]),
-            ttl: *ttl,
-        })
+        .map(|(dest, ttl)| (net.ids[*dest], *ttl))
         .collect();
-    net.inject(
-        e,
-        Envelope::new(
-            1,
-            Body::Routing(Routing {
-                node_id: ChatId::new(key.node_id()),
-                nodes,
-            }),
-        ),
-    );
+    let receiver = net.ids[to];
+    net.inject(e, support::signed_routing(&key, receiver, "", 1, &claims));
     e
 }
 

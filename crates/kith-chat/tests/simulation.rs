@@ -246,3 +246,16 @@ fn a_closed_channel_is_unreadable_by_non_members() {
     );
     assert_eq!(net.deliveries(other, &reply), 0);
 }
+
+/// Links that close when quiet and nodes that restart lose nothing: every channel message
+/// reaches every member and every direct message its recipient (the 1,000-node run is in
+/// `tests/report.rs`).
+#[test]
+fn with_sleeping_links_and_restarting_nodes_every_message_arrives() {
+    let report = support::churn(120, 99, 3);
+    println!("{report:?}");
+    assert!(report.restarts > 0 && report.idle_closed > 0 && report.relinked > 0);
+    assert_eq!(report.channel_delivered, report.channel_expected);
+    assert_eq!(report.direct_delivered, report.direct_expected);
+    assert_eq!(report.channel_duplicates, 0);
+}

@@ -91,6 +91,8 @@ pub struct Overrides {
     pub chat_tls: bool,
     /// `--announce HOST:PORT`.
     pub announce: Option<String>,
+    /// `--name NAME`: the chat name (over `kith chat nick` and `chat_name`).
+    pub chat_name: Option<String>,
     /// `--raw`: unencrypted links (simulations only).
     pub raw_links: bool,
     /// `--allow-raw-anywhere`: permit raw links on a non-loopback listener.
@@ -132,6 +134,8 @@ pub struct NodeConfig {
     pub chat_tls: bool,
     /// The name this node gives in chat (`name@GUID`); `None`: the bare GUID.
     pub chat_name: Option<String>,
+    /// The chat name came from `--name` (which beats the one `kith chat nick` kept).
+    pub chat_name_given: bool,
     /// Join a closed channel as soon as an invitation (its key) arrives; when false the
     /// invitation waits for `kith chat join NAME`.
     pub chat_auto_join_invites: bool,
@@ -182,14 +186,18 @@ impl NodeConfig {
             .or(file.chat_listen)
             .unwrap_or(DEFAULT_CHAT_LISTEN.into());
         let chat_listen = parse_listen(&chat_listen_text)?;
-        let chat_name = file.chat_name.filter(|n| !n.trim().is_empty());
+        let chat_name_given = overrides.chat_name.is_some();
+        let chat_name = overrides
+            .chat_name
+            .clone()
+            .or(file.chat_name)
+            .filter(|n| !n.trim().is_empty());
         if let Some(name) = &chat_name {
-            if name.contains('@') || name.chars().any(char::is_control) || name.len() > 64 {
+            let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+            if name.len() > 32 || !name.chars().all(plain) {
                 return Err(ConfigError::Invalid {
                     key: "chat_name",
-                    reason:
-                        "a chat name is at most 64 characters, without '@' or control characters"
-                            .into(),
+                    reason: "a chat name is 1 to 32 letters, digits, '-', '_' or '.'".into(),
                 });
             }
         }
@@ -216,6 +224,7 @@ impl NodeConfig {
             chat_listen,
             chat_tls: overrides.chat_tls || file.chat_tls.unwrap_or(false),
             chat_name,
+            chat_name_given,
             chat_auto_join_invites: file.chat_auto_join_invites.unwrap_or(true),
             peer_port_open_store: file.peer_port_open_store.unwrap_or(false),
             announce,

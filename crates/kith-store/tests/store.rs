@@ -11,8 +11,8 @@ use std::sync::Barrier;
 
 use kith_crypto::{AgentId, Identity};
 use kith_store::meta::{
-    ChatChannelRow, ChatMessageRow, ChatQueueRow, CheckResult, CustodyRecord, MetaDb,
-    PlacementOutcome, PostgresMeta, SqliteMeta, MAX_FAILURE_TEXT, POSTGRES_MIGRATIONS,
+    ChatChannelRow, ChatChannelStateRow, ChatMessageRow, ChatQueueRow, CheckResult, CustodyRecord,
+    MetaDb, PlacementOutcome, PostgresMeta, SqliteMeta, MAX_FAILURE_TEXT, POSTGRES_MIGRATIONS,
     SQLITE_MIGRATIONS,
 };
 use kith_store::{
@@ -1188,6 +1188,7 @@ fn chat_queue_log_and_channels_survive_reopening(backend: &Backend) {
         text: text.to_owned(),
         attachments: "[]".to_owned(),
         received_at: NOW,
+        ..ChatMessageRow::default()
     };
     let first = meta.chat_append(&message("one", Some("lobby")), 2).unwrap();
     meta.chat_append(&message("two", None), 2).unwrap();
@@ -1219,6 +1220,106 @@ fn chat_queue_log_and_channels_survive_reopening(backend: &Backend) {
     );
     meta.chat_set_joined(&lobby, false, NOW + 3).unwrap();
     assert_eq!(meta.chat_joined().unwrap().len(), 1);
+}
+
+fn chat_state_and_message_standing_survive_reopening(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let meta = fx.meta();
+    // A channel record; its keys are stored as given (sealed by the chat, never in clear).
+    let secret = ChatChannelStateRow {
+        channel_id: "c-1".into(),
+        name: "secret".into(),
+        closed: true,
+        standing: "member".into(),
+        members: r#"["a@x","y"]"#.into(),
+        sealed_keys: vec![9; 88],
+    };
+    meta.chat_save_channel(&secret, NOW).unwrap();
+    let mut renamed = secret.clone();
+    renamed.members = r#"["a@x"]"#.into();
+    meta.chat_save_channel(&renamed, NOW + 1).unwrap();
+    let lobby = ChatChannelStateRow {
+        channel_id: "c-2".into(),
+        name: "lobby".into(),
+        closed: false,
+        standing: "member".into(),
+        members: "[]".into(),
+        sealed_keys: Vec::new(),
+    };
+    meta.chat_save_channel(&lobby, NOW + 2).unwrap();
+    assert_eq!(
+        fx.meta().chat_channels().unwrap(),
+        vec![renamed, lobby.clone()]
+    );
+    meta.chat_drop_channel("c-1").unwrap();
+    meta.chat_drop_channel("never").unwrap();
+    assert_eq!(meta.chat_channels().unwrap(), vec![lobby]);
+
+    // People: names, last seen, blocks and mutes.
+    meta.chat_node_seen("g1", Some("ann"), NOW).unwrap();
+    meta.chat_node_seen("g1", None, NOW + 5).unwrap();
+    meta.chat_set_node_flags("g2", Some(true), None).unwrap();
+    meta.chat_set_node_flags("g1", None, Some(true)).unwrap();
+    let nodes = fx.meta().chat_nodes(10).unwrap();
+    assert_eq!(nodes[0].guid, "g2");
+    assert!(nodes[0].blocked && !nodes[0].muted);
+    assert_eq!(nodes[1].name.as_deref(), Some("ann"));
+    assert_eq!(nodes[1].last_seen, Some(NOW + 5));
+    assert!(nodes[1].muted && !nodes[1].blocked);
+
+    // Routers to dial and settings.
+    assert!(meta.chat_set_peer("10.0.0.1:9001", true, NOW).unwrap());
+    assert!(!meta.chat_set_peer("10.0.0.1:9001", true, NOW).unwrap());
+    assert_eq!(meta.chat_peers().unwrap(), ["10.0.0.1:9001"]);
+    assert!(meta.chat_set_peer("10.0.0.1:9001", false, NOW).unwrap());
+    assert!(meta.chat_peers().unwrap().is_empty());
+    meta.chat_set_setting("nick", Some("zoe")).unwrap();
+    assert_eq!(
+        fx.meta().chat_setting("nick").unwrap().as_deref(),
+        Some("zoe")
+    );
+    meta.chat_set_setting("nick", None).unwrap();
+    assert_eq!(meta.chat_setting("nick").unwrap(), None);
+
+    // A message comes twice: logged once. The user's own: queued, then delivered.
+    let theirs = ChatMessageRow {
+        msg_id: "m-1".into(),
+        sender: "bob@g3".into(),
+        sender_guid: Some("g3".into()),
+        sent_at: "t".into(),
+        text: "hi".into(),
+        attachments: "[]".into(),
+        received_at: NOW,
+        ..ChatMessageRow::default()
+    };
+    let seq = meta.chat_append(&theirs, 10).unwrap();
+    assert_eq!(meta.chat_append(&theirs, 10).unwrap(), seq);
+    let mine = ChatMessageRow {
+        msg_id: "m-2".into(),
+        sender: "me@g0".into(),
+        sender_guid: Some("g0".into()),
+        recipient: Some("bob@g3".into()),
+        state: Some("sent".into()),
+        sent_at: "t".into(),
+        text: "psst".into(),
+        attachments: "[]".into(),
+        received_at: NOW,
+        ..ChatMessageRow::default()
+    };
+    meta.chat_append(&mine, 10).unwrap();
+    meta.chat_set_posted("m-2", 2, true).unwrap();
+    let row = meta.chat_mark_delivered("m-2", NOW + 60).unwrap().unwrap();
+    assert_eq!((row.state.as_deref(), row.delivered), (Some("queued"), 1));
+    let row = meta.chat_mark_delivered("m-2", NOW + 90).unwrap().unwrap();
+    assert_eq!(row.state.as_deref(), Some("delivered"));
+    assert_eq!(row.delivered_at, Some(NOW + 90));
+    assert!(
+        meta.chat_mark_delivered("m-1", NOW).unwrap().is_none(),
+        "not ours"
+    );
+    let all = fx.meta().chat_read(0, None, 10).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].recipient.as_deref(), Some("bob@g3"));
 }
 
 fn items_of_recorded_files_are_in_use_and_loose_items_are_not(backend: &Backend) {
@@ -1313,6 +1414,7 @@ fn a_long_put_does_not_make_metadata_calls_wait(backend: &Backend) {
                 text: "hi".into(),
                 attachments: "[]".into(),
                 received_at: NOW,
+                ..ChatMessageRow::default()
             };
             let seq = store.meta().chat_append(&row, 10).unwrap();
             done_tx.send((listed, verdict, seq)).unwrap();
@@ -1354,6 +1456,7 @@ macro_rules! suite {
 suite!(
     a_long_put_does_not_make_metadata_calls_wait,
     chat_queue_log_and_channels_survive_reopening,
+    chat_state_and_message_standing_survive_reopening,
     shared_files_and_replicas_follow_the_file,
     round_trip_at_boundary_sizes,
     deep_tree_round_trips_with_smallest_items,

@@ -105,7 +105,8 @@ pub enum Command {
     /// Measure this machine and build: `kith bench transfer` moves a file between two nodes.
     #[command(subcommand)]
     Bench(crate::commands::bench::BenchCommand),
-    /// Chat: channels, direct messages, invitations; with no subcommand, an interactive chat.
+    /// Chat: channels, direct messages, invitations; with no subcommand, an interactive chat
+    /// like an IRC client.
     Chat {
         /// What to do (none: interactive).
         #[command(subcommand)]
@@ -124,13 +125,14 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
-/// `kith chat ...`
+/// `kith chat ...`. NODE is a node id (`GUID` or `name@GUID`), an agent id, or a name
+/// someone goes by (`kith chat who`).
 #[derive(Debug, Subcommand)]
 pub enum ChatCommand {
-    /// Join a channel (creating it if nobody has); --closed creates an invitation-only,
-    /// encrypted channel.
+    /// Join a channel by name or id (a public one is created if nobody has); --closed
+    /// creates an invitation-only, encrypted channel.
     Join {
-        /// The channel's name.
+        /// The channel's name, or its id.
         name: String,
         /// Create it closed.
         #[arg(long)]
@@ -138,12 +140,13 @@ pub enum ChatCommand {
     },
     /// Leave a channel.
     Leave {
-        /// The channel's name.
+        /// The channel's name or id.
         name: String,
     },
-    /// Say something in a channel.
+    /// Say something in a channel ("queued" when some member cannot be reached yet: it goes
+    /// when they can; `kith chat read` shows when it arrived).
     Say {
-        /// The channel's name.
+        /// The channel's name or id.
         name: String,
         /// The text.
         text: String,
@@ -153,7 +156,8 @@ pub enum ChatCommand {
     },
     /// Send a direct message to a node (routed, kept until it arrives).
     Send {
-        /// The node id (`kith id`), GUID or name@GUID.
+        /// The node.
+        #[arg(value_name = "NODE", allow_hyphen_values = true)]
         node_id: String,
         /// The text.
         text: String,
@@ -161,9 +165,10 @@ pub enum ChatCommand {
         #[arg(long, value_name = "FILE")]
         attach: Vec<PathBuf>,
     },
-    /// Print messages (every channel and the direct messages, or one channel).
+    /// Print messages (every channel and the direct messages, or one channel), with where
+    /// your own stand (queued, sent, delivered).
     Read {
-        /// Only this channel.
+        /// Only this channel (name or id).
         name: Option<String>,
         /// Keep printing new messages until interrupted.
         #[arg(long)]
@@ -174,22 +179,61 @@ pub enum ChatCommand {
     /// Open a direct link to a node known only through others (the CONNECT rendezvous:
     /// a node between you fills in the addresses each side is seen from).
     Connect {
-        /// The node id.
+        /// The node.
+        #[arg(value_name = "NODE", allow_hyphen_values = true)]
         node_id: String,
     },
     /// Send a node the key of a closed channel (it joins on receipt).
     Invite {
         /// The channel's name.
         name: String,
-        /// The node id.
+        /// The node.
+        #[arg(value_name = "NODE", allow_hyphen_values = true)]
         node_id: String,
     },
     /// Remove a node from a closed channel (the others get a new key).
     Kick {
         /// The channel's name.
         name: String,
-        /// The node id.
+        /// The node.
+        #[arg(value_name = "NODE", allow_hyphen_values = true)]
         node_id: String,
+    },
+    /// Set the name you go by in chat (announced in HELLO, kept across restarts); no NAME
+    /// clears it.
+    Nick {
+        /// 1 to 32 letters, digits, '-', '_' or '.'.
+        name: Option<String>,
+    },
+    /// Who this node has heard of: names, node ids, who is linked now, when last seen.
+    Who,
+    /// Keep a ptpchat router dialled (and dialled again whenever the connection ends); with
+    /// no address, list them.
+    Peer {
+        /// HOST:PORT of the router's chat port.
+        #[arg(value_name = "HOST:PORT")]
+        address: Option<String>,
+        /// Stop dialling it.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Block a node (nothing of it is heard or passed on; kept across restarts).
+    Block {
+        /// The node.
+        #[arg(value_name = "NODE", allow_hyphen_values = true)]
+        node_id: String,
+        /// Lift the block instead.
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Mute a node (its messages are passed on, not shown; kept across restarts).
+    Mute {
+        /// The node.
+        #[arg(value_name = "NODE", allow_hyphen_values = true)]
+        node_id: String,
+        /// Unmute instead.
+        #[arg(long)]
+        undo: bool,
     },
 }
 
@@ -214,6 +258,9 @@ pub struct UpArgs {
     /// than the one it listens on (NAT, a public name)
     #[arg(long, value_name = "HOST:PORT")]
     pub announce: Option<String>,
+    /// The name shown in chat (announced as name@GUID); beats the one `kith chat nick` kept
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// Unencrypted links, for simulations only: refused unless the listener is on loopback
     #[arg(long)]
     pub raw: bool,

@@ -340,3 +340,243 @@ fn the_python_client_in_plain_mode_is_a_leaf_whose_messages_go_unsigned() {
 fn the_python_client_talks_over_tls_when_the_port_is_tls_only() {
     python_client_talks_both_ways(true, false);
 }
+
+/// A client shaped like the reference programs: the later revision (top-level msg_id,
+/// sender_id and target_id as name@GUID, no node_id in msg_data), plain text, no key.
+struct LaterClient {
+    inner: Client,
+}
+
+impl LaterClient {
+    fn connect(addr: &str) -> LaterClient {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut inner = Client {
+            stream,
+            guid: String::new(),
+            buf: Vec::new(),
+        };
+        let g = format!("{:032x}", rand_u128());
+        inner.guid = format!(
+            "{}-{}-4{}-8{}-{}",
+            &g[0..8],
+            &g[8..12],
+            &g[13..16],
+            &g[17..20],
+            &g[20..32]
+        );
+        LaterClient { inner }
+    }
+
+    fn me(&self) -> String {
+        format!("dave@{}", self.inner.guid)
+    }
+
+    fn send(&mut self, verb: &str, data: Value, ttl: u8, flood: bool, target: Option<&str>) {
+        let msg_id = self.inner.guid_like();
+        let body = json!({"msg_type": verb, "msg_id": msg_id, "sender_id": self.me(),
+                          "target_id": target, "ttl": ttl, "flood": flood, "msg_data": data});
+        self.inner.send_raw(body.to_string().as_bytes());
+    }
+
+    fn hello(&mut self) {
+        self.send(
+            "HELLO",
+            json!({"version": "PtpChat 1.0", "attributes": {"node_type": "client"}}),
+            1,
+            false,
+            None,
+        );
+    }
+
+    fn join(&mut self, channel: &str, channel_id: &str) {
+        let msg_id = self.inner.guid_like();
+        self.send(
+            "JOIN",
+            json!({"channel": channel, "channel_id": channel_id, "msg_id": msg_id}),
+            32,
+            true,
+            None,
+        );
+    }
+
+    fn say(&mut self, channel: &str, channel_id: &str, text: &str) {
+        self.send(
+            "MESSAGE",
+            json!({"channel": channel, "channel_id": channel_id, "message": text,
+                   "recipient": [], "timestamp": "2016-03-12T10:00:00"}),
+            32,
+            true,
+            None,
+        );
+    }
+
+    fn tell(&mut self, to: &str, text: &str) {
+        self.send(
+            "MESSAGE",
+            json!({"channel_id": "00000000-0000-0000-0000-000000000000", "message": text,
+                   "recipient": [{"node_id": to}], "timestamp": "2016-03-12T10:01:00"}),
+            32,
+            false,
+            Some(to),
+        );
+    }
+
+    /// Waits for a MESSAGE whose text, as the reference client reads it (the field as is),
+    /// is `text`.
+    fn expect_text(&mut self, text: &str) -> Value {
+        self.inner
+            .wait_for(|m| m["msg_type"] == "MESSAGE" && m["msg_data"]["message"] == text)
+            .unwrap_or_else(|| panic!("{text:?} never came"))
+    }
+}
+
+impl Client {
+    fn guid_like(&self) -> String {
+        let g = format!("{:032x}", rand_u128());
+        format!(
+            "{}-{}-4{}-8{}-{}",
+            &g[0..8],
+            &g[8..12],
+            &g[13..16],
+            &g[17..20],
+            &g[20..32]
+        )
+    }
+}
+
+/// The id of the public channel called `name`, as the crate documentation defines it.
+fn public_channel_id(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"kith-chat public channel v1")
+        .chain_update(name.as_bytes())
+        .finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The later revision both ways: `dave` talks with `b`'s user (one hop away) in a channel
+/// and directly, reading plain text and shown unsigned; over `addr` (a node's chat port, or
+/// a ptpchat router that a node keeps dialled).
+fn later_revision_client_talks_with(addr: &str, b: &Node) {
+    let lobby = public_channel_id("lobby");
+    let mut dave = LaterClient::connect(addr);
+    dave.hello();
+    dave.inner
+        .wait_for(|m| m["msg_type"] == "HELLO")
+        .expect("the other end answers HELLO");
+    dave.join("lobby", &lobby);
+    eventually("b sees dave in the lobby", || {
+        b.ok(&["chat", "channels", "--json"])
+            .contains(&dave.inner.guid)
+    });
+    dave.say("lobby", &lobby, "hi from dave");
+    eventually("b reads dave, shown unsigned", || {
+        b.ok(&["chat", "read", "lobby"])
+            .lines()
+            .any(|l| l.contains("hi from dave") && l.contains("(unsigned)"))
+    });
+    b.ok(&["chat", "say", "lobby", "hi dave"]);
+    let got = dave.expect_text("hi dave");
+    assert!(got["sender_id"].as_str().unwrap().contains('@'));
+    b.ok(&["chat", "send", &dave.me(), "just for dave"]);
+    let got = dave.expect_text("just for dave");
+    assert_eq!(got["target_id"].as_str(), Some(dave.me().as_str()));
+    let b_id = format!(
+        "kith@{}",
+        b.ready["node_id"]
+            .as_str()
+            .unwrap()
+            .rsplit('@')
+            .next()
+            .unwrap()
+    );
+    dave.tell(&b_id, "thanks b");
+    eventually("b reads dave's direct answer", || {
+        b.ok(&["chat", "read"])
+            .lines()
+            .any(|l| l.contains("thanks b") && l.contains("(direct)") && l.contains("(unsigned)"))
+    });
+}
+
+#[test]
+fn a_later_revision_client_talks_both_ways_with_a_user_on_another_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path(), &[]);
+    later_revision_client_talks_with(a.ready["chat_listen"].as_str().unwrap(), &b);
+}
+
+/// `scripts/ptpchat_router.py` (a router shaped like the reference server) on its own port;
+/// two kith nodes that are not linked keep it dialled and talk through it; a later-revision
+/// client on the router talks with a user of a third node linked to one of them.
+#[test]
+#[cfg_attr(
+    not(kith_test_python),
+    ignore = "needs Python 3 for scripts/ptpchat_router.py: set KITH_TEST_PYTHON=1 (.ci/run does)"
+)]
+fn kith_nodes_and_a_later_revision_client_meet_through_a_ptpchat_router() {
+    use std::io::BufRead;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/ptpchat_router.py"
+    );
+    let mut router = std::process::Command::new("python3")
+        .args([script, "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(router.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().strip_prefix("listening ").unwrap().to_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    // A and C are linked; B is linked to nobody: A and B both dial the router.
+    let a = Node::start(&tmp.path().join("a"));
+    let b = Node::start(&tmp.path().join("b"));
+    let c = Node::start(&tmp.path().join("c"));
+    c.ok(&["connect", a.ok(&["ticket"]).trim()]);
+    a.ok(&["chat", "peer", &addr]);
+    b.ok(&["chat", "peer", &addr]);
+    assert!(a.ok(&["chat", "peer"]).contains(&addr));
+    for n in [&a, &b, &c] {
+        n.ok(&["chat", "join", "lobby"]);
+    }
+    let b_id = b.ready["node_id"].as_str().unwrap().to_owned();
+    eventually("A has a route to B through the router", || {
+        a.kith(&["chat", "send", &b_id, "through the router"])
+            .status
+            .success()
+    });
+    eventually("B reads A's direct message, signed", || {
+        b.ok(&["chat", "read"])
+            .lines()
+            .any(|l| l.contains("through the router") && !l.contains("unsigned"))
+    });
+    a.ok(&["chat", "say", "lobby", "from A to all"]);
+    eventually("B reads A in the lobby through the router", || {
+        b.ok(&["chat", "read", "lobby"]).contains("from A to all")
+    });
+    b.ok(&["chat", "say", "lobby", "from B to all"]);
+    eventually("C reads B: router, then A, then the secure link", || {
+        c.ok(&["chat", "read", "lobby"]).contains("from B to all")
+    });
+    assert!(a.counter("chat_routers_dialled") >= 1);
+    later_revision_client_talks_with(&addr, &c);
+    let _ = router.kill();
+    let _ = router.wait();
+}

@@ -116,17 +116,35 @@ struct Fields<'a> {
     obj: &'a Map<String, Value>,
     path: String,
     limits: &'a MessageLimits,
+    /// The later revision's top-level `sender_id` and `msg_id`, which stand in for
+    /// `msg_data.node_id` and `msg_data.msg_id` when those are absent.
+    top: Option<&'a TopLevel>,
+}
+
+/// The later revision's top-level identifiers.
+#[derive(Debug, Default)]
+struct TopLevel {
+    msg_id: Option<String>,
+    sender: Option<ChatId>,
 }
 
 impl<'a> Fields<'a> {
     fn of(value: &'a Value, path: String, limits: &'a MessageLimits) -> Result<Self, MessageError> {
         match value {
-            Value::Object(obj) => Ok(Fields { obj, path, limits }),
+            Value::Object(obj) => Ok(Fields {
+                obj,
+                path,
+                limits,
+                top: None,
+            }),
             _ => Err(wrong(&path, "an object")),
         }
     }
 
     fn path(&self, name: &str) -> String {
+        if self.path.is_empty() {
+            return name.to_string();
+        }
         format!("{}.{name}", self.path)
     }
 
@@ -173,8 +191,32 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The message's own id: `msg_data.msg_id`, or (later revision) the top-level one.
     fn msg_id(&self) -> Result<String, MessageError> {
-        self.string("msg_id", true)
+        match (self.get("msg_id"), self.top.and_then(|t| t.msg_id.clone())) {
+            (None, Some(top)) => Ok(top),
+            _ => self.string("msg_id", true),
+        }
+    }
+
+    /// The node a message speaks for: `msg_data.node_id` (the seed), or the top-level
+    /// `sender_id` (the later revision). When both are present their GUIDs must agree: a
+    /// message must not name one author to kith and another to the reference programs.
+    fn author(&self) -> Result<ChatId, MessageError> {
+        let sender = self.top.and_then(|t| t.sender.clone());
+        match (self.get("node_id"), sender) {
+            (None, Some(sender)) => Ok(sender),
+            (_, sender) => {
+                let id = self.id("node_id")?;
+                if sender.is_some_and(|s| s.guid != id.guid) {
+                    return Err(invalid(
+                        "sender_id",
+                        "names another node than msg_data.node_id",
+                    ));
+                }
+                Ok(id)
+            }
+        }
     }
 
     fn id(&self, name: &str) -> Result<ChatId, MessageError> {
@@ -297,9 +339,11 @@ impl Envelope {
                 obj,
                 path: String::new(),
                 limits,
+                top: None,
             },
             _ => return Err(MessageError::NotJson("top level is not an object".into())),
         };
+
         let name = top
             .required("msg_type")
             .map_err(|_| missing("msg_type"))?
@@ -330,31 +374,61 @@ impl Envelope {
         if flood && verb.never_flooded() {
             return Err(MessageError::MustNotFlood { verb });
         }
-        let target_id = match top.get("target_id") {
+        let target_id = top_id(&top, "target_id")?;
+        let msg_id = match top.get("msg_id") {
             None => None,
             Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) => Some(
-                s.parse::<ChatId>()
-                    .map_err(|_| invalid("target_id", "not a GUID or name@GUID"))?
-                    .guid,
-            ),
-            Some(_) => return Err(wrong("target_id", "a string")),
+            Some(_) => Some(top.string("msg_id", true)?),
         };
-        let data = Fields::of(
+        // An unreadable sender_id is only an error where it is needed (no msg_data.node_id).
+        let sender = top_id(&top, "sender_id");
+        let mut data = Fields::of(
             top.get("msg_data").ok_or_else(|| missing("msg_data"))?,
             "msg_data".into(),
             limits,
         )?;
-        let body = decode_body(verb, &data)?;
-        Ok(Envelope {
+        let fallback = TopLevel {
+            msg_id: msg_id.clone(),
+            sender: sender.clone().ok().flatten(),
+        };
+        data.top = Some(&fallback);
+        let body = match decode_body(verb, &data) {
+            Err(MessageError::Missing { field }) if field == "msg_data.node_id" => {
+                sender?;
+                return Err(MessageError::Missing { field });
+            }
+            other => other?,
+        };
+        let mut env = Envelope {
             // In range: checked against max_ttl (a u8) above.
             ttl: ttl as u8,
             flood,
+            msg_id,
             target_id,
             body,
-        })
+        };
+        // Kept only where it is not the body's own id (which is written for it anyway).
+        if !matches!(env.body, Body::Ack(_) | Body::Nack(_))
+            && env.msg_id.as_deref() == env.msg_id()
+        {
+            env.msg_id = None;
+        }
+        Ok(env)
     }
 }
+
+/// A top-level id field (`target_id`, `sender_id`): absent, `null` or empty is `None`.
+fn top_id(top: &Fields<'_>, name: &str) -> Result<Option<ChatId>, MessageError> {
+    match top.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(_)) => top.id(name).map(Some),
+        Some(_) => Err(wrong(name, "a string")),
+    }
+}
+
+/// The nil GUID, which the reference client writes for "no channel".
+const NIL_GUID: &str = "00000000-0000-0000-0000-000000000000";
 
 fn decode_body(verb: Verb, d: &Fields<'_>) -> Result<Body, MessageError> {
     Ok(match verb {
@@ -370,8 +444,15 @@ fn decode_body(verb: Verb, d: &Fields<'_>) -> Result<Body, MessageError> {
                     ))
                 }
             };
+            let mut node_id = d.author()?;
+            // kith announces its user's name in the attributes too (the reference programs
+            // put it before the `@` of their ids).
+            if let Some(name) = attributes.opt_string("name")?.filter(|n| !n.is_empty()) {
+                node_id.name = Some(name);
+            }
             Body::Hello(Hello {
-                node_id: d.id("node_id")?,
+                later_revision: d.get("node_id").is_none(),
+                node_id,
                 version: d.opt_string("version")?,
                 node_type,
                 challenge: d.opt_string("challenge")?,
@@ -379,21 +460,25 @@ fn decode_body(verb: Verb, d: &Fields<'_>) -> Result<Body, MessageError> {
             })
         }
         Verb::Ack => Body::Ack(Ack {
-            node_id: d.opt_id("node_id")?,
-            msg_id: d.msg_id()?,
+            node_id: match d.opt_id("node_id")? {
+                None => d.top.and_then(|t| t.sender.clone()),
+                id => id,
+            },
+            // The acknowledged message's id (the top-level one is the ACK's own).
+            msg_id: d.string("msg_id", true)?,
             target_id: d.opt_guid("target_id")?,
             recipient_id: d.opt_guid("recipient_id")?,
             auth: d.auth()?,
         }),
         Verb::Nack => Body::Nack(Nack {
-            node_id: d.id("node_id")?,
-            msg_id: d.msg_id()?,
+            node_id: d.author()?,
+            msg_id: d.string("msg_id", true)?,
             recipient_id: d.opt_guid("recipient_id")?,
         }),
         Verb::Join | Verb::Leave => {
             let m = Membership {
                 msg_id: d.msg_id()?,
-                node_id: d.id("node_id")?,
+                node_id: d.author()?,
                 channel: d.string("channel", true)?,
                 channel_id: d.string("channel_id", true)?,
                 member: if verb == Verb::Leave {
@@ -411,7 +496,7 @@ fn decode_body(verb: Verb, d: &Fields<'_>) -> Result<Body, MessageError> {
         }
         Verb::Channel => Body::Channel(ChannelInfo {
             msg_id: d.msg_id()?,
-            node_id: d.id("node_id")?,
+            node_id: d.author()?,
             channel: d.string("channel", true)?,
             channel_id: d.string("channel_id", true)?,
             members: d.id_list("members", true)?,
@@ -420,25 +505,25 @@ fn decode_body(verb: Verb, d: &Fields<'_>) -> Result<Body, MessageError> {
         }),
         Verb::GetCertificate => Body::GetCertificate(GetCertificate {
             msg_id: d.msg_id()?,
-            node_id: d.id("node_id")?,
+            node_id: d.author()?,
             recipient_id: d.opt_guid("recipient_id")?,
         }),
         Verb::Certificate => Body::Certificate(CertificateData {
             msg_id: d.msg_id()?,
-            node_id: d.id("node_id")?,
+            node_id: d.author()?,
             recipient_id: d.id("recipient_id")?,
             certificate: d.base64("certificate", CERTIFICATE_MAX)?,
         }),
         Verb::GetKey => Body::GetKey(GetKey {
             msg_id: d.msg_id()?,
-            node_id: d.id("node_id")?,
+            node_id: d.author()?,
             channel: d.string("channel", true)?,
             channel_id: d.string("channel_id", true)?,
             recipient_id: d.opt_guid("recipient_id")?,
         }),
         Verb::Key => Body::Key(KeyData {
             msg_id: d.msg_id()?,
-            node_id: d.id("node_id")?,
+            node_id: d.author()?,
             recipient_id: d.id("recipient_id")?,
             channel: d.string("channel", true)?,
             channel_id: d.string("channel_id", true)?,
@@ -467,8 +552,16 @@ fn decode_body(verb: Verb, d: &Fields<'_>) -> Result<Body, MessageError> {
                 });
             }
             Body::Routing(Routing {
-                node_id: d.id("node_id")?,
+                node_id: d.author()?,
                 nodes,
+                seq: match d.get("seq") {
+                    None => None,
+                    Some(v) => Some(
+                        v.as_u64()
+                            .ok_or_else(|| wrong(&d.path("seq"), "a non-negative integer"))?,
+                    ),
+                },
+                auth: d.auth()?,
             })
         }
         Verb::Connect => Body::Connect(Connect {
@@ -498,13 +591,8 @@ fn decode_message(d: &Fields<'_>) -> Result<Body, MessageError> {
         Value::Number(n) => n.to_string(),
         _ => return Err(wrong(&d.path("timestamp"), "a string")),
     };
-    let message = d.base64("message", SIGNATURE_LEN + SEAL_OVERHEAD + d.limits.max_text)?;
-    if message.len() < SIGNATURE_LEN {
-        return Err(invalid(
-            &d.path("message"),
-            "shorter than a 64-byte signature",
-        ));
-    }
+    let node_id = d.author()?;
+    let (message, plain_text) = message_field(d, &node_id)?;
     let list = d.opt_list("attachment")?;
     // A closed channel encrypts each attachment, adding SEAL_OVERHEAD to each.
     let budget = d.limits.max_attachment_bytes + SEAL_OVERHEAD * list.len();
@@ -525,17 +613,22 @@ fn decode_message(d: &Fields<'_>) -> Result<Body, MessageError> {
             data,
         });
     }
+    let mut channel_id = d.opt_string("channel_id")?.unwrap_or_default();
+    if channel_id == NIL_GUID {
+        channel_id.clear();
+    }
     let m = ChatMessage {
         msg_id: d.msg_id()?,
-        node_id: d.id("node_id")?,
+        node_id,
         recipient: d.id_list("recipient", false)?,
         timestamp,
         channel: d.opt_string("channel")?.unwrap_or_default(),
-        channel_id: d.opt_string("channel_id")?.unwrap_or_default(),
+        channel_id,
         message,
         attachments,
         public_key: d.opt_fixed::<32>("public_key")?,
         unsigned: d.bool_or_text("unsigned")?,
+        plain_text,
     };
     if m.channel_id.is_empty() && m.recipient.is_empty() {
         return Err(invalid(
@@ -544,4 +637,43 @@ fn decode_message(d: &Fields<'_>) -> Result<Body, MessageError> {
         ));
     }
     Ok(Body::Message(m))
+}
+
+/// `msg_data.message`: base64 of `signature (64) ‖ body`, as both protocol documents say, or,
+/// from an author whose id no key derives (who cannot sign anyway), the text itself, as the
+/// reference client sends it. A plain author's `message` counts as the signed form only when
+/// it decodes as base64 to at least 64 bytes followed by UTF-8 (the signature slot is then
+/// ignored); anything else is its text. Returns the bytes as `slot ‖ body` and whether the
+/// text came plain.
+fn message_field(d: &Fields<'_>, author: &ChatId) -> Result<(Vec<u8>, bool), MessageError> {
+    let max = SIGNATURE_LEN + SEAL_OVERHEAD + d.limits.max_text;
+    if super::key_form(&author.guid) {
+        let message = d.base64("message", max)?;
+        if message.len() < SIGNATURE_LEN {
+            return Err(invalid(
+                &d.path("message"),
+                "shorter than a 64-byte signature",
+            ));
+        }
+        return Ok((message, false));
+    }
+    let text = d
+        .required("message")?
+        .as_str()
+        .ok_or_else(|| wrong(&d.path("message"), "a string"))?;
+    d.check_len("message", text, max.div_ceil(3) * 4)?;
+    if let Ok(raw) = STANDARD.decode(text) {
+        if raw.len() >= SIGNATURE_LEN && std::str::from_utf8(&raw[SIGNATURE_LEN..]).is_ok() {
+            return Ok((raw, false));
+        }
+    }
+    if text.len() > d.limits.max_text {
+        return Err(MessageError::TooLong {
+            field: d.path("message"),
+            max: d.limits.max_text,
+        });
+    }
+    let mut raw = vec![0u8; SIGNATURE_LEN];
+    raw.extend_from_slice(text.as_bytes());
+    Ok((raw, true))
 }

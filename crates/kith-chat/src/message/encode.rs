@@ -40,8 +40,23 @@ impl Envelope {
         top.insert("msg_data".into(), data);
         top.insert("ttl".into(), Value::from(self.ttl));
         top.insert("flood".into(), Value::Bool(self.flood));
+        // The later revision's fields, ids as name@GUID.
+        let own_id = match &self.body {
+            Body::Ack(_) | Body::Nack(_) => None,
+            _ => self.msg_id(),
+        };
+        if let Some(id) = self.msg_id.as_deref().or(own_id) {
+            top.insert("msg_id".into(), Value::String(id.to_string()));
+        }
+        let sender = match &self.body {
+            Body::Connect(c) => Some(&c.src_node_id),
+            body => body.author(),
+        };
+        if let Some(sender) = sender {
+            top.insert("sender_id".into(), Value::String(sender.wire()));
+        }
         if let Some(target) = &self.target_id {
-            top.insert("target_id".into(), Value::String(target.to_string()));
+            top.insert("target_id".into(), Value::String(target.wire()));
         }
         Value::Object(top)
     }
@@ -56,9 +71,14 @@ impl Envelope {
 fn body_json(body: &Body) -> Value {
     match body {
         Body::Hello(m) => {
+            let mut attributes = Map::new();
+            attributes.insert("node_type".into(), m.node_type.as_str().into());
+            if let Some(name) = &m.node_id.name {
+                attributes.insert("name".into(), Value::String(name.clone()));
+            }
             let mut data = json!({
                 "node_id": id(&m.node_id),
-                "attributes": { "node_type": m.node_type.as_str() },
+                "attributes": attributes,
             });
             if let (Some(v), Value::Object(obj)) = (&m.version, &mut data) {
                 obj.insert("version".into(), Value::String(v.clone()));
@@ -169,7 +189,11 @@ fn body_json(body: &Body) -> Value {
             obj.insert("timestamp".into(), Value::String(m.timestamp.clone()));
             obj.insert("channel".into(), Value::String(m.channel.clone()));
             obj.insert("channel_id".into(), Value::String(m.channel_id.clone()));
-            obj.insert("message".into(), b64(&m.message));
+            let message = match (m.plain_text, m.message.get(64..)) {
+                (true, Some(text)) => Value::String(String::from_utf8_lossy(text).into_owned()),
+                _ => b64(&m.message),
+            };
+            obj.insert("message".into(), message);
             if !m.attachments.is_empty() {
                 let list = m
                     .attachments
@@ -186,11 +210,19 @@ fn body_json(body: &Body) -> Value {
             }
             Value::Object(obj)
         }
-        Body::Routing(m) => json!({
-            "node_id": id(&m.node_id),
-            "nodes": m.nodes.iter().map(|e| json!({ "node_id": id(&e.node_id), "ttl": e.ttl }))
-                .collect::<Vec<_>>(),
-        }),
+        Body::Routing(m) => {
+            let mut data = json!({
+                "node_id": id(&m.node_id),
+                "nodes": m.nodes.iter()
+                    .map(|e| json!({ "node_id": e.node_id.wire(), "ttl": e.ttl }))
+                    .collect::<Vec<_>>(),
+            });
+            if let (Some(seq), Value::Object(obj)) = (m.seq, &mut data) {
+                obj.insert("seq".into(), Value::from(seq));
+            }
+            put_auth(&mut data, &m.auth);
+            data
+        }
         Body::Connect(m) => json!({
             "src_node_id": id(&m.src_node_id),
             "dst_node_id": id(&m.dst_node_id),

@@ -1,11 +1,17 @@
 //! The thirteen ptpchat verbs as typed messages, decoded from and encoded to JSON.
 //!
 //! A message on the wire is a JSON object with four keys: `msg_type` (the verb), `msg_data`
-//! (an object with the verb's fields), `ttl` (integer) and `flood` (boolean). kith adds one
-//! optional top-level key, `target_id` (the reference implementations used it too): the node a
-//! routed copy is heading for. Every other top-level key, and every unknown key inside
-//! `msg_data`, is ignored. Keys are lower-case; a key in another case is an unknown key, so a
-//! required field spelt `Node_ID` is reported missing.
+//! (an object with the verb's fields), `ttl` (integer) and `flood` (boolean). The later
+//! revision of the protocol (the one the reference programs follow) adds three top-level keys:
+//! `msg_id` (a UUID), `sender_id` (the node the message speaks for) and `target_id` (the node a
+//! routed copy is heading for), ids as `name@GUID`, and leaves `node_id` (and often `msg_id`)
+//! out of `msg_data`. Both are read: `msg_data.node_id` and `msg_data.msg_id` win, the
+//! top-level ones stand in when they are absent, and a `sender_id` naming another GUID than
+//! `msg_data.node_id` is refused. Both are written: every message carries the seed's fields
+//! and the top-level ones, ids in `name@GUID` form (`kith@GUID` when no name is known). Every
+//! other top-level key, and every unknown key inside `msg_data`, is ignored. Keys are
+//! lower-case; a key in another case is an unknown key, so a required field spelt `Node_ID`
+//! is reported missing.
 //!
 //! [`Envelope::decode`] checks every required field and its type and reports the first
 //! problem as a [`MessageError`] naming the field (`msg_data.channel`,
@@ -108,6 +114,19 @@ impl Hash for ChatId {
     }
 }
 
+impl ChatId {
+    /// The id as the later revision writes it: always `name@GUID`, with `kith` standing in for
+    /// a missing name (the reference programs refuse a bare GUID, and accept only letters
+    /// and digits before the `@`).
+    pub fn wire(&self) -> String {
+        let name = self
+            .name
+            .as_deref()
+            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric()));
+        format!("{}@{}", name.unwrap_or("kith"), self.guid)
+    }
+}
+
 impl fmt::Display for ChatId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.name {
@@ -129,6 +148,14 @@ impl FromStr for ChatId {
             .filter(|n| !n.is_empty());
         Ok(ChatId { guid, name })
     }
+}
+
+/// True when `id` has the form of an id derived from a key (UUID version 8, RFC 4122
+/// variant), as every kith node's id has. Such an id counts only with a proof of its key;
+/// any other GUID (a plain client's uuid4) is derived from no key.
+pub fn key_form(id: &NodeId) -> bool {
+    let b = id.as_bytes();
+    b[6] >> 4 == 8 && b[8] & 0xc0 == 0x80
 }
 
 /// What a node says it is in HELLO (`attributes.node_type`).
@@ -157,9 +184,13 @@ pub struct Envelope {
     pub ttl: u8,
     /// Whether it is flooded to every neighbour.
     pub flood: bool,
-    /// kith's optional top-level `target_id`: the node this routed copy is for (one copy per
-    /// recipient, so that a node can act on each copy once).
-    pub target_id: Option<NodeId>,
+    /// The later revision's top-level `msg_id`: for verbs whose `msg_data` carries their own
+    /// id it is that id (and is written as such when `None`); HELLO, ROUTING, ACK, NACK and
+    /// CONNECT get one of their own here.
+    pub msg_id: Option<String>,
+    /// The top-level `target_id`: the node this routed copy is for (one copy per recipient,
+    /// so that a node can act on each copy once).
+    pub target_id: Option<ChatId>,
     /// The verb and its fields.
     pub body: Body,
 }
@@ -170,9 +201,15 @@ impl Envelope {
         Envelope {
             ttl,
             flood: false,
+            msg_id: None,
             target_id: None,
             body,
         }
+    }
+
+    /// The GUID of `target_id`.
+    pub fn target(&self) -> Option<NodeId> {
+        self.target_id.as_ref().map(|t| t.guid)
     }
 
     /// The verb.

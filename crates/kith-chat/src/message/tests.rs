@@ -8,6 +8,8 @@ use super::*;
 
 const A: &str = "123e4567-e89b-42d3-a456-426614174000";
 const B: &str = "alice@00000000-0000-4000-8000-000000000001";
+/// A GUID of the key-derived form (version 8).
+const KEYED: &str = "00000000-0000-8000-8000-000000000002";
 
 fn limits() -> MessageLimits {
     MessageLimits::default()
@@ -268,8 +270,19 @@ fn message_fields_attachments_and_destination() {
         field_of(decode(&msg("MESSAGE", nowhere, 32, false)).unwrap_err()),
         "msg_data.recipient"
     );
+    // From a plain author, what is not `signature ‖ text` in base64 is the text itself (the
+    // reference client's form); from a key-derived author it is refused.
     let mut short = data.clone();
     short["message"] = json!("AAAA");
+    let Body::Message(m) = decode(&msg("MESSAGE", short.clone(), 32, false))
+        .unwrap()
+        .body
+    else {
+        panic!()
+    };
+    assert!(m.plain_text);
+    assert_eq!(&m.message[64..], b"AAAA");
+    short["node_id"] = json!(KEYED);
     assert_eq!(
         field_of(decode(&msg("MESSAGE", short, 32, false)).unwrap_err()),
         "msg_data.message"
@@ -394,7 +407,7 @@ fn top_level_rules() {
     v["sender_id"] = json!("whoever");
     v["target_id"] = json!(B);
     let env = decode(&v).unwrap();
-    assert_eq!(env.target_id, Some(B.parse::<ChatId>().unwrap().guid));
+    assert_eq!(env.target(), Some(B.parse::<ChatId>().unwrap().guid));
     assert_eq!(
         decode(&json!([1])).unwrap_err(),
         MessageError::NotJson("top level is not an object".into())
@@ -445,4 +458,135 @@ fn a_control_character_in_a_field_is_refused() {
         field_of(decode(&msg("JOIN", data, 32, true)).unwrap_err()),
         "msg_data.channel"
     );
+}
+
+/// The later revision, as the reference programs send it: top-level `msg_id`, `sender_id`
+/// and `target_id` (ids as name@GUID), no `node_id` (and often no `msg_id`) in `msg_data`,
+/// a MESSAGE's text as is.
+#[test]
+fn the_later_revision_is_read_and_both_are_written() {
+    let sender = "bob@5f715c17-4a41-482a-ab1f-45fa2cdd702b";
+    let top = |verb: &str, data: Value, ttl: u64, flood: bool| {
+        let mut v = msg(verb, data, ttl, flood);
+        v["msg_id"] = json!("8e7a5b0e-9f1c-4a5b-8c3d-2e1f0a9b8c7d");
+        v["sender_id"] = json!(sender);
+        v["target_id"] = Value::Null;
+        v
+    };
+    let hello = decode(&top(
+        "HELLO",
+        json!({ "version": "ptpchat-server; 0.2", "attributes": { "node_type": "server" } }),
+        1,
+        false,
+    ))
+    .unwrap();
+    let Body::Hello(h) = &hello.body else {
+        panic!()
+    };
+    assert_eq!(h.node_id.to_string(), sender);
+    assert!(h.later_revision);
+    assert_eq!(h.node_type, NodeType::Server);
+    assert_eq!(
+        hello.msg_id.as_deref(),
+        Some("8e7a5b0e-9f1c-4a5b-8c3d-2e1f0a9b8c7d")
+    );
+    // Written back: the seed's fields and the later revision's.
+    let out = hello.to_json();
+    assert_eq!(out["msg_data"]["node_id"], json!(sender));
+    assert_eq!(out["sender_id"], json!(sender));
+    assert_eq!(out["msg_id"], json!("8e7a5b0e-9f1c-4a5b-8c3d-2e1f0a9b8c7d"));
+    assert_eq!(out["msg_data"]["attributes"]["name"], json!("bob"));
+
+    let join = decode(&top(
+        "JOIN",
+        json!({ "channel": "lobby", "channel_id": "c1" }),
+        32,
+        true,
+    ))
+    .unwrap();
+    let Body::Join(j) = &join.body else { panic!() };
+    assert_eq!(j.msg_id, "8e7a5b0e-9f1c-4a5b-8c3d-2e1f0a9b8c7d");
+    assert_eq!(j.node_id.to_string(), sender);
+
+    let routing = decode(&top(
+        "ROUTING",
+        json!({ "nodes": [{ "node_id": B, "ttl": 1 }] }),
+        1,
+        false,
+    ))
+    .unwrap();
+    let Body::Routing(r) = &routing.body else {
+        panic!()
+    };
+    assert_eq!(r.node_id.to_string(), sender);
+
+    // A direct MESSAGE with plain text and the nil GUID for "no channel".
+    let mut direct = top(
+        "MESSAGE",
+        json!({ "message": "hello there", "recipient": [{ "node_id": B }],
+                "timestamp": "2016-03-12T10:00:00", "channel_id": "00000000-0000-0000-0000-000000000000",
+                "channel": null }),
+        32,
+        false,
+    );
+    direct["target_id"] = json!(B);
+    let env = decode(&direct).unwrap();
+    let Body::Message(m) = &env.body else {
+        panic!()
+    };
+    assert!(m.plain_text && !m.is_channel());
+    assert_eq!(&m.message[64..], b"hello there");
+    assert_eq!(
+        env.target_id.as_ref().unwrap().name.as_deref(),
+        Some("alice")
+    );
+    let out = env.to_json();
+    assert_eq!(
+        out["msg_data"]["message"],
+        json!("hello there"),
+        "text stays text"
+    );
+    assert_eq!(out["target_id"], json!(B));
+
+    // An ACK's msg_data.msg_id is what it acknowledges; the top-level one is its own.
+    let ack = decode(&top("ACK", json!({ "msg_id": "m1" }), 1, false)).unwrap();
+    let Body::Ack(a) = &ack.body else { panic!() };
+    assert_eq!(a.msg_id, "m1");
+    assert_eq!(a.node_id.as_ref().unwrap().to_string(), sender);
+    assert_eq!(
+        ack.to_json()["msg_id"],
+        json!("8e7a5b0e-9f1c-4a5b-8c3d-2e1f0a9b8c7d")
+    );
+
+    // Two authors in one message are refused; a missing one names msg_data.node_id.
+    let mut two = top(
+        "JOIN",
+        json!({ "channel": "lobby", "channel_id": "c1", "node_id": A }),
+        32,
+        true,
+    );
+    assert_eq!(field_of(decode(&two).unwrap_err()), "sender_id");
+    two.as_object_mut().unwrap().remove("sender_id");
+    assert!(decode(&two).is_ok());
+    let mut none = top(
+        "JOIN",
+        json!({ "channel": "lobby", "channel_id": "c1" }),
+        32,
+        true,
+    );
+    none.as_object_mut().unwrap().remove("sender_id");
+    assert_eq!(field_of(decode(&none).unwrap_err()), "msg_data.node_id");
+    none["sender_id"] = json!("garbage");
+    assert_eq!(field_of(decode(&none).unwrap_err()), "sender_id");
+}
+
+#[test]
+fn ids_are_written_as_name_at_guid_for_the_later_revision() {
+    let bare: ChatId = A.parse().unwrap();
+    assert_eq!(bare.wire(), format!("kith@{A}"));
+    let named: ChatId = B.parse().unwrap();
+    assert_eq!(named.wire(), B);
+    // The reference programs accept only letters and digits before the @.
+    let odd = ChatId::named(bare.guid, Some("a b".into()));
+    assert_eq!(odd.wire(), format!("kith@{A}"));
 }

@@ -41,6 +41,9 @@ pub struct Hello {
     /// kith's proof: the signature over the peer's challenge ([`crate::auth::hello_bytes`])
     /// with the key that derives `node_id`.
     pub auth: Auth,
+    /// Decoded from a HELLO of the later revision (no `msg_data.node_id`: the sender is the
+    /// top-level `sender_id`). Never written: kith always writes both revisions' fields.
+    pub later_revision: bool,
 }
 
 /// ACK `msg_data`.
@@ -208,6 +211,11 @@ pub struct ChatMessage {
     /// kith's `unsigned` mark: the author is a client that proves no key; the node it is
     /// attached to vouches only that it came on the author's own connection.
     pub unsigned: bool,
+    /// `message` is (or is to be written as) the text itself rather than base64 of
+    /// `signature ‖ body`: what the reference client sends and reads. Only ever true for a
+    /// message whose author has a plain id; [`ChatMessage::message`] holds `zero slot ‖ text`
+    /// either way.
+    pub plain_text: bool,
 }
 
 impl ChatMessage {
@@ -233,6 +241,11 @@ pub struct Routing {
     pub node_id: ChatId,
     /// Its distance vector.
     pub nodes: Vec<RouteEntry>,
+    /// kith's `seq`: increases with every ROUTING a node sends on one connection, so a
+    /// replayed one is refused ([`crate::auth::routing_bytes`]).
+    pub seq: Option<u64>,
+    /// kith's signature ([`crate::auth::routing_bytes`]).
+    pub auth: Auth,
 }
 
 /// CONNECT `msg_data`.

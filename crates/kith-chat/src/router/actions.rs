@@ -1,14 +1,42 @@
 //! What the local user does: join, leave, say, send, invite, kick.
+//!
+//! **Nothing said is lost.** A channel message is flooded to whoever is reachable now, and
+//! also kept, like a direct message, once per member whose id a key derives (one routed copy
+//! each, stored before anything leaves): a member that gets it (flooded or routed) signs a
+//! receipt, and the copies of members whose receipt does not come are routed to them, or
+//! wait in the store-and-forward queue until a route to them appears (after a partition, an
+//! idle link, a restart of either side). A member with a plain id (a client that proves no
+//! key) cannot sign receipts: it gets the flood only. Once every copy of a message is stored,
+//! the router tells the user where it stands ([`ChatEvent::Posted`]: for how many, and how many
+//! of them have no route yet).
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use kith_crypto::NodeId;
 
 use super::channels::{Channel, ChannelView, Standing};
-use super::forward::Origin;
-use super::{ChatError, FileAttachment, Router};
+use super::store::AfterStore;
+use super::{ChatError, ChatEvent, FileAttachment, Output, QueuedMessage, Router};
 use crate::message::{Attachment, Body, ChatId, ChatMessage, Envelope};
 use crate::{auth, crypto};
+
+/// One of the user's messages whose copies are being stored.
+#[derive(Debug)]
+struct Post {
+    /// A channel message's flood, sent once every copy is stored.
+    flood: Option<Envelope>,
+    recipients: Vec<NodeId>,
+    waiting: usize,
+    failed: bool,
+    queued: usize,
+}
+
+/// The user's messages whose copies are being stored, by msg_id.
+#[derive(Debug, Default)]
+pub(crate) struct Saying {
+    posts: HashMap<String, Post>,
+}
 
 impl Router {
     /// Channels this node knows, with its standing in each.
@@ -26,20 +54,46 @@ impl Router {
         Ok(())
     }
 
+    /// The channel called `name` (or whose id `name` is) that this node is a member of.
     fn member_channel(&self, name: &str) -> Result<String, ChatError> {
+        if is_channel_id(name) {
+            let id = name.to_ascii_lowercase();
+            if self
+                .channels
+                .get(&id)
+                .is_some_and(|c| c.standing == Standing::Member)
+            {
+                return Ok(id);
+            }
+        }
         self.channels
             .find(name, |c| c.standing == Standing::Member)
             .ok_or_else(|| ChatError::NoSuchChannel(name.to_string()))
     }
 
-    /// Joins channel `name`. A channel of that name this node is in, invited to or listed in
-    /// comes first: a held invitation is accepted, a listed member without the key asks a
-    /// member for it (GETKEY; the join completes when the KEY comes). Otherwise `closed`
-    /// creates a closed channel with a fresh key, and a public join goes to the public
-    /// channel of that name, whose id everyone derives from the name
+    /// Joins channel `name`, or the channel whose id `name` is (a GUID is always taken as an
+    /// id: no channel is ever made with an id for a name). A channel of that name this node
+    /// is in, invited to or listed in comes first: a held invitation is accepted, a listed
+    /// member without the key asks a member for it (GETKEY; the join completes when the KEY
+    /// comes). Otherwise `closed` creates a closed channel with a fresh key, and a public join
+    /// goes to the public channel of that name, whose id everyone derives from the name
     /// ([`crate::auth::public_channel_id`]): created if nobody announced it yet. Returns the
     /// channel id.
     pub fn join(&mut self, now: Instant, name: &str, closed: bool) -> Result<String, ChatError> {
+        if is_channel_id(name) {
+            let id = name.to_ascii_lowercase();
+            let Some(ch) = self.channels.get(&id) else {
+                return Err(ChatError::UnknownChannelId(name.to_string()));
+            };
+            let me = self.me.guid;
+            if ch.closed && !ch.engaged() && ch.current_key().is_none() {
+                let listed = ch.members.contains_key(&me) && ch.standing != Standing::Removed;
+                if !listed {
+                    return Err(ChatError::NotInvited(ch.name.clone()));
+                }
+            }
+            return self.join_known(now, id);
+        }
         self.check_name(name)?;
         let me = self.me.guid;
         let mine = self.channels.find(name, |c| {
@@ -47,27 +101,12 @@ impl Router {
                 || (c.closed && c.members.contains_key(&me) && c.standing != Standing::Removed)
         });
         if let Some(id) = mine {
-            self.take_as_own(&id)?;
-            let Some(ch) = self.channels.get_mut(&id) else {
-                return Err(ChatError::NoSuchChannel(name.to_string()));
-            };
-            match ch.standing {
-                Standing::Member | Standing::Joining => {}
-                Standing::Invited => self.become_member(now, &id),
-                _ if ch.current_key().is_some() => self.become_member(now, &id),
-                _ => {
-                    ch.standing = Standing::Joining;
-                    self.ask_for_key(now, &id);
-                }
-            }
-            return Ok(id);
+            return self.join_known(now, id);
         }
         if !closed {
             let id = auth::public_channel_id(name);
             if self.channels.get(&id).is_some() {
-                self.take_as_own(&id)?;
-                self.become_member(now, &id);
-                return Ok(id);
+                return self.join_known(now, id);
             }
             // A closed channel of that name that we were not invited to, and no public one:
             // say so rather than make a public twin the user did not mean.
@@ -78,6 +117,25 @@ impl Router {
         }
         let id = self.new_msg_id();
         self.create(now, id, name, true)
+    }
+
+    /// Joins the known channel `id` (see [`Router::join`]).
+    fn join_known(&mut self, now: Instant, id: String) -> Result<String, ChatError> {
+        self.take_as_own(&id)?;
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return Err(ChatError::UnknownChannelId(id));
+        };
+        match ch.standing {
+            Standing::Member | Standing::Joining => {}
+            Standing::Invited => self.become_member(now, &id),
+            _ if !ch.closed || ch.current_key().is_some() => self.become_member(now, &id),
+            _ => {
+                ch.standing = Standing::Joining;
+                self.touch_channel(&id);
+                self.ask_for_key(now, &id);
+            }
+        }
+        Ok(id)
     }
 
     /// Counts channel `id` as the user's own from now on.
@@ -130,6 +188,7 @@ impl Router {
             ch.keys.clear();
             ch.next_refresh = None;
         }
+        self.touch_channel(&id);
         self.flood_membership(now, &id, name, false, None);
         Ok(())
     }
@@ -203,16 +262,114 @@ impl Router {
             recipient: Vec::new(),
             timestamp: timestamp.to_string(),
             channel,
-            channel_id: id,
+            channel_id: id.clone(),
             message: Vec::new(),
             attachments,
             public_key: Some(self.identity.agent_public()),
             unsigned: false,
+            plain_text: false,
         };
         crypto::sign_message(&self.identity, &mut m, &body);
         let msg_id = m.msg_id.clone();
-        self.flood_local(now, Body::Message(m));
+        let recipients: Vec<NodeId> = self
+            .channels
+            .get(&id)
+            .map(|c| {
+                c.members
+                    .keys()
+                    .copied()
+                    .filter(|g| *g != self.me.guid && auth::key_form(g))
+                    .filter(|g| !self.people.is_blocked(g))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let flood = Envelope {
+            ttl: self.config.default_ttl,
+            flood: true,
+            msg_id: None,
+            target_id: None,
+            body: Body::Message(m.clone()),
+        };
+        self.post(now, msg_id.clone(), m, recipients, Some(flood));
         Ok(msg_id)
+    }
+
+    /// Stores one routed copy of the user's message `m` per recipient, then (as each store is
+    /// answered, [`Router::posted`]) sends or keeps it, and floods `flood` once all are stored.
+    fn post(
+        &mut self,
+        now: Instant,
+        msg_id: String,
+        m: ChatMessage,
+        recipients: Vec<NodeId>,
+        flood: Option<Envelope>,
+    ) {
+        let channel = flood.is_some();
+        if recipients.is_empty() {
+            if let Some(flood) = flood {
+                self.flood_local(now, flood.body);
+            }
+            self.deliver(ChatEvent::Posted {
+                msg_id,
+                recipients: 0,
+                queued: 0,
+            });
+            return;
+        }
+        self.saying.posts.insert(
+            msg_id,
+            Post {
+                flood,
+                recipients: recipients.clone(),
+                waiting: recipients.len(),
+                failed: false,
+                queued: 0,
+            },
+        );
+        for target in recipients {
+            let mut env = Envelope::new(self.config.default_ttl, Body::Message(m.clone()));
+            env.target_id = Some(self.chat_id(target));
+            let key = QueuedMessage::key_for(&m.msg_id, &target);
+            self.store_then(now, key, env, target, AfterStore::Post { channel });
+        }
+    }
+
+    /// One copy of a post was stored (or not) and sent or kept (`queued`: no route yet). When
+    /// the last is answered: the flood goes and the user is told, or, if any store failed,
+    /// nothing goes, what was stored is dropped, and the user is told it was not stored.
+    pub(crate) fn posted(&mut self, now: Instant, msg_id: &str, stored: bool, queued: bool) {
+        let Some(post) = self.saying.posts.get_mut(msg_id) else {
+            return;
+        };
+        post.waiting = post.waiting.saturating_sub(1);
+        post.failed |= !stored;
+        post.queued += usize::from(stored && queued);
+        if post.waiting > 0 {
+            return;
+        }
+        let Some(post) = self.saying.posts.remove(msg_id) else {
+            return;
+        };
+        if post.failed {
+            for target in &post.recipients {
+                let key = QueuedMessage::key_for(msg_id, target);
+                self.receipts.forget(&key);
+                self.queue.remove(&key);
+                self.outputs.push_back(Output::Forget { key });
+            }
+            self.deliver(ChatEvent::NotStored {
+                msg_id: msg_id.to_string(),
+            });
+            return;
+        }
+        if let Some(flood) = post.flood {
+            self.flood_local(now, flood.body);
+        }
+        self.deliver(ChatEvent::Posted {
+            msg_id: msg_id.to_string(),
+            recipients: post.recipients.len(),
+            queued: post.queued,
+        });
     }
 
     /// Sends a signed direct message to each of `to` (one routed copy per recipient, kept and
@@ -249,14 +406,11 @@ impl Router {
                 .collect(),
             public_key: Some(self.identity.agent_public()),
             unsigned: false,
+            plain_text: false,
         };
         crypto::sign_message(&self.identity, &mut m, text.as_bytes());
         let msg_id = m.msg_id.clone();
-        for target in recipients {
-            let mut env = Envelope::new(self.config.default_ttl, Body::Message(m.clone()));
-            env.target_id = Some(target);
-            self.route_or_queue(now, env, target, Origin::LocalDurable);
-        }
+        self.post(now, msg_id.clone(), m, recipients, None);
         Ok(msg_id)
     }
 
@@ -277,6 +431,7 @@ impl Router {
         ch.departed.remove(&node);
         ch.hinted.remove(&node);
         ch.members.entry(node).or_insert_with(|| ChatId::new(node));
+        self.touch_channel(&id);
         if let Some(body) = self.channel_body(&id) {
             self.flood_local(now, body);
         }
@@ -305,6 +460,7 @@ impl Router {
         if ch.departed.len() > max {
             ch.departed.pop_first();
         }
+        self.touch_channel(&id);
         self.flood_membership(now, &id, name, false, Some(member));
         if let Some(body) = self.channel_body(&id) {
             self.flood_local(now, body);
@@ -312,4 +468,9 @@ impl Router {
         self.rotate_key(now, &id);
         Ok(())
     }
+}
+
+/// Whether `text` has the form of a channel id (a GUID, `8-4-4-4-12` hex).
+pub fn is_channel_id(text: &str) -> bool {
+    text.parse::<NodeId>().is_ok() && !text.contains('@')
 }

@@ -24,9 +24,13 @@ use base64::Engine as _;
 use kith_crypto::{AgentId, NodeId};
 use rand::RngCore;
 
+use super::people::Source;
 use super::{ChatEvent, CutOffReason, NeighbourId, NeighbourKind, Router};
 use crate::auth;
 use crate::message::{Auth, Body, ChatId, Envelope, Hello, NodeType};
+
+/// How often a linked node's repeated HELLO is answered with ours at most.
+const REHELLO_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the router knows of who a neighbour is.
 #[derive(Debug, Clone)]
@@ -65,24 +69,62 @@ impl Router {
     }
 
     pub(crate) fn on_hello(&mut self, now: Instant, from: NeighbourId, hello: Hello) {
-        let Some(n) = self.neighbours.get(&from) else {
+        let Some(n) = self.neighbours.get_mut(&from) else {
             return;
         };
-        if let Some(known) = &n.node_id {
-            // A second HELLO on the same connection: harmless if it says the same.
-            if *known != hello.node_id {
+        if let Some(c) = &hello.challenge {
+            n.peer_challenge = c.clone();
+        }
+        let asked = hello
+            .challenge
+            .as_deref()
+            .map(|c| (c.to_string(), hello.node_id.guid));
+        if let Some(known) = n.node_id.clone() {
+            // A second HELLO on the same connection: harmless if it says the same (a new
+            // name is taken; a challenge, answered).
+            if known != hello.node_id {
                 self.refuse(now, from);
+                return;
+            }
+            if hello.node_id.name.is_some() {
+                if let Some(n) = self.neighbours.get_mut(&from) {
+                    n.node_id = Some(hello.node_id.clone());
+                }
+                self.people.heard(now, &hello.node_id, Source::Own);
+            }
+            self.answer_challenge(from, asked);
+            // A kith node that says HELLO again over its link may have restarted behind a link
+            // that never looked down here: it needs our HELLO and table again, and its ROUTING
+            // starts over (a secure link cannot replay). At most once a second, so two nodes
+            // never keep answering each other's HELLO.
+            let node = self.is_node(from);
+            if let Some(n) = self.neighbours.get_mut(&from) {
+                let due = n
+                    .rehello_at
+                    .is_none_or(|at| now.saturating_duration_since(at) >= REHELLO_EVERY);
+                if node && due {
+                    n.rehello_at = Some(now);
+                    n.hello_sent = false;
+                    n.routing_seq = None;
+                    self.send_hello(from);
+                    self.send_table_to(from, known.guid);
+                    self.announce_channels_to(from);
+                }
             }
             return;
         }
         let guid = hello.node_id.guid;
-        match n.ident.clone() {
+        let ident = n.ident.clone();
+        let dialled = matches!(n.info.kind, NeighbourKind::Router);
+        let server = hello.node_type == NodeType::Server;
+        match ident {
             Ident::Node(agent) => {
                 if agent.node_id() != guid || self.id_in_use(from, &guid) {
                     return self.refuse_identity(now, from);
                 }
                 self.certs.bind(guid, agent);
-                self.send_hello(from, hello.challenge.as_deref().map(|c| (c, guid)));
+                self.answer_challenge(from, asked);
+                self.send_hello(from);
                 self.identify(now, from, hello.node_id, hello.node_type);
             }
             Ident::Unknown => {
@@ -90,6 +132,13 @@ impl Router {
                     return self.refuse_identity(now, from);
                 }
                 if auth::key_form(&guid) {
+                    self.answer_challenge(from, asked);
+                    self.send_hello(from);
+                    // A node we dialled may prove its key in its first HELLO (ours, with our
+                    // challenge, went first).
+                    if hello.auth.signature.is_some() {
+                        return self.check_proof(now, from, hello);
+                    }
                     if let Some(n) = self.neighbours.get_mut(&from) {
                         n.ident = Ident::Claimed {
                             id: hello.node_id,
@@ -99,43 +148,94 @@ impl Router {
                     }
                     self.proof_deadlines
                         .push_back((now + self.config.proof_timeout, from));
-                    self.send_hello(from, hello.challenge.as_deref().map(|c| (c, guid)));
                 } else {
-                    // A plain id may not shadow one reachable elsewhere (another node's
-                    // client): both would lose their messages.
-                    if self.table.route(&guid).is_some() {
+                    // A plain client may not shadow an id reachable elsewhere (another node's
+                    // client): both would lose their messages. A router we reach directly
+                    // may: its direct route wins over one through others.
+                    let shadows = self.table.route(&guid).is_some();
+                    if shadows && !(server || dialled) {
                         return self.refuse_identity(now, from);
                     }
                     if let Some(n) = self.neighbours.get_mut(&from) {
                         n.ident = Ident::Plain;
+                        // A later-revision client without a key reads text, as it writes it.
+                        n.plain_text = hello.later_revision && !server;
                     }
-                    self.send_hello(from, hello.challenge.as_deref().map(|c| (c, guid)));
+                    self.answer_challenge(from, asked);
+                    self.send_hello(from);
                     self.identify(now, from, hello.node_id, hello.node_type);
                 }
             }
-            Ident::Claimed { id, node_type, .. } => {
+            Ident::Claimed { id, .. } => {
                 if id != hello.node_id || self.id_in_use(from, &guid) {
                     return self.refuse_identity(now, from);
                 }
-                let challenge = n.challenge.clone();
-                let proven = auth::named_key(&hello.auth, &guid)
-                    .ok()
-                    .flatten()
-                    .filter(|key| {
-                        let bytes = auth::hello_bytes(&challenge, &self.me.guid, &guid);
-                        auth::check(key, &hello.auth, &bytes).is_ok()
-                    });
-                let Some(key) = proven else {
-                    return self.refuse_identity(now, from);
-                };
-                self.certs.bind(guid, key);
-                if let Some(n) = self.neighbours.get_mut(&from) {
-                    n.ident = Ident::Proven(key);
-                }
-                self.identify(now, from, hello.node_id, node_type);
+                self.answer_challenge(from, asked);
+                self.check_proof(now, from, hello);
             }
             Ident::Proven(_) | Ident::Plain => {}
         }
+    }
+
+    /// A HELLO that should prove the key of its key-derived id over our challenge: the
+    /// neighbour is identified, or cut off.
+    fn check_proof(&mut self, now: Instant, from: NeighbourId, hello: Hello) {
+        let Some(n) = self.neighbours.get(&from) else {
+            return;
+        };
+        let guid = hello.node_id.guid;
+        let node_type = match &n.ident {
+            Ident::Claimed { node_type, .. } => *node_type,
+            _ => hello.node_type,
+        };
+        let challenge = n.challenge.clone();
+        let proven = auth::named_key(&hello.auth, &guid)
+            .ok()
+            .flatten()
+            .filter(|key| {
+                let bytes = auth::hello_bytes(&challenge, &self.me.guid, &guid);
+                !challenge.is_empty() && auth::check(key, &hello.auth, &bytes).is_ok()
+            });
+        let Some(key) = proven else {
+            return self.refuse_identity(now, from);
+        };
+        self.certs.bind(guid, key);
+        if let Some(n) = self.neighbours.get_mut(&from) {
+            n.ident = Ident::Proven(key);
+        }
+        self.identify(now, from, hello.node_id, node_type);
+    }
+
+    /// Proves our key over `asked` (the neighbour's challenge, and its GUID), once per
+    /// connection, in a HELLO of its own if ours went out already.
+    fn answer_challenge(&mut self, to: NeighbourId, asked: Option<(String, NodeId)>) {
+        let Some((challenge, peer)) = asked else {
+            return;
+        };
+        let Some(n) = self.neighbours.get(&to) else {
+            return;
+        };
+        if n.proved {
+            return;
+        }
+        let on_port = !matches!(n.info.kind, NeighbourKind::Node { .. });
+        let fresh = (on_port && n.challenge.is_empty()).then(|| self.new_challenge());
+        let Some(n) = self.neighbours.get_mut(&to) else {
+            return;
+        };
+        n.proved = true;
+        // This HELLO is ours if none went out yet.
+        n.hello_sent = true;
+        if let Some(c) = fresh {
+            n.challenge = c;
+        }
+        let proof = auth::sign(
+            &self.identity,
+            &auth::hello_bytes(&challenge, &peer, &self.me.guid),
+        );
+        let challenge = (!n.challenge.is_empty()).then(|| n.challenge.clone());
+        let hello = self.hello_body(challenge, proof);
+        self.transmit(to, Envelope::new(1, Body::Hello(hello)));
     }
 
     fn refuse_identity(&mut self, now: Instant, from: NeighbourId) {
@@ -161,7 +261,15 @@ impl Router {
         if let Some(n) = self.neighbours.get_mut(&from) {
             n.node_id = Some(id.clone());
             n.node_type = Some(node_type);
+            n.rehello_at = Some(now);
         }
+        self.people.heard(now, &id, Source::Own);
+        let untrusted = !self.is_node(from)
+            && !matches!(
+                self.neighbours.get(&from).map(|n| &n.ident),
+                Some(Ident::Proven(_))
+            );
+        self.table.set_untrusted(from, untrusted);
         self.deliver(ChatEvent::NeighbourIdentified {
             neighbour: from,
             node_id: id,
@@ -187,38 +295,47 @@ impl Router {
         }
     }
 
-    /// Our HELLO to `to` (once): to a client, with a fresh challenge; answering `answer`
-    /// (the peer's challenge and GUID: it asked us to prove our key) with our proof.
-    pub(crate) fn send_hello(&mut self, to: NeighbourId, answer: Option<(&str, NodeId)>) {
+    /// Our HELLO to `to` (once): to a chat-port connection, with a challenge of ours (kept
+    /// for the connection's life: ROUTING signatures name it).
+    pub(crate) fn send_hello(&mut self, to: NeighbourId) {
         let Some(n) = self.neighbours.get(&to) else {
             return;
         };
         if n.hello_sent {
             return;
         }
-        let client = matches!(n.info.kind, NeighbourKind::Client);
-        let ours = client.then(|| self.new_challenge());
-        let proof = match answer {
-            Some((c, peer)) => {
-                auth::sign(&self.identity, &auth::hello_bytes(c, &peer, &self.me.guid))
-            }
-            None => Auth::default(),
-        };
+        let on_port = !matches!(n.info.kind, NeighbourKind::Node { .. });
+        let fresh = (on_port && n.challenge.is_empty()).then(|| self.new_challenge());
         let Some(n) = self.neighbours.get_mut(&to) else {
             return;
         };
         n.hello_sent = true;
-        if let Some(c) = &ours {
-            n.challenge = c.clone();
+        if let Some(c) = fresh {
+            n.challenge = c;
         }
-        let hello = Hello {
+        let challenge = (!n.challenge.is_empty()).then(|| n.challenge.clone());
+        let hello = self.hello_body(challenge, Auth::default());
+        self.transmit(to, Envelope::new(1, Body::Hello(hello)));
+    }
+
+    fn hello_body(&self, challenge: Option<String>, auth: Auth) -> Hello {
+        Hello {
             node_id: self.me.clone(),
             version: Some(self.config.version.clone()),
             node_type: self.config.node_type,
-            challenge: ours,
-            auth: proof,
-        };
-        self.transmit(to, Envelope::new(1, Body::Hello(hello)));
+            challenge,
+            auth,
+            later_revision: false,
+        }
+    }
+
+    /// Whether `from` relays for others: a kith node, or a chat-port neighbour whose HELLO
+    /// said `node_type: server` (a ptpchat router).
+    pub(crate) fn relays(&self, from: NeighbourId) -> bool {
+        self.neighbours.get(&from).is_some_and(|n| {
+            matches!(n.info.kind, NeighbourKind::Node { .. })
+                || n.node_type == Some(NodeType::Server)
+        })
     }
 
     /// Whether a client's message speaks only for the client itself (a leaf may not relay,
@@ -252,12 +369,5 @@ impl Router {
             Ident::Proven(key) => Some(key),
             _ => None,
         }
-    }
-
-    /// Whether `from` is a plain client (no key).
-    pub(crate) fn is_plain(&self, from: NeighbourId) -> bool {
-        self.neighbours
-            .get(&from)
-            .is_some_and(|n| matches!(n.ident, Ident::Plain))
     }
 }

@@ -6,10 +6,18 @@ use std::time::{Duration, Instant};
 
 use kith_crypto::{AgentId, NodeId};
 
-/// Which message a node acted on: a flooded one by `(msg_id, author, false)` (so a forged
+/// Which message a node acted on: a flooded one by `(msg_id, author, FLOODED)` (so a forged
 /// copy under another author's name cannot make the genuine one a duplicate), a routed copy
-/// delivered here by `(msg_id, this node, true)`.
-pub(crate) type SeenKey = (String, NodeId, bool);
+/// delivered here by `(msg_id, its author, ROUTED)`, a channel message shown to the user by
+/// `(msg_id, author, SHOWN)` (it may come both flooded and routed).
+pub(crate) type SeenKey = (String, NodeId, u8);
+
+/// [`SeenKey`] kind: a flooded message acted on.
+pub(crate) const FLOODED: u8 = 0;
+/// [`SeenKey`] kind: a routed copy for this node.
+pub(crate) const ROUTED: u8 = 1;
+/// [`SeenKey`] kind: a channel message shown to the user.
+pub(crate) const SHOWN: u8 = 2;
 
 /// A bounded, time-limited set of message ids this node has acted on.
 #[derive(Debug)]
@@ -67,7 +75,6 @@ impl SeenCache {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
@@ -173,7 +180,7 @@ mod tests {
     fn seen_cache_is_bounded_and_forgets_after_its_ttl() {
         let t0 = Instant::now();
         let n = NodeId::from_bytes([1; 16]);
-        let key = |s: &str| (s.to_string(), n, false);
+        let key = |s: &str| (s.to_string(), n, FLOODED);
         let mut seen = SeenCache::new(2, Duration::from_secs(10));
         assert!(seen.insert(t0, key("a")));
         assert!(!seen.insert(t0, key("a")));

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use kith_crypto::NodeId;
 
+use super::caches::{FLOODED, ROUTED};
 use super::verify::Gate;
 use super::{NeighbourId, Output, QueuedMessage, Router};
 use crate::message::{Ack, Auth, Body, Envelope, Nack, Verb};
@@ -37,7 +38,7 @@ impl Router {
         };
         if !self
             .seen
-            .insert(now, (msg_id.to_string(), author.guid, false))
+            .insert(now, (msg_id.to_string(), author.guid, FLOODED))
         {
             self.counters.duplicates += 1;
             return false;
@@ -54,13 +55,17 @@ impl Router {
         let copy = Envelope {
             ttl,
             flood: true,
+            msg_id: env.msg_id.clone(),
             target_id: None,
             body: env.body.clone(),
         };
+        // A sleeping link is not woken for channel state (it hears it again on waking).
+        let state = matches!(env.body, Body::Channel(_));
         let targets: Vec<NeighbourId> = self
             .neighbours
             .iter()
             .filter(|(id, n)| Some(**id) != from && n.node_id.is_some())
+            .filter(|(_, n)| !(state && n.asleep))
             .map(|(id, _)| *id)
             .collect();
         for to in targets {
@@ -74,6 +79,7 @@ impl Router {
         let env = Envelope {
             ttl: self.config.default_ttl,
             flood: true,
+            msg_id: None,
             target_id: None,
             body,
         };
@@ -89,7 +95,7 @@ impl Router {
         let (msg_id, author) = (msg_id.to_string(), author.guid);
         // Acknowledge hop by hop what the sender did not flood itself.
         let ack = matches!(env.body, Body::Message(_)) && !env.flood;
-        if self.seen.contains(now, &(msg_id.clone(), author, false)) {
+        if self.seen.contains(now, &(msg_id.clone(), author, FLOODED)) {
             self.counters.duplicates += 1;
             if ack {
                 self.send_ack(from, msg_id, None);
@@ -112,14 +118,14 @@ impl Router {
         }
         let signed = gate == Gate::Signed;
         match env.body {
-            Body::Message(m) => self.on_channel_message(now, m, signed),
+            Body::Message(m) => self.on_channel_message(now, m, signed, true),
             body => self.on_channel_verb(now, body, signed),
         }
     }
 
     /// Where a routed message (other than CONNECT) is going: one target per copy.
     fn targets(&self, env: &Envelope) -> Vec<NodeId> {
-        if let Some(t) = env.target_id {
+        if let Some(t) = env.target() {
             return vec![t];
         }
         let me = self.me.guid;
@@ -154,12 +160,16 @@ impl Router {
         let verb = env.verb();
         for target in self.targets(&env) {
             let mut copy = env.clone();
-            copy.target_id = Some(target);
+            copy.target_id = Some(self.chat_id(target));
             let msg_id = copy.msg_id().unwrap_or_default().to_string();
             let mut ack_now = true;
             if target == self.me.guid {
                 let author = copy.body.author().map(|a| a.guid);
-                let first = self.seen.insert(now, (msg_id.clone(), target, true));
+                // Keyed by author too: every recipient's receipt for one message carries
+                // that message's id.
+                let first = self
+                    .delivered
+                    .insert(now, (msg_id.clone(), author.unwrap_or(target), ROUTED));
                 if first {
                     self.on_local(now, from, copy, gate == Gate::Signed);
                 } else {
@@ -240,7 +250,7 @@ impl Router {
             recipient_id: Some(author),
         };
         let mut out = Envelope::new(self.config.default_ttl, Body::Nack(nack));
-        out.target_id = Some(author);
+        out.target_id = Some(self.chat_id(author));
         self.transmit(route.next_hop, out);
     }
 }

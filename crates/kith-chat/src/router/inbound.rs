@@ -30,12 +30,13 @@ impl Router {
                     certificate: self.certificate.clone(),
                 });
                 let mut out = Envelope::new(self.config.default_ttl, body);
-                out.target_id = Some(m.node_id.guid);
+                out.target_id = Some(m.node_id.clone());
                 self.route_or_queue(now, out, m.node_id.guid, Origin::LocalQueued);
             }
             Body::Certificate(m) => self.on_certificate(now, m),
             Body::GetKey(m) => self.on_getkey(now, m),
             Body::Key(m) => self.on_key(now, m, signed),
+            Body::Message(m) if m.is_channel() => self.on_channel_message(now, m, signed, false),
             Body::Message(m) => self.accept_message(m, signed),
             Body::Ack(m) => self.on_receipt(now, &m),
             Body::Nack(m) => self.deliver(ChatEvent::Nacked {

@@ -42,6 +42,7 @@ mod caches;
 mod channels;
 mod forward;
 mod inbound;
+mod people;
 mod queue;
 mod rate;
 mod receipts;
@@ -60,14 +61,17 @@ use kith_crypto::{Identity, NodeId};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
+pub use people::PersonView;
 pub use table::Route;
 pub use types::{
-    ChatCounters, ChatEvent, CutOffReason, FileAttachment, NeighbourId, NeighbourInfo,
-    NeighbourKind, Output, QueuedMessage, ReceivedMessage,
+    ChannelRecord, ChannelStanding, ChatCounters, ChatEvent, CutOffReason, FileAttachment,
+    NeighbourId, NeighbourInfo, NeighbourKind, Output, QueuedMessage, ReceivedMessage,
 };
 
 use crate::config::ChatConfig;
 use crate::message::{Body, ChatId, Envelope, MessageError, NodeType};
+use crate::{auth, crypto};
+pub use actions::is_channel_id;
 use admit::Ident;
 use caches::{CertCache, SeenCache, TokenBucket};
 pub use channels::ChannelView;
@@ -82,8 +86,11 @@ use verify::Held;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChatError {
     /// No channel of that name is known (or we are not in it).
-    #[error("no channel {0:?} that this node is a member of")]
+    #[error("this node is not in channel {0:?}: join it first")]
     NoSuchChannel(String),
+    /// A channel id that no announcement or invitation brought here.
+    #[error("no channel with id {0} is known here (it is announced when a member is reachable; a closed one needs an invitation)")]
+    UnknownChannelId(String),
     /// A closed channel can only be joined by invitation.
     #[error("channel {0:?} is closed and this node was not invited")]
     NotInvited(String),
@@ -104,6 +111,30 @@ pub enum ChatError {
     Certificate(String),
 }
 
+/// How many entries the router's bounded tables hold ([`Router::footprint`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Message ids in the duplicate caches (flooded and delivered, each bounded by
+    /// `chat_seen_entries`).
+    pub seen: usize,
+    /// Destinations in the routing table.
+    pub routes: usize,
+    /// Copies waiting for a route.
+    pub queued: usize,
+    /// Copies waiting for a next hop's ACK.
+    pub in_flight: usize,
+    /// Messages waiting for their author's certificate.
+    pub held: usize,
+    /// Copies waiting for the driver's store answer.
+    pub storing: usize,
+    /// Our copies waiting for receipts.
+    pub awaiting_receipts: usize,
+    /// People heard of.
+    pub people: usize,
+    /// Channels known.
+    pub channels: usize,
+}
+
 /// One neighbour connection.
 #[derive(Debug)]
 pub(crate) struct Neighbour {
@@ -116,6 +147,20 @@ pub(crate) struct Neighbour {
     /// The challenge our HELLO gave a client.
     pub challenge: String,
     pub hello_sent: bool,
+    /// The challenge the neighbour's HELLO gave us (what our ROUTING to it signs).
+    pub peer_challenge: String,
+    /// We answered the neighbour's challenge with a proof of our key.
+    pub proved: bool,
+    /// The highest `seq` of a signed ROUTING accepted from it on this connection.
+    pub routing_seq: Option<u64>,
+    /// A client of the later revision that reads `message` as text (it sent text itself,
+    /// or said HELLO the later revision's way without a key).
+    pub plain_text: bool,
+    /// A kith node whose secure link closed for idleness: still a neighbour (its routes
+    /// stand), spared periodic traffic, woken by the driver when something is sent to it.
+    pub asleep: bool,
+    /// When we last answered a repeated HELLO of this linked node with ours.
+    pub rehello_at: Option<Instant>,
     pub last_heard: Instant,
     pub rate: TokenBucket,
     pub junk: TokenBucket,
@@ -140,6 +185,10 @@ pub struct Router {
     pub(crate) neighbours: BTreeMap<NeighbourId, Neighbour>,
     pub(crate) table: RouteTable,
     pub(crate) seen: SeenCache,
+    /// What was delivered here (routed copies for us, channel messages shown), remembered as
+    /// long as a kept copy may still come (`queue_for`): a retry or a replay is answered,
+    /// never shown twice.
+    pub(crate) delivered: SeenCache,
     pub(crate) certs: CertCache,
     pub(crate) channels: Channels,
     pub(crate) queue: StoreQueue,
@@ -157,6 +206,16 @@ pub struct Router {
     pub(crate) next_routing_flush: Option<Instant>,
     pub(crate) next_routing_refresh: Instant,
     pub(crate) next_idle_check: Instant,
+    pub(crate) people: people::People,
+    pub(crate) started: Instant,
+    /// The `seq` of the next ROUTING this node sends (increasing for the router's life).
+    pub(crate) routing_seq: u64,
+    /// The user's channel messages waiting for their copies to be stored before they go.
+    pub(crate) saying: actions::Saying,
+    /// Channels whose stored record is out of date ([`Output::SaveChannel`]).
+    pub(crate) dirty_channels: std::collections::BTreeSet<String>,
+    /// Channels whose record the driver holds (so a departure drops it).
+    pub(crate) saved_channels: std::collections::BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Router {
@@ -185,6 +244,7 @@ impl Router {
             .map_err(|e| ChatError::Certificate(e.to_string()))?
             .der;
         let me = ChatId::named(identity.node_id(), config.name.clone());
+        let config_max_people = config.max_routes.max(16);
         let mut certs = CertCache::new(config.max_certificates);
         certs.bind(me.guid, identity.agent_id());
         let mut rng = StdRng::from_seed(rng_seed);
@@ -192,6 +252,7 @@ impl Router {
         Ok(Router {
             table: RouteTable::new(me.guid, config.route_infinity, config.max_routes),
             seen: SeenCache::new(config.seen_entries, config.seen_for),
+            delivered: SeenCache::new(config.seen_entries, config.queue_for.max(config.seen_for)),
             channels: Channels::new(config.max_channels, config.max_foreign_channels),
             rates: Rates::new(&config, now),
             next_routing_refresh: now + config.routing_refresh + jitter,
@@ -215,6 +276,12 @@ impl Router {
             outputs: VecDeque::new(),
             counters: ChatCounters::default(),
             next_routing_flush: None,
+            people: people::People::new(config_max_people),
+            started: now,
+            routing_seq: 1,
+            saying: actions::Saying::default(),
+            dirty_channels: Default::default(),
+            saved_channels: Default::default(),
         })
     }
 
@@ -261,8 +328,39 @@ impl Router {
         self.in_flight.len()
     }
 
+    /// How much the router holds, entry by entry (for reports and tests: what a flood of
+    /// unique message ids costs is bounded here).
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            seen: self.seen.len() + self.delivered.len(),
+            routes: self.table.len(),
+            queued: self.queue.len(),
+            in_flight: self.in_flight.len(),
+            held: self.held.len(),
+            storing: self.storing.len(),
+            awaiting_receipts: self.receipts.len(),
+            people: self.people.len(),
+            channels: self.channels.ids().len(),
+        }
+    }
+
+    /// The user's copies waiting for their recipient's receipt (sent or queued).
+    pub fn awaiting_receipts(&self) -> usize {
+        self.receipts.len()
+    }
+
+    /// Whether copies wait for a route that a link to a known node might bring: a driver
+    /// whose links close when idle should then bring its links to known nodes up again (in
+    /// the background), since the router cannot reach what nobody linked can.
+    pub fn wants_links(&self) -> bool {
+        self.queue.len() > 0
+    }
+
     /// The next output to carry out, in order.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.outputs.is_empty() && !self.dirty_channels.is_empty() {
+            self.save_dirty_channels();
+        }
         self.outputs.pop_front()
     }
 
@@ -271,9 +369,10 @@ impl Router {
     pub fn neighbour_up(&mut self, now: Instant, id: NeighbourId, info: NeighbourInfo) {
         let ident = match &info.kind {
             NeighbourKind::Node { agent } => Ident::Node(*agent),
-            NeighbourKind::Client => Ident::Unknown,
+            NeighbourKind::Client | NeighbourKind::Router => Ident::Unknown,
         };
         let (node, ip) = (matches!(ident, Ident::Node(_)), info.observed_ip);
+        let dialled = matches!(info.kind, NeighbourKind::Router);
         self.neighbours.insert(
             id,
             Neighbour {
@@ -283,6 +382,12 @@ impl Router {
                 ident,
                 challenge: String::new(),
                 hello_sent: false,
+                peer_challenge: String::new(),
+                proved: false,
+                routing_seq: None,
+                plain_text: false,
+                asleep: false,
+                rehello_at: None,
                 last_heard: now,
                 rate: TokenBucket::new(now, self.config.rate_per_sec, self.config.rate_burst),
                 junk: TokenBucket::new(now, 1, self.config.junk_burst),
@@ -290,9 +395,13 @@ impl Router {
         );
         self.next_idle_check = self.next_idle_check.min(now + self.config.neighbour_idle);
         if node {
-            self.send_hello(id, None);
+            self.send_hello(id);
         } else {
             self.admit_address(now, id, ip);
+            // A ptpchat router we dialled: we speak first (and ask it to prove its key).
+            if dialled {
+                self.send_hello(id);
+            }
         }
     }
 
@@ -302,7 +411,7 @@ impl Router {
         let Some(n) = self.neighbours.remove(&id) else {
             return;
         };
-        if matches!(n.info.kind, NeighbourKind::Client) {
+        if !matches!(n.info.kind, NeighbourKind::Node { .. }) {
             self.release_address(n.info.observed_ip);
         }
         self.table.remove_neighbour(id);
@@ -310,6 +419,44 @@ impl Router {
             self.reroute(now, copy);
         }
         self.after_table_change(now);
+    }
+
+    /// The secure link of kith node `id` closed for idleness (or was lost): it stays a
+    /// neighbour, its routes stand, and the router spares it periodic traffic (ROUTING,
+    /// CHANNEL announcements and refreshes); what else is sent to it, the driver delivers by
+    /// opening the link again ([`Router::neighbour_relinked`] once it is up), or reports the
+    /// node gone ([`Router::neighbour_down`]) if it cannot be reached. Links are virtually
+    /// open, and so are chat's neighbours.
+    pub fn neighbour_asleep(&mut self, id: NeighbourId) {
+        if let Some(n) = self.neighbours.get_mut(&id) {
+            n.asleep = true;
+        }
+    }
+
+    /// The link of sleeping neighbour `id` is up again (the same node; it may have
+    /// restarted): the connection's state starts over (HELLO, ROUTING order), and it hears
+    /// our whole table and our channels again, since it was spared updates while asleep.
+    pub fn neighbour_relinked(&mut self, now: Instant, id: NeighbourId) {
+        let Some(n) = self.neighbours.get_mut(&id) else {
+            return;
+        };
+        n.asleep = false;
+        n.hello_sent = false;
+        n.routing_seq = None;
+        n.last_heard = now;
+        // Our HELLO goes now: the other end's, if it comes, needs no answer.
+        n.rehello_at = Some(now);
+        let their = n.node_id.as_ref().map(|i| i.guid);
+        self.send_hello(id);
+        if let Some(their) = their {
+            self.send_table_to(id, their);
+            self.announce_channels_to(id);
+        }
+    }
+
+    /// Whether neighbour `id` sleeps ([`Router::neighbour_asleep`]).
+    pub fn is_asleep(&self, id: NeighbourId) -> bool {
+        self.neighbours.get(&id).is_some_and(|n| n.asleep)
     }
 
     /// A keep-alive (empty frame) from a neighbour.
@@ -367,17 +514,32 @@ impl Router {
             self.refuse(now, from);
             return;
         }
-        if matches!(n.info.kind, NeighbourKind::Client) {
-            if !self.speaks_for_itself(from, &env) {
+        if let Some(author) = env.body.author() {
+            if self.people.is_blocked(&author.guid) {
+                self.counters.blocked += 1;
+                return;
+            }
+        }
+        if !matches!(n.info.kind, NeighbourKind::Node { .. }) {
+            let relays = self.relays(from);
+            if !relays && !self.speaks_for_itself(from, &env) {
                 self.refuse(now, from);
                 return;
             }
+            let own = self.proven_key(from).map(|k| *k.as_bytes());
             if let Body::Message(m) = &mut env.body {
+                if m.plain_text {
+                    // It reads what it writes: text, the reference client's way.
+                    if let Some(n) = self.neighbours.get_mut(&from) {
+                        n.plain_text = true;
+                    }
+                    m.plain_text = false;
+                }
                 // What a plain client says goes on marked as such; a proven client's key
                 // goes with its messages so that relays verify them without asking.
-                m.unsigned = self.is_plain(from);
-                if m.public_key.is_none() {
-                    m.public_key = self.proven_key(from).map(|k| *k.as_bytes());
+                m.unsigned = !auth::key_form(&m.node_id.guid);
+                if m.public_key.is_none() && !relays {
+                    m.public_key = own;
                 }
             }
         }
@@ -392,10 +554,13 @@ impl Router {
             Body::Ack(ref ack) if ack.recipient_id.is_none() => {
                 self.on_ack(from, &ack.msg_id, ack.target_id)
             }
-            Body::Routing(routing) => self.on_routing(now, from, routing),
+            Body::Routing(_) => self.on_routing(now, from, env),
             Body::Connect(_) => self.on_connect(now, from, env),
             Body::Join(_) | Body::Leave(_) | Body::Channel(_) => self.on_flooded(now, from, env),
-            Body::Message(ref m) if m.is_channel() => self.on_flooded(now, from, env),
+            // A channel message comes flooded, or routed to one member (store-and-forward).
+            Body::Message(ref m) if m.is_channel() && (env.flood || env.target_id.is_none()) => {
+                self.on_flooded(now, from, env)
+            }
             _ => self.on_routed(now, from, env),
         }
     }
@@ -436,7 +601,31 @@ impl Router {
         });
     }
 
-    pub(crate) fn transmit(&mut self, to: NeighbourId, message: Envelope) {
+    /// Queues `message` for `to`, with the later revision's top-level fields filled in: a
+    /// `msg_id` of its own for the verbs that have none in `msg_data`, and the target's name.
+    pub(crate) fn transmit(&mut self, to: NeighbourId, mut message: Envelope) {
+        if message.msg_id.is_none()
+            && matches!(
+                message.body,
+                Body::Hello(_) | Body::Routing(_) | Body::Ack(_) | Body::Nack(_) | Body::Connect(_)
+            )
+        {
+            message.msg_id = Some(self.new_msg_id());
+        }
+        if let Some(t) = &mut message.target_id {
+            if t.name.is_none() {
+                *t = self.chat_id(t.guid);
+            }
+        }
+        if let Body::Message(m) = &mut message.body {
+            let text = self.neighbours.get(&to).is_some_and(|n| n.plain_text);
+            if text {
+                m.plain_text = m
+                    .message
+                    .get(crypto::SIGNATURE_LEN..)
+                    .is_some_and(|t| std::str::from_utf8(t).is_ok());
+            }
+        }
         self.outputs.push_back(Output::Transmit { to, message });
     }
 

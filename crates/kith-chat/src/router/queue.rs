@@ -99,16 +99,17 @@ impl StoreQueue {
         self.expiry.first_key_value().map(|((at, _), _)| *at)
     }
 
-    /// Removes and returns the keys of expired entries.
-    pub(crate) fn expire(&mut self, now: Instant) -> Vec<String> {
+    /// Removes and returns the expired entries.
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<(String, Waiting)> {
         let mut gone = Vec::new();
         while let Some(((at, _), key)) = self.expiry.first_key_value() {
             if *at > now {
                 break;
             }
             let key = key.clone();
-            self.remove(&key);
-            gone.push(key);
+            if let Some(w) = self.remove(&key) {
+                gone.push((key, w));
+            }
         }
         gone
     }

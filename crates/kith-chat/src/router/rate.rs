@@ -185,7 +185,7 @@ impl Router {
                 }
                 true
             }
-            NeighbourKind::Client => {
+            NeighbourKind::Client | NeighbourKind::Router => {
                 let key = AddressKey::of(n.info.observed_ip);
                 let id = n.node_id.as_ref().map(|i| i.guid);
                 let by_address = self

@@ -33,7 +33,9 @@ struct Awaiting {
     target: NodeId,
     hop: Option<NeighbourId>,
     attempt: u32,
-    deadline: Instant,
+    /// `None` while the copy waits in the queue for a route: the clock runs only for copies
+    /// that left.
+    deadline: Option<Instant>,
     seq: u64,
 }
 
@@ -58,7 +60,9 @@ impl Receipts {
 
     fn take(&mut self, key: &str) -> Option<Awaiting> {
         let a = self.awaiting.remove(key)?;
-        self.order.remove(&(a.deadline, a.seq));
+        if let Some(at) = a.deadline {
+            self.order.remove(&(at, a.seq));
+        }
         Some(a)
     }
 
@@ -66,8 +70,41 @@ impl Receipts {
         self.take(&key);
         self.seq += 1;
         a.seq = self.seq;
-        self.order.insert((a.deadline, a.seq), key.clone());
+        if let Some(at) = a.deadline {
+            self.order.insert((at, a.seq), key.clone());
+        }
         self.awaiting.insert(key, a);
+    }
+
+    /// Stops the clock of our copy under `key` (it waits for a route), keeping its attempts;
+    /// starts waiting for a receipt if we were not yet.
+    pub(crate) fn park(&mut self, key: &str, envelope: &Envelope, target: NodeId) {
+        let a = self.take(key).unwrap_or(Awaiting {
+            envelope: envelope.clone(),
+            target,
+            hop: None,
+            attempt: 0,
+            deadline: None,
+            seq: 0,
+        });
+        self.put(
+            key.to_string(),
+            Awaiting {
+                deadline: None,
+                hop: None,
+                ..a
+            },
+        );
+    }
+
+    /// No longer waits for a receipt for `key`; true when it did.
+    pub(crate) fn forget(&mut self, key: &str) -> bool {
+        self.take(key).is_some()
+    }
+
+    /// Copies waiting for a receipt (armed or parked).
+    pub(crate) fn len(&self) -> usize {
+        self.awaiting.len()
     }
 
     fn due(&mut self, now: Instant) -> Vec<(String, Awaiting)> {
@@ -147,10 +184,39 @@ impl Router {
                 target,
                 hop: Some(hop),
                 attempt,
-                deadline: now + wait,
+                deadline: Some(now + wait),
                 seq: 0,
             },
         );
+    }
+
+    /// A channel member's copy of our message, stored: with a route to the member, the
+    /// flood should reach it and its receipt come back, so the copy only waits (and goes
+    /// routed if the receipt does not come); without one it is kept until a route appears.
+    /// True when the member is reachable now.
+    pub(crate) fn await_flood_receipt(
+        &mut self,
+        now: Instant,
+        key: String,
+        env: Envelope,
+        target: NodeId,
+    ) -> bool {
+        if self.table.route(&target).is_none() {
+            self.keep_own(now, env, target);
+            return false;
+        }
+        self.receipts.put(
+            key,
+            Awaiting {
+                envelope: env,
+                target,
+                hop: None,
+                attempt: 0,
+                deadline: Some(now + self.config.receipt_timeout),
+                seq: 0,
+            },
+        );
+        true
     }
 
     /// A copy for `target` that we relayed before came again: the author got no receipt, so
@@ -196,8 +262,9 @@ impl Router {
             auth: Auth::default(),
         };
         auth::sign_receipt(&self.identity, &mut ack);
+        self.counters.receipts_sent += 1;
         let mut env = Envelope::new(self.config.default_ttl, Body::Ack(ack));
-        env.target_id = Some(author);
+        env.target_id = Some(self.chat_id(author));
         self.route_or_queue(now, env, author, Origin::LocalQueued);
     }
 
@@ -254,11 +321,15 @@ impl Router {
             let wait = self.config.receipt_timeout * 2u32.saturating_pow(a.attempt.min(16));
             let (env, target) = (a.envelope.clone(), a.target);
             a.hop = None;
-            a.deadline = now + wait;
+            a.deadline = Some(now + wait);
             self.receipts.put(key.clone(), a);
             match self.table.route(&target) {
                 Some(route) => self.send_tracked(now, route.next_hop, env, target, true),
-                None => self.enqueue(now, key, env, target),
+                None => {
+                    // No route: the copy waits for one, and its clock stops meanwhile.
+                    self.receipts.park(&key, &env, target);
+                    self.enqueue(now, key, env, target);
+                }
             }
         }
     }

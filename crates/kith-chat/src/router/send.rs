@@ -58,16 +58,30 @@ impl Router {
     }
 
     /// Our own copy, now stored: send it, or keep it (and tell the user) without a route.
-    pub(crate) fn send_stored(&mut self, now: Instant, env: Envelope, target: NodeId) {
+    /// True when it went.
+    pub(crate) fn send_stored(&mut self, now: Instant, env: Envelope, target: NodeId) -> bool {
         match self.table.route(&target) {
-            Some(route) => self.send_tracked(now, route.next_hop, env, target, true),
+            Some(route) => {
+                self.send_tracked(now, route.next_hop, env, target, true);
+                true
+            }
             None => {
-                let msg_id = env.msg_id().unwrap_or_default().to_string();
-                let key = QueuedMessage::key_for(&msg_id, &target);
-                self.enqueue(now, key, env, target);
-                self.deliver(ChatEvent::Queued { msg_id, target });
+                self.keep_own(now, env, target);
+                false
             }
         }
+    }
+
+    /// Keeps our own copy for `target` until a route appears (its receipt clock stops
+    /// meanwhile: attempts count only copies that left), and tells the user.
+    pub(crate) fn keep_own(&mut self, now: Instant, env: Envelope, target: NodeId) {
+        let msg_id = env.msg_id().unwrap_or_default().to_string();
+        let key = QueuedMessage::key_for(&msg_id, &target);
+        if self.wants_receipt(&env, &target) {
+            self.receipts.park(&key, &env, target);
+        }
+        self.enqueue(now, key, env, target);
+        self.deliver(ChatEvent::Queued { msg_id, target });
     }
 
     /// Transmits a routed copy and, to a kith node, waits for its ACK.
@@ -134,7 +148,12 @@ impl Router {
             Some(r) => {
                 self.send_tracked(now, r.next_hop, copy.envelope, copy.target, copy.persisted)
             }
-            None if copy.persisted => self.enqueue(now, key, copy.envelope, copy.target),
+            None if copy.persisted => {
+                if self.awaits_receipt(&key) {
+                    self.receipts.park(&key, &copy.envelope, copy.target);
+                }
+                self.enqueue(now, key, copy.envelope, copy.target)
+            }
             None => self.store_then(now, key, copy.envelope, copy.target, AfterStore::Requeue),
         }
     }

@@ -21,8 +21,15 @@ pub(crate) enum AfterStore {
         /// The previous hop.
         ack_to: NeighbourId,
     },
-    /// Our own message: send it, or keep it until a route appears.
+    /// Our own KEY: send it, or keep it until a route appears.
     Local,
+    /// A copy of one of the user's messages ([`Router::posted`]): a direct one is sent, or
+    /// kept until a route appears; a channel member's waits for the flood's receipt (or for
+    /// a route, without one).
+    Post {
+        /// A channel member's copy.
+        channel: bool,
+    },
     /// A copy already ACKed upstream whose next hop failed: keep it either way (in memory
     /// if the store failed).
     Requeue,
@@ -115,6 +122,7 @@ impl Router {
                 // No ACK: the previous hop still holds the copy and will try again.
                 AfterStore::Relay { .. } => {}
                 AfterStore::Local => self.deliver(ChatEvent::NotStored { msg_id }),
+                AfterStore::Post { .. } => self.posted(now, &msg_id, false, false),
                 AfterStore::Requeue => {
                     self.enqueue(now, key.to_string(), s.envelope, s.target);
                 }
@@ -127,7 +135,17 @@ impl Router {
                 self.send_ack(ack_to, msg_id, Some(s.target));
                 self.flush_queue_for(now, s.target);
             }
-            AfterStore::Local => self.send_stored(now, s.envelope, s.target),
+            AfterStore::Local => {
+                self.send_stored(now, s.envelope, s.target);
+            }
+            AfterStore::Post { channel: false } => {
+                let queued = !self.send_stored(now, s.envelope, s.target);
+                self.posted(now, &msg_id, true, queued);
+            }
+            AfterStore::Post { channel: true } => {
+                let queued = !self.await_flood_receipt(now, key.to_string(), s.envelope, s.target);
+                self.posted(now, &msg_id, true, queued);
+            }
             AfterStore::Requeue => {
                 self.enqueue(now, key.to_string(), s.envelope, s.target);
                 self.flush_queue_for(now, s.target);

@@ -16,6 +16,13 @@
 //! Changes are collected in a dirty set; the router sends them as one batched ROUTING to every
 //! neighbour, and the whole table on each periodic refresh.
 //!
+//! **Unauthenticated routers are believed last.** A ptpchat router on the chat port whose id
+//! no key derives is an *untrusted* neighbour: it may announce at most `max_untrusted`
+//! destinations, and a route through it ranks below any unmarked route through an
+//! authenticated neighbour (a kith node, or a router that proved its key), however short its
+//! claim: a router that announces a node it cannot reach does not black-hole the traffic of
+//! honest nodes that have a path of their own. It still carries what only it can reach.
+//!
 //! **A route claim is only a claim.** A neighbour that says it is 0 hops from another node
 //! (it *is* that node) is refused: only the link's own key says who a neighbour is. A direct
 //! neighbour whose identity was proven is always the route to itself. Beyond that, what the
@@ -64,6 +71,10 @@ pub(crate) struct RouteTable {
     /// Destinations whose route appeared or changed since the last drain.
     reachable: Vec<NodeId>,
     marks: HashMap<(NodeId, NeighbourId), (Mark, Instant, u64)>,
+    /// Neighbours whose routes are believed last (unauthenticated routers).
+    untrusted: HashSet<NeighbourId>,
+    /// Destinations an untrusted neighbour may announce.
+    max_untrusted: usize,
     mark_order: BTreeMap<(Instant, u64), (NodeId, NeighbourId)>,
     mark_seq: u64,
     pub refused: u64,
@@ -81,6 +92,8 @@ impl RouteTable {
             dirty: HashSet::new(),
             reachable: Vec::new(),
             marks: HashMap::new(),
+            untrusted: HashSet::new(),
+            max_untrusted: 256.min(max_routes.max(1)),
             mark_order: BTreeMap::new(),
             mark_seq: 0,
             refused: 0,
@@ -100,6 +113,15 @@ impl RouteTable {
         self.best.iter()
     }
 
+    /// Marks `neighbour` as an unauthenticated router (or not).
+    pub(crate) fn set_untrusted(&mut self, neighbour: NeighbourId, untrusted: bool) {
+        if untrusted {
+            self.untrusted.insert(neighbour);
+        } else {
+            self.untrusted.remove(&neighbour);
+        }
+    }
+
     pub(crate) fn add_neighbour(&mut self, neighbour: NeighbourId, id: NodeId) {
         self.direct.insert(neighbour, id);
         self.recompute(id);
@@ -116,6 +138,7 @@ impl RouteTable {
         if let Some(id) = self.direct.remove(&neighbour) {
             affected.push(id);
         }
+        self.untrusted.remove(&neighbour);
         self.marks.retain(|(_, hop), _| *hop != neighbour);
         for dest in affected {
             self.recompute(dest);
@@ -130,6 +153,11 @@ impl RouteTable {
     ) {
         let Some(&own) = self.direct.get(&neighbour) else {
             return;
+        };
+        let cap = if self.untrusted.contains(&neighbour) {
+            self.max_untrusted
+        } else {
+            self.max_routes
         };
         let mut changed = Vec::new();
         for (dest, ttl) in entries {
@@ -147,7 +175,7 @@ impl RouteTable {
                     changed.push(dest);
                 }
             } else {
-                if !advert.contains_key(&dest) && advert.len() >= self.max_routes {
+                if !advert.contains_key(&dest) && advert.len() >= cap {
                     self.refused += 1;
                     continue;
                 }
@@ -170,14 +198,16 @@ impl RouteTable {
         let current = self.best.get(&dest).copied();
         let current_hop = current.map(|r| r.next_hop);
         // The neighbour that is the destination first; then confirmed next hops, unmarked
-        // ones, demoted ones; within a class the fewest hops; on a tie keep the current next
-        // hop, then the lowest neighbour id.
-        let marks = &self.marks;
+        // ones through authenticated neighbours, unmarked ones through untrusted routers,
+        // demoted ones; within a class the fewest hops; on a tie keep the current next hop,
+        // then the lowest neighbour id.
+        let (marks, untrusted) = (&self.marks, &self.untrusted);
         let class = |r: &Route, direct: bool| match (direct, marks.get(&(dest, r.next_hop))) {
             (true, _) => 0,
             (_, Some((Mark::Confirmed, ..))) => 1,
-            (_, None) => 2,
-            (_, Some((Mark::Demoted, ..))) => 3,
+            (_, None) if !untrusted.contains(&r.next_hop) => 2,
+            (_, None) => 3,
+            (_, Some((Mark::Demoted, ..))) => 4,
         };
         let rank = |r: &Route, direct: bool| {
             (

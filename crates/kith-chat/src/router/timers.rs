@@ -42,8 +42,17 @@ impl Router {
             self.check_idle(now);
         }
         self.refresh_channels(now);
-        for key in self.queue.expire(now) {
+        for (key, waiting) in self.queue.expire(now) {
             self.counters.queue_dropped += 1;
+            if self.receipts.forget(&key) {
+                // Ours, and no route came in all that time: given up.
+                self.counters.unconfirmed += 1;
+                let msg_id = waiting.envelope.msg_id().unwrap_or_default().to_string();
+                self.deliver(super::ChatEvent::Unconfirmed {
+                    msg_id,
+                    target: waiting.target,
+                });
+            }
             self.outputs.push_back(Output::Forget { key });
         }
         for (hop, copy) in self.in_flight.overdue(now) {
@@ -60,17 +69,25 @@ impl Router {
     }
 
     fn check_idle(&mut self, now: Instant) {
+        // A kith node's liveness is its link's business (pings, idle close, redials): only
+        // chat-port connections are cut off for silence.
         let idle = self.config.neighbour_idle;
         let silent: Vec<NeighbourId> = self
             .neighbours
             .iter()
+            .filter(|(_, n)| !matches!(n.info.kind, super::NeighbourKind::Node { .. }))
             .filter(|(_, n)| now.saturating_duration_since(n.last_heard) >= idle)
             .map(|(id, _)| *id)
             .collect();
         for id in silent {
             self.cut_off(now, id, CutOffReason::Idle);
         }
-        let oldest = self.neighbours.values().map(|n| n.last_heard).min();
+        let oldest = self
+            .neighbours
+            .values()
+            .filter(|n| !matches!(n.info.kind, super::NeighbourKind::Node { .. }))
+            .map(|n| n.last_heard)
+            .min();
         self.next_idle_check = oldest.map_or(now, |t| t.max(now)) + idle;
     }
 }

@@ -23,9 +23,15 @@ pub enum NeighbourKind {
     /// A client on the chat port (plain TCP or TLS): unauthenticated until it proves a key.
     /// A client whose id has the key-derived form ([`crate::auth::key_form`]) must answer the
     /// challenge of the node's HELLO with that key before it is identified; any other id is
-    /// a plain client's, bound to its connection. Either way it is a leaf (its ROUTING is
-    /// refused) and speaks only for itself.
+    /// a plain client's, bound to its connection. It is a leaf that speaks only for itself,
+    /// unless its HELLO says `node_type: server`: then it is a ptpchat router, whose ROUTING
+    /// is taken (untrusted, capped, if its id is plain) and who relays for others.
     Client,
+    /// A chat-port connection this node dialled (`kith chat peer HOST:PORT`), to a ptpchat
+    /// router or another node's chat port: unauthenticated like [`NeighbourKind::Client`],
+    /// but this node speaks first, and asks the other end to prove its key if its id has the
+    /// key-derived form.
+    Router,
 }
 
 /// What the driver knows about a new neighbour.
@@ -90,6 +96,59 @@ impl QueuedMessage {
     pub fn envelope(&self, limits: &MessageLimits) -> Result<Envelope, MessageError> {
         Envelope::decode(&self.json, limits)
     }
+}
+
+/// Where this node stands in a channel it keeps a record of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelStanding {
+    /// A member.
+    Member,
+    /// Holds an invitation the user has not accepted yet.
+    Invited,
+    /// Asked a member for the key (GETKEY); joins when it comes.
+    Joining,
+}
+
+impl ChannelStanding {
+    /// The name stored for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelStanding::Member => "member",
+            ChannelStanding::Invited => "invited",
+            ChannelStanding::Joining => "joining",
+        }
+    }
+
+    /// The standing a stored name means.
+    pub fn parse(s: &str) -> Option<ChannelStanding> {
+        match s {
+            "member" => Some(ChannelStanding::Member),
+            "invited" => Some(ChannelStanding::Invited),
+            "joining" => Some(ChannelStanding::Joining),
+            _ => None,
+        }
+    }
+}
+
+/// What a node keeps of a channel it is in, so that a restart finds the same channel (same
+/// id, members, keys) and never makes a new one: what the driver stores after
+/// [`Output::SaveChannel`] and hands back with [`crate::Router::restore_channel`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRecord {
+    /// The channel's id.
+    pub channel_id: String,
+    /// Its name.
+    pub name: String,
+    /// Closed (invitation only, encrypted).
+    pub closed: bool,
+    /// This node's standing.
+    pub standing: ChannelStanding,
+    /// Its members as this node knows them (in a closed channel, the ones a member signed
+    /// for).
+    pub members: Vec<ChatId>,
+    /// A closed channel's keys, newest first, sealed under this node's own key
+    /// ([`crate::crypto::seal_at_rest`]); empty for a public channel.
+    pub sealed_keys: Vec<u8>,
 }
 
 /// An attachment as the user sees it.
@@ -176,6 +235,17 @@ pub enum ChatEvent {
         /// Where it stopped.
         by: ChatId,
     },
+    /// One of the user's messages (a direct one, or a channel message) is stored and on its
+    /// way: for `recipients` nodes that are to receipt it (0 for a channel with no other
+    /// member that can), of which `queued` have no route now (their copies wait).
+    Posted {
+        /// The message.
+        msg_id: String,
+        /// Copies kept until their recipient's receipt.
+        recipients: usize,
+        /// Of those, waiting for a route.
+        queued: usize,
+    },
     /// One of our routed messages has no route now and waits in our own queue.
     Queued {
         /// Our message.
@@ -228,6 +298,9 @@ pub enum ChatEvent {
 }
 
 /// What the driver must do, in order.
+// Transmit, the large variant, is also by far the most common: boxing it would cost an
+// allocation per message to spare a few bytes on the rare small ones.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Send `message` to `to` (encode with [`Envelope::encode`], frame it or wrap it in an
@@ -249,6 +322,14 @@ pub enum Output {
     Forget {
         /// [`QueuedMessage::key`].
         key: String,
+    },
+    /// Store (or replace, by channel id) what this node keeps of a channel it is in. Not a
+    /// question: a failure only means a restart would find an older record.
+    SaveChannel(ChannelRecord),
+    /// This node is no longer in the channel: drop its record.
+    DropChannel {
+        /// The channel.
+        channel_id: String,
     },
     /// Close this neighbour's connection; the router has already forgotten it.
     Disconnect {
@@ -316,11 +397,18 @@ pub struct ChatCounters {
     pub routes_demoted: u64,
     /// Chat-port clients refused (too many from one address).
     pub clients_refused: u64,
+    /// Messages dropped because the user blocked their author.
+    pub blocked: u64,
+    /// ROUTING entries refused (over the cap of an unauthenticated router, or a claim to be
+    /// another node).
+    pub routes_refused: u64,
+    /// Receipts this node signed for messages it received.
+    pub receipts_sent: u64,
 }
 
 impl ChatCounters {
     /// Every counter with its name, for status reports.
-    pub fn pairs(&self) -> [(&'static str, u64); 26] {
+    pub fn pairs(&self) -> [(&'static str, u64); 29] {
         [
             ("received", self.received),
             ("invalid", self.invalid),
@@ -348,6 +436,9 @@ impl ChatCounters {
             ("unconfirmed", self.unconfirmed),
             ("routes_demoted", self.routes_demoted),
             ("clients_refused", self.clients_refused),
+            ("blocked", self.blocked),
+            ("routes_refused", self.routes_refused),
+            ("receipts_sent", self.receipts_sent),
         ]
     }
 }

@@ -199,7 +199,7 @@ impl Router {
             recipient_id: Some(target),
         });
         let mut env = Envelope::new(self.config.default_ttl, body);
-        env.target_id = Some(target);
+        env.target_id = Some(self.chat_id(target));
         self.route_or_queue(now, env, target, Origin::LocalQueued);
     }
 

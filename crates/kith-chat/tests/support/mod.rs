@@ -17,7 +17,9 @@ use kith_chat::auth;
 use kith_chat::message::{
     Auth, Body, ChatId, ChatMessage, Envelope, Hello, MessageLimits, NodeType,
 };
-use kith_chat::router::{ChatEvent, NeighbourInfo, NeighbourKind, Output, QueuedMessage};
+use kith_chat::router::{
+    ChannelRecord, ChatEvent, NeighbourInfo, NeighbourKind, Output, QueuedMessage,
+};
 use kith_chat::{ChatConfig, NeighbourId, Router};
 use kith_crypto::{Identity, NodeId};
 use rand::rngs::StdRng;
@@ -39,6 +41,18 @@ enum Event {
         endpoint: usize,
         seq: u64,
     },
+    /// A dial (the driver re-opening a link for what waits) completes.
+    Relink {
+        a: usize,
+        b: usize,
+    },
+    /// `from` dialled `to` to wake their sleeping link for what it buffered.
+    Dial {
+        from: usize,
+        to: usize,
+    },
+    /// Links quiet for `idle` close (the secure links' responder does this).
+    IdleCheck,
 }
 
 /// A scripted neighbour of one router: a chat-port client or a rogue kith node, driven by the
@@ -61,6 +75,13 @@ struct Link {
     latency: Duration,
     epoch: u64,
     up: bool,
+    /// Closed for idleness: both routers keep the neighbour; the next send dials.
+    asleep: bool,
+    dialling: bool,
+    /// What was sent on it while asleep: (sender, message), delivered once it wakes.
+    buffer: Vec<(usize, Envelope)>,
+    /// Last time something was sent on it.
+    active: Instant,
 }
 
 pub struct Net {
@@ -72,6 +93,8 @@ pub struct Net {
     pub json: bool,
     pub events: Vec<Vec<ChatEvent>>,
     pub persisted: Vec<BTreeMap<String, QueuedMessage>>,
+    /// What each node keeps of its channels (SaveChannel / DropChannel).
+    pub channel_records: Vec<BTreeMap<String, ChannelRecord>>,
     /// Transmissions per msg_id of MESSAGE copies (hops taken), when counting is on.
     pub message_hops: HashMap<String, u64>,
     /// Every transmitted MESSAGE's JSON is searched for this, when set.
@@ -84,6 +107,17 @@ pub struct Net {
     pub fail_persist: Vec<bool>,
     /// Links cut by a router (Disconnect), with when: (a, b, at).
     pub cut_offs: Vec<(usize, usize, Instant)>,
+    /// Links close after this long without traffic (None: never), and a node whose router
+    /// [`Router::wants_links`] dials its known neighbours again, as kith-node's driver does.
+    pub idle: Option<Duration>,
+    /// Nodes stopped (restarting): no link comes up with them.
+    pub down: Vec<bool>,
+    /// Links closed for idleness, and re-opened for what waited.
+    pub idle_closed: u64,
+    pub relinked: u64,
+    /// Last dial attempt per pair, so a wanting node dials each neighbour at most every few
+    /// seconds.
+    dialled: HashMap<(usize, usize), Instant>,
     config: ChatConfig,
     links: BTreeMap<(usize, usize), Link>,
     /// Per node: neighbour id to (peer, link key).
@@ -123,6 +157,7 @@ impl Net {
             json: false,
             events: vec![Vec::new(); n],
             persisted: vec![BTreeMap::new(); n],
+            channel_records: vec![BTreeMap::new(); n],
             message_hops: HashMap::new(),
             watch: None,
             watch_hits: 0,
@@ -131,6 +166,11 @@ impl Net {
             endpoints: Vec::new(),
             fail_persist: vec![false; n],
             cut_offs: Vec::new(),
+            idle: None,
+            down: vec![false; n],
+            idle_closed: 0,
+            relinked: 0,
+            dialled: HashMap::new(),
             links: BTreeMap::new(),
             nb: vec![HashMap::new(); n],
             queue: BinaryHeap::new(),
@@ -185,6 +225,10 @@ impl Net {
                 latency,
                 epoch,
                 up: true,
+                asleep: false,
+                dialling: false,
+                buffer: Vec::new(),
+                active: self.now,
             },
         );
         if !self.adjacency[a].contains(&b) {
@@ -263,6 +307,12 @@ impl Net {
                 Output::Forget { key } => {
                     self.persisted[i].remove(&key);
                 }
+                Output::SaveChannel(record) => {
+                    self.channel_records[i].insert(record.channel_id.clone(), record);
+                }
+                Output::DropChannel { channel_id } => {
+                    self.channel_records[i].remove(&channel_id);
+                }
                 Output::Disconnect { neighbour, .. } => {
                     if let Some(&peer) = self.nb[i].get(&neighbour) {
                         self.cut_offs.push((i, peer, self.now));
@@ -277,6 +327,9 @@ impl Net {
                     }
                 }
             }
+        }
+        if self.idle.is_some() && !self.down[i] && self.routers[i].wants_links() {
+            self.wake(i);
         }
         let next = self.routers[i].poll_timeout();
         if next != self.timers[i] {
@@ -315,6 +368,22 @@ impl Net {
             return;
         };
         let key = (from.min(peer), from.max(peer));
+        let now = self.now;
+        if let Some(link) = self.links.get_mut(&key) {
+            link.active = now;
+            if link.asleep {
+                // The driver opens the link again for it (a dial takes 30 ms).
+                link.buffer.push((from, message));
+                if !link.dialling {
+                    link.dialling = true;
+                    self.seq += 1;
+                    let at = now + Duration::from_millis(30);
+                    self.queue
+                        .push(Reverse((at, self.seq, Event::Dial { from, to: peer })));
+                }
+                return;
+            }
+        }
         let link = &self.links[&key];
         let via = if from == key.0 {
             link.ids.1
@@ -399,7 +468,7 @@ impl Net {
                                 Body::Ack(kith_chat::message::Ack {
                                     node_id: None,
                                     msg_id: id.to_string(),
-                                    target_id: env.target_id,
+                                    target_id: env.target(),
                                     recipient_id: None,
                                     auth: Default::default(),
                                 }),
@@ -412,8 +481,16 @@ impl Net {
                         self.inject(endpoint, ack);
                     }
                 }
+                Event::Relink { a, b } => {
+                    if !self.down[a] && !self.down[b] && !self.link_up(a, b) {
+                        self.relinked += 1;
+                        self.link(a, b);
+                    }
+                }
+                Event::IdleCheck => self.close_idle(),
+                Event::Dial { from, to } => self.dialled_to(from, to),
                 Event::Timer { node } => {
-                    if self.timers[node] != Some(at) {
+                    if self.down[node] || self.timers[node] != Some(at) {
                         continue;
                     }
                     self.timers[node] = None;
@@ -500,6 +577,30 @@ impl Net {
         self.drain(node);
     }
 
+    /// A frame of JSON text from endpoint `e` to its router, now (what a client on the chat
+    /// port sends); the decoder's verdict is returned.
+    pub fn inject_json(&mut self, e: usize, json: &serde_json::Value) -> bool {
+        if !self.endpoints[e].up {
+            return false;
+        }
+        let (node, nb) = (self.endpoints[e].node, self.endpoints[e].nb);
+        let now = self.now;
+        let ok = self.routers[node]
+            .handle_frame(now, nb, &serde_json::to_vec(json).unwrap())
+            .is_ok();
+        self.drain(node);
+        ok
+    }
+
+    /// What endpoint `e` received, as the JSON on its wire.
+    pub fn inbox_json(&self, e: usize) -> Vec<serde_json::Value> {
+        self.endpoints[e]
+            .inbox
+            .iter()
+            .map(|m| m.to_json())
+            .collect()
+    }
+
     /// Endpoint `e` closes its connection.
     pub fn detach(&mut self, e: usize) {
         if !self.endpoints[e].up {
@@ -515,6 +616,261 @@ impl Net {
     /// Whether the link between `a` and `b` is up.
     pub fn link_up(&self, a: usize, b: usize) -> bool {
         self.links.get(&(a.min(b), a.max(b))).is_some_and(|l| l.up)
+    }
+
+    /// Links close after `idle` without traffic from now on (checked every second), and are
+    /// dialled again by a node whose router wants links.
+    pub fn idle_links(&mut self, idle: Duration) {
+        self.idle = Some(idle);
+        self.seq += 1;
+        let at = self.now + Duration::from_secs(1);
+        self.queue.push(Reverse((at, self.seq, Event::IdleCheck)));
+    }
+
+    fn close_idle(&mut self) {
+        let Some(idle) = self.idle else {
+            return;
+        };
+        let now = self.now;
+        let quiet: Vec<(usize, usize)> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.up && !l.asleep && now.saturating_duration_since(l.active) >= idle)
+            .map(|(k, _)| *k)
+            .collect();
+        for (a, b) in quiet {
+            self.idle_closed += 1;
+            self.sleep(a, b);
+        }
+        self.seq += 1;
+        self.queue.push(Reverse((
+            now + Duration::from_secs(1),
+            self.seq,
+            Event::IdleCheck,
+        )));
+    }
+
+    /// Node `i` wants links: every known neighbour whose link is down is dialled (a dial
+    /// takes 30 ms), each at most every 5 s.
+    fn wake(&mut self, i: usize) {
+        let now = self.now;
+        for j in self.adjacency[i].clone() {
+            let pair = (i.min(j), i.max(j));
+            let asleep = self.links.get(&pair).is_some_and(|l| l.up && l.asleep);
+            if (self.link_up(i, j) && !asleep) || self.down[j] {
+                continue;
+            }
+            if self
+                .dialled
+                .get(&pair)
+                .is_some_and(|at| now.saturating_duration_since(*at) < Duration::from_secs(5))
+            {
+                continue;
+            }
+            self.dialled.insert(pair, now);
+            self.seq += 1;
+            let at = now + Duration::from_millis(30);
+            let event = if asleep {
+                Event::Dial { from: i, to: j }
+            } else {
+                Event::Relink { a: i, b: j }
+            };
+            self.queue.push(Reverse((at, self.seq, event)));
+        }
+    }
+
+    /// The link of `a` and `b` closes for idleness: both keep the other as a sleeping
+    /// neighbour (what kith-node's driver does on a link's idle close).
+    fn sleep(&mut self, a: usize, b: usize) {
+        let key = (a.min(b), a.max(b));
+        let Some(link) = self.links.get_mut(&key) else {
+            return;
+        };
+        if !link.up || link.asleep {
+            return;
+        }
+        link.asleep = true;
+        let (lo_id, hi_id) = link.ids;
+        if !self.down[key.0] {
+            self.routers[key.0].neighbour_asleep(lo_id);
+        }
+        if !self.down[key.1] {
+            self.routers[key.1].neighbour_asleep(hi_id);
+        }
+    }
+
+    /// `from`'s dial to wake its link with `to` completes: the link is up again (both
+    /// routers told) and what waited goes; or `to` is down, and `from` learns it is gone.
+    fn dialled_to(&mut self, from: usize, to: usize) {
+        let key = (from.min(to), from.max(to));
+        let Some(link) = self.links.get_mut(&key) else {
+            return;
+        };
+        link.dialling = false;
+        if !link.up {
+            link.buffer.clear();
+            return;
+        }
+        let (lo_id, hi_id) = link.ids;
+        let (from_id, to_id) = if from == key.0 {
+            (lo_id, hi_id)
+        } else {
+            (hi_id, lo_id)
+        };
+        let now = self.now;
+        if self.down[to] {
+            // Nobody answers: `from` reports the node gone; its router reroutes.
+            link.buffer.clear();
+            link.up = false;
+            link.epoch += 1;
+            self.nb[from].remove(&from_id);
+            self.nb[to].remove(&to_id);
+            self.routers[from].neighbour_down(now, from_id);
+            self.drain(from);
+            return;
+        }
+        if !link.asleep {
+            return;
+        }
+        link.asleep = false;
+        link.active = now;
+        let buffer = std::mem::take(&mut link.buffer);
+        self.relinked += 1;
+        self.routers[from].neighbour_relinked(now, from_id);
+        self.routers[to].neighbour_relinked(now, to_id);
+        self.drain(from);
+        self.drain(to);
+        for (src, message) in buffer {
+            let nb = if src == key.0 { lo_id } else { hi_id };
+            self.send(src, nb, message);
+        }
+    }
+
+    /// Stops node `i` (a crash or a restart): its links go down, its router is gone; what it
+    /// stored (queued copies, channel records) stays.
+    pub fn stop(&mut self, i: usize) {
+        self.down[i] = true;
+        for j in self.adjacency[i].clone() {
+            // Its neighbours see the link go (and keep it as a sleeping neighbour); what
+            // was on the way is lost.
+            let key = (i.min(j), i.max(j));
+            if let Some(link) = self.links.get_mut(&key) {
+                if link.up {
+                    link.epoch += 1;
+                    link.buffer.clear();
+                    let was_asleep = link.asleep;
+                    link.asleep = true;
+                    let j_id = if j == key.0 { link.ids.0 } else { link.ids.1 };
+                    if !was_asleep && !self.down[j] {
+                        self.routers[j].neighbour_asleep(j_id);
+                    }
+                }
+            }
+        }
+        for e in 0..self.endpoints.len() {
+            if self.endpoints[e].node == i {
+                self.endpoints[e].up = false;
+            }
+        }
+        self.timers[i] = None;
+    }
+
+    /// Restarts node `i` behind links that never look down to its neighbours (it came back
+    /// before they noticed): its new router is fed what it stored and says HELLO over the
+    /// same links, whose other ends still hold it as an identified neighbour.
+    pub fn restart_unnoticed(&mut self, i: usize) {
+        let seed: [u8; 32] = self.rng.gen();
+        let now = self.now;
+        let mut router =
+            Router::new(self.identities[i].clone(), self.config.clone(), now, seed).unwrap();
+        for record in self.channel_records[i].values() {
+            router.restore_channel(now, record.clone()).unwrap();
+        }
+        for stored in self.persisted[i].values() {
+            router.restore(now, stored.clone()).unwrap();
+        }
+        self.routers[i] = router;
+        self.timers[i] = None;
+        self.drain(i);
+        for j in self.adjacency[i].clone() {
+            let key = (i.min(j), i.max(j));
+            let Some(link) = self.links.get_mut(&key) else {
+                continue;
+            };
+            if !link.up {
+                continue;
+            }
+            link.epoch += 1;
+            let i_id = if i == key.0 { link.ids.0 } else { link.ids.1 };
+            let agent = self.identities[j].agent_id();
+            self.routers[i].neighbour_up(
+                now,
+                i_id,
+                NeighbourInfo {
+                    kind: NeighbourKind::Node { agent },
+                    observed_ip: Some(Self::ip(j)),
+                },
+            );
+            self.drain(i);
+        }
+    }
+
+    /// Starts node `i` again with a new router fed what it stored, and links it to its
+    /// neighbours that are up. Returns how many records it restored.
+    pub fn start(&mut self, i: usize) -> usize {
+        let seed: [u8; 32] = self.rng.gen();
+        let now = self.now;
+        let mut router =
+            Router::new(self.identities[i].clone(), self.config.clone(), now, seed).unwrap();
+        let mut restored = 0;
+        for record in self.channel_records[i].values() {
+            router.restore_channel(now, record.clone()).unwrap();
+            restored += 1;
+        }
+        for stored in self.persisted[i].values() {
+            router.restore(now, stored.clone()).unwrap();
+            restored += 1;
+        }
+        self.routers[i] = router;
+        self.down[i] = false;
+        self.drain(i);
+        // It dials its peers: a neighbour that kept it asleep wakes the same neighbour; one
+        // that found it gone links afresh.
+        for j in self.adjacency[i].clone() {
+            if self.down[j] {
+                continue;
+            }
+            let key = (i.min(j), i.max(j));
+            let Some(link) = self.links.get_mut(&key) else {
+                self.link(i, j);
+                continue;
+            };
+            if !link.up {
+                self.link(i, j);
+                continue;
+            }
+            link.asleep = false;
+            link.active = now;
+            link.buffer.clear();
+            let (i_id, j_id) = if i == key.0 {
+                (link.ids.0, link.ids.1)
+            } else {
+                (link.ids.1, link.ids.0)
+            };
+            let agent = self.identities[j].agent_id();
+            self.routers[i].neighbour_up(
+                now,
+                i_id,
+                NeighbourInfo {
+                    kind: NeighbourKind::Node { agent },
+                    observed_ip: Some(Self::ip(j)),
+                },
+            );
+            self.routers[j].neighbour_relinked(now, j_id);
+            self.drain(i);
+            self.drain(j);
+        }
+        restored
     }
 }
 
@@ -567,6 +923,7 @@ pub fn hello(id: ChatId, challenge: Option<String>, auth: Auth) -> Envelope {
             node_type: NodeType::Client,
             challenge,
             auth,
+            later_revision: false,
         }),
     )
 }
@@ -591,9 +948,41 @@ pub fn signed_message(
         attachments: Vec::new(),
         public_key: with_key.then(|| author.agent_public()),
         unsigned: false,
+        plain_text: false,
     };
     kith_chat::crypto::sign_message(author, &mut m, text.as_bytes());
     m
+}
+
+/// A ROUTING from `key` to the router with GUID `receiver` claiming `claims` (GUID, hops),
+/// signed as kith signs it (`challenge`: the one the receiver gave on this connection, empty
+/// over a secure link; `seq` must grow on a connection).
+pub fn signed_routing(
+    key: &Identity,
+    receiver: NodeId,
+    challenge: &str,
+    seq: u64,
+    claims: &[(NodeId, u32)],
+) -> Envelope {
+    let msg_id = format!("routing-{seq}-{}", key.node_id());
+    let bytes = auth::routing_bytes(&msg_id, &key.node_id(), &receiver, challenge, seq, claims);
+    let mut env = Envelope::new(
+        1,
+        Body::Routing(kith_chat::message::Routing {
+            node_id: ChatId::new(key.node_id()),
+            nodes: claims
+                .iter()
+                .map(|(id, ttl)| kith_chat::message::RouteEntry {
+                    node_id: ChatId::new(*id),
+                    ttl: *ttl,
+                })
+                .collect(),
+            seq: Some(seq),
+            auth: auth::sign(key, &bytes),
+        }),
+    );
+    env.msg_id = Some(msg_id);
+    env
 }
 
 /// `body` as a flooded envelope (ttl 32).
@@ -614,4 +1003,116 @@ fn body_acknowledged(body: &Body) -> bool {
 /// not to dominate a run of a few virtual seconds.
 pub fn sim_config() -> ChatConfig {
     ChatConfig::default()
+}
+
+/// What [`churn`] measured.
+#[derive(Debug, Default)]
+pub struct ChurnReport {
+    pub nodes: usize,
+    pub members: usize,
+    pub channel_expected: usize,
+    pub channel_delivered: usize,
+    pub channel_duplicates: usize,
+    pub direct_expected: usize,
+    pub direct_delivered: usize,
+    pub restarts: usize,
+    pub idle_closed: u64,
+    pub relinked: u64,
+    pub transmitted: u64,
+}
+
+impl ChurnReport {
+    /// Deliveries over what was owed (1.0: nothing lost).
+    pub fn ratio(&self) -> f64 {
+        (self.channel_delivered + self.direct_delivered) as f64
+            / (self.channel_expected + self.direct_expected).max(1) as f64
+    }
+}
+
+/// `n` nodes whose links close after 20 s of quiet (and are woken by what is sent), a tenth
+/// of them in `lobby`; `rounds` times: a twentieth of the nodes restart (down for a minute),
+/// members speak and random nodes send direct messages, then everyone goes quiet for two
+/// minutes. Finally every message said is checked at every member (or recipient).
+pub fn churn(n: usize, seed: u64, rounds: usize) -> ChurnReport {
+    let mut net = Net::new(n, seed, sim_config());
+    net.random_topology(4);
+    net.run_for(Duration::from_secs(15));
+    net.idle_links(Duration::from_secs(20));
+    let members: Vec<usize> = (0..n).step_by(10).collect();
+    for &m in &members {
+        net.act(m, |r, now| r.join(now, "lobby", false)).unwrap();
+    }
+    net.run_for(Duration::from_secs(10));
+    let mut report = ChurnReport {
+        nodes: n,
+        members: members.len(),
+        ..ChurnReport::default()
+    };
+    let mut said: Vec<(usize, String)> = Vec::new();
+    let mut direct: Vec<(usize, usize, String)> = Vec::new();
+    for round in 0..rounds {
+        // Some nodes go down (never the whole neighbourhood of anyone for long).
+        let down: Vec<usize> = (0..n / 20).map(|_| net.rng().gen_range(0..n)).collect();
+        let mut stopped = Vec::new();
+        for &d in &down {
+            if !net.down[d] {
+                net.stop(d);
+                stopped.push(d);
+            }
+        }
+        report.restarts += stopped.len();
+        net.run_for(Duration::from_secs(5));
+        for k in 0..5 {
+            let speaker = members[(round * 7 + k * 3) % members.len()];
+            if net.down[speaker] {
+                continue;
+            }
+            let text = format!("round {round} from {speaker}");
+            let id = net
+                .act(speaker, |r, now| {
+                    r.say(now, "lobby", &text, Vec::new(), "t")
+                })
+                .unwrap();
+            said.push((speaker, id));
+        }
+        for _ in 0..5 {
+            let (a, b) = (net.rng().gen_range(0..n), net.rng().gen_range(0..n));
+            if a == b || net.down[a] {
+                continue;
+            }
+            let target = net.ids[b];
+            let id = net
+                .act(a, |r, now| {
+                    r.send_direct(now, &[target], "dm", Vec::new(), "t")
+                })
+                .unwrap();
+            direct.push((a, b, id));
+        }
+        net.run_for(Duration::from_secs(60));
+        for d in stopped {
+            net.start(d);
+        }
+        // Quiet: links close for idleness.
+        net.run_for(Duration::from_secs(120));
+    }
+    net.run_for(Duration::from_secs(600));
+    for (speaker, id) in &said {
+        for &m in &members {
+            if m == *speaker {
+                continue;
+            }
+            report.channel_expected += 1;
+            let got = net.deliveries(m, id);
+            report.channel_delivered += usize::from(got >= 1);
+            report.channel_duplicates += got.saturating_sub(1);
+        }
+    }
+    for (_, b, id) in &direct {
+        report.direct_expected += 1;
+        report.direct_delivered += usize::from(net.deliveries(*b, id) >= 1);
+    }
+    report.idle_closed = net.idle_closed;
+    report.relinked = net.relinked;
+    report.transmitted = net.transmitted;
+    report
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub enum ChatRequest {
     /// Join (or create) a channel.
     Join {
-        /// Its name.
+        /// Its name, or its id (an id is never taken for a new channel's name).
         name: String,
         /// Create it closed (invitation only, encrypted).
         closed: bool,
@@ -30,7 +30,7 @@ pub enum ChatRequest {
     },
     /// A direct message to one node.
     Send {
-        /// Its node id (`GUID` or `name@GUID`).
+        /// The node: its node id (`GUID` or `name@GUID`), agent id, or name.
         node_id: String,
         /// The text.
         text: String,
@@ -61,6 +61,44 @@ pub enum ChatRequest {
     Channels,
     /// Counters and this node's chat id.
     Status,
+    /// Sets (or with `None` clears) the user's name, announced in HELLO and kept.
+    Nick {
+        /// The name.
+        name: Option<String>,
+    },
+    /// Everyone this node has heard of, with presence.
+    People,
+    /// Blocks (or unblocks) a node: nothing of it is heard; kept across restarts.
+    Block {
+        /// The node (node id, agent id or name).
+        node_id: String,
+        /// Block, or lift the block.
+        blocked: bool,
+    },
+    /// Mutes (or unmutes) a node: its messages are relayed, not shown; kept.
+    Mute {
+        /// The node (node id, agent id or name).
+        node_id: String,
+        /// Mute, or unmute.
+        muted: bool,
+    },
+    /// Keeps a ptpchat router dialled (`kith chat peer HOST:PORT`), or forgets it; with no
+    /// address, lists them.
+    Peer {
+        /// `HOST:PORT`.
+        address: Option<String>,
+        /// Forget it instead.
+        #[serde(default)]
+        remove: bool,
+    },
+    /// Recent messages of one channel (by name or id) and the direct messages, for a client
+    /// that just joined it (the backlog).
+    Backlog {
+        /// The channel.
+        name: String,
+        /// At most this many.
+        limit: usize,
+    },
 }
 
 /// An attachment as the control API carries it.
@@ -83,11 +121,41 @@ pub enum ChatReply {
         /// Id.
         channel_id: String,
     },
-    /// The message's id.
+    /// The message's id, and where it stands.
     Sent {
         /// Id.
         msg_id: String,
+        /// `sent` (on its way to every recipient) or `queued` (some recipient has no route
+        /// yet: it waits, and goes when one appears).
+        #[serde(default = "sent")]
+        state: String,
+        /// Recipients that are to sign a receipt (see `kith chat read`).
+        #[serde(default)]
+        recipients: usize,
+        /// Of those, waiting for a route.
+        #[serde(default)]
+        queued: usize,
+        /// Nobody here has heard of the recipient (no route, no peer, never seen): the
+        /// message waits for it, but the id may be wrong.
+        #[serde(default)]
+        unknown_recipient: bool,
+        /// The recipient of a direct message, as `name@GUID`.
+        #[serde(default)]
+        to: Option<String>,
     },
+    /// The user's name now.
+    Nick {
+        /// Name (`None`: none).
+        name: Option<String>,
+        /// This node's chat id with it.
+        node_id: String,
+    },
+    /// Everyone heard of.
+    People(Vec<PersonInfo>),
+    /// The ptpchat routers kept dialled.
+    Peers(Vec<String>),
+    /// A channel's recent messages.
+    Backlog(Vec<kith_store::meta::ChatMessageRow>),
     /// Known channels.
     Channels(Vec<ChannelInfo>),
     /// The chat side of `kith status`.
@@ -100,7 +168,40 @@ pub enum ChatReply {
         routes: usize,
         /// Messages waiting for a route.
         queued: usize,
+        /// The user's messages waiting for receipts.
+        #[serde(default)]
+        awaiting_receipts: usize,
+        /// The user's name.
+        #[serde(default)]
+        name: Option<String>,
     },
+}
+
+fn sent() -> String {
+    "sent".to_owned()
+}
+
+/// Someone the chat has heard of, as `kith chat who` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PersonInfo {
+    /// `name@GUID`, or the bare GUID.
+    pub node_id: String,
+    /// The GUID.
+    pub guid: String,
+    /// The name it goes by.
+    pub name: Option<String>,
+    /// Its agent id, when it is a kith node (a key-derived id that this node knows the key of).
+    pub agent: Option<String>,
+    /// A chat neighbour now (linked, or on the chat port).
+    pub linked: bool,
+    /// Hops away, when there is a route.
+    pub hops: Option<u8>,
+    /// When it was last heard from, unix seconds.
+    pub last_seen: Option<i64>,
+    /// Blocked by the user.
+    pub blocked: bool,
+    /// Muted by the user.
+    pub muted: bool,
 }
 
 /// A channel as `kith chat channels` shows it.

@@ -10,22 +10,37 @@
 //! restart restores the queue. A user request that needed a store that failed fails too
 //! (`chat send`, `chat invite`; `chat join` when the membership cannot be recorded).
 //!
-//! **Neighbours.** Each linked kith node is one neighbour ([`kith_chat::NeighbourKind::Node`],
-//! its agent key authenticated by the link); its messages ride the secure link as `chat`
-//! envelopes whose payload is the message's JSON. Each client of the chat port ([`port`]) is
-//! another ([`kith_chat::NeighbourKind::Client`], with its address, to which the router
-//! charges its rate), framed the reference's way (4-byte big-endian length + JSON, an empty
-//! frame is a keep-alive); a client whose id a key derives proves that key in HELLO.
+//! **Neighbours.** Each kith node this node has linked with is one neighbour
+//! ([`kith_chat::NeighbourKind::Node`], its agent key authenticated by the link); its
+//! messages ride the secure link as `chat` envelopes whose payload is the message's JSON.
+//! Links are virtually open, and so are these neighbours ([`links`]): when a link closes
+//! (idle, or lost) the neighbour sleeps rather than leaves, its routes stand, and the next
+//! message for it opens the link again in the background (the driver never waits for a
+//! dial); only a node that cannot be reached is given up, and known peers are dialled again
+//! while the router keeps copies it has no route for. Each client of the chat port ([`port`])
+//! is another neighbour ([`kith_chat::NeighbourKind::Client`], with its address, to which the
+//! router charges its rate), framed the reference's way (4-byte big-endian length + JSON, an
+//! empty frame is a keep-alive); a client whose id a key derives proves that key in HELLO. A
+//! ptpchat router this node keeps dialled (`kith chat peer HOST:PORT`, [`dial`]) is one more
+//! ([`kith_chat::NeighbourKind::Router`]), re-dialled with backoff.
 //!
-//! **What the user sees.** Verified messages (and the user's own) go to a bounded log in the
-//! database (`chat_messages`, [`crate::limits::NodeLimits::chat_log_messages`] rows), read by
-//! `kith chat read`; `--follow` long-polls on [`Chat::log_changed`]. Joined channels are
-//! recorded and public ones joined again at start-up (a closed channel's key lives only in
-//! memory, so after a restart a member needs a new invitation).
+//! **What the user sees.** Verified messages (and the user's own, with where they stand:
+//! queued, sent, delivered to how many) go to a bounded log in the database
+//! (`chat_messages`, [`crate::limits::NodeLimits::chat_log_messages`] rows), read by
+//! `kith chat read`; `--follow` long-polls on [`Chat::log_changed`]. A message is logged
+//! once, however often it comes. Muted nodes are relayed, not logged. The channels this node
+//! is in are kept as the router's records (ids, members, and a closed channel's keys sealed
+//! under the node's key) and restored before anything else at start-up, so a restart finds
+//! the same channels; so are the people heard of, blocks, mutes, routers to dial and the
+//! user's name.
 
 mod connect;
+mod dial;
 mod driver;
+mod links;
+mod log;
 pub mod port;
+mod requests;
 
 pub use driver::run;
 
@@ -87,6 +102,20 @@ crate::counters! {
         chat_connects_dropped,
         /// CONNECT rendezvous whose key never came.
         chat_connects_expired,
+        /// Sleeping links opened again for what chat had to send.
+        chat_links_woken,
+        /// Sleeping links that could not be opened again (the node was given up).
+        chat_wakes_failed,
+        /// Messages held for a sleeping link while it opened.
+        chat_frames_held,
+        /// Messages dropped because a sleeping link's hold was full.
+        chat_held_dropped,
+        /// Known peers dialled because the router kept copies it had no route for.
+        chat_peers_redialled,
+        /// Connections opened to ptpchat routers (`kith chat peer`).
+        chat_routers_dialled,
+        /// Dials to ptpchat routers that failed.
+        chat_router_dial_failures,
     }
 }
 
@@ -101,6 +130,9 @@ pub struct ChatSettings {
     pub link_limits: Limits,
     /// The name this node gives in chat (`name@GUID`).
     pub name: Option<String>,
+    /// The name was given on the command line (`--name`): it beats the one kept by
+    /// `kith chat nick`.
+    pub name_given: bool,
     /// Join a closed channel as soon as an invitation arrives.
     pub auto_join_invites: bool,
     /// Our secure-link port (CONNECT answers name it).
@@ -120,7 +152,8 @@ pub enum ChatInput {
     LinkDown(AgentId),
     /// A `chat` envelope's payload from a linked node.
     LinkFrame(AgentId, Bytes),
-    /// A client connected to the chat port; frames for it go to `tx`.
+    /// A client connected to the chat port, or a connection to a ptpchat router this node
+    /// dialled (`dialled`); frames for it go to `tx`.
     ClientUp {
         /// Its neighbour number.
         id: u64,
@@ -128,7 +161,13 @@ pub enum ChatInput {
         ip: IpAddr,
         /// Framed messages to send it.
         tx: mpsc::Sender<Bytes>,
+        /// This node dialled it (`kith chat peer`): it is a router, and we speak first.
+        dialled: bool,
     },
+    /// A sleeping link could not be opened again: the node is given up for now.
+    WakeFailed(AgentId),
+    /// Known peers dialled for the router's queue: which could not be reached.
+    Redialled(Vec<(AgentId, bool)>),
     /// A chat-port client went away.
     ClientDown(u64),
     /// A frame's JSON from a chat-port client.
@@ -235,6 +274,12 @@ impl Chat {
         self.inner.tx.send(input).await.is_ok()
     }
 
+    /// Reports a background result to the chat task, in order with link events (never
+    /// dropped: each comes from a task the chat task started, which it bounds).
+    pub(crate) fn report(&self, input: ChatInput) {
+        let _ = self.inner.links.send(input);
+    }
+
     /// A fresh neighbour number for a chat-port client.
     pub fn next_client_id(&self) -> u64 {
         self.inner.next_client.fetch_add(1, Ordering::Relaxed)
@@ -308,12 +353,17 @@ impl ProtocolHandler for Chat {
     }
 }
 
-/// Parses a node id in either form (`GUID` or `name@GUID`).
+/// Parses a node id in either form (`GUID` or `name@GUID`), or an agent id (whose node id
+/// is derived from it).
 pub fn parse_node_id(text: &str) -> Result<NodeId, ChatRequestError> {
-    text.trim()
-        .parse::<kith_chat::message::ChatId>()
-        .map(|id| id.guid)
-        .map_err(|_| ChatRequestError::BadNodeId(text.to_owned()))
+    let text = text.trim();
+    if let Ok(id) = text.parse::<kith_chat::message::ChatId>() {
+        return Ok(id.guid);
+    }
+    if let Ok(agent) = text.parse::<AgentId>() {
+        return Ok(agent.node_id());
+    }
+    Err(ChatRequestError::BadNodeId(text.to_owned()))
 }
 
 /// Why a user's chat action failed (the control API answers 400 with this text).
@@ -321,10 +371,30 @@ pub fn parse_node_id(text: &str) -> Result<NodeId, ChatRequestError> {
 pub enum ChatRequestError {
     /// The router refused it (no such channel, not a member, too long, ...).
     #[error(transparent)]
-    Router(#[from] kith_chat::ChatError),
+    Router(kith_chat::ChatError),
     /// Not a node id.
     #[error("{0:?} is not a node id (a GUID, or name@GUID; see `kith id`)")]
     BadNodeId(String),
+    /// A name nobody here goes by.
+    #[error("nobody called {0:?} is known here (`kith chat who` lists who is; a node id or an agent id works too)")]
+    UnknownName(String),
+    /// A name several go by.
+    #[error("{name:?} could be any of {ids}: give the node id")]
+    AmbiguousName {
+        /// The name.
+        name: String,
+        /// The ids it could be.
+        ids: String,
+    },
+    /// Not a name the user may take.
+    #[error("a name is 1 to 32 letters, digits, '-', '_' or '.' (the ptpchat reference programs show only letters and digits)")]
+    BadName,
+    /// Not `HOST:PORT`.
+    #[error("{0:?} is not HOST:PORT")]
+    BadAddress(String),
+    /// The channel is not one this node is in.
+    #[error("this node is not in channel {0:?}: `kith chat join {0}` first")]
+    NotInChannel(String),
     /// An attachment's data is not base64.
     #[error("attachment is not base64: {0}")]
     BadAttachment(base64::DecodeError),
@@ -347,6 +417,12 @@ pub enum ChatRequestError {
         /// What the store said.
         source: crate::store::StoreFailure,
     },
+    /// The store failed.
+    #[error("the database failed (is the disk full?): {source}")]
+    Store {
+        /// What the store said.
+        source: crate::store::StoreFailure,
+    },
     /// CONNECT needs a secure-link listener to name.
     #[error("this node has no secure-link listener (--listen off): nobody could dial it")]
     NoListener,
@@ -356,4 +432,14 @@ pub enum ChatRequestError {
     /// The chat task has ended.
     #[error("the chat service has stopped")]
     Stopped,
+}
+
+impl From<kith_chat::ChatError> for ChatRequestError {
+    fn from(e: kith_chat::ChatError) -> Self {
+        match e {
+            // The next step, named.
+            kith_chat::ChatError::NoSuchChannel(name) => ChatRequestError::NotInChannel(name),
+            other => ChatRequestError::Router(other),
+        }
+    }
 }

@@ -57,7 +57,7 @@ pub async fn accept_loop(chat: Chat, listener: TcpListener, tls: bool, cancel: C
 async fn serve(state: &Chat, stream: TcpStream, ip: std::net::IpAddr, tls: bool) {
     let _ = stream.set_nodelay(true);
     if !tls {
-        return client(state, stream, ip).await;
+        return client(state, stream, ip, false).await;
     }
     let Some(config) = state.settings().tls.clone() else {
         return;
@@ -67,23 +67,35 @@ async fn serve(state: &Chat, stream: TcpStream, ip: std::net::IpAddr, tls: bool)
     match tokio::time::timeout(timeout, accept).await {
         Ok(Ok(stream)) => {
             state.counters().chat_clients_tls.bump();
-            client(state, stream, ip).await
+            client(state, stream, ip, false).await
         }
         _ => state.counters().chat_tls_failed.bump(),
     }
 }
 
-async fn client<S>(state: &Chat, stream: S, ip: std::net::IpAddr)
+/// Runs one chat-port connection, accepted or (`dialled`) made by this node to a router,
+/// until either side ends it.
+pub(super) async fn client<S>(state: &Chat, stream: S, ip: std::net::IpAddr, dialled: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let id = state.next_client_id();
     let (tx, mut rx) =
         mpsc::channel::<Bytes>(state.settings().node_limits.chat_client_queue.max(1));
-    if !state.send(ChatInput::ClientUp { id, ip, tx }).await {
+    if !state
+        .send(ChatInput::ClientUp {
+            id,
+            ip,
+            tx,
+            dialled,
+        })
+        .await
+    {
         return;
     }
-    state.counters().chat_clients.bump();
+    if !dialled {
+        state.counters().chat_clients.bump();
+    }
     let (mut reader, mut writer) = tokio::io::split(stream);
     let decoder = ChatFrameDecoder::new(&state.settings().limits);
     let read = async {

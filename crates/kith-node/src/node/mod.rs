@@ -144,6 +144,7 @@ impl Node {
                 node_limits,
                 link_limits: limits.clone(),
                 name: config.chat_name.clone(),
+                name_given: config.chat_name_given,
                 auto_join_invites: config.chat_auto_join_invites,
                 listen_port,
                 tls: tls.clone(),

@@ -1,11 +1,14 @@
-//! Chat: routed messages kept until they can be delivered (store-and-forward), the messages
-//! this node received or sent (what `kith chat read` shows), and the channels it is a member
-//! of (joined again after a restart).
+//! Chat: routed messages kept until they can be delivered (store-and-forward), and the
+//! messages this node received or sent (what `kith chat read` shows). Channels, people,
+//! routers to dial and settings are in [`super::chat_state`].
 //!
 //! The queue rows are the router's own (`kith_chat::QueuedMessage`: a key, the target GUID and
 //! the message JSON); a row is written before the router's next output is acted on and deleted
 //! when the router says the copy was delivered. The message log is bounded: appending beyond
-//! `keep` rows deletes the oldest in the same transaction.
+//! `keep` rows deletes the oldest in the same transaction. A message is logged once: a copy
+//! that comes again (a retry, a replay) is recognised by its id and author. The user's own
+//! messages carry where they stand (queued, sent, delivered to how many) and are updated as
+//! receipts come.
 
 use super::sql::{args, Row, Sql};
 use super::MetaError;
@@ -71,7 +74,7 @@ pub struct ChatQueueRow {
 }
 
 /// A chat message as `kith chat read` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessageRow {
     /// Order of arrival here (0 before it is stored).
     pub seq: i64,
@@ -92,7 +95,29 @@ pub struct ChatMessageRow {
     pub attachments: String,
     /// When it arrived here, unix seconds.
     pub received_at: i64,
+    /// The author's GUID (what, with `msg_id`, makes a message the same message).
+    #[serde(default)]
+    pub sender_guid: Option<String>,
+    /// The user's own direct message: whom it is for (`name@GUID`).
+    #[serde(default)]
+    pub recipient: Option<String>,
+    /// The user's own message: `queued` (no recipient reachable yet), `sent`, `delivered`
+    /// (every recipient signed a receipt) or `unconfirmed` (given up); `None` for others'.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// The user's own message: recipients expected to sign a receipt.
+    #[serde(default)]
+    pub recipients: i64,
+    /// The user's own message: receipts received.
+    #[serde(default)]
+    pub delivered: i64,
+    /// The user's own message: when the last receipt came, unix seconds.
+    #[serde(default)]
+    pub delivered_at: Option<i64>,
 }
+
+const MESSAGE_COLUMNS: &str = "seq, msg_id, channel, channel_id, sender, sent_at, text,
+    attachments, received_at, sender_guid, recipient, state, recipients, delivered, delivered_at";
 
 /// A channel this node is a member of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,11 +174,23 @@ pub(super) fn append(
     row: &ChatMessageRow,
     keep: usize,
 ) -> Result<i64, MetaError> {
+    // Logged already (a retry, or a replay): the same row.
+    if let Some(guid) = &row.sender_guid {
+        if let Some(found) = tx.query_opt(
+            "looking for a chat message",
+            "SELECT seq FROM chat_messages WHERE msg_id = $1 AND sender_guid = $2",
+            args![&row.msg_id, guid],
+        )? {
+            return found.cols().int();
+        }
+    }
     let seq = tx
         .query_one(
             "storing a chat message",
             "INSERT INTO chat_messages (msg_id, channel, channel_id, sender, sent_at, text,
-                attachments, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                attachments, received_at, sender_guid, recipient, state, recipients,
+                delivered, delivered_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              RETURNING seq",
             args![
                 &row.msg_id,
@@ -163,7 +200,13 @@ pub(super) fn append(
                 &row.sent_at,
                 &row.text,
                 &row.attachments,
-                row.received_at
+                row.received_at,
+                row.sender_guid.as_deref(),
+                row.recipient.as_deref(),
+                row.state.as_deref(),
+                row.recipients,
+                row.delivered,
+                row.delivered_at
             ],
         )?
         .cols()
@@ -188,7 +231,65 @@ fn message(row: Row) -> Result<ChatMessageRow, MetaError> {
         text: c.text()?,
         attachments: c.text()?,
         received_at: c.int()?,
+        sender_guid: c.opt_text()?,
+        recipient: c.opt_text()?,
+        state: c.opt_text()?,
+        recipients: c.int()?,
+        delivered: c.int()?,
+        delivered_at: c.opt_int()?,
     })
+}
+
+/// Where one of the user's own messages stands, once the router said (`Posted`): `queued`
+/// when some recipient has no route yet, else `sent`; a message for nobody is `sent`.
+pub(super) fn set_posted(
+    c: &mut dyn Sql,
+    msg_id: &str,
+    recipients: i64,
+    queued: bool,
+) -> Result<(), MetaError> {
+    let state = if queued { "queued" } else { "sent" };
+    c.execute(
+        "recording where a chat message stands",
+        "UPDATE chat_messages SET state = $1, recipients = $2
+         WHERE msg_id = $3 AND state IS NOT NULL AND delivered < $2",
+        args![state, recipients, msg_id],
+    )?;
+    Ok(())
+}
+
+/// A receipt for one of the user's own messages came (`at`): one more recipient has it.
+/// Returns the row, if it is still in the log.
+pub(super) fn mark_delivered(
+    tx: &mut dyn Sql,
+    msg_id: &str,
+    at: i64,
+) -> Result<Option<ChatMessageRow>, MetaError> {
+    tx.execute(
+        "recording a chat receipt",
+        "UPDATE chat_messages SET delivered = delivered + 1, delivered_at = $1,
+            state = CASE WHEN delivered + 1 >= recipients THEN 'delivered' ELSE state END
+         WHERE msg_id = $2 AND state IS NOT NULL",
+        args![at, msg_id],
+    )?;
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE msg_id = $1 AND state IS NOT NULL"
+    );
+    tx.query_opt("reading a chat message", &sql, args![msg_id])?
+        .map(message)
+        .transpose()
+}
+
+/// One of the user's own messages was given up by the router (no receipt after every
+/// retry, or no route for the queue's lifetime).
+pub(super) fn mark_unconfirmed(c: &mut dyn Sql, msg_id: &str) -> Result<(), MetaError> {
+    c.execute(
+        "recording an unconfirmed chat message",
+        "UPDATE chat_messages SET state = 'unconfirmed'
+         WHERE msg_id = $1 AND state IS NOT NULL AND state <> 'delivered'",
+        args![msg_id],
+    )?;
+    Ok(())
 }
 
 pub(super) fn read(
@@ -197,12 +298,14 @@ pub(super) fn read(
     channel: Option<&str>,
     limit: usize,
 ) -> Result<Vec<ChatMessageRow>, MetaError> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM chat_messages
+         WHERE seq > $1 AND (CAST($2 AS TEXT) IS NULL OR channel = $2 OR channel_id = $2)
+         ORDER BY seq LIMIT $3"
+    );
     c.query(
         "reading chat messages",
-        "SELECT seq, msg_id, channel, channel_id, sender, sent_at, text, attachments,
-            received_at FROM chat_messages
-         WHERE seq > $1 AND (CAST($2 AS TEXT) IS NULL OR channel = $2)
-         ORDER BY seq LIMIT $3",
+        &sql,
         args![after, channel, seq_limit(limit)],
     )?
     .into_iter()

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use super::anonymous::{self, AnonymousItem, AnonymousRecord, AnonymousUsage};
 use super::chat::{self, ChatChannelRow, ChatMessageRow, ChatQueueRow};
+use super::chat_state::{self, ChatChannelStateRow, ChatNodeRow};
 use super::custody::{self, CustodyRecord};
 use super::placements::{self, CheckResult, PeerRetention, Placement, PlacementOutcome};
 use super::sql::Backend;
@@ -252,6 +253,76 @@ impl<B: Backend> MetaDb for B {
 
     fn list_anonymous(&self) -> Result<Vec<AnonymousItem>, MetaError> {
         self.read(anonymous::list)
+    }
+
+    fn chat_set_posted(
+        &self,
+        msg_id: &str,
+        recipients: i64,
+        queued: bool,
+    ) -> Result<(), MetaError> {
+        self.write(|c| chat::set_posted(c, msg_id, recipients, queued))
+    }
+
+    fn chat_mark_delivered(
+        &self,
+        msg_id: &str,
+        at: i64,
+    ) -> Result<Option<ChatMessageRow>, MetaError> {
+        self.transaction("recording a chat receipt", |tx| {
+            chat::mark_delivered(tx, msg_id, at)
+        })
+    }
+
+    fn chat_mark_unconfirmed(&self, msg_id: &str) -> Result<(), MetaError> {
+        self.write(|c| chat::mark_unconfirmed(c, msg_id))
+    }
+
+    fn chat_save_channel(&self, row: &ChatChannelStateRow, now: i64) -> Result<(), MetaError> {
+        self.write(|c| chat_state::save_channel(c, row, now))
+    }
+
+    fn chat_drop_channel(&self, channel_id: &str) -> Result<(), MetaError> {
+        self.write(|c| chat_state::drop_channel(c, channel_id))
+    }
+
+    fn chat_channels(&self) -> Result<Vec<ChatChannelStateRow>, MetaError> {
+        self.read(chat_state::channels)
+    }
+
+    fn chat_node_seen(&self, guid: &str, name: Option<&str>, at: i64) -> Result<(), MetaError> {
+        self.write(|c| chat_state::node_seen(c, guid, name, at))
+    }
+
+    fn chat_set_node_flags(
+        &self,
+        guid: &str,
+        blocked: Option<bool>,
+        muted: Option<bool>,
+    ) -> Result<(), MetaError> {
+        self.transaction("recording a chat node", |tx| {
+            chat_state::set_node_flags(tx, guid, blocked, muted)
+        })
+    }
+
+    fn chat_nodes(&self, limit: usize) -> Result<Vec<ChatNodeRow>, MetaError> {
+        self.read(|c| chat_state::nodes(c, limit))
+    }
+
+    fn chat_set_peer(&self, address: &str, keep: bool, now: i64) -> Result<bool, MetaError> {
+        self.write(|c| chat_state::set_peer(c, address, keep, now))
+    }
+
+    fn chat_peers(&self) -> Result<Vec<String>, MetaError> {
+        self.read(chat_state::peers)
+    }
+
+    fn chat_set_setting(&self, key: &str, value: Option<&str>) -> Result<(), MetaError> {
+        self.write(|c| chat_state::set_setting(c, key, value))
+    }
+
+    fn chat_setting(&self, key: &str) -> Result<Option<String>, MetaError> {
+        self.read(|c| chat_state::setting(c, key))
     }
 
     fn item_in_use(&self, item: &ContentHash) -> Result<bool, MetaError> {

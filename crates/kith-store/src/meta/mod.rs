@@ -54,6 +54,7 @@
 
 mod anonymous;
 mod chat;
+mod chat_state;
 mod custody;
 mod db;
 mod error;
@@ -79,6 +80,7 @@ pub use anonymous::{
     ANONYMOUS_BLOCK,
 };
 pub use chat::{ChatChannelRow, ChatMessageRow, ChatQueueRow};
+pub use chat_state::{ChatChannelStateRow, ChatNodeRow};
 pub use custody::CustodyRecord;
 pub use error::{DriverError, MetaError};
 pub use peers::{BlockedAgent, PeerRecord, PeerUpsert};
@@ -312,7 +314,8 @@ pub trait MetaDb: Send + Sync {
         now: i64,
     ) -> Result<(), MetaError>;
 
-    /// The channels this node is a member of, in the order it joined them.
+    /// The channels this node is a member of, in the order it joined them (the record
+    /// before migration 7, by name only; read once to carry it over).
     fn chat_joined(&self) -> Result<Vec<ChatChannelRow>, MetaError>;
 
     /// Whether `item` is a shared file or an item of one (what a stranger on the peer port
@@ -339,6 +342,56 @@ pub trait MetaDb: Send + Sync {
 
     /// Every anonymous item, oldest first.
     fn list_anonymous(&self) -> Result<Vec<AnonymousItem>, MetaError>;
+
+    /// Where one of the user's own messages stands once the router has it (`recipients`
+    /// expected receipts; `queued`: some have no route yet).
+    fn chat_set_posted(&self, msg_id: &str, recipients: i64, queued: bool)
+        -> Result<(), MetaError>;
+
+    /// A receipt for one of the user's messages came at `at`; returns its row, if logged.
+    fn chat_mark_delivered(
+        &self,
+        msg_id: &str,
+        at: i64,
+    ) -> Result<Option<ChatMessageRow>, MetaError>;
+
+    /// One of the user's messages was given up without every receipt.
+    fn chat_mark_unconfirmed(&self, msg_id: &str) -> Result<(), MetaError>;
+
+    /// Keeps (or replaces, by id) what this node keeps of a channel it is in.
+    fn chat_save_channel(&self, row: &ChatChannelStateRow, now: i64) -> Result<(), MetaError>;
+
+    /// Drops the record of a channel this node left (an unknown id is not an error).
+    fn chat_drop_channel(&self, channel_id: &str) -> Result<(), MetaError>;
+
+    /// Every channel record, oldest change first.
+    fn chat_channels(&self) -> Result<Vec<ChatChannelStateRow>, MetaError>;
+
+    /// Records that the chat heard from `guid` at `at` (with its name, if it gave one).
+    fn chat_node_seen(&self, guid: &str, name: Option<&str>, at: i64) -> Result<(), MetaError>;
+
+    /// Blocks or unblocks, mutes or unmutes `guid` (a `None` flag stays as it was).
+    fn chat_set_node_flags(
+        &self,
+        guid: &str,
+        blocked: Option<bool>,
+        muted: Option<bool>,
+    ) -> Result<(), MetaError>;
+
+    /// People the chat heard of (blocked and muted ones first), at most `limit`.
+    fn chat_nodes(&self, limit: usize) -> Result<Vec<ChatNodeRow>, MetaError>;
+
+    /// Keeps (`keep`) or forgets a ptpchat router to dial (`HOST:PORT`); true if it changed.
+    fn chat_set_peer(&self, address: &str, keep: bool, now: i64) -> Result<bool, MetaError>;
+
+    /// The ptpchat routers to keep dialled.
+    fn chat_peers(&self) -> Result<Vec<String>, MetaError>;
+
+    /// Sets (or with `None` clears) a chat setting.
+    fn chat_set_setting(&self, key: &str, value: Option<&str>) -> Result<(), MetaError>;
+
+    /// A chat setting.
+    fn chat_setting(&self, key: &str) -> Result<Option<String>, MetaError>;
 
     // ---- what items are in use (removal, garbage collection) ----
 

@@ -2,7 +2,7 @@
 //! statements that use the tables are shared, see `sql.rs`).
 
 use super::sql::{args, lock, Backend, Sql};
-use super::{anonymous, chat, sharing, MetaError};
+use super::{anonymous, chat, chat_state, sharing, MetaError};
 
 /// Applies the migrations `scripts` has and the database lacks, in one transaction that
 /// other processes opening the same database wait for (so they do not migrate twice).
@@ -114,6 +114,9 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     chat::SQLITE_MIGRATION,
     // 7: what strangers stored on the peer port, apart from the user's files.
     anonymous::SQLITE_MIGRATION,
+    // 8: chat across time: channel records (keys sealed at rest), people, routers to dial,
+    // settings; the log learns the state of the user's own messages.
+    chat_state::SQLITE_MIGRATION,
 ];
 
 /// Migrations for PostgreSQL, in order; entry `i` brings the schema to version `i + 1`.
@@ -190,4 +193,6 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     chat::POSTGRES_MIGRATION,
     // 7: what strangers stored on the peer port, apart from the user's files.
     anonymous::POSTGRES_MIGRATION,
+    // 8: chat across time (see the SQLite list).
+    chat_state::POSTGRES_MIGRATION,
 ];

@@ -1,5 +1,6 @@
 //! `kith chat ...`: every action goes to the running node's chat task over the control API;
-//! `read --follow` and the interactive `kith chat` long-poll the node's message log.
+//! `read --follow` and the interactive `kith chat` (`chat_interactive.rs`) long-poll the
+//! node's message log.
 
 use super::node::client;
 use super::Env;
@@ -7,19 +8,18 @@ use crate::cli::ChatCommand;
 use crate::output::{print_json, report};
 use anyhow::{bail, Context, Result};
 use base64::Engine;
-use kith_node::api::{Attachment, ChannelInfo, ChatReply, ChatRequest};
-use kith_node::api::{ChatReadBody, CHAT_PATH, CHAT_READ_PATH, MAX_CHAT_WAIT_MS};
+use kith_node::api::{Attachment, ChannelInfo, ChatReply, ChatRequest, PersonInfo};
+use kith_node::api::{ChatReadBody, CHAT_PATH, CHAT_READ_PATH};
 use kith_node::control::ControlClient;
 use kith_store::meta::ChatMessageRow;
 use serde_json::json;
-use std::io::BufRead;
 use std::path::PathBuf;
 
 /// Runs one `kith chat` subcommand, or the interactive chat.
 pub fn run(env: &Env, command: Option<ChatCommand>) -> Result<()> {
     let control = client(env);
     let Some(command) = command else {
-        return interactive(env, &control);
+        return super::chat_interactive::run(env, &control);
     };
     match command {
         ChatCommand::Join { name, closed } => {
@@ -37,7 +37,7 @@ pub fn run(env: &Env, command: Option<ChatCommand>) -> Result<()> {
             report(
                 env.json,
                 json!({"name": name, "channel_id": channel_id, "closed": closed}),
-                &format!("joined {kind} {name}"),
+                &format!("joined {kind} {name} ({channel_id})"),
             )
         }
         ChatCommand::Leave { name } => {
@@ -125,25 +125,147 @@ pub fn run(env: &Env, command: Option<ChatCommand>) -> Result<()> {
                 &format!("asked {node_id} for a direct link; `kith peers` shows it once linked"),
             )
         }
+        ChatCommand::Nick { name } => {
+            let ChatReply::Nick { name, node_id } = ask(&control, ChatRequest::Nick { name })?
+            else {
+                bail!("unexpected answer from the node");
+            };
+            let text = match &name {
+                Some(n) => format!("you are {n} now ({node_id})"),
+                None => format!("no name now ({node_id})"),
+            };
+            report(env.json, json!({"name": name, "node_id": node_id}), &text)
+        }
+        ChatCommand::Who => {
+            let people = people(&control)?;
+            if env.json {
+                return print_json(&people);
+            }
+            if people.is_empty() {
+                println!("nobody heard of yet");
+            }
+            for p in &people {
+                println!("{}", describe_person(p));
+            }
+            Ok(())
+        }
+        ChatCommand::Peer { address, remove } => {
+            let request = ChatRequest::Peer {
+                address: address.clone(),
+                remove,
+            };
+            let ChatReply::Peers(peers) = ask(&control, request)? else {
+                bail!("unexpected answer from the node");
+            };
+            match (address, env.json) {
+                (_, true) => print_json(&peers),
+                (Some(a), false) if remove => {
+                    println!("no longer dialling {a}");
+                    Ok(())
+                }
+                (Some(a), false) => {
+                    println!("dialling {a} (and again whenever the connection ends)");
+                    Ok(())
+                }
+                (None, false) => {
+                    if peers.is_empty() {
+                        println!("no ptpchat routers: `kith chat peer HOST:PORT` dials one");
+                    }
+                    for p in peers {
+                        println!("{p}");
+                    }
+                    Ok(())
+                }
+            }
+        }
+        ChatCommand::Block { node_id, undo } => {
+            ask(
+                &control,
+                ChatRequest::Block {
+                    node_id: node_id.clone(),
+                    blocked: !undo,
+                },
+            )?;
+            let what = if undo { "unblocked" } else { "blocked" };
+            report(
+                env.json,
+                json!({ what: node_id }),
+                &format!("{what} {node_id}"),
+            )
+        }
+        ChatCommand::Mute { node_id, undo } => {
+            ask(
+                &control,
+                ChatRequest::Mute {
+                    node_id: node_id.clone(),
+                    muted: !undo,
+                },
+            )?;
+            let what = if undo { "unmuted" } else { "muted" };
+            report(
+                env.json,
+                json!({ what: node_id }),
+                &format!("{what} {node_id}"),
+            )
+        }
     }
 }
 
-fn ask(control: &ControlClient, request: ChatRequest) -> Result<ChatReply> {
+pub(super) fn ask(control: &ControlClient, request: ChatRequest) -> Result<ChatReply> {
     Ok(control.post(CHAT_PATH, &request)?)
 }
 
+/// Everyone the node heard of.
+pub(super) fn people(control: &ControlClient) -> Result<Vec<PersonInfo>> {
+    match ask(control, ChatRequest::People)? {
+        ChatReply::People(people) => Ok(people),
+        _ => bail!("unexpected answer from the node"),
+    }
+}
+
+/// "sent" or "queued", and whether the recipient is one nobody here knows.
+pub(super) fn sent_text(reply: &ChatReply) -> Option<String> {
+    let ChatReply::Sent {
+        msg_id,
+        state,
+        recipients,
+        queued,
+        unknown_recipient,
+        to,
+    } = reply
+    else {
+        return None;
+    };
+    let mut text = match (state.as_str(), to) {
+        ("queued", Some(to)) => format!(
+            "queued for {to} ({msg_id}): no route yet; it goes when there is one (`kith chat read` shows when it arrives)"
+        ),
+        ("queued", None) => format!(
+            "queued ({msg_id}): {queued} of {recipients} member(s) cannot be reached yet; it goes to them when they can"
+        ),
+        (_, Some(to)) => format!("sent to {to} ({msg_id})"),
+        _ => format!("sent ({msg_id})"),
+    };
+    if *unknown_recipient {
+        text.push_str(
+            "\nnote: no node here has heard of that id (no route, not a peer, never seen): check it with `kith chat who` or `kith peers`",
+        );
+    }
+    Some(text)
+}
+
 fn sent(env: &Env, reply: ChatReply) -> Result<()> {
-    let ChatReply::Sent { msg_id } = reply else {
+    let Some(text) = sent_text(&reply) else {
         bail!("unexpected answer from the node");
     };
     report(
         env.json,
-        json!({"msg_id": msg_id}),
-        &format!("sent ({msg_id})"),
+        serde_json::to_value(&reply)?["sent"].clone(),
+        &text,
     )
 }
 
-fn describe_channel(c: &ChannelInfo) -> String {
+pub(super) fn describe_channel(c: &ChannelInfo) -> String {
     let state = match (c.joined, c.invited) {
         (true, _) => "joined",
         (false, true) => "invited (kith chat join to accept)",
@@ -151,10 +273,44 @@ fn describe_channel(c: &ChannelInfo) -> String {
     };
     let kind = if c.closed { "closed" } else { "public" };
     format!(
-        "{:<20} {kind:<6} {state:<8} {} member(s)",
+        "{:<20} {kind:<6} {state:<8} {} member(s)  {}",
         c.name,
-        c.members.len()
+        c.members.len(),
+        c.channel_id
     )
+}
+
+pub(super) fn describe_person(p: &PersonInfo) -> String {
+    let presence = if p.linked {
+        "here now".to_owned()
+    } else {
+        match p.last_seen {
+            Some(at) => format!("last seen {}", time(at)),
+            None => "never seen".to_owned(),
+        }
+    };
+    let hops = p
+        .hops
+        .map(|h| format!(", {h} hop(s) away"))
+        .unwrap_or_default();
+    let mut flags = String::new();
+    if p.blocked {
+        flags.push_str(" [blocked]");
+    }
+    if p.muted {
+        flags.push_str(" [muted]");
+    }
+    format!(
+        "{:<24} {presence}{hops}{flags}\n  {}",
+        p.name.as_deref().unwrap_or("-"),
+        p.node_id
+    )
+}
+
+/// Unix seconds as RFC 3339.
+pub(super) fn time(secs: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// MIME types by extension, for attachments; anything else is `application/octet-stream`.
@@ -189,11 +345,32 @@ fn read_attachments(paths: &[PathBuf]) -> Result<Vec<Attachment>> {
         .collect()
 }
 
+/// Where one of the user's own messages stands, for display.
+fn standing(m: &ChatMessageRow) -> String {
+    match m.state.as_deref() {
+        None => String::new(),
+        Some("delivered") => match (m.recipients, m.delivered_at) {
+            (n, Some(at)) if n > 1 => format!(" [delivered to all {n}, {}]", time(at)),
+            (_, Some(at)) => format!(" [delivered {}]", time(at)),
+            _ => " [delivered]".to_owned(),
+        },
+        Some("unconfirmed") => format!(
+            " [not confirmed: {}/{} receipts]",
+            m.delivered, m.recipients
+        ),
+        Some(state) if m.delivered > 0 => {
+            format!(" [{state}, delivered to {}/{}]", m.delivered, m.recipients)
+        }
+        Some(state) => format!(" [{state}]"),
+    }
+}
+
 /// One message as a line of text.
-fn format_message(m: &ChatMessageRow) -> String {
-    let place = match &m.channel {
-        Some(name) => format!("#{name}"),
-        None => "(direct)".to_owned(),
+pub(super) fn format_message(m: &ChatMessageRow) -> String {
+    let place = match (&m.channel, &m.recipient) {
+        (Some(name), _) => format!("#{name}"),
+        (None, Some(to)) => format!("(to {to})"),
+        (None, None) => "(direct)".to_owned(),
     };
     let attachments: Vec<serde_json::Value> =
         serde_json::from_str(&m.attachments).unwrap_or_default();
@@ -202,7 +379,13 @@ fn format_message(m: &ChatMessageRow) -> String {
     } else {
         format!(" [{} attachment(s)]", attachments.len())
     };
-    format!("{} {place} {}: {}{extra}", m.sent_at, m.sender, m.text)
+    format!(
+        "{} {place} {}: {}{extra}{}",
+        m.sent_at,
+        m.sender,
+        m.text,
+        standing(m)
+    )
 }
 
 fn print_message(env: &Env, m: &ChatMessageRow) -> Result<()> {
@@ -215,7 +398,7 @@ fn print_message(env: &Env, m: &ChatMessageRow) -> Result<()> {
 }
 
 /// Fetches messages after `after`, waiting up to `wait_ms` for one.
-fn fetch(
+pub(super) fn fetch(
     control: &ControlClient,
     channel: &Option<String>,
     after: i64,
@@ -233,7 +416,11 @@ fn fetch(
 fn read(env: &Env, control: &ControlClient, channel: Option<String>, follow: bool) -> Result<()> {
     let mut after = 0;
     loop {
-        let wait = if follow { MAX_CHAT_WAIT_MS } else { 0 };
+        let wait = if follow {
+            kith_node::api::MAX_CHAT_WAIT_MS
+        } else {
+            0
+        };
         let messages = fetch(control, &channel, after, wait)?;
         for m in &messages {
             print_message(env, m)?;
@@ -243,143 +430,4 @@ fn read(env: &Env, control: &ControlClient, channel: Option<String>, follow: boo
             return Ok(());
         }
     }
-}
-
-/// The interactive chat: lines are said in the current channel; `/help` lists commands.
-fn interactive(env: &Env, control: &ControlClient) -> Result<()> {
-    let status = ask(control, ChatRequest::Status)?;
-    if let ChatReply::Status { node_id, .. } = &status {
-        eprintln!("kith chat as {node_id}; /help for commands, Ctrl-D to quit");
-    }
-    // Messages arriving are printed by a second thread while this one reads commands.
-    let follower = control.clone();
-    let json = env.json;
-    std::thread::spawn(move || {
-        let mut after = fetch(&follower, &None, 0, 0)
-            .map(|old| old.last().map_or(0, |m| m.seq))
-            .unwrap_or(0);
-        loop {
-            match fetch(&follower, &None, after, MAX_CHAT_WAIT_MS) {
-                Ok(messages) => {
-                    for m in messages {
-                        after = after.max(m.seq);
-                        if json {
-                            let _ = print_json(&m);
-                        } else {
-                            println!("{}", format_message(&m));
-                        }
-                    }
-                }
-                Err(e) => {
-                    eprintln!("chat: {e}");
-                    return;
-                }
-            }
-        }
-    });
-    let mut current: Option<String> = None;
-    for line in std::io::stdin().lock().lines() {
-        let line = line?;
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        if let Err(e) = interactive_line(control, line, &mut current) {
-            eprintln!("{e:#}");
-        }
-        if line == "/quit" {
-            break;
-        }
-    }
-    Ok(())
-}
-
-const INTERACTIVE_HELP: &str = "\
-/join NAME            join (or create) a public channel and talk in it
-/closed NAME          create a closed (invitation-only, encrypted) channel
-/leave NAME           leave a channel
-/invite NAME NODE_ID  give a node the key of a closed channel
-/kick NAME NODE_ID    remove a node from a closed channel
-/msg NODE_ID TEXT     direct message
-/channels             list channels
-/quit                 leave the chat (Ctrl-D too)
-anything else         said in the current channel";
-
-fn interactive_line(
-    control: &ControlClient,
-    line: &str,
-    current: &mut Option<String>,
-) -> Result<()> {
-    let mut words = line.splitn(3, ' ');
-    let command = words.next().unwrap_or("");
-    let (first, rest) = (words.next(), words.next());
-    match (command, first, rest) {
-        ("/help", _, _) => eprintln!("{INTERACTIVE_HELP}"),
-        ("/quit", _, _) => {}
-        ("/join" | "/closed", Some(name), None) => {
-            ask(
-                control,
-                ChatRequest::Join {
-                    name: name.to_owned(),
-                    closed: command == "/closed",
-                },
-            )?;
-            eprintln!("now talking in #{name}");
-            *current = Some(name.to_owned());
-        }
-        ("/leave", Some(name), None) => {
-            ask(
-                control,
-                ChatRequest::Leave {
-                    name: name.to_owned(),
-                },
-            )?;
-            if current.as_deref() == Some(name) {
-                *current = None;
-            }
-        }
-        ("/invite" | "/kick", Some(name), Some(node)) => {
-            let (name, node_id) = (name.to_owned(), node.trim().to_owned());
-            let request = if command == "/invite" {
-                ChatRequest::Invite { name, node_id }
-            } else {
-                ChatRequest::Kick { name, node_id }
-            };
-            ask(control, request)?;
-        }
-        ("/msg", Some(node), Some(text)) => {
-            ask(
-                control,
-                ChatRequest::Send {
-                    node_id: node.to_owned(),
-                    text: text.to_owned(),
-                    attachments: Vec::new(),
-                },
-            )?;
-        }
-        ("/channels", None, None) => {
-            if let ChatReply::Channels(channels) = ask(control, ChatRequest::Channels)? {
-                for channel in &channels {
-                    eprintln!("{}", describe_channel(channel));
-                }
-            }
-        }
-        (c, _, _) if c.starts_with('/') => {
-            bail!("unknown or incomplete command {c:?}; /help lists them")
-        }
-        _ => {
-            let Some(name) = current.clone() else {
-                bail!("join a channel first (/join NAME), or /msg NODE_ID TEXT");
-            };
-            ask(
-                control,
-                ChatRequest::Say {
-                    name,
-                    text: line.to_owned(),
-                    attachments: Vec::new(),
-                },
-            )?;
-        }
-    }
-    Ok(())
 }

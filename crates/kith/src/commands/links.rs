@@ -268,8 +268,26 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
+    // Each peer's chat identity: the node id its agent key derives, and the name it goes by.
+    let names = chat_names(env, &control);
+    let chat_of = |agent: &str| -> (Option<String>, Option<String>) {
+        let Ok(agent) = agent.parse::<kith_crypto::identity::AgentId>() else {
+            return (None, None);
+        };
+        let guid = agent.node_id().to_string();
+        let name = names.get(&guid).cloned();
+        (Some(guid), name)
+    };
     if env.json {
-        return print_json(&views);
+        let mut list = serde_json::to_value(&views)?;
+        if let Some(items) = list.as_array_mut() {
+            for (item, view) in items.iter_mut().zip(&views) {
+                let (guid, name) = chat_of(&view.record.agent);
+                item["chat_node_id"] = serde_json::json!(guid);
+                item["chat_name"] = serde_json::json!(name);
+            }
+        }
+        return print_json(&list);
     }
     if views.is_empty() {
         println!("no peers yet: `kith ticket` on one node, `kith connect TICKET` on the other");
@@ -311,10 +329,35 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
             }
             None => String::new(),
         };
+        let chat = match chat_of(&r.agent) {
+            (Some(guid), Some(name)) => format!("  chat {name}@{guid}"),
+            (Some(guid), None) => format!("  chat {guid}"),
+            _ => String::new(),
+        };
         // One line per peer: scripts take the first column of the first line.
-        println!("{}  {:<7}  {addr}{exchanged}{held}", r.agent, view.state);
+        println!(
+            "{}  {:<7}  {addr}{exchanged}{held}{chat}",
+            r.agent, view.state
+        );
     }
     Ok(())
+}
+
+/// The names chat knows, by GUID: from the running node, or from the database.
+fn chat_names(env: &Env, control: &ControlClient) -> std::collections::HashMap<String, String> {
+    if let Ok(people) = super::chat::people(control) {
+        return people
+            .into_iter()
+            .filter_map(|p| Some((p.guid, p.name?)))
+            .collect();
+    }
+    env.config
+        .open_file_store()
+        .and_then(|s| Ok(s.meta().chat_nodes(100_000)?))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| Some((n.guid, n.name?)))
+        .collect()
 }
 
 /// `kith peers --check AGENT`: proof-of-retention checks of that peer, now.

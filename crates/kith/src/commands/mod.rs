@@ -2,7 +2,8 @@
 //! library crates, and prints either text for people or one JSON document for scripts.
 
 pub mod bench;
-mod chat;
+pub(crate) mod chat;
+mod chat_interactive;
 mod content;
 mod custody;
 mod demo;
@@ -37,6 +38,7 @@ impl Env {
             overrides.chat_listen = up.chat_listen.clone();
             overrides.chat_tls = up.chat_tls;
             overrides.announce = up.announce.clone();
+            overrides.chat_name = up.name.clone();
             overrides.raw_links = up.raw;
             overrides.allow_raw_anywhere = up.allow_raw_anywhere;
         }

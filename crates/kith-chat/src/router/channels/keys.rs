@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use kith_crypto::NodeId;
 
+use super::super::caches::SHOWN;
 use super::super::forward::Origin;
 use super::super::{FileAttachment, PendingKey};
 use super::{Channel, Router, Standing};
@@ -21,14 +22,36 @@ use crate::crypto::{self, KEY_CIPHER};
 use crate::message::{Body, ChatId, ChatMessage, Envelope, GetKey, KeyData};
 
 impl Router {
-    /// A flooded MESSAGE of a channel: delivered (after verification) if we are a member.
-    pub(crate) fn on_channel_message(&mut self, _now: Instant, m: ChatMessage, signed: bool) {
+    /// A MESSAGE of a channel, flooded (`flooded`) or routed to us, verified: shown once if we
+    /// are a member; a flooded one that its author signed is answered with a receipt (a routed
+    /// copy's receipt goes from the routing code, member or not, so its author stops).
+    pub(crate) fn on_channel_message(
+        &mut self,
+        now: Instant,
+        m: ChatMessage,
+        signed: bool,
+        flooded: bool,
+    ) {
         let member = self
             .channels
             .get(&m.channel_id)
             .is_some_and(|c| c.standing == Standing::Member);
-        if member {
+        let author = m.node_id.guid;
+        // Our own, come back (a replay, or a flood older than the flood cache): the user
+        // has it already.
+        if !member || author == self.me.guid {
+            return;
+        }
+        if flooded && signed && author != self.me.guid {
+            self.send_receipt(now, &m.msg_id, author);
+        }
+        if self
+            .delivered
+            .insert(now, (m.msg_id.clone(), author, SHOWN))
+        {
             self.accept_message(m, signed);
+        } else {
+            self.counters.duplicates += 1;
         }
     }
 
@@ -134,7 +157,7 @@ impl Router {
         });
         auth::sign_state(&self.identity, &mut body);
         let mut env = Envelope::new(self.config.default_ttl, body);
-        env.target_id = Some(recipient);
+        env.target_id = Some(self.chat_id(recipient));
         self.route_or_queue(now, env, recipient, Origin::LocalDurable);
     }
 
@@ -197,6 +220,7 @@ impl Router {
         }
         ch.add_key(key, history);
         ch.admit(m.node_id.clone(), max);
+        self.dirty_channels.insert(m.channel_id.clone());
         for x in m.members.iter().filter(|x| x.guid != me) {
             if !ch.departed.contains_key(&x.guid) {
                 ch.admit(x.clone(), max);
@@ -245,6 +269,7 @@ impl Router {
         ch.members.insert(me.guid, me);
         ch.next_refresh = Some(now + self.config.channel_refresh + delay);
         let name = ch.name.clone();
+        self.touch_channel(channel_id);
         if announce {
             self.flood_membership(now, channel_id, &name, true, None);
         }
@@ -262,6 +287,7 @@ impl Router {
             return;
         };
         ch.add_key(key, history);
+        self.dirty_channels.insert(channel_id.to_string());
         let others: Vec<NodeId> = ch
             .members
             .keys()
@@ -297,7 +323,7 @@ impl Router {
             recipient_id: Some(member),
         });
         let mut env = Envelope::new(self.config.default_ttl, body);
-        env.target_id = Some(member);
+        env.target_id = Some(self.chat_id(member));
         self.route_or_queue(now, env, member, Origin::LocalQueued);
     }
 }

@@ -30,6 +30,7 @@
 //! `key_history` old keys to read messages that were in flight during a rotation.
 
 mod keys;
+mod record;
 mod state;
 
 use std::collections::{BTreeMap, VecDeque};

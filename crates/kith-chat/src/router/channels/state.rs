@@ -40,6 +40,9 @@ impl Router {
         }
         ch.departed.remove(&m.node_id.guid);
         let new = !ch.members.contains_key(&m.node_id.guid);
+        if new && ch.engaged() {
+            self.dirty_channels.insert(m.channel_id.clone());
+        }
         if !ch.admit(m.node_id.clone(), max) {
             self.counters.refused += 1;
             return;
@@ -69,6 +72,9 @@ impl Router {
         }
         let was_member = ch.members.contains_key(&target.guid);
         ch.depart(target.guid, now, max);
+        if was_member && ch.engaged() {
+            self.dirty_channels.insert(m.channel_id.clone());
+        }
         let member_here = ch.standing == Standing::Member;
         let channel_id = ch.id.clone();
         let name = ch.name.clone();
@@ -85,6 +91,7 @@ impl Router {
             ch.standing = Standing::Removed;
             ch.keys.clear();
             ch.next_refresh = None;
+            self.dirty_channels.insert(m.channel_id.clone());
             self.deliver(super::ChatEvent::Removed { name, channel_id });
             return;
         }
@@ -122,6 +129,7 @@ impl Router {
         };
         let author = m.node_id.guid;
         let lists_itself = m.members.iter().any(|x| x.guid == author);
+        let before = ch.members.len();
         if ch.closed {
             let member = ch.members.contains_key(&author);
             let first = ch.members.is_empty() && ch.standing == Standing::Outside;
@@ -147,6 +155,9 @@ impl Router {
         }
         let listed = m.members.iter().any(|x| x.guid == me);
         let (id, name) = (ch.id.clone(), ch.name.clone());
+        if ch.members.len() != before && ch.engaged() {
+            self.dirty_channels.insert(id.clone());
+        }
         match ch.standing {
             Standing::Member => {
                 // Someone refreshed the channel: ours can wait a whole period again.
