@@ -578,6 +578,10 @@ impl Ledger {
     }
 
     /// The stock holder takes the foil's chain after `conf`.
+    ///
+    /// The update may start past our `conf` (the foil saw a match we have not heard of yet):
+    /// its first chit must then chain onto our own digest just before it, which proves our
+    /// chain equals the foil's up to there.
     fn apply_upd(
         &mut self,
         entries: Vec<Entry>,
@@ -588,15 +592,8 @@ impl Ledger {
         let mut outcome = Outcome::default();
         // Everything is checked before anything changes.
         let mut chain: Vec<Entry> = Vec::new();
-        let mut prior = self.conf.clone();
-        let mut expect: Option<u64> = None;
+        let mut prior: Option<Link> = None;
         for entry in entries {
-            if let Some(expect) = expect {
-                if entry.index != expect {
-                    return Err(Refusal::BadChain(entry.index));
-                }
-            }
-            expect = Some(entry.index + 1);
             if entry.chit.tally != tally_uuid {
                 return Err(Refusal::WrongTally);
             }
@@ -612,10 +609,23 @@ impl Ledger {
                 }
                 continue;
             }
-            if entry.index != prior.index + 1 {
-                return Err(Refusal::BadChain(entry.index));
-            }
-            let digest = entry.chit.chain_digest(entry.index, &prior.digest);
+            let before = match &prior {
+                Some(link) if entry.index == link.index + 1 => link.clone(),
+                Some(_) => return Err(Refusal::BadChain(entry.index)),
+                None => match self.link_at(entry.index - 1, confirmed) {
+                    Some(link) => link,
+                    None => {
+                        // We miss chits before it: ask for the chain from our conf.
+                        outcome.out.push(Out::Chain(ChainMsg::Nak {
+                            index: entry.index,
+                            hash: None,
+                            conf: self.conf.index,
+                        }));
+                        return Ok(outcome);
+                    }
+                },
+            };
+            let digest = entry.chit.chain_digest(entry.index, &before.digest);
             if digest != entry.digest {
                 return Err(Refusal::BadChain(entry.index));
             }
@@ -626,30 +636,31 @@ impl Ledger {
             } else if confirmed.confirmed(&entry.chit.uuid).is_some() {
                 return Err(Refusal::Conflict);
             }
-            prior = Link {
+            prior = Some(Link {
                 index: entry.index,
-                digest: digest.clone(),
-            };
+                digest,
+            });
             chain.push(entry);
         }
-        if chain.is_empty() {
+        let (Some(end), Some(first)) = (prior, chain.first().map(|e| e.index)) else {
             // Nothing beyond our conf: confirm where we are.
             outcome
                 .out
                 .push(Out::Chain(ChainMsg::Ack(self.conf.clone())));
             return Ok(outcome);
+        };
+        // Our chits before the update's first index stay; the update follows; the rest of
+        // ours that it lacks are appended after it.
+        let kept = self.tail.iter().take_while(|e| e.index < first).count();
+        let mut balance = self.balance;
+        for entry in &self.tail[kept..] {
+            balance -= entry.chit.signed_units(self.side);
         }
-        // New balance: the foil's chits, then ours the foil lacks, appended after.
-        let old_tail = std::mem::take(&mut self.tail);
-        let old_balance = self.balance;
-        let mut balance = self.balance - old_tail.iter().map(|e| e.chit.signed_units(self.side)).sum::<i64>();
         for entry in &chain {
-            let new = !old_tail.iter().any(|e| e.chit.uuid == entry.chit.uuid);
+            let new = !self.tail.iter().any(|e| e.chit.uuid == entry.chit.uuid);
             if new && entry.chit.by != self.side && entry.chit.kind == ChitType::Tran {
                 let after = balance + entry.chit.signed_units(self.side);
                 if after > self.our_limit as i64 {
-                    self.tail = old_tail;
-                    self.balance = old_balance;
                     return Err(Refusal::OverLimit {
                         balance,
                         limit: self.our_limit,
@@ -659,13 +670,13 @@ impl Ledger {
             }
             balance += entry.chit.signed_units(self.side);
         }
-        let end = prior;
-        let leftovers: Vec<Chit> = old_tail
+        let rest = self.tail.split_off(kept);
+        let leftovers: Vec<Chit> = rest
             .into_iter()
             .filter(|e| !chain.iter().any(|c| c.chit.uuid == e.chit.uuid))
             .map(|e| e.chit)
             .collect();
-        self.tail = chain;
+        self.tail.extend(chain);
         self.balance = balance;
         self.ratchet(end.index, &end.digest);
         outcome.out.push(Out::Chain(ChainMsg::Ack(end)));

@@ -2,7 +2,7 @@
 //! statements that use the tables are shared, see `sql.rs`).
 
 use super::sql::{args, lock, Backend, Sql};
-use super::{chat, sharing, MetaError};
+use super::{chat, sharing, value, MetaError};
 
 /// Applies the migrations `scripts` has and the database lacks, in one transaction that
 /// other processes opening the same database wait for (so they do not migrate twice).
@@ -112,6 +112,8 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     sharing::SQLITE_MIGRATION,
     // 6: chat: the store-and-forward queue, the message log, joined channels.
     chat::SQLITE_MIGRATION,
+    // 7: value: users, tally tickets, tallies, chits.
+    value::SQLITE_MIGRATION,
 ];
 
 /// Migrations for PostgreSQL, in order; entry `i` brings the schema to version `i + 1`.
@@ -186,4 +188,6 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     sharing::POSTGRES_MIGRATION,
     // 6: chat: the store-and-forward queue, the message log, joined channels.
     chat::POSTGRES_MIGRATION,
+    // 7: value: users, tally tickets, tallies, chits.
+    value::POSTGRES_MIGRATION,
 ];

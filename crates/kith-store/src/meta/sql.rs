@@ -306,6 +306,8 @@ pub(crate) mod lock {
     pub(crate) const FILE: i32 = 0x6b69_7403;
     /// Placements with one agent (key: the agent id).
     pub(crate) const PLACEMENT: i32 = 0x6b69_7404;
+    /// Chain changes of one tally (key: `uuid/side`).
+    pub(crate) const TALLY: i32 = 0x6b69_7405;
 }
 
 #[cfg(test)]
