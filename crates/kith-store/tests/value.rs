@@ -34,7 +34,9 @@ impl Backend {
     /// A new connection to the same database.
     fn open(&self) -> Box<dyn MetaDb> {
         match self {
-            Backend::Sqlite(dir) => Box::new(SqliteMeta::open(&dir.path().join("kith.db")).unwrap()),
+            Backend::Sqlite(dir) => {
+                Box::new(SqliteMeta::open(&dir.path().join("kith.db")).unwrap())
+            }
             Backend::Postgres(url, schema) => {
                 Box::new(PostgresMeta::connect(url, Some(schema)).unwrap())
             }
@@ -95,7 +97,9 @@ fn users_and_tickets(backend: Backend) {
         kith_store::TicketVerdict::Accepted
     );
     let claim = db.value_claim_tally_ticket(&token, "A", UUID, 120).unwrap();
-    assert!(matches!(&claim, TicketClaim::Claimed(t) if t.limit == 50 && t.tally_uuid.as_deref() == Some(UUID)));
+    assert!(
+        matches!(&claim, TicketClaim::Claimed(t) if t.limit == 50 && t.tally_uuid.as_deref() == Some(UUID))
+    );
     // A retry of the same tally is the same claim; another tally or agent is refused.
     assert!(matches!(
         db.value_claim_tally_ticket(&token, "A", UUID, 121).unwrap(),
@@ -180,7 +184,10 @@ fn no_double_spend(backend: Backend) {
         Err(MetaError::Aborted("no".into()))
     });
     assert!(err.is_err());
-    assert_eq!(first.value_tally(UUID, "foil").unwrap().unwrap().balance, -10);
+    assert_eq!(
+        first.value_tally(UUID, "foil").unwrap().unwrap().balance,
+        -10
+    );
     assert!(first
         .value_tally_tx("missing", "foil", &mut |_| Ok(()))
         .unwrap()

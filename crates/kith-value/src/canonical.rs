@@ -231,7 +231,10 @@ mod tests {
     #[test]
     fn strings_escape_as_javascript_and_python_do() {
         let v = json!({"k": "é\u{1F600}\"\\\n\u{1}\u{7f}/"});
-        assert_eq!(stable(&v), "{\"k\":\"é\u{1F600}\\\"\\\\\\n\\u0001\u{7f}/\"}");
+        assert_eq!(
+            stable(&v),
+            "{\"k\":\"é\u{1F600}\\\"\\\\\\n\\u0001\u{7f}/\"}"
+        );
         assert_eq!(
             ascii(&v),
             "{\"k\":\"\\u00e9\\ud83d\\ude00\\\"\\\\\\n\\u0001\u{7f}/\"}"

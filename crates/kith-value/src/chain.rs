@@ -233,13 +233,10 @@ impl Ledger {
         if index < self.conf.index {
             return confirmed.at(index);
         }
-        self.tail
-            .iter()
-            .find(|e| e.index == index)
-            .map(|e| Link {
-                index,
-                digest: e.digest.clone(),
-            })
+        self.tail.iter().find(|e| e.index == index).map(|e| Link {
+            index,
+            digest: e.digest.clone(),
+        })
     }
 
     /// Whether we may pay `units` now: our balance stays at or above minus the credit the
@@ -427,7 +424,9 @@ impl Ledger {
         }
         match self.side {
             // We order: our chain is the answer.
-            Side::Foil => outcome.out.push(Out::Chain(ChainMsg::Upd(self.tail.clone()))),
+            Side::Foil => outcome
+                .out
+                .push(Out::Chain(ChainMsg::Upd(self.tail.clone()))),
             // We conform: take the foil's position if it can still move.
             Side::Stock => {
                 if let Some(p) = proposal {

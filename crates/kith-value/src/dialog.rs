@@ -15,7 +15,7 @@
 //! decides what a holder does with an offer it received, without asking anyone.
 
 use crate::cert::Chad;
-use crate::tally::{SignCheck, Side, Tally};
+use crate::tally::{Side, SignCheck, Tally};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

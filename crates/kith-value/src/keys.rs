@@ -180,8 +180,10 @@ mod tests {
     fn bad_jwks_are_named() {
         let err = PublicKey::from_jwk(&json!({"kty": "EC", "crv": "P-256"})).unwrap_err();
         assert!(err.to_string().contains("crv"), "{err}");
-        let err = PublicKey::from_jwk(&json!({"kty": "EC", "crv": "P-521", "x": "InvalidXValue", "y": "A"}))
-            .unwrap_err();
+        let err = PublicKey::from_jwk(
+            &json!({"kty": "EC", "crv": "P-521", "x": "InvalidXValue", "y": "A"}),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("x is not"), "{err}");
     }
 }

@@ -16,8 +16,8 @@
 //! Parsing checks every field it reads; the frame that carries a message is already bounded
 //! by the link (64 KiB), and an `upd` is bounded to [`MAX_UPD`] chits.
 
-use crate::chain::{ChainMsg, Entry, Link};
 use crate::cert::{Certificate, Chad};
+use crate::chain::{ChainMsg, Entry, Link};
 use crate::chit::Chit;
 use crate::tally::Tally;
 use crate::{is_uuid, ValueError};
@@ -220,7 +220,10 @@ impl Message {
                     ),
                     "nak" => ChainMsg::Nak {
                         index: object.get("index").and_then(Value::as_u64).unwrap_or(0),
-                        hash: object.get("hash").and_then(Value::as_str).map(str::to_owned),
+                        hash: object
+                            .get("hash")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
                         conf: object.get("conf").and_then(Value::as_u64).unwrap_or(0),
                     },
                     "upd" => {
@@ -295,7 +298,8 @@ impl Message {
                         json!({"cmd": "ack", "tally": tally, "index": link.index, "hash": link.digest})
                     }
                     ChainMsg::Nak { index, hash, conf } => {
-                        let mut o = json!({"cmd": "nak", "tally": tally, "index": index, "conf": conf});
+                        let mut o =
+                            json!({"cmd": "nak", "tally": tally, "index": index, "conf": conf});
                         if let Some(hash) = hash {
                             o["hash"] = json!(hash);
                         }

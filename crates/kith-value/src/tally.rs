@@ -220,15 +220,12 @@ impl Tally {
     pub fn limit(&self, side: Side) -> Result<u64, ValueError> {
         match self.terms(side).get("limit") {
             None | Some(Value::Null) => Ok(0),
-            Some(limit) => limit
-                .as_u64()
-                .filter(|l| *l <= MAX_UNITS)
-                .ok_or_else(|| {
-                    ValueError::field(
-                        format!("{side}.terms.limit"),
-                        "not a whole number of units between 0 and 2^53-1",
-                    )
-                }),
+            Some(limit) => limit.as_u64().filter(|l| *l <= MAX_UNITS).ok_or_else(|| {
+                ValueError::field(
+                    format!("{side}.terms.limit"),
+                    "not a whole number of units between 0 and 2^53-1",
+                )
+            }),
         }
     }
 

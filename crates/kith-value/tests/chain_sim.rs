@@ -4,8 +4,8 @@
 //! side has resynchronised, both hold the same chain, `conf` never went back, no confirmed
 //! index ever differed between them, and no balance passed a credit limit.
 
-use kith_value::chain::{ChainMsg, Confirmed, Keys, Link, Out};
 use kith_value::cert::{Certificate, Chad};
+use kith_value::chain::{ChainMsg, Confirmed, Keys, Link, Out};
 use kith_value::message::{Body, Message};
 use kith_value::tally::{terms_with_limit, Side, Tally, TallyDraft};
 use kith_value::{new_uuid, Chit, Ledger, UserKey};
@@ -154,7 +154,15 @@ fn pay(holder: &mut Holder, rng: &mut StdRng, tally: &str, keys: &Keys, units: u
     if holder.ledger.can_pay(units).is_err() {
         return Vec::new();
     }
-    let mut chit = Chit::tran(tally, new_uuid(rng), side, units, 1_700_000_000_000, None, None);
+    let mut chit = Chit::tran(
+        tally,
+        new_uuid(rng),
+        side,
+        units,
+        1_700_000_000_000,
+        None,
+        None,
+    );
     chit.sign_with(&holder.key, rng).unwrap();
     holder.paid.push(chit.uuid.clone());
     let outcome = holder.ledger.local(chit, keys).expect("within the limit");
@@ -168,11 +176,12 @@ fn run(seed: u64, steps: usize, loss: f64, dup: f64) {
     let uuid = tally.uuid().to_owned();
     // In flight: (to_foil, bytes).
     let mut net: Vec<(bool, Vec<u8>)> = Vec::new();
-    let send = |net: &mut Vec<(bool, Vec<u8>)>, to_foil: bool, outs: Vec<Out>, from: &Chad, to: &Chad| {
-        for out in outs {
-            net.push((to_foil, wire(out, &uuid, from, to)));
-        }
-    };
+    let send =
+        |net: &mut Vec<(bool, Vec<u8>)>, to_foil: bool, outs: Vec<Out>, from: &Chad, to: &Chad| {
+            for out in outs {
+                net.push((to_foil, wire(out, &uuid, from, to)));
+            }
+        };
     for _ in 0..steps {
         match rng.gen_range(0..10) {
             0 | 1 => {
@@ -229,7 +238,10 @@ fn run(seed: u64, steps: usize, loss: f64, dup: f64) {
             }
             check_agreement(&stock, &foil);
         }
-        if !stock.ledger.unsettled() && !foil.ledger.unsettled() && stock.ledger.conf == foil.ledger.conf {
+        if !stock.ledger.unsettled()
+            && !foil.ledger.unsettled()
+            && stock.ledger.conf == foil.ledger.conf
+        {
             break;
         }
         let outs = stock.ledger.resync();
@@ -240,14 +252,26 @@ fn run(seed: u64, steps: usize, loss: f64, dup: f64) {
     assert_eq!(stock.confirmed.by_index, foil.confirmed.by_index);
     assert_eq!(stock.ledger.balance, -foil.ledger.balance);
     let chained = stock.confirmed.by_uuid.len();
-    assert_eq!(chained, stock.paid.len() + foil.paid.len(), "every payment chained once");
-    assert!(stock.ledger.balance >= -25 && stock.ledger.balance <= 40, "{}", stock.ledger.balance);
+    assert_eq!(
+        chained,
+        stock.paid.len() + foil.paid.len(),
+        "every payment chained once"
+    );
+    assert!(
+        stock.ledger.balance >= -25 && stock.ledger.balance <= 40,
+        "{}",
+        stock.ledger.balance
+    );
 }
 
 fn check_agreement(stock: &Holder, foil: &Holder) {
     for (index, (uuid, digest)) in &stock.confirmed.by_index {
         if let Some((other_uuid, other_digest)) = foil.confirmed.by_index.get(index) {
-            assert_eq!((uuid, digest), (other_uuid, other_digest), "index {index} differs");
+            assert_eq!(
+                (uuid, digest),
+                (other_uuid, other_digest),
+                "index {index} differs"
+            );
         }
     }
 }
@@ -265,15 +289,29 @@ fn simultaneous_payments_converge() {
     let uuid = tally.uuid().to_owned();
     let a = pay(&mut stock, &mut rng, &uuid, &keys, 5);
     let b = pay(&mut foil, &mut rng, &uuid, &keys, 7);
-    let mut to_foil: Vec<Vec<u8>> = a.into_iter().map(|o| wire(o, &uuid, &stock.chad, &foil.chad)).collect();
-    let mut to_stock: Vec<Vec<u8>> = b.into_iter().map(|o| wire(o, &uuid, &foil.chad, &stock.chad)).collect();
+    let mut to_foil: Vec<Vec<u8>> = a
+        .into_iter()
+        .map(|o| wire(o, &uuid, &stock.chad, &foil.chad))
+        .collect();
+    let mut to_stock: Vec<Vec<u8>> = b
+        .into_iter()
+        .map(|o| wire(o, &uuid, &foil.chad, &stock.chad))
+        .collect();
     for _ in 0..10 {
         let (f, s) = (std::mem::take(&mut to_foil), std::mem::take(&mut to_stock));
         for m in f {
-            to_stock.extend(deliver(&mut foil, &m, &uuid, &keys).into_iter().map(|o| wire(o, &uuid, &foil.chad, &stock.chad)));
+            to_stock.extend(
+                deliver(&mut foil, &m, &uuid, &keys)
+                    .into_iter()
+                    .map(|o| wire(o, &uuid, &foil.chad, &stock.chad)),
+            );
         }
         for m in s {
-            to_foil.extend(deliver(&mut stock, &m, &uuid, &keys).into_iter().map(|o| wire(o, &uuid, &stock.chad, &foil.chad)));
+            to_foil.extend(
+                deliver(&mut stock, &m, &uuid, &keys)
+                    .into_iter()
+                    .map(|o| wire(o, &uuid, &stock.chad, &foil.chad)),
+            );
         }
     }
     assert!(!stock.ledger.unsettled() && !foil.ledger.unsettled());
@@ -292,14 +330,21 @@ fn a_forged_chit_changes_nothing() {
     let mut chit = Chit::tran(&uuid, new_uuid(&mut rng), Side::Foil, 10, 0, None, None);
     chit.sign_with(&stock.key, &mut rng).unwrap();
     let before = stock.ledger.clone();
-    let got = stock.ledger.remote_good(chit, None, &uuid, &keys, &stock.confirmed);
+    let got = stock
+        .ledger
+        .remote_good(chit, None, &uuid, &keys, &stock.confirmed);
     assert_eq!(got.unwrap_err(), kith_value::chain::Refusal::BadSignature);
     assert_eq!(stock.ledger, before);
     // Over the limit the stock grants.
     let mut chit = Chit::tran(&uuid, new_uuid(&mut rng), Side::Foil, 101, 0, None, None);
     chit.sign_with(&foil.key, &mut rng).unwrap();
-    let got = stock.ledger.remote_good(chit, None, &uuid, &keys, &stock.confirmed);
-    assert!(matches!(got, Err(kith_value::chain::Refusal::OverLimit { .. })));
+    let got = stock
+        .ledger
+        .remote_good(chit, None, &uuid, &keys, &stock.confirmed);
+    assert!(matches!(
+        got,
+        Err(kith_value::chain::Refusal::OverLimit { .. })
+    ));
     assert_eq!(stock.ledger, before);
     // A fork: a new chit placed at an index both confirmed.
     let outs = pay(&mut stock, &mut rng, &uuid, &keys, 1);
@@ -315,11 +360,20 @@ fn a_forged_chit_changes_nothing() {
     let mut chit = Chit::tran(&uuid, new_uuid(&mut rng), Side::Foil, 1, 0, None, None);
     chit.sign_with(&foil.key, &mut rng).unwrap();
     let before = stock.ledger.clone();
-    let fork = Link { index: 1, digest: "x".into() };
-    let got = stock.ledger.remote_good(chit, Some(fork), &uuid, &keys, &stock.confirmed);
+    let fork = Link {
+        index: 1,
+        digest: "x".into(),
+    };
+    let got = stock
+        .ledger
+        .remote_good(chit, Some(fork), &uuid, &keys, &stock.confirmed);
     assert_eq!(got.unwrap_err(), kith_value::chain::Refusal::Fork(1));
     assert_eq!(stock.ledger, before);
-    let _ = ChainMsg::Nak { index: 0, hash: None, conf: 0 };
+    let _ = ChainMsg::Nak {
+        index: 0,
+        hash: None,
+        conf: 0,
+    };
 }
 
 proptest! {

@@ -56,7 +56,10 @@ fn canonical_json_matches_npm_json_stable_stringify() {
         .arg("json-stable-stringify@1")
         .status()
         .expect("npm runs");
-    assert!(install.success(), "npm install json-stable-stringify failed");
+    assert!(
+        install.success(),
+        "npm install json-stable-stringify failed"
+    );
 
     let mut runner = TestRunner::new_with_rng(
         Config::default(),
@@ -66,7 +69,10 @@ fn canonical_json_matches_npm_json_stable_stringify() {
     let mut docs: Vec<Value> = (0..400)
         .map(|_| strategy.new_tree(&mut runner).unwrap().current())
         .collect();
-    let vector = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/mychips/validtally.json");
+    let vector = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/mychips/validtally.json"
+    );
     docs.push(serde_json::from_str(&std::fs::read_to_string(vector).unwrap()).unwrap());
     let input = dir.path().join("docs.json");
     std::fs::write(&input, serde_json::to_vec(&docs).unwrap()).unwrap();
@@ -80,7 +86,11 @@ fn canonical_json_matches_npm_json_stable_stringify() {
         .arg(&input)
         .output()
         .expect("node runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let theirs: Vec<String> = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(theirs.len(), docs.len());
     for (doc, theirs) in docs.iter().zip(&theirs) {

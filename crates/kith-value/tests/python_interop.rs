@@ -21,7 +21,9 @@ fn p521_sha384_signatures_both_ways_with_python() {
     for message in ["hello", "{\"a\":1,\"é\":\"ü\"}", ""] {
         let key = UserKey::generate(&mut rng);
         let signature = key.sign(message.as_bytes(), &mut rng).unwrap();
-        cases.push(json!({"jwk": key.public().to_jwk(), "message": message, "signature": signature}));
+        cases.push(
+            json!({"jwk": key.public().to_jwk(), "message": message, "signature": signature}),
+        );
     }
     let mut child = Command::new(python)
         .arg(script)
@@ -45,7 +47,8 @@ fn p521_sha384_signatures_both_ways_with_python() {
         let key = PublicKey::from_jwk(&case["jwk"]).unwrap();
         let message = case["message"].as_str().unwrap().as_bytes();
         let signature = case["signature"].as_str().unwrap();
-        key.verify(message, signature).expect("python's signature verifies");
+        key.verify(message, signature)
+            .expect("python's signature verifies");
         assert!(key.verify(b"something else", signature).is_err());
     }
 }

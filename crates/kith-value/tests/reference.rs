@@ -2,11 +2,14 @@
 //! repository's `test/auto/unit/validtally.js`): both signatures verify over the canonical
 //! text kith computes, and changing one byte of what was signed makes them fail.
 
-use kith_value::tally::{SignCheck, Side, Tally};
+use kith_value::tally::{Side, SignCheck, Tally};
 use serde_json::Value;
 
 fn vector() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/mychips/validtally.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/mychips/validtally.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
 }
 
@@ -14,7 +17,9 @@ fn vector() -> Value {
 fn reference_tally_signatures_verify() {
     let tally = Tally::from_json(vector()).expect("a tally");
     assert_eq!(tally.signed_bytes().len(), 2189);
-    assert!(tally.signed_bytes().starts_with(br#"{"agree":{"domain":"mychips.org","name":"deluxe","version":1},"comment":null,"#));
+    assert!(tally.signed_bytes().starts_with(
+        br#"{"agree":{"domain":"mychips.org","name":"deluxe","version":1},"comment":null,"#
+    ));
     assert_eq!(tally.check(Side::Stock), SignCheck::Valid);
     assert_eq!(tally.check(Side::Foil), SignCheck::Valid);
     tally.verify_both().expect("both verify");

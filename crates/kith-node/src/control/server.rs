@@ -512,14 +512,24 @@ async fn tally_ticket(
             "this node does not listen for secure links (--listen off), so nobody can use a ticket",
         ));
     }
-    state.tallies.issue_ticket(order).await.map(Json).map_err(tally_error)
+    state
+        .tallies
+        .issue_ticket(order)
+        .await
+        .map(Json)
+        .map_err(tally_error)
 }
 
 async fn tally_open(
     State(state): State<Services>,
     Json(body): Json<value::TallyOpenBody>,
 ) -> Api<value::TallyView> {
-    state.tallies.open(body).await.map(Json).map_err(tally_error)
+    state
+        .tallies
+        .open(body)
+        .await
+        .map(Json)
+        .map_err(tally_error)
 }
 
 async fn tallies(State(state): State<Services>) -> Api<Vec<value::TallyView>> {
@@ -530,17 +540,30 @@ async fn tally_show(
     State(state): State<Services>,
     Json(body): Json<value::TallyIdBody>,
 ) -> Api<value::TallyDetail> {
-    state.tallies.show(body).await.map(Json).map_err(tally_error)
+    state
+        .tallies
+        .show(body)
+        .await
+        .map(Json)
+        .map_err(tally_error)
 }
 
 async fn tally_close(
     State(state): State<Services>,
     Json(body): Json<value::TallyIdBody>,
 ) -> Api<value::TallyView> {
-    state.tallies.close(body).await.map(Json).map_err(tally_error)
+    state
+        .tallies
+        .close(body)
+        .await
+        .map(Json)
+        .map_err(tally_error)
 }
 
-async fn pay(State(state): State<Services>, Json(body): Json<value::PayBody>) -> Api<value::ChitView> {
+async fn pay(
+    State(state): State<Services>,
+    Json(body): Json<value::PayBody>,
+) -> Api<value::ChitView> {
     state.tallies.pay(body).await.map(Json).map_err(tally_error)
 }
 
@@ -548,12 +571,22 @@ async fn invoice(
     State(state): State<Services>,
     Json(body): Json<value::PayBody>,
 ) -> Api<value::ChitView> {
-    state.tallies.invoice(body).await.map(Json).map_err(tally_error)
+    state
+        .tallies
+        .invoice(body)
+        .await
+        .map(Json)
+        .map_err(tally_error)
 }
 
 async fn chit_answer(
     State(state): State<Services>,
     Json(body): Json<value::ChitAnswerBody>,
 ) -> Api<value::ChitView> {
-    state.tallies.answer(body).await.map(Json).map_err(tally_error)
+    state
+        .tallies
+        .answer(body)
+        .await
+        .map(Json)
+        .map_err(tally_error)
 }

@@ -158,11 +158,7 @@ impl Tallies {
     }
 
     async fn tally_rows(&self) -> Result<Vec<TallyRow>, TallyError> {
-        Ok(self
-            .inner
-            .store
-            .run(|s| s.meta().value_tallies())
-            .await?)
+        Ok(self.inner.store.run(|s| s.meta().value_tallies()).await?)
     }
 
     async fn resolve(&self, user: Option<&str>, partner: &str) -> Result<TallyRow, TallyError> {
@@ -175,6 +171,12 @@ impl Tallies {
         let key = users::load_key(&self.inner.settings.keys_dir, &row.cuid)?;
         chit.sign_with(&key, &mut rand::rngs::OsRng)?;
         let side = ledger::side_of(row);
+        let peer: AgentId = row.partner_agent.parse().map_err(|_| {
+            TallyError::NotFound(format!("bad partner agent {}", row.partner_agent))
+        })?;
+        // The partner must be reachable before anything is chained: a payment that cannot be
+        // delivered now changes nothing.
+        self.inner.endpoint.ensure_link(peer).await?;
         let local = chit.clone();
         let result = self
             .chain_op(
@@ -184,12 +186,14 @@ impl Tallies {
             )
             .await?;
         let (outcome, saved) = result.map_err(TallyError::Refused)?;
-        let peer: AgentId = row
-            .partner_agent
-            .parse()
-            .map_err(|_| TallyError::NotFound(format!("bad partner agent {}", row.partner_agent)))?;
         for msg in self.messages(&saved, outcome.out) {
-            self.send(peer, &msg).await?;
+            if let Err(e) = self.send(peer, &msg).await {
+                return Err(TallyError::Timeout(format!(
+                    "chit {} is in the ledger but not delivered yet ({e}); it is sent again \
+                     when the partner is back",
+                    chit.uuid
+                )));
+            }
         }
         let (uuid, side_s, chit_id) = (row.uuid.clone(), side.as_str(), chit.uuid.clone());
         let confirmed = self
@@ -294,10 +298,9 @@ impl Tallies {
             .store
             .run(move |s| s.meta().value_put_chit(&saved))
             .await?;
-        let peer: AgentId = row
-            .partner_agent
-            .parse()
-            .map_err(|_| TallyError::NotFound(format!("bad partner agent {}", row.partner_agent)))?;
+        let peer: AgentId = row.partner_agent.parse().map_err(|_| {
+            TallyError::NotFound(format!("bad partner agent {}", row.partner_agent))
+        })?;
         let msg = Message {
             to: Chad::parse(&row.partner)?,
             from: self.chad_of(&row.cuid),
@@ -337,10 +340,9 @@ impl Tallies {
             .store
             .run(move |s| s.meta().value_put_chit(&saved))
             .await?;
-        let peer: AgentId = row
-            .partner_agent
-            .parse()
-            .map_err(|_| TallyError::NotFound(format!("bad partner agent {}", row.partner_agent)))?;
+        let peer: AgentId = row.partner_agent.parse().map_err(|_| {
+            TallyError::NotFound(format!("bad partner agent {}", row.partner_agent))
+        })?;
         let msg = Message {
             to: Chad::parse(&row.partner)?,
             from: self.chad_of(&row.cuid),
@@ -376,7 +378,10 @@ impl Tallies {
     }
 
     /// One tally, its chits and its document.
-    pub async fn show(&self, body: TallyIdBody) -> Result<crate::api::value::TallyDetail, TallyError> {
+    pub async fn show(
+        &self,
+        body: TallyIdBody,
+    ) -> Result<crate::api::value::TallyDetail, TallyError> {
         let row = self.resolve(body.user.as_deref(), &body.tally).await?;
         let (uuid, side) = (row.uuid.clone(), row.side.clone());
         let chits = self
@@ -444,8 +449,12 @@ impl Tallies {
                         return Ok(());
                     }
                     Some(c) if c.status == "chained" => {
-                        self.chain_op(&uuid, side, Box::new(move |l, _, _| Ok(l.refused(&chit_id))))
-                            .await?
+                        self.chain_op(
+                            &uuid,
+                            side,
+                            Box::new(move |l, _, _| Ok(l.refused(&chit_id))),
+                        )
+                        .await?
                     }
                     _ => return Ok(()),
                 }
@@ -462,7 +471,10 @@ impl Tallies {
                     .find(|c| c.tally == row.uuid && c.side == row.side && c.status == "pend_out");
                 if let Some(invoice) = invoice {
                     let asked = ledger::chit_of(&invoice)?;
-                    if asked.units != chit.units || asked.by != chit.by || asked.reference != chit.reference {
+                    if asked.units != chit.units
+                        || asked.by != chit.by
+                        || asked.reference != chit.reference
+                    {
                         self.inner.counters.value_refused_chit.bump();
                         return Ok(());
                     }
@@ -507,7 +519,10 @@ impl Tallies {
     /// An invoice for our user: recorded for `kith chit accept|refuse`.
     async fn on_invoice(&self, row: TallyRow, chit: Chit) -> Result<(), TallyError> {
         let side = ledger::side_of(&row);
-        if chit.tally != row.uuid || chit.by != side || chit.kind != ChitType::Tran || chit.units == 0
+        if chit.tally != row.uuid
+            || chit.by != side
+            || chit.kind != ChitType::Tran
+            || chit.units == 0
         {
             self.inner.counters.value_refused_chit.bump();
             return Ok(());
@@ -568,7 +583,11 @@ impl Tallies {
                     side,
                     Box::new(|l, _, _| {
                         Ok(Outcome {
-                            out: if l.unsettled() { l.resync() } else { Vec::new() },
+                            out: if l.unsettled() {
+                                l.resync()
+                            } else {
+                                Vec::new()
+                            },
                             removed: Vec::new(),
                         })
                     }),

@@ -43,7 +43,10 @@ pub(crate) fn tally_uuid_for(token: &str) -> String {
 
 impl Tallies {
     /// The user named, or the only one.
-    async fn pick(&self, wanted: Option<String>) -> Result<kith_store::meta::ValueUser, TallyError> {
+    async fn pick(
+        &self,
+        wanted: Option<String>,
+    ) -> Result<kith_store::meta::ValueUser, TallyError> {
         Ok(self
             .inner
             .store
@@ -63,7 +66,9 @@ impl Tallies {
             ));
         }
         if order.limit > kith_value::tally::MAX_UNITS {
-            return Err(TallyError::BadInput("the limit is over 2^53-1 units".into()));
+            return Err(TallyError::BadInput(
+                "the limit is over 2^53-1 units".into(),
+            ));
         }
         let for_chad = order
             .for_chad
@@ -107,7 +112,8 @@ impl Tallies {
     /// Opens a tally with a tally ticket: first contact if the site is new, then the dialog;
     /// returns once the tally is open (or refused, or the wait ran out).
     pub async fn open(&self, body: TallyOpenBody) -> Result<TallyView, TallyError> {
-        let ticket = Ticket::parse(&body.ticket).map_err(|e| TallyError::BadInput(e.to_string()))?;
+        let ticket =
+            Ticket::parse(&body.ticket).map_err(|e| TallyError::BadInput(e.to_string()))?;
         let Some(their_cuid) = ticket.chad.cuid.clone() else {
             return Err(TallyError::BadInput(
                 "this ticket names no user, so it is not a tally ticket: ask for one made \
@@ -124,7 +130,9 @@ impl Tallies {
             ));
         }
         if body.limit > kith_value::tally::MAX_UNITS {
-            return Err(TallyError::BadInput("the limit is over 2^53-1 units".into()));
+            return Err(TallyError::BadInput(
+                "the limit is over 2^53-1 units".into(),
+            ));
         }
         let (host, port) = ticket
             .site_address()
@@ -211,11 +219,7 @@ impl Tallies {
     }
 
     /// First contact with a tally ticket (we are the issuer).
-    pub(super) async fn on_ticket(
-        &self,
-        peer: AgentId,
-        msg: Message,
-    ) -> Result<(), TallyError> {
+    pub(super) async fn on_ticket(&self, peer: AgentId, msg: Message) -> Result<(), TallyError> {
         let Body::Ticket { token, cert, terms } = &msg.body else {
             return Ok(());
         };
@@ -234,17 +238,24 @@ impl Tallies {
         if let Some(row) = self.row(&uuid, Side::Stock).await? {
             // A retry: say again what we said.
             if row.state == "offer" && row.partner_agent == peer.to_string() {
-                if let Ok(tally) = Tally::from_json(serde_json::from_str(&row.doc).unwrap_or_default()) {
-                    self.reply(peer, &self.tally_msg(&row, TallyAction::Offer, tally)).await;
+                if let Ok(tally) =
+                    Tally::from_json(serde_json::from_str(&row.doc).unwrap_or_default())
+                {
+                    self.reply(peer, &self.tally_msg(&row, TallyAction::Offer, tally))
+                        .await;
                 }
             }
             return Ok(());
         }
-        let (token_c, agent, uuid_c, now) = (token.clone(), peer.to_string(), uuid.clone(), self.now());
+        let (token_c, agent, uuid_c, now) =
+            (token.clone(), peer.to_string(), uuid.clone(), self.now());
         let claim = self
             .inner
             .store
-            .run(move |s| s.meta().value_claim_tally_ticket(&token_c, &agent, &uuid_c, now))
+            .run(move |s| {
+                s.meta()
+                    .value_claim_tally_ticket(&token_c, &agent, &uuid_c, now)
+            })
             .await?;
         let ticket = match claim {
             TicketClaim::Claimed(ticket) => ticket,
@@ -319,11 +330,7 @@ impl Tallies {
     }
 
     /// A step of the dialog from the partner.
-    pub(super) async fn on_tally(
-        &self,
-        peer: AgentId,
-        msg: Message,
-    ) -> Result<(), TallyError> {
+    pub(super) async fn on_tally(&self, peer: AgentId, msg: Message) -> Result<(), TallyError> {
         let Body::Tally { action, tally } = msg.body.clone() else {
             return Ok(());
         };
@@ -341,7 +348,10 @@ impl Tallies {
         let Some(side) = tally.side_of(&msg.to) else {
             return not_party("our user is not a party to it");
         };
-        if !tally.chad(side.other()).is_ok_and(|c| c.agent == peer.to_string()) {
+        if !tally
+            .chad(side.other())
+            .is_ok_and(|c| c.agent == peer.to_string())
+        {
             return not_party("the sending site does not hold the other side");
         }
         let Some(row) = self.row(tally.uuid(), side).await? else {
@@ -379,11 +389,14 @@ impl Tallies {
             .ok()
             .and_then(|v| Tally::from_json(v).ok());
         match (action, row.state.as_str()) {
-            (TallyAction::Offer, "draft" | "peer_offer") => self.judge(peer, row, tally, side).await,
+            (TallyAction::Offer, "draft" | "peer_offer") => {
+                self.judge(peer, row, tally, side).await
+            }
             (TallyAction::Offer, "open") => {
                 // The partner did not hear our `open`: say it again.
                 if let Some(ours) = ours.filter(|o| o.same_terms(&tally)) {
-                    self.reply(peer, &self.tally_msg(&row, TallyAction::Open, ours)).await;
+                    self.reply(peer, &self.tally_msg(&row, TallyAction::Open, ours))
+                        .await;
                 }
                 Ok(())
             }
@@ -485,7 +498,8 @@ impl Tallies {
             .store
             .run(move |s| s.meta().value_put_tally(&saved))
             .await?;
-        self.reply(peer, &self.tally_msg(&next, action, tally)).await;
+        self.reply(peer, &self.tally_msg(&next, action, tally))
+            .await;
         Ok(())
     }
 
@@ -530,7 +544,8 @@ impl Tallies {
             .store
             .run(move |s| s.meta().value_put_tally(&saved))
             .await?;
-        self.reply(peer, &self.tally_msg(&next, action, tally)).await;
+        self.reply(peer, &self.tally_msg(&next, action, tally))
+            .await;
         Ok(())
     }
 }

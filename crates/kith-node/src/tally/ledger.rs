@@ -36,7 +36,10 @@ pub(crate) fn load(tx: &mut TallyTx<'_>) -> Result<Ledger, MetaError> {
     for chit in tx.chained_after(row.conf_index)? {
         ledger.tail.push(Entry {
             chit: chit_of(&chit)?,
-            index: chit.chain_idx.and_then(|i| u64::try_from(i).ok()).unwrap_or(0),
+            index: chit
+                .chain_idx
+                .and_then(|i| u64::try_from(i).ok())
+                .unwrap_or(0),
             digest: chit.chain_digest.clone().unwrap_or_default(),
         });
     }
@@ -76,7 +79,9 @@ impl<'t, 'a> TxConfirmed<'t, 'a> {
 impl Confirmed for TxConfirmed<'_, '_> {
     fn confirmed(&self, uuid: &str) -> Option<Link> {
         let row = self.note(self.tx.borrow_mut().chit(uuid))?;
-        let index = row.chain_idx.filter(|i| *i <= self.conf && row.status == "chained")?;
+        let index = row
+            .chain_idx
+            .filter(|i| *i <= self.conf && row.status == "chained")?;
         Some(Link {
             index: u64::try_from(index).ok()?,
             digest: row.chain_digest?,

@@ -243,11 +243,7 @@ impl Tallies {
 
     /// Every tally, as users see them.
     pub async fn list(&self) -> Result<Vec<TallyView>, TallyError> {
-        let rows = self
-            .inner
-            .store
-            .run(|s| s.meta().value_tallies())
-            .await?;
+        let rows = self.inner.store.run(|s| s.meta().value_tallies()).await?;
         Ok(rows.iter().map(view_of).collect())
     }
 
@@ -311,7 +307,12 @@ impl ProtocolHandler for Tallies {
             return;
         };
         self.inner.counters.value_messages.bump();
-        if self.inner.queue.try_send(Job::Message(peer, bytes)).is_err() {
+        if self
+            .inner
+            .queue
+            .try_send(Job::Message(peer, bytes))
+            .is_err()
+        {
             self.inner.counters.value_queue_full.bump();
         }
     }
@@ -356,6 +357,11 @@ pub async fn run(tallies: Tallies, queue: TallyQueue, cancel: CancellationToken)
 }
 
 /// Spawns the worker on `tracker`.
-pub fn spawn(tallies: &Tallies, queue: TallyQueue, tracker: &TaskTracker, cancel: CancellationToken) {
+pub fn spawn(
+    tallies: &Tallies,
+    queue: TallyQueue,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) {
     tracker.spawn(run(tallies.clone(), queue, cancel));
 }

@@ -72,7 +72,11 @@ pub fn add_user(
         host: None,
         port: None,
     };
-    let name = if name.trim().is_empty() { cuid } else { name.trim() };
+    let name = if name.trim().is_empty() {
+        cuid
+    } else {
+        name.trim()
+    };
     let cert = Certificate::new(&chad, name, &key.public(), &time::format_millis(now_millis));
     let user = ValueUser {
         cuid: cuid.to_owned(),
@@ -119,5 +123,10 @@ pub fn pick_user(meta: &dyn MetaDb, wanted: Option<&str>) -> Result<ValueUser, U
 
 /// The certificate a user presents now: its name and key, and the site's current address.
 pub fn certificate(user: &ValueUser, key: &UserKey, chad: &Chad, now_millis: i64) -> Certificate {
-    Certificate::new(chad, &user.name, &key.public(), &time::format_millis(now_millis))
+    Certificate::new(
+        chad,
+        &user.name,
+        &key.public(),
+        &time::format_millis(now_millis),
+    )
 }

@@ -377,8 +377,11 @@ pub trait MetaDb: Send + Sync {
     fn value_chit(&self, uuid: &str) -> Result<Vec<ChitRow>, MetaError>;
 
     /// Chits with a status (`pend_in`, `pend_out`), oldest first, at most `limit`.
-    fn value_chits_with_status(&self, status: &str, limit: usize)
-        -> Result<Vec<ChitRow>, MetaError>;
+    fn value_chits_with_status(
+        &self,
+        status: &str,
+        limit: usize,
+    ) -> Result<Vec<ChitRow>, MetaError>;
 
     /// Every chit (for a backup).
     fn value_all_chits(&self) -> Result<Vec<ChitRow>, MetaError>;

@@ -10,6 +10,7 @@ mod file;
 mod links;
 mod node;
 mod store;
+mod value;
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use anyhow::{Context, Result};
@@ -76,7 +77,14 @@ impl Env {
 fn needs_a_running_node(command: &Command) -> bool {
     matches!(
         command,
-        Command::Status | Command::Connect { .. } | Command::Ping { .. } | Command::Chat { .. }
+        Command::Status
+            | Command::Connect { .. }
+            | Command::Ping { .. }
+            | Command::Chat { .. }
+            | Command::Tally(_)
+            | Command::Pay(_)
+            | Command::Invoice(_)
+            | Command::Chit(_)
     )
 }
 
@@ -89,6 +97,10 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     if let Command::Bench(command) = cli.command {
         return bench::run(command, cli.global.json);
+    }
+    // Verifying a tally file needs no node and no data dir.
+    if let Command::Tally(crate::cli::TallyCommand::Verify { file }) = &cli.command {
+        return value::verify(file, cli.global.json);
     }
     let env = Env::load(&cli.global, &cli.command)?;
     match cli.command {
@@ -109,5 +121,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Chat { command } => chat::run(&env, command),
         Command::Bench(_) => unreachable!("handled before the settings are loaded"),
         Command::Demo(args) => demo::run(&args, env.json),
+        Command::User(command) => value::user(&env, command),
+        Command::Tally(command) => value::tally(&env, command),
+        Command::Pay(a) => value::pay(&env, a.partner, a.units, a.memo, a.user),
+        Command::Invoice(a) => value::invoice(&env, a.partner, a.units, a.memo, a.user),
+        Command::Chit(command) => value::chit(&env, command),
     }
 }
