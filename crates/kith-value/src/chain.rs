@@ -431,11 +431,17 @@ impl Ledger {
             Side::Stock => {
                 if let Some(p) = proposal {
                     if p.index > self.conf.index && p.index < self.next_index() {
+                        let before = self.clone();
                         let entry = self.tail.remove(pos);
                         self.balance -= entry.chit.signed_units(self.side);
                         return match self.conform(entry.chit, Some(p)) {
                             Ok(outcome) => outcome,
-                            Err(_) => Outcome::default(),
+                            Err(_) => {
+                                // Cannot happen (the position is past conf), but a refusal
+                                // must leave the ledger as it was.
+                                *self = before;
+                                Outcome::default()
+                            }
                         };
                     }
                 }
