@@ -110,6 +110,24 @@ pub enum Command {
     /// Answer an invoice.
     #[command(subcommand)]
     Chit(ChitCommand),
+    /// Write the keys, peers, users, tallies and chits to one file encrypted under a
+    /// passphrase (the first line of --password-file).
+    Backup {
+        /// The backup file.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// A file whose first line is the passphrase.
+        #[arg(long)]
+        password_file: PathBuf,
+    },
+    /// Restore a backup onto a fresh data dir (no node running there).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// A file whose first line is the passphrase.
+        #[arg(long)]
+        password_file: PathBuf,
+    },
 }
 
 /// `kith pay` and `kith invoice`.

@@ -171,6 +171,55 @@ fn two_nodes_open_a_tally_pay_invoice_restart_and_agree() {
     eventually("both agree after the burst", || {
         balance(&a) == 24 + n && balance(&b) == -(24 + n)
     });
+    // A backup of bob's node, restored onto a fresh data dir: the restored node carries on.
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    let backup = dir.path().join("bob.kithbackup");
+    b.ok(&[
+        "backup",
+        "-o",
+        backup.to_str().unwrap(),
+        "--password-file",
+        pass.to_str().unwrap(),
+    ]);
+    let mut b = b;
+    b.stop();
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not it\n").unwrap();
+    let b2_dir = dir.path().join("b2");
+    let out = Command::new(env!("CARGO_BIN_EXE_kith"))
+        .arg("--data")
+        .arg(&b2_dir)
+        .args([
+            "restore",
+            backup.to_str().unwrap(),
+            "--password-file",
+            wrong.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        !b2_dir.join("keys/agent.key").exists(),
+        "a wrong passphrase restores nothing"
+    );
+    run(
+        &b2_dir,
+        &[
+            "restore",
+            backup.to_str().unwrap(),
+            "--password-file",
+            pass.to_str().unwrap(),
+        ],
+    );
+    let b = start_on(&b2_dir, &b_listen);
+    assert_eq!(balance(&b), -(24 + n));
+    a.ok(&["pay", "bob", "4"]);
+    b.ok(&["pay", "alice", "2"]);
+    eventually("the restored node agrees", || {
+        balance(&a) == 22 + n && balance(&b) == -(22 + n)
+    });
+
     let (sign, verify) = p521_rates();
     eprintln!(
         "figures: {chits_per_sec:.0} chits/s between two nodes (sequential, each acknowledged); \

@@ -1,6 +1,7 @@
 //! One module per command group. Each command resolves the settings, does its work through the
 //! library crates, and prints either text for people or one JSON document for scripts.
 
+mod backup;
 pub mod bench;
 mod chat;
 mod content;
@@ -126,5 +127,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Pay(a) => value::pay(&env, a.partner, a.units, a.memo, a.user),
         Command::Invoice(a) => value::invoice(&env, a.partner, a.units, a.memo, a.user),
         Command::Chit(command) => value::chit(&env, command),
+        Command::Backup {
+            output,
+            password_file,
+        } => backup::backup(&env, &output, &password_file),
+        Command::Restore {
+            file,
+            password_file,
+        } => backup::restore(&env, &file, &password_file),
     }
 }
