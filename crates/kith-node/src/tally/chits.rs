@@ -469,15 +469,28 @@ impl Tallies {
                     .await?
                     .into_iter()
                     .find(|c| c.tally == row.uuid && c.side == row.side && c.status == "pend_out");
-                if let Some(invoice) = invoice {
-                    let asked = ledger::chit_of(&invoice)?;
-                    if asked.units != chit.units
-                        || asked.by != chit.by
-                        || asked.reference != chit.reference
-                    {
+                let names_request = chit
+                    .reference
+                    .as_ref()
+                    .is_some_and(|r| r.get("request").is_some());
+                match invoice {
+                    Some(invoice) => {
+                        let asked = ledger::chit_of(&invoice)?;
+                        if asked.units != chit.units
+                            || asked.by != chit.by
+                            || asked.reference != chit.reference
+                        {
+                            self.inner.counters.value_refused_chit.bump();
+                            return Ok(());
+                        }
+                    }
+                    // A payment for a request this site never made.
+                    None if names_request => {
                         self.inner.counters.value_refused_chit.bump();
+                        tracing::info!(peer = %peer, "payment for a request never made");
                         return Ok(());
                     }
+                    None => {}
                 }
                 let tally = uuid.clone();
                 self.chain_op(

@@ -236,6 +236,9 @@ impl Tallies {
         }
         let uuid = tally_uuid_for(token);
         if let Some(row) = self.row(&uuid, Side::Stock).await? {
+            if row.partner_agent != peer.to_string() {
+                return refuse("tally ticket already used");
+            }
             // A retry: say again what we said.
             if row.state == "offer" && row.partner_agent == peer.to_string() {
                 if let Ok(tally) =
