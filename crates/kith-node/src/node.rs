@@ -223,8 +223,10 @@ impl Node {
             TallySettings {
                 keys_dir: config.data_dir.keys_dir(),
                 clock: Arc::clone(&clock),
+                value: config.value,
             },
         );
+        exchange.set_gate(Arc::new(tallies.clone()));
         Router::builder(endpoint.clone())
             .accept(Arc::new(exchange.clone()))
             .accept(Arc::new(retention.clone()))

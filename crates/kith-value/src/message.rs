@@ -100,6 +100,22 @@ pub enum Body {
         /// The message.
         msg: ChainMsg,
     },
+    /// Datt: "may I have this file?" The answer is a payment request (`pend` with
+    /// `ref: {"request": {"file", "bytes"}}`), or [`Body::DattAnswer`].
+    DattGet {
+        /// The file's content address.
+        hash: String,
+    },
+    /// Datt: the answer to a get that needs no payment (`free`) or cannot have one
+    /// (`refused`, with the reason: no shared tally, unknown file).
+    DattAnswer {
+        /// The file's content address.
+        hash: String,
+        /// `free` or `refused`.
+        answer: String,
+        /// Why, for people.
+        reason: Option<String>,
+    },
 }
 
 /// A message between sites.
@@ -140,6 +156,7 @@ impl Message {
             Body::Tally { tally, .. } => Some(tally.uuid()),
             Body::Good { chit, .. } | Body::Pend { chit } => Some(&chit.tally),
             Body::Void { tally, .. } | Body::Chain { tally, .. } => Some(tally),
+            Body::DattGet { .. } | Body::DattAnswer { .. } => None,
         }
     }
 
@@ -252,6 +269,17 @@ impl Message {
                 };
                 Body::Chain { tally, msg }
             }
+            ("datt", "get") => Body::DattGet {
+                hash: hash_of(object)?,
+            },
+            ("datt", "free" | "refused") => Body::DattAnswer {
+                hash: hash_of(object)?,
+                answer: action.to_owned(),
+                reason: object
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .map(|r| r.chars().take(300).collect()),
+            },
             _ => return Err(field("target", "unknown target or action")),
         };
         Ok(Message { to, from, body })
@@ -259,6 +287,9 @@ impl Message {
 
     /// The message's JSON.
     pub fn to_json(&self) -> Value {
+        if let Some(datt) = self.datt_json() {
+            return datt;
+        }
         let (target, action, object) = match &self.body {
             Body::Ticket { token, cert, terms } => {
                 let mut ticket = json!({"token": token, "cert": cert.0});
@@ -323,6 +354,7 @@ impl Message {
                 };
                 ("chit", "chain", object)
             }
+            Body::DattGet { .. } | Body::DattAnswer { .. } => unreachable!("datt_json"),
         };
         json!({
             "target": target, "action": action,
@@ -330,10 +362,40 @@ impl Message {
         })
     }
 
+    fn datt_json(&self) -> Option<Value> {
+        let (action, object) = match &self.body {
+            Body::DattGet { hash } => ("get", json!({ "hash": hash })),
+            Body::DattAnswer {
+                hash,
+                answer,
+                reason,
+            } => (answer.as_str(), json!({"hash": hash, "reason": reason})),
+            _ => return None,
+        };
+        Some(json!({
+            "target": "datt", "action": action,
+            "to": self.to.to_json(), "from": self.from.to_json(), "object": object,
+        }))
+    }
+
     /// The message as the bytes of one frame.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.to_json()).unwrap_or_default()
     }
+}
+
+/// A content address (64 lowercase hex) in `object.hash`.
+fn hash_of(object: &Value) -> Result<String, ValueError> {
+    object
+        .get("hash")
+        .and_then(Value::as_str)
+        .filter(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .map(str::to_owned)
+        .ok_or_else(|| field("object.hash", "not a content address"))
 }
 
 /// `value` without the members `names`.

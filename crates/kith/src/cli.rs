@@ -446,6 +446,10 @@ pub enum FileCommand {
         /// Fetch it from this linked peer (agent id) through the running node.
         #[arg(long, value_name = "AGENT", allow_hyphen_values = true)]
         from: Option<String>,
+        /// Pay the peer at most this many units for it, if it charges (a Datt payment
+        /// request on the tally you share; default: `[value] max_price`).
+        #[arg(long, value_name = "UNITS")]
+        max_price: Option<u64>,
     },
     /// List stored files.
     Ls,

@@ -287,3 +287,81 @@ fn tally_verify_needs_no_node_and_no_data_dir() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("stock: valid"));
     assert!(!home.path().join("data").exists(), "no data dir is created");
 }
+
+#[test]
+fn a_priced_file_costs_what_it_says_within_budget_and_nothing_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir, c_dir) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    support::write_settings(&a_dir, "[value]\nprice_per_mib = 10\n");
+    let a = start_on(&a_dir, "127.0.0.1:0");
+    let b = start_on(&b_dir, "127.0.0.1:0");
+    a.ok(&["user", "add", "alice"]);
+    b.ok(&["user", "add", "bob"]);
+    let out = a.ok(&["tally", "ticket", "--limit", "100"]);
+    let ticket = out.lines().last().unwrap().to_owned();
+    b.ok(&["tally", "open", &ticket]);
+    eventually("alice's side is open", || tally_of(&a)["state"] == "open");
+
+    // 3 MiB at 10 units per MiB: 30 units.
+    let hash = a.put(dir.path(), "song.bin", &support::data(3 << 20, 7));
+    let out_path = dir.path().join("got.bin");
+    let out_arg = out_path.to_str().unwrap();
+    let err = b.fails(&[
+        "file",
+        "get",
+        &hash,
+        "--from",
+        &a.agent(),
+        "--max-price",
+        "20",
+        "-o",
+        out_arg,
+    ]);
+    assert!(err.contains("30 units") && err.contains("20"), "{err}");
+    assert!(!out_path.exists());
+    assert_eq!(
+        (balance(&a), balance(&b)),
+        (0, 0),
+        "nothing paid over the budget"
+    );
+    // Without a budget, the site serves nothing unpaid.
+    b.fails(&["file", "get", &hash, "--from", &a.agent(), "-o", out_arg]);
+    assert!(a.counter("datt_unpaid_items_refused") >= 1);
+    assert_eq!((balance(&a), balance(&b)), (0, 0));
+
+    b.ok(&[
+        "file",
+        "get",
+        &hash,
+        "--from",
+        &a.agent(),
+        "--max-price",
+        "40",
+        "-o",
+        out_arg,
+    ]);
+    assert_eq!(std::fs::read(&out_path).unwrap(), support::data(3 << 20, 7));
+    eventually("the payment is agreed", || {
+        balance(&a) == 30 && balance(&b) == -30
+    });
+    assert_eq!(a.counter("datt_payments_received"), 1);
+
+    // A site that shares no tally with alice's is told how to open one.
+    let c = start_on(&c_dir, "127.0.0.1:0");
+    let link = a.ok(&["ticket"]);
+    c.ok(&["connect", link.trim()]);
+    let err = c.fails(&[
+        "file",
+        "get",
+        &hash,
+        "--from",
+        &a.agent(),
+        "--max-price",
+        "40",
+    ]);
+    assert!(err.contains("tally ticket"), "{err}");
+}

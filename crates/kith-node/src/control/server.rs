@@ -329,6 +329,15 @@ async fn fetch(State(state): State<Services>, Json(body): Json<FetchBody>) -> Ap
         ))
     })?;
     let from = body.from.as_deref().map(parse_agent).transpose()?;
+    // A priced file is paid for first (a Datt payment request), within the budget.
+    let budget = body.max_price.unwrap_or_else(|| state.tallies.max_price());
+    if let (Some(peer), true) = (from, budget > 0) {
+        state
+            .tallies
+            .buy(hash, peer, budget)
+            .await
+            .map_err(tally_error)?;
+    }
     state
         .exchange
         .fetch(hash, from)

@@ -167,7 +167,11 @@ impl Tallies {
     }
 
     /// Signs `chit` (ours) and chains it; returns once the partner confirmed it.
-    async fn pay_chit(&self, row: &TallyRow, mut chit: Chit) -> Result<ChitView, TallyError> {
+    pub(super) async fn pay_chit(
+        &self,
+        row: &TallyRow,
+        mut chit: Chit,
+    ) -> Result<ChitView, TallyError> {
         let key = users::load_key(&self.inner.settings.keys_dir, &row.cuid)?;
         chit.sign_with(&key, &mut rand::rngs::OsRng)?;
         let side = ledger::side_of(row);
@@ -460,6 +464,7 @@ impl Tallies {
                 }
             }
             Body::Good { chit, at, .. } => {
+                let paid = chit.clone();
                 // A payment of one of our invoices must be that invoice.
                 let lookup = chit.uuid.clone();
                 let invoice = self
@@ -493,14 +498,19 @@ impl Tallies {
                     None => {}
                 }
                 let tally = uuid.clone();
-                self.chain_op(
-                    &uuid,
-                    side,
-                    Box::new(move |l, keys, confirmed| {
-                        l.remote_good(chit.clone(), at.clone(), &tally, keys, confirmed)
-                    }),
-                )
-                .await?
+                let result = self
+                    .chain_op(
+                        &uuid,
+                        side,
+                        Box::new(move |l, keys, confirmed| {
+                            l.remote_good(chit.clone(), at.clone(), &tally, keys, confirmed)
+                        }),
+                    )
+                    .await?;
+                if result.is_ok() && names_request {
+                    self.grant(peer, &paid);
+                }
+                result
             }
             Body::Chain { msg: chain, .. } => {
                 let tally = uuid.clone();
@@ -566,6 +576,22 @@ impl Tallies {
             .run(move |s| s.meta().value_put_chit(&record))
             .await?;
         self.inner.counters.invoices_received.bump();
+        // Small invoices are paid without asking (not Datt requests: those are paid by the
+        // fetch that asked for them, within its own budget).
+        let auto = self.inner.settings.value.auto_pay_max;
+        let datt = chit
+            .reference
+            .as_ref()
+            .is_some_and(|r| r.get("request").is_some());
+        if !datt && chit.units <= auto {
+            let this = self.clone();
+            // Paying waits for the partner's ack, which this worker must be free to handle.
+            tokio::spawn(async move {
+                if let Err(e) = this.pay_chit(&row, chit).await {
+                    tracing::info!("invoice not paid automatically: {e}");
+                }
+            });
+        }
         Ok(())
     }
 
@@ -629,6 +655,7 @@ impl Tallies {
         let result = match &msg.body {
             Body::Ticket { .. } => self.on_ticket(peer, msg).await,
             Body::Tally { .. } => self.on_tally(peer, msg).await,
+            Body::DattGet { .. } | Body::DattAnswer { .. } => self.on_datt(peer, msg).await,
             _ => self.on_chit(peer, msg).await,
         };
         if let Err(e) = result {

@@ -19,6 +19,7 @@
 //!   while anything is unconfirmed) recovers what was dropped or lost.
 
 mod chits;
+mod datt;
 mod dialog;
 mod ledger;
 pub(crate) mod resolve;
@@ -74,6 +75,12 @@ crate::counters! {
         chits_chained,
         /// Invoices received.
         invoices_received,
+        /// Datt: items not served because the peer had not paid for them.
+        datt_unpaid_items_refused,
+        /// Datt: priced requests from sites that share no tally with us.
+        datt_no_tally,
+        /// Datt: payments received for requested files.
+        datt_payments_received,
     }
 }
 
@@ -122,6 +129,8 @@ pub struct TallySettings {
     pub keys_dir: PathBuf,
     /// Wall-clock time.
     pub clock: SharedClock,
+    /// Prices and payment budgets.
+    pub value: crate::config::ValueConfig,
 }
 
 enum Job {
@@ -137,6 +146,8 @@ struct Inner {
     queue: mpsc::Sender<Job>,
     /// Bumped after each message handled, so that waiters look again.
     changed: watch::Sender<u64>,
+    /// Datt: paid allowances and quotes awaited.
+    datt: datt::Datt,
 }
 
 /// The value service (a cheap handle).
@@ -168,10 +179,16 @@ impl Tallies {
                     counters: TallyCounters::default(),
                     queue,
                     changed,
+                    datt: datt::Datt::default(),
                 }),
             },
             TallyQueue(rx),
         )
+    }
+
+    /// The budget a fetch pays without asking (`[value] max_price`).
+    pub fn max_price(&self) -> u64 {
+        self.inner.settings.value.max_price
     }
 
     /// What it counts.
