@@ -377,7 +377,7 @@ fn a_forged_chit_changes_nothing() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
 
     #[test]
     fn lost_duplicated_and_reordered_messages_converge(seed in any::<u64>(), loss in 0.0f64..0.4, dup in 0.0f64..0.3) {
