@@ -297,6 +297,7 @@ fn a_priced_file_costs_what_it_says_within_budget_and_nothing_over_it() {
         dir.path().join("c"),
     );
     support::write_settings(&a_dir, "[value]\nprice_per_mib = 10\n");
+    support::write_settings(&b_dir, "[value]\nauto_pay_max = 5\n");
     let a = start_on(&a_dir, "127.0.0.1:0");
     let b = start_on(&b_dir, "127.0.0.1:0");
     a.ok(&["user", "add", "alice"]);
@@ -349,6 +350,13 @@ fn a_priced_file_costs_what_it_says_within_budget_and_nothing_over_it() {
         balance(&a) == 30 && balance(&b) == -30
     });
     assert_eq!(a.counter("datt_payments_received"), 1);
+
+    // Bob pays invoices up to 5 units without asking; a larger one waits for him.
+    a.ok(&["invoice", "bob", "5"]);
+    eventually("the small invoice is paid by itself", || balance(&a) == 35);
+    a.ok(&["invoice", "bob", "6"]);
+    eventually("the larger one waits", || !pending_invoice(&b).is_empty());
+    assert_eq!(balance(&a), 35);
 
     // A site that shares no tally with alice's is told how to open one.
     let c = start_on(&c_dir, "127.0.0.1:0");
