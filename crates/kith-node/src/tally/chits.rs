@@ -513,6 +513,13 @@ impl Tallies {
                 result
             }
             Body::Chain { msg: chain, .. } => {
+                if matches!(&chain, kith_value::chain::ChainMsg::Ack(link) if link.index == 0) {
+                    let mut opened = self.inner.opened.lock().unwrap_or_else(|e| e.into_inner());
+                    if opened.len() >= 1024 {
+                        opened.clear();
+                    }
+                    opened.insert(uuid.clone());
+                }
                 let tally = uuid.clone();
                 self.chain_op(
                     &uuid,

@@ -206,7 +206,21 @@ impl Tallies {
             })
             .await;
         match found {
-            Some(row) if row.state == "open" => Ok(super::view_of(&row)),
+            Some(row) if row.state == "open" => {
+                // Wait (briefly) for the issuer's ack of our `open`, so that when this
+                // returns both sides hold the tally open.
+                let _ = self
+                    .wait_for(Duration::from_secs(10), || async {
+                        self.inner
+                            .opened
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .contains(&uuid)
+                            .then_some(())
+                    })
+                    .await;
+                Ok(super::view_of(&row))
+            }
             Some(_) => Err(TallyError::PartnerRefused(
                 "the tally was refused (void)".into(),
             )),

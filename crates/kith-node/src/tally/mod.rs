@@ -148,6 +148,9 @@ struct Inner {
     changed: watch::Sender<u64>,
     /// Datt: paid allowances and quotes awaited.
     datt: datt::Datt,
+    /// Tallies whose issuer confirmed our `open` (its chain `ack` at index 0), so `tally
+    /// open` returns when both sides hold the tally open. Bounded: cleared when it grows.
+    opened: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// The value service (a cheap handle).
@@ -180,6 +183,7 @@ impl Tallies {
                     queue,
                     changed,
                     datt: datt::Datt::default(),
+                    opened: Default::default(),
                 }),
             },
             TallyQueue(rx),
