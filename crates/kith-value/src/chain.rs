@@ -164,7 +164,16 @@ pub trait Confirmed {
     fn confirmed(&self, uuid: &str) -> Option<Link>;
     /// The confirmed chit at `index` (at or below `conf`), if any.
     fn at(&self, index: u64) -> Option<Link>;
+    /// Confirmed chits after `index` (up to `conf`), in chain order, at most `limit`: what a
+    /// partner that fell behind (a restore from an older backup) needs again.
+    fn entries_after(&self, index: u64, limit: usize) -> Vec<Entry> {
+        let _ = (index, limit);
+        Vec::new()
+    }
 }
+
+/// Most chits sent in one `upd`.
+pub const MAX_UPD_CHITS: usize = 256;
 
 /// One holder's view of a tally's chain.
 #[derive(Debug, Clone, PartialEq)]
@@ -555,6 +564,17 @@ impl Ledger {
                     }
                 }
             }
+            ChainMsg::Nak { conf, .. } if self.side == Side::Foil && conf < self.conf.index => {
+                // The stock is behind what we confirmed: our chain from its conf on.
+                let mut entries = confirmed.entries_after(conf, MAX_UPD_CHITS);
+                let room = MAX_UPD_CHITS.saturating_sub(entries.len());
+                entries.extend(self.tail.iter().take(room).cloned());
+                if entries.is_empty() {
+                    outcome.out.extend(self.resync());
+                } else {
+                    outcome.out.push(Out::Chain(ChainMsg::Upd(entries)));
+                }
+            }
             ChainMsg::Nak { .. } => outcome.out.extend(self.resync()),
             ChainMsg::Upd(entries) => match self.side {
                 Side::Stock => return self.apply_upd(entries, tally_uuid, keys, confirmed),
@@ -724,7 +744,8 @@ impl Ledger {
                 if self.tail.is_empty() {
                     vec![Out::Chain(ChainMsg::Ack(self.conf.clone()))]
                 } else {
-                    vec![Out::Chain(ChainMsg::Upd(self.tail.clone()))]
+                    let entries = self.tail.iter().take(MAX_UPD_CHITS).cloned().collect();
+                    vec![Out::Chain(ChainMsg::Upd(entries))]
                 }
             }
             Side::Stock => {

@@ -22,10 +22,11 @@ struct Holder {
     paid: Vec<String>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Store {
     by_uuid: HashMap<String, Link>,
     by_index: BTreeMap<u64, (String, String)>,
+    chits: HashMap<String, Chit>,
 }
 
 impl Confirmed for Store {
@@ -38,6 +39,20 @@ impl Confirmed for Store {
             digest: digest.clone(),
         })
     }
+
+    fn entries_after(&self, index: u64, limit: usize) -> Vec<kith_value::chain::Entry> {
+        self.by_index
+            .range(index + 1..)
+            .take(limit)
+            .filter_map(|(i, (uuid, digest))| {
+                Some(kith_value::chain::Entry {
+                    chit: self.chits.get(uuid)?.clone(),
+                    index: *i,
+                    digest: digest.clone(),
+                })
+            })
+            .collect()
+    }
 }
 
 impl Holder {
@@ -48,6 +63,9 @@ impl Holder {
                 digest: entry.digest.clone(),
             };
             self.confirmed.by_uuid.insert(entry.chit.uuid.clone(), link);
+            self.confirmed
+                .chits
+                .insert(entry.chit.uuid.clone(), entry.chit.clone());
             self.confirmed
                 .by_index
                 .insert(entry.index, (entry.chit.uuid.clone(), entry.digest));
@@ -383,4 +401,75 @@ proptest! {
     fn lost_duplicated_and_reordered_messages_converge(seed in any::<u64>(), loss in 0.0f64..0.4, dup in 0.0f64..0.3) {
         run(seed, 80, loss, dup);
     }
+}
+
+#[test]
+fn a_stock_restored_from_an_older_backup_catches_up() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let (tally, mut stock, mut foil, keys) = setup(&mut rng, 100, 100);
+    let uuid = tally.uuid().to_owned();
+    let exchange = |stock: &mut Holder, foil: &mut Holder, mut to_foil: Vec<Vec<u8>>| {
+        let mut to_stock: Vec<Vec<u8>> = Vec::new();
+        for _ in 0..20 {
+            for m in std::mem::take(&mut to_foil) {
+                to_stock.extend(
+                    deliver(foil, &m, &uuid, &keys)
+                        .into_iter()
+                        .map(|o| wire(o, &uuid, &foil.chad, &stock.chad)),
+                );
+            }
+            for m in std::mem::take(&mut to_stock) {
+                to_foil.extend(
+                    deliver(stock, &m, &uuid, &keys)
+                        .into_iter()
+                        .map(|o| wire(o, &uuid, &stock.chad, &foil.chad)),
+                );
+            }
+        }
+    };
+    let outs = pay(&mut stock, &mut rng, &uuid, &keys, 3);
+    let msgs = outs
+        .into_iter()
+        .map(|o| wire(o, &uuid, &stock.chad, &foil.chad))
+        .collect();
+    exchange(&mut stock, &mut foil, msgs);
+    // The backup.
+    let (ledger, store) = (stock.ledger.clone(), stock.confirmed.clone());
+    for units in [4, 5] {
+        let outs = pay(&mut stock, &mut rng, &uuid, &keys, units);
+        let msgs = outs
+            .into_iter()
+            .map(|o| wire(o, &uuid, &stock.chad, &foil.chad))
+            .collect();
+        exchange(&mut stock, &mut foil, msgs);
+    }
+    let outs = pay(&mut foil, &mut rng, &uuid, &keys, 1);
+    let msgs: Vec<Vec<u8>> = outs
+        .into_iter()
+        .map(|o| wire(o, &uuid, &foil.chad, &stock.chad))
+        .collect();
+    for m in msgs {
+        let back: Vec<Vec<u8>> = deliver(&mut stock, &m, &uuid, &keys)
+            .into_iter()
+            .map(|o| wire(o, &uuid, &stock.chad, &foil.chad))
+            .collect();
+        exchange(&mut stock, &mut foil, back);
+    }
+    assert_eq!(foil.ledger.conf.index, 4);
+    // Restore the stock from the backup: two of its chits and one of the foil's are gone.
+    stock.ledger = ledger;
+    stock.confirmed = store;
+    assert_eq!(stock.ledger.conf.index, 1);
+    // It asks; the foil answers with its chain from the stock's conf.
+    let msgs = stock
+        .ledger
+        .resync()
+        .into_iter()
+        .map(|o| wire(o, &uuid, &stock.chad, &foil.chad))
+        .collect();
+    exchange(&mut stock, &mut foil, msgs);
+    assert_eq!(stock.ledger.conf, foil.ledger.conf);
+    assert_eq!(stock.confirmed.by_index, foil.confirmed.by_index);
+    assert_eq!(stock.ledger.balance, -foil.ledger.balance);
+    assert_eq!(stock.ledger.balance, -11);
 }

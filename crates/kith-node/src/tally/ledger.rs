@@ -95,6 +95,26 @@ impl Confirmed for TxConfirmed<'_, '_> {
             digest: row.chain_digest?,
         })
     }
+
+    fn entries_after(&self, index: u64, limit: usize) -> Vec<Entry> {
+        let Ok(after) = i64::try_from(index) else {
+            return Vec::new();
+        };
+        let rows = self
+            .note(self.tx.borrow_mut().chained_after(after).map(Some))
+            .unwrap_or_default();
+        rows.into_iter()
+            .filter(|r| r.chain_idx.is_some_and(|i| i <= self.conf))
+            .take(limit)
+            .filter_map(|r| {
+                Some(Entry {
+                    chit: chit_of(&r).ok()?,
+                    index: u64::try_from(r.chain_idx?).ok()?,
+                    digest: r.chain_digest?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// Writes back the ledger after `outcome`: every unconfirmed and newly confirmed chit with
