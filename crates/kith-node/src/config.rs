@@ -72,6 +72,21 @@ struct FileSettings {
     raw_links: Option<bool>,
     max_item: Option<usize>,
     limits: Option<toml::Table>,
+    value: Option<ValueConfig>,
+}
+
+/// The `[value]` table: prices of what this node serves (free by default) and what its users
+/// pay without asking.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValueConfig {
+    /// Units charged per MiB of file items served to a peer (0: free).
+    pub price_per_mib: u64,
+    /// Units a fetch pays without asking, per file (`--max-price` overrides); 0: never pays.
+    pub max_price: u64,
+    /// Invoices up to this many units are paid without asking (0: every invoice waits for
+    /// `kith chit accept`).
+    pub auto_pay_max: u64,
 }
 
 /// Values given on the command line; `None` means "not given".
@@ -149,6 +164,8 @@ pub struct NodeConfig {
     pub raw_links: bool,
     /// Permit raw links on a listener that is not on loopback.
     pub allow_raw_anywhere: bool,
+    /// Prices and payment budgets (`[value]`).
+    pub value: ValueConfig,
 }
 
 impl NodeConfig {
@@ -230,6 +247,7 @@ impl NodeConfig {
             announce,
             raw_links,
             allow_raw_anywhere: overrides.allow_raw_anywhere,
+            value: file.value.unwrap_or_default(),
         })
     }
 

@@ -12,7 +12,7 @@
 //! - the **services**, each a struct holding an endpoint handle and a store handle:
 //!   [`exchange`] (file exchange and custody), [`sharing`] (fair replication), [`retention`]
 //!   (proof of retention), [`chat`] (the ptpchat overlay), [`peer_port`] (the CIYAM text
-//!   port).
+//!   port), [`tally`] (MyCHIPs tallies and chits between users).
 //!
 //! Around them: [`node`] (the composition root: `kith up`), [`control`] (the control API
 //! server and client, over a struct of service handles) and [`api`] (its types), [`config`],
@@ -36,6 +36,7 @@ pub mod protocol;
 pub mod retention;
 pub mod sharing;
 pub mod store;
+pub mod tally;
 pub mod ticket;
 pub mod tls;
 

@@ -115,6 +115,141 @@ pub enum Command {
     /// Walk through every feature with three nodes on this machine, narrated; exits 0 when
     /// every step worked. Uses its own temporary data dirs (not --data).
     Demo(DemoArgs),
+    /// The users this site hosts (MyCHIPs: a P-521 key and a certificate each).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// MyCHIPs tallies: credit relationships between a user here and a partner elsewhere.
+    #[command(subcommand)]
+    Tally(TallyCommand),
+    /// Pay a partner: a signed chit on the tally you share; exits 0 once the partner
+    /// acknowledged it, non-zero at once (changing nothing) if it would pass the credit limit.
+    Pay(PayArgs),
+    /// Ask a partner for payment: a chit for the partner to accept or refuse.
+    Invoice(PayArgs),
+    /// Answer an invoice.
+    #[command(subcommand)]
+    Chit(ChitCommand),
+    /// Write the keys, peers, users, tallies and chits to one file encrypted under a
+    /// passphrase (the first line of --password-file).
+    Backup {
+        /// The backup file.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// A file whose first line is the passphrase.
+        #[arg(long)]
+        password_file: PathBuf,
+    },
+    /// Restore a backup onto a fresh data dir (no node running there).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// A file whose first line is the passphrase.
+        #[arg(long)]
+        password_file: PathBuf,
+    },
+}
+
+/// `kith pay` and `kith invoice`.
+#[derive(Debug, Args)]
+pub struct PayArgs {
+    /// The partner: its name, its CHAD (cuid:agent) or the tally's id.
+    #[arg(allow_hyphen_values = true)]
+    pub partner: String,
+    /// Units (whole milliCHIPs).
+    pub units: u64,
+    /// A note carried in the chit.
+    #[arg(long)]
+    pub memo: Option<String>,
+    /// Our user, when this site hosts several.
+    #[arg(long)]
+    pub user: Option<String>,
+}
+
+/// `kith user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user: a fresh P-521 key (keys/user-CUID.key, mode 0600) and a certificate.
+    Add {
+        /// The user's id at this site (letters, digits, '_', '-', '.').
+        cuid: String,
+        /// The name partners see.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the users.
+    Ls,
+}
+
+/// `kith tally ...`
+#[derive(Debug, Subcommand)]
+pub enum TallyCommand {
+    /// Issue a tally ticket (one use, expiring); the ticket is the last line printed.
+    Ticket {
+        /// The inviting user (default: the only one).
+        #[arg(long)]
+        user: Option<String>,
+        /// The credit the user grants the partner, in units.
+        #[arg(long, default_value_t = 0)]
+        limit: u64,
+        /// Only this partner (cuid:agent) may use it.
+        #[arg(long = "for", value_name = "CHAD")]
+        for_chad: Option<String>,
+        /// How long it stays valid.
+        #[arg(long, default_value = "45m")]
+        ttl: String,
+    },
+    /// Open a tally with a tally ticket (first contact, then offer and signatures).
+    Open {
+        /// The tally ticket.
+        ticket: String,
+        /// Our user (default: the only one).
+        #[arg(long)]
+        user: Option<String>,
+        /// The credit our user grants the partner, in units.
+        #[arg(long, default_value_t = 0)]
+        limit: u64,
+    },
+    /// List tallies (`--json`: tally, user, partner, state, limit, balance, chits, ...).
+    Ls,
+    /// One tally: its chits and state.
+    Show {
+        /// The tally: its id, the partner's name or CHAD.
+        #[arg(allow_hyphen_values = true)]
+        tally: String,
+        /// Our user, when several could match.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Close a tally (a closing setting; closed once the balance is zero).
+    Close {
+        /// The tally: its id, the partner's name or CHAD.
+        #[arg(allow_hyphen_values = true)]
+        tally: String,
+        /// Our user, when several could match.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Check both signatures of a MyCHIPs tally JSON file (no node, no data dir needed):
+    /// exit 0 when both verify, 1 otherwise, naming which failed.
+    Verify {
+        /// The tally's JSON.
+        file: PathBuf,
+    },
+}
+
+/// `kith chit ...`
+#[derive(Debug, Subcommand)]
+pub enum ChitCommand {
+    /// Pay an invoice.
+    Accept {
+        /// The invoice's id.
+        id: String,
+    },
+    /// Refuse an invoice.
+    Refuse {
+        /// The invoice's id.
+        id: String,
+    },
 }
 
 /// `kith demo` flags.
@@ -376,6 +511,10 @@ pub enum FileCommand {
         /// Fetch it from this linked peer (agent id) through the running node.
         #[arg(long, value_name = "AGENT", allow_hyphen_values = true)]
         from: Option<String>,
+        /// Pay the peer at most this many units for it, if it charges (a Datt payment
+        /// request on the tally you share; default: `[value] max_price`).
+        #[arg(long, value_name = "UNITS")]
+        max_price: Option<u64>,
     },
     /// List stored files.
     Ls,

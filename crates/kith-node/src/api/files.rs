@@ -9,6 +9,10 @@ pub struct FetchBody {
     pub hash: String,
     /// The peer to ask (agent id); `None` tries every linked peer in turn.
     pub from: Option<String>,
+    /// The most units to pay the peer for it (Datt payment request); `None`: the node's
+    /// `[value] max_price`.
+    #[serde(default)]
+    pub max_price: Option<u64>,
 }
 
 /// What a fetch did.

@@ -31,6 +31,7 @@
 
 mod chat;
 mod files;
+pub mod value;
 
 pub use chat::*;
 pub use files::*;

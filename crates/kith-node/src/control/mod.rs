@@ -23,6 +23,7 @@ use crate::exchange::Exchange;
 use crate::retention::Retention;
 use crate::sharing::Sharing;
 use crate::store::Store;
+use crate::tally::Tallies;
 use std::sync::Arc;
 
 /// What the control API serves from: the node's service handles.
@@ -40,6 +41,8 @@ pub struct Services {
     pub retention: Retention,
     /// Chat.
     pub chat: Chat,
+    /// Tallies and chits.
+    pub tallies: Tallies,
     /// The node's identity, settings and counters, for `status` and tickets.
     pub node: Arc<dyn NodeInfo>,
     /// What the control API itself counts.

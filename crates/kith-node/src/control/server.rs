@@ -2,6 +2,7 @@
 //! path, with its deadlines and bounds, is [`super::accept`]).
 
 use super::Services;
+use crate::api::value;
 use crate::api::*;
 use crate::endpoint::EndpointError;
 use crate::ticket::Ticket;
@@ -100,6 +101,14 @@ pub fn router(state: Services) -> Router {
         .route(CHAT_READ_PATH, post(chat_read))
         .route(PERSIST_PATH, post(persist))
         .route(RETRIEVE_PATH, post(retrieve))
+        .route(value::TALLY_TICKET_PATH, post(tally_ticket))
+        .route(value::TALLY_OPEN_PATH, post(tally_open))
+        .route(value::TALLIES_PATH, get(tallies))
+        .route(value::TALLY_SHOW_PATH, post(tally_show))
+        .route(value::TALLY_CLOSE_PATH, post(tally_close))
+        .route(value::PAY_PATH, post(pay))
+        .route(value::INVOICE_PATH, post(invoice))
+        .route(value::CHIT_ANSWER_PATH, post(chit_answer))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.node.max_control_body(),
         ))
@@ -320,6 +329,15 @@ async fn fetch(State(state): State<Services>, Json(body): Json<FetchBody>) -> Ap
         ))
     })?;
     let from = body.from.as_deref().map(parse_agent).transpose()?;
+    // A priced file is paid for first (a Datt payment request), within the budget.
+    let budget = body.max_price.unwrap_or_else(|| state.tallies.max_price());
+    if let (Some(peer), true) = (from, budget > 0) {
+        state
+            .tallies
+            .buy(hash, peer, budget)
+            .await
+            .map_err(tally_error)?;
+    }
     state
         .exchange
         .fetch(hash, from)
@@ -469,4 +487,115 @@ fn exchange_error(e: crate::exchange::ExchangeError) -> ApiError {
         ExchangeError::Net(net) => ApiError::from(net),
         e => ApiError(code, e.to_string()),
     }
+}
+
+// ---- value: tallies and chits ----
+
+fn tally_error(e: crate::tally::TallyError) -> ApiError {
+    use crate::tally::{TallyError, UserError};
+    let code = match &e {
+        TallyError::User(UserError::Meta(_) | UserError::Key(_) | UserError::MissingKey(..)) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        TallyError::User(_) | TallyError::BadInput(_) | TallyError::Value(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        TallyError::NotFound(_) => StatusCode::NOT_FOUND,
+        TallyError::Refused(_) | TallyError::PartnerRefused(_) => StatusCode::CONFLICT,
+        TallyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        TallyError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        TallyError::Net(_) => StatusCode::BAD_GATEWAY,
+    };
+    match e {
+        TallyError::Net(net) => ApiError::from(net),
+        e => ApiError(code, e.to_string()),
+    }
+}
+
+async fn tally_ticket(
+    State(state): State<Services>,
+    Json(order): Json<value::TallyTicketOrder>,
+) -> Api<value::IssuedTallyTicket> {
+    if !state.node.listens() {
+        return Err(bad_request(
+            "this node does not listen for secure links (--listen off), so nobody can use a ticket",
+        ));
+    }
+    state
+        .tallies
+        .issue_ticket(order)
+        .await
+        .map(Json)
+        .map_err(tally_error)
+}
+
+async fn tally_open(
+    State(state): State<Services>,
+    Json(body): Json<value::TallyOpenBody>,
+) -> Api<value::TallyView> {
+    state
+        .tallies
+        .open(body)
+        .await
+        .map(Json)
+        .map_err(tally_error)
+}
+
+async fn tallies(State(state): State<Services>) -> Api<Vec<value::TallyView>> {
+    state.tallies.list().await.map(Json).map_err(tally_error)
+}
+
+async fn tally_show(
+    State(state): State<Services>,
+    Json(body): Json<value::TallyIdBody>,
+) -> Api<value::TallyDetail> {
+    state
+        .tallies
+        .show(body)
+        .await
+        .map(Json)
+        .map_err(tally_error)
+}
+
+async fn tally_close(
+    State(state): State<Services>,
+    Json(body): Json<value::TallyIdBody>,
+) -> Api<value::TallyView> {
+    state
+        .tallies
+        .close(body)
+        .await
+        .map(Json)
+        .map_err(tally_error)
+}
+
+async fn pay(
+    State(state): State<Services>,
+    Json(body): Json<value::PayBody>,
+) -> Api<value::ChitView> {
+    state.tallies.pay(body).await.map(Json).map_err(tally_error)
+}
+
+async fn invoice(
+    State(state): State<Services>,
+    Json(body): Json<value::PayBody>,
+) -> Api<value::ChitView> {
+    state
+        .tallies
+        .invoice(body)
+        .await
+        .map(Json)
+        .map_err(tally_error)
+}
+
+async fn chit_answer(
+    State(state): State<Services>,
+    Json(body): Json<value::ChitAnswerBody>,
+) -> Api<value::ChitView> {
+    state
+        .tallies
+        .answer(body)
+        .await
+        .map(Json)
+        .map_err(tally_error)
 }

@@ -213,6 +213,17 @@ pub struct Inner {
     pub uploads: Uploads,
     /// What this service counts.
     pub counters: ExchangeCounters,
+    /// Priced serving (the value service's hook), when set.
+    gate: std::sync::OnceLock<Arc<dyn ServeGate>>,
+}
+
+/// A gate on what this node serves to a peer: items are sent only while the gate allows
+/// (the value service: a paid allowance when file items are priced).
+pub trait ServeGate: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether `peer` may be sent another item now.
+    fn may_send(&self, peer: &AgentId) -> bool;
+    /// `bytes` of an item were sent to `peer`.
+    fn sent(&self, peer: &AgentId, bytes: u64);
 }
 
 impl std::ops::Deref for Exchange {
@@ -255,6 +266,16 @@ struct SlotFlags {
 }
 
 impl Exchange {
+    /// Puts serving behind `gate` (once; later calls do nothing).
+    pub fn set_gate(&self, gate: Arc<dyn ServeGate>) {
+        let _ = self.inner.gate.set(gate);
+    }
+
+    /// The serving gate, if one is set.
+    pub(crate) fn gate(&self) -> Option<&Arc<dyn ServeGate>> {
+        self.inner.gate.get()
+    }
+
     /// The service, serving sessions over `endpoint`'s links from `store`.
     pub fn new(endpoint: Endpoint, store: Store, settings: ExchangeSettings) -> Exchange {
         let max = settings.node_limits.max_exchange_sessions;
@@ -273,6 +294,7 @@ impl Exchange {
                 progress: Default::default(),
                 uploads,
                 counters: ExchangeCounters::default(),
+                gate: std::sync::OnceLock::new(),
             }),
         }
     }

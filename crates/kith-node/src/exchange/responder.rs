@@ -36,6 +36,28 @@ pub(super) async fn respond(
             }
             let session = port.session_mut();
             let now = mono_now();
+            // Priced serving: an item goes out only within what the peer paid for.
+            let event = match (event, ex.gate()) {
+                (Event::ReadItem { hash }, Some(gate)) => {
+                    let item = if gate.may_send(&peer) {
+                        super::answer::read_item(&ex.store, hash).await?
+                    } else {
+                        None
+                    };
+                    if let Some(item) = &item {
+                        gate.sent(&peer, item.len() as u64);
+                    }
+                    session.supply_verified_item(now, item).map_err(|e| {
+                        ExchangeError::Session {
+                            peer: peer.to_string(),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    port.process(mono_now());
+                    continue;
+                }
+                (event, _) => event,
+            };
             let result = match answer_from_store(&ex.store, session, event).await? {
                 None => Ok(()),
                 Some(Event::ChooseCommand(ctx)) => {

@@ -21,6 +21,7 @@ use crate::protocol::Router;
 use crate::retention::Retention;
 use crate::sharing::Sharing;
 use crate::store::Store;
+use crate::tally::{Tallies, TallySettings};
 use kith_proto::secure::{Mode, SecureConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -68,6 +69,8 @@ pub struct Node {
     pub chat: Chat,
     /// The CIYAM peer port's sessions.
     pub peer_port: PeerPort,
+    /// Tallies and chits.
+    pub tallies: Tallies,
     /// Cancelled to stop the node.
     pub cancel: CancellationToken,
     /// Every task of the node.
@@ -156,15 +159,27 @@ impl Node {
             tls,
             PeerPortSettings {
                 open_store: config.peer_port_open_store,
-                clock,
+                clock: Arc::clone(&clock),
             },
         );
+        let (tallies, tally_queue) = Tallies::new(
+            endpoint.clone(),
+            store.clone(),
+            TallySettings {
+                keys_dir: config.data_dir.keys_dir(),
+                clock,
+                value: config.value,
+            },
+        );
+        exchange.set_gate(Arc::new(tallies.clone()));
         Router::builder(endpoint.clone())
             .accept(Arc::new(exchange.clone()))
             .accept(Arc::new(retention.clone()))
             .accept(Arc::new(sharing.clone()))
             .accept(Arc::new(chat.clone()))
+            .accept(Arc::new(tallies.clone()))
             .spawn();
+        crate::tally::spawn(&tallies, tally_queue, &tracker, cancel.clone());
         tracker.spawn(crate::chat::run(
             chat.clone(),
             identity,
@@ -181,6 +196,7 @@ impl Node {
             retention,
             chat,
             peer_port,
+            tallies,
             cancel,
             tracker,
             drain: Duration::from_millis(limits.link_drain_ms),
@@ -196,6 +212,7 @@ impl Node {
             self.retention.counters(),
             self.peer_port.counters(),
             self.chat.counters(),
+            self.tallies.counters(),
         ]);
         counters.extend(self.chat.router_counters());
         counters
@@ -210,6 +227,7 @@ impl Node {
             sharing: self.sharing.clone(),
             retention: self.retention.clone(),
             chat: self.chat.clone(),
+            tallies: self.tallies.clone(),
             node: status,
             control_counters: Arc::default(),
         }

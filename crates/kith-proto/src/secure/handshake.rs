@@ -124,10 +124,15 @@ fn read(hs: &mut HandshakeState, body: &[u8]) -> Result<Vec<u8>, HandshakeError>
     Ok(buf)
 }
 
-/// Turns a finished handshake state into (transport, handshake hash).
-fn finish(hs: HandshakeState) -> Result<(snow::TransportState, Vec<u8>), HandshakeError> {
+/// Turns a finished handshake state into (transport, handshake hash), keeping the raw
+/// `Split()` keys for a peer that wants the reference library's cipher order
+/// ([`Link::use_reference_order`]).
+fn finish(
+    mut hs: HandshakeState,
+) -> Result<((snow::TransportState, super::link::RawSplit), Vec<u8>), HandshakeError> {
     let hash = hs.get_handshake_hash().to_vec();
-    Ok((hs.into_transport_mode()?, hash))
+    let split = super::link::RawSplit::new(hs.dangerously_get_raw_split());
+    Ok(((hs.into_transport_mode()?, split), hash))
 }
 
 /// The first 32 bytes of a handshake message: its `e` token, the sender's ephemeral public

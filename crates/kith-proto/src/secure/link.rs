@@ -33,7 +33,62 @@ pub enum LinkError {
 
 enum Transport {
     Noise(Box<TransportState>),
+    /// The reference library's order: the two `Split()` cipher states swapped.
+    Reference {
+        send: Cipher,
+        recv: Cipher,
+    },
     Raw,
+}
+
+/// The two keys of Noise's `Split()`, `(c1, c2)`: the specification gives `c1` to the
+/// initiator for sending.
+pub(crate) struct RawSplit(zeroize::Zeroizing<[u8; 32]>, zeroize::Zeroizing<[u8; 32]>);
+
+impl RawSplit {
+    pub(crate) fn new((c1, c2): ([u8; 32], [u8; 32])) -> RawSplit {
+        RawSplit(zeroize::Zeroizing::new(c1), zeroize::Zeroizing::new(c2))
+    }
+}
+
+/// One direction of Noise's ChaChaPoly cipher state: IETF ChaCha20-Poly1305, the nonce 32
+/// zero bits then the message counter little-endian, no associated data.
+struct Cipher {
+    aead: chacha20poly1305::ChaCha20Poly1305,
+    n: u64,
+}
+
+impl Cipher {
+    fn new(key: &[u8; 32]) -> Cipher {
+        use chacha20poly1305::KeyInit;
+        Cipher {
+            aead: chacha20poly1305::ChaCha20Poly1305::new(key.into()),
+            n: 0,
+        }
+    }
+
+    fn nonce(&mut self) -> Option<chacha20poly1305::Nonce> {
+        // Noise forbids the last nonce (2^64 - 1).
+        if self.n == u64::MAX {
+            return None;
+        }
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&self.n.to_le_bytes());
+        self.n += 1;
+        Some(nonce.into())
+    }
+
+    fn seal(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        use chacha20poly1305::aead::Aead;
+        let nonce = self.nonce()?;
+        self.aead.encrypt(&nonce, plaintext).ok()
+    }
+
+    fn open(&mut self, ciphertext: &[u8]) -> Option<Vec<u8>> {
+        use chacha20poly1305::aead::Aead;
+        let nonce = self.nonce()?;
+        self.aead.decrypt(&nonce, ciphertext).ok()
+    }
 }
 
 /// An established secure link: the transport cipher states, who is at the other end, and the
@@ -56,11 +111,16 @@ pub struct Link {
     idle_timeout: Option<Duration>,
     max_plaintext: usize,
     broken: bool,
+    /// The raw `Split()` keys, kept until the first transport message in case the peer wants
+    /// the reference library's order.
+    split: Option<RawSplit>,
+    /// A transport message was sealed or opened: the order can no longer change.
+    used: bool,
 }
 
 /// Everything a handshake hands over to build a link.
 pub(crate) struct LinkParts {
-    pub transport: Option<TransportState>,
+    pub transport: Option<(TransportState, RawSplit)>,
     pub role: Role,
     pub kind: HandshakeKind,
     pub peer: Option<AgentId>,
@@ -71,9 +131,9 @@ pub(crate) struct LinkParts {
 
 impl Link {
     pub(crate) fn new(parts: LinkParts, limits: &Limits) -> Link {
-        let (transport, overhead) = match parts.transport {
-            Some(ts) => (Transport::Noise(Box::new(ts)), TAG_LEN),
-            None => (Transport::Raw, 0),
+        let (transport, overhead, split) = match parts.transport {
+            Some((ts, split)) => (Transport::Noise(Box::new(ts)), TAG_LEN, Some(split)),
+            None => (Transport::Raw, 0, None),
         };
         // Frames we send respect our own frame limit too, so two nodes with the same limits
         // always accept each other's frames.
@@ -92,7 +152,44 @@ impl Link {
                 .then(|| Duration::from_millis(limits.idle_timeout_ms)),
             max_plaintext: max_message.saturating_sub(overhead).max(1),
             broken: false,
+            split,
+            used: false,
         }
+    }
+
+    /// Switches to the reference library's cipher order for a peer that uses it (a MyCHIPs
+    /// reference site): its `noise-protocol` library hands out the two transport cipher
+    /// states of `Split()` swapped relative to the Noise specification, so a
+    /// specification-following link and a reference one cannot read each other's transport
+    /// messages (`../shared/spec/mychips-noise.md`). Opt-in per peer; the default stays the
+    /// specification's order. Only before the first transport message; a raw link has no
+    /// cipher and is unchanged.
+    pub fn use_reference_order(&mut self) -> Result<(), LinkError> {
+        if matches!(self.transport, Transport::Raw | Transport::Reference { .. }) {
+            return Ok(());
+        }
+        if self.used || self.broken {
+            return Err(LinkError::Broken);
+        }
+        let Some(RawSplit(c1, c2)) = self.split.take() else {
+            return Err(LinkError::Broken);
+        };
+        // Specification: the initiator sends with c1, the responder with c2. Reference: the
+        // other way round, on both sides.
+        let (send, recv) = match self.role {
+            Role::Initiator => (&c2, &c1),
+            Role::Responder => (&c1, &c2),
+        };
+        self.transport = Transport::Reference {
+            send: Cipher::new(send),
+            recv: Cipher::new(recv),
+        };
+        Ok(())
+    }
+
+    /// Whether the link uses the reference library's cipher order.
+    pub fn reference_order(&self) -> bool {
+        matches!(self.transport, Transport::Reference { .. })
     }
 
     /// Our role on this link.
@@ -108,7 +205,7 @@ impl Link {
     /// Noise or raw.
     pub fn mode(&self) -> Mode {
         match self.transport {
-            Transport::Noise(_) => Mode::Noise,
+            Transport::Noise(_) | Transport::Reference { .. } => Mode::Noise,
             Transport::Raw => Mode::Raw,
         }
     }
@@ -145,9 +242,23 @@ impl Link {
             return Err(LinkError::Broken);
         }
         let mut frames = 0;
+        if !plaintext.is_empty() {
+            self.used = true;
+            self.split = None;
+        }
         for chunk in plaintext.chunks(self.max_plaintext) {
             let start = out.len();
             match &mut self.transport {
+                Transport::Reference { send, .. } => {
+                    let Some(body) = send.seal(chunk) else {
+                        self.broken = true;
+                        return Err(LinkError::Encrypt("nonces exhausted".into()));
+                    };
+                    out.reserve(LEN_PREFIX + 1 + body.len());
+                    out.put_u32(body.len() as u32 + 1);
+                    out.put_u8(FrameKind::Transport.header_byte());
+                    out.put_slice(&body);
+                }
                 Transport::Noise(ts) => {
                     let body_start = start + LEN_PREFIX + 1;
                     out.resize(body_start + chunk.len() + TAG_LEN, 0);
@@ -186,7 +297,16 @@ impl Link {
             self.broken = true;
             return Err(LinkError::UnexpectedFrame(frame.kind));
         }
+        self.used = true;
+        self.split = None;
         let plaintext = match &mut self.transport {
+            Transport::Reference { recv, .. } => match recv.open(&frame.body) {
+                Some(plaintext) => plaintext,
+                None => {
+                    self.broken = true;
+                    return Err(LinkError::Decrypt);
+                }
+            },
             Transport::Noise(ts) => {
                 let mut buf = vec![0u8; frame.body.len()];
                 match ts.read_message(&frame.body, &mut buf) {

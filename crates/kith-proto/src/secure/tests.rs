@@ -854,3 +854,58 @@ mod properties {
         }
     }
 }
+
+/// An IK handshake carried out: the initiator's and the responder's links.
+fn ik_links(mode: Mode) -> (Link, Link, Instant) {
+    let Ik {
+        mut init,
+        mut resp,
+        t0,
+        ..
+    } = ik_setup(mode);
+    for f in frames_of(wire(transmits_i(&mut init))) {
+        resp.handle_frame(t0, f).unwrap();
+    }
+    assert!(matches!(resp.poll_event(), Some(Event::CheckTicket { .. })));
+    resp.answer_ticket(t0, true).unwrap();
+    let r_link = established(resp.poll_event());
+    for f in frames_of(wire(transmits_r(&mut resp))) {
+        init.handle_frame(t0, f).unwrap();
+    }
+    (established(init.poll_event()), r_link, t0)
+}
+
+#[test]
+fn the_reference_cipher_order_talks_to_itself_and_not_to_the_specification() {
+    // Both ends in the reference library's order: they agree.
+    let (mut i_link, mut r_link, t0) = ik_links(Mode::Noise);
+    i_link.use_reference_order().unwrap();
+    r_link.use_reference_order().unwrap();
+    assert!(i_link.reference_order() && r_link.reference_order());
+    check_transport(&mut i_link, &mut r_link, t0);
+    // Switching again changes nothing.
+    i_link.use_reference_order().unwrap();
+
+    // One end only: the other cannot read it, in either direction.
+    let (mut i_link, mut r_link, t0) = ik_links(Mode::Noise);
+    i_link.use_reference_order().unwrap();
+    let mut out = BytesMut::new();
+    i_link.seal_into(b"hello", &mut out).unwrap();
+    let frame = frames_of(out).remove(0);
+    assert_eq!(r_link.open(t0, &frame), Err(LinkError::Decrypt));
+    let (mut i_link, mut r_link, t0) = ik_links(Mode::Noise);
+    r_link.use_reference_order().unwrap();
+    let mut out = BytesMut::new();
+    r_link.seal_into(b"hello", &mut out).unwrap();
+    let frame = frames_of(out).remove(0);
+    assert_eq!(i_link.open(t0, &frame), Err(LinkError::Decrypt));
+
+    // Too late once a transport message went out; a raw link has no cipher to swap.
+    let (mut i_link, _r_link, _) = ik_links(Mode::Noise);
+    i_link.seal_into(b"x", &mut BytesMut::new()).unwrap();
+    assert_eq!(i_link.use_reference_order(), Err(LinkError::Broken));
+    let (mut i_link, mut r_link, t0) = ik_links(Mode::Raw);
+    i_link.use_reference_order().unwrap();
+    assert!(!i_link.reference_order());
+    check_transport(&mut i_link, &mut r_link, t0);
+}

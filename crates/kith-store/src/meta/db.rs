@@ -9,6 +9,7 @@ use super::chat_state::{self, ChatChannelStateRow, ChatNodeRow};
 use super::custody::{self, CustodyRecord};
 use super::placements::{self, CheckResult, PeerRetention, Placement, PlacementOutcome};
 use super::sql::Backend;
+use super::value::{self, ChitRow, TallyRow, TallyTicketRow, TallyTx, TicketClaim, ValueUser};
 use super::{files, peers, schema, sharing, tickets};
 use super::{
     BlockedAgent, FileRecord, MetaDb, MetaError, PeerRecord, PeerUpsert, TicketRecord,
@@ -335,5 +336,95 @@ impl<B: Backend> MetaDb for B {
 
     fn list_custody(&self) -> Result<Vec<CustodyRecord>, MetaError> {
         self.read(custody::all)
+    }
+
+    fn value_add_user(&self, user: &ValueUser) -> Result<bool, MetaError> {
+        self.write(|c| value::insert_user(c, user))
+    }
+
+    fn value_users(&self) -> Result<Vec<ValueUser>, MetaError> {
+        self.read(value::users)
+    }
+
+    fn value_insert_tally_ticket(&self, ticket: &TallyTicketRow) -> Result<(), MetaError> {
+        self.write(|c| value::insert_tally_ticket(c, ticket))
+    }
+
+    fn value_tally_tickets(&self) -> Result<Vec<TallyTicketRow>, MetaError> {
+        self.read(value::all_tally_tickets)
+    }
+
+    fn value_claim_tally_ticket(
+        &self,
+        token: &str,
+        agent: &str,
+        tally_uuid: &str,
+        now: i64,
+    ) -> Result<TicketClaim, MetaError> {
+        self.transaction("claiming a tally ticket", |tx| {
+            value::claim_tally_ticket(tx, token, agent, tally_uuid, now)
+        })
+    }
+
+    fn value_put_tally(&self, tally: &TallyRow) -> Result<(), MetaError> {
+        self.write(|c| value::upsert_tally(c, tally))
+    }
+
+    fn value_tally(&self, uuid: &str, side: &str) -> Result<Option<TallyRow>, MetaError> {
+        self.read(|c| value::get_tally(c, uuid, side))
+    }
+
+    fn value_tallies(&self) -> Result<Vec<TallyRow>, MetaError> {
+        self.read(value::tallies)
+    }
+
+    fn value_tally_tx(
+        &self,
+        uuid: &str,
+        side: &str,
+        f: &mut dyn FnMut(&mut TallyTx<'_>) -> Result<(), MetaError>,
+    ) -> Result<Option<TallyRow>, MetaError> {
+        self.transaction("changing a tally", |tx| value::tally_tx(tx, uuid, side, f))
+    }
+
+    fn value_put_chit(&self, chit: &ChitRow) -> Result<(), MetaError> {
+        self.write(|c| value::upsert_chit(c, chit))
+    }
+
+    fn value_chits(
+        &self,
+        tally: &str,
+        side: &str,
+        limit: usize,
+    ) -> Result<Vec<ChitRow>, MetaError> {
+        self.read(|c| value::chits_of(c, tally, side, limit))
+    }
+
+    fn value_chit(&self, uuid: &str) -> Result<Vec<ChitRow>, MetaError> {
+        self.read(|c| value::chits_by_uuid(c, uuid))
+    }
+
+    fn value_chits_with_status(
+        &self,
+        status: &str,
+        limit: usize,
+    ) -> Result<Vec<ChitRow>, MetaError> {
+        self.read(|c| value::chits_with_status(c, status, limit))
+    }
+
+    fn value_all_chits(&self) -> Result<Vec<ChitRow>, MetaError> {
+        self.read(value::all_chits)
+    }
+
+    fn value_restore(
+        &self,
+        users: &[ValueUser],
+        tickets: &[TallyTicketRow],
+        tallies: &[TallyRow],
+        chits: &[ChitRow],
+    ) -> Result<(), MetaError> {
+        self.transaction("restoring value", |tx| {
+            value::restore(tx, users, tickets, tallies, chits)
+        })
     }
 }

@@ -89,4 +89,8 @@ pub enum MetaError {
     /// A ticket with this token is already recorded (the token itself is not shown).
     #[error("a ticket with this token already exists")]
     DuplicateTicket,
+    /// The caller abandoned a transaction (its closure failed for a reason of its own);
+    /// nothing was written.
+    #[error("transaction abandoned: {0}")]
+    Aborted(String),
 }

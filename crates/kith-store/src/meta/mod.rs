@@ -67,6 +67,7 @@ mod sharing;
 mod sql;
 mod sqlite;
 mod tickets;
+mod value;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -89,6 +90,7 @@ pub use placements::{CheckResult, PeerRetention, Placement, PlacementOutcome, MA
 pub use schema::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 pub use sqlite::SqliteMeta;
 pub use tickets::{RefusalReason, TicketRecord, TicketVerdict};
+pub use value::{ChitRow, TallyRow, TallyTicketRow, TallyTx, TicketClaim, ValueUser};
 
 /// How long a database call waits for a lock held by another process before failing.
 pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -406,6 +408,79 @@ pub trait MetaDb: Send + Sync {
 
     /// Every custody record (the garbage collector keeps each copy's whole tree).
     fn list_custody(&self) -> Result<Vec<CustodyRecord>, MetaError>;
+
+    // ---- value: users, tally tickets, tallies, chits ----
+
+    /// Adds a user; `false` when one with that id exists (nothing changes).
+    fn value_add_user(&self, user: &ValueUser) -> Result<bool, MetaError>;
+
+    /// Every user, by id.
+    fn value_users(&self) -> Result<Vec<ValueUser>, MetaError>;
+
+    /// Records a tally ticket (its connection ticket is recorded with `insert_ticket`).
+    fn value_insert_tally_ticket(&self, ticket: &TallyTicketRow) -> Result<(), MetaError>;
+
+    /// Every tally ticket.
+    fn value_tally_tickets(&self) -> Result<Vec<TallyTicketRow>, MetaError>;
+
+    /// Claims the tally ticket `token` for the tally `tally_uuid`, presented by `agent` at
+    /// `now`, in one transaction locked on the token (so two processes cannot both use it):
+    /// see [`TicketClaim`].
+    fn value_claim_tally_ticket(
+        &self,
+        token: &str,
+        agent: &str,
+        tally_uuid: &str,
+        now: i64,
+    ) -> Result<TicketClaim, MetaError>;
+
+    /// Records a tally, or replaces the row of `(uuid, side)`.
+    fn value_put_tally(&self, tally: &TallyRow) -> Result<(), MetaError>;
+
+    /// One holder's tally.
+    fn value_tally(&self, uuid: &str, side: &str) -> Result<Option<TallyRow>, MetaError>;
+
+    /// Every tally, oldest first.
+    fn value_tallies(&self) -> Result<Vec<TallyRow>, MetaError>;
+
+    /// Runs `f` on the tally `(uuid, side)` inside one transaction that holds the tally's lock
+    /// (PostgreSQL: an advisory lock; SQLite: `BEGIN IMMEDIATE`) and writes its row back when
+    /// `f` succeeds; an error from `f` rolls everything back. `Ok(None)`: no such tally.
+    fn value_tally_tx(
+        &self,
+        uuid: &str,
+        side: &str,
+        f: &mut dyn FnMut(&mut TallyTx<'_>) -> Result<(), MetaError>,
+    ) -> Result<Option<TallyRow>, MetaError>;
+
+    /// Records (or updates) a chit outside a chain change (an invoice, a refusal).
+    fn value_put_chit(&self, chit: &ChitRow) -> Result<(), MetaError>;
+
+    /// A tally's chits, chained ones in chain order first, at most `limit`.
+    fn value_chits(&self, tally: &str, side: &str, limit: usize)
+        -> Result<Vec<ChitRow>, MetaError>;
+
+    /// The chits with this UUID (one per holder on this site).
+    fn value_chit(&self, uuid: &str) -> Result<Vec<ChitRow>, MetaError>;
+
+    /// Chits with a status (`pend_in`, `pend_out`), oldest first, at most `limit`.
+    fn value_chits_with_status(
+        &self,
+        status: &str,
+        limit: usize,
+    ) -> Result<Vec<ChitRow>, MetaError>;
+
+    /// Every chit (for a backup).
+    fn value_all_chits(&self) -> Result<Vec<ChitRow>, MetaError>;
+
+    /// Restores users, tally tickets, tallies and chits from a backup, in one transaction.
+    fn value_restore(
+        &self,
+        users: &[ValueUser],
+        tickets: &[TallyTicketRow],
+        tallies: &[TallyRow],
+        chits: &[ChitRow],
+    ) -> Result<(), MetaError>;
 }
 
 impl std::fmt::Debug for dyn MetaDb {

@@ -2,7 +2,7 @@
 //! statements that use the tables are shared, see `sql.rs`).
 
 use super::sql::{args, lock, Backend, Sql};
-use super::{anonymous, chat, chat_state, sharing, MetaError};
+use super::{anonymous, chat, chat_state, sharing, value, MetaError};
 
 /// Applies the migrations `scripts` has and the database lacks, in one transaction that
 /// other processes opening the same database wait for (so they do not migrate twice).
@@ -117,6 +117,8 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     // 8: chat across time: channel records (keys sealed at rest), people, routers to dial,
     // settings; the log learns the state of the user's own messages.
     chat_state::SQLITE_MIGRATION,
+    // 9: value: users, tally tickets, tallies, chits.
+    value::SQLITE_MIGRATION,
 ];
 
 /// Migrations for PostgreSQL, in order; entry `i` brings the schema to version `i + 1`.
@@ -195,4 +197,6 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     anonymous::POSTGRES_MIGRATION,
     // 8: chat across time (see the SQLite list).
     chat_state::POSTGRES_MIGRATION,
+    // 9: value: users, tally tickets, tallies, chits.
+    value::POSTGRES_MIGRATION,
 ];

@@ -308,6 +308,8 @@ pub(crate) mod lock {
     pub(crate) const PLACEMENT: i32 = 0x6b69_7404;
     /// Anonymous items, all of them (key: empty): one eviction at a time.
     pub(crate) const ANONYMOUS: i32 = 0x6b69_7405;
+    /// Chain changes of one tally (key: `uuid/side`).
+    pub(crate) const TALLY: i32 = 0x6b69_7406;
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 const WRONG_PASSWORD: &str = "wrong password, or this copy is not yours: check the password file (the password is its first line) and try again";
 
 /// The first line of `path`, without its line ending. Empty or missing is an error.
-fn read_password(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+pub(super) fn read_password(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot read the password file {}", path.display()))?;
     let mut line = Zeroizing::new(Vec::new());

@@ -45,9 +45,14 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
                 Ok(())
             }
         }
-        FileCommand::Get { hash, output, from } => {
+        FileCommand::Get {
+            hash,
+            output,
+            from,
+            max_price,
+        } => {
             let hash = parse_hash(&hash)?;
-            let fetched = fetch_if_needed(env, &mut store, &hash, from)?;
+            let fetched = fetch_if_needed(env, &mut store, &hash, from, max_price)?;
             if let (Some(report), false) = (&fetched, env.json) {
                 eprintln!(
                     "fetched {} of {} items ({} bytes) from {}",
@@ -113,6 +118,7 @@ fn fetch_if_needed(
     store: &mut FileStore,
     hash: &ContentHash,
     from: Option<String>,
+    max_price: Option<u64>,
 ) -> Result<Option<FetchReport>> {
     let dir = &env.config.data_dir;
     let control = ControlClient::new(
@@ -126,6 +132,7 @@ fn fetch_if_needed(
     let body = FetchBody {
         hash: hash.to_hex(),
         from,
+        max_price,
     };
     let _bar = TransferBar::start(&control, &body.hash, "fetching", env.json);
     Ok(Some(control.post(FETCH_PATH, &body)?))

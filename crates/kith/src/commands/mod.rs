@@ -1,6 +1,7 @@
 //! One module per command group. Each command resolves the settings, does its work through the
 //! library crates, and prints either text for people or one JSON document for scripts.
 
+mod backup;
 pub mod bench;
 pub(crate) mod chat;
 mod chat_interactive;
@@ -11,6 +12,7 @@ mod file;
 mod links;
 mod node;
 mod store;
+mod value;
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use anyhow::{Context, Result};
@@ -82,6 +84,10 @@ fn needs_a_running_node(command: &Command) -> bool {
             | Command::Connect { .. }
             | Command::Ping { .. }
             | Command::Chat { .. }
+            | Command::Tally(_)
+            | Command::Pay(_)
+            | Command::Invoice(_)
+            | Command::Chit(_)
     )
 }
 
@@ -109,6 +115,10 @@ pub fn run(cli: Cli) -> Result<()> {
         clap_mangen::Man::new(command).render(&mut page)?;
         return crate::output::write_stdout(&page);
     }
+    // Verifying a tally file needs no node and no data dir.
+    if let Command::Tally(crate::cli::TallyCommand::Verify { file }) = &cli.command {
+        return value::verify(file, cli.global.json);
+    }
     let env = Env::load(&cli.global, &cli.command)?;
     match cli.command {
         Command::Init => node::init(&env),
@@ -130,5 +140,18 @@ pub fn run(cli: Cli) -> Result<()> {
             unreachable!("handled before the settings are loaded")
         }
         Command::Demo(args) => demo::run(&args, env.json),
+        Command::User(command) => value::user(&env, command),
+        Command::Tally(command) => value::tally(&env, command),
+        Command::Pay(a) => value::pay(&env, a.partner, a.units, a.memo, a.user),
+        Command::Invoice(a) => value::invoice(&env, a.partner, a.units, a.memo, a.user),
+        Command::Chit(command) => value::chit(&env, command),
+        Command::Backup {
+            output,
+            password_file,
+        } => backup::backup(&env, &output, &password_file),
+        Command::Restore {
+            file,
+            password_file,
+        } => backup::restore(&env, &file, &password_file),
     }
 }

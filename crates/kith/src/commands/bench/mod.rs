@@ -240,6 +240,7 @@ fn transfer(args: &TransferArgs, json: bool) -> Result<TransferResult> {
     let body = FetchBody {
         hash: hash.to_hex(),
         from: Some(source.agent.clone()),
+        max_price: None,
     };
     let slow = Duration::from_millis(node_limits.exchange_fetch_timeout_ms);
     let cpu_before = (source.cpu_seconds()?, fetcher.cpu_seconds()?);
