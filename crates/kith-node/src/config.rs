@@ -145,6 +145,8 @@ pub struct NodeConfig {
     pub raw_links: bool,
     /// Permit raw links on a listener that is not on loopback.
     pub allow_raw_anywhere: bool,
+    /// Punching and relaying through mutual peers.
+    pub reach: crate::reach::ReachSettings,
 }
 
 impl NodeConfig {
@@ -221,6 +223,7 @@ impl NodeConfig {
             announce,
             raw_links,
             allow_raw_anywhere: overrides.allow_raw_anywhere,
+            reach: crate::reach::ReachSettings::default(),
         })
     }
 

@@ -12,7 +12,7 @@
 //! - the **services**, each a struct holding an endpoint handle and a store handle:
 //!   [`exchange`] (file exchange and custody), [`sharing`] (fair replication), [`retention`]
 //!   (proof of retention), [`chat`] (the ptpchat overlay), [`peer_port`] (the CIYAM text
-//!   port).
+//!   port), [`reach`] (hole punching and relaying through mutual peers).
 //!
 //! Around them: [`node`] (the composition root: `kith up`), [`control`] (the control API
 //! server and client, over a struct of service handles) and [`api`] (its types), [`config`],
@@ -33,6 +33,7 @@ pub mod limits;
 pub mod node;
 pub mod peer_port;
 pub mod protocol;
+pub mod reach;
 pub mod retention;
 pub mod sharing;
 pub mod store;

@@ -120,6 +120,10 @@ pub struct IssuedTicket {
     pub line: String,
     /// Whether it may be used more than once.
     pub reusable: bool,
+    /// Why the ticket may not work from everywhere (no public address, behind a NAT with
+    /// nobody to broker), for stderr.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A ticket token.

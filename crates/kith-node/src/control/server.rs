@@ -191,12 +191,15 @@ async fn issue_ticket(
         order.reusable,
         &mut rand::rngs::OsRng,
     );
+    let mut ticket = ticket;
+    let warnings = crate::reach::advertise(&state.endpoint, &mut ticket);
     store(&state, move |s| s.meta().insert_ticket(&record)).await?;
     let line = ticket.to_line();
     Ok(Json(IssuedTicket {
         ticket,
         line,
         reusable: order.reusable,
+        warnings,
     }))
 }
 

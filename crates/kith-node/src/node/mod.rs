@@ -18,6 +18,7 @@ use crate::endpoint::{Endpoint, EndpointConfig, StoreDirectory};
 use crate::exchange::{Exchange, ExchangeSettings};
 use crate::peer_port::{PeerPort, PeerPortSettings};
 use crate::protocol::Router;
+use crate::reach::Reach;
 use crate::retention::Retention;
 use crate::sharing::Sharing;
 use crate::store::Store;
@@ -68,6 +69,8 @@ pub struct Node {
     pub chat: Chat,
     /// The CIYAM peer port's sessions.
     pub peer_port: PeerPort,
+    /// Punching and relaying through mutual peers.
+    pub reach: Reach,
     /// Cancelled to stop the node.
     pub cancel: CancellationToken,
     /// Every task of the node.
@@ -158,11 +161,20 @@ impl Node {
                 clock,
             },
         );
+        let reach = Reach::new(
+            endpoint.clone(),
+            store.clone(),
+            config.reach.clone(),
+            tracker.clone(),
+            cancel.clone(),
+        );
+        endpoint.set_reacher(Arc::new(reach.clone()));
         Router::builder(endpoint.clone())
             .accept(Arc::new(exchange.clone()))
             .accept(Arc::new(retention.clone()))
             .accept(Arc::new(sharing.clone()))
             .accept(Arc::new(chat.clone()))
+            .accept(Arc::new(reach.clone()))
             .spawn();
         tracker.spawn(crate::chat::run(
             chat.clone(),
@@ -172,6 +184,7 @@ impl Node {
         ));
         sharing.spawn_replicator(&tracker, cancel.clone());
         retention.spawn_scheduler(&tracker, cancel.clone());
+        reach.spawn_keepalive(&tracker, cancel.clone());
         Node {
             endpoint,
             store,
@@ -180,6 +193,7 @@ impl Node {
             retention,
             chat,
             peer_port,
+            reach,
             cancel,
             tracker,
             drain: Duration::from_millis(limits.link_drain_ms),
@@ -195,6 +209,7 @@ impl Node {
             self.retention.counters(),
             self.peer_port.counters(),
             self.chat.counters(),
+            self.reach.counters(),
         ]);
         counters.extend(self.chat.router_counters());
         counters

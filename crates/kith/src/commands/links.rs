@@ -66,6 +66,10 @@ pub fn ticket(env: &Env, args: TicketArgs) -> Result<()> {
     } else {
         issue_offline(env, order)?
     };
+    // The ticket is the only line on stdout; what may keep it from working goes to stderr.
+    for warning in &issued.warnings {
+        eprintln!("warning: {warning}");
+    }
     if env.json {
         print_json(&issued.ticket)?;
     } else {
@@ -120,6 +124,7 @@ fn issue_offline(env: &Env, order: TicketOrder) -> Result<IssuedTicket> {
         line: ticket.to_line(),
         ticket,
         reusable: order.reusable,
+        warnings: Vec::new(),
     })
 }
 

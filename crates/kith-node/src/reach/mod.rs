@@ -1,0 +1,537 @@
+//! Reach: links between nodes that cannot dial each other, through a mutual peer.
+//!
+//! When no address of a peer answers, the endpoint asks this service (it is the endpoint's
+//! [`Reacher`]) for a connection. We ask linked peers (the brokers the ticket names, else any
+//! linked peer) to introduce us, over the `punch` envelope ([`wire`]):
+//! 1. we (A) send `connect` naming the peer B, with a proof that we hold one of B's tickets
+//!    when we are not its known peer;
+//! 2. a broker R linked with both sends B an `offer` with A's address *as R sees it* (rate
+//!    and count bounded per requester, [`broker`]);
+//! 3. B checks that A has business with it (a known, unblocked peer of B's, or the proof
+//!    matches a valid ticket of B's; otherwise it refuses and counts), starts dialling A from
+//!    its listening port and answers `accept`;
+//! 4. R sends A a `dial` with B's address as R sees it, and A dials B ([`punch`]).
+//!
+//! The roles of Noise were agreed beforehand, as libp2p's DCUtR agrees them: A, who wanted
+//! the link, is the initiator (N + KK, or IK with its ticket) over whatever connection the
+//! simultaneous open yields; B hands its connection to the endpoint as an accepted one. The
+//! result is an ordinary secure link recorded with `via: punched`. Every node brokers for its
+//! linked peers.
+
+mod advertise;
+pub mod broker;
+mod punch;
+pub mod wire;
+
+use crate::clock::mono_now;
+use crate::endpoint::directory::BoxFuture;
+use crate::endpoint::{envelope, Conn, Endpoint, Introduction, Payload, Reacher, Via};
+use crate::protocol::ProtocolHandler;
+use crate::store::Store;
+use broker::{Broker, BrokerLimits, Refusal};
+use kith_crypto::identity::AgentId;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wire::{Msg, PUNCH};
+
+pub use advertise::advertise;
+
+crate::counters! {
+    /// What reaching through mutual peers counts.
+    pub struct ReachCounters {
+        /// Introductions we brokered (offers sent to a target).
+        punch_introductions,
+        /// Requests refused: the target is not linked with us.
+        punch_refused_not_linked,
+        /// Requests refused: the requester asked too often.
+        punch_refused_rate,
+        /// Requests refused: too many introductions waiting.
+        punch_refused_busy,
+        /// Answers from a peer that was not the introduction's target (or for none).
+        punch_answers_unexpected,
+        /// Offers we accepted (the requester had business with us).
+        punch_offers_accepted,
+        /// Offers refused: the requester is neither a known peer nor holds a ticket of ours.
+        punch_offers_refused,
+        /// Offers dropped: too many being checked at once.
+        punch_offers_dropped,
+        /// Punch envelopes that did not decode.
+        punch_malformed,
+        /// Punches we took part in that yielded a connection.
+        punches_succeeded,
+        /// Punches we took part in that did not.
+        punches_failed,
+    }
+}
+
+/// What the reach service is allowed and bounded by.
+#[derive(Debug, Clone)]
+pub struct ReachSettings {
+    /// Requests one linked peer may make of us as a broker in a minute.
+    pub broker_per_minute: usize,
+    /// Introductions waiting for an answer, in all.
+    pub broker_max_pending: usize,
+    /// How long each side dials during a punch.
+    pub punch_window: Duration,
+    /// How long a requester waits for a broker's `dial`.
+    pub ask_timeout: Duration,
+    /// How often the links with our brokers are pinged, so that neither the broker's idle
+    /// close nor our NAT's mapping timeout takes them down (we must stay reachable through
+    /// them).
+    pub keepalive: Duration,
+    /// Keep links with brokers at private addresses alive too (a LAN helper; tests).
+    pub keepalive_private: bool,
+}
+
+impl Default for ReachSettings {
+    fn default() -> ReachSettings {
+        ReachSettings {
+            broker_per_minute: 20,
+            broker_max_pending: 256,
+            punch_window: Duration::from_secs(10),
+            ask_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(20),
+            keepalive_private: false,
+        }
+    }
+}
+
+/// Brokers asked at once by one requester.
+const MAX_BROKERS: usize = 4;
+/// Offers checked at once (each a database read, then a punch).
+const MAX_OFFERS: usize = 16;
+/// Requests of ours waiting for a broker's answer, in all.
+const MAX_ASKING: usize = 256;
+
+/// A broker's answer to one of our requests.
+#[derive(Debug)]
+enum Reply {
+    Dial(Vec<SocketAddr>),
+    Fail(String),
+}
+
+/// The reach service (a handle; see the module docs).
+#[derive(Clone)]
+pub struct Reach {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoint: Endpoint,
+    store: Store,
+    settings: ReachSettings,
+    broker: Mutex<Broker>,
+    asking: Mutex<HashMap<u64, (AgentId, mpsc::Sender<Reply>)>>,
+    offers: Arc<Semaphore>,
+    next_id: AtomicU64,
+    counters: ReachCounters,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Reach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reach").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Reach {
+    /// The service over `endpoint`; install it with `endpoint.set_reacher` and register it
+    /// with the protocol router.
+    pub fn new(
+        endpoint: Endpoint,
+        store: Store,
+        settings: ReachSettings,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) -> Reach {
+        let limits = BrokerLimits {
+            per_minute: settings.broker_per_minute,
+            max_pending: settings.broker_max_pending,
+            wait: settings.ask_timeout,
+        };
+        Reach {
+            inner: Arc::new(Inner {
+                endpoint,
+                store,
+                settings,
+                broker: Mutex::new(Broker::new(limits)),
+                asking: Mutex::default(),
+                offers: Arc::new(Semaphore::new(MAX_OFFERS)),
+                next_id: AtomicU64::new(1),
+                counters: ReachCounters::default(),
+                tracker,
+                cancel,
+            }),
+        }
+    }
+
+    /// Pings the links with our brokers every [`ReachSettings::keepalive`] until the node
+    /// stops (see [`advertise::brokers`]).
+    pub fn spawn_keepalive(&self, tracker: &TaskTracker, cancel: CancellationToken) {
+        let this = self.clone();
+        tracker.spawn(async move {
+            let every = this.inner.settings.keepalive;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = cancel.cancelled() => return,
+                }
+                let endpoint = &this.inner.endpoint;
+                let keep = advertise::brokers(endpoint, this.inner.settings.keepalive_private);
+                for peer in keep {
+                    let endpoint = endpoint.clone();
+                    this.inner.tracker.spawn(async move {
+                        if let Err(e) = endpoint.ping(peer).await {
+                            tracing::debug!(peer = %peer, "keepalive ping: {e}");
+                        }
+                    });
+                }
+            }
+        });
+    }
+
+    /// The service's counters.
+    pub fn counters(&self) -> &ReachCounters {
+        &self.inner.counters
+    }
+
+    fn send(&self, to: AgentId, msg: &Msg) {
+        // Control messages are small and rare; a full queue drops them (the other side's
+        // timeout covers it) rather than make a link task wait.
+        let _ = self
+            .inner
+            .endpoint
+            .try_send(to, envelope(PUNCH, msg.encode()));
+    }
+
+    /// R: `requester` asks to be introduced to `to`.
+    fn broker_connect(&self, requester: AgentId, id: u64, to: &str, proof: Option<String>, relay: bool) {
+        let c = &self.inner.counters;
+        let fail = |why: &str| {
+            self.send(
+                requester,
+                &Msg::Fail {
+                    id,
+                    why: why.to_owned(),
+                },
+            )
+        };
+        let Ok(target) = to.parse::<AgentId>() else {
+            c.punch_malformed.bump();
+            return;
+        };
+        let endpoint = &self.inner.endpoint;
+        let seen = |agent: &AgentId| {
+            endpoint
+                .link_view(agent)
+                .filter(|v| v.via != Via::Relayed)
+                .and_then(|v| v.remote.parse::<SocketAddr>().ok())
+        };
+        let (Some(requester_addr), Some(_)) = (seen(&requester), seen(&target)) else {
+            c.punch_refused_not_linked.bump();
+            return fail("not-linked");
+        };
+        if target == requester || target == endpoint.agent() {
+            c.punch_refused_not_linked.bump();
+            return fail("not-linked");
+        }
+        let now = mono_now();
+        let expired = lock(&self.inner.broker).expire(now);
+        for intro in expired {
+            self.send(
+                intro.requester,
+                &Msg::Fail {
+                    id: intro.requester_id,
+                    why: "no-answer".into(),
+                },
+            );
+        }
+        let result = lock(&self.inner.broker).request(requester, id, target, relay, now);
+        match result {
+            Ok(offer) => {
+                c.punch_introductions.bump();
+                self.send(
+                    target,
+                    &Msg::Offer {
+                        id: offer,
+                        from: requester.to_string(),
+                        addrs: vec![requester_addr.to_string()],
+                        proof,
+                    },
+                );
+            }
+            Err(Refusal::RateLimited) => {
+                c.punch_refused_rate.bump();
+                fail("rate");
+            }
+            Err(Refusal::Busy) => {
+                c.punch_refused_busy.bump();
+                fail("busy");
+            }
+        }
+    }
+
+    /// R: the target answered an introduction.
+    fn broker_answer(&self, from: AgentId, id: u64, accepted: bool) {
+        let Some(intro) = lock(&self.inner.broker).answer(from, id) else {
+            self.inner.counters.punch_answers_unexpected.bump();
+            return;
+        };
+        let msg = match self.inner.endpoint.link_view(&from) {
+            Some(view) if accepted && view.via != Via::Relayed => Msg::Dial {
+                id: intro.requester_id,
+                addrs: vec![view.remote],
+            },
+            _ => Msg::Fail {
+                id: intro.requester_id,
+                why: "refused".into(),
+            },
+        };
+        self.send(intro.requester, &msg);
+    }
+
+    /// B: broker `via` offers us a link with `from`.
+    fn offered(&self, via: AgentId, id: u64, from: &str, addrs: &[String], proof: Option<String>) {
+        let c = &self.inner.counters;
+        let addrs: Vec<SocketAddr> = addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        let Ok(from) = from.parse::<AgentId>() else {
+            c.punch_malformed.bump();
+            return;
+        };
+        if addrs.is_empty() || from == self.inner.endpoint.agent() {
+            c.punch_malformed.bump();
+            return self.send(via, &Msg::Refuse { id });
+        }
+        let Ok(permit) = Arc::clone(&self.inner.offers).try_acquire_owned() else {
+            c.punch_offers_dropped.bump();
+            return self.send(via, &Msg::Refuse { id });
+        };
+        let this = self.clone();
+        self.inner.tracker.spawn(async move {
+            let _permit = permit;
+            let business = this.has_business(from, proof).await;
+            if !business {
+                this.inner.counters.punch_offers_refused.bump();
+                tracing::info!(peer = %from, broker = %via, "refused an introduction: no business with us");
+                return this.send(via, &Msg::Refuse { id });
+            }
+            this.inner.counters.punch_offers_accepted.bump();
+            // Our first SYNs go out before the requester hears it may dial: they open our NAT
+            // for its address by the time its own arrive.
+            let endpoint = this.inner.endpoint.clone();
+            let window = this.inner.settings.punch_window;
+            let adopter = endpoint.clone();
+            let mut dialling = tokio::spawn(async move {
+                let linked = endpoint.clone();
+                punch::punch_target(
+                    &endpoint,
+                    &addrs,
+                    window,
+                    move || linked.is_linked(&from),
+                    move |conn| {
+                        tracing::info!(peer = %from, remote = %conn.remote, "punched through to a peer");
+                        adopter.adopt_inbound(conn);
+                    },
+                )
+                .await
+            });
+            this.send(via, &Msg::Accept { id });
+            let adopted = tokio::select! {
+                r = &mut dialling => r.unwrap_or(0),
+                _ = this.inner.cancel.cancelled() => return dialling.abort(),
+            };
+            if adopted > 0 && this.inner.endpoint.is_linked(&from) {
+                this.inner.counters.punches_succeeded.bump();
+            } else {
+                this.inner.counters.punches_failed.bump();
+                tracing::info!(peer = %from, "punch failed");
+            }
+        });
+    }
+
+    /// B: is `from` a known, unblocked peer, or does `proof` match a valid ticket of ours?
+    async fn has_business(&self, from: AgentId, proof: Option<String>) -> bool {
+        let name = from.to_string();
+        let now = crate::ticket::unix_secs(std::time::SystemTime::now());
+        self.inner
+            .store
+            .run(move |s| {
+                let meta = s.meta();
+                if meta.is_agent_blocked(&name)? {
+                    return Ok::<_, kith_store::MetaError>(false);
+                }
+                if meta.get_peer(&name)?.is_some_and(|p| !p.blocked) {
+                    return Ok(true);
+                }
+                let Some(proof) = proof else {
+                    return Ok(false);
+                };
+                Ok(meta.list_tickets()?.iter().any(|t| {
+                    !t.revoked
+                        && t.expires_at > now
+                        && (t.reusable || t.used_at.is_none())
+                        && wire::ticket_proof(&t.token, &name) == proof
+                }))
+            })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// A: a broker answered one of our requests.
+    fn replied(&self, broker: AgentId, id: u64, reply: Reply) {
+        let tx = {
+            let mut asking = lock(&self.inner.asking);
+            match asking.get(&id) {
+                Some((b, _)) if *b == broker => asking.remove(&id).map(|(_, tx)| tx),
+                _ => None,
+            }
+        };
+        match tx {
+            Some(tx) => {
+                let _ = tx.try_send(reply);
+            }
+            None => self.inner.counters.punch_answers_unexpected.bump(),
+        }
+    }
+
+    /// A: asks brokers to introduce us to `peer`, then punches.
+    async fn open(&self, peer: AgentId, intro: Introduction) -> std::io::Result<Conn> {
+        let endpoint = &self.inner.endpoint;
+        let (proof, named) = match &intro {
+            Introduction::Known => (None, Vec::new()),
+            Introduction::Ticket { token, brokers } => (
+                Some(wire::ticket_proof(token, &endpoint.agent().to_string())),
+                brokers.clone(),
+            ),
+        };
+        let linked = endpoint.linked();
+        let mut brokers: Vec<AgentId> = named
+            .into_iter()
+            .filter(|b| linked.contains(b))
+            .collect();
+        if brokers.is_empty() {
+            brokers = linked;
+        }
+        brokers.retain(|b| *b != peer);
+        brokers.truncate(MAX_BROKERS);
+        if brokers.is_empty() {
+            return Err(std::io::Error::other("no linked peer to ask for an introduction"));
+        }
+        let (tx, mut rx) = mpsc::channel(MAX_BROKERS);
+        let mut ids = Vec::new();
+        for broker in &brokers {
+            let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+            {
+                let mut asking = lock(&self.inner.asking);
+                if asking.len() >= MAX_ASKING {
+                    break;
+                }
+                asking.insert(id, (*broker, tx.clone()));
+            }
+            ids.push(id);
+            self.send(
+                *broker,
+                &Msg::Connect {
+                    id,
+                    to: peer.to_string(),
+                    proof: proof.clone(),
+                    relay: false,
+                },
+            );
+        }
+        drop(tx);
+        let result = self.await_dial(&mut rx, ids.len()).await;
+        {
+            let mut asking = lock(&self.inner.asking);
+            for id in &ids {
+                asking.remove(id);
+            }
+        }
+        let addrs = result?;
+        let outcome = punch::punch(endpoint, &addrs, true, self.inner.settings.punch_window).await;
+        match &outcome {
+            Ok(conn) => {
+                self.inner.counters.punches_succeeded.bump();
+                tracing::info!(peer = %peer, remote = %conn.remote, "punched through to a peer");
+            }
+            Err(e) => {
+                self.inner.counters.punches_failed.bump();
+                tracing::info!(peer = %peer, "punch failed: {e}");
+            }
+        }
+        outcome
+    }
+
+    /// The first broker's `dial`, or why none came.
+    async fn await_dial(
+        &self,
+        rx: &mut mpsc::Receiver<Reply>,
+        asked: usize,
+    ) -> std::io::Result<Vec<SocketAddr>> {
+        let deadline = tokio::time::Instant::now() + self.inner.settings.ask_timeout;
+        let mut why = String::from("no broker answered");
+        for _ in 0..asked {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(Reply::Dial(addrs))) if !addrs.is_empty() => return Ok(addrs),
+                Ok(Some(Reply::Dial(_))) => why = "a broker named no address".into(),
+                Ok(Some(Reply::Fail(reason))) => why = format!("the broker said {reason}"),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Err(std::io::Error::other(why))
+    }
+}
+
+impl Reacher for Reach {
+    fn open(&self, peer: AgentId, intro: Introduction) -> BoxFuture<'_, std::io::Result<Conn>> {
+        Box::pin(Reach::open(self, peer, intro))
+    }
+}
+
+impl ProtocolHandler for Reach {
+    fn commands(&self) -> &'static [&'static str] {
+        &[PUNCH]
+    }
+
+    fn on_payload(&self, peer: AgentId, payload: Payload) {
+        let Payload::Envelope(env) = payload else {
+            return;
+        };
+        let Some(msg) = Msg::decode(&env.data) else {
+            self.inner.counters.punch_malformed.bump();
+            return;
+        };
+        match msg {
+            Msg::Connect {
+                id,
+                to,
+                proof,
+                relay,
+            } => self.broker_connect(peer, id, &to, proof, relay),
+            Msg::Offer {
+                id,
+                from,
+                addrs,
+                proof,
+            } => self.offered(peer, id, &from, &addrs, proof),
+            Msg::Accept { id } => self.broker_answer(peer, id, true),
+            Msg::Refuse { id } => self.broker_answer(peer, id, false),
+            Msg::Dial { id, addrs } => {
+                let addrs = addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                self.replied(peer, id, Reply::Dial(addrs));
+            }
+            Msg::Fail { id, why } => self.replied(peer, id, Reply::Fail(why)),
+        }
+    }
+}

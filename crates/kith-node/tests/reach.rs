@@ -1,0 +1,162 @@
+//! Reach in process: two nodes behind (simulated) NATs link by a hole punched through a
+//! mutual peer, first with a ticket and again later as known peers; and the bad input a
+//! broker and a target meet (introductions to nodes the requester has no business with, a
+//! flood of requests, answers from the wrong peer), refused with a counter while every link
+//! stays up.
+
+mod support;
+
+use kith_node::endpoint::{envelope, MemoryNet, Via};
+use kith_node::exchange::HAVE_COMMAND;
+use kith_node::reach::wire::{Msg, PUNCH};
+use std::time::Duration;
+use support::nat::Nats;
+use support::{eventually, RawPeer, TestNode};
+
+async fn natted(net: &MemoryNet, nats: &Nats) -> TestNode {
+    let nats2 = nats.clone();
+    let node = TestNode::start_configured(
+        net,
+        |c| c.reach.keepalive_private = true,
+        move |d| nats2.dialer(d, 7420),
+    )
+    .await;
+    nats.hide(node.addr.ip());
+    node
+}
+
+#[tokio::test(start_paused = true)]
+async fn nodes_behind_nats_link_by_a_hole_punched_through_a_mutual_peer() {
+    let net = MemoryNet::new();
+    let nats = Nats::default();
+    let helper = TestNode::start(&net, |_| {}).await;
+    let a = natted(&net, &nats).await;
+    let b = natted(&net, &nats).await;
+    a.link_to(&helper).await;
+    b.link_to(&helper).await;
+
+    // B's ticket names the helper as its broker; B's address does not answer (its NAT).
+    let mut ticket = b.ticket().await;
+    kith_node::reach::advertise(&b.node.endpoint, &mut ticket);
+    assert_eq!(ticket.via, vec![helper.agent.to_string()]);
+    let started = tokio::time::Instant::now();
+    a.node.endpoint.connect_ticket(ticket).await.unwrap();
+    eventually("both count the punched link", || {
+        a.node.endpoint.is_linked(&b.agent) && b.node.endpoint.is_linked(&a.agent)
+    })
+    .await;
+    let took = started.elapsed();
+    let seen_by_a = a.node.endpoint.link_view(&b.agent).unwrap();
+    let seen_by_b = b.node.endpoint.link_view(&a.agent).unwrap();
+    assert_eq!(seen_by_a.via, Via::Punched);
+    assert_eq!(seen_by_b.via, Via::Punched);
+    assert_eq!(seen_by_a.remote, b.addr.to_string(), "the link is with B, not the helper");
+    assert_eq!(seen_by_b.remote, a.addr.to_string());
+    assert_eq!(helper.counter("punch_introductions"), 1);
+    assert_eq!(b.counter("punch_offers_accepted"), 1);
+    assert_eq!(a.counter("links_reached_indirectly"), 1);
+    assert!(took < Duration::from_secs(3), "linked in {took:?}");
+
+    // A message goes over it.
+    a.node
+        .endpoint
+        .send(b.agent, envelope(HAVE_COMMAND, vec![1; 32]))
+        .await
+        .unwrap();
+    eventually("B hears A", || b.counter("retention_notices_received") == 1).await;
+
+    // Later, as known peers, with the NAT mappings long gone: punched again.
+    a.node.endpoint.close(&b.agent);
+    eventually("closed", || !b.node.endpoint.is_linked(&a.agent)).await;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    a.node
+        .endpoint
+        .send(b.agent, envelope(HAVE_COMMAND, vec![2; 32]))
+        .await
+        .unwrap();
+    eventually("B hears A again", || {
+        b.counter("retention_notices_received") == 2
+    })
+    .await;
+    assert_eq!(
+        a.node.endpoint.link_view(&b.agent).unwrap().via,
+        Via::Punched
+    );
+    assert_eq!(helper.counter("punch_introductions"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn introductions_to_nodes_the_requester_has_no_business_with_are_refused_and_counted() {
+    let net = MemoryNet::new();
+    let nats = Nats::default();
+    let helper = TestNode::start(&net, |_| {}).await;
+    let b = natted(&net, &nats).await;
+    b.link_to(&helper).await;
+    let mut stranger = RawPeer::known_to(&helper, net.host()).await;
+    let connect = |id: u64, to: String, proof: Option<String>| {
+        envelope(
+            PUNCH,
+            Msg::Connect {
+                id,
+                to,
+                proof,
+                relay: false,
+            }
+            .encode(),
+        )
+    };
+
+    // No business: neither a known peer of B's nor a holder of one of its tickets.
+    stranger.send(&connect(1, b.agent.to_string(), None)).await;
+    // A forged ticket proof.
+    stranger
+        .send(&connect(2, b.agent.to_string(), Some("00".repeat(32))))
+        .await;
+    eventually("B refused both", || b.counter("punch_offers_refused") == 2).await;
+    // The stranger hears `fail` both times, and nothing else happened.
+    let mut fails = 0;
+    while fails < 2 {
+        let reply = stranger.recv().await.unwrap();
+        if reply.command.as_str() == PUNCH {
+            assert!(matches!(Msg::decode(&reply.data), Some(Msg::Fail { .. })));
+            fails += 1;
+        }
+    }
+    assert_eq!(b.counter("punch_offers_accepted"), 0);
+
+    // A node the helper is not linked with.
+    let nobody = kith_crypto::Identity::generate(&mut rand::rngs::OsRng).agent_id();
+    stranger.send(&connect(3, nobody.to_string(), None)).await;
+    eventually("refused", || helper.counter("punch_refused_not_linked") == 1).await;
+
+    // A flood: the helper introduces at most its per-minute share, refuses the rest.
+    stranger
+        .send_many((10..210).map(|id| connect(id, b.agent.to_string(), None)))
+        .await;
+    eventually("the flood is refused", || {
+        helper.counter("punch_refused_rate") >= 170
+    })
+    .await;
+    let introduced = helper.counter("punch_introductions");
+    assert!(introduced <= 20, "{introduced} introductions");
+    eventually("B refused every offer it got", || {
+        b.counter("punch_offers_refused") + b.counter("punch_offers_dropped") == introduced
+    })
+    .await;
+
+    // Answers for introductions that are not the sender's.
+    stranger
+        .send(&envelope(PUNCH, Msg::Accept { id: 1 }.encode()))
+        .await;
+    stranger
+        .send(&envelope(PUNCH, b"{not json".to_vec()))
+        .await;
+    eventually("counted", || {
+        helper.counter("punch_answers_unexpected") == 1 && helper.counter("punch_malformed") == 1
+    })
+    .await;
+
+    // Every link is still up.
+    assert!(helper.node.endpoint.is_linked(&b.agent));
+    assert!(helper.node.endpoint.is_linked(&stranger.agent()));
+}
