@@ -75,7 +75,13 @@ async fn open(
                 while direct_failed.is_none() || indirect_failed.is_none() {
                     tokio::select! {
                         r = &mut remaining, if direct_failed.is_none() => match r {
-                            Ok(conn) => return Ok(conn),
+                            Ok(conn) => {
+                                let punched = reacher
+                                    .as_ref()
+                                    .is_some_and(|r| r.introduced(&peer, conn.remote));
+                                let via = if punched { super::Via::Punched } else { conn.via };
+                                return Ok(Conn { via, ..conn });
+                            }
                             Err(why) => direct_failed = Some(why),
                         },
                         r = &mut indirect, if indirect_failed.is_none() => match r {

@@ -42,6 +42,13 @@ pub trait Reacher: Send + Sync + 'static {
     /// A connection to `peer` (punched or relayed), over which we will be the Noise
     /// initiator; an error when no mutual peer could help.
     fn open(&self, peer: AgentId, intro: Introduction) -> BoxFuture<'_, std::io::Result<Conn>>;
+
+    /// True when a broker told us lately that `peer` is at `remote` and the peer is dialling
+    /// us there: a direct dial of ours that connects to it now went through the hole the
+    /// introduction opened (its SYN met the peer's), so the link counts as punched.
+    fn introduced(&self, _peer: &AgentId, _remote: SocketAddr) -> bool {
+        false
+    }
 }
 
 /// Accepted connections claimed by whoever expects them (bounded by the punches running).

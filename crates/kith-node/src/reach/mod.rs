@@ -106,8 +106,10 @@ impl Default for ReachSettings {
 const MAX_BROKERS: usize = 4;
 /// Offers checked at once (each a database read, then a punch).
 const MAX_OFFERS: usize = 16;
-/// Requests of ours waiting for a broker's answer, in all.
+/// Requests of ours waiting for a broker's answer, in all (and introductions remembered).
 const MAX_ASKING: usize = 256;
+/// How long an introduction makes a connection to the introduced address a punched one.
+const INTRODUCED_FOR: Duration = Duration::from_secs(30);
 
 /// A broker's answer to one of our requests.
 #[derive(Debug)]
@@ -128,6 +130,8 @@ struct Inner {
     settings: ReachSettings,
     broker: Mutex<Broker>,
     asking: Mutex<HashMap<u64, (AgentId, mpsc::Sender<Reply>)>>,
+    /// Where brokers told us lately that peers are (and dial us from), with when.
+    introduced: Mutex<HashMap<AgentId, (Vec<SocketAddr>, std::time::Instant)>>,
     offers: Arc<Semaphore>,
     next_id: AtomicU64,
     counters: ReachCounters,
@@ -167,6 +171,7 @@ impl Reach {
                 settings,
                 broker: Mutex::new(Broker::new(limits)),
                 asking: Mutex::default(),
+                introduced: Mutex::default(),
                 offers: Arc::new(Semaphore::new(MAX_OFFERS)),
                 next_id: AtomicU64::new(1),
                 counters: ReachCounters::default(),
@@ -428,6 +433,17 @@ impl Reach {
         if brokers.is_empty() {
             return Err(std::io::Error::other("no linked peer to ask for an introduction"));
         }
+        // Until a broker answers we do not know where it will say the peer is, and the peer
+        // may already be dialling us: a direct dial that connects meanwhile counts as
+        // punched (see `Reacher::introduced`).
+        let now = mono_now();
+        {
+            let mut introduced = lock(&self.inner.introduced);
+            introduced.retain(|_, (_, at)| now.duration_since(*at) < INTRODUCED_FOR);
+            if introduced.len() < MAX_ASKING {
+                introduced.insert(peer, (Vec::new(), now));
+            }
+        }
         let (tx, mut rx) = mpsc::channel(MAX_BROKERS);
         let mut ids = Vec::new();
         for broker in &brokers {
@@ -458,7 +474,17 @@ impl Reach {
                 asking.remove(id);
             }
         }
-        let addrs = result?;
+        let addrs = match result {
+            Ok(addrs) => addrs,
+            Err(e) => {
+                lock(&self.inner.introduced).remove(&peer);
+                return Err(e);
+            }
+        };
+        if let Some((known, at)) = lock(&self.inner.introduced).get_mut(&peer) {
+            *known = addrs.clone();
+            *at = mono_now();
+        }
         let outcome = punch::punch(endpoint, &addrs, true, self.inner.settings.punch_window).await;
         match &outcome {
             Ok(conn) => {
@@ -496,6 +522,16 @@ impl Reach {
 impl Reacher for Reach {
     fn open(&self, peer: AgentId, intro: Introduction) -> BoxFuture<'_, std::io::Result<Conn>> {
         Box::pin(Reach::open(self, peer, intro))
+    }
+
+    fn introduced(&self, peer: &AgentId, remote: SocketAddr) -> bool {
+        let remote = crate::endpoint::reuse::canonical(remote);
+        lock(&self.inner.introduced)
+            .get(peer)
+            .is_some_and(|(addrs, at)| {
+                mono_now().duration_since(*at) < INTRODUCED_FOR
+                    && (addrs.is_empty() || addrs.contains(&remote))
+            })
     }
 }
 

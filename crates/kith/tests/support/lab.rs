@@ -9,7 +9,9 @@
 //!     └ lan 192.168.1.1/24                 └ lan 192.168.2.1/24
 //!        └ a 192.168.1.2                      └ b 192.168.2.2
 //! ```
-//! A NAT is `Cone` (masquerade, ports kept: what a peer observes for our listening port is
+//! A NAT forwards what its inside sent out and the answers to it, and drops everything else
+//! that comes in from outside, to itself or to the inside (no reset: stealth, as home
+//! routers are). It is `Cone` (masquerade, ports kept: what a peer observes for our listening port is
 //! the mapping anyone else meets) or `Symmetric` (a random port per connection, so nobody can
 //! punch through it). Namespaces are named `k15-<pid>-<n>-<role>`; dropping the [`Lab`]
 //! stops every process it started and deletes every namespace, a panic included, and a new lab
@@ -135,7 +137,7 @@ impl Lab {
             };
             let rules = format!(
                 "table ip nat {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"wan\" {masquerade}\n  }}\n}}\n\
-                 table inet filter {{\n  chain forward {{\n    type filter hook forward priority filter; policy drop;\n    ct state established,related accept\n    iifname \"lan\" oifname \"wan\" accept\n  }}\n}}\n"
+                 table inet filter {{\n  chain forward {{\n    type filter hook forward priority filter; policy drop;\n    ct state established,related accept\n    iifname \"lan\" oifname \"wan\" accept\n  }}\n  chain input {{\n    type filter hook input priority filter; policy accept;\n    iifname \"wan\" ct state established,related accept\n    iifname \"wan\" drop\n  }}\n}}\n"
             );
             let mut nft = Command::new("ip")
                 .args(["netns", "exec", nat, "nft", "-f", "-"])
@@ -205,6 +207,16 @@ impl Drop for Lab {
     fn drop(&mut self) {
         for node in &mut self.nodes {
             node.stop();
+            if std::thread::panicking() || std::env::var_os("KITH_LAB_LOGS").is_some() {
+                // What each node logged, to see why.
+                let log = std::fs::read_to_string(node.data.with_extension("log"))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- {} ---", node.data.display());
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
         }
         self.nodes.clear();
         for ns in &self.namespaces {
