@@ -69,6 +69,7 @@ struct FileSettings {
     chat_auto_join_invites: Option<bool>,
     peer_port_open_store: Option<bool>,
     announce: Option<String>,
+    relay: Option<bool>,
     raw_links: Option<bool>,
     max_item: Option<usize>,
     limits: Option<toml::Table>,
@@ -91,6 +92,8 @@ pub struct Overrides {
     pub chat_tls: bool,
     /// `--announce HOST:PORT`.
     pub announce: Option<String>,
+    /// `--relay`: relay circuits between linked peers that cannot punch through.
+    pub relay: bool,
     /// `--raw`: unencrypted links (simulations only).
     pub raw_links: bool,
     /// `--allow-raw-anywhere`: permit raw links on a non-loopback listener.
@@ -223,7 +226,10 @@ impl NodeConfig {
             announce,
             raw_links,
             allow_raw_anywhere: overrides.allow_raw_anywhere,
-            reach: crate::reach::ReachSettings::default(),
+            reach: crate::reach::ReachSettings {
+                relay: overrides.relay || file.relay.unwrap_or(false),
+                ..crate::reach::ReachSettings::default()
+            },
         })
     }
 

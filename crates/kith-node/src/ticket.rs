@@ -118,7 +118,11 @@ impl Ticket {
         if self.addrs.len() > MAX_ADDRS {
             return Err(bad("addrs", "lists too many addresses"));
         }
-        if self.addrs.iter().any(|a| a.parse::<std::net::SocketAddr>().is_err()) {
+        if self
+            .addrs
+            .iter()
+            .any(|a| a.parse::<std::net::SocketAddr>().is_err())
+        {
             return Err(bad("addrs", "every entry must be IP:PORT"));
         }
         if self.via.len() > MAX_VIA {

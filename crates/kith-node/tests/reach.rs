@@ -9,11 +9,16 @@ mod support;
 use kith_node::endpoint::{envelope, MemoryNet, Via};
 use kith_node::exchange::HAVE_COMMAND;
 use kith_node::reach::wire::{Msg, PUNCH};
+use std::sync::Arc;
 use std::time::Duration;
 use support::nat::Nats;
 use support::{eventually, RawPeer, TestNode};
 
 async fn natted(net: &MemoryNet, nats: &Nats) -> TestNode {
+    natted_as(net, nats, false).await
+}
+
+async fn natted_as(net: &MemoryNet, nats: &Nats, symmetric: bool) -> TestNode {
     let nats2 = nats.clone();
     let node = TestNode::start_configured(
         net,
@@ -21,8 +26,27 @@ async fn natted(net: &MemoryNet, nats: &Nats) -> TestNode {
         move |d| nats2.dialer(d, 7420),
     )
     .await;
-    nats.hide(node.addr.ip());
+    if symmetric {
+        nats.hide_symmetric(node.addr.ip());
+    } else {
+        nats.hide(node.addr.ip());
+    }
     node
+}
+
+async fn relaying_helper(
+    net: &MemoryNet,
+    limits: impl FnOnce(&mut kith_node::limits::NodeLimits),
+) -> TestNode {
+    TestNode::start_configured(
+        net,
+        |c| {
+            c.reach.relay = true;
+            limits(&mut c.node_limits);
+        },
+        |d| Arc::new(d),
+    )
+    .await
 }
 
 #[tokio::test(start_paused = true)]
@@ -50,7 +74,11 @@ async fn nodes_behind_nats_link_by_a_hole_punched_through_a_mutual_peer() {
     let seen_by_b = b.node.endpoint.link_view(&a.agent).unwrap();
     assert_eq!(seen_by_a.via, Via::Punched);
     assert_eq!(seen_by_b.via, Via::Punched);
-    assert_eq!(seen_by_a.remote, b.addr.to_string(), "the link is with B, not the helper");
+    assert_eq!(
+        seen_by_a.remote,
+        b.addr.to_string(),
+        "the link is with B, not the helper"
+    );
     assert_eq!(seen_by_b.remote, a.addr.to_string());
     assert_eq!(helper.counter("punch_introductions"), 1);
     assert_eq!(b.counter("punch_offers_accepted"), 1);
@@ -127,7 +155,10 @@ async fn introductions_to_nodes_the_requester_has_no_business_with_are_refused_a
     // A node the helper is not linked with.
     let nobody = kith_crypto::Identity::generate(&mut rand::rngs::OsRng).agent_id();
     stranger.send(&connect(3, nobody.to_string(), None)).await;
-    eventually("refused", || helper.counter("punch_refused_not_linked") == 1).await;
+    eventually("refused", || {
+        helper.counter("punch_refused_not_linked") == 1
+    })
+    .await;
 
     // A flood: the helper introduces at most its per-minute share, refuses the rest.
     stranger
@@ -148,9 +179,7 @@ async fn introductions_to_nodes_the_requester_has_no_business_with_are_refused_a
     stranger
         .send(&envelope(PUNCH, Msg::Accept { id: 1 }.encode()))
         .await;
-    stranger
-        .send(&envelope(PUNCH, b"{not json".to_vec()))
-        .await;
+    stranger.send(&envelope(PUNCH, b"{not json".to_vec())).await;
     eventually("counted", || {
         helper.counter("punch_answers_unexpected") == 1 && helper.counter("punch_malformed") == 1
     })
@@ -159,4 +188,137 @@ async fn introductions_to_nodes_the_requester_has_no_business_with_are_refused_a
     // Every link is still up.
     assert!(helper.node.endpoint.is_linked(&b.agent));
     assert!(helper.node.endpoint.is_linked(&stranger.agent()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn behind_symmetric_nats_the_link_is_relayed_then_punched_when_the_nats_allow() {
+    let net = MemoryNet::new();
+    let nats = Nats::default();
+    let helper = relaying_helper(&net, |_| {}).await;
+    let a = natted_as(&net, &nats, true).await;
+    let b = natted_as(&net, &nats, true).await;
+    a.link_to(&helper).await;
+    b.link_to(&helper).await;
+
+    let mut ticket = b.ticket().await;
+    kith_node::reach::advertise(&b.node.endpoint, &mut ticket);
+    a.node.endpoint.connect_ticket(ticket).await.unwrap();
+    eventually("both count the relayed link", || {
+        a.node.endpoint.is_linked(&b.agent) && b.node.endpoint.is_linked(&a.agent)
+    })
+    .await;
+    assert_eq!(
+        a.node.endpoint.link_view(&b.agent).unwrap().via,
+        Via::Relayed
+    );
+    assert_eq!(
+        b.node.endpoint.link_view(&a.agent).unwrap().via,
+        Via::Relayed
+    );
+    assert_eq!(a.counter("punches_failed"), 1);
+    assert_eq!(helper.counter("relay_circuits_opened"), 1);
+
+    // Payloads both ways, and a round trip, over the circuit.
+    for n in 0..50u8 {
+        a.node
+            .endpoint
+            .send(b.agent, envelope(HAVE_COMMAND, vec![n; 32]))
+            .await
+            .unwrap();
+    }
+    b.node
+        .endpoint
+        .send(a.agent, envelope(HAVE_COMMAND, vec![9; 32]))
+        .await
+        .unwrap();
+    eventually("both hear", || {
+        b.counter("retention_notices_received") == 50
+            && a.counter("retention_notices_received") == 1
+    })
+    .await;
+    a.node.endpoint.ping(b.agent).await.unwrap();
+    assert!(helper.counter("relay_bytes") > 0);
+
+    // The NATs become punchable: the next upgrade attempt moves the link off the relay.
+    nats.make_cone(a.addr.ip());
+    nats.make_cone(b.addr.ip());
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    eventually("the link is punched now", || {
+        a.node
+            .endpoint
+            .link_view(&b.agent)
+            .is_some_and(|v| v.via == Via::Punched)
+            && b.node
+                .endpoint
+                .link_view(&a.agent)
+                .is_some_and(|v| v.via == Via::Punched)
+    })
+    .await;
+    assert_eq!(a.counter("links_upgraded"), 1);
+    a.node
+        .endpoint
+        .send(b.agent, envelope(HAVE_COMMAND, vec![77; 32]))
+        .await
+        .unwrap();
+    eventually("B hears over the punched link", || {
+        b.counter("retention_notices_received") == 51
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn relay_requests_over_the_limits_or_to_a_node_that_does_not_relay_are_refused() {
+    let net = MemoryNet::new();
+    let nats = Nats::default();
+    // A helper that does not relay, and one whose circuits are full (none allowed).
+    let plain = TestNode::start(&net, |_| {}).await;
+    let full = relaying_helper(&net, |l| l.relay_max_circuits = 0).await;
+    let a = natted_as(&net, &nats, true).await;
+    let b = natted_as(&net, &nats, true).await;
+    for helper in [&plain, &full] {
+        a.link_to(helper).await;
+        b.link_to(helper).await;
+    }
+    let mut ticket = b.ticket().await;
+    kith_node::reach::advertise(&b.node.endpoint, &mut ticket);
+    let err = a.node.endpoint.connect_ticket(ticket).await.unwrap_err();
+    let err = err.to_string();
+    assert!(
+        err.contains("no-relay") && err.contains("relay-limit"),
+        "{err}"
+    );
+    assert_eq!(plain.counter("relay_refused_off"), 1);
+    assert_eq!(full.counter("relay_refused_limit"), 1);
+    // Nothing else was disturbed.
+    for helper in [&plain, &full] {
+        assert!(helper.node.endpoint.is_linked(&a.agent));
+        assert!(helper.node.endpoint.is_linked(&b.agent));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_circuit_is_closed_at_its_byte_limit_and_only_the_relayed_link_goes() {
+    let net = MemoryNet::new();
+    let nats = Nats::default();
+    let helper = relaying_helper(&net, |l| l.relay_max_bytes = 256 * 1024).await;
+    let a = natted_as(&net, &nats, true).await;
+    let b = natted_as(&net, &nats, true).await;
+    a.link_to(&helper).await;
+    b.link_to(&helper).await;
+    let mut ticket = b.ticket().await;
+    kith_node::reach::advertise(&b.node.endpoint, &mut ticket);
+    a.node.endpoint.connect_ticket(ticket).await.unwrap();
+    // 512 KiB of notices: past the limit.
+    for n in 0..(512 * 1024 / 40) {
+        let notice = envelope(HAVE_COMMAND, vec![(n % 250) as u8; 32]);
+        if a.node.endpoint.send_linked(b.agent, notice).await.is_err() {
+            break;
+        }
+    }
+    eventually("the circuit is closed", || {
+        helper.counter("relay_closed_limit") == 1
+    })
+    .await;
+    assert!(helper.node.endpoint.is_linked(&a.agent));
+    assert!(helper.node.endpoint.is_linked(&b.agent));
 }

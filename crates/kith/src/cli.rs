@@ -196,6 +196,10 @@ pub struct UpArgs {
     /// than the one it listens on (NAT, a public name)
     #[arg(long, value_name = "HOST:PORT")]
     pub announce: Option<String>,
+    /// Relay links between linked peers that cannot reach each other directly (for a node
+    /// run as a public helper; bounded by the relay_* limits) [kith.toml: relay = true]
+    #[arg(long)]
+    pub relay: bool,
     /// Unencrypted links, for simulations only: refused unless the listener is on loopback
     #[arg(long)]
     pub raw: bool,

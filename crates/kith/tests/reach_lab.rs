@@ -5,6 +5,9 @@
 //! - Behind two ordinary (port-keeping) NATs, A and B link by a hole punched through the
 //!   helper: the link's remote is the other NAT's public address, `kith peers` says
 //!   `punched`, and a file and a chat message go over it. Prints the time to link.
+//! - Behind two symmetric NATs (a new port per destination) punching fails and the helper,
+//!   which relays (`--relay`), carries the link: `relayed`, and a file and a chat message go
+//!   over it. Prints the relay's throughput next to a direct link's.
 
 mod support;
 
@@ -41,7 +44,7 @@ fn linked_to_helper(lab: &mut Lab, tmp: &std::path::Path) -> (usize, usize, usiz
     let h = lab.start(
         "helper",
         &tmp.join("helper"),
-        &["--announce", "203.0.113.10:7420"],
+        &["--announce", "203.0.113.10:7420", "--relay"],
     );
     let a = lab.start("a", &tmp.join("a"), &[]);
     let b = lab.start("b", &tmp.join("b"), &[]);
@@ -80,13 +83,21 @@ fn behind_two_nats_a_and_b_link_by_a_hole_punched_through_the_helper() {
     let started = Instant::now();
     na.ok(&["connect", stdout.trim()]);
     let took = started.elapsed();
-    eventually("B counts the link", || !link_with(nb, &na.agent()).is_null());
+    eventually("B counts the link", || {
+        !link_with(nb, &na.agent()).is_null()
+    });
     let seen_by_a = link_with(na, &nb.agent());
     let seen_by_b = link_with(nb, &na.agent());
     assert_eq!(seen_by_a["via"], "punched", "{seen_by_a}");
     assert_eq!(seen_by_b["via"], "punched", "{seen_by_b}");
-    assert_eq!(seen_by_a["remote"], "203.0.113.2:7420", "NAT B's public address");
-    assert_eq!(seen_by_b["remote"], "203.0.113.1:7420", "NAT A's public address");
+    assert_eq!(
+        seen_by_a["remote"], "203.0.113.2:7420",
+        "NAT B's public address"
+    );
+    assert_eq!(
+        seen_by_b["remote"], "203.0.113.1:7420",
+        "NAT A's public address"
+    );
     assert_eq!(helper.counter("punch_introductions"), 1);
     eprintln!("lab: punched link in {:.2} s", took.as_secs_f64());
     assert!(took < Duration::from_secs(10), "{took:?}");
@@ -109,4 +120,73 @@ fn behind_two_nats_a_and_b_link_by_a_hole_punched_through_the_helper() {
     eventually("B reads A's message", || {
         has_text(nb, "hello through the NATs")
     });
+}
+
+/// Fetches `hash` from `from` into a new file; returns the seconds it took.
+fn timed_get(to: &Node, from: &Node, hash: &str, out: &std::path::Path) -> f64 {
+    let started = Instant::now();
+    to.ok(&[
+        "file",
+        "get",
+        hash,
+        "--from",
+        &from.agent(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    started.elapsed().as_secs_f64()
+}
+
+#[test]
+#[cfg_attr(
+    not(kith_test_netns),
+    ignore = "needs root, ip netns and nftables: set KITH_TEST_NETNS=1 (.ci/run does)"
+)]
+fn behind_symmetric_nats_the_helper_relays_and_a_file_and_chat_still_go_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lab = Lab::new(Nat::Symmetric, Nat::Symmetric);
+    let (h, a, b) = linked_to_helper(&mut lab, tmp.path());
+    let (helper, na, nb) = (&lab.nodes[h], &lab.nodes[a], &lab.nodes[b]);
+
+    let ticket = nb.ok(&["ticket"]);
+    let started = Instant::now();
+    na.ok(&["connect", ticket.trim()]);
+    let took = started.elapsed();
+    eventually("B counts the link", || {
+        !link_with(nb, &na.agent()).is_null()
+    });
+    assert_eq!(link_with(na, &nb.agent())["via"], "relayed");
+    assert_eq!(link_with(nb, &na.agent())["via"], "relayed");
+    assert_eq!(na.counter("punches_failed"), 1);
+    assert_eq!(helper.counter("relay_circuits_opened"), 1);
+    eprintln!(
+        "lab: relayed link in {:.2} s (after a failed punch)",
+        took.as_secs_f64()
+    );
+
+    // A chat message, and the same 16 MiB file over the relay (from B) and over A's direct
+    // link with the helper.
+    na.ok(&["chat", "send", &node_id(nb), "hello through the relay"]);
+    eventually("B reads A's message", || {
+        has_text(nb, "hello through the relay")
+    });
+    let size = 16 * 1024 * 1024;
+    let bytes = support::data(size, 11);
+    let hash = nb.put(tmp.path(), "big.bin", &bytes);
+    assert_eq!(helper.put(tmp.path(), "big.bin", &bytes), hash);
+    let relayed = timed_get(na, nb, &hash, &tmp.path().join("relayed.bin"));
+    assert_eq!(
+        std::fs::read(tmp.path().join("relayed.bin")).unwrap(),
+        bytes
+    );
+    na.ok(&["file", "rm", &hash]);
+    let direct = timed_get(na, helper, &hash, &tmp.path().join("direct.bin"));
+    assert_eq!(std::fs::read(tmp.path().join("direct.bin")).unwrap(), bytes);
+    let mib = size as f64 / (1024.0 * 1024.0);
+    eprintln!(
+        "lab: 16 MiB relayed {:.1} MiB/s ({relayed:.2} s), direct {:.1} MiB/s ({direct:.2} s)",
+        mib / relayed,
+        mib / direct
+    );
+    assert!(helper.counter("relay_bytes") >= size as u64);
 }

@@ -1,9 +1,9 @@
 //! The dialling side: first contact with a ticket, re-linking known peers, redials.
 
 use super::directory::DialTarget;
+use super::fallback::Introduction;
 use super::handshake::{self, Established, HandshakeFailure, HandshakeOutcome, Machine};
 use super::link_task::{self, NewLink};
-use super::fallback::Introduction;
 use super::transport::Conn;
 use super::{EndpointError, PeerAddress, Shared, Side};
 use crate::clock::mono_now;
@@ -256,6 +256,37 @@ async fn dial_known(shared: &Arc<Shared>, peer: AgentId) -> Result<(), EndpointE
     if conn.via != super::Via::Direct {
         shared.counters.links_reached_indirectly.bump();
     }
+    let established = handshake_over(shared, &mut conn, RECONNECT, |now| {
+        Initiator::known(&shared.secure, peer, b"", now, &mut rand::rngs::OsRng)
+    })
+    .await?;
+    let now = shared.clock.unix_secs();
+    if let Err(e) = shared
+        .directory
+        .touch(peer, conn.remote.to_string(), now)
+        .await
+    {
+        tracing::warn!(peer = %peer, "could not record the peer's address: {e}");
+    }
+    link_task::start(
+        shared,
+        NewLink {
+            conn,
+            established,
+            side: Side::Initiator,
+            peer,
+        },
+    );
+    Ok(())
+}
+
+/// Runs a known peer's initiator handshake over `conn` (punched by the reach service, to
+/// replace a relayed link) and starts the link.
+pub(super) async fn link_over(
+    shared: &Arc<Shared>,
+    peer: AgentId,
+    mut conn: Conn,
+) -> Result<(), EndpointError> {
     let established = handshake_over(shared, &mut conn, RECONNECT, |now| {
         Initiator::known(&shared.secure, peer, b"", now, &mut rand::rngs::OsRng)
     })

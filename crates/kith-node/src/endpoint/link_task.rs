@@ -120,8 +120,8 @@ impl LinkTask {
             .announced()
             .map(|(host, port)| format!("{host}:{port}"));
         // (A relayed link's remote is the relay's: nothing we could tell the peer about itself.)
-        settings.observed = (conn.via != Via::Relayed)
-            .then(|| super::reuse::canonical(conn.remote).to_string());
+        settings.observed =
+            (conn.via != Via::Relayed).then(|| super::reuse::canonical(conn.remote).to_string());
         let machine = LinkMachine::new(established.link, settings, mono_now());
         let id = shared.registry.next_id();
         LinkTask {

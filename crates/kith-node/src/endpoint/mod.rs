@@ -307,6 +307,13 @@ impl Endpoint {
         self.shared.diverts.expect(from)
     }
 
+    /// Links with the known peer `peer` over `conn` (a punched connection that is to replace
+    /// a relayed link): the initiator's handshake, then an ordinary link, which the registry
+    /// prefers to the older one.
+    pub async fn link_over(&self, peer: AgentId, conn: Conn) -> Result<(), EndpointError> {
+        dial::link_over(&self.shared, peer, conn).await
+    }
+
     /// Opens a plain connection to `to` with the node's dialler (from the listening port),
     /// for the reach service.
     pub async fn dial_addr(&self, to: SocketAddr, timeout: Duration) -> std::io::Result<Conn> {

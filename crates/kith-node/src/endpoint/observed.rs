@@ -114,7 +114,11 @@ mod tests {
         t.record(a, real, now);
         t.record(b, real, now);
         for port in 1..1000u16 {
-            t.record(liar, SocketAddr::new("198.51.100.1".parse().unwrap(), port), now);
+            t.record(
+                liar,
+                SocketAddr::new("198.51.100.1".parse().unwrap(), port),
+                now,
+            );
         }
         assert_eq!(t.ranked().len(), 2, "the liar's reports replace each other");
         assert_eq!(t.ranked()[0], real);
@@ -125,10 +129,18 @@ mod tests {
         let mut t = Observed::default();
         let now = Instant::now();
         for i in 0..100u16 {
-            t.record(agent(), SocketAddr::new("203.0.113.1".parse().unwrap(), 1 + i), now);
+            t.record(
+                agent(),
+                SocketAddr::new("203.0.113.1".parse().unwrap(), 1 + i),
+                now,
+            );
         }
         assert_eq!(t.ranked().len(), MAX_ADDRS);
-        t.record(agent(), "203.0.113.2:1".parse().unwrap(), now + FORGET_AFTER);
+        t.record(
+            agent(),
+            "203.0.113.2:1".parse().unwrap(),
+            now + FORGET_AFTER,
+        );
         assert_eq!(t.ranked().len(), 1);
         assert!(!t.record(agent(), "0.0.0.0:1".parse().unwrap(), now));
     }

@@ -76,7 +76,9 @@ impl ReuseTcp {
             };
             match shared.await {
                 Ok(stream) => return Ok(stream),
-                Err(e) if matches!(e.kind(), ErrorKind::AddrInUse | ErrorKind::AddrNotAvailable) => {
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::AddrInUse | ErrorKind::AddrNotAvailable) =>
+                {
                     tracing::debug!(%to, "listening port busy towards this peer: {e}; dialling from another port");
                 }
                 Err(e) => return Err(e),
@@ -106,14 +108,9 @@ impl Dialer for ReuseTcp {
                 }
                 Err(last)
             };
-            let stream = tokio::time::timeout(timeout, attempt)
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(
-                        ErrorKind::TimedOut,
-                        format!("no answer within {timeout:?}"),
-                    )
-                })??;
+            let stream = tokio::time::timeout(timeout, attempt).await.map_err(|_| {
+                std::io::Error::new(ErrorKind::TimedOut, format!("no answer within {timeout:?}"))
+            })??;
             let remote = canonical(stream.peer_addr()?);
             Ok(Conn {
                 stream: Box::new(stream),
@@ -199,7 +196,11 @@ mod tests {
             .await
             .unwrap();
         let seen = super::super::Acceptor::accept(&other).await.unwrap();
-        assert_eq!(seen.remote, dialer.local_addr(), "the peer sees our listening port");
+        assert_eq!(
+            seen.remote,
+            dialer.local_addr(),
+            "the peer sees our listening port"
+        );
         assert_eq!(conn.remote, to);
         // A second link to the same peer cannot share the port: it still connects.
         let again = dialer

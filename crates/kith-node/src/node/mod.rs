@@ -165,6 +165,7 @@ impl Node {
             endpoint.clone(),
             store.clone(),
             config.reach.clone(),
+            config.node_limits.clone(),
             tracker.clone(),
             cancel.clone(),
         );

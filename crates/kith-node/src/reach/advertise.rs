@@ -55,7 +55,12 @@ fn warnings(endpoint: &Endpoint, ticket: &Ticket) -> Vec<String> {
     let chad: Option<IpAddr> = ticket.chad.host.as_deref().and_then(|h| h.parse().ok());
     let all: Vec<IpAddr> = chad
         .into_iter()
-        .chain(ticket.addrs.iter().filter_map(|a| a.parse::<SocketAddr>().ok().map(|a| a.ip())))
+        .chain(
+            ticket
+                .addrs
+                .iter()
+                .filter_map(|a| a.parse::<SocketAddr>().ok().map(|a| a.ip())),
+        )
         .collect();
     if !all.iter().any(|ip| is_public(*ip)) {
         out.push(format!(
@@ -74,11 +79,14 @@ fn warnings(endpoint: &Endpoint, ticket: &Ticket) -> Vec<String> {
     }
     let listen = endpoint.local_addr();
     let observed = endpoint.observed();
-    let natted = observed.iter().find(|o| is_public(o.ip())).is_some_and(|o| {
-        listen.is_some_and(|l| {
-            l.port() != o.port() || (!l.ip().is_unspecified() && l.ip() != o.ip())
-        })
-    });
+    let natted = observed
+        .iter()
+        .find(|o| is_public(o.ip()))
+        .is_some_and(|o| {
+            listen.is_some_and(|l| {
+                l.port() != o.port() || (!l.ip().is_unspecified() && l.ip() != o.ip())
+            })
+        });
     if natted && ticket.via.is_empty() {
         out.push(
             "this node is behind a NAT and no linked peer can broker a hole punch to it: a \

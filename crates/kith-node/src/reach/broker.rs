@@ -78,11 +78,17 @@ impl Broker {
     ) -> Result<u64, Refusal> {
         let minute = Duration::from_secs(60);
         if self.rates.len() >= MAX_TRACKED {
-            self.rates
-                .retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < minute));
+            self.rates.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < minute)
+            });
         }
         let times = self.rates.entry(requester).or_default();
-        while times.front().is_some_and(|t| now.duration_since(*t) >= minute) {
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= minute)
+        {
             times.pop_front();
         }
         if times.len() >= self.limits.per_minute {
@@ -162,7 +168,9 @@ mod tests {
         b.request(a, 2, t, false, now).unwrap();
         b.request(a, 3, t, false, now).unwrap();
         assert_eq!(b.request(a, 4, t, false, now), Err(Refusal::RateLimited));
-        assert!(b.request(a, 5, t, false, now + Duration::from_secs(61)).is_ok());
+        assert!(b
+            .request(a, 5, t, false, now + Duration::from_secs(61))
+            .is_ok());
         assert_eq!(b.answer(other, id), None, "not the target");
         assert_eq!(b.answer(t, id).map(|i| i.requester_id), Some(1));
         assert_eq!(b.answer(t, id), None, "answered once");

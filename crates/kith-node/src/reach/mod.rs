@@ -20,7 +20,10 @@
 
 mod advertise;
 pub mod broker;
+mod circuit;
 mod punch;
+mod relay;
+mod request;
 pub mod wire;
 
 use crate::clock::mono_now;
@@ -32,13 +35,13 @@ use broker::{Broker, BrokerLimits, Refusal};
 use kith_crypto::identity::AgentId;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use wire::{Msg, PUNCH};
+use wire::{Msg, PUNCH, RELAY};
 
 pub use advertise::advertise;
 
@@ -67,6 +70,24 @@ crate::counters! {
         punches_succeeded,
         /// Punches we took part in that did not.
         punches_failed,
+        /// Links we opened through a relay (punching failed).
+        links_relayed,
+        /// Relayed links that became punched ones later.
+        links_upgraded,
+        /// Circuits refused: this node does not relay (`relay = false`).
+        relay_refused_off,
+        /// Circuits refused: over `relay_max_circuits` or `relay_max_circuits_per_pair`.
+        relay_refused_limit,
+        /// Circuits this node opened as a relay.
+        relay_circuits_opened,
+        /// Circuits closed at `relay_max_bytes` or `relay_max_secs`.
+        relay_closed_limit,
+        /// Circuits closed because an end sent beyond its window.
+        relay_closed_window,
+        /// Relay frames for no circuit of ours, or from a peer that is not its end.
+        relay_frames_unexpected,
+        /// Bytes this node relayed.
+        relay_bytes,
     }
 }
 
@@ -87,6 +108,8 @@ pub struct ReachSettings {
     pub keepalive: Duration,
     /// Keep links with brokers at private addresses alive too (a LAN helper; tests).
     pub keepalive_private: bool,
+    /// Relay circuits for linked peers that cannot punch through (`relay = true`).
+    pub relay: bool,
 }
 
 impl Default for ReachSettings {
@@ -94,10 +117,11 @@ impl Default for ReachSettings {
         ReachSettings {
             broker_per_minute: 20,
             broker_max_pending: 256,
-            punch_window: Duration::from_secs(10),
+            punch_window: Duration::from_secs(6),
             ask_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(20),
             keepalive_private: false,
+            relay: false,
         }
     }
 }
@@ -115,6 +139,7 @@ const INTRODUCED_FOR: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 enum Reply {
     Dial(Vec<SocketAddr>),
+    Opened(u64),
     Fail(String),
 }
 
@@ -128,7 +153,10 @@ struct Inner {
     endpoint: Endpoint,
     store: Store,
     settings: ReachSettings,
+    node_limits: crate::limits::NodeLimits,
     broker: Mutex<Broker>,
+    relays: relay::Relays,
+    ends: circuit::Ends,
     asking: Mutex<HashMap<u64, (AgentId, mpsc::Sender<Reply>)>>,
     /// Where brokers told us lately that peers are (and dial us from), with when.
     introduced: Mutex<HashMap<AgentId, (Vec<SocketAddr>, std::time::Instant)>>,
@@ -156,6 +184,7 @@ impl Reach {
         endpoint: Endpoint,
         store: Store,
         settings: ReachSettings,
+        node_limits: crate::limits::NodeLimits,
         tracker: TaskTracker,
         cancel: CancellationToken,
     ) -> Reach {
@@ -169,7 +198,10 @@ impl Reach {
                 endpoint,
                 store,
                 settings,
+                node_limits,
                 broker: Mutex::new(Broker::new(limits)),
+                relays: relay::Relays::default(),
+                ends: circuit::Ends::default(),
                 asking: Mutex::default(),
                 introduced: Mutex::default(),
                 offers: Arc::new(Semaphore::new(MAX_OFFERS)),
@@ -221,7 +253,14 @@ impl Reach {
     }
 
     /// R: `requester` asks to be introduced to `to`.
-    fn broker_connect(&self, requester: AgentId, id: u64, to: &str, proof: Option<String>, relay: bool) {
+    fn broker_connect(
+        &self,
+        requester: AgentId,
+        id: u64,
+        to: &str,
+        proof: Option<String>,
+        relay: bool,
+    ) {
         let c = &self.inner.counters;
         let fail = |why: &str| {
             self.send(
@@ -293,6 +332,18 @@ impl Reach {
             self.inner.counters.punch_answers_unexpected.bump();
             return;
         };
+        if intro.relay {
+            if accepted {
+                return self.open_circuit(intro.requester, intro.requester_id, from, id);
+            }
+            return self.send(
+                intro.requester,
+                &Msg::Fail {
+                    id: intro.requester_id,
+                    why: "refused".into(),
+                },
+            );
+        }
         let msg = match self.inner.endpoint.link_view(&from) {
             Some(view) if accepted && view.via != Via::Relayed => Msg::Dial {
                 id: intro.requester_id,
@@ -392,131 +443,6 @@ impl Reach {
             .await
             .unwrap_or(false)
     }
-
-    /// A: a broker answered one of our requests.
-    fn replied(&self, broker: AgentId, id: u64, reply: Reply) {
-        let tx = {
-            let mut asking = lock(&self.inner.asking);
-            match asking.get(&id) {
-                Some((b, _)) if *b == broker => asking.remove(&id).map(|(_, tx)| tx),
-                _ => None,
-            }
-        };
-        match tx {
-            Some(tx) => {
-                let _ = tx.try_send(reply);
-            }
-            None => self.inner.counters.punch_answers_unexpected.bump(),
-        }
-    }
-
-    /// A: asks brokers to introduce us to `peer`, then punches.
-    async fn open(&self, peer: AgentId, intro: Introduction) -> std::io::Result<Conn> {
-        let endpoint = &self.inner.endpoint;
-        let (proof, named) = match &intro {
-            Introduction::Known => (None, Vec::new()),
-            Introduction::Ticket { token, brokers } => (
-                Some(wire::ticket_proof(token, &endpoint.agent().to_string())),
-                brokers.clone(),
-            ),
-        };
-        let linked = endpoint.linked();
-        let mut brokers: Vec<AgentId> = named
-            .into_iter()
-            .filter(|b| linked.contains(b))
-            .collect();
-        if brokers.is_empty() {
-            brokers = linked;
-        }
-        brokers.retain(|b| *b != peer);
-        brokers.truncate(MAX_BROKERS);
-        if brokers.is_empty() {
-            return Err(std::io::Error::other("no linked peer to ask for an introduction"));
-        }
-        // Until a broker answers we do not know where it will say the peer is, and the peer
-        // may already be dialling us: a direct dial that connects meanwhile counts as
-        // punched (see `Reacher::introduced`).
-        let now = mono_now();
-        {
-            let mut introduced = lock(&self.inner.introduced);
-            introduced.retain(|_, (_, at)| now.duration_since(*at) < INTRODUCED_FOR);
-            if introduced.len() < MAX_ASKING {
-                introduced.insert(peer, (Vec::new(), now));
-            }
-        }
-        let (tx, mut rx) = mpsc::channel(MAX_BROKERS);
-        let mut ids = Vec::new();
-        for broker in &brokers {
-            let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-            {
-                let mut asking = lock(&self.inner.asking);
-                if asking.len() >= MAX_ASKING {
-                    break;
-                }
-                asking.insert(id, (*broker, tx.clone()));
-            }
-            ids.push(id);
-            self.send(
-                *broker,
-                &Msg::Connect {
-                    id,
-                    to: peer.to_string(),
-                    proof: proof.clone(),
-                    relay: false,
-                },
-            );
-        }
-        drop(tx);
-        let result = self.await_dial(&mut rx, ids.len()).await;
-        {
-            let mut asking = lock(&self.inner.asking);
-            for id in &ids {
-                asking.remove(id);
-            }
-        }
-        let addrs = match result {
-            Ok(addrs) => addrs,
-            Err(e) => {
-                lock(&self.inner.introduced).remove(&peer);
-                return Err(e);
-            }
-        };
-        if let Some((known, at)) = lock(&self.inner.introduced).get_mut(&peer) {
-            *known = addrs.clone();
-            *at = mono_now();
-        }
-        let outcome = punch::punch(endpoint, &addrs, true, self.inner.settings.punch_window).await;
-        match &outcome {
-            Ok(conn) => {
-                self.inner.counters.punches_succeeded.bump();
-                tracing::info!(peer = %peer, remote = %conn.remote, "punched through to a peer");
-            }
-            Err(e) => {
-                self.inner.counters.punches_failed.bump();
-                tracing::info!(peer = %peer, "punch failed: {e}");
-            }
-        }
-        outcome
-    }
-
-    /// The first broker's `dial`, or why none came.
-    async fn await_dial(
-        &self,
-        rx: &mut mpsc::Receiver<Reply>,
-        asked: usize,
-    ) -> std::io::Result<Vec<SocketAddr>> {
-        let deadline = tokio::time::Instant::now() + self.inner.settings.ask_timeout;
-        let mut why = String::from("no broker answered");
-        for _ in 0..asked {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(Reply::Dial(addrs))) if !addrs.is_empty() => return Ok(addrs),
-                Ok(Some(Reply::Dial(_))) => why = "a broker named no address".into(),
-                Ok(Some(Reply::Fail(reason))) => why = format!("the broker said {reason}"),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        Err(std::io::Error::other(why))
-    }
 }
 
 impl Reacher for Reach {
@@ -537,13 +463,22 @@ impl Reacher for Reach {
 
 impl ProtocolHandler for Reach {
     fn commands(&self) -> &'static [&'static str] {
-        &[PUNCH]
+        &[PUNCH, RELAY]
+    }
+
+    fn on_link(&self, event: crate::protocol::LinkEvent) {
+        if let crate::protocol::LinkEvent::Down { peer } = event {
+            self.relay_peer_down(&peer);
+        }
     }
 
     fn on_payload(&self, peer: AgentId, payload: Payload) {
         let Payload::Envelope(env) = payload else {
             return;
         };
+        if env.command.as_str() == RELAY {
+            return self.on_relay(peer, &env.data);
+        }
         let Some(msg) = Msg::decode(&env.data) else {
             self.inner.counters.punch_malformed.bump();
             return;
@@ -568,6 +503,14 @@ impl ProtocolHandler for Reach {
                 self.replied(peer, id, Reply::Dial(addrs));
             }
             Msg::Fail { id, why } => self.replied(peer, id, Reply::Fail(why)),
+            Msg::Circuit { id, to, proof } => self.broker_circuit(peer, id, &to, proof),
+            Msg::Incoming {
+                id,
+                from,
+                circuit,
+                proof,
+            } => self.incoming(peer, id, &from, circuit, proof),
+            Msg::Opened { id, circuit } => self.replied(peer, id, Reply::Opened(circuit)),
         }
     }
 }

@@ -72,7 +72,9 @@ pub(crate) async fn punch(
     };
     let conn = tokio::time::timeout_at(deadline, first)
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "the punch window closed"))??;
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "the punch window closed")
+        })??;
     Ok(Conn {
         via: Via::Punched,
         ..conn

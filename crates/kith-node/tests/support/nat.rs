@@ -18,6 +18,7 @@ const MAPPING: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Default)]
 pub struct Nats {
     natted: Arc<Mutex<HashSet<IpAddr>>>,
+    symmetric: Arc<Mutex<HashSet<IpAddr>>>,
     holes: Arc<Mutex<HashMap<(IpAddr, IpAddr), Instant>>>,
     /// Dials that reached a host behind a NAT through a hole.
     pub through: Arc<std::sync::atomic::AtomicU64>,
@@ -27,6 +28,18 @@ impl Nats {
     /// Puts `host` behind a NAT.
     pub fn hide(&self, host: IpAddr) {
         self.natted.lock().unwrap().insert(host);
+    }
+
+    /// Puts `host` behind a symmetric NAT (a new port per destination): nobody punches
+    /// through to it, and it punches through to nobody behind a NAT.
+    pub fn hide_symmetric(&self, host: IpAddr) {
+        self.hide(host);
+        self.symmetric.lock().unwrap().insert(host);
+    }
+
+    /// Makes `host`'s NAT an ordinary (port-keeping) one again.
+    pub fn make_cone(&self, host: IpAddr) {
+        self.symmetric.lock().unwrap().remove(&host);
     }
 
     /// `inner`'s dials, from the listening port `port`, obeying the NATs.
@@ -43,6 +56,11 @@ impl Nats {
         if !self.natted.lock().unwrap().contains(&to) {
             return true;
         }
+        let symmetric = self.symmetric.lock().unwrap();
+        if symmetric.contains(&to) || symmetric.contains(&from) {
+            return false;
+        }
+        drop(symmetric);
         self.holes
             .lock()
             .unwrap()

@@ -38,6 +38,7 @@ impl Env {
             overrides.chat_tls = up.chat_tls;
             overrides.announce = up.announce.clone();
             overrides.raw_links = up.raw;
+            overrides.relay = up.relay;
             overrides.allow_raw_anywhere = up.allow_raw_anywhere;
         }
         if needs_a_running_node(command) {

@@ -117,15 +117,32 @@ impl Lab {
         }
         // The private segments behind each NAT.
         for (nat, host, lan, gw, addr, kind) in [
-            (&nata, &a, "192.168.1.0/24", "192.168.1.1", "192.168.1.2/24", nat_a),
-            (&natb, &b, "192.168.2.0/24", "192.168.2.1", "192.168.2.2/24", nat_b),
+            (
+                &nata,
+                &a,
+                "192.168.1.0/24",
+                "192.168.1.1",
+                "192.168.1.2/24",
+                nat_a,
+            ),
+            (
+                &natb,
+                &b,
+                "192.168.2.0/24",
+                "192.168.2.1",
+                "192.168.2.2/24",
+                nat_b,
+            ),
         ] {
             let _ = lan;
             run(&[
                 "ip", "link", "add", "eth0", "netns", host, "type", "veth", "peer", "name", "lan",
                 "netns", nat,
             ]);
-            run_in(nat, &["ip", "addr", "add", &format!("{gw}/24"), "dev", "lan"]);
+            run_in(
+                nat,
+                &["ip", "addr", "add", &format!("{gw}/24"), "dev", "lan"],
+            );
             run_in(nat, &["ip", "link", "set", "lan", "up"]);
             run_in(host, &["ip", "addr", "add", addr, "dev", "eth0"]);
             run_in(host, &["ip", "link", "set", "eth0", "up"]);
@@ -145,7 +162,11 @@ impl Lab {
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("nft (install the nftables package)");
-            nft.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+            nft.stdin
+                .take()
+                .unwrap()
+                .write_all(rules.as_bytes())
+                .unwrap();
             let out = nft.wait_with_output().unwrap();
             assert!(
                 out.status.success(),
@@ -209,8 +230,8 @@ impl Drop for Lab {
             node.stop();
             if std::thread::panicking() || std::env::var_os("KITH_LAB_LOGS").is_some() {
                 // What each node logged, to see why.
-                let log = std::fs::read_to_string(node.data.with_extension("log"))
-                    .unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(node.data.with_extension("log")).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
                 eprintln!("--- {} ---", node.data.display());
                 for line in tail.iter().rev() {
