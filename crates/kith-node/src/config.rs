@@ -70,6 +70,7 @@ struct FileSettings {
     peer_port_open_store: Option<bool>,
     announce: Option<String>,
     relay: Option<bool>,
+    mdns: Option<bool>,
     raw_links: Option<bool>,
     max_item: Option<usize>,
     limits: Option<toml::Table>,
@@ -150,6 +151,8 @@ pub struct NodeConfig {
     pub allow_raw_anywhere: bool,
     /// Punching and relaying through mutual peers.
     pub reach: crate::reach::ReachSettings,
+    /// Announce this node on the LAN and list others (mDNS; never on loopback).
+    pub mdns: bool,
 }
 
 impl NodeConfig {
@@ -226,6 +229,7 @@ impl NodeConfig {
             announce,
             raw_links,
             allow_raw_anywhere: overrides.allow_raw_anywhere,
+            mdns: file.mdns.unwrap_or(true),
             reach: crate::reach::ReachSettings {
                 relay: overrides.relay || file.relay.unwrap_or(false),
                 ..crate::reach::ReachSettings::default()

@@ -30,6 +30,7 @@ pub mod counters;
 pub mod endpoint;
 pub mod exchange;
 pub mod limits;
+pub mod nearby;
 pub mod node;
 pub mod peer_port;
 pub mod protocol;

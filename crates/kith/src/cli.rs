@@ -288,6 +288,10 @@ pub struct PeersArgs {
     /// retention), and print what each check showed
     #[arg(long, value_name = "AGENT", allow_hyphen_values = true, conflicts_with_all = ["remove", "block", "unblock"])]
     pub check: Option<String>,
+    /// List the kith nodes heard on the LAN (mDNS) instead: agent, addresses, and whether an
+    /// anonymous query proved the key there. Linking still needs a ticket or a known key
+    #[arg(long, conflicts_with_all = ["remove", "block", "unblock", "check"])]
+    pub nearby: bool,
 }
 
 /// `kith file ...`

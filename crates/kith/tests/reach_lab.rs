@@ -8,6 +8,8 @@
 //! - Behind two symmetric NATs (a new port per destination) punching fails and the helper,
 //!   which relays (`--relay`), carries the link: `relayed`, and a file and a chat message go
 //!   over it. Prints the relay's throughput next to a direct link's.
+//! - Two nodes on one LAN segment hear each other by mDNS (`kith peers --nearby`), each key
+//!   proven at its LAN address.
 
 mod support;
 
@@ -189,4 +191,45 @@ fn behind_symmetric_nats_the_helper_relays_and_a_file_and_chat_still_go_through(
         mib / direct
     );
     assert!(helper.counter("relay_bytes") >= size as u64);
+}
+
+fn nearby(node: &Node, agent: &str) -> Option<Value> {
+    node.json(&["peers", "--nearby", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["agent"] == agent)
+        .cloned()
+}
+
+#[test]
+#[cfg_attr(
+    not(kith_test_netns),
+    ignore = "needs root, ip netns and nftables: set KITH_TEST_NETNS=1 (.ci/run does)"
+)]
+fn nodes_on_one_lan_hear_each_other_by_mdns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lab = Lab::new(Nat::Cone, Nat::Cone);
+    let a = lab.start("a", &tmp.path().join("a"), &[]);
+    let c = lab.start("c", &tmp.path().join("c"), &[]);
+    let b = lab.start("b", &tmp.path().join("b"), &[]);
+    let (na, nc, nb) = (&lab.nodes[a], &lab.nodes[c], &lab.nodes[b]);
+    let started = Instant::now();
+    eventually("A hears C and proves its key", || {
+        nearby(na, &nc.agent()).is_some_and(|n| n["verified"] == true)
+    });
+    eprintln!(
+        "lab: mDNS neighbour verified in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let heard = nearby(na, &nc.agent()).unwrap();
+    assert_eq!(heard["addrs"], serde_json::json!(["192.168.1.3:7420"]));
+    eventually("C hears A", || nearby(nc, &na.agent()).is_some());
+    // B is on another segment: nobody hears it.
+    assert!(nearby(na, &nb.agent()).is_none());
+    assert!(nb
+        .json(&["peers", "--nearby", "--json"])
+        .as_array()
+        .unwrap()
+        .is_empty());
 }

@@ -47,6 +47,8 @@ pub const REVOKE_PATH: &str = "/v1/tickets/revoke";
 pub const CONNECT_PATH: &str = "/v1/connect";
 /// List peers.
 pub const PEERS_PATH: &str = "/v1/peers";
+/// Nodes heard on the LAN: `GET` → [`crate::nearby::NearbyNode`]s.
+pub const NEARBY_PATH: &str = "/v1/peers/nearby";
 /// Forget a peer.
 pub const REMOVE_PEER_PATH: &str = "/v1/peers/remove";
 /// Block or unblock a peer.

@@ -40,6 +40,8 @@ pub struct Services {
     pub retention: Retention,
     /// Chat.
     pub chat: Chat,
+    /// Nodes heard on the LAN.
+    pub nearby: crate::nearby::Nearby,
     /// The node's identity, settings and counters, for `status` and tickets.
     pub node: Arc<dyn NodeInfo>,
     /// What the control API itself counts.

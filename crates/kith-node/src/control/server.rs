@@ -88,6 +88,7 @@ pub fn router(state: Services) -> Router {
         .route(REVOKE_PATH, post(revoke_ticket))
         .route(CONNECT_PATH, post(connect))
         .route(PEERS_PATH, get(peers))
+        .route(NEARBY_PATH, get(nearby))
         .route(REMOVE_PEER_PATH, post(remove_peer))
         .route(BLOCK_PEER_PATH, post(block_peer))
         .route(CHECK_PEER_PATH, post(check_peer))
@@ -216,6 +217,10 @@ async fn revoke_ticket(State(state): State<Services>, Json(body): Json<TokenBody
 async fn connect(State(state): State<Services>, Json(body): Json<ConnectBody>) -> Api<PeerRecord> {
     let ticket = Ticket::parse(&body.ticket).map_err(bad_request)?;
     Ok(Json(state.endpoint.connect_ticket(ticket).await?))
+}
+
+async fn nearby(State(state): State<Services>) -> Api<Vec<crate::nearby::NearbyNode>> {
+    Ok(Json(state.nearby.list()))
 }
 
 async fn peers(State(state): State<Services>) -> Api<Vec<PeerView>> {

@@ -323,6 +323,16 @@ impl Endpoint {
             .await
     }
 
+    /// True when whoever answers at `addr` holds `agent`'s key (an anonymous NK query
+    /// handshake completes there): how claimed addresses are checked.
+    pub async fn query(&self, agent: AgentId, addr: SocketAddr) -> bool {
+        let address = PeerAddress {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        };
+        announce::proves_key(&self.shared, agent, &address).await
+    }
+
     /// Our addresses as peers observe them, best first.
     pub fn observed(&self) -> Vec<SocketAddr> {
         lock(&self.shared.observed).ranked()

@@ -71,6 +71,8 @@ pub struct Node {
     pub peer_port: PeerPort,
     /// Punching and relaying through mutual peers.
     pub reach: Reach,
+    /// Nodes heard on the LAN (started by `kith up`, see [`crate::nearby`]).
+    pub nearby: crate::nearby::Nearby,
     /// Cancelled to stop the node.
     pub cancel: CancellationToken,
     /// Every task of the node.
@@ -161,11 +163,13 @@ impl Node {
                 clock,
             },
         );
+        let nearby = crate::nearby::Nearby::default();
         let reach = Reach::new(
             endpoint.clone(),
             store.clone(),
             config.reach.clone(),
             config.node_limits.clone(),
+            nearby.clone(),
             tracker.clone(),
             cancel.clone(),
         );
@@ -195,6 +199,7 @@ impl Node {
             chat,
             peer_port,
             reach,
+            nearby,
             cancel,
             tracker,
             drain: Duration::from_millis(limits.link_drain_ms),
@@ -211,6 +216,7 @@ impl Node {
             self.peer_port.counters(),
             self.chat.counters(),
             self.reach.counters(),
+            self.nearby.counters(),
         ]);
         counters.extend(self.chat.router_counters());
         counters
@@ -225,6 +231,7 @@ impl Node {
             sharing: self.sharing.clone(),
             retention: self.retention.clone(),
             chat: self.chat.clone(),
+            nearby: self.nearby.clone(),
             node: status,
             control_counters: Arc::default(),
         }

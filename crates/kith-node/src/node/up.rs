@@ -266,6 +266,12 @@ pub async fn serve_with_clock(
         ));
     }
 
+    if config.mdns {
+        // Its own thread; it never delays `ready` (nor anything else).
+        node.nearby
+            .spawn(node.endpoint.clone(), &tracker, cancel.clone());
+    }
+
     let agent = identity.agent_id().to_string();
     let node_id = identity.node_id().to_string();
     tracing::info!(%agent, %node_id, data_dir = %data_dir.root().display(), "node ready");

@@ -154,6 +154,7 @@ struct Inner {
     store: Store,
     settings: ReachSettings,
     node_limits: crate::limits::NodeLimits,
+    nearby: crate::nearby::Nearby,
     broker: Mutex<Broker>,
     relays: relay::Relays,
     ends: circuit::Ends,
@@ -185,6 +186,7 @@ impl Reach {
         store: Store,
         settings: ReachSettings,
         node_limits: crate::limits::NodeLimits,
+        nearby: crate::nearby::Nearby,
         tracker: TaskTracker,
         cancel: CancellationToken,
     ) -> Reach {
@@ -199,6 +201,7 @@ impl Reach {
                 store,
                 settings,
                 node_limits,
+                nearby,
                 broker: Mutex::new(Broker::new(limits)),
                 relays: relay::Relays::default(),
                 ends: circuit::Ends::default(),

@@ -78,6 +78,14 @@ impl Reach {
                 brokers.clone(),
             ),
         };
+        // On the same LAN (its key proven at a LAN address by mDNS discovery): no NAT between.
+        if let Some(addr) = self.inner.nearby.verified_addr(&peer) {
+            let timeout = Duration::from_millis(2_000);
+            if let Ok(conn) = self.inner.endpoint.dial_addr(addr, timeout).await {
+                tracing::info!(peer = %peer, %addr, "reached a peer at its LAN address");
+                return Ok(conn);
+            }
+        }
         let brokers = self.brokers_for(peer, named);
         if brokers.is_empty() {
             return Err(std::io::Error::other(

@@ -12,10 +12,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use kith_node::api::CheckReport;
 use kith_node::api::{
     AgentBody, BlockBody, Changed, ConnectBody, IssuedTicket, PeerView, PingReport, TicketOrder,
-    TokenBody, BLOCK_PEER_PATH, CHECK_PEER_PATH, CONNECT_PATH, PEERS_PATH, PING_PATH,
+    TokenBody, BLOCK_PEER_PATH, CHECK_PEER_PATH, CONNECT_PATH, NEARBY_PATH, PEERS_PATH, PING_PATH,
     REMOVE_PEER_PATH, REVOKE_PATH, TICKETS_PATH,
 };
 use kith_node::control::{ControlClient, ControlError};
+use kith_node::nearby::NearbyNode;
 use kith_node::ticket::{format_time, unix_secs, Chad, Ticket};
 use kith_store::meta::{PeerRecord, TicketRecord};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -250,6 +251,9 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
     if let Some(agent) = args.check {
         return check_peer(env, &agent);
     }
+    if args.nearby {
+        return nearby(env);
+    }
     let views: Vec<PeerView> = match control.get(PEERS_PATH) {
         Ok(views) => views,
         Err(ControlError::NotRunning { .. }) => {
@@ -318,6 +322,29 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
         };
         // One line per peer: scripts take the first column of the first line.
         println!("{}  {:<7}  {addr}{exchanged}{held}", r.agent, view.state);
+    }
+    Ok(())
+}
+
+/// `kith peers --nearby`: what the running node heard on the LAN.
+fn nearby(env: &Env) -> Result<()> {
+    let nodes: Vec<NearbyNode> = client(env).get(NEARBY_PATH)?;
+    if env.json {
+        return print_json(&nodes);
+    }
+    if nodes.is_empty() {
+        println!(
+            "no kith node heard on the LAN (the node must listen on a LAN address, not loopback)"
+        );
+    }
+    for n in &nodes {
+        let proof = if n.verified { "verified" } else { "unverified" };
+        println!(
+            "{}  {proof:<10}  {}  heard {}s ago",
+            n.agent,
+            n.addrs.join(","),
+            n.heard_secs_ago
+        );
     }
     Ok(())
 }

@@ -7,7 +7,8 @@
 //!                         ├── br0 (namespace "pub", 203.0.113.0/24)
 //!   natA  203.0.113.1 ────┤            natB 203.0.113.2 ──┘
 //!     └ lan 192.168.1.1/24                 └ lan 192.168.2.1/24
-//!        └ a 192.168.1.2                      └ b 192.168.2.2
+//!        ├ a 192.168.1.2                      └ b 192.168.2.2
+//!        └ c 192.168.1.3   (A's LAN neighbour)
 //! ```
 //! A NAT forwards what its inside sent out and the answers to it, and drops everything else
 //! that comes in from outside, to itself or to the inside (no reset: stealth, as home
@@ -85,19 +86,20 @@ impl Lab {
             namespaces: Vec::new(),
             nodes: Vec::new(),
         };
-        for role in ["pub", "helper", "nata", "natb", "a", "b"] {
+        for role in ["pub", "helper", "nata", "natb", "a", "b", "c"] {
             let ns = lab.ns(role);
             run(&["ip", "netns", "add", &ns]);
             lab.namespaces.push(ns.clone());
             run_in(&ns, &["ip", "link", "set", "lo", "up"]);
         }
-        let (public, helper, nata, natb, a, b) = (
+        let (public, helper, nata, natb, a, b, c) = (
             lab.ns("pub"),
             lab.ns("helper"),
             lab.ns("nata"),
             lab.ns("natb"),
             lab.ns("a"),
             lab.ns("b"),
+            lab.ns("c"),
         );
         run_in(&public, &["ip", "link", "add", "br0", "type", "bridge"]);
         run_in(&public, &["ip", "link", "set", "br0", "up"]);
@@ -116,37 +118,34 @@ impl Lab {
             run_in(ns, &["ip", "link", "set", ifname, "up"]);
         }
         // The private segments behind each NAT.
-        for (nat, host, lan, gw, addr, kind) in [
+        // The private segments behind each NAT: a bridge `lan` on the NAT, its hosts on it
+        // (traffic between them stays on the LAN, even where bridged frames meet nftables).
+        for (nat, hosts, gw, kind) in [
             (
                 &nata,
-                &a,
-                "192.168.1.0/24",
+                vec![(&a, "192.168.1.2/24"), (&c, "192.168.1.3/24")],
                 "192.168.1.1",
-                "192.168.1.2/24",
                 nat_a,
             ),
-            (
-                &natb,
-                &b,
-                "192.168.2.0/24",
-                "192.168.2.1",
-                "192.168.2.2/24",
-                nat_b,
-            ),
+            (&natb, vec![(&b, "192.168.2.2/24")], "192.168.2.1", nat_b),
         ] {
-            let _ = lan;
-            run(&[
-                "ip", "link", "add", "eth0", "netns", host, "type", "veth", "peer", "name", "lan",
-                "netns", nat,
-            ]);
+            run_in(nat, &["ip", "link", "add", "lan", "type", "bridge"]);
             run_in(
                 nat,
                 &["ip", "addr", "add", &format!("{gw}/24"), "dev", "lan"],
             );
             run_in(nat, &["ip", "link", "set", "lan", "up"]);
-            run_in(host, &["ip", "addr", "add", addr, "dev", "eth0"]);
-            run_in(host, &["ip", "link", "set", "eth0", "up"]);
-            run_in(host, &["ip", "route", "add", "default", "via", gw]);
+            for (i, (host, addr)) in hosts.into_iter().enumerate() {
+                let port = format!("h{i}");
+                run(&[
+                    "ip", "link", "add", "eth0", "netns", host, "type", "veth", "peer", "name",
+                    &port, "netns", nat,
+                ]);
+                run_in(nat, &["ip", "link", "set", &port, "master", "lan", "up"]);
+                run_in(host, &["ip", "addr", "add", addr, "dev", "eth0"]);
+                run_in(host, &["ip", "link", "set", "eth0", "up"]);
+                run_in(host, &["ip", "route", "add", "default", "via", gw]);
+            }
             run_in(nat, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
             let masquerade = match kind {
                 Nat::Cone => "masquerade",
@@ -154,7 +153,7 @@ impl Lab {
             };
             let rules = format!(
                 "table ip nat {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"wan\" {masquerade}\n  }}\n}}\n\
-                 table inet filter {{\n  chain forward {{\n    type filter hook forward priority filter; policy drop;\n    ct state established,related accept\n    iifname \"lan\" oifname \"wan\" accept\n  }}\n  chain input {{\n    type filter hook input priority filter; policy accept;\n    iifname \"wan\" ct state established,related accept\n    iifname \"wan\" drop\n  }}\n}}\n"
+                 table inet filter {{\n  chain forward {{\n    type filter hook forward priority filter; policy drop;\n    ct state established,related accept\n    iifname \"lan\" oifname \"wan\" accept\n    iifname \"lan\" oifname \"lan\" accept\n  }}\n  chain input {{\n    type filter hook input priority filter; policy accept;\n    iifname \"wan\" ct state established,related accept\n    iifname \"wan\" drop\n  }}\n}}\n"
             );
             let mut nft = Command::new("ip")
                 .args(["netns", "exec", nat, "nft", "-f", "-"])
@@ -177,7 +176,7 @@ impl Lab {
         lab
     }
 
-    /// The namespace of `role` (`pub`, `helper`, `nata`, `natb`, `a`, `b`).
+    /// The namespace of `role` (`pub`, `helper`, `nata`, `natb`, `a`, `b`, `c`).
     pub fn ns(&self, role: &str) -> String {
         format!("{}-{role}", self.prefix)
     }
@@ -201,7 +200,10 @@ impl Lab {
                 "--json",
             ])
             .args(extra)
-            .env("KITH_LOG", "info")
+            .env(
+                "KITH_LOG",
+                std::env::var("KITH_LAB_LOG_LEVEL").unwrap_or("info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::from(
                 std::fs::File::create(data.with_extension("log")).unwrap(),
