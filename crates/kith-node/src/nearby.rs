@@ -69,6 +69,8 @@ struct Entry {
 #[derive(Clone, Default)]
 pub struct Nearby {
     table: Arc<Mutex<HashMap<AgentId, Entry>>>,
+    /// Key checks running (an evicted entry's check still runs to its end).
+    running: Arc<std::sync::atomic::AtomicUsize>,
     counters: Arc<NearbyCounters>,
 }
 
@@ -142,16 +144,24 @@ impl Nearby {
                 entry.verified = None;
             }
         }
-        let checks = lock_free_checks(&table);
         let entry = table.get_mut(&agent)?;
-        if entry.verified.is_none() && !entry.checking && checks < MAX_CHECKS {
-            entry.checking = true;
-            return Some(entry.addrs.clone());
+        if entry.verified.is_some() || entry.checking {
+            return None;
         }
-        None
+        use std::sync::atomic::Ordering::SeqCst;
+        let started = self
+            .running
+            .fetch_update(SeqCst, SeqCst, |n| (n < MAX_CHECKS).then_some(n + 1));
+        if started.is_err() {
+            return None;
+        }
+        entry.checking = true;
+        Some(entry.addrs.clone())
     }
 
     fn checked(&self, agent: AgentId, proven: Option<SocketAddr>) {
+        self.running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         if let Some(e) = lock(&self.table).get_mut(&agent) {
             e.checking = false;
             e.verified = proven;
@@ -268,9 +278,6 @@ impl Nearby {
     }
 }
 
-fn lock_free_checks(table: &HashMap<AgentId, Entry>) -> usize {
-    table.values().filter(|e| e.checking).count()
-}
 
 #[cfg(test)]
 mod tests {
