@@ -278,7 +278,6 @@ impl Nearby {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -322,3 +322,72 @@ async fn a_circuit_is_closed_at_its_byte_limit_and_only_the_relayed_link_goes() 
     assert!(helper.node.endpoint.is_linked(&a.agent));
     assert!(helper.node.endpoint.is_linked(&b.agent));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_short_code_links_two_nodes_behind_nats_and_a_wrong_guess_burns_it() {
+    let net = MemoryNet::new();
+    let nats = Nats::default();
+    let helper = TestNode::start(&net, |_| {}).await;
+    let a = natted(&net, &nats).await;
+    let b = natted(&net, &nats).await;
+    let guesser = natted(&net, &nats).await;
+    for node in [&a, &b, &guesser] {
+        node.link_to(&helper).await;
+    }
+    // The right code: A gets B's ticket through the helper's mailbox, then punches through.
+    let code = issue(&b).await;
+    assert!(kith_node::reach::code::looks_like_code(&code), "{code}");
+    let ticket = a.node.reach.redeem_code(&code).await.unwrap();
+    a.node.endpoint.connect_ticket(ticket).await.unwrap();
+    eventually("B counts the link", || b.node.endpoint.is_linked(&a.agent)).await;
+    assert_eq!(
+        a.node.endpoint.link_view(&b.agent).unwrap().via,
+        Via::Punched
+    );
+    eventually("B saw the code redeemed", || {
+        b.counter("codes_redeemed") == 1
+    })
+    .await;
+    // One use.
+    assert!(a.node.reach.redeem_code(&code).await.is_err());
+
+    // A wrong guess learns nothing, burns the code, and B notices.
+    let code = issue(&b).await;
+    let (nameplate, words) = code.split_once('-').unwrap();
+    let wrong = if words == "acid-acid" {
+        "acorn-acorn"
+    } else {
+        "acid-acid"
+    };
+    let guess = format!("{nameplate}-{wrong}");
+    let err = guesser.node.reach.redeem_code(&guess).await.unwrap_err();
+    assert!(err.to_string().contains("did not work"), "{err}");
+    eventually("B counts the failed guess", || {
+        b.counter("code_guesses_failed") == 1
+    })
+    .await;
+    let err = a.node.reach.redeem_code(&code).await.unwrap_err();
+    assert!(err.to_string().contains("no-nameplate"), "{err}");
+    assert!(!b.node.endpoint.is_linked(&guesser.agent));
+
+    // Guessing nameplates in bulk: a few opens a minute, the rest refused.
+    for n in 1..=30u32 {
+        let _ = guesser
+            .node
+            .reach
+            .redeem_code(&format!("{n}-acid-acid"))
+            .await;
+    }
+    assert!(helper.counter("code_opens_refused") >= 20);
+    assert!(helper.node.endpoint.is_linked(&guesser.agent));
+}
+
+async fn issue(b: &TestNode) -> String {
+    let mut ticket = b.ticket().await;
+    kith_node::reach::advertise(&b.node.endpoint, &mut ticket);
+    b.node
+        .reach
+        .issue_code(ticket.to_line(), ticket.token.clone())
+        .await
+        .unwrap()
+}

@@ -50,9 +50,10 @@ pub enum Command {
     Status,
     /// Issue a connection ticket for first contact (or list or revoke issued ones).
     Ticket(TicketArgs),
-    /// Open a secure link to the site that issued TICKET, and remember it as a peer.
+    /// Open a secure link to the site that issued TICKET (or a short code), and remember it
+    /// as a peer.
     Connect {
-        /// The ticket: its JSON or its `kith-ticket:` line.
+        /// The ticket: its JSON, its `kith-ticket:` line, or a short code (7-purple-sausage).
         ticket: String,
     },
     /// List known peers and their link state (or forget or block one).
@@ -259,11 +260,15 @@ pub struct TicketArgs {
     /// Also draw the ticket as a QR code in the terminal
     #[arg(long)]
     pub qr: bool,
+    /// Print a short code (like 7-purple-sausage) instead of the ticket: `kith connect CODE`
+    /// on the other node meets this one through a helper both are linked to (one use)
+    #[arg(long)]
+    pub code: bool,
     /// List issued tickets instead
-    #[arg(long, conflicts_with_all = ["revoke", "reusable", "cuid", "qr"])]
+    #[arg(long, conflicts_with_all = ["revoke", "reusable", "cuid", "qr", "code"])]
     pub list: bool,
     /// Revoke an issued ticket instead
-    #[arg(long, value_name = "TOKEN", conflicts_with_all = ["reusable", "cuid", "qr"])]
+    #[arg(long, value_name = "TOKEN", conflicts_with_all = ["reusable", "cuid", "qr", "code"])]
     pub revoke: Option<String>,
 }
 

@@ -2,10 +2,11 @@
 //! (nftables masquerade that drops unsolicited inbound traffic), with a helper node on the
 //! public segment. Root only: gated by `KITH_TEST_NETNS`.
 //!
-//! - Behind two ordinary (port-keeping) NATs, A and B link by a hole punched through the
-//!   helper: the link's remote is the other NAT's public address, `kith peers` says
+//! - Behind two ordinary (port-keeping) NATs, A and B link with a short code and a hole
+//!   punched through the helper: the link's remote is the other NAT's public address, `kith peers` says
 //!   `punched`, and a file and a chat message go over it. Prints the time to link.
-//! - Behind two symmetric NATs (a new port per destination) punching fails and the helper,
+//! - Behind two symmetric NATs (a new port per destination), with a short code, punching
+//!   fails and the helper,
 //!   which relays (`--relay`), carries the link: `relayed`, and a file and a chat message go
 //!   over it. Prints the relay's throughput next to a direct link's.
 //! - Two nodes on one LAN segment hear each other by mDNS (`kith peers --nearby`), each key
@@ -81,9 +82,12 @@ fn behind_two_nats_a_and_b_link_by_a_hole_punched_through_the_helper() {
         .unwrap()
         .contains(&Value::from(helper.agent())));
 
-    // NAT B drops A's dial; the helper introduces them, and they punch through.
+    // B hands A a short code instead (one line on stdout); A redeems it through the helper's
+    // mailbox, NAT B drops A's dial, the helper introduces them, and they punch through.
+    let code = nb.ok(&["ticket", "--code"]);
+    assert_eq!(code.lines().count(), 1, "{code:?}");
     let started = Instant::now();
-    na.ok(&["connect", stdout.trim()]);
+    na.ok(&["connect", code.trim()]);
     let took = started.elapsed();
     eventually("B counts the link", || {
         !link_with(nb, &na.agent()).is_null()
@@ -101,7 +105,11 @@ fn behind_two_nats_a_and_b_link_by_a_hole_punched_through_the_helper() {
         "NAT A's public address"
     );
     assert_eq!(helper.counter("punch_introductions"), 1);
-    eprintln!("lab: punched link in {:.2} s", took.as_secs_f64());
+    assert_eq!(nb.counter("codes_redeemed"), 1);
+    eprintln!(
+        "lab: code redeemed and punched link in {:.2} s",
+        took.as_secs_f64()
+    );
     assert!(took < Duration::from_secs(10), "{took:?}");
 
     // A file and a chat message over it.
@@ -150,9 +158,9 @@ fn behind_symmetric_nats_the_helper_relays_and_a_file_and_chat_still_go_through(
     let (h, a, b) = linked_to_helper(&mut lab, tmp.path());
     let (helper, na, nb) = (&lab.nodes[h], &lab.nodes[a], &lab.nodes[b]);
 
-    let ticket = nb.ok(&["ticket"]);
+    let code = nb.ok(&["ticket", "--code"]);
     let started = Instant::now();
-    na.ok(&["connect", ticket.trim()]);
+    na.ok(&["connect", code.trim()]);
     let took = started.elapsed();
     eventually("B counts the link", || {
         !link_with(nb, &na.agent()).is_null()

@@ -111,6 +111,9 @@ pub struct TicketOrder {
     pub ttl_secs: u64,
     /// The user the ticket is for, if any.
     pub cuid: Option<String>,
+    /// Also make a short code for it (`kith ticket --code`).
+    #[serde(default)]
+    pub code: bool,
 }
 
 /// A freshly issued ticket, in both forms.
@@ -126,6 +129,9 @@ pub struct IssuedTicket {
     /// nobody to broker), for stderr.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The short code that stands for the ticket, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// A ticket token.

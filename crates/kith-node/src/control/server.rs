@@ -196,11 +196,22 @@ async fn issue_ticket(
     let warnings = crate::reach::advertise(&state.endpoint, &mut ticket);
     store(&state, move |s| s.meta().insert_ticket(&record)).await?;
     let line = ticket.to_line();
+    let code = if order.code {
+        let code = state
+            .reach
+            .issue_code(line.clone(), ticket.token.clone())
+            .await
+            .map_err(bad_request)?;
+        Some(code)
+    } else {
+        None
+    };
     Ok(Json(IssuedTicket {
         ticket,
         line,
         reusable: order.reusable,
         warnings,
+        code,
     }))
 }
 
@@ -215,7 +226,15 @@ async fn revoke_ticket(State(state): State<Services>, Json(body): Json<TokenBody
 }
 
 async fn connect(State(state): State<Services>, Json(body): Json<ConnectBody>) -> Api<PeerRecord> {
-    let ticket = Ticket::parse(&body.ticket).map_err(bad_request)?;
+    let ticket = if crate::reach::code::looks_like_code(&body.ticket) {
+        state
+            .reach
+            .redeem_code(&body.ticket)
+            .await
+            .map_err(bad_request)?
+    } else {
+        Ticket::parse(&body.ticket).map_err(bad_request)?
+    };
     Ok(Json(state.endpoint.connect_ticket(ticket).await?))
 }
 

@@ -232,6 +232,7 @@ impl Node {
             retention: self.retention.clone(),
             chat: self.chat.clone(),
             nearby: self.nearby.clone(),
+            reach: self.reach.clone(),
             node: status,
             control_counters: Arc::default(),
         }

@@ -61,12 +61,27 @@ pub fn ticket(env: &Env, args: TicketArgs) -> Result<()> {
         reusable: args.reusable,
         ttl_secs: ttl.as_secs(),
         cuid: args.cuid,
+        code: args.code,
     };
     let issued: IssuedTicket = if control.is_running() {
         control.post(TICKETS_PATH, &order)?
+    } else if order.code {
+        bail!("a short code needs the running node (`kith up`): its helper holds the mailbox");
     } else {
         issue_offline(env, order)?
     };
+    if let Some(code) = &issued.code {
+        for warning in &issued.warnings {
+            eprintln!("warning: {warning}");
+        }
+        if env.json {
+            print_json(&serde_json::json!({"code": code, "expires": issued.ticket.expires}))?;
+        } else {
+            println!("{code}");
+            eprintln!("one use; on the other node: kith connect {code}");
+        }
+        return Ok(());
+    }
     // The ticket is the only line on stdout; what may keep it from working goes to stderr.
     for warning in &issued.warnings {
         eprintln!("warning: {warning}");
@@ -126,6 +141,7 @@ fn issue_offline(env: &Env, order: TicketOrder) -> Result<IssuedTicket> {
         ticket,
         reusable: order.reusable,
         warnings: Vec::new(),
+        code: None,
     })
 }
 
@@ -162,15 +178,24 @@ fn qr_code(text: &str) -> Result<String> {
         .build())
 }
 
+/// How much longer `kith connect` waits for the node when it may reach the site through a
+/// mutual peer (a mailbox for a code, an introduction, a punch window, a relay).
+const REACH_ALLOWANCE_MS: u64 = 40_000;
+
 /// `kith connect TICKET`.
 pub fn connect(env: &Env, ticket: &str) -> Result<()> {
     // Check the ticket here too, so a mistyped one fails before anything is sent anywhere.
-    let parsed = Ticket::parse(ticket)?;
-    parsed.check_unexpired(SystemTime::now())?;
+    if !kith_node::reach::code::looks_like_code(ticket) {
+        let parsed = Ticket::parse(ticket)?;
+        parsed.check_unexpired(SystemTime::now())?;
+    }
     // The node dials and runs the handshake, each with its own deadline: wait for those too,
-    // so an unreachable site is reported as such, not as our node not answering.
+    // so an unreachable site is reported as such, not as our node not answering; and a
+    // mailbox, an introduction, a punch and perhaps a relay when no address answers.
     let limits = &env.config.limits;
-    let dial = Duration::from_millis(limits.connect_timeout_ms + limits.handshake_timeout_ms);
+    let dial = Duration::from_millis(
+        limits.connect_timeout_ms + limits.handshake_timeout_ms + REACH_ALLOWANCE_MS,
+    );
     let peer: PeerRecord = client(env).allowing(dial).post(
         CONNECT_PATH,
         &ConnectBody {
