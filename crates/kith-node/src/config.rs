@@ -71,6 +71,11 @@ struct FileSettings {
     announce: Option<String>,
     relay: Option<bool>,
     mdns: Option<bool>,
+    dht_lookup: Option<bool>,
+    dht_publish: Option<bool>,
+    dht_server: Option<bool>,
+    dht_bootstrap: Option<Vec<String>>,
+    dht_port: Option<u16>,
     raw_links: Option<bool>,
     max_item: Option<usize>,
     limits: Option<toml::Table>,
@@ -153,6 +158,8 @@ pub struct NodeConfig {
     pub reach: crate::reach::ReachSettings,
     /// Announce this node on the LAN and list others (mDNS; never on loopback).
     pub mdns: bool,
+    /// The mainline DHT: lookups, publishing (opt-in), server mode, bootstrap nodes.
+    pub dht: crate::dht::DhtSettings,
 }
 
 impl NodeConfig {
@@ -230,6 +237,16 @@ impl NodeConfig {
             raw_links,
             allow_raw_anywhere: overrides.allow_raw_anywhere,
             mdns: file.mdns.unwrap_or(true),
+            dht: {
+                let d = crate::dht::DhtSettings::default();
+                crate::dht::DhtSettings {
+                    lookup: file.dht_lookup.unwrap_or(d.lookup),
+                    publish: file.dht_publish.unwrap_or(d.publish),
+                    server: file.dht_server.unwrap_or(d.server),
+                    bootstrap: file.dht_bootstrap.unwrap_or(d.bootstrap),
+                    port: file.dht_port.unwrap_or(d.port),
+                }
+            },
             reach: crate::reach::ReachSettings {
                 relay: overrides.relay || file.relay.unwrap_or(false),
                 ..crate::reach::ReachSettings::default()

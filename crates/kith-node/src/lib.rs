@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod counters;
+pub mod dht;
 pub mod endpoint;
 pub mod exchange;
 pub mod limits;

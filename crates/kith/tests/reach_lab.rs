@@ -9,6 +9,9 @@
 //!   fails and the helper,
 //!   which relays (`--relay`), carries the link: `relayed`, and a file and a chat message go
 //!   over it. Prints the relay's throughput next to a direct link's.
+//! - A node with a public address moves to another (and restarts there); its peer behind a
+//!   NAT finds it again through the DHT (the helper is the lab's DHT bootstrap), where it
+//!   published its addresses under its key.
 //! - Two nodes on one LAN segment hear each other by mDNS (`kith peers --nearby`), each key
 //!   proven at its LAN address.
 
@@ -17,7 +20,7 @@ mod support;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use support::lab::{Lab, Nat};
-use support::{eventually, Node};
+use support::{eventually, write_settings, Node};
 
 fn link_with(node: &Node, agent: &str) -> Value {
     let peers = node.json(&["peers", "--json"]);
@@ -240,4 +243,70 @@ fn nodes_on_one_lan_hear_each_other_by_mdns() {
         .as_array()
         .unwrap()
         .is_empty());
+}
+
+/// Waits up to `secs` for `check`.
+fn wait_for(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(kith_test_netns),
+    ignore = "needs root, ip netns and nftables: set KITH_TEST_NETNS=1 (.ci/run does)"
+)]
+fn a_peer_that_moved_is_found_again_through_the_dht() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lab = Lab::new(Nat::Cone, Nat::Cone);
+    let (hd, ad, dd) = (
+        tmp.path().join("helper"),
+        tmp.path().join("a"),
+        tmp.path().join("d"),
+    );
+    write_settings(
+        &hd,
+        "dht_server = true\ndht_port = 6881\ndht_bootstrap = []\n",
+    );
+    let boot = "dht_bootstrap = [\"203.0.113.10:6881\"]\n";
+    write_settings(&ad, boot);
+    write_settings(&dd, &format!("{boot}dht_publish = true\n"));
+    let h = lab.start("helper", &hd, &["--announce", "203.0.113.10:7420"]);
+    let a = lab.start("a", &ad, &[]);
+    let d = lab.start("d", &dd, &["--listen", "203.0.113.20:7420"]);
+    let helper_ticket = lab.nodes[h].ok(&["ticket"]);
+    lab.nodes[a].ok(&["connect", helper_ticket.trim()]);
+    let d_ticket = lab.nodes[d].ok(&["ticket"]);
+    lab.nodes[a].ok(&["connect", d_ticket.trim()]);
+    let d_agent = lab.nodes[d].agent();
+    assert_eq!(
+        link_with(&lab.nodes[a], &d_agent)["remote"],
+        "203.0.113.20:7420"
+    );
+    wait_for("D publishes its address", 30, || {
+        lab.nodes[d].counter("dht_published") >= 1
+    });
+
+    // D's line is renumbered; it comes back on the new address. It cannot reach A (behind
+    // NAT A, no broker in common), so A must find D.
+    lab.nodes[d].stop();
+    lab.readdress("d", "203.0.113.20/24", "203.0.113.21/24");
+    let started = Instant::now();
+    let d2 = lab.start("d", &dd, &["--listen", "203.0.113.21:7420"]);
+    wait_for("D publishes its new address", 30, || {
+        lab.nodes[d2].counter("dht_published") >= 1
+    });
+    // D said `bye` when it stopped, so A redials only when it has something to say: a ping.
+    wait_for("A links with D at its new address", 90, || {
+        let _ = lab.nodes[a].kith(&["ping", &d_agent]);
+        link_with(&lab.nodes[a], &d_agent)["remote"] == "203.0.113.21:7420"
+    });
+    eprintln!(
+        "lab: found again through the DHT {:.1} s after the restart",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(lab.nodes[a].counter("dht_found") >= 1);
 }

@@ -73,6 +73,8 @@ pub struct Node {
     pub reach: Reach,
     /// Nodes heard on the LAN (started by `kith up`, see [`crate::nearby`]).
     pub nearby: crate::nearby::Nearby,
+    /// The mainline DHT (started when first needed, see [`crate::dht`]).
+    pub dht: crate::dht::Dht,
     /// Cancelled to stop the node.
     pub cancel: CancellationToken,
     /// Every task of the node.
@@ -164,15 +166,17 @@ impl Node {
             },
         );
         let nearby = crate::nearby::Nearby::default();
-        let reach = Reach::new(
-            endpoint.clone(),
-            store.clone(),
-            config.reach.clone(),
-            config.node_limits.clone(),
-            nearby.clone(),
-            tracker.clone(),
-            cancel.clone(),
-        );
+        let dht = crate::dht::Dht::new(config.dht.clone(), identity.clone());
+        let reach = Reach::new(crate::reach::ReachSetup {
+            endpoint: endpoint.clone(),
+            store: store.clone(),
+            settings: config.reach.clone(),
+            node_limits: config.node_limits.clone(),
+            nearby: nearby.clone(),
+            dht: dht.clone(),
+            tracker: tracker.clone(),
+            cancel: cancel.clone(),
+        });
         endpoint.set_reacher(Arc::new(reach.clone()));
         Router::builder(endpoint.clone())
             .accept(Arc::new(exchange.clone()))
@@ -200,6 +204,7 @@ impl Node {
             peer_port,
             reach,
             nearby,
+            dht,
             cancel,
             tracker,
             drain: Duration::from_millis(limits.link_drain_ms),
@@ -217,6 +222,7 @@ impl Node {
             self.chat.counters(),
             self.reach.counters(),
             self.nearby.counters(),
+            self.dht.counters(),
         ]);
         counters.extend(self.chat.router_counters());
         counters

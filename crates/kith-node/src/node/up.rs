@@ -266,6 +266,10 @@ pub async fn serve_with_clock(
         ));
     }
 
+    // The DHT starts when first needed; a server, or a node that publishes, starts now (on
+    // its own task: nothing here waits for it).
+    node.dht
+        .spawn(node.endpoint.clone(), &tracker, cancel.clone());
     if config.mdns {
         // Its own thread; it never delays `ready` (nor anything else).
         node.nearby

@@ -167,6 +167,7 @@ struct Inner {
     settings: ReachSettings,
     node_limits: crate::limits::NodeLimits,
     nearby: crate::nearby::Nearby,
+    dht: crate::dht::Dht,
     broker: Mutex<Broker>,
     relays: relay::Relays,
     ends: circuit::Ends,
@@ -193,18 +194,41 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What the reach service is built from.
+#[derive(Debug)]
+pub struct ReachSetup {
+    /// Links.
+    pub endpoint: Endpoint,
+    /// The database (known peers, tickets).
+    pub store: Store,
+    /// Bounds and switches.
+    pub settings: ReachSettings,
+    /// The node's limits (the relay's).
+    pub node_limits: crate::limits::NodeLimits,
+    /// Nodes heard on the LAN.
+    pub nearby: crate::nearby::Nearby,
+    /// The DHT.
+    pub dht: crate::dht::Dht,
+    /// Where its tasks run.
+    pub tracker: TaskTracker,
+    /// Cancelled when the node stops.
+    pub cancel: CancellationToken,
+}
+
 impl Reach {
-    /// The service over `endpoint`; install it with `endpoint.set_reacher` and register it
-    /// with the protocol router.
-    pub fn new(
-        endpoint: Endpoint,
-        store: Store,
-        settings: ReachSettings,
-        node_limits: crate::limits::NodeLimits,
-        nearby: crate::nearby::Nearby,
-        tracker: TaskTracker,
-        cancel: CancellationToken,
-    ) -> Reach {
+    /// The service over `setup.endpoint`; install it with `endpoint.set_reacher` and
+    /// register it with the protocol router.
+    pub fn new(setup: ReachSetup) -> Reach {
+        let ReachSetup {
+            endpoint,
+            store,
+            settings,
+            node_limits,
+            nearby,
+            dht,
+            tracker,
+            cancel,
+        } = setup;
         let limits = BrokerLimits {
             per_minute: settings.broker_per_minute,
             max_pending: settings.broker_max_pending,
@@ -217,6 +241,7 @@ impl Reach {
                 settings,
                 node_limits,
                 nearby,
+                dht,
                 broker: Mutex::new(Broker::new(limits)),
                 relays: relay::Relays::default(),
                 ends: circuit::Ends::default(),

@@ -86,6 +86,19 @@ impl Reach {
                 return Ok(conn);
             }
         }
+        // A known peer that moved: its signed record in the DHT says where it is now (only
+        // when we have a public address ourselves: with no internet, the DHT stays quiet).
+        if intro == Introduction::Known && self.has_public_address() {
+            if let Some(addrs) = self.inner.dht.lookup(peer).await {
+                let timeout = Duration::from_millis(5_000);
+                for addr in addrs {
+                    if let Ok(conn) = self.inner.endpoint.dial_addr(addr, timeout).await {
+                        tracing::info!(peer = %peer, %addr, "found a peer again through the DHT");
+                        return Ok(conn);
+                    }
+                }
+            }
+        }
         let brokers = self.brokers_for(peer, named);
         if brokers.is_empty() {
             return Err(std::io::Error::other(
@@ -111,6 +124,16 @@ impl Reach {
             }
         }
         Err(last)
+    }
+
+    /// True when we have an address on the internet (observed by a peer, or listened on).
+    fn has_public_address(&self) -> bool {
+        let endpoint = &self.inner.endpoint;
+        endpoint
+            .observed()
+            .into_iter()
+            .chain(endpoint.local_addr())
+            .any(|a| crate::endpoint::reuse::is_public(a.ip()))
     }
 
     /// Asks `brokers` to introduce us to `peer`, then punches.

@@ -3,7 +3,7 @@
 //! pairs and nftables (root only: the tests that use it are gated by `KITH_TEST_NETNS`).
 //!
 //! ```text
-//!   helper 203.0.113.10 ──┐
+//!   helper 203.0.113.10 ──┐   d 203.0.113.20 (a node with a public address)
 //!                         ├── br0 (namespace "pub", 203.0.113.0/24)
 //!   natA  203.0.113.1 ────┤            natB 203.0.113.2 ──┘
 //!     └ lan 192.168.1.1/24                 └ lan 192.168.2.1/24
@@ -86,7 +86,7 @@ impl Lab {
             namespaces: Vec::new(),
             nodes: Vec::new(),
         };
-        for role in ["pub", "helper", "nata", "natb", "a", "b", "c"] {
+        for role in ["pub", "helper", "nata", "natb", "a", "b", "c", "d"] {
             let ns = lab.ns(role);
             run(&["ip", "netns", "add", &ns]);
             lab.namespaces.push(ns.clone());
@@ -104,8 +104,10 @@ impl Lab {
         run_in(&public, &["ip", "link", "add", "br0", "type", "bridge"]);
         run_in(&public, &["ip", "link", "set", "br0", "up"]);
         // The public segment: helper and both NATs' outside ends on one bridge.
+        let d = lab.ns("d");
         for (ns, port, ifname, addr) in [
             (&helper, "ph", "eth0", "203.0.113.10/24"),
+            (&d, "pd", "eth0", "203.0.113.20/24"),
             (&nata, "pa", "wan", "203.0.113.1/24"),
             (&natb, "pb", "wan", "203.0.113.2/24"),
         ] {
@@ -176,9 +178,17 @@ impl Lab {
         lab
     }
 
-    /// The namespace of `role` (`pub`, `helper`, `nata`, `natb`, `a`, `b`, `c`).
+    /// The namespace of `role` (`pub`, `helper`, `nata`, `natb`, `a`, `b`, `c`, `d`).
     pub fn ns(&self, role: &str) -> String {
         format!("{}-{role}", self.prefix)
+    }
+
+    /// Moves `role`'s host from address `old` to `new` (CIDR forms), as an ISP renumbering
+    /// a line does.
+    pub fn readdress(&self, role: &str, old: &str, new: &str) {
+        let ns = self.ns(role);
+        run_in(&ns, &["ip", "addr", "del", old, "dev", "eth0"]);
+        run_in(&ns, &["ip", "addr", "add", new, "dev", "eth0"]);
     }
 
     /// Starts `kith up` in `role`'s namespace on `data`, listening on 0.0.0.0:7420, with
