@@ -30,6 +30,11 @@ pub struct ReuseTcp {
 /// Binds `addr` for listening with address and port reuse, and returns the acceptor and a
 /// dialler whose connections leave from the port it got (`addr`'s port may be 0).
 pub fn bind(addr: SocketAddr) -> std::io::Result<(TcpAcceptor, ReuseTcp)> {
+    // SO_REUSEPORT would let a second node (same user) listen on a port already taken and
+    // share its connections: a plain bind first says whether the port is free.
+    if addr.port() != 0 {
+        drop(std::net::TcpListener::bind(addr)?);
+    }
     let socket = reusable(addr)?;
     socket.bind(addr)?;
     let listener = socket.listen(1024)?;
@@ -184,6 +189,14 @@ mod tests {
         ] {
             assert_eq!(is_public(ip.parse().unwrap()), public, "{ip}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_port_in_use_is_refused_even_with_port_reuse() {
+        let (first, _) = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let taken = super::super::Acceptor::local_addr(&first).unwrap();
+        let second = bind(taken).map(|_| ()).unwrap_err();
+        assert_eq!(second.kind(), ErrorKind::AddrInUse);
     }
 
     #[tokio::test]
