@@ -69,6 +69,13 @@ struct FileSettings {
     chat_auto_join_invites: Option<bool>,
     peer_port_open_store: Option<bool>,
     announce: Option<String>,
+    relay: Option<bool>,
+    mdns: Option<bool>,
+    dht_lookup: Option<bool>,
+    dht_publish: Option<bool>,
+    dht_server: Option<bool>,
+    dht_bootstrap: Option<Vec<String>>,
+    dht_port: Option<u16>,
     raw_links: Option<bool>,
     max_item: Option<usize>,
     limits: Option<toml::Table>,
@@ -108,6 +115,8 @@ pub struct Overrides {
     pub announce: Option<String>,
     /// `--name NAME`: the chat name (over `kith chat nick` and `chat_name`).
     pub chat_name: Option<String>,
+    /// `--relay`: relay circuits between linked peers that cannot punch through.
+    pub relay: bool,
     /// `--raw`: unencrypted links (simulations only).
     pub raw_links: bool,
     /// `--allow-raw-anywhere`: permit raw links on a non-loopback listener.
@@ -166,6 +175,12 @@ pub struct NodeConfig {
     pub allow_raw_anywhere: bool,
     /// Prices and payment budgets (`[value]`).
     pub value: ValueConfig,
+    /// Punching and relaying through mutual peers.
+    pub reach: crate::reach::ReachSettings,
+    /// Announce this node on the LAN and list others (mDNS; never on loopback).
+    pub mdns: bool,
+    /// The mainline DHT: lookups, publishing (opt-in), server mode, bootstrap nodes.
+    pub dht: crate::dht::DhtSettings,
 }
 
 impl NodeConfig {
@@ -248,6 +263,21 @@ impl NodeConfig {
             raw_links,
             allow_raw_anywhere: overrides.allow_raw_anywhere,
             value: file.value.unwrap_or_default(),
+            mdns: file.mdns.unwrap_or(true),
+            dht: {
+                let d = crate::dht::DhtSettings::default();
+                crate::dht::DhtSettings {
+                    lookup: file.dht_lookup.unwrap_or(d.lookup),
+                    publish: file.dht_publish.unwrap_or(d.publish),
+                    server: file.dht_server.unwrap_or(d.server),
+                    bootstrap: file.dht_bootstrap.unwrap_or(d.bootstrap),
+                    port: file.dht_port.unwrap_or(d.port),
+                }
+            },
+            reach: crate::reach::ReachSettings {
+                relay: overrides.relay || file.relay.unwrap_or(false),
+                ..crate::reach::ReachSettings::default()
+            },
         })
     }
 

@@ -12,7 +12,8 @@
 //! - the **services**, each a struct holding an endpoint handle and a store handle:
 //!   [`exchange`] (file exchange and custody), [`sharing`] (fair replication), [`retention`]
 //!   (proof of retention), [`chat`] (the ptpchat overlay), [`peer_port`] (the CIYAM text
-//!   port), [`tally`] (MyCHIPs tallies and chits between users).
+//!   port), [`tally`] (MyCHIPs tallies and chits between users), [`reach`] (hole punching
+//!   and relaying through mutual peers).
 //!
 //! Around them: [`node`] (the composition root: `kith up`), [`control`] (the control API
 //! server and client, over a struct of service handles) and [`api`] (its types), [`config`],
@@ -27,12 +28,15 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod counters;
+pub mod dht;
 pub mod endpoint;
 pub mod exchange;
 pub mod limits;
+pub mod nearby;
 pub mod node;
 pub mod peer_port;
 pub mod protocol;
+pub mod reach;
 pub mod retention;
 pub mod sharing;
 pub mod store;

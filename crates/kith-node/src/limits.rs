@@ -61,6 +61,14 @@ pub struct NodeLimits {
     /// How long a stranger's item is kept, in seconds; then it is deleted (unless a file of
     /// the user's uses the same bytes).
     pub anonymous_item_secs: u64,
+    /// Circuits this node relays at once, in all (when it relays: `relay = true`).
+    pub relay_max_circuits: usize,
+    /// Circuits this node relays at once for one pair of peers.
+    pub relay_max_circuits_per_pair: usize,
+    /// Bytes one relayed circuit may carry (both ways together) before it is closed.
+    pub relay_max_bytes: u64,
+    /// How long one relayed circuit may last, in seconds, before it is closed.
+    pub relay_max_secs: u64,
     /// Bytes this node keeps in encrypted custody for other people; 0 refuses custody.
     pub max_custody_bytes: u64,
     /// File-exchange sessions over secure links at once (one per linked peer at most, either
@@ -141,6 +149,10 @@ impl Default for NodeLimits {
             max_peer_sessions_per_addr: 4,
             max_anonymous_bytes: 4 * 1024 * 1024,
             anonymous_item_secs: 3_600,
+            relay_max_circuits: 64,
+            relay_max_circuits_per_pair: 1,
+            relay_max_bytes: 1024 * 1024 * 1024,
+            relay_max_secs: 3_600,
             max_custody_bytes: 1024 * 1024 * 1024,
             max_exchange_sessions: 64,
             exchange_fetch_timeout_ms: 3_600_000,

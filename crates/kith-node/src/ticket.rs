@@ -6,6 +6,11 @@
 //! base64url-encoded without padding, after the prefix `kith-ticket:`; `kith connect` accepts
 //! either form.
 //!
+//! kith adds two optional keys, which a MyCHIPs reader ignores: `addrs`, further addresses of
+//! the site (`IP:PORT`, what its peers observe it at, IPv6 next to IPv4; at most
+//! [`MAX_ADDRS`]), and `via`, agent ids of the site's peers that broker a hole punch or relay
+//! to it when no address answers (at most [`MAX_VIA`]).
+//!
 //! A ticket is a bearer secret until it is used: whoever holds it may connect once. Its
 //! validity (exists, unexpired, unused, unrevoked) is decided by the issuing node's database
 //! when it is redeemed, never by the ticket itself.
@@ -51,7 +56,18 @@ pub struct Ticket {
     pub expires: String,
     /// The issuing site.
     pub chad: Chad,
+    /// Further addresses of the site (`IP:PORT`), tried after `chad`'s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addrs: Vec<String>,
+    /// Peers of the site that broker a punch or relay to it (agent ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<String>,
 }
+
+/// Addresses a ticket may list in `addrs`.
+pub const MAX_ADDRS: usize = 8;
+/// Brokers a ticket may list in `via`.
+pub const MAX_VIA: usize = 4;
 
 impl Ticket {
     /// A new ticket with a fresh token for the site `chad`, valid for `ttl` from `now`.
@@ -60,6 +76,8 @@ impl Ticket {
             token: hex::encode(token),
             expires: format_time(now + ttl),
             chad,
+            addrs: Vec::new(),
+            via: Vec::new(),
         }
     }
 
@@ -97,7 +115,42 @@ impl Ticket {
         self.expires_at()?;
         self.agent()?;
         self.site_address()?;
+        if self.addrs.len() > MAX_ADDRS {
+            return Err(bad("addrs", "lists too many addresses"));
+        }
+        if self
+            .addrs
+            .iter()
+            .any(|a| a.parse::<std::net::SocketAddr>().is_err())
+        {
+            return Err(bad("addrs", "every entry must be IP:PORT"));
+        }
+        if self.via.len() > MAX_VIA {
+            return Err(bad("via", "lists too many peers"));
+        }
+        if self.via.iter().any(|a| a.parse::<AgentId>().is_err()) {
+            return Err(bad("via", "every entry must be an agent id"));
+        }
         Ok(())
+    }
+
+    /// Every address to try, `chad`'s first, without repeats.
+    pub fn addresses(&self) -> Vec<(String, u16)> {
+        let mut out: Vec<(String, u16)> = self.site_address().into_iter().collect();
+        for a in &self.addrs {
+            if let Ok(addr) = a.parse::<std::net::SocketAddr>() {
+                let entry = (addr.ip().to_string(), addr.port());
+                if !out.contains(&entry) {
+                    out.push(entry);
+                }
+            }
+        }
+        out
+    }
+
+    /// The brokers the ticket names.
+    pub fn brokers(&self) -> Vec<AgentId> {
+        self.via.iter().filter_map(|a| a.parse().ok()).collect()
     }
 
     /// Where the issuing site listens: a ticket must name a host and a non-zero port.

@@ -68,9 +68,10 @@ pub enum Command {
     Man,
     /// Issue a connection ticket for first contact (or list or revoke issued ones).
     Ticket(TicketArgs),
-    /// Open a secure link to the site that issued TICKET, and remember it as a peer.
+    /// Open a secure link to the site that issued TICKET (or a short code), and remember it
+    /// as a peer.
     Connect {
-        /// The ticket: its JSON or its `kith-ticket:` line.
+        /// The ticket: its JSON, its `kith-ticket:` line, or a short code (7-purple-sausage).
         ticket: String,
     },
     /// List known peers and their link state (or forget or block one).
@@ -396,6 +397,10 @@ pub struct UpArgs {
     /// The name shown in chat (announced as name@GUID); beats the one `kith chat nick` kept
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Relay links between linked peers that cannot reach each other directly (for a node
+    /// run as a public helper; bounded by the relay_* limits) [kith.toml: relay = true]
+    #[arg(long)]
+    pub relay: bool,
     /// Unencrypted links, for simulations only: refused unless the listener is on loopback
     #[arg(long)]
     pub raw: bool,
@@ -455,11 +460,15 @@ pub struct TicketArgs {
     /// Also draw the ticket as a QR code in the terminal
     #[arg(long)]
     pub qr: bool,
+    /// Print a short code (like 7-purple-sausage) instead of the ticket: `kith connect CODE`
+    /// on the other node meets this one through a helper both are linked to (one use)
+    #[arg(long)]
+    pub code: bool,
     /// List issued tickets instead
-    #[arg(long, conflicts_with_all = ["revoke", "reusable", "cuid", "qr"])]
+    #[arg(long, conflicts_with_all = ["revoke", "reusable", "cuid", "qr", "code"])]
     pub list: bool,
     /// Revoke an issued ticket instead
-    #[arg(long, value_name = "TOKEN", conflicts_with_all = ["reusable", "cuid", "qr"])]
+    #[arg(long, value_name = "TOKEN", conflicts_with_all = ["reusable", "cuid", "qr", "code"])]
     pub revoke: Option<String>,
 }
 
@@ -484,6 +493,10 @@ pub struct PeersArgs {
     /// retention), and print what each check showed
     #[arg(long, value_name = "AGENT", allow_hyphen_values = true, conflicts_with_all = ["remove", "block", "unblock"])]
     pub check: Option<String>,
+    /// List the kith nodes heard on the LAN (mDNS) instead: agent, addresses, and whether an
+    /// anonymous query proved the key there. Linking still needs a ticket or a known key
+    #[arg(long, conflicts_with_all = ["remove", "block", "unblock", "check"])]
+    pub nearby: bool,
 }
 
 /// `kith file ...`

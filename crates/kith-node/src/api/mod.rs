@@ -48,6 +48,8 @@ pub const REVOKE_PATH: &str = "/v1/tickets/revoke";
 pub const CONNECT_PATH: &str = "/v1/connect";
 /// List peers.
 pub const PEERS_PATH: &str = "/v1/peers";
+/// Nodes heard on the LAN: `GET` → [`crate::nearby::NearbyNode`]s.
+pub const NEARBY_PATH: &str = "/v1/peers/nearby";
 /// Forget a peer.
 pub const REMOVE_PEER_PATH: &str = "/v1/peers/remove";
 /// Block or unblock a peer.
@@ -110,6 +112,9 @@ pub struct TicketOrder {
     pub ttl_secs: u64,
     /// The user the ticket is for, if any.
     pub cuid: Option<String>,
+    /// Also make a short code for it (`kith ticket --code`).
+    #[serde(default)]
+    pub code: bool,
 }
 
 /// A freshly issued ticket, in both forms.
@@ -121,6 +126,13 @@ pub struct IssuedTicket {
     pub line: String,
     /// Whether it may be used more than once.
     pub reusable: bool,
+    /// Why the ticket may not work from everywhere (no public address, behind a NAT with
+    /// nobody to broker), for stderr.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// The short code that stands for the ticket, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// A ticket token.

@@ -43,6 +43,10 @@ pub struct Services {
     pub chat: Chat,
     /// Tallies and chits.
     pub tallies: Tallies,
+    /// Nodes heard on the LAN.
+    pub nearby: crate::nearby::Nearby,
+    /// Punching, relaying, short codes.
+    pub reach: crate::reach::Reach,
     /// The node's identity, settings and counters, for `status` and tickets.
     pub node: Arc<dyn NodeInfo>,
     /// What the control API itself counts.

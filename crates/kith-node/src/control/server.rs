@@ -89,6 +89,7 @@ pub fn router(state: Services) -> Router {
         .route(REVOKE_PATH, post(revoke_ticket))
         .route(CONNECT_PATH, post(connect))
         .route(PEERS_PATH, get(peers))
+        .route(NEARBY_PATH, get(nearby))
         .route(REMOVE_PEER_PATH, post(remove_peer))
         .route(BLOCK_PEER_PATH, post(block_peer))
         .route(CHECK_PEER_PATH, post(check_peer))
@@ -200,12 +201,26 @@ async fn issue_ticket(
         order.reusable,
         &mut rand::rngs::OsRng,
     );
+    let mut ticket = ticket;
+    let warnings = crate::reach::advertise(&state.endpoint, &mut ticket);
     store(&state, move |s| s.meta().insert_ticket(&record)).await?;
     let line = ticket.to_line();
+    let code = if order.code {
+        let code = state
+            .reach
+            .issue_code(line.clone(), ticket.token.clone())
+            .await
+            .map_err(bad_request)?;
+        Some(code)
+    } else {
+        None
+    };
     Ok(Json(IssuedTicket {
         ticket,
         line,
         reusable: order.reusable,
+        warnings,
+        code,
     }))
 }
 
@@ -220,8 +235,20 @@ async fn revoke_ticket(State(state): State<Services>, Json(body): Json<TokenBody
 }
 
 async fn connect(State(state): State<Services>, Json(body): Json<ConnectBody>) -> Api<PeerRecord> {
-    let ticket = Ticket::parse(&body.ticket).map_err(bad_request)?;
+    let ticket = if crate::reach::code::looks_like_code(&body.ticket) {
+        state
+            .reach
+            .redeem_code(&body.ticket)
+            .await
+            .map_err(bad_request)?
+    } else {
+        Ticket::parse(&body.ticket).map_err(bad_request)?
+    };
     Ok(Json(state.endpoint.connect_ticket(ticket).await?))
+}
+
+async fn nearby(State(state): State<Services>) -> Api<Vec<crate::nearby::NearbyNode>> {
+    Ok(Json(state.nearby.list()))
 }
 
 async fn peers(State(state): State<Services>) -> Api<Vec<PeerView>> {
@@ -521,12 +548,16 @@ async fn tally_ticket(
             "this node does not listen for secure links (--listen off), so nobody can use a ticket",
         ));
     }
-    state
+    let mut issued = state
         .tallies
         .issue_ticket(order)
         .await
-        .map(Json)
-        .map_err(tally_error)
+        .map_err(tally_error)?;
+    // Like a connection ticket, a tally ticket names every address and broker by which the
+    // partner may reach this node behind a NAT (the warnings are for `kith ticket`).
+    crate::reach::advertise(&state.endpoint, &mut issued.ticket);
+    issued.line = issued.ticket.to_line();
+    Ok(Json(issued))
 }
 
 async fn tally_open(

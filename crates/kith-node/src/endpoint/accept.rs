@@ -24,30 +24,40 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, acceptor: Box<dyn Acceptor>
             },
             _ = shared.cancel.cancelled() => return,
         };
-        let admission = shared.guard().admit(conn.remote.ip(), Instant::now());
-        let (id, evict) = match admission {
-            Admission::Refuse(refusal) => {
-                count_refusal(&shared, refusal);
-                drop(conn); // silent close
-                continue;
-            }
-            Admission::Admit { id, evict } => (id, evict),
+        // A simultaneous open that a punch under way expects: ours to answer as agreed.
+        let Some(conn) = shared.diverts.claim(conn) else {
+            continue;
         };
-        if let Some(old) = evict {
-            shared.counters.evicted_pending_handshake.bump();
-            if let Some(task) = lock(&shared.pending).remove(&old) {
-                task.abort();
-            }
-        }
-        // Hold the table while spawning: the task removes its own entry when its handshake
-        // ends, and must not be able to do that before the entry exists.
-        let mut pending = lock(&shared.pending);
-        let task_shared = Arc::clone(&shared);
-        let task = shared.tracker.spawn(async move {
-            respond(task_shared, conn, id).await;
-        });
-        pending.insert(id, task.abort_handle());
+        admit(&shared, conn);
     }
+}
+
+/// Admission, then the responder's handshake on its own task (an accepted connection, or one
+/// the reach service adopted).
+pub(super) fn admit(shared: &Arc<Shared>, conn: Conn) {
+    let admission = shared.guard().admit(conn.remote.ip(), Instant::now());
+    let (id, evict) = match admission {
+        Admission::Refuse(refusal) => {
+            count_refusal(shared, refusal);
+            drop(conn); // silent close
+            return;
+        }
+        Admission::Admit { id, evict } => (id, evict),
+    };
+    if let Some(old) = evict {
+        shared.counters.evicted_pending_handshake.bump();
+        if let Some(task) = lock(&shared.pending).remove(&old) {
+            task.abort();
+        }
+    }
+    // Hold the table while spawning: the task removes its own entry when its handshake
+    // ends, and must not be able to do that before the entry exists.
+    let mut pending = lock(&shared.pending);
+    let task_shared = Arc::clone(shared);
+    let task = shared.tracker.spawn(async move {
+        respond(task_shared, conn, id).await;
+    });
+    pending.insert(id, task.abort_handle());
 }
 
 fn count_refusal(shared: &Shared, refusal: super::guard::Refusal) {

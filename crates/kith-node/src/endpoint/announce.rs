@@ -42,7 +42,7 @@ pub(super) fn check(shared: &Arc<Shared>, peer: AgentId, remote: SocketAddr, add
 }
 
 /// True when whoever answers at `address` holds `peer`'s key (an NK handshake completes).
-async fn proves_key(shared: &Shared, peer: AgentId, address: &PeerAddress) -> bool {
+pub(super) async fn proves_key(shared: &Shared, peer: AgentId, address: &PeerAddress) -> bool {
     let timeout = Duration::from_millis(shared.limits.connect_timeout_ms);
     let Ok(mut conn) = shared
         .dialer

@@ -1,6 +1,7 @@
 //! The dialling side: first contact with a ticket, re-linking known peers, redials.
 
 use super::directory::DialTarget;
+use super::fallback::Introduction;
 use super::handshake::{self, Established, HandshakeFailure, HandshakeOutcome, Machine};
 use super::link_task::{self, NewLink};
 use super::transport::Conn;
@@ -18,36 +19,144 @@ pub(super) const FIRST_CONTACT: &str = "first contact failed";
 /// How a failed dial to a known peer begins its message.
 const RECONNECT: &str = "reconnect failed";
 
-/// Dials `host:port` and runs the initiator machine that `start` builds over the new
-/// connection: what both first contact and reconnection do before they differ.
-async fn dial(
+/// How long direct dials have to themselves before the reacher (a punch or relay through a
+/// mutual peer) is asked too.
+const REACH_HEAD_START: Duration = Duration::from_secs(1);
+
+/// Opens a connection to `peer`: every address at once; and when none has answered within
+/// [`REACH_HEAD_START`] (or all failed sooner), through the reacher too, if one is installed.
+/// The first connection wins.
+async fn open(
+    shared: &Arc<Shared>,
+    peer: AgentId,
+    addrs: Vec<(String, u16)>,
+    intro: Introduction,
+) -> Result<Conn, EndpointError> {
+    let reacher = shared.reacher.get().cloned();
+    let Some(first) = addrs.first().map(|(h, p)| format!("{h}:{p}")) else {
+        if reacher.is_none() {
+            return Err(EndpointError::NoAddress(peer.to_string()));
+        }
+        return reach(reacher, peer, intro, None).await;
+    };
+    let timeout = Duration::from_millis(shared.limits.connect_timeout_ms);
+    let mut direct = tokio::task::JoinSet::new();
+    for (host, port) in addrs {
+        let dialer = Arc::clone(&shared.dialer);
+        direct.spawn(async move { dialer.dial(&host, port, timeout).await });
+    }
+    let mut reason: Option<String> = None;
+    let head_start = tokio::time::sleep(REACH_HEAD_START);
+    tokio::pin!(head_start);
+    while !direct.is_empty() {
+        tokio::select! {
+            Some(done) = direct.join_next() => match done {
+                Ok(Ok(conn)) => return Ok(conn),
+                Ok(Err(e)) => { reason.get_or_insert(e.to_string()); }
+                Err(e) => { reason.get_or_insert(e.to_string()); }
+            },
+            _ = &mut head_start, if reacher.is_some() => {
+                // Race the rest of the direct dials against the reacher.
+                let mut why = reason.take();
+                let remaining = async move {
+                    while let Some(done) = direct.join_next().await {
+                        match done {
+                            Ok(Ok(conn)) => return Ok(conn),
+                            Ok(Err(e)) => { why.get_or_insert(e.to_string()); }
+                            Err(e) => { why.get_or_insert(e.to_string()); }
+                        }
+                    }
+                    Err(why.unwrap_or_default())
+                };
+                tokio::pin!(remaining);
+                let indirect = reach(reacher.clone(), peer, intro.clone(), None);
+                tokio::pin!(indirect);
+                let (mut direct_failed, mut indirect_failed) = (None, None);
+                while direct_failed.is_none() || indirect_failed.is_none() {
+                    tokio::select! {
+                        r = &mut remaining, if direct_failed.is_none() => match r {
+                            Ok(conn) => {
+                                let punched = reacher
+                                    .as_ref()
+                                    .is_some_and(|r| r.introduced(&peer, conn.remote));
+                                let via = if punched { super::Via::Punched } else { conn.via };
+                                return Ok(Conn { via, ..conn });
+                            }
+                            Err(why) => direct_failed = Some(why),
+                        },
+                        r = &mut indirect, if indirect_failed.is_none() => match r {
+                            Ok(conn) => return Ok(conn),
+                            Err(e) => indirect_failed = Some(e),
+                        },
+                    }
+                }
+                let why = direct_failed.unwrap_or_default();
+                return Err(match indirect_failed {
+                    Some(EndpointError::Unreachable { reason, .. }) => EndpointError::Unreachable {
+                        addr: first,
+                        reason: format!("{why}; {reason}"),
+                    },
+                    Some(e) => e,
+                    None => EndpointError::Unreachable { addr: first, reason: why },
+                });
+            },
+        }
+    }
+    let why = reason.unwrap_or_default();
+    if reacher.is_none() {
+        return Err(EndpointError::Unreachable {
+            addr: first,
+            reason: why,
+        });
+    }
+    reach(reacher, peer, intro, Some(first))
+        .await
+        .map_err(|e| match e {
+            EndpointError::Unreachable { addr, reason } => EndpointError::Unreachable {
+                addr,
+                reason: format!("{why}; {reason}"),
+            },
+            e => e,
+        })
+}
+
+/// A connection to `peer` through the reacher.
+async fn reach(
+    reacher: Option<Arc<dyn super::Reacher>>,
+    peer: AgentId,
+    intro: Introduction,
+    addr: Option<String>,
+) -> Result<Conn, EndpointError> {
+    let Some(reacher) = reacher else {
+        return Err(EndpointError::NoAddress(peer.to_string()));
+    };
+    reacher
+        .open(peer, intro)
+        .await
+        .map_err(|e| EndpointError::Unreachable {
+            addr: addr.unwrap_or_else(|| peer.to_string()),
+            reason: format!("no mutual peer could punch or relay: {e}"),
+        })
+}
+
+/// Runs the initiator machine that `start` builds over `conn`: what first contact and
+/// reconnection do once a connection is open, however it was made.
+async fn handshake_over(
     shared: &Shared,
-    host: &str,
-    port: u16,
+    conn: &mut Conn,
     what: &'static str,
     start: impl FnOnce(Instant) -> Result<Initiator, HandshakeError>,
-) -> Result<(Conn, Established), EndpointError> {
-    let timeout = Duration::from_millis(shared.limits.connect_timeout_ms);
-    let mut conn =
-        shared
-            .dialer
-            .dial(host, port, timeout)
-            .await
-            .map_err(|e| EndpointError::Unreachable {
-                addr: format!("{host}:{port}"),
-                reason: e.to_string(),
-            })?;
+) -> Result<Established, EndpointError> {
     let handshake = |outcome| EndpointError::Handshake { what, outcome };
     let machine = start(mono_now())
         .map_err(|e| handshake(HandshakeOutcome::Failed(HandshakeFailure::Protocol(e))))?;
-    let established = handshake::run(
+    handshake::run(
         shared,
         conn.stream.as_mut(),
         Machine::Initiator(Box::new(machine)),
     )
     .await
-    .map_err(handshake)?;
-    Ok((conn, established))
+    .map_err(handshake)
 }
 
 /// First contact: opens an IK link to the ticket's site and records it as a peer.
@@ -72,7 +181,15 @@ pub(super) async fn connect_ticket(
     }
     .own_chad();
     let request = TicketRequest::new(to, own, ticket.token.clone());
-    let (conn, established) = dial(shared, &host, port, FIRST_CONTACT, |now| {
+    let intro = Introduction::Ticket {
+        token: ticket.token.clone(),
+        brokers: ticket.brokers(),
+    };
+    let mut conn = open(shared, site, ticket.addresses(), intro).await?;
+    if conn.via != super::Via::Direct {
+        shared.counters.links_reached_indirectly.bump();
+    }
+    let established = handshake_over(shared, &mut conn, FIRST_CONTACT, |now| {
         Initiator::ik(&shared.secure, site, &request, now, &mut rand::rngs::OsRng)
     })
     .await?;
@@ -129,13 +246,48 @@ async fn dial_known(shared: &Arc<Shared>, peer: AgentId) -> Result<(), EndpointE
     if shared.cancel.is_cancelled() {
         return Err(EndpointError::ShuttingDown);
     }
-    let address = match shared.directory.dial_target(peer).await? {
+    let addrs = match shared.directory.dial_target(peer).await? {
         DialTarget::Unknown => return Err(EndpointError::UnknownPeer(peer.to_string())),
         DialTarget::Blocked => return Err(EndpointError::Blocked(peer.to_string())),
-        DialTarget::NoAddress => return Err(EndpointError::NoAddress(peer.to_string())),
-        DialTarget::At(address) => address,
+        DialTarget::NoAddress => Vec::new(),
+        DialTarget::At(address) => vec![(address.host, address.port)],
     };
-    let (conn, established) = dial(shared, &address.host, address.port, RECONNECT, |now| {
+    let mut conn = open(shared, peer, addrs, Introduction::Known).await?;
+    if conn.via != super::Via::Direct {
+        shared.counters.links_reached_indirectly.bump();
+    }
+    let established = handshake_over(shared, &mut conn, RECONNECT, |now| {
+        Initiator::known(&shared.secure, peer, b"", now, &mut rand::rngs::OsRng)
+    })
+    .await?;
+    let now = shared.clock.unix_secs();
+    if let Err(e) = shared
+        .directory
+        .touch(peer, conn.remote.to_string(), now)
+        .await
+    {
+        tracing::warn!(peer = %peer, "could not record the peer's address: {e}");
+    }
+    link_task::start(
+        shared,
+        NewLink {
+            conn,
+            established,
+            side: Side::Initiator,
+            peer,
+        },
+    );
+    Ok(())
+}
+
+/// Runs a known peer's initiator handshake over `conn` (punched by the reach service, to
+/// replace a relayed link) and starts the link.
+pub(super) async fn link_over(
+    shared: &Arc<Shared>,
+    peer: AgentId,
+    mut conn: Conn,
+) -> Result<(), EndpointError> {
+    let established = handshake_over(shared, &mut conn, RECONNECT, |now| {
         Initiator::known(&shared.secure, peer, b"", now, &mut rand::rngs::OsRng)
     })
     .await?;

@@ -8,7 +8,8 @@
 //!   link with the peer; the peer's address recorded): a replayed handshake reaches
 //!   `Established` but can never produce an authenticated frame, so it disturbs nothing;
 //! - `Version`: an announced address is checked before it is recorded ([`super::announce`]);
-//!   only the first `version` of a link is ever an event;
+//!   the address the peer observes us at goes to the observed-address table
+//!   ([`super::observed`]); only the first `version` of a link is ever an event;
 //! - `Payload`: to the endpoint's [`Inbound`](super::Inbound) (the protocol router), at once;
 //! - `PeerDone` / `IdleTimeout`: the link stops taking new sends (they go to another link,
 //!   or dial one: links are virtually open), hands the machine what was queued, and says
@@ -118,7 +119,9 @@ impl LinkTask {
         settings.announce = shared
             .announced()
             .map(|(host, port)| format!("{host}:{port}"));
-        settings.observed = Some(conn.remote.to_string());
+        // (A relayed link's remote is the relay's: nothing we could tell the peer about itself.)
+        settings.observed =
+            (conn.via != Via::Relayed).then(|| super::reuse::canonical(conn.remote).to_string());
         let machine = LinkMachine::new(established.link, settings, mono_now());
         let id = shared.registry.next_id();
         LinkTask {
@@ -302,6 +305,15 @@ impl LinkTask {
                     }
                 }
                 Event::Version(version) => {
+                    // Where the peer sees us from: our public address when we are behind a
+                    // NAT (only the first `version` of a link is an event).
+                    if let Some(addr) = version
+                        .observed
+                        .as_deref()
+                        .and_then(|o| o.parse::<SocketAddr>().ok())
+                    {
+                        self.shared.observe(self.peer, addr);
+                    }
                     if let Some((host, port)) = version.announced_host_port() {
                         let address = super::PeerAddress {
                             host: host

@@ -19,15 +19,19 @@ pub mod announce;
 mod dial;
 pub mod directory;
 mod error;
+pub mod fallback;
 pub mod guard;
 mod handshake;
 mod link_task;
+pub mod observed;
 pub mod registry;
 mod replay;
+pub mod reuse;
 pub mod transport;
 
 pub use directory::{DialTarget, PeerAddress, PeerDirectory, StoreDirectory};
 pub use error::{EndpointError, TrySendError};
+pub use fallback::{Introduction, Reacher};
 pub use handshake::{HandshakeFailure, HandshakeOutcome};
 pub use link_task::{envelope, PROTOCOLS};
 pub use registry::{LinkView, Side};
@@ -126,6 +130,12 @@ crate::counters! {
         envelopes_unhandled,
         /// Payloads the link could not carry (too large, or a link command).
         payloads_refused,
+        /// Our address as a peer observed it, new to the table.
+        observed_addresses_learned,
+        /// Links opened through a mutual peer (punched or relayed) after no address answered.
+        links_reached_indirectly,
+        /// Connections handed over by the reach service (punched, relayed) and adopted.
+        conns_adopted,
     }
 }
 
@@ -145,7 +155,8 @@ pub struct EndpointConfig {
     pub dialer: Arc<dyn Dialer>,
     /// Where connections come in (none: this node only dials).
     pub acceptors: Vec<Box<dyn Acceptor>>,
-    /// What tickets and `version` name as our address; `None`: the first acceptor's.
+    /// What tickets and `version` name as our address (`--announce`, which overrides what
+    /// peers observe); `None`: the best observed address, else the first acceptor's.
     pub announce: Option<(String, u16)>,
     /// Cancelled when the node stops.
     pub cancel: CancellationToken,
@@ -170,7 +181,15 @@ pub(crate) struct Shared {
     /// "down" for one peer reach them in the order they happened.
     events: Mutex<()>,
     announce: Option<(String, u16)>,
+    /// `announce` was given (`--announce`): observed addresses do not replace it.
+    announce_fixed: bool,
     listen: Option<SocketAddr>,
+    /// Our addresses as peers observe them.
+    observed: Mutex<observed::Observed>,
+    /// Punches and relays, when no address answers.
+    reacher: OnceLock<Arc<dyn Reacher>>,
+    /// Accepted connections that a punch under way claims.
+    diverts: fallback::Diverts,
     acceptors: Mutex<Vec<Box<dyn Acceptor>>>,
     announce_checks: Mutex<HashSet<AgentId>>,
     counters: EndpointCounters,
@@ -199,13 +218,11 @@ impl Endpoint {
     /// An endpoint that does not accept or dial until [`start`](Self::start)ed.
     pub fn new(config: EndpointConfig) -> Endpoint {
         let listen = config.acceptors.first().and_then(|a| a.local_addr());
+        let announce_fixed = config.announce.is_some();
         let announce = config.announce.or_else(|| {
             listen.map(|addr| {
                 if addr.ip().is_unspecified() {
-                    tracing::warn!(
-                        "tickets will name 127.0.0.1:{0}; pass --announce HOST:PORT so that other machines can reach this node",
-                        addr.port()
-                    );
+                    // Until a peer tells us where it sees us from (then tickets name that).
                     ("127.0.0.1".to_owned(), addr.port())
                 } else {
                     (addr.ip().to_string(), addr.port())
@@ -225,7 +242,11 @@ impl Endpoint {
                 inbound: OnceLock::new(),
                 events: Mutex::default(),
                 announce,
+                announce_fixed,
                 listen,
+                observed: Mutex::default(),
+                reacher: OnceLock::new(),
+                diverts: fallback::Diverts::default(),
                 acceptors: Mutex::new(config.acceptors),
                 announce_checks: Mutex::default(),
                 counters: EndpointCounters::default(),
@@ -264,6 +285,74 @@ impl Endpoint {
     /// The secure-link listener's address, if any.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.shared.listen
+    }
+
+    /// Installs the service that opens connections when no address of a peer answers
+    /// (punching, relaying; see [`fallback`]). Once; later calls do nothing.
+    pub fn set_reacher(&self, reacher: Arc<dyn Reacher>) {
+        let _ = self.shared.reacher.set(reacher);
+    }
+
+    /// Treats `conn` (punched or relayed, made by the reach service) as an accepted
+    /// connection: admission, then the responder's handshake; a link if it completes.
+    pub fn adopt_inbound(&self, conn: Conn) {
+        self.shared.counters.conns_adopted.bump();
+        accept::admit(&self.shared, conn);
+    }
+
+    /// Expects a connection from `from` on our listener (a simultaneous open that reached the
+    /// listener first): it is handed over instead of answered. `None` when too many are
+    /// expected already.
+    pub fn expect_inbound(&self, from: SocketAddr) -> Option<tokio::sync::oneshot::Receiver<Conn>> {
+        self.shared.diverts.expect(from)
+    }
+
+    /// Links with the known peer `peer` over `conn` (a punched connection that is to replace
+    /// a relayed link): the initiator's handshake, then an ordinary link, which the registry
+    /// prefers to the older one.
+    pub async fn link_over(&self, peer: AgentId, conn: Conn) -> Result<(), EndpointError> {
+        dial::link_over(&self.shared, peer, conn).await
+    }
+
+    /// Opens a plain connection to `to` with the node's dialler (from the listening port),
+    /// for the reach service.
+    pub async fn dial_addr(&self, to: SocketAddr, timeout: Duration) -> std::io::Result<Conn> {
+        self.shared
+            .dialer
+            .dial(&to.ip().to_string(), to.port(), timeout)
+            .await
+    }
+
+    /// True when whoever answers at `addr` holds `agent`'s key (an anonymous NK query
+    /// handshake completes there): how claimed addresses are checked.
+    pub async fn query(&self, agent: AgentId, addr: SocketAddr) -> bool {
+        let address = PeerAddress {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        };
+        announce::proves_key(&self.shared, agent, &address).await
+    }
+
+    /// Our addresses as peers observe them, best first.
+    pub fn observed(&self) -> Vec<SocketAddr> {
+        lock(&self.shared.observed).ranked()
+    }
+
+    /// Every address a ticket should list besides its CHIP address's (observed ones, and
+    /// the listening address when it names one), at most [`crate::ticket::MAX_ADDRS`].
+    pub fn other_addresses(&self) -> Vec<SocketAddr> {
+        let chad = self.shared.announced();
+        let mut out: Vec<SocketAddr> = Vec::new();
+        let listening = self.shared.listen.filter(|l| !l.ip().is_unspecified());
+        for addr in self.observed().into_iter().chain(listening) {
+            let same = chad
+                .as_ref()
+                .is_some_and(|(h, p)| *h == addr.ip().to_string() && *p == addr.port());
+            if !same && !out.contains(&addr) && out.len() < crate::ticket::MAX_ADDRS {
+                out.push(addr);
+            }
+        }
+        out
     }
 
     /// Our CHIP address, as tickets and first-contact requests name it.
@@ -419,9 +508,39 @@ impl Endpoint {
 }
 
 impl Shared {
-    /// Host and port that tickets and `version` name.
+    /// Host and port that tickets and `version` name: `--announce` if given; else the best
+    /// public address peers observe, else the listening address if it is public, else the
+    /// best observed address of any kind (a LAN's), else the listening address.
     fn announced(&self) -> Option<(String, u16)> {
-        self.announce.clone().filter(|(_, port)| *port != 0)
+        let fixed = self.announce.clone().filter(|(_, port)| *port != 0);
+        if self.announce_fixed {
+            return fixed;
+        }
+        let observed = lock(&self.observed).ranked();
+        let listening_public = fixed
+            .as_ref()
+            .and_then(|(host, _)| host.parse().ok())
+            .is_some_and(reuse::is_public);
+        let pick = observed
+            .iter()
+            .find(|a| reuse::is_public(a.ip()))
+            .or(if listening_public {
+                None
+            } else {
+                observed.first()
+            });
+        match pick {
+            Some(addr) => Some((addr.ip().to_string(), addr.port())),
+            None => fixed,
+        }
+    }
+
+    /// A peer told us where it sees us from.
+    fn observe(&self, peer: AgentId, addr: SocketAddr) {
+        if lock(&self.observed).record(peer, addr, mono_now()) {
+            self.counters.observed_addresses_learned.bump();
+            tracing::info!(%addr, peer = %peer, "a peer sees this node at a new address");
+        }
     }
 
     fn guard(&self) -> std::sync::MutexGuard<'_, AdmissionGuard> {

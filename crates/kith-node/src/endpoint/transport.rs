@@ -111,6 +111,11 @@ impl TcpAcceptor {
             listener: TcpListener::bind(addr).await?,
         })
     }
+
+    /// An acceptor over a listener bound elsewhere (with port reuse: [`super::reuse`]).
+    pub fn from_listener(listener: TcpListener) -> TcpAcceptor {
+        TcpAcceptor { listener }
+    }
 }
 
 impl Acceptor for TcpAcceptor {
@@ -154,6 +159,7 @@ pub struct MemoryAcceptor {
 pub struct MemoryDialer {
     net: MemoryNet,
     from: std::net::IpAddr,
+    port: Option<u16>,
 }
 
 /// Bytes buffered in each direction of an in-memory connection.
@@ -200,7 +206,22 @@ impl MemoryNet {
         MemoryDialer {
             net: self.clone(),
             from,
+            port: None,
         }
+    }
+}
+
+impl MemoryDialer {
+    /// Connections from `port` (as a node whose outgoing links leave from its listening port)
+    /// instead of a random one.
+    pub fn from_port(mut self, port: u16) -> MemoryDialer {
+        self.port = Some(port);
+        self
+    }
+
+    /// The host its connections come from.
+    pub fn host(&self) -> std::net::IpAddr {
+        self.from
     }
 }
 
@@ -224,7 +245,10 @@ impl Dialer for MemoryDialer {
                 .cloned()
                 .ok_or_else(refused)?;
             let (ours, theirs) = tokio::io::duplex(MEMORY_PIPE);
-            let from = SocketAddr::new(self.from, 40_000 + (rand::random::<u16>() % 20_000));
+            let port = self
+                .port
+                .unwrap_or_else(|| 40_000 + (rand::random::<u16>() % 20_000));
+            let from = SocketAddr::new(self.from, port);
             listener
                 .send(Conn {
                     stream: Box::new(theirs),

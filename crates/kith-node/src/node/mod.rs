@@ -18,6 +18,7 @@ use crate::endpoint::{Endpoint, EndpointConfig, StoreDirectory};
 use crate::exchange::{Exchange, ExchangeSettings};
 use crate::peer_port::{PeerPort, PeerPortSettings};
 use crate::protocol::Router;
+use crate::reach::Reach;
 use crate::retention::Retention;
 use crate::sharing::Sharing;
 use crate::store::Store;
@@ -71,6 +72,12 @@ pub struct Node {
     pub peer_port: PeerPort,
     /// Tallies and chits.
     pub tallies: Tallies,
+    /// Punching and relaying through mutual peers.
+    pub reach: Reach,
+    /// Nodes heard on the LAN (started by `kith up`, see [`crate::nearby`]).
+    pub nearby: crate::nearby::Nearby,
+    /// The mainline DHT (started when first needed, see [`crate::dht`]).
+    pub dht: crate::dht::Dht,
     /// Cancelled to stop the node.
     pub cancel: CancellationToken,
     /// Every task of the node.
@@ -172,12 +179,26 @@ impl Node {
             },
         );
         exchange.set_gate(Arc::new(tallies.clone()));
+        let nearby = crate::nearby::Nearby::default();
+        let dht = crate::dht::Dht::new(config.dht.clone(), identity.clone());
+        let reach = Reach::new(crate::reach::ReachSetup {
+            endpoint: endpoint.clone(),
+            store: store.clone(),
+            settings: config.reach.clone(),
+            node_limits: config.node_limits.clone(),
+            nearby: nearby.clone(),
+            dht: dht.clone(),
+            tracker: tracker.clone(),
+            cancel: cancel.clone(),
+        });
+        endpoint.set_reacher(Arc::new(reach.clone()));
         Router::builder(endpoint.clone())
             .accept(Arc::new(exchange.clone()))
             .accept(Arc::new(retention.clone()))
             .accept(Arc::new(sharing.clone()))
             .accept(Arc::new(chat.clone()))
             .accept(Arc::new(tallies.clone()))
+            .accept(Arc::new(reach.clone()))
             .spawn();
         crate::tally::spawn(&tallies, tally_queue, &tracker, cancel.clone());
         tracker.spawn(crate::chat::run(
@@ -188,6 +209,7 @@ impl Node {
         ));
         sharing.spawn_replicator(&tracker, cancel.clone());
         retention.spawn_scheduler(&tracker, cancel.clone());
+        reach.spawn_keepalive(&tracker, cancel.clone());
         Node {
             endpoint,
             store,
@@ -197,6 +219,9 @@ impl Node {
             chat,
             peer_port,
             tallies,
+            reach,
+            nearby,
+            dht,
             cancel,
             tracker,
             drain: Duration::from_millis(limits.link_drain_ms),
@@ -213,6 +238,9 @@ impl Node {
             self.peer_port.counters(),
             self.chat.counters(),
             self.tallies.counters(),
+            self.reach.counters(),
+            self.nearby.counters(),
+            self.dht.counters(),
         ]);
         counters.extend(self.chat.router_counters());
         counters
@@ -228,6 +256,8 @@ impl Node {
             retention: self.retention.clone(),
             chat: self.chat.clone(),
             tallies: self.tallies.clone(),
+            nearby: self.nearby.clone(),
+            reach: self.reach.clone(),
             node: status,
             control_counters: Arc::default(),
         }

@@ -185,18 +185,21 @@ pub async fn serve_with_clock(
 
     let socket = data_dir.control_socket();
     let control = bind_control_socket(&socket, &data_dir.root().display().to_string())?;
-    let acceptor = match config.listen {
-        Some(addr) => Some(
-            TcpAcceptor::bind(addr)
-                .await
-                .map_err(|source| NodeError::Bind {
-                    what: "secure-link listener",
-                    addr: addr.to_string(),
-                    source,
-                })?,
-        ),
-        None => None,
-    };
+    // Listener and dialler share the port (address and port reuse), so the address peers
+    // observe for our outgoing links is the one they, or a peer punching through, can dial.
+    let (acceptor, dialer): (Option<TcpAcceptor>, Arc<dyn crate::endpoint::Dialer>) =
+        match config.listen {
+            Some(addr) => {
+                let (acceptor, dialer) =
+                    crate::endpoint::reuse::bind(addr).map_err(|source| NodeError::Bind {
+                        what: "secure-link listener",
+                        addr: addr.to_string(),
+                        source,
+                    })?;
+                (Some(acceptor), Arc::new(dialer))
+            }
+            None => (None, Arc::new(Tcp)),
+        };
     let peer_listener = bind_optional(config.peer_listen, "peer port").await?;
     let chat_listener = bind_optional(config.chat_listen, "chat port").await?;
     let listen = acceptor
@@ -235,7 +238,7 @@ pub async fn serve_with_clock(
         identity: identity.clone(),
         store,
         clock: Arc::clone(&clock),
-        dialer: Arc::new(Tcp),
+        dialer,
         acceptors: acceptor
             .map(|a| Box::new(a) as Box<dyn crate::endpoint::Acceptor>)
             .into_iter()
@@ -261,6 +264,16 @@ pub async fn serve_with_clock(
             listener,
             cancel.clone(),
         ));
+    }
+
+    // The DHT starts when first needed; a server, or a node that publishes, starts now (on
+    // its own task: nothing here waits for it).
+    node.dht
+        .spawn(node.endpoint.clone(), &tracker, cancel.clone());
+    if config.mdns {
+        // Its own thread; it never delays `ready` (nor anything else).
+        node.nearby
+            .spawn(node.endpoint.clone(), &tracker, cancel.clone());
     }
 
     let agent = identity.agent_id().to_string();

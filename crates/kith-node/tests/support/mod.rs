@@ -3,6 +3,8 @@
 //! link protocol by hand so a test can send what no well-behaved node would.
 #![allow(dead_code)]
 
+pub mod nat;
+
 use bytes::BytesMut;
 use kith_crypto::identity::{AgentId, Identity};
 use kith_node::clock::{Clock, ManualClock};
@@ -45,13 +47,22 @@ impl TestNode {
         tweak: impl FnOnce(&mut Limits),
         wrap: impl FnOnce(kith_node::endpoint::MemoryDialer) -> Arc<dyn Dialer>,
     ) -> TestNode {
+        TestNode::start_configured(net, |config| tweak(&mut config.limits), wrap).await
+    }
+
+    /// [`TestNode::start_with_dialer`] with any setting changed by `configure`.
+    pub async fn start_configured(
+        net: &MemoryNet,
+        configure: impl FnOnce(&mut NodeConfig),
+        wrap: impl FnOnce(kith_node::endpoint::MemoryDialer) -> Arc<dyn Dialer>,
+    ) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
         let mut config = NodeConfig::load(&Overrides {
             data_dir: Some(dir.path().join("data")),
             ..Overrides::default()
         })
         .unwrap();
-        tweak(&mut config.limits);
+        configure(&mut config);
         let identity = config
             .data_dir
             .load_or_create_identity(&mut rand::rngs::OsRng)

@@ -12,10 +12,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use kith_node::api::CheckReport;
 use kith_node::api::{
     AgentBody, BlockBody, Changed, ConnectBody, IssuedTicket, PeerView, PingReport, TicketOrder,
-    TokenBody, BLOCK_PEER_PATH, CHECK_PEER_PATH, CONNECT_PATH, PEERS_PATH, PING_PATH,
+    TokenBody, BLOCK_PEER_PATH, CHECK_PEER_PATH, CONNECT_PATH, NEARBY_PATH, PEERS_PATH, PING_PATH,
     REMOVE_PEER_PATH, REVOKE_PATH, TICKETS_PATH,
 };
 use kith_node::control::{ControlClient, ControlError};
+use kith_node::nearby::NearbyNode;
 use kith_node::ticket::{format_time, unix_secs, Chad, Ticket};
 use kith_store::meta::{PeerRecord, TicketRecord};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -60,12 +61,31 @@ pub fn ticket(env: &Env, args: TicketArgs) -> Result<()> {
         reusable: args.reusable,
         ttl_secs: ttl.as_secs(),
         cuid: args.cuid,
+        code: args.code,
     };
     let issued: IssuedTicket = if control.is_running() {
         control.post(TICKETS_PATH, &order)?
+    } else if order.code {
+        bail!("a short code needs the running node (`kith up`): its helper holds the mailbox");
     } else {
         issue_offline(env, order)?
     };
+    if let Some(code) = &issued.code {
+        for warning in &issued.warnings {
+            eprintln!("warning: {warning}");
+        }
+        if env.json {
+            print_json(&serde_json::json!({"code": code, "expires": issued.ticket.expires}))?;
+        } else {
+            println!("{code}");
+            eprintln!("one use; on the other node: kith connect {code}");
+        }
+        return Ok(());
+    }
+    // The ticket is the only line on stdout; what may keep it from working goes to stderr.
+    for warning in &issued.warnings {
+        eprintln!("warning: {warning}");
+    }
     if env.json {
         print_json(&issued.ticket)?;
     } else {
@@ -120,6 +140,8 @@ fn issue_offline(env: &Env, order: TicketOrder) -> Result<IssuedTicket> {
         line: ticket.to_line(),
         ticket,
         reusable: order.reusable,
+        warnings: Vec::new(),
+        code: None,
     })
 }
 
@@ -156,15 +178,24 @@ fn qr_code(text: &str) -> Result<String> {
         .build())
 }
 
+/// How much longer `kith connect` waits for the node when it may reach the site through a
+/// mutual peer (a mailbox for a code, an introduction, a punch window, a relay).
+const REACH_ALLOWANCE_MS: u64 = 40_000;
+
 /// `kith connect TICKET`.
 pub fn connect(env: &Env, ticket: &str) -> Result<()> {
     // Check the ticket here too, so a mistyped one fails before anything is sent anywhere.
-    let parsed = Ticket::parse(ticket)?;
-    parsed.check_unexpired(SystemTime::now())?;
+    if !kith_node::reach::code::looks_like_code(ticket) {
+        let parsed = Ticket::parse(ticket)?;
+        parsed.check_unexpired(SystemTime::now())?;
+    }
     // The node dials and runs the handshake, each with its own deadline: wait for those too,
-    // so an unreachable site is reported as such, not as our node not answering.
+    // so an unreachable site is reported as such, not as our node not answering; and a
+    // mailbox, an introduction, a punch and perhaps a relay when no address answers.
     let limits = &env.config.limits;
-    let dial = Duration::from_millis(limits.connect_timeout_ms + limits.handshake_timeout_ms);
+    let dial = Duration::from_millis(
+        limits.connect_timeout_ms + limits.handshake_timeout_ms + REACH_ALLOWANCE_MS,
+    );
     let peer: PeerRecord = client(env).allowing(dial).post(
         CONNECT_PATH,
         &ConnectBody {
@@ -244,6 +275,9 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
     }
     if let Some(agent) = args.check {
         return check_peer(env, &agent);
+    }
+    if args.nearby {
+        return nearby(env);
     }
     let views: Vec<PeerView> = match control.get(PEERS_PATH) {
         Ok(views) => views,
@@ -358,6 +392,29 @@ fn chat_names(env: &Env, control: &ControlClient) -> std::collections::HashMap<S
         .into_iter()
         .filter_map(|n| Some((n.guid, n.name?)))
         .collect()
+}
+
+/// `kith peers --nearby`: what the running node heard on the LAN.
+fn nearby(env: &Env) -> Result<()> {
+    let nodes: Vec<NearbyNode> = client(env).get(NEARBY_PATH)?;
+    if env.json {
+        return print_json(&nodes);
+    }
+    if nodes.is_empty() {
+        println!(
+            "no kith node heard on the LAN (the node must listen on a LAN address, not loopback)"
+        );
+    }
+    for n in &nodes {
+        let proof = if n.verified { "verified" } else { "unverified" };
+        println!(
+            "{}  {proof:<10}  {}  heard {}s ago",
+            n.agent,
+            n.addrs.join(","),
+            n.heard_secs_ago
+        );
+    }
+    Ok(())
 }
 
 /// `kith peers --check AGENT`: proof-of-retention checks of that peer, now.

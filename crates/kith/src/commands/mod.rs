@@ -42,6 +42,7 @@ impl Env {
             overrides.announce = up.announce.clone();
             overrides.chat_name = up.name.clone();
             overrides.raw_links = up.raw;
+            overrides.relay = up.relay;
             overrides.allow_raw_anywhere = up.allow_raw_anywhere;
         }
         if needs_a_running_node(command) {

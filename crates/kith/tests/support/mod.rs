@@ -4,6 +4,8 @@
 //! Each test file uses only part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -64,6 +66,15 @@ impl Node {
             .unwrap();
         let ready: Value =
             serde_json::from_str(&line).unwrap_or_else(|_| panic!("ready line: {line:?}"));
+        Node {
+            data: data.to_owned(),
+            child: Some(child),
+            ready,
+        }
+    }
+
+    /// A node started some other way (in a namespace: [`lab`]).
+    pub fn from_child(data: &Path, child: Child, ready: Value) -> Node {
         Node {
             data: data.to_owned(),
             child: Some(child),

@@ -115,6 +115,7 @@ pub fn run(args: &HandshakesArgs, json: bool) -> Result<HandshakesResult> {
                 reusable: false,
                 ttl_secs: 600,
                 cuid: None,
+                code: false,
             },
         )?;
     let site = ticket.ticket.agent()?;

@@ -217,6 +217,7 @@ fn transfer(args: &TransferArgs, json: bool) -> Result<TransferResult> {
             reusable: false,
             ttl_secs: 600,
             cuid: None,
+            code: false,
         },
     )?;
     let _: PeerRecord = fetcher.control(quick).post(

@@ -100,6 +100,7 @@ fn introduce(from: &DemoNode, to: &DemoNode) -> Result<(String, String)> {
         reusable: false,
         ttl_secs: 45 * 60,
         cuid: None,
+        code: false,
     };
     let issued: IssuedTicket = from.post(TICKETS_PATH, &order)?;
     let body = ConnectBody {
