@@ -4,7 +4,11 @@
 //! `kith_test_x`, which the tests read as `#[cfg_attr(not(kith_test_x), ignore = "why")]`.
 //! README "Tests" lists the variables; `.ci/run` sets them all.
 
-const GATES: &[&str] = &["KITH_TEST_POSTGRES", "KITH_TEST_PYTHON"];
+const GATES: &[&str] = &[
+    "KITH_TEST_POSTGRES",
+    "KITH_TEST_PYTHON",
+    "KITH_TEST_BROWSER",
+];
 
 fn main() {
     for var in GATES {

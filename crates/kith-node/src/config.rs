@@ -63,6 +63,7 @@ struct FileSettings {
     listen: Option<String>,
     peer_listen: Option<String>,
     chat_listen: Option<String>,
+    web: Option<String>,
     chat_tls: Option<bool>,
     chat_name: Option<String>,
     chat_auto_join_invites: Option<bool>,
@@ -85,6 +86,8 @@ pub struct Overrides {
     pub peer_listen: Option<String>,
     /// `--chat-listen ADDR` (`off` disables the ptpchat port).
     pub chat_listen: Option<String>,
+    /// `--web ADDR` (`off`: no web page, the default).
+    pub web: Option<String>,
     /// `--chat-tls`: the chat port speaks TLS only.
     pub chat_tls: bool,
     /// `--announce HOST:PORT`.
@@ -125,6 +128,8 @@ pub struct NodeConfig {
     pub peer_listen: Option<std::net::SocketAddr>,
     /// The ptpchat port; `None` when disabled (`off`).
     pub chat_listen: Option<std::net::SocketAddr>,
+    /// The local web page; `None` when off (the default).
+    pub web: Option<std::net::SocketAddr>,
     /// The chat port speaks TLS (with the node certificate) only.
     pub chat_tls: bool,
     /// The name this node gives in chat (`name@GUID`); `None`: the bare GUID.
@@ -177,6 +182,12 @@ impl NodeConfig {
             .or(file.chat_listen)
             .unwrap_or(DEFAULT_CHAT_LISTEN.into());
         let chat_listen = parse_listen(&chat_listen_text)?;
+        let web_text = overrides
+            .web
+            .clone()
+            .or(file.web)
+            .unwrap_or_else(|| "off".into());
+        let web = parse_listen(&web_text)?;
         let chat_name_given = overrides.chat_name.is_some();
         let chat_name = overrides
             .chat_name
@@ -212,6 +223,7 @@ impl NodeConfig {
             listen,
             peer_listen,
             chat_listen,
+            web,
             chat_tls: overrides.chat_tls || file.chat_tls.unwrap_or(false),
             chat_name,
             chat_name_given,

@@ -77,6 +77,7 @@ fn bind_advice(what: &str, error: &std::io::Error) -> String {
         "secure-link listener" => "--listen",
         "peer port" => "--peer-listen",
         "chat port" => "--chat-listen",
+        "web page" => "--web",
         _ => return String::new(),
     };
     match error.kind() {
@@ -296,6 +297,8 @@ struct NodeStatus {
     started: Instant,
     listeners: BTreeMap<String, String>,
     listens: bool,
+    web_url: Option<String>,
+    web_counters: Arc<crate::web::WebCounters>,
     max_control_body: usize,
     clock: SharedClock,
     node: Node,
@@ -303,7 +306,8 @@ struct NodeStatus {
 
 impl NodeInfo for NodeStatus {
     fn status(&self, files: u64) -> crate::api::StatusReport {
-        let counters = self.node.counters();
+        let mut counters = self.node.counters();
+        self.web_counters.snapshot_into(&mut counters);
         crate::api::StatusReport {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
@@ -322,6 +326,10 @@ impl NodeInfo for NodeStatus {
 
     fn listens(&self) -> bool {
         self.listens
+    }
+
+    fn web_url(&self) -> Option<String> {
+        self.web_url.clone()
     }
 
     fn max_control_body(&self) -> usize {
@@ -344,6 +352,8 @@ pub struct Ready {
     pub peer_listen: Option<SocketAddr>,
     /// The chat port's address, if enabled.
     pub chat_listen: Option<SocketAddr>,
+    /// The web page's full address, token included, if enabled.
+    pub web: Option<String>,
     /// The node's agent id.
     pub agent: String,
     /// The node's chat node id.
@@ -408,6 +418,21 @@ pub async fn serve_with_clock(
     };
     let peer_listener = bind_optional(config.peer_listen, "peer port").await?;
     let chat_listener = bind_optional(config.chat_listen, "chat port").await?;
+    let web = match config.web {
+        Some(addr) => {
+            Some(
+                crate::web::WebServer::bind(addr)
+                    .await
+                    .map_err(|source| NodeError::Bind {
+                        what: "web page",
+                        addr: addr.to_string(),
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let web_url = web.as_ref().map(crate::web::WebServer::url);
     let listen = acceptor
         .as_ref()
         .and_then(crate::endpoint::Acceptor::local_addr);
@@ -418,6 +443,7 @@ pub async fn serve_with_clock(
         ("listen", listen),
         ("peer_listen", peer_listen),
         ("chat_listen", chat_listen),
+        ("web", web.as_ref().map(crate::web::WebServer::local_addr)),
     ] {
         if let Some(addr) = addr {
             listeners.insert(name.to_owned(), addr.to_string());
@@ -480,10 +506,12 @@ pub async fn serve_with_clock(
         listen,
         peer_listen,
         chat_listen,
+        web: web_url.clone(),
         agent: agent.clone(),
         node_id: node_id.clone(),
     });
 
+    let web_counters = Arc::new(crate::web::WebCounters::default());
     let services = node.services(NodeStatus {
         agent,
         node_id,
@@ -492,10 +520,15 @@ pub async fn serve_with_clock(
         started: Instant::now(),
         listeners,
         listens: config.listen.is_some(),
+        web_url,
+        web_counters: Arc::clone(&web_counters),
         max_control_body: limits.max_control_body,
         clock,
         node: node.clone(),
     });
+    if let Some(web) = web {
+        tracker.spawn(web.serve(services.clone(), web_counters, cancel.clone()));
+    }
     let stopper = cancel.clone();
     let result = server::serve(control, services, limits, async move {
         tokio::select! {

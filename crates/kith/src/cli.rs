@@ -48,6 +48,12 @@ pub enum Command {
     Up(UpArgs),
     /// Ask the running node how it is doing.
     Status,
+    /// Print the address of the running node's web page (`kith up --web`), token included.
+    Web {
+        /// Open it in the browser (`$BROWSER`, else `xdg-open`).
+        #[arg(long)]
+        open: bool,
+    },
     /// Issue a connection ticket for first contact (or list or revoke issued ones).
     Ticket(TicketArgs),
     /// Open a secure link to the site that issued TICKET, and remember it as a peer.
@@ -236,6 +242,10 @@ pub struct UpArgs {
     /// Make the chat port TLS-only, with the node certificate.
     #[arg(long)]
     pub chat_tls: bool,
+    /// Serve the local web page on ADDR:PORT (e.g. 127.0.0.1:7480); its address, with the
+    /// token that protects it, is printed once the node is ready [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub web: Option<String>,
     /// The HOST:PORT that tickets name, when peers must reach this node at another address
     /// than the one it listens on (NAT, a public name)
     #[arg(long, value_name = "HOST:PORT")]

@@ -37,6 +37,7 @@ impl Env {
             overrides.peer_listen = up.peer_listen.clone();
             overrides.chat_listen = up.chat_listen.clone();
             overrides.chat_tls = up.chat_tls;
+            overrides.web = up.web.clone();
             overrides.announce = up.announce.clone();
             overrides.chat_name = up.name.clone();
             overrides.raw_links = up.raw;
@@ -78,7 +79,11 @@ impl Env {
 fn needs_a_running_node(command: &Command) -> bool {
     matches!(
         command,
-        Command::Status | Command::Connect { .. } | Command::Ping { .. } | Command::Chat { .. }
+        Command::Status
+            | Command::Web { .. }
+            | Command::Connect { .. }
+            | Command::Ping { .. }
+            | Command::Chat { .. }
     )
 }
 
@@ -102,6 +107,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Peers(args) => links::peers(&env, args),
         Command::Ping { agent } => links::ping(&env, &agent),
         Command::Status => node::status(&env),
+        Command::Web { open } => node::web(&env, open),
         Command::File(command) => file::run(&env, command),
         Command::Store(command) => store::run(&env, command),
         Command::Content(command) => content::run(&env, command),
