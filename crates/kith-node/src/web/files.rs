@@ -36,7 +36,7 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
 pub async fn list(State(state): State<WebState>) -> Response {
     match state.services.store.run(|s| s.list()).await {
         Ok(mut files) => {
-            files.sort_by(|a, b| b.added_at.cmp(&a.added_at));
+            files.sort_by_key(|f| std::cmp::Reverse(f.added_at));
             Json(files).into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
