@@ -15,7 +15,9 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::NodeConfig;
 use crate::control::{server, NodeInfo, Services};
 use crate::counters::CounterSet;
-use crate::endpoint::{Endpoint, EndpointConfig, StoreDirectory, Tcp, TcpAcceptor};
+use crate::endpoint::{
+    Endpoint, EndpointConfig, StoreDirectory, Tcp, TcpAcceptor, WsAcceptor, WsDialer,
+};
 use crate::exchange::{Exchange, ExchangeSettings};
 use crate::peer_port::PeerPort;
 use crate::protocol::Router;
@@ -78,6 +80,7 @@ fn bind_advice(what: &str, error: &std::io::Error) -> String {
         "peer port" => "--peer-listen",
         "chat port" => "--chat-listen",
         "web page" => "--web",
+        "WebSocket listener" => "--ws-listen",
         _ => return String::new(),
     };
     match error.kind() {
@@ -354,6 +357,8 @@ pub struct Ready {
     pub chat_listen: Option<SocketAddr>,
     /// The web page's full address, token included, if enabled.
     pub web: Option<String>,
+    /// The WebSocket link listener's address, if enabled.
+    pub ws_listen: Option<SocketAddr>,
     /// The node's agent id.
     pub agent: String,
     /// The node's chat node id.
@@ -416,6 +421,21 @@ pub async fn serve_with_clock(
         ),
         None => None,
     };
+    let ws_acceptor = match config.ws_listen {
+        Some(addr) => Some(
+            TcpAcceptor::bind(addr)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    what: "WebSocket listener",
+                    addr: addr.to_string(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let ws_listen = ws_acceptor
+        .as_ref()
+        .and_then(crate::endpoint::Acceptor::local_addr);
     let peer_listener = bind_optional(config.peer_listen, "peer port").await?;
     let chat_listener = bind_optional(config.chat_listen, "chat port").await?;
     let web = match config.web {
@@ -444,6 +464,7 @@ pub async fn serve_with_clock(
         ("peer_listen", peer_listen),
         ("chat_listen", chat_listen),
         ("web", web.as_ref().map(crate::web::WebServer::local_addr)),
+        ("ws_listen", ws_listen),
     ] {
         if let Some(addr) = addr {
             listeners.insert(name.to_owned(), addr.to_string());
@@ -465,15 +486,19 @@ pub async fn serve_with_clock(
         );
     }
 
+    let ws_max = crate::endpoint::ws::ws_max_message(&config.limits);
     let node = Node::start(NodeSetup {
         config: config.clone(),
         identity: identity.clone(),
         store,
         clock: Arc::clone(&clock),
-        dialer: Arc::new(Tcp),
+        dialer: Arc::new(WsDialer::new(Tcp, ws_max)),
         acceptors: acceptor
             .map(|a| Box::new(a) as Box<dyn crate::endpoint::Acceptor>)
             .into_iter()
+            .chain(ws_acceptor.map(|a| {
+                Box::new(WsAcceptor::new(Box::new(a), ws_max)) as Box<dyn crate::endpoint::Acceptor>
+            }))
             .collect(),
         tls: tls.clone(),
     });
@@ -507,6 +532,7 @@ pub async fn serve_with_clock(
         peer_listen,
         chat_listen,
         web: web_url.clone(),
+        ws_listen,
         agent: agent.clone(),
         node_id: node_id.clone(),
     });
@@ -519,7 +545,7 @@ pub async fn serve_with_clock(
         db: config.db_kind(),
         started: Instant::now(),
         listeners,
-        listens: config.listen.is_some(),
+        listens: config.listen.is_some() || config.ws_listen.is_some(),
         web_url,
         web_counters: Arc::clone(&web_counters),
         max_control_body: limits.max_control_body,

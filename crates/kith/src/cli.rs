@@ -246,6 +246,11 @@ pub struct UpArgs {
     /// token that protects it, is printed once the node is ready [default: off]
     #[arg(long, value_name = "ADDR")]
     pub web: Option<String>,
+    /// Secure links over WebSocket (Noise inside binary messages) on ADDR:PORT, for reaching
+    /// this node through HTTP infrastructure; tickets name it with --announce ws://HOST:PORT
+    /// [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub ws_listen: Option<String>,
     /// The HOST:PORT that tickets name, when peers must reach this node at another address
     /// than the one it listens on (NAT, a public name)
     #[arg(long, value_name = "HOST:PORT")]

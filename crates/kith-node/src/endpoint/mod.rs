@@ -24,6 +24,7 @@ mod link_task;
 pub mod registry;
 mod replay;
 pub mod transport;
+pub mod ws;
 
 pub use directory::{DialTarget, PeerAddress, PeerDirectory, StoreDirectory};
 pub use handshake::{HandshakeFailure, HandshakeOutcome};
@@ -32,6 +33,7 @@ pub use registry::{LinkView, Side};
 pub use transport::{
     Acceptor, Conn, Dialer, MemoryAcceptor, MemoryDialer, MemoryNet, Tcp, TcpAcceptor, Via,
 };
+pub use ws::{WsAcceptor, WsDialer};
 
 use crate::clock::{mono_now, SharedClock};
 use crate::ticket::Ticket;

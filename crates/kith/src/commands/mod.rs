@@ -38,6 +38,7 @@ impl Env {
             overrides.chat_listen = up.chat_listen.clone();
             overrides.chat_tls = up.chat_tls;
             overrides.web = up.web.clone();
+            overrides.ws_listen = up.ws_listen.clone();
             overrides.announce = up.announce.clone();
             overrides.chat_name = up.name.clone();
             overrides.raw_links = up.raw;

@@ -71,6 +71,7 @@ pub fn up(env: Env) -> Result<()> {
                 "peer_listen": ready.peer_listen.map(|a| a.to_string()),
                 "chat_listen": ready.chat_listen.map(|a| a.to_string()),
                 "web": ready.web,
+                "ws_listen": ready.ws_listen.map(|a| a.to_string()),
             });
             let _ = print_json(&doc);
         } else {
