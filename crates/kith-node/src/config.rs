@@ -64,6 +64,8 @@ struct FileSettings {
     listen: Option<String>,
     peer_listen: Option<String>,
     chat_listen: Option<String>,
+    web: Option<String>,
+    ws_listen: Option<String>,
     chat_tls: Option<bool>,
     chat_name: Option<String>,
     chat_auto_join_invites: Option<bool>,
@@ -109,6 +111,10 @@ pub struct Overrides {
     pub peer_listen: Option<String>,
     /// `--chat-listen ADDR` (`off` disables the ptpchat port).
     pub chat_listen: Option<String>,
+    /// `--web ADDR` (`off`: no web page, the default).
+    pub web: Option<String>,
+    /// `--ws-listen ADDR` (`off`: no WebSocket links, the default).
+    pub ws_listen: Option<String>,
     /// `--chat-tls`: the chat port speaks TLS only.
     pub chat_tls: bool,
     /// `--announce HOST:PORT`.
@@ -154,6 +160,10 @@ pub struct NodeConfig {
     pub peer_listen: Option<std::net::SocketAddr>,
     /// The ptpchat port; `None` when disabled (`off`).
     pub chat_listen: Option<std::net::SocketAddr>,
+    /// The local web page; `None` when off (the default).
+    pub web: Option<std::net::SocketAddr>,
+    /// Secure links over WebSocket; `None` when off (the default).
+    pub ws_listen: Option<std::net::SocketAddr>,
     /// The chat port speaks TLS (with the node certificate) only.
     pub chat_tls: bool,
     /// The name this node gives in chat (`name@GUID`); `None`: the bare GUID.
@@ -218,6 +228,18 @@ impl NodeConfig {
             .or(file.chat_listen)
             .unwrap_or(DEFAULT_CHAT_LISTEN.into());
         let chat_listen = parse_listen(&chat_listen_text)?;
+        let web_text = overrides
+            .web
+            .clone()
+            .or(file.web)
+            .unwrap_or_else(|| "off".into());
+        let web = parse_listen(&web_text)?;
+        let ws_listen_text = overrides
+            .ws_listen
+            .clone()
+            .or(file.ws_listen)
+            .unwrap_or_else(|| "off".into());
+        let ws_listen = parse_listen(&ws_listen_text)?;
         let chat_name_given = overrides.chat_name.is_some();
         let chat_name = overrides
             .chat_name
@@ -254,6 +276,8 @@ impl NodeConfig {
             listen,
             peer_listen,
             chat_listen,
+            web,
+            ws_listen,
             chat_tls: overrides.chat_tls || file.chat_tls.unwrap_or(false),
             chat_name,
             chat_name_given,

@@ -17,7 +17,8 @@
 //!
 //! Around them: [`node`] (the composition root: `kith up`), [`control`] (the control API
 //! server and client, over a struct of service handles) and [`api`] (its types), [`config`],
-//! [`store`] (the store handle), [`clock`], [`counters`], [`ticket`], [`tls`].
+//! [`store`] (the store handle), [`clock`], [`counters`], [`ticket`], [`tls`], and [`web`] (the
+//! local web page, another client of the same service handles).
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 #![forbid(unsafe_code)]
@@ -43,5 +44,6 @@ pub mod store;
 pub mod tally;
 pub mod ticket;
 pub mod tls;
+pub mod web;
 
 pub use config::{ConfigError, NodeConfig, Overrides};

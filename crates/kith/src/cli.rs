@@ -66,6 +66,12 @@ pub enum Command {
     },
     /// Print the manual page (roff), e.g. `kith man > kith.1`.
     Man,
+    /// Print the address of the running node's web page (`kith up --web`), token included.
+    Web {
+        /// Open it in the browser (`$BROWSER`, else `xdg-open`).
+        #[arg(long)]
+        open: bool,
+    },
     /// Issue a connection ticket for first contact (or list or revoke issued ones).
     Ticket(TicketArgs),
     /// Open a secure link to the site that issued TICKET (or a short code), and remember it
@@ -390,6 +396,15 @@ pub struct UpArgs {
     /// Make the chat port TLS-only, with the node certificate.
     #[arg(long)]
     pub chat_tls: bool,
+    /// Serve the local web page on ADDR:PORT (e.g. 127.0.0.1:7480); its address, with the
+    /// token that protects it, is printed once the node is ready [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub web: Option<String>,
+    /// Secure links over WebSocket (Noise inside binary messages) on ADDR:PORT, for reaching
+    /// this node through HTTP infrastructure; tickets name it with --announce ws://HOST:PORT
+    /// [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub ws_listen: Option<String>,
     /// The HOST:PORT that tickets name, when peers must reach this node at another address
     /// than the one it listens on (NAT, a public name)
     #[arg(long, value_name = "HOST:PORT")]

@@ -580,3 +580,166 @@ fn kith_nodes_and_a_later_revision_client_meet_through_a_ptpchat_router() {
     let _ = router.kill();
     let _ = router.wait();
 }
+
+/// A web chat client: the same messages, one per WebSocket message, no length prefix.
+struct WsClient {
+    stream: TcpStream,
+    guid: String,
+}
+
+impl WsClient {
+    fn connect(node: &Node) -> WsClient {
+        let addr = node.ready["chat_listen"].as_str().unwrap();
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        write!(
+            stream,
+            "GET /chat HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+             sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).unwrap(), 1);
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        let plain = Client::connect_guid();
+        WsClient {
+            stream,
+            guid: plain,
+        }
+    }
+
+    fn send_frame(&mut self, first: u8, payload: &[u8]) -> std::io::Result<()> {
+        let mut out = vec![first];
+        let len = payload.len();
+        if len < 126 {
+            out.push(0x80 | len as u8);
+        } else if len < 65536 {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        let mask = [3, 1, 4, 1];
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&out)
+    }
+
+    fn send(&mut self, msg_type: &str, data: Value, ttl: u8, flood: bool) {
+        let body = json!({"msg_type": msg_type, "msg_data": data, "ttl": ttl, "flood": flood});
+        self.send_frame(0x81, body.to_string().as_bytes()).unwrap();
+    }
+
+    /// The next message (`None` when the node closed).
+    fn next(&mut self) -> Option<Value> {
+        loop {
+            let mut head = [0u8; 2];
+            self.stream.read_exact(&mut head).ok()?;
+            let mut len = u64::from(head[1] & 0x7f);
+            if len == 126 {
+                let mut b = [0u8; 2];
+                self.stream.read_exact(&mut b).ok()?;
+                len = u64::from(u16::from_be_bytes(b));
+            } else if len == 127 {
+                let mut b = [0u8; 8];
+                self.stream.read_exact(&mut b).ok()?;
+                len = u64::from_be_bytes(b);
+            }
+            let mut payload = vec![0u8; len as usize];
+            self.stream.read_exact(&mut payload).ok()?;
+            match head[0] & 0x0f {
+                0x8 => return None,
+                0x1 | 0x2 if !payload.is_empty() => return serde_json::from_slice(&payload).ok(),
+                _ => {}
+            }
+        }
+    }
+
+    fn wait_for(&mut self, mut want: impl FnMut(&Value) -> bool) -> Option<Value> {
+        loop {
+            let msg = self.next()?;
+            if want(&msg) {
+                return Some(msg);
+            }
+        }
+    }
+}
+
+impl Client {
+    /// A fresh client GUID (random, version 4 form).
+    fn connect_guid() -> String {
+        let guid = format!("{:032x}", rand_u128());
+        format!(
+            "{}-{}-4{}-8{}-{}",
+            &guid[0..8],
+            &guid[8..12],
+            &guid[13..16],
+            &guid[17..20],
+            &guid[20..32]
+        )
+    }
+}
+
+#[test]
+fn a_web_chat_client_over_websocket_reads_a_user_on_another_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = pair(tmp.path(), &[]);
+    let mut client = WsClient::connect(&a);
+    let me = format!("web@{}", client.guid);
+    client.send(
+        "HELLO",
+        json!({"node_id": me, "version": "test/1", "attributes": {"node_type": "client"}}),
+        1,
+        false,
+    );
+    let hello = client
+        .wait_for(|m| m["msg_type"] == "HELLO")
+        .expect("the node answers HELLO over WebSocket");
+    assert_eq!(hello["msg_data"]["node_id"], a.ready["node_id"]);
+    let announced = client
+        .wait_for(|m| m["msg_type"] == "CHANNEL" && m["msg_data"]["channel"] == "lobby")
+        .expect("the node announces the lobby");
+    let channel_id = announced["msg_data"]["channel_id"].clone();
+    client.send(
+        "JOIN",
+        json!({"msg_id": format!("{:032x}", rand_u128()), "node_id": me, "channel": "lobby", "channel_id": channel_id}),
+        32,
+        true,
+    );
+    eventually("B sees the web client as a member", || {
+        b.ok(&["chat", "channels", "--json"]).contains(&client.guid)
+    });
+    b.ok(&["chat", "say", "lobby", "hello, web client"]);
+    let got = client
+        .wait_for(|m| m["msg_type"] == "MESSAGE")
+        .expect("the message reaches the web client");
+    assert_eq!(text_of(&got), "hello, web client");
+    assert_eq!(a.counter("chat_clients_websocket"), 1);
+
+    // A message over chat_max_frame is refused from its header, and only that client goes.
+    let mut big = WsClient::connect(&a);
+    let mut claim = vec![0x81, 0x80 | 127];
+    claim.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    claim.extend_from_slice(&[0, 0, 0, 0]);
+    big.stream.write_all(&claim).unwrap();
+    assert!(
+        big.next().is_none(),
+        "an oversized message must close the connection"
+    );
+    b.ok(&["chat", "say", "lobby", "still here"]);
+    let got = client
+        .wait_for(|m| m["msg_type"] == "MESSAGE")
+        .expect("the first client carries on");
+    assert_eq!(text_of(&got), "still here");
+}

@@ -7,6 +7,7 @@
 //!
 //! Routes (all under `/v1`):
 //! - `GET /v1/status` → [`StatusReport`]
+//! - `GET /v1/web` → [`WebAddress`] (the web page's address with its token, for `kith web`)
 //! - `POST /v1/tickets` [`TicketOrder`] → [`IssuedTicket`]; `GET /v1/tickets` → ticket records;
 //!   `POST /v1/tickets/revoke` [`TokenBody`] → [`Changed`]
 //! - `POST /v1/connect` [`ConnectBody`] → the new peer's record
@@ -40,6 +41,15 @@ use serde::{Deserialize, Serialize};
 
 /// The path of the status route.
 pub const STATUS_PATH: &str = "/v1/status";
+/// The web page's address, token included (`kith web`).
+pub const WEB_PATH: &str = "/v1/web";
+
+/// What `GET /v1/web` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebAddress {
+    /// The page's full address, token included; `None` when the node serves no page.
+    pub web: Option<String>,
+}
 /// Issue (POST) or list (GET) tickets.
 pub const TICKETS_PATH: &str = "/v1/tickets";
 /// Revoke a ticket.

@@ -76,6 +76,8 @@ crate::counters! {
         chat_clients_refused,
         /// Chat-port clients over TLS.
         chat_clients_tls,
+        /// Chat-port clients over WebSocket.
+        chat_clients_websocket,
         /// Chat-port TLS handshakes that failed.
         chat_tls_failed,
         /// Chat-port frames refused (too large, malformed).

@@ -10,6 +10,15 @@
 //! the router (which gets each client's address) cuts off more than a few from one address,
 //! charges each client's rate to its address and id, and cuts off a silent client after
 //! `chat_neighbour_idle_ms`.
+//!
+//! **WebSocket** (for web chat clients): on the plain port, a connection whose first bytes are
+//! `GET ` is an HTTP upgrade (a ptpchat frame cannot start so: its length would be about a
+//! gigabyte, far over any `chat_max_frame`). After the upgrade each WebSocket message is one
+//! frame's JSON, without the length prefix (an empty message is a keep-alive), both ways; a
+//! message over `chat_max_frame` is refused from its header. Everything else (one neighbour per
+//! connection, the queues, the caps, rates per address) is as above. Only clients that speak
+//! first are told apart this way, which every WebSocket client does; a plain client that waits
+//! for the node is served after [`SNIFF`] at most.
 
 use super::{Chat, ChatInput};
 use bytes::{Bytes, BytesMut};
@@ -54,9 +63,28 @@ pub async fn accept_loop(chat: Chat, listener: TcpListener, tls: bool, cancel: C
     }
 }
 
+/// How long the plain port waits for a client's first bytes to tell WebSocket from ptpchat.
+pub const SNIFF: Duration = Duration::from_millis(250);
+
 async fn serve(state: &Chat, stream: TcpStream, ip: std::net::IpAddr, tls: bool) {
     let _ = stream.set_nodelay(true);
     if !tls {
+        let mut first = [0u8; 4];
+        let peeked = tokio::time::timeout(SNIFF, async {
+            // `peek` may return fewer bytes than are coming: wait until four are there (or the
+            // client stops sending).
+            loop {
+                match stream.peek(&mut first).await {
+                    Ok(n) if n >= 4 || n == 0 => return n,
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    Err(_) => return 0,
+                }
+            }
+        })
+        .await;
+        if matches!(peeked, Ok(4)) && &first == b"GET " {
+            return websocket(state, stream, ip).await;
+        }
         return client(state, stream, ip, false).await;
     }
     let Some(config) = state.settings().tls.clone() else {
@@ -71,6 +99,83 @@ async fn serve(state: &Chat, stream: TcpStream, ip: std::net::IpAddr, tls: bool)
         }
         _ => state.counters().chat_tls_failed.bump(),
     }
+}
+
+/// Upgrades a chat-port connection to WebSocket and runs it as a client: one message, one
+/// frame's JSON.
+async fn websocket(state: &Chat, stream: TcpStream, ip: std::net::IpAddr) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+    use tokio_tungstenite::tungstenite::Message;
+    let max = state.settings().limits.chat_max_frame as usize;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    let timeout = Duration::from_millis(state.settings().link_limits.handshake_timeout_ms);
+    let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+    let ws = match tokio::time::timeout(timeout, upgrade).await {
+        Ok(Ok(ws)) => ws,
+        _ => {
+            state.counters().chat_frames_refused.bump();
+            return;
+        }
+    };
+    let id = state.next_client_id();
+    let (tx, mut rx) =
+        mpsc::channel::<Bytes>(state.settings().node_limits.chat_client_queue.max(1));
+    if !state
+        .send(ChatInput::ClientUp {
+            id,
+            ip,
+            tx,
+            dialled: false,
+        })
+        .await
+    {
+        return;
+    }
+    state.counters().chat_clients.bump();
+    state.counters().chat_clients_websocket.bump();
+    let (mut sink, mut source) = ws.split();
+    let read = async {
+        while let Some(message) = source.next().await {
+            let data = match message {
+                Ok(Message::Text(text)) => Bytes::from(text),
+                Ok(Message::Binary(data)) => data,
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+                Ok(Message::Close(_)) => return,
+                Err(e) => {
+                    state.counters().chat_frames_refused.bump();
+                    tracing::debug!(client = id, "chat port (WebSocket): {e}");
+                    return;
+                }
+            };
+            if data.is_empty() {
+                state.send(ChatInput::ClientKeepAlive(id)).await;
+            } else {
+                state.send(ChatInput::ClientFrame(id, data)).await;
+            }
+        }
+    };
+    let write = async {
+        while let Some(frame) = rx.recv().await {
+            // The router hands framed bytes (4-byte length + JSON): the message is the JSON.
+            let json = frame.slice(4.min(frame.len())..);
+            let message = match std::str::from_utf8(&json) {
+                Ok(text) => Message::text(text),
+                Err(_) => Message::Binary(json),
+            };
+            if sink.send(message).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.close().await;
+    };
+    tokio::select! {
+        _ = read => {},
+        _ = write => {},
+    }
+    state.send(ChatInput::ClientDown(id)).await;
 }
 
 /// Runs one chat-port connection, accepted or (`dialled`) made by this node to a router,

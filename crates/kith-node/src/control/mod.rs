@@ -59,6 +59,10 @@ pub trait NodeInfo: Send + Sync + std::fmt::Debug + 'static {
     fn status(&self, files: u64) -> crate::api::StatusReport;
     /// Whether the secure-link listener is on (tickets need it).
     fn listens(&self) -> bool;
+    /// The web page's full address, token included, when it is on.
+    fn web_url(&self) -> Option<String> {
+        None
+    }
     /// Largest control request body, in bytes.
     fn max_control_body(&self) -> usize;
     /// Wall-clock time.

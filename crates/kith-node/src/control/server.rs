@@ -85,6 +85,7 @@ pub async fn serve(
 pub fn router(state: Services) -> Router {
     Router::new()
         .route(STATUS_PATH, get(status))
+        .route(WEB_PATH, get(web))
         .route(TICKETS_PATH, post(issue_ticket).get(list_tickets))
         .route(REVOKE_PATH, post(revoke_ticket))
         .route(CONNECT_PATH, post(connect))
@@ -176,6 +177,12 @@ async fn status(State(state): State<Services>) -> Api<StatusReport> {
         queued: state.sharing.queued() as u64,
     });
     Ok(Json(report))
+}
+
+async fn web(State(state): State<Services>) -> Json<WebAddress> {
+    Json(WebAddress {
+        web: state.node.web_url(),
+    })
 }
 
 async fn issue_ticket(

@@ -28,6 +28,7 @@ pub mod registry;
 mod replay;
 pub mod reuse;
 pub mod transport;
+pub mod ws;
 
 pub use directory::{DialTarget, PeerAddress, PeerDirectory, StoreDirectory};
 pub use error::{EndpointError, TrySendError};
@@ -38,6 +39,7 @@ pub use registry::{LinkView, Side};
 pub use transport::{
     Acceptor, Conn, Dialer, MemoryAcceptor, MemoryDialer, MemoryNet, Tcp, TcpAcceptor, Via,
 };
+pub use ws::{WsAcceptor, WsDialer};
 
 use crate::clock::{mono_now, SharedClock};
 use crate::ticket::Ticket;

@@ -2,9 +2,9 @@
 //!
 //! A link runs over any ordered, reliable byte stream. The endpoint takes transports as
 //! values: a [`Dialer`] to reach a peer's recorded address and [`Acceptor`]s that yield
-//! incoming connections. TCP is the one this node has today; WebSocket, hole-punched sockets
-//! and circuits relayed through a mutual peer plug in here as further values, without a code
-//! path of their own in the endpoint.
+//! incoming connections. TCP and WebSocket ([`super::ws`], wrapping another transport) are
+//! the ones this node has today; hole-punched sockets and circuits relayed through a mutual
+//! peer plug in here as further values, without a code path of their own in the endpoint.
 
 use super::directory::BoxFuture;
 use std::fmt;
@@ -27,6 +27,9 @@ pub enum Via {
     Punched,
     /// Bytes relayed through a mutual peer.
     Relayed,
+    /// A direct connection carried in WebSocket binary messages (`--ws-listen`, `ws://`).
+    #[serde(rename = "websocket")]
+    WebSocket,
 }
 
 /// One connection, before its handshake.

@@ -9,7 +9,8 @@ use super::{Node, NodeSetup};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::NodeConfig;
 use crate::control::{server, NodeInfo};
-use crate::endpoint::{Tcp, TcpAcceptor};
+use crate::counters::CounterSet;
+use crate::endpoint::{Tcp, TcpAcceptor, WsAcceptor, WsDialer};
 use crate::store::Store;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -60,6 +61,8 @@ fn bind_advice(what: &str, error: &std::io::Error) -> String {
         "secure-link listener" => "--listen",
         "peer port" => "--peer-listen",
         "chat port" => "--chat-listen",
+        "web page" => "--web",
+        "WebSocket listener" => "--ws-listen",
         _ => return String::new(),
     };
     match error.kind() {
@@ -87,6 +90,8 @@ struct NodeStatus {
     started: Instant,
     listeners: BTreeMap<String, String>,
     listens: bool,
+    web_url: Option<String>,
+    web_counters: Arc<crate::web::WebCounters>,
     max_control_body: usize,
     clock: SharedClock,
     node: Node,
@@ -94,7 +99,8 @@ struct NodeStatus {
 
 impl NodeInfo for NodeStatus {
     fn status(&self, files: u64) -> crate::api::StatusReport {
-        let counters = self.node.counters();
+        let mut counters = self.node.counters();
+        self.web_counters.snapshot_into(&mut counters);
         crate::api::StatusReport {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
@@ -113,6 +119,10 @@ impl NodeInfo for NodeStatus {
 
     fn listens(&self) -> bool {
         self.listens
+    }
+
+    fn web_url(&self) -> Option<String> {
+        self.web_url.clone()
     }
 
     fn max_control_body(&self) -> usize {
@@ -135,6 +145,10 @@ pub struct Ready {
     pub peer_listen: Option<SocketAddr>,
     /// The chat port's address, if enabled.
     pub chat_listen: Option<SocketAddr>,
+    /// The web page's full address, token included, if enabled.
+    pub web: Option<String>,
+    /// The WebSocket link listener's address, if enabled.
+    pub ws_listen: Option<SocketAddr>,
     /// The node's agent id.
     pub agent: String,
     /// The node's chat node id.
@@ -187,6 +201,8 @@ pub async fn serve_with_clock(
     let control = bind_control_socket(&socket, &data_dir.root().display().to_string())?;
     // Listener and dialler share the port (address and port reuse), so the address peers
     // observe for our outgoing links is the one they, or a peer punching through, can dial.
+    // A `ws://` address is dialled over WebSocket, any other over TCP.
+    let ws_max = crate::endpoint::ws::ws_max_message(&config.limits);
     let (acceptor, dialer): (Option<TcpAcceptor>, Arc<dyn crate::endpoint::Dialer>) =
         match config.listen {
             Some(addr) => {
@@ -196,12 +212,38 @@ pub async fn serve_with_clock(
                         addr: addr.to_string(),
                         source,
                     })?;
-                (Some(acceptor), Arc::new(dialer))
+                (Some(acceptor), Arc::new(WsDialer::new(dialer, ws_max)))
             }
-            None => (None, Arc::new(Tcp)),
+            None => (None, Arc::new(WsDialer::new(Tcp, ws_max))),
         };
+    let ws_acceptor = match config.ws_listen {
+        Some(addr) => Some(
+            TcpAcceptor::bind(addr)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    what: "WebSocket listener",
+                    addr: addr.to_string(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let ws_listen = ws_acceptor
+        .as_ref()
+        .and_then(crate::endpoint::Acceptor::local_addr);
     let peer_listener = bind_optional(config.peer_listen, "peer port").await?;
     let chat_listener = bind_optional(config.chat_listen, "chat port").await?;
+    let web = match config.web {
+        Some(addr) => Some(crate::web::WebServer::bind(addr).await.map_err(|source| {
+            NodeError::Bind {
+                what: "web page",
+                addr: addr.to_string(),
+                source,
+            }
+        })?),
+        None => None,
+    };
+    let web_url = web.as_ref().map(crate::web::WebServer::url);
     let listen = acceptor
         .as_ref()
         .and_then(crate::endpoint::Acceptor::local_addr);
@@ -212,6 +254,8 @@ pub async fn serve_with_clock(
         ("listen", listen),
         ("peer_listen", peer_listen),
         ("chat_listen", chat_listen),
+        ("web", web.as_ref().map(crate::web::WebServer::local_addr)),
+        ("ws_listen", ws_listen),
     ] {
         if let Some(addr) = addr {
             listeners.insert(name.to_owned(), addr.to_string());
@@ -242,6 +286,9 @@ pub async fn serve_with_clock(
         acceptors: acceptor
             .map(|a| Box::new(a) as Box<dyn crate::endpoint::Acceptor>)
             .into_iter()
+            .chain(ws_acceptor.map(|a| {
+                Box::new(WsAcceptor::new(Box::new(a), ws_max)) as Box<dyn crate::endpoint::Acceptor>
+            }))
             .collect(),
         tls: tls.clone(),
     });
@@ -284,10 +331,13 @@ pub async fn serve_with_clock(
         listen,
         peer_listen,
         chat_listen,
+        web: web_url.clone(),
+        ws_listen,
         agent: agent.clone(),
         node_id: node_id.clone(),
     });
 
+    let web_counters = Arc::new(crate::web::WebCounters::default());
     let services = node.services(Arc::new(NodeStatus {
         agent,
         node_id,
@@ -295,11 +345,16 @@ pub async fn serve_with_clock(
         db: config.db_kind(),
         started: Instant::now(),
         listeners,
-        listens: config.listen.is_some(),
+        listens: config.listen.is_some() || config.ws_listen.is_some(),
+        web_url,
+        web_counters: Arc::clone(&web_counters),
         max_control_body: limits.max_control_body,
         clock,
         node: node.clone(),
     }));
+    if let Some(web) = web {
+        tracker.spawn(web.serve(services.clone(), web_counters, cancel.clone()));
+    }
     let stopper = cancel.clone();
     let result = server::serve(control, services, limits, async move {
         tokio::select! {

@@ -39,6 +39,8 @@ impl Env {
             overrides.peer_listen = up.peer_listen.clone();
             overrides.chat_listen = up.chat_listen.clone();
             overrides.chat_tls = up.chat_tls;
+            overrides.web = up.web.clone();
+            overrides.ws_listen = up.ws_listen.clone();
             overrides.announce = up.announce.clone();
             overrides.chat_name = up.name.clone();
             overrides.raw_links = up.raw;
@@ -82,6 +84,7 @@ fn needs_a_running_node(command: &Command) -> bool {
     matches!(
         command,
         Command::Status { .. }
+            | Command::Web { .. }
             | Command::Connect { .. }
             | Command::Ping { .. }
             | Command::Chat { .. }
@@ -130,6 +133,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Peers(args) => links::peers(&env, args),
         Command::Ping { agent } => links::ping(&env, &agent),
         Command::Status { all } => node::status(&env, all),
+        Command::Web { open } => node::web(&env, open),
         Command::File(command) => file::run(&env, command),
         Command::Store(command) => store::run(&env, command),
         Command::Content(command) => content::run(&env, command),

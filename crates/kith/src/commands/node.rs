@@ -104,6 +104,8 @@ pub fn up(env: Env, verbosity: Verbosity) -> Result<()> {
                 "listen": ready.listen.map(|a| a.to_string()),
                 "peer_listen": ready.peer_listen.map(|a| a.to_string()),
                 "chat_listen": ready.chat_listen.map(|a| a.to_string()),
+                "web": ready.web,
+                "ws_listen": ready.ws_listen.map(|a| a.to_string()),
             });
             let _ = print_json(&doc);
         } else {
@@ -115,6 +117,9 @@ pub fn up(env: Env, verbosity: Verbosity) -> Result<()> {
                 "control socket: {}; Ctrl-C stops it",
                 ready.control.display()
             );
+            if let Some(web) = &ready.web {
+                println!("web page: {web}");
+            }
         }
     })?;
     Ok(())
@@ -162,6 +167,31 @@ pub fn status(env: &Env, all: bool) -> Result<()> {
     println!(
         "{moved} counters moved; {refused} connections or handshakes refused; `kith status --all` lists every counter"
     );
+    Ok(())
+}
+
+/// `kith web [--open]`: the running node's web page address, token included.
+pub fn web(env: &Env, open: bool) -> Result<()> {
+    let address: kith_node::api::WebAddress = client(env).get(kith_node::api::WEB_PATH)?;
+    let Some(url) = address.web else {
+        anyhow::bail!(
+            "the running node serves no web page; start it with kith up --web 127.0.0.1:7480"
+        );
+    };
+    if env.json {
+        print_json(&json!({ "web": url }))?;
+    } else {
+        println!("{url}");
+    }
+    if open {
+        let browser = std::env::var("BROWSER").unwrap_or_else(|_| "xdg-open".to_owned());
+        std::process::Command::new(&browser)
+            .arg(&url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {browser}: {e}; open the address above"))?;
+    }
     Ok(())
 }
 
