@@ -3,5 +3,10 @@
 include!("../../build-support/gates.rs");
 
 fn main() {
-    gates(&["KITH_TEST_POSTGRES", "KITH_TEST_PYTHON", "KITH_TEST_NETNS", "KITH_TEST_BROWSER"]);
+    gates(&[
+        "KITH_TEST_POSTGRES",
+        "KITH_TEST_PYTHON",
+        "KITH_TEST_NETNS",
+        "KITH_TEST_BROWSER",
+    ]);
 }

@@ -234,13 +234,17 @@ pub async fn serve_with_clock(
     let peer_listener = bind_optional(config.peer_listen, "peer port").await?;
     let chat_listener = bind_optional(config.chat_listen, "chat port").await?;
     let web = match config.web {
-        Some(addr) => Some(crate::web::WebServer::bind(addr).await.map_err(|source| {
-            NodeError::Bind {
-                what: "web page",
-                addr: addr.to_string(),
-                source,
-            }
-        })?),
+        Some(addr) => {
+            Some(
+                crate::web::WebServer::bind(addr)
+                    .await
+                    .map_err(|source| NodeError::Bind {
+                        what: "web page",
+                        addr: addr.to_string(),
+                        source,
+                    })?,
+            )
+        }
         None => None,
     };
     let web_url = web.as_ref().map(crate::web::WebServer::url);
