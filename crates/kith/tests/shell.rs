@@ -69,7 +69,11 @@ fn shell(data: &Path, target: &str, input: &str) -> Output {
     // A shell that fails at once (a closed port) may exit before it reads: a broken pipe
     // here is the child having finished, not a failure of the test.
     if let Err(e) = stdin.write_all(input.as_bytes()) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing to kith shell: {e}");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "writing to kith shell: {e}"
+        );
     }
     drop(stdin);
     child.wait_with_output().unwrap()

@@ -219,7 +219,13 @@ const REPLAY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 impl Endpoint {
     /// An endpoint that does not accept or dial until [`start`](Self::start)ed.
     pub fn new(config: EndpointConfig) -> Endpoint {
-        let listen = config.acceptors.first().and_then(|a| a.local_addr());
+        // The plain listener: the address tickets and observations are about (a WebSocket
+        // listener is named only through `--announce ws://…`).
+        let listen = config
+            .acceptors
+            .iter()
+            .find(|a| a.plain())
+            .and_then(|a| a.local_addr());
         let announce_fixed = config.announce.is_some();
         let announce = config.announce.or_else(|| {
             listen.map(|addr| {

@@ -68,6 +68,12 @@ pub trait Acceptor: Send + Sync + 'static {
     fn accept(&self) -> BoxFuture<'_, std::io::Result<Conn>>;
     /// Where it listens, for status and tickets.
     fn local_addr(&self) -> Option<SocketAddr>;
+    /// Whether a plain dial of [`local_addr`](Self::local_addr) (a `HOST:PORT` in a ticket)
+    /// reaches it. A WebSocket listener is named by its `ws://` URL instead, and listing its
+    /// address as a plain one would send peers' TCP dials into an HTTP upgrade.
+    fn plain(&self) -> bool {
+        true
+    }
 }
 
 /// Plain TCP, with Nagle off (links send small envelopes that must not wait).

@@ -137,6 +137,10 @@ impl Acceptor for WsAcceptor {
     fn local_addr(&self) -> Option<std::net::SocketAddr> {
         self.inner.local_addr()
     }
+
+    fn plain(&self) -> bool {
+        false
+    }
 }
 
 type Upgrade = Pin<
