@@ -169,7 +169,7 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
     /// The source went away (its link went down): its requests go to the others.
     pub fn remove_source(&mut self, key: &S, now: Instant) {
         if let Some(i) = self.source_index(key) {
-            self.drop_source(i, DropReason::Gone, now);
+            self.drop_index(i, DropReason::Gone, now);
         }
     }
 
@@ -330,7 +330,7 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
                 return Arrival::Late;
             }
             if self.sources[i].live() {
-                self.drop_source(i, DropReason::Unsolicited, now);
+                self.drop_index(i, DropReason::Unsolicited, now);
             }
             return Arrival::Unsolicited;
         };
@@ -366,7 +366,7 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
         source.last_progress = now;
         source.lacks.insert(hash);
         if source.lacks.len() > MAX_LACKS {
-            self.drop_source(i, DropReason::Lacks, now);
+            self.drop_index(i, DropReason::Lacks, now);
         }
         self.requeue_unless_covered(hash);
     }
@@ -387,10 +387,11 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
         self.requeue_unless_covered(hash);
     }
 
-    /// The source broke the wire format: dropped.
-    pub fn malformed(&mut self, key: &S, now: Instant) {
+    /// Drops the source for `reason` (it broke the wire format, sent what nobody asked it
+    /// for): its requests go to the others.
+    pub fn drop_source(&mut self, key: &S, reason: DropReason, now: Instant) {
         if let Some(i) = self.source_index(key) {
-            self.drop_source(i, DropReason::Malformed, now);
+            self.drop_index(i, reason, now);
         }
     }
 
@@ -406,7 +407,7 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
         self.held_bytes -= len;
         if let Some(i) = self.source_index(&key) {
             self.sources[i].wrong_items += 1;
-            self.drop_source(i, DropReason::WrongItem, now);
+            self.drop_index(i, DropReason::WrongItem, now);
         }
         self.queue.push_front(hash);
     }
@@ -424,7 +425,7 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
         }
     }
 
-    fn drop_source(&mut self, i: usize, reason: DropReason, now: Instant) {
+    fn drop_index(&mut self, i: usize, reason: DropReason, now: Instant) {
         if !self.sources[i].live() {
             return;
         }
@@ -475,7 +476,7 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
             source.last_progress = now;
             let key = source.key;
             if source.stalls > self.config.max_stalls {
-                self.drop_source(i, DropReason::Stalls, now);
+                self.drop_index(i, DropReason::Stalls, now);
                 continue;
             }
             let hashes = self.sources[i].abandon_all(now);
@@ -494,6 +495,14 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
     /// The next event.
     pub fn poll_event(&mut self) -> Option<SchedEvent<S>> {
         self.events.pop_front()
+    }
+
+    /// Every request in flight: `(source, item)` (to cancel them when the fetch ends early).
+    pub fn in_flight_requests(&self) -> Vec<(S, ContentHash)> {
+        self.sources
+            .iter()
+            .flat_map(|s| s.in_flight.iter().map(move |r| (s.key, r.hash)))
+            .collect()
     }
 
     /// Every source's part so far.

@@ -1,0 +1,208 @@
+//! The output file of a fetch (`kith file get -o PATH`), written by the node as the items
+//! arrive, so the file is not read back from the store and hashed a second time.
+//!
+//! The bytes go to a temporary file beside the target, on a blocking thread fed by a small
+//! queue (a slow disk holds the fetch back, not memory). The data is synced every
+//! [`SYNC_EVERY`] bytes so the disk writes as the fetch goes rather than all at the end,
+//! then synced once more and renamed over the target only when the whole file is there: a
+//! fetch that fails or is cancelled leaves no file, and an existing file is replaced only
+//! with `force`.
+
+use bytes::Bytes;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tokio::sync::mpsc;
+
+/// Bytes written between two syncs of the output's data.
+pub(super) const SYNC_EVERY: u64 = 32 * 1024 * 1024;
+/// Writes queued for the writer thread.
+const QUEUE: usize = 4;
+
+/// Why the output could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The target exists and `force` was not given.
+    #[error("{} exists; pass --force to replace it", .0.display())]
+    Exists(PathBuf),
+    /// The target is not an absolute path (the node does not share the CLI's directory).
+    #[error("{} is not an absolute path", .0.display())]
+    NotAbsolute(PathBuf),
+    /// Writing failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Io {
+        /// The target.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+enum Cmd {
+    Write(Bytes),
+    Finish,
+}
+
+/// An output file being written (see the module docs). Dropping it unfinished removes the
+/// temporary file.
+#[derive(Debug)]
+pub(super) struct OutputFile {
+    tx: mpsc::Sender<Cmd>,
+    writer: tokio::task::JoinHandle<Result<u64, OutputError>>,
+    path: PathBuf,
+}
+
+impl OutputFile {
+    /// Starts writing the file that will be `path`; refuses an existing `path` unless
+    /// `force`.
+    pub(super) fn create(path: &Path, force: bool) -> Result<OutputFile, OutputError> {
+        if !path.is_absolute() {
+            return Err(OutputError::NotAbsolute(path.to_owned()));
+        }
+        if !force && path.exists() {
+            return Err(OutputError::Exists(path.to_owned()));
+        }
+        let io = |source| OutputError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = path.parent().unwrap_or(Path::new("/")).to_owned();
+        let tmp = tempfile::Builder::new()
+            .prefix(".kith-get-")
+            .tempfile_in(&dir)
+            .map_err(io)?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let target = path.to_owned();
+        let writer = tokio::task::spawn_blocking(move || write(tmp, rx, &target, &dir, force));
+        Ok(OutputFile {
+            tx,
+            writer,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Appends `bytes` (waits while the writer is behind).
+    pub(super) async fn write(&mut self, bytes: Bytes) -> Result<(), OutputError> {
+        if self.tx.send(Cmd::Write(bytes)).await.is_err() {
+            return Err(self.failure().await);
+        }
+        Ok(())
+    }
+
+    /// Syncs and renames the file into place; returns its size.
+    pub(super) async fn finish(self) -> Result<u64, OutputError> {
+        let _ = self.tx.send(Cmd::Finish).await;
+        match self.writer.await {
+            Ok(result) => result,
+            Err(e) => Err(OutputError::Io {
+                path: self.path,
+                source: std::io::Error::other(e.to_string()),
+            }),
+        }
+    }
+
+    /// The writer stopped early: why.
+    async fn failure(&mut self) -> OutputError {
+        match (&mut self.writer).await {
+            Ok(Err(e)) => e,
+            _ => OutputError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other("the output writer stopped"),
+            },
+        }
+    }
+}
+
+fn write(
+    mut tmp: tempfile::NamedTempFile,
+    mut rx: mpsc::Receiver<Cmd>,
+    target: &Path,
+    dir: &Path,
+    force: bool,
+) -> Result<u64, OutputError> {
+    let io = |source| OutputError::Io {
+        path: target.to_owned(),
+        source,
+    };
+    let mut written = 0u64;
+    let mut since_sync = 0u64;
+    loop {
+        match rx.blocking_recv() {
+            Some(Cmd::Write(bytes)) => {
+                tmp.as_file_mut().write_all(&bytes).map_err(io)?;
+                written += bytes.len() as u64;
+                since_sync += bytes.len() as u64;
+                if since_sync >= SYNC_EVERY {
+                    tmp.as_file().sync_data().map_err(io)?;
+                    since_sync = 0;
+                }
+            }
+            Some(Cmd::Finish) => break,
+            // Abandoned: the temp file goes with `tmp`.
+            None => return Ok(written),
+        }
+    }
+    tmp.as_file().sync_all().map_err(io)?;
+    let persisted = if force {
+        tmp.persist(target).map(|_| ())
+    } else {
+        tmp.persist_noclobber(target).map(|_| ())
+    };
+    if let Err(e) = persisted {
+        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+            return Err(OutputError::Exists(target.to_owned()));
+        }
+        return Err(io(e.error));
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_file_appears_whole_and_only_when_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.bin");
+        let mut out = OutputFile::create(&target, false).unwrap();
+        out.write(Bytes::from_static(b"hello ")).await.unwrap();
+        out.write(Bytes::from_static(b"world")).await.unwrap();
+        assert!(!target.exists());
+        assert_eq!(out.finish().await.unwrap(), 11);
+        assert_eq!(std::fs::read(&target).unwrap(), b"hello world");
+        // Not again without force; with force, replaced.
+        assert!(matches!(
+            OutputFile::create(&target, false),
+            Err(OutputError::Exists(_))
+        ));
+        let mut out = OutputFile::create(&target, true).unwrap();
+        out.write(Bytes::from_static(b"new")).await.unwrap();
+        out.finish().await.unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_output_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.bin");
+        let mut out = OutputFile::create(&target, false).unwrap();
+        out.write(Bytes::from_static(b"partial")).await.unwrap();
+        drop(out);
+        // The writer notices the closed queue and removes its temp file.
+        for _ in 0..100 {
+            if std::fs::read_dir(dir.path()).unwrap().count() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(matches!(
+            OutputFile::create(Path::new("relative.bin"), false),
+            Err(OutputError::NotAbsolute(_))
+        ));
+    }
+}
