@@ -107,8 +107,8 @@ pub struct NodeLimits {
     /// `chk` of that file makes the custodian `put`.
     pub max_custody_owners: usize,
     /// Bytes one fetch has requested or holds at once, all its sources together (windowed
-    /// item exchange): enough to fill the bandwidth-delay product of the path (32 MiB keep
-    /// 600 MB/s going across a 50 ms round trip), and the most a fetch holds in memory
+    /// item exchange): enough to fill the bandwidth-delay product of the path (24 MiB keep
+    /// about 400 MB/s going across a 50 ms round trip), and the most a fetch holds in memory
     /// whatever its sources send. 0 turns windowed exchange off: the node neither lists nor
     /// serves it, and fetches take turns in the CIYAM session.
     pub fetch_window_bytes: u64,
@@ -164,7 +164,7 @@ impl Default for NodeLimits {
             chat_input_queue: 1_024,
             chat_client_queue: 256,
             max_custody_owners: 16,
-            fetch_window_bytes: 32 * 1024 * 1024,
+            fetch_window_bytes: 24 * 1024 * 1024,
             fetch_stall_ms: 5_000,
             items_max_queued: 128,
             items_read_ahead: 2,

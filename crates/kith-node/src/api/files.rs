@@ -14,6 +14,10 @@ pub struct FetchBody {
     /// it.
     #[serde(default)]
     pub output: Option<String>,
+    /// `output` is a directory: the file goes in it under the name its source gave it (or
+    /// its hash).
+    #[serde(default)]
+    pub into_dir: bool,
     /// Replace `output` if it exists.
     #[serde(default)]
     pub force: bool,

@@ -322,9 +322,11 @@ async fn fetch(State(state): State<Services>, Json(body): Json<FetchBody>) -> Ap
     })?;
     let from = body.from.as_deref().map(parse_agent).transpose()?;
     let mut order = crate::exchange::FetchOrder::new(hash, from);
-    order.output = body
-        .output
-        .map(|path| (std::path::PathBuf::from(path), body.force));
+    order.output = body.output.map(|path| crate::exchange::OutputSpec {
+        path: std::path::PathBuf::from(path),
+        into_dir: body.into_dir,
+        force: body.force,
+    });
     order.rate = body.rate;
     state
         .exchange

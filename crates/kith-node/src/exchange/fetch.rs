@@ -44,6 +44,32 @@ impl Priority {
     }
 }
 
+/// Where a fetch writes the file it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputSpec {
+    /// An absolute path: the file itself, or with `into_dir` the directory it goes in.
+    pub path: PathBuf,
+    /// `path` is a directory: the file takes the name its source gave it (a plain file name),
+    /// or its hash when it has none.
+    pub into_dir: bool,
+    /// Replace an existing file.
+    pub force: bool,
+}
+
+impl OutputSpec {
+    /// The file to write, once the file's name is known.
+    pub fn resolve(&self, name: Option<&str>, hash: &ContentHash) -> PathBuf {
+        if !self.into_dir {
+            return self.path.clone();
+        }
+        let name = name
+            .filter(|n| kith_proto::files::items::is_plain_name(n))
+            .map(str::to_owned)
+            .unwrap_or_else(|| hash.to_hex());
+        self.path.join(name)
+    }
+}
+
 /// A fetch as the control API asks for it.
 #[derive(Debug, Clone)]
 pub struct FetchOrder {
@@ -53,9 +79,8 @@ pub struct FetchOrder {
     pub from: Option<AgentId>,
     /// The user's own, or background replication.
     pub priority: Priority,
-    /// Where to write the file as it arrives (an absolute path), and whether an existing
-    /// file there may be replaced.
-    pub output: Option<(PathBuf, bool)>,
+    /// Where to write the file as it arrives.
+    pub output: Option<OutputSpec>,
     /// Download rate limit, bytes per second (`None` or 0: the node's
     /// `download_bytes_per_sec`).
     pub rate: Option<u64>,
@@ -188,23 +213,26 @@ async fn fetch_order(ex: &Exchange, order: FetchOrder) -> Result<FetchReport, Ex
     let _lease = ex.store.run(|s| s.write_lease()).await?;
     let (_progress, cancel) = ex.progress.start(hash, priority);
     if let Some(record) = ex.store.run(move |s| s.get(&hash)).await? {
-        let written = write_out(ex, hash, output.as_ref()).await?;
+        let path = output
+            .as_ref()
+            .map(|o| (o.resolve(record.name.as_deref(), &hash), o.force));
+        let written = write_out(ex, hash, path.as_ref()).await?;
         drop(file_lock);
         return Ok(FetchReport {
             hash: hash.to_hex(),
             size: record.size,
             kind: record.kind.as_str().to_owned(),
             name: record.name,
-            path: output.map(|(p, _)| p.display().to_string()),
+            path: path.map(|(p, _)| p.display().to_string()),
             written,
             already_present: true,
             ..FetchReport::default()
         });
     }
-    if let Some((path, force)) = &output {
+    if let Some(out) = output.as_ref().filter(|o| !o.into_dir) {
         // Refused before anything moves, not after the transfer.
-        if !force && path.exists() {
-            return Err(super::output::OutputError::Exists(path.clone()).into());
+        if !out.force && out.path.exists() {
+            return Err(super::output::OutputError::Exists(out.path.clone()).into());
         }
     }
     let peers = match from {
@@ -268,8 +296,11 @@ async fn fetch_order(ex: &Exchange, order: FetchOrder) -> Result<FetchReport, Ex
         }
         match fetch_from(ex, peer, hash, priority).await {
             Ok(mut report) => {
-                report.written = write_out(ex, hash, output.as_ref()).await?;
-                report.path = output.map(|(p, _)| p.display().to_string());
+                let path = output
+                    .as_ref()
+                    .map(|o| (o.resolve(report.name.as_deref(), &hash), o.force));
+                report.written = write_out(ex, hash, path.as_ref()).await?;
+                report.path = path.map(|(p, _)| p.display().to_string());
                 return Ok(report);
             }
             Err(ExchangeError::NotFound { .. }) if from.is_none() => {}

@@ -53,7 +53,7 @@ mod tree;
 pub mod uploads;
 mod window;
 
-pub use fetch::{FetchOrder, Priority};
+pub use fetch::{FetchOrder, OutputSpec, Priority};
 use initiator::InitiatorSession;
 pub use retention::CheckOutcome;
 pub use uploads::{UploadPermit, Uploads};

@@ -2,19 +2,19 @@
 //! arrive, so the file is not read back from the store and hashed a second time.
 //!
 //! The bytes go to a temporary file beside the target, on a blocking thread fed by a small
-//! queue (a slow disk holds the fetch back, not memory). The data is synced every
-//! [`SYNC_EVERY`] bytes so the disk writes as the fetch goes rather than all at the end,
-//! then synced once more and renamed over the target only when the whole file is there: a
-//! fetch that fails or is cancelled leaves no file, and an existing file is replaced only
-//! with `force`.
+//! queue (a slow disk holds the fetch back, not memory). Every [`SYNC_EVERY`] bytes the
+//! writeback of what was written is started (without waiting: the writer goes on), so the
+//! disk writes as the fetch goes rather than all at the end; the file is synced once when
+//! whole, then renamed over the target: a fetch that fails or is cancelled leaves no file,
+//! and an existing file is replaced only with `force`.
 
 use bytes::Bytes;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 
-/// Bytes written between two syncs of the output's data.
-pub(super) const SYNC_EVERY: u64 = 32 * 1024 * 1024;
+/// Bytes written between two starts of the output's writeback.
+pub(super) const SYNC_EVERY: u64 = 8 * 1024 * 1024;
 /// Writes queued for the writer thread.
 const QUEUE: usize = 4;
 
@@ -133,7 +133,7 @@ fn write(
                 written += bytes.len() as u64;
                 since_sync += bytes.len() as u64;
                 if since_sync >= SYNC_EVERY {
-                    tmp.as_file().sync_data().map_err(io)?;
+                    kith_store::batch::start_writeback(tmp.as_file());
                     since_sync = 0;
                 }
             }

@@ -32,7 +32,6 @@ use kith_proto::files::items::{
 };
 use kith_store::{ContentHash, ItemBatch, ItemKind, StagedItem, StoreError};
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -50,8 +49,8 @@ pub(super) struct PullOrder {
     /// Linked peers that speak windowed item exchange.
     pub candidates: Vec<AgentId>,
     pub priority: Priority,
-    /// Where to write the file, and whether an existing file may be replaced.
-    pub output: Option<(PathBuf, bool)>,
+    /// Where to write the file.
+    pub output: Option<super::fetch::OutputSpec>,
     pub cancel: CancellationToken,
     /// Bytes per second at most (0: no limit): requests are paced to it.
     pub rate: u64,
@@ -89,7 +88,11 @@ pub(super) async fn pull(ex: &Exchange, order: PullOrder) -> Result<FetchReport,
     let name = whole.clone().find_map(|(_, a)| a.name.clone());
     let size = whole.map(|(_, a)| a.size).max();
     ex.progress.describe(hash, size, name.clone());
-    let mut output = match &order.output {
+    let target = order
+        .output
+        .as_ref()
+        .map(|o| (o.resolve(name.as_deref(), &hash), o.force));
+    let mut output = match &target {
         Some((path, force)) => Some(OutputFile::create(path, *force)?),
         None => None,
     };
@@ -123,7 +126,7 @@ pub(super) async fn pull(ex: &Exchange, order: PullOrder) -> Result<FetchReport,
         items: run.items_seen,
         items_fetched: run.fetched,
         name: record.name,
-        path: order.output.as_ref().map(|(p, _)| p.display().to_string()),
+        path: target.map(|(p, _)| p.display().to_string()),
         written,
         already_present: false,
         wrong_items: run.wrong,

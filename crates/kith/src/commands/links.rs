@@ -61,11 +61,7 @@ pub fn ticket(env: &Env, args: TicketArgs) -> Result<()> {
         ttl_secs: ttl.as_secs(),
         cuid: args.cuid,
     };
-    let issued: IssuedTicket = if control.is_running() {
-        control.post(TICKETS_PATH, &order)?
-    } else {
-        issue_offline(env, order)?
-    };
+    let issued = issue_ticket(env, order)?;
     if env.json {
         print_json(&issued.ticket)?;
     } else {
@@ -84,6 +80,16 @@ pub fn ticket(env: &Env, args: TicketArgs) -> Result<()> {
         eprintln!("{}", qr_code(&issued.line)?);
     }
     Ok(())
+}
+
+/// Issues a ticket: through the running node, or with none running, from the settings.
+pub(super) fn issue_ticket(env: &Env, order: TicketOrder) -> Result<IssuedTicket> {
+    let control = client(env);
+    if control.is_running() {
+        Ok(control.post(TICKETS_PATH, &order)?)
+    } else {
+        issue_offline(env, order)
+    }
 }
 
 /// Issues a ticket with no node running: the address comes from the settings, so it must be

@@ -181,6 +181,7 @@ fn fetch(demo: &Demo, who: Node, hash: &str) -> Result<FetchReport> {
     let body = FetchBody {
         hash: hash.to_owned(),
         from: Some(from.agent.clone()),
+        ..FetchBody::default()
     };
     let _bar = TransferBar::start(to.control(), hash, label, demo.json);
     to.post(FETCH_PATH, &body)
