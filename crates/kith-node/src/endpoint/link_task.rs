@@ -124,7 +124,9 @@ impl LinkTask {
             .map(|(host, port)| format!("{host}:{port}"));
         settings.observed = Some(conn.remote.to_string());
         settings.capabilities = shared.capabilities.clone();
-        let budget = Arc::new(Semaphore::new(shared.limits.link_queue_bytes.max(1) as usize));
+        let budget = Arc::new(Semaphore::new(
+            shared.limits.link_queue_bytes.max(1) as usize
+        ));
         let machine = LinkMachine::new(established.link, settings, mono_now());
         let id = shared.registry.next_id();
         LinkTask {

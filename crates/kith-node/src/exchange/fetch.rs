@@ -11,9 +11,9 @@ use super::{
 use crate::api::FetchReport;
 use crate::clock::mono_now;
 use kith_crypto::identity::AgentId;
+use kith_proto::files::items::CAPABILITY;
 use kith_proto::files::{CloseReason, Command, Event, Policy, Reply, Target};
 use kith_store::tree::{parse_list, MAX_TREE_DEPTH};
-use kith_proto::files::items::CAPABILITY;
 use kith_store::{ContentHash, ItemKind, StoreError};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -149,7 +149,9 @@ pub(super) struct FetchLock<'a> {
 }
 
 impl FetchLocks {
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<ContentHash, Arc<tokio::sync::Mutex<()>>>> {
+    fn table(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<ContentHash, Arc<tokio::sync::Mutex<()>>>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -333,7 +335,9 @@ async fn write_out(
         .await?;
     match written {
         Ok(n) => Ok(Some(n)),
-        Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+        Err(StoreError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+        {
             Err(super::output::OutputError::Exists(path).into())
         }
         Err(e) => Err(ExchangeError::Store(e.to_string())),

@@ -1,8 +1,11 @@
 //! The output file of a fetch (`kith file get -o PATH`), written by the node as the items
 //! arrive, so the file is not read back from the store and hashed a second time.
 //!
-//! The bytes go to a temporary file beside the target, on a blocking thread fed by a small
-//! queue (a slow disk holds the fetch back, not memory). Every [`SYNC_EVERY`] bytes the
+//! The bytes go to a temporary file beside the target, written by a task fed by a small queue
+//! (a slow disk holds the fetch back, not memory). Each write is a short blocking job of
+//! what is queued: not one blocking thread for the whole fetch, which would keep a paused
+//! test clock from ever advancing, nor a thread tokio does not know of, while which a paused
+//! clock would leap to the next timer. Every [`SYNC_EVERY`] bytes the
 //! writeback of what was written is started (without waiting: the writer goes on), so the
 //! disk writes as the fetch goes rather than all at the end; the file is synced once when
 //! whole, then renamed over the target: a fetch that fails or is cancelled leaves no file,
@@ -40,7 +43,8 @@ pub enum OutputError {
 
 enum Cmd {
     Write(Bytes),
-    Finish,
+    /// Sync and rename into place at this path.
+    Finish(PathBuf),
 }
 
 /// An output file being written (see the module docs). Dropping it unfinished removes the
@@ -72,8 +76,7 @@ impl OutputFile {
             .tempfile_in(&dir)
             .map_err(io)?;
         let (tx, rx) = mpsc::channel(QUEUE);
-        let target = path.to_owned();
-        let writer = tokio::task::spawn_blocking(move || write(tmp, rx, &target, &dir, force));
+        let writer = tokio::spawn(write(tmp, rx, dir, force));
         Ok(OutputFile {
             tx,
             writer,
@@ -90,8 +93,16 @@ impl OutputFile {
     }
 
     /// Syncs and renames the file into place; returns its size.
+    #[cfg(test)]
     pub(super) async fn finish(self) -> Result<u64, OutputError> {
-        let _ = self.tx.send(Cmd::Finish).await;
+        let path = self.path.clone();
+        self.finish_as(&path).await
+    }
+
+    /// [`OutputFile::finish`] under another name in the same directory (the name was only
+    /// settled once the transfer was over); refuses an existing one unless `force`.
+    pub(super) async fn finish_as(self, path: &Path) -> Result<u64, OutputError> {
+        let _ = self.tx.send(Cmd::Finish(path.to_owned())).await;
         match self.writer.await {
             Ok(result) => result,
             Err(e) => Err(OutputError::Io {
@@ -113,51 +124,115 @@ impl OutputFile {
     }
 }
 
-fn write(
-    mut tmp: tempfile::NamedTempFile,
+async fn write(
+    tmp: tempfile::NamedTempFile,
     mut rx: mpsc::Receiver<Cmd>,
-    target: &Path,
-    dir: &Path,
+    dir: PathBuf,
     force: bool,
 ) -> Result<u64, OutputError> {
-    let io = |source| OutputError::Io {
-        path: target.to_owned(),
-        source,
-    };
-    let mut written = 0u64;
-    let mut since_sync = 0u64;
+    let mut file = Some(Written {
+        tmp,
+        written: 0,
+        since_sync: 0,
+    });
     loop {
-        match rx.blocking_recv() {
-            Some(Cmd::Write(bytes)) => {
-                tmp.as_file_mut().write_all(&bytes).map_err(io)?;
-                written += bytes.len() as u64;
-                since_sync += bytes.len() as u64;
-                if since_sync >= SYNC_EVERY {
-                    kith_store::batch::start_writeback(tmp.as_file());
-                    since_sync = 0;
+        let mut chunks = Vec::new();
+        let finish = loop {
+            let cmd = if chunks.is_empty() {
+                rx.recv().await
+            } else {
+                match rx.try_recv() {
+                    Ok(cmd) => Some(cmd),
+                    Err(_) => break None,
+                }
+            };
+            match cmd {
+                Some(Cmd::Write(bytes)) => chunks.push(bytes),
+                Some(Cmd::Finish(target)) => break Some(target),
+                // Abandoned: the temp file is removed when `file` is dropped (below).
+                None => {
+                    let abandoned = file.take();
+                    let _ = tokio::task::spawn_blocking(move || drop(abandoned)).await;
+                    return Ok(0);
                 }
             }
-            Some(Cmd::Finish) => break,
-            // Abandoned: the temp file goes with `tmp`.
-            None => return Ok(written),
+        };
+        let mut taken = file.take().expect("the file is back after every job");
+        let job_dir = dir.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let result = taken.append(&chunks, &job_dir);
+            match (result, finish) {
+                (Err(e), _) => (Some(taken), Err(e)),
+                (Ok(()), None) => (Some(taken), Ok(None)),
+                (Ok(()), Some(target)) => (None, taken.persist(&target, &job_dir, force).map(Some)),
+            }
+        });
+        let (back, result) = job.await.map_err(|e| OutputError::Io {
+            path: tmp_path_of(&dir),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        file = back;
+        if let Some(written) = result? {
+            return Ok(written);
         }
     }
-    tmp.as_file().sync_all().map_err(io)?;
-    let persisted = if force {
-        tmp.persist(target).map(|_| ())
-    } else {
-        tmp.persist_noclobber(target).map(|_| ())
-    };
-    if let Err(e) = persisted {
-        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            return Err(OutputError::Exists(target.to_owned()));
+}
+
+/// The temporary file and how much of it is written.
+struct Written {
+    tmp: tempfile::NamedTempFile,
+    written: u64,
+    since_sync: u64,
+}
+
+impl Written {
+    fn append(&mut self, chunks: &[Bytes], dir: &Path) -> Result<(), OutputError> {
+        for bytes in chunks {
+            self.tmp
+                .as_file_mut()
+                .write_all(bytes)
+                .map_err(|source| OutputError::Io {
+                    path: tmp_path_of(dir),
+                    source,
+                })?;
+            self.written += bytes.len() as u64;
+            self.since_sync += bytes.len() as u64;
+            if self.since_sync >= SYNC_EVERY {
+                kith_store::batch::start_writeback(self.tmp.as_file());
+                self.since_sync = 0;
+            }
         }
-        return Err(io(e.error));
+        Ok(())
     }
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)?;
-    Ok(written)
+
+    /// Syncs the file and renames it to `target` (not over an existing one unless `force`).
+    fn persist(self, target: &Path, dir: &Path, force: bool) -> Result<u64, OutputError> {
+        let io = |source| OutputError::Io {
+            path: target.to_owned(),
+            source,
+        };
+        self.tmp.as_file().sync_all().map_err(io)?;
+        let persisted = if force {
+            self.tmp.persist(target).map(|_| ())
+        } else {
+            self.tmp.persist_noclobber(target).map(|_| ())
+        };
+        if let Err(e) = persisted {
+            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                return Err(OutputError::Exists(target.to_owned()));
+            }
+            return Err(io(e.error));
+        }
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+        Ok(self.written)
+    }
+}
+
+/// What an error names before the output has its final name.
+fn tmp_path_of(dir: &Path) -> PathBuf {
+    dir.join(".kith-get-*")
 }
 
 #[cfg(test)]

@@ -64,7 +64,11 @@ impl Transfers {
 
     /// A fetch of `hash` starts: its guard, and the token that [`Transfers::cancel`]
     /// cancels.
-    pub fn start(&self, hash: ContentHash, priority: Priority) -> (ProgressGuard, CancellationToken) {
+    pub fn start(
+        &self,
+        hash: ContentHash,
+        priority: Priority,
+    ) -> (ProgressGuard, CancellationToken) {
         let mut map = self.lock();
         if !map.contains_key(&hash) && map.len() >= MAX_TRACKED {
             let guard = ProgressGuard {
@@ -155,7 +159,10 @@ mod tests {
         let list = transfers.list();
         assert_eq!(list.len(), 1);
         assert_eq!((list[0].bytes, list[0].items), (100, 1));
-        assert_eq!((list[0].total, list[0].name.as_deref()), (Some(1000), Some("f.txt")));
+        assert_eq!(
+            (list[0].total, list[0].name.as_deref()),
+            (Some(1000), Some("f.txt"))
+        );
         assert!(transfers.cancel(&hash));
         assert!(token.is_cancelled());
         assert!(!transfers.cancel(&ContentHash([9; 32])));

@@ -59,7 +59,9 @@ struct Entry {
 struct Table {
     next_id: u64,
     fetches: HashMap<u64, Entry>,
-    routes: HashMap<(AgentId, ContentHash), u64>,
+    /// Who asked `(peer, item)`, and how many answers it is owed (a request given up and
+    /// asked again is owed twice: the first answer may already be on its way).
+    routes: HashMap<(AgentId, ContentHash), (u64, u32)>,
     queries: HashMap<(AgentId, ContentHash), u64>,
     /// Requests of ended fetches, oldest first: an item for one is late, not unsolicited.
     retired: VecDeque<((AgentId, ContentHash), Instant)>,
@@ -113,7 +115,7 @@ impl Drop for PullHandle {
         let mine: Vec<_> = t
             .routes
             .iter()
-            .filter(|(_, owner)| **owner == id)
+            .filter(|(_, (owner, _))| *owner == id)
             .map(|(key, _)| *key)
             .collect();
         let now = Instant::now();
@@ -165,21 +167,22 @@ impl Pulls {
         if let Some(entry) = t.fetches.get_mut(&id) {
             entry.sources.remove(peer);
         }
-        t.routes.retain(|(p, _), owner| !(*owner == id && p == peer));
-        t.queries.retain(|(p, _), owner| !(*owner == id && p == peer));
+        t.routes
+            .retain(|(p, _), (owner, _)| !(*owner == id && p == peer));
+        t.queries
+            .retain(|(p, _), owner| !(*owner == id && p == peer));
     }
 
     /// Takes the route for fetch `id` asking `peer` for `hash`; false when another fetch
     /// has asked `peer` for it already (then ask later, or elsewhere).
     pub(super) fn route_item(&self, id: u64, peer: AgentId, hash: ContentHash) -> bool {
         let mut t = self.lock();
-        match t.routes.get(&(peer, hash)) {
-            Some(owner) => *owner == id,
-            None => {
-                t.routes.insert((peer, hash), id);
-                true
-            }
+        let route = t.routes.entry((peer, hash)).or_insert((id, 0));
+        if route.0 != id {
+            return false;
         }
+        route.1 += 1;
+        true
     }
 
     /// Takes the route for fetch `id` asking `peer` about the file `file`.
@@ -214,7 +217,17 @@ impl Pulls {
         let key = (peer, response.hash());
         let owner = match &response {
             Response::Answer(_) => t.queries.remove(&key),
-            _ => t.routes.remove(&key),
+            _ => match t.routes.get_mut(&key) {
+                Some((owner, owed)) => {
+                    let owner = *owner;
+                    *owed -= 1;
+                    if *owed == 0 {
+                        t.routes.remove(&key);
+                    }
+                    Some(owner)
+                }
+                None => None,
+            },
         };
         match (owner, &response) {
             (Some(id), _) => {
@@ -250,7 +263,7 @@ impl Pulls {
             }
         }
         t.routes
-            .retain(|(p, _), owner| !(p == &peer && told.contains(owner)));
+            .retain(|(p, _), (owner, _)| !(p == &peer && told.contains(owner)));
         t.queries
             .retain(|(p, _), owner| !(p == &peer && told.contains(owner)));
     }

@@ -33,7 +33,9 @@ impl RateLimit {
             return None;
         }
         let rate = self.rate as f64;
-        let elapsed = self.at.map_or(1.0, |at| now.saturating_duration_since(at).as_secs_f64());
+        let elapsed = self
+            .at
+            .map_or(1.0, |at| now.saturating_duration_since(at).as_secs_f64());
         self.tokens = (self.tokens + elapsed * rate).min(rate) - bytes as f64;
         self.at = Some(now);
         (self.tokens < 0.0).then(|| now + Duration::from_secs_f64(-self.tokens / rate))

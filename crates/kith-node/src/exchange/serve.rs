@@ -96,7 +96,11 @@ fn start(
 }
 
 /// What a finished read gives back.
-type Read = (ContentHash, Result<Option<Vec<u8>>, StoreError>, UploadPermit);
+type Read = (
+    ContentHash,
+    Result<Option<Vec<u8>>, StoreError>,
+    UploadPermit,
+);
 
 async fn serve(ex: &Exchange, peer: AgentId, mut rx: mpsc::Receiver<Request>) {
     let limits = ex.node_limits();
@@ -116,10 +120,12 @@ async fn serve(ex: &Exchange, peer: AgentId, mut rx: mpsc::Receiver<Request>) {
             reads.spawn(async move {
                 let permit = ex.uploads.acquire(peer).await;
                 let read = store
-                    .run(move |s| match s.blobs().get_item_with_prefix(&hash, &item_prefix(&hash)) {
-                        Ok(bytes) => Ok(Some(bytes)),
-                        Err(StoreError::NotFound { .. }) => Ok(None),
-                        Err(e) => Err(e),
+                    .run(move |s| {
+                        match s.blobs().get_item_with_prefix(&hash, &item_prefix(&hash)) {
+                            Ok(bytes) => Ok(Some(bytes)),
+                            Err(StoreError::NotFound { .. }) => Ok(None),
+                            Err(e) => Err(e),
+                        }
                     })
                     .await
                     .map_err(|e| StoreError::Config(e.to_string()));
@@ -127,7 +133,12 @@ async fn serve(ex: &Exchange, peer: AgentId, mut rx: mpsc::Receiver<Request>) {
             });
         }
         while let Some(response) = server.poll_transmit() {
-            if ex.endpoint.send_linked(peer, response.encode()).await.is_err() {
+            if ex
+                .endpoint
+                .send_linked(peer, response.encode())
+                .await
+                .is_err()
+            {
                 return; // the link is gone
             }
         }

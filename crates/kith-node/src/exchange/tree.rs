@@ -126,20 +126,30 @@ impl TreeWalk {
     /// An item [`next_unseen`](Self::next_unseen) gave is in the store already: it is read
     /// when the output reaches it.
     pub(super) fn mark_present(&mut self, hash: ContentHash) {
-        if let Some(slot) = find(&mut self.root, &|s| matches!(s, Slot::Waiting(h) if *h == hash))
-        {
+        if let Some(slot) = find(
+            &mut self.root,
+            &|s| matches!(s, Slot::Waiting(h) if *h == hash),
+        ) {
             *slot = Slot::Present(hash);
         }
     }
 
     /// An item asked for arrived (verified): a leaf waits for its turn, a list's children
     /// take its place. Returns the item's kind.
-    pub(super) fn arrived(&mut self, hash: ContentHash, item: Bytes) -> Result<ItemKind, TreeError> {
+    pub(super) fn arrived(
+        &mut self,
+        hash: ContentHash,
+        item: Bytes,
+    ) -> Result<ItemKind, TreeError> {
         self.resolve(hash, item, |s| matches!(s, Slot::Waiting(h) if *h == hash))
     }
 
     /// A [`Step::Read`] finished: the item, verified.
-    pub(super) fn read_done(&mut self, hash: ContentHash, item: Bytes) -> Result<ItemKind, TreeError> {
+    pub(super) fn read_done(
+        &mut self,
+        hash: ContentHash,
+        item: Bytes,
+    ) -> Result<ItemKind, TreeError> {
         self.resolve(hash, item, |s| matches!(s, Slot::Reading(h) if *h == hash))
     }
 
@@ -351,7 +361,11 @@ mod tests {
     fn leaves_come_out_in_file_order_whatever_order_they_arrive_in() {
         let mut walk = TreeWalk::new(h(1));
         assert_eq!(walk.next_unseen(), Some(h(1)));
-        assert_eq!(walk.next_unseen(), None, "nothing known beyond the root yet");
+        assert_eq!(
+            walk.next_unseen(),
+            None,
+            "nothing known beyond the root yet"
+        );
         walk.arrived(h(1), list(&[h(2), h(3), h(4)])).unwrap();
         let asked: Vec<_> = std::iter::from_fn(|| walk.next_unseen()).collect();
         assert_eq!(asked, [h(2), h(3), h(4)]);
@@ -392,7 +406,11 @@ mod tests {
         walk.arrived(h(1), list(&[h(2), h(3), h(2)])).unwrap();
         assert_eq!(walk.next_unseen(), Some(h(2)));
         assert_eq!(walk.next_unseen(), Some(h(3)));
-        assert_eq!(walk.next_unseen(), None, "the repeat is not asked for again");
+        assert_eq!(
+            walk.next_unseen(),
+            None,
+            "the repeat is not asked for again"
+        );
         walk.mark_present(h(3));
         walk.arrived(h(2), leaf(b"a")).unwrap();
         let steps = drain(&mut walk);

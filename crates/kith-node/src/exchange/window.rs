@@ -27,8 +27,7 @@ use crate::clock::mono_now;
 use bytes::Bytes;
 use kith_crypto::identity::AgentId;
 use kith_proto::files::items::{
-    Answer, Arrival, DropReason, Holding, Request, Response, SchedEvent, Scheduler,
-    SchedulerConfig,
+    Answer, Arrival, DropReason, Holding, Request, Response, SchedEvent, Scheduler, SchedulerConfig,
 };
 use kith_store::{ContentHash, ItemBatch, ItemKind, StagedItem, StoreError};
 use std::collections::{HashMap, HashSet};
@@ -57,7 +56,12 @@ pub(super) struct PullOrder {
 }
 
 /// A finished verify-and-stage job.
-type Staged = (AgentId, ContentHash, Bytes, Result<Option<StagedItem>, ExchangeError>);
+type Staged = (
+    AgentId,
+    ContentHash,
+    Bytes,
+    Result<Option<StagedItem>, ExchangeError>,
+);
 
 /// Runs a windowed fetch. `Err(NoPeerHas)` (or `NotFound` for a single candidate) when no
 /// candidate holds the file, so the caller can try the turn-taking session with others.
@@ -85,7 +89,9 @@ pub(super) async fn pull(ex: &Exchange, order: PullOrder) -> Result<FetchReport,
         });
     }
     let whole = holders.iter().filter(|(_, a)| a.holding == Holding::Whole);
-    let name = whole.clone().find_map(|(_, a)| a.name.clone());
+    // For the progress bar, the name most holders give; the file is recorded under the name
+    // of the source that delivered the most (one dropped for lying never names it).
+    let name = most_common(whole.clone().filter_map(|(_, a)| a.name.clone()));
     let size = whole.map(|(_, a)| a.size).max();
     ex.progress.describe(hash, size, name.clone());
     let target = order
@@ -98,9 +104,18 @@ pub(super) async fn pull(ex: &Exchange, order: PullOrder) -> Result<FetchReport,
     };
     let mut run = Run::new(ex, id, &order, &holders);
     let walked = run.transfer(&mut rx, &mut output).await?;
-    let written = match output {
-        Some(out) => Some(out.finish().await?),
-        None => None,
+    let name = run
+        .main_source()
+        .and_then(|main| holders.iter().find(|(p, _)| *p == main))
+        .and_then(|(_, a)| a.name.clone())
+        .or(name);
+    let target = order
+        .output
+        .as_ref()
+        .map(|o| (o.resolve(name.as_deref(), &hash), o.force));
+    let written = match (output, &target) {
+        (Some(out), Some((path, _))) => Some(out.finish_as(path).await?),
+        _ => None,
     };
     let record = ex
         .store
@@ -171,8 +186,8 @@ async fn query(
             }
         }
     }
-    let mut deadline = tokio::time::Instant::now()
-        + Duration::from_millis(ex.limits().ciyam_request_timeout_ms);
+    let mut deadline =
+        tokio::time::Instant::now() + Duration::from_millis(ex.limits().ciyam_request_timeout_ms);
     let mut answers = HashMap::new();
     while !waiting.is_empty() {
         tokio::select! {
@@ -266,11 +281,12 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The source that delivered the most.
+    /// The source that delivered the most, of those not dropped for misbehaving.
     fn main_source(&self) -> Option<AgentId> {
         self.sched
             .report()
             .into_iter()
+            .filter(|r| matches!(r.dropped, None | Some(DropReason::Gone)))
             .max_by_key(|r| r.bytes)
             .map(|r| r.source)
     }
@@ -312,7 +328,10 @@ impl<'a> Run<'a> {
             }
         }
         if let Err(e) = self.finish_commits().await {
-            tracing::warn!("could not keep the items of {} fetched so far: {e}", self.hash);
+            tracing::warn!(
+                "could not keep the items of {} fetched so far: {e}",
+                self.hash
+            );
         }
     }
 
@@ -481,13 +500,15 @@ impl<'a> Run<'a> {
     /// Waits for the commit in flight, then commits what is staged.
     async fn finish_commits(&mut self) -> Result<(), ExchangeError> {
         if let Some(job) = self.committing.take() {
-            job.await.map_err(|e| ExchangeError::Store(e.to_string()))??;
+            job.await
+                .map_err(|e| ExchangeError::Store(e.to_string()))??;
         }
         self.committing_items.clear();
         if !self.batch.is_empty() {
             self.start_commit();
             if let Some(job) = self.committing.take() {
-                job.await.map_err(|e| ExchangeError::Store(e.to_string()))??;
+                job.await
+                    .map_err(|e| ExchangeError::Store(e.to_string()))??;
             }
             self.committing_items.clear();
         }
@@ -640,6 +661,19 @@ impl<'a> Run<'a> {
         }
         Ok(())
     }
+}
+
+/// The value given most often (the first of equals).
+fn most_common(values: impl Iterator<Item = String>) -> Option<String> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for value in values {
+        match counts.iter_mut().find(|(v, _)| *v == value) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((value, 1)),
+        }
+    }
+    let best = counts.iter().map(|(_, n)| *n).max()?;
+    counts.into_iter().find(|(_, n)| *n == best).map(|(v, _)| v)
 }
 
 /// The commit in flight (the caller checks there is one).
