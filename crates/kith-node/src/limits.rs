@@ -115,6 +115,10 @@ pub struct NodeLimits {
     /// A source with requests out that sends nothing for this long, in ms, is stalled: its
     /// requests go to the others and it gets no new work until it delivers.
     pub fetch_stall_ms: u64,
+    /// Bytes of fetched items written before they are synced together (group commit): one
+    /// sync per group instead of one per item. A crash loses at most the group in progress
+    /// (fetched again on the next run), never an item's integrity.
+    pub fetch_commit_bytes: u64,
     /// Item requests a peer may have queued with this node at once; more are answered
     /// "busy".
     pub items_max_queued: usize,
@@ -166,6 +170,7 @@ impl Default for NodeLimits {
             max_custody_owners: 16,
             fetch_window_bytes: 24 * 1024 * 1024,
             fetch_stall_ms: 5_000,
+            fetch_commit_bytes: 32 * 1024 * 1024,
             items_max_queued: 128,
             items_read_ahead: 2,
             upload_bytes_per_sec: 0,

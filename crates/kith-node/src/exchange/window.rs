@@ -8,7 +8,7 @@
 //!    ask for next and in which order the contents make up the file. Each item that arrives
 //!    is hashed and staged in the store on the blocking pool ([`BlobStore::stage_received`]:
 //!    a wrong item is never written), and its content goes to the output file in file order.
-//! 3. **Durability.** Staged items are committed in groups of [`COMMIT_EVERY`] bytes (one
+//! 3. **Durability.** Staged items are committed in groups of `fetch_commit_bytes` (one
 //!    sync for the group, [`kith_store::batch`]); the last group is committed, and the output
 //!    file synced and renamed, before the file is recorded and before the `have` notices go
 //!    out, so nothing is acknowledged that a crash could take back.
@@ -35,8 +35,6 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Staged bytes committed together.
-pub(super) const COMMIT_EVERY: u64 = 32 * 1024 * 1024;
 /// Once one source has said it holds the whole file, how long the others still have to
 /// answer before the fetch starts without them.
 const LATE_ANSWERS: Duration = Duration::from_secs(1);
@@ -234,6 +232,8 @@ struct Run<'a> {
     rate: super::rate::RateLimit,
     /// When the rate limit lets the next request go.
     paced_until: Option<tokio::time::Instant>,
+    /// Staged bytes committed together.
+    commit_every: u64,
     items_seen: u64,
     fetched: u64,
     wrong: u64,
@@ -274,6 +274,7 @@ impl<'a> Run<'a> {
             budget: order.priority.byte_budget(),
             rate: super::rate::RateLimit::new(order.rate),
             paced_until: None,
+            commit_every: limits.fetch_commit_bytes.max(1),
             items_seen: 0,
             fetched: 0,
             wrong: 0,
@@ -357,7 +358,7 @@ impl<'a> Run<'a> {
             if self.walk.is_complete() && self.jobs.is_empty() {
                 break;
             }
-            if self.batch.bytes() >= COMMIT_EVERY && self.committing.is_none() {
+            if self.batch.bytes() >= self.commit_every && self.committing.is_none() {
                 self.start_commit();
             }
             let timer = match (self.sched.poll_timeout(), self.paced_until) {
