@@ -235,7 +235,11 @@ mod tests {
         let mut batch = ItemBatch::new();
         for n in 0..5 {
             let (hash, content) = item(n);
-            batch.push(store.stage_hashed_item(hash, ItemType::BLOB, &content).unwrap());
+            batch.push(
+                store
+                    .stage_hashed_item(hash, ItemType::BLOB, &content)
+                    .unwrap(),
+            );
             assert!(!store.contains(&hash).unwrap(), "not before the commit");
         }
         assert_eq!(batch.len(), 5);
@@ -258,7 +262,11 @@ mod tests {
         let store = BlobStore::open(dir.path()).unwrap();
         let (hash, content) = item(1);
         let mut batch = ItemBatch::new();
-        batch.push(store.stage_hashed_item(hash, ItemType::BLOB, &content).unwrap());
+        batch.push(
+            store
+                .stage_hashed_item(hash, ItemType::BLOB, &content)
+                .unwrap(),
+        );
         drop(batch);
         assert!(!store.contains(&hash).unwrap());
         let tmp_left = fs::read_dir(dir.path().join(crate::blobs::TMP_DIR))

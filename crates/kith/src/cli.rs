@@ -342,7 +342,12 @@ pub enum FileCommand {
         #[arg(long, conflicts_with = "stop")]
         ticket: bool,
         /// How long the file ticket's node ticket stays valid (with --ticket).
-        #[arg(long, value_name = "DURATION", default_value = "24h", requires = "ticket")]
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "24h",
+            requires = "ticket"
+        )]
         ttl: String,
     },
 }

@@ -70,7 +70,9 @@ impl SchedulerConfig {
     fn clamped(mut self) -> SchedulerConfig {
         self.item_size = self.item_size.max(1);
         self.max_window = self.max_window.max(self.item_size);
-        self.max_source_window = self.max_source_window.clamp(self.item_size, self.max_window);
+        self.max_source_window = self
+            .max_source_window
+            .clamp(self.item_size, self.max_window);
         self.initial_window = self
             .initial_window
             .clamp(self.item_size, self.max_source_window);
@@ -233,7 +235,10 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
                 // Wanted again while a copy is on its way (a repeated chunk): one will do.
                 self.queue.pop_front();
                 self.queue.push_back(hash);
-                if self.queue.iter().all(|h| self.held.contains_key(h) || self.outstanding(h) > 0)
+                if self
+                    .queue
+                    .iter()
+                    .all(|h| self.held.contains_key(h) || self.outstanding(h) > 0)
                 {
                     return None;
                 }
@@ -261,12 +266,16 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
     }
 
     /// The usable source with room that would deliver `hash` first (not `except`).
-    fn best_source(&self, hash: &ContentHash, except: Option<usize>, now: Instant) -> Option<usize> {
+    fn best_source(
+        &self,
+        hash: &ContentHash,
+        except: Option<usize>,
+        now: Instant,
+    ) -> Option<usize> {
         let item = self.config.item_size;
         let mut best: Option<(usize, f64)> = None;
         for (i, s) in self.sources.iter().enumerate() {
-            if Some(i) == except || !s.usable(now) || !s.has_room(item) || s.lacks.contains(hash)
-            {
+            if Some(i) == except || !s.usable(now) || !s.has_room(item) || s.lacks.contains(hash) {
                 continue;
             }
             let queued = (s.in_flight_bytes(item) + item) as f64;
@@ -301,7 +310,10 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
         }
         let helper = self.best_source(&hash, Some(holder), now)?;
         let helper_idle = self.sources[helper].in_flight.is_empty();
-        let faster = match (self.sources[helper].rate(now), self.sources[holder].rate(now)) {
+        let faster = match (
+            self.sources[helper].rate(now),
+            self.sources[holder].rate(now),
+        ) {
             (Some(a), Some(b)) => a > b,
             _ => true,
         };
@@ -313,7 +325,9 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
     }
 
     fn overdue_at(&self, holder: usize, sent: Instant) -> Instant {
-        let usual = self.sources[holder].latency.unwrap_or(self.config.stall_timeout / 4);
+        let usual = self.sources[holder]
+            .latency
+            .unwrap_or(self.config.stall_timeout / 4);
         sent + usual.mul_f64(RESCUE_FACTOR).max(MIN_RESCUE)
     }
 
@@ -337,7 +351,8 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
         let source = &mut self.sources[i];
         source.delivered(&request, len, now);
         if was_full {
-            source.window = (source.window + self.config.item_size).min(self.config.max_source_window);
+            source.window =
+                (source.window + self.config.item_size).min(self.config.max_source_window);
         }
         if self.held.contains_key(&hash) {
             return Arrival::Late;
@@ -435,8 +450,10 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
         for hash in hashes.into_iter().rev() {
             self.requeue_unless_covered(hash);
         }
-        self.events
-            .push_back(SchedEvent::Dropped { source: key, reason });
+        self.events.push_back(SchedEvent::Dropped {
+            source: key,
+            reason,
+        });
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should run.

@@ -208,7 +208,7 @@ impl Sim {
         self.holders[h].server.handle(request);
         while let Some(hash) = self.holders[h].server.poll_read() {
             let holds = match self.holders[h].spec.fault {
-                Fault::EvenOnly => index_of(&hash) % 2 == 0,
+                Fault::EvenOnly => index_of(&hash).is_multiple_of(2),
                 _ => true,
             };
             let item = holds.then(|| Bytes::from(vec![1u8; self.item_len as usize]));
@@ -226,7 +226,7 @@ impl Sim {
             holder.sent += 1;
             match holder.spec.fault {
                 Fault::StallAfter(n) if holder.sent > n => return,
-                Fault::Liar(every) if holder.sent % every == 0 => lie = true,
+                Fault::Liar(every) if holder.sent.is_multiple_of(every) => lie = true,
                 Fault::Unsolicited(n) if holder.sent == n => {
                     let stray = Response::Item {
                         hash: item_hash(999_999),
@@ -243,7 +243,8 @@ impl Sim {
             Response::Item { item, .. } => item.len() as f64 + 33.0,
             _ => 40.0,
         };
-        let depart = holder.uplink_free.max(self.now) + Duration::from_secs_f64(len / holder.spec.rate);
+        let depart =
+            holder.uplink_free.max(self.now) + Duration::from_secs_f64(len / holder.spec.rate);
         holder.uplink_free = depart;
         let mut arrive = depart + holder.spec.one_way;
         if let Fault::Partition(from, until) = holder.spec.fault {
@@ -291,7 +292,10 @@ impl Sim {
             gets[h].push(hash);
         }
         let used = self.sched.window_used();
-        assert!(used <= self.sched.config().max_window, "window {used} over its bound");
+        assert!(
+            used <= self.sched.config().max_window,
+            "window {used} over its bound"
+        );
         self.peak_window = self.peak_window.max(used);
         for (h, hashes) in gets.into_iter().enumerate() {
             if !hashes.is_empty() {
@@ -345,7 +349,11 @@ fn one_source_across_fifty_milliseconds_runs_at_line_rate() {
     let secs = sim.fetch(256);
     assert_eq!(sim.done.len(), 256);
     let rate = mb_per_s(256, secs);
-    assert!(rate > 90.0, "{rate:.1} MB/s (turn-taking: {:.1})", 256.0 / turn_taking);
+    assert!(
+        rate > 90.0,
+        "{rate:.1} MB/s (turn-taking: {:.1})",
+        256.0 / turn_taking
+    );
     assert!(sim.peak_window <= 24 * MB);
 }
 
@@ -362,10 +370,16 @@ fn a_window_too_small_for_the_path_is_the_only_limit() {
 
 #[test]
 fn three_uplinks_add_up() {
-    let mut sim = Sim::new(&[honest(25, 40.0), honest(25, 40.0), honest(25, 40.0)], config(24));
+    let mut sim = Sim::new(
+        &[honest(25, 40.0), honest(25, 40.0), honest(25, 40.0)],
+        config(24),
+    );
     let secs = sim.fetch(384);
     let rate = mb_per_s(384, secs);
-    assert!(rate >= 2.7 * 40.0, "{rate:.1} MB/s from three 40 MB/s uplinks");
+    assert!(
+        rate >= 2.7 * 40.0,
+        "{rate:.1} MB/s from three 40 MB/s uplinks"
+    );
     for h in 0..3 {
         assert!(sim.delivered_by(h) > 100, "each source did its part");
     }
@@ -377,7 +391,10 @@ fn work_shifts_to_the_fast_source_and_the_slow_one_does_not_hold_the_head() {
     let secs = sim.fetch(300);
     assert_eq!(sim.done.len(), 300);
     let rate = mb_per_s(300, secs);
-    assert!(rate > 85.0, "{rate:.1} MB/s: the 2 MB/s source must not slow the fetch");
+    assert!(
+        rate > 85.0,
+        "{rate:.1} MB/s: the 2 MB/s source must not slow the fetch"
+    );
     assert!(sim.delivered_by(1) < 20, "the slow source got little work");
 }
 
@@ -457,7 +474,11 @@ fn loss_costs_retransmissions_not_the_fetch() {
     sim.loss = 0.05;
     let secs = sim.fetch(300);
     assert_eq!(sim.done.len(), 300);
-    assert!(mb_per_s(300, secs) > 60.0, "{:.1} MB/s", mb_per_s(300, secs));
+    assert!(
+        mb_per_s(300, secs) > 60.0,
+        "{:.1} MB/s",
+        mb_per_s(300, secs)
+    );
 }
 
 #[test]
@@ -471,7 +492,10 @@ fn items_only_some_sources_hold_come_from_those_and_none_is_reported() {
     let mut sim = Sim::new(&[half], config(24));
     sim.fetch(10);
     assert!(sim.unavailable);
-    assert!(sim.events.iter().any(|e| matches!(e, SchedEvent::Unavailable(h) if index_of(h) % 2 == 1)));
+    assert!(sim
+        .events
+        .iter()
+        .any(|e| matches!(e, SchedEvent::Unavailable(h) if index_of(h) % 2 == 1)));
 }
 
 #[test]
@@ -508,6 +532,9 @@ fn a_holder_under_a_flood_answers_busy_and_the_fetcher_backs_off() {
         }
     }
     assert_eq!(sched.queued(), 2, "the refused two wait");
-    assert_eq!(sched.poll_request(now), None, "the window was halved to two items");
+    assert_eq!(
+        sched.poll_request(now),
+        None,
+        "the window was halved to two items"
+    );
 }
-

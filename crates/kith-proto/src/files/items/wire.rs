@@ -156,7 +156,9 @@ pub fn is_plain_name(name: &str) -> bool {
         && name.len() <= MAX_NAME_LEN
         && name != "."
         && name != ".."
-        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
 }
 
 impl Request {

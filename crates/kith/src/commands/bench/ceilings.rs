@@ -70,7 +70,9 @@ pub fn tcp_stream(bytes: u64, pattern: &[u8], shape: Shape) -> Result<Measured> 
     let mut buf = vec![0u8; BLOCK];
     let mut received = 0u64;
     loop {
-        let n = stream.read(&mut buf).context("TCP through the relay: read")?;
+        let n = stream
+            .read(&mut buf)
+            .context("TCP through the relay: read")?;
         if n == 0 {
             break;
         }

@@ -77,7 +77,10 @@ impl BenchNode {
 
     /// [`BenchNode::start`] for a node that tells peers to reach it at `announce` (a relay in
     /// front of it): its tickets and its link `version` name that address.
-    pub fn start_announcing(data: &Path, announce: Option<std::net::SocketAddr>) -> Result<BenchNode> {
+    pub fn start_announcing(
+        data: &Path,
+        announce: Option<std::net::SocketAddr>,
+    ) -> Result<BenchNode> {
         BenchNode::start_full(None, data, announce)
     }
 

@@ -173,9 +173,9 @@ fn direction(mut from: TcpStream, mut to: TcpStream, shape: Shape) {
                     q = cvar.wait(q).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            let serialise = shape
-                .rate
-                .map_or(Duration::ZERO, |r| Duration::from_secs_f64(chunk.len() as f64 / r));
+            let serialise = shape.rate.map_or(Duration::ZERO, |r| {
+                Duration::from_secs_f64(chunk.len() as f64 / r)
+            });
             departed = departed.max(arrived) + serialise;
             let deliver = departed + shape.one_way;
             let now = Instant::now();

@@ -3,14 +3,16 @@
 
 use super::ceilings;
 use super::nodes::{BenchNode, ScratchDir};
+use super::probe;
 use super::relay::{Relay, Shape};
 use super::{
     put_file, stored_sha256, write_random_file, Figure, Measured, Ratios, TransferArgs,
     TransferResult,
 };
-use super::probe;
 use anyhow::{bail, Context, Result};
-use kith_node::api::{ConnectBody, FetchReport, IssuedTicket, TicketOrder, CONNECT_PATH, TICKETS_PATH};
+use kith_node::api::{
+    ConnectBody, FetchReport, IssuedTicket, TicketOrder, CONNECT_PATH, TICKETS_PATH,
+};
 use kith_store::meta::PeerRecord;
 use kith_store::ContentHash;
 use rand::{RngCore, SeedableRng};
@@ -31,7 +33,7 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
     if size == 0 {
         bail!("--size must be at least one byte");
     }
-    if args.rate.is_some_and(|r| !(r > 0.0)) {
+    if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         bail!("--rate must be a positive number of MB/s");
     }
     let shape = Shape {
@@ -59,7 +61,10 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
         .min(disk.gb_per_s() / 2.0);
 
     let file = scratch.path().join("file.bin");
-    progress(&format!("writing {size} random bytes to {}", file.display()));
+    progress(&format!(
+        "writing {size} random bytes to {}",
+        file.display()
+    ));
     let source_sha256 = write_random_file(&file, size, &mut rng)?;
 
     progress(&format!(
@@ -71,7 +76,8 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
             format!(
                 " behind relays ({} ms round trip{})",
                 args.rtt,
-                args.rate.map_or(String::new(), |r| format!(", {r} MB/s each way"))
+                args.rate
+                    .map_or(String::new(), |r| format!(", {r} MB/s each way"))
             )
         }
     ));
@@ -153,7 +159,10 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
 
     progress("verifying the output file and the fetched copy in the store");
     if fetched.size != size {
-        bail!("the fetch reported {} bytes, the file has {size}", fetched.size);
+        bail!(
+            "the fetch reported {} bytes, the file has {size}",
+            fetched.size
+        );
     }
     if file_sha256(&out)? != source_sha256 {
         bail!("the output file of {hash} differs from the source file");

@@ -162,7 +162,12 @@ fn resolve(store: &FileStore, target: &str) -> Result<(ContentHash, Option<FileT
 
 /// Links to the node that issued the file ticket, unless it is a peer already; returns its
 /// agent id.
-fn link(env: &Env, control: &ControlClient, store: &FileStore, ticket: &FileTicket) -> Result<String> {
+fn link(
+    env: &Env,
+    control: &ControlClient,
+    store: &FileStore,
+    ticket: &FileTicket,
+) -> Result<String> {
     let node = &ticket.ticket;
     let agent = node.agent()?;
     if store.meta().get_peer(&agent.to_string())?.is_some() {

@@ -84,9 +84,7 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
             ttl,
             ..
         } => file_ticket(env, &store, &parse_hash(&hash)?, &ttl),
-        FileCommand::Share {
-            hash, stop, ..
-        } => share(env, &mut store, &parse_hash(&hash)?, stop),
+        FileCommand::Share { hash, stop, .. } => share(env, &mut store, &parse_hash(&hash)?, stop),
         FileCommand::Rm { hash } => {
             let hash = parse_hash(&hash)?;
             match store.remove(&hash)? {
@@ -106,12 +104,15 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
 
 /// `kith file put PATH`, with a progress bar on a terminal.
 fn put(store: &FileStore, path: &std::path::Path, json: bool) -> Result<kith_store::FileRecord> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).ok();
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned());
-    let bar = crate::progress::bar(size, &format!("storing {}", name.as_deref().unwrap_or("")), json);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let bar = crate::progress::bar(
+        size,
+        &format!("storing {}", name.as_deref().unwrap_or("")),
+        json,
+    );
     let mut reader = bar.wrap_read(file);
     let record = match store.put_reader(&mut reader, name.as_deref()) {
         // A remove in another process took an item meanwhile: the plain put retries.

@@ -62,9 +62,12 @@ impl FileTicket {
 
     /// The file's address.
     pub fn content_hash(&self) -> Result<ContentHash> {
-        self.hash
-            .parse()
-            .with_context(|| format!("the file ticket names {:?}, not a content address", self.hash))
+        self.hash.parse().with_context(|| {
+            format!(
+                "the file ticket names {:?}, not a content address",
+                self.hash
+            )
+        })
     }
 }
 
