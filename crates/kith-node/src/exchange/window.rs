@@ -324,8 +324,13 @@ impl<'a> Run<'a> {
     /// committed (best effort: a store failure here loses only what a re-run fetches again).
     async fn keep_what_arrived(&mut self) {
         while let Some(job) = self.jobs.join_next().await {
-            if let Ok((_, _, _, Ok(Some(staged)))) = job {
+            if let Ok((peer, _, item, Ok(Some(staged)))) = job {
+                // Kept, so counted as received like every other: the next run will not
+                // fetch it again.
                 self.batch.push(staged);
+                self.fetched += 1;
+                self.ex.counters.items_received.bump();
+                self.ex.uploads.received(peer, item.len() as u64);
             }
         }
         if let Err(e) = self.finish_commits().await {
@@ -576,6 +581,11 @@ impl<'a> Run<'a> {
                         self.ex.counters.fetch_sources_dropped.bump();
                         tracing::warn!(peer = %source, ?reason, "fetch of {}: source dropped", self.hash);
                     }
+                }
+                // With no source left, every item is "unavailable": the cause is the sources
+                // going away, and running the command again (once one is back) resumes.
+                SchedEvent::Unavailable(_) if self.sched.live_sources() == 0 => {
+                    return Err(ExchangeError::SourcesLost(self.hash.to_hex()));
                 }
                 SchedEvent::Unavailable(item) => {
                     return Err(ExchangeError::Unavailable {
