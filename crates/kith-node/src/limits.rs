@@ -125,6 +125,29 @@ pub struct NodeLimits {
     /// request); a further owner's push request is refused. Also bounds the pull requests a
     /// `chk` of that file makes the custodian `put`.
     pub max_custody_owners: usize,
+    /// Bytes one fetch has requested or holds at once, all its sources together (windowed
+    /// item exchange): enough to fill the bandwidth-delay product of the path (24 MiB keep
+    /// about 400 MB/s going across a 50 ms round trip), and the most a fetch holds in memory
+    /// whatever its sources send. 0 turns windowed exchange off: the node neither lists nor
+    /// serves it, and fetches take turns in the CIYAM session.
+    pub fetch_window_bytes: u64,
+    /// A source with requests out that sends nothing for this long, in ms, is stalled: its
+    /// requests go to the others and it gets no new work until it delivers.
+    pub fetch_stall_ms: u64,
+    /// Bytes of fetched items written before they are synced together (group commit): one
+    /// sync per group instead of one per item. A crash loses at most the group in progress
+    /// (fetched again on the next run), never an item's integrity.
+    pub fetch_commit_bytes: u64,
+    /// Item requests a peer may have queued with this node at once; more are answered
+    /// "busy".
+    pub items_max_queued: usize,
+    /// Items read ahead from the store for one peer at once.
+    pub items_read_ahead: usize,
+    /// What this node sends of items to all peers together, bytes per second; 0: no limit.
+    pub upload_bytes_per_sec: u64,
+    /// What one fetch receives, bytes per second, unless the command says otherwise; 0: no
+    /// limit.
+    pub download_bytes_per_sec: u64,
 }
 
 impl Default for NodeLimits {
@@ -171,6 +194,13 @@ impl Default for NodeLimits {
             chat_input_queue: 1_024,
             chat_client_queue: 256,
             max_custody_owners: 16,
+            fetch_window_bytes: 24 * 1024 * 1024,
+            fetch_stall_ms: 5_000,
+            fetch_commit_bytes: 32 * 1024 * 1024,
+            items_max_queued: 128,
+            items_read_ahead: 2,
+            upload_bytes_per_sec: 0,
+            download_bytes_per_sec: 0,
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct Limits {
     pub idle_timeout_ms: u64,
     /// Envelopes queued for one link before senders wait (backpressure).
     pub link_queue_envelopes: usize,
+    /// Bytes queued for one link before senders wait (backpressure), whatever the number of
+    /// envelopes: what a node holds for a slow peer. A payload larger than this goes alone.
+    pub link_queue_bytes: u32,
     /// After saying `bye`, how long a link keeps reading for the peer's `bye`, in ms.
     pub link_drain_ms: u64,
     /// How long a TCP connect to a peer may take, in ms.
@@ -78,6 +81,7 @@ impl Default for Limits {
             handshake_replay_entries: 100_000,
             idle_timeout_ms: 60_000,
             link_queue_envelopes: 256,
+            link_queue_bytes: 4 * 1024 * 1024,
             link_drain_ms: 5_000,
             connect_timeout_ms: 5_000,
             ping_timeout_ms: 10_000,

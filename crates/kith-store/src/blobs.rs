@@ -180,7 +180,7 @@ impl BlobStore {
     }
 
     /// Refuses an item that may not be stored: compressed, or over the maximum size.
-    fn check_item(&self, item_type: ItemType, content: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn check_item(&self, item_type: ItemType, content: &[u8]) -> Result<(), StoreError> {
         if item_type.has_flag(ItemType::FLAG_COMPRESSED) {
             return Err(StoreError::CompressedItem);
         }
@@ -234,7 +234,7 @@ impl BlobStore {
     }
 
     /// Writes `bytes` to a temporary item file (through the full-disk hook in tests).
-    fn write_bytes(&self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    pub(crate) fn write_bytes(&self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
         #[cfg(test)]
         if let Some(space) = &self.space_left {
             use std::sync::atomic::Ordering;
@@ -259,7 +259,7 @@ impl BlobStore {
     }
 
     /// Whether `path` already holds exactly this item (bounded read: items are small).
-    fn holds_exactly(&self, path: &Path, item_type: ItemType, content: &[u8]) -> bool {
+    pub(crate) fn holds_exactly(&self, path: &Path, item_type: ItemType, content: &[u8]) -> bool {
         let Ok(file) = File::open(path) else {
             return false;
         };
@@ -298,8 +298,31 @@ impl BlobStore {
         self.read_verified(hash).map(|(_, bytes)| bytes)
     }
 
+    /// [`BlobStore::get_item_bytes`] into a buffer that starts with `prefix` (a protocol's
+    /// header), so the item is read straight into the message that carries it. Verified the
+    /// same way.
+    pub fn get_item_with_prefix(
+        &self,
+        hash: &ContentHash,
+        prefix: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        self.read_verified_into(hash, prefix.to_vec())
+            .map(|(_, bytes)| bytes)
+    }
+
     /// Reads and verifies an item file: its type and its bytes, type byte first.
     fn read_verified(&self, hash: &ContentHash) -> Result<(ItemType, Vec<u8>), StoreError> {
+        self.read_verified_into(hash, Vec::new())
+    }
+
+    /// [`BlobStore::read_verified`] appending to `bytes` (which may hold a prefix, returned
+    /// with the item after it).
+    fn read_verified_into(
+        &self,
+        hash: &ContentHash,
+        mut bytes: Vec<u8>,
+    ) -> Result<(ItemType, Vec<u8>), StoreError> {
+        let start = bytes.len();
         let path = self.path_for(hash);
         let file = match File::open(&path) {
             Ok(file) => file,
@@ -322,18 +345,18 @@ impl BlobStore {
                 ),
             ));
         }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        bytes.reserve_exact(meta.len() as usize);
         // `take` guards against the file growing after the size check.
         file.take(max + 1)
             .read_to_end(&mut bytes)
             .map_err(StoreError::io("read", &path))?;
-        if bytes.len() as u64 > max {
+        if (bytes.len() - start) as u64 > max {
             return Err(StoreError::corrupt(
                 *hash,
                 "file grew past the maximum item size",
             ));
         }
-        let Some((&type_byte, content)) = bytes.split_first() else {
+        let Some((&type_byte, content)) = bytes[start..].split_first() else {
             return Err(StoreError::corrupt(*hash, "empty file (no type byte)"));
         };
         let item_type = ItemType::from_byte(type_byte)
@@ -445,7 +468,7 @@ impl Iterator for BlobIter {
 /// unreferenced item's age from it. Best effort: a failure only means the item may be
 /// collected earlier, and then a commit that wanted it fails its re-check (retried), never
 /// records a missing item.
-fn freshen(path: &Path) {
+pub(crate) fn freshen(path: &Path) {
     if let Ok(file) = File::options().write(true).open(path) {
         let _ = file.set_modified(std::time::SystemTime::now());
     }

@@ -260,6 +260,23 @@ impl FileStore {
     /// and verified: a corrupt or incomplete store never leaves a file that looks complete.
     /// Returns the number of bytes written.
     pub fn get_to_path(&self, hash: &ContentHash, path: &Path) -> Result<u64, StoreError> {
+        self.write_out(hash, path, true)
+    }
+
+    /// [`FileStore::get_to_path`] that, without `replace`, refuses to replace an existing
+    /// `path` (an [`StoreError::Io`] whose source is `AlreadyExists`; checked again at the
+    /// final rename, so a file that appeared meanwhile is kept too).
+    pub fn write_out(
+        &self,
+        hash: &ContentHash,
+        path: &Path,
+        replace: bool,
+    ) -> Result<u64, StoreError> {
+        if !replace && path.exists() {
+            return Err(StoreError::io("create", path)(io::Error::from(
+                io::ErrorKind::AlreadyExists,
+            )));
+        }
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
@@ -280,8 +297,12 @@ impl FileStore {
         tmp.as_file()
             .sync_all()
             .map_err(StoreError::io("sync", tmp.path().to_path_buf()))?;
-        tmp.persist(path)
-            .map_err(|e| StoreError::io("rename into", path)(e.error))?;
+        let persisted = if replace {
+            tmp.persist(path).map(|_| ())
+        } else {
+            tmp.persist_noclobber(path).map(|_| ())
+        };
+        persisted.map_err(|e| StoreError::io("rename into", path)(e.error))?;
         sync_dir(dir)?;
         Ok(written)
     }

@@ -2,7 +2,8 @@
 //!
 //! - [`datadir`]: the data dir layout and the node identity's key files ([`keyfile`]).
 //! - [`address`]: content hashes and type bytes, identical to the CIYAM reference's.
-//! - [`blobs`]: one verified, durably written file per item ([`BlobStore`]).
+//! - [`blobs`]: one verified, durably written file per item ([`BlobStore`]); [`batch`]: group
+//!   commit, items staged and made durable together.
 //! - [`tree`]: files larger than one item, as chunk blobs under lists (streamed both ways).
 //! - [`meta`]: the metadata database behind one trait ([`MetaDb`]), SQLite or PostgreSQL: file
 //!   records, the key store of peers ([`PeerRecord`]) and issued tickets ([`TicketRecord`]).
@@ -20,6 +21,7 @@
 
 pub mod address;
 pub mod anonymous;
+pub mod batch;
 pub mod blobs;
 pub mod custody_copy;
 pub mod datadir;
@@ -34,6 +36,7 @@ pub mod writer;
 
 pub use address::{ContentHash, ItemKind, ItemType, ParseHashError};
 pub use anonymous::{AnonymousPut, AnonymousStored};
+pub use batch::{ItemBatch, StagedItem};
 pub use blobs::{BlobStore, Item, DEFAULT_MAX_ITEM_SIZE};
 pub use error::StoreError;
 pub use files::{FileStore, RemoveOutcome};

@@ -527,22 +527,32 @@ pub enum FileCommand {
         /// The file.
         path: PathBuf,
     },
-    /// Write a stored file out (to stdout without -o). With --from, or when the file is not
-    /// here and a node runs, the node fetches it from a linked peer first (resuming: items
-    /// already here are not fetched again).
+    /// Write a file out, fetching it first if it is not here: by its address, a file ticket
+    /// (links to its node first) or the name of a file stored here. Without --from, every
+    /// linked peer that holds it is a source, all at once; items already here are not fetched
+    /// again (re-running resumes). Without -o: the file's own name in the current directory
+    /// (stdout when that is a pipe).
     Get {
-        /// Its content address (64 hex).
+        /// A content address (64 hex), a file ticket (`kith-file:…`), or a stored file's name.
+        #[arg(value_name = "HASH|TICKET|NAME")]
         hash: String,
-        /// Where to write it; written whole or not at all.
+        /// Where to write it (`-` for stdout); written whole or not at all, and never over an
+        /// existing file without --force.
         #[arg(short = 'o', long = "output", value_name = "PATH")]
         output: Option<PathBuf>,
-        /// Fetch it from this linked peer (agent id) through the running node.
+        /// Fetch it from this linked peer (agent id) only.
         #[arg(long, value_name = "AGENT", allow_hyphen_values = true)]
         from: Option<String>,
         /// Pay the peer at most this many units for it, if it charges (a Datt payment
         /// request on the tally you share; default: `[value] max_price`).
         #[arg(long, value_name = "UNITS")]
         max_price: Option<u64>,
+        /// Replace the output file if it exists.
+        #[arg(long)]
+        force: bool,
+        /// At most this many bytes per second for this transfer (e.g. 10MB, 512KiB).
+        #[arg(long, value_name = "RATE", value_parser = crate::commands::bench::parse_size)]
+        rate: Option<u64>,
     },
     /// List stored files.
     Ls,
@@ -559,6 +569,18 @@ pub enum FileCommand {
         /// Stop offering it (copies peers already made stay theirs).
         #[arg(long)]
         stop: bool,
+        /// Print a file ticket instead: one line that carries a ticket for this node and the
+        /// file's address, so `kith file get TICKET` links and fetches in one step.
+        #[arg(long, conflicts_with = "stop")]
+        ticket: bool,
+        /// How long the file ticket's node ticket stays valid (with --ticket).
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "24h",
+            requires = "ticket"
+        )]
+        ttl: String,
     },
 }
 

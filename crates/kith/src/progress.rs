@@ -1,32 +1,59 @@
-//! Progress bars for transfers the node runs on the CLI's behalf.
+//! Progress bars (indicatif): the file's name, bytes so far of its total, percent, rate and
+//! time left, on stderr, only when stderr is a terminal and `--json` is off, so scripts and
+//! pipes see nothing of them.
 //!
-//! The node does the transfer; the CLI waits on one control call for the result. Meanwhile a
-//! second thread asks the node for the running transfers (`GET /v1/files/transfers`) a few
-//! times a second and redraws one line on stderr: bytes so far, the rate and a moving bar
-//! (the total is not known until the whole tree of lists has arrived). It draws only when
-//! stderr is a terminal and `--json` is off, so scripts and pipes see nothing of it.
+//! Two kinds: a bar the CLI advances itself (`file put` reading its input), and one for a
+//! transfer the node runs on the CLI's behalf (`file get`, `persist`): the CLI waits on one
+//! control call for the result while a second thread asks the node for the running
+//! transfers (`GET /v1/files/transfers`) a few times a second. Until a source has said how
+//! large the file is, that bar is a spinner with bytes and rate.
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kith_node::api::TransferProgress;
 use kith_node::api::TRANSFERS_PATH;
 use kith_node::control::ControlClient;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// How often the line is redrawn.
-const REDRAW: Duration = Duration::from_millis(200);
+/// How often the node is asked.
+const POLL: Duration = Duration::from_millis(200);
 
-/// A progress line for the fetch of one file, drawn until dropped.
+const BAR: &str =
+    "{msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {percent:>3}%  {bytes_per_sec}  ETA {eta}";
+const SPINNER: &str = "{msg} {spinner} {bytes}  {bytes_per_sec}  {elapsed}";
+
+/// A bar for `total` bytes (a spinner when unknown), labelled `msg`; hidden when `quiet` or
+/// stderr is not a terminal.
+pub fn bar(total: Option<u64>, msg: &str, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+    style(&bar, total.is_some());
+    bar.set_message(msg.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn style(bar: &ProgressBar, known: bool) {
+    let template = if known { BAR } else { SPINNER };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+}
+
+/// The progress of a node's transfer of one file, drawn until dropped.
 pub struct TransferBar {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl TransferBar {
-    /// Starts drawing the progress of the fetch of `hash` (64 hex), if stderr is a terminal
-    /// and `quiet` is false.
+    /// Starts drawing the progress of the transfer of `hash` (64 hex), if stderr is a
+    /// terminal and `quiet` is false.
     pub fn start(control: &ControlClient, hash: &str, label: &str, quiet: bool) -> TransferBar {
         let stop = Arc::new(AtomicBool::new(false));
         if quiet || !std::io::stderr().is_terminal() {
@@ -35,23 +62,25 @@ impl TransferBar {
         let (control, hash, label) = (control.clone(), hash.to_owned(), label.to_owned());
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
-            let mut tick = 0usize;
-            let mut drawn = false;
+            let bar = bar(None, &label, false);
+            let mut known = false;
             while !flag.load(Ordering::Acquire) {
                 let transfers: Vec<TransferProgress> =
                     control.get(TRANSFERS_PATH).unwrap_or_default();
                 if let Some(t) = transfers.iter().find(|t| t.hash == hash) {
-                    eprint!("\r{}", render(&label, t, tick));
-                    let _ = std::io::stderr().flush();
-                    drawn = true;
+                    if let (Some(total), false) = (t.total, known) {
+                        known = true;
+                        bar.set_length(total);
+                        style(&bar, true);
+                    }
+                    if let Some(name) = &t.name {
+                        bar.set_message(format!("{label} {name}"));
+                    }
+                    bar.set_position(t.bytes);
                 }
-                tick += 1;
-                std::thread::sleep(REDRAW);
+                std::thread::sleep(POLL);
             }
-            if drawn {
-                eprint!("\r\x1b[2K");
-                let _ = std::io::stderr().flush();
-            }
+            bar.finish_and_clear();
         });
         TransferBar {
             stop,
@@ -67,27 +96,6 @@ impl Drop for TransferBar {
             let _ = thread.join();
         }
     }
-}
-
-/// One line: `label [   <=>    ] 12.3 MiB  45.6 MiB/s  13 items`.
-pub fn render(label: &str, t: &TransferProgress, tick: usize) -> String {
-    const WIDTH: usize = 20;
-    let pos = tick % (2 * (WIDTH - 3));
-    let pos = if pos < WIDTH - 3 {
-        pos
-    } else {
-        2 * (WIDTH - 3) - pos
-    };
-    let mut bar = [' '; WIDTH];
-    bar[pos..pos + 3].copy_from_slice(&['<', '=', '>']);
-    let bar: String = bar.iter().collect();
-    let secs = (t.elapsed_ms as f64 / 1000.0).max(0.001);
-    format!(
-        "{label} [{bar}] {}  {}/s  {} items",
-        human_bytes(t.bytes as f64),
-        human_bytes(t.bytes as f64 / secs),
-        t.items
-    )
 }
 
 /// `1.5 MiB`-style sizes.
@@ -111,24 +119,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_line_shows_bytes_rate_and_items() {
-        let t = TransferProgress {
-            hash: "ab".into(),
-            bytes: 3 * 1024 * 1024,
-            items: 3,
-            background: false,
-            elapsed_ms: 2000,
-        };
-        let line = render("fetching", &t, 0);
-        assert!(line.starts_with("fetching [<=>"), "{line}");
-        assert!(line.contains("3.0 MiB  1.5 MiB/s  3 items"), "{line}");
-        // The marker bounces inside the bar whatever the tick.
-        for tick in 0..100 {
-            assert_eq!(
-                render("x", &t, tick).len(),
-                line.len() - "fetching".len() + 1
-            );
-        }
+    fn the_templates_parse_and_sizes_read_well() {
+        assert!(ProgressStyle::with_template(BAR).is_ok());
+        assert!(ProgressStyle::with_template(SPINNER).is_ok());
         assert_eq!(human_bytes(512.0), "512 B");
+        assert_eq!(human_bytes(3.0 * 1024.0 * 1024.0), "3.0 MiB");
+        // Off a terminal (as under a test harness) the bar draws nothing.
+        assert!(bar(Some(10), "x", false).is_hidden());
     }
 }

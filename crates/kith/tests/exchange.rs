@@ -18,7 +18,8 @@ fn start(data: &Path) -> Node {
     Node::start_with(data, &format!("max_item = {MAX_ITEM}\n"))
 }
 
-/// `file get HASH --from AGENT -o OUT --json`; returns the fetch report.
+/// `file get HASH --from AGENT -o OUT --force --json` (OUT is replaced: tests write the same
+/// path again); returns the fetch report.
 fn get_from(node: &Node, hash: &str, from: &str, out: &Path) -> Value {
     let printed = node.ok(&[
         "file",
@@ -28,6 +29,7 @@ fn get_from(node: &Node, hash: &str, from: &str, out: &Path) -> Value {
         from,
         "-o",
         out.to_str().unwrap(),
+        "--force",
         "--json",
     ]);
     let report: Value = serde_json::from_str(&printed).unwrap();
@@ -186,7 +188,7 @@ fn both_ends_fetching_from_each_other_at_once_both_succeed() {
             Command::new(env!("CARGO_BIN_EXE_kith"))
                 .arg("--data")
                 .arg(&node.data)
-                .args(["file", "get", hash, "--from", from, "-o"])
+                .args(["file", "get", hash, "--from", from, "--force", "-o"])
                 .arg(out)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())

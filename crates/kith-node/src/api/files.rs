@@ -3,20 +3,52 @@
 use serde::{Deserialize, Serialize};
 
 /// What `POST /v1/files/fetch` asks for.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FetchBody {
     /// The file's content address (64 hex).
     pub hash: String,
-    /// The peer to ask (agent id); `None` tries every linked peer in turn.
+    /// The one peer to ask (agent id); `None` asks every linked peer that holds the file,
+    /// and fetches from all of them at once.
     pub from: Option<String>,
     /// The most units to pay the peer for it (Datt payment request); `None`: the node's
     /// `[value] max_price`.
     #[serde(default)]
     pub max_price: Option<u64>,
+    /// Where the node writes the file (an absolute path), as it arrives; `None` only stores
+    /// it.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// `output` is a directory: the file goes in it under the name its source gave it (or
+    /// its hash).
+    #[serde(default)]
+    pub into_dir: bool,
+    /// Replace `output` if it exists.
+    #[serde(default)]
+    pub force: bool,
+    /// Download rate limit for this fetch, bytes per second (0 or absent: the node's
+    /// setting).
+    #[serde(default)]
+    pub rate: Option<u64>,
+}
+
+/// One source's part in a fetch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceShare {
+    /// The peer.
+    pub agent: String,
+    /// Items it delivered.
+    pub items: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Items it sent that did not match their name.
+    pub wrong_items: u64,
+    /// Why it was dropped from the fetch (`wrongitem`, `unsolicited`, `malformed`, `stalls`,
+    /// `lacks`, `gone`), if it was.
+    pub dropped: Option<String>,
 }
 
 /// What a fetch did.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FetchReport {
     /// The file.
     pub hash: String,
@@ -30,6 +62,24 @@ pub struct FetchReport {
     pub items: u64,
     /// Items received in this fetch (the others were already here).
     pub items_fetched: u64,
+    /// The name the file has here (the one its source gave it, if any).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Every source and its part (windowed fetches).
+    #[serde(default)]
+    pub sources: Vec<SourceShare>,
+    /// Where the node wrote the file, if it was asked to.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Bytes written to `path`.
+    #[serde(default)]
+    pub written: Option<u64>,
+    /// The file was here already: nothing was fetched.
+    #[serde(default)]
+    pub already_present: bool,
+    /// Items that did not match their name (each dropped its source).
+    #[serde(default)]
+    pub wrong_items: u64,
 }
 
 /// What a persist (custody) did.
@@ -102,4 +152,10 @@ pub struct TransferProgress {
     pub background: bool,
     /// Milliseconds since it started.
     pub elapsed_ms: u64,
+    /// The file's size, once a source has said it.
+    #[serde(default)]
+    pub total: Option<u64>,
+    /// The file's name, once a source has said it.
+    #[serde(default)]
+    pub name: Option<String>,
 }

@@ -77,6 +77,8 @@ pub const SHARE_PATH: &str = "/v1/files/share";
 pub const UNSHARE_PATH: &str = "/v1/files/unshare";
 /// Fetches running now.
 pub const TRANSFERS_PATH: &str = "/v1/files/transfers";
+/// Cancel the fetch of a file (a [`HashBody`]); answers [`Changed`].
+pub const CANCEL_PATH: &str = "/v1/files/cancel";
 
 /// A file named by its address.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -99,6 +99,7 @@ pub fn router(state: Services) -> Router {
         .route(SHARE_PATH, post(share))
         .route(UNSHARE_PATH, post(unshare))
         .route(TRANSFERS_PATH, get(transfers))
+        .route(CANCEL_PATH, post(cancel_fetch))
         .route(CHAT_PATH, post(chat))
         .route(CHAT_READ_PATH, post(chat_read))
         .route(PERSIST_PATH, post(persist))
@@ -372,12 +373,26 @@ async fn fetch(State(state): State<Services>, Json(body): Json<FetchBody>) -> Ap
             .await
             .map_err(tally_error)?;
     }
+    let mut order = crate::exchange::FetchOrder::new(hash, from);
+    order.output = body.output.map(|path| crate::exchange::OutputSpec {
+        path: std::path::PathBuf::from(path),
+        into_dir: body.into_dir,
+        force: body.force,
+    });
+    order.rate = body.rate;
     state
         .exchange
-        .fetch(hash, from)
+        .fetch_order(order)
         .await
         .map(Json)
         .map_err(exchange_error)
+}
+
+async fn cancel_fetch(State(state): State<Services>, Json(body): Json<HashBody>) -> Api<Changed> {
+    let hash = parse_hash(&body.hash)?;
+    Ok(Json(Changed {
+        changed: state.exchange.cancel_fetch(&hash),
+    }))
 }
 
 async fn share(State(state): State<Services>, Json(body): Json<HashBody>) -> Api<ShareReport> {
@@ -515,7 +530,16 @@ fn exchange_error(e: crate::exchange::ExchangeError) -> ApiError {
         }
         ExchangeError::LinkLost(_)
         | ExchangeError::Session { .. }
-        | ExchangeError::OverBudget { .. } => StatusCode::BAD_GATEWAY,
+        | ExchangeError::OverBudget { .. }
+        | ExchangeError::Stalled(_)
+        | ExchangeError::SourcesLost(_) => StatusCode::BAD_GATEWAY,
+        ExchangeError::Unavailable { .. } => StatusCode::NOT_FOUND,
+        ExchangeError::Output(crate::exchange::output::OutputError::Io { .. }) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        ExchangeError::Output(_) => StatusCode::BAD_REQUEST,
+        // Nginx's "client closed request": the CLI asked for it.
+        ExchangeError::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::CONFLICT),
     };
     match e {
         ExchangeError::Net(net) => ApiError::from(net),

@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, Semaphore};
 
 /// The link protocol versions this build speaks.
 pub use kith_proto::link::PROTOCOLS;
@@ -93,6 +93,10 @@ struct LinkTask {
     rx: mpsc::Receiver<Outgoing>,
     /// Our queue's sending end, until the link is registered (then the registry holds it).
     tx: Option<mpsc::Sender<Outgoing>>,
+    /// The bytes that may wait in the queue; each payload holds permits until it is sent.
+    budget: Arc<Semaphore>,
+    /// The peer's capabilities, told to the registry's readers when its `version` comes.
+    capabilities: watch::Sender<Option<Arc<[String]>>>,
     id: LinkId,
     peer: AgentId,
     side: Side,
@@ -122,6 +126,10 @@ impl LinkTask {
         // (A relayed link's remote is the relay's: nothing we could tell the peer about itself.)
         settings.observed =
             (conn.via != Via::Relayed).then(|| super::reuse::canonical(conn.remote).to_string());
+        settings.capabilities = shared.capabilities.clone();
+        let budget = Arc::new(Semaphore::new(
+            shared.limits.link_queue_bytes.max(1) as usize
+        ));
         let machine = LinkMachine::new(established.link, settings, mono_now());
         let id = shared.registry.next_id();
         LinkTask {
@@ -134,6 +142,8 @@ impl LinkTask {
             out: BytesMut::new(),
             rx,
             tx: Some(tx),
+            budget,
+            capabilities: watch::channel(None).0,
             id,
             peer,
             side,
@@ -159,6 +169,9 @@ impl LinkTask {
             via: self.via,
             since: Instant::now(),
             outgoing: tx.clone(),
+            budget: Arc::clone(&self.budget),
+            budget_size: self.shared.limits.link_queue_bytes.max(1),
+            capabilities: self.capabilities.subscribe(),
         };
         let registration = self.shared.register(self.peer, handle);
         if registration == Registration::Retire {
@@ -236,7 +249,7 @@ impl LinkTask {
         self.rx.close();
         while let Some(item) = self.rx.recv().await {
             match item {
-                Outgoing::Payload(payload) => self.send(payload).await?,
+                Outgoing::Payload(payload, _permit) => self.send(payload).await?,
                 Outgoing::Ping(nonce) => self.ping(nonce).await?,
                 Outgoing::Retire | Outgoing::Close => {}
             }
@@ -274,7 +287,7 @@ impl LinkTask {
                 },
                 item = self.rx.recv(), if can_send => {
                     let result = match item {
-                        Some(Outgoing::Payload(payload)) => self.send(payload).await,
+                        Some(Outgoing::Payload(payload, _permit)) => self.send(payload).await,
                         Some(Outgoing::Ping(nonce)) => self.ping(nonce).await,
                         Some(Outgoing::Retire) => self.flush_and_retire(ByeReason::Duplicate).await,
                         Some(Outgoing::Close) | None => {
@@ -314,6 +327,8 @@ impl LinkTask {
                     {
                         self.shared.observe(self.peer, addr);
                     }
+                    let caps: Arc<[String]> = version.capabilities.clone().into();
+                    self.capabilities.send_replace(Some(caps));
                     if let Some((host, port)) = version.announced_host_port() {
                         let address = super::PeerAddress {
                             host: host

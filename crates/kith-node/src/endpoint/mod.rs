@@ -160,6 +160,9 @@ pub struct EndpointConfig {
     /// What tickets and `version` name as our address (`--announce`, which overrides what
     /// peers observe); `None`: the best observed address, else the first acceptor's.
     pub announce: Option<(String, u16)>,
+    /// The capabilities our `version` lists (what the services on top speak beyond the base
+    /// protocols, e.g. windowed item exchange).
+    pub capabilities: Vec<String>,
     /// Cancelled when the node stops.
     pub cancel: CancellationToken,
     /// Every task the endpoint spawns.
@@ -185,6 +188,7 @@ pub(crate) struct Shared {
     announce: Option<(String, u16)>,
     /// `announce` was given (`--announce`): observed addresses do not replace it.
     announce_fixed: bool,
+    capabilities: Vec<String>,
     listen: Option<SocketAddr>,
     /// Our addresses as peers observe them.
     observed: Mutex<observed::Observed>,
@@ -251,6 +255,7 @@ impl Endpoint {
                 events: Mutex::default(),
                 announce,
                 announce_fixed,
+                capabilities: config.capabilities,
                 listen,
                 observed: Mutex::default(),
                 reacher: OnceLock::new(),
@@ -401,8 +406,8 @@ impl Endpoint {
                 return Err(EndpointError::ShuttingDown);
             }
             self.ensure_link(peer).await?;
-            if let Some(tx) = self.shared.registry.sender(&peer) {
-                if tx.send(Outgoing::Payload(payload.clone())).await.is_ok() {
+            if let Some(queue) = self.shared.registry.queue(&peer) {
+                if queue_payload(&queue, payload.clone()).await.is_ok() {
                     return Ok(());
                 }
             }
@@ -417,28 +422,47 @@ impl Endpoint {
         peer: AgentId,
         payload: impl Into<Payload>,
     ) -> Result<(), TrySendError> {
-        let tx = self
+        let queue = self
             .shared
             .registry
-            .sender(&peer)
+            .queue(&peer)
             .ok_or(TrySendError::NotLinked)?;
-        tx.send(Outgoing::Payload(payload.into()))
-            .await
-            .map_err(|_| TrySendError::NotLinked)
+        queue_payload(&queue, payload.into()).await
     }
 
     /// Queues `payload` for `peer` on its current link, without dialling or waiting.
     pub fn try_send(&self, peer: AgentId, payload: impl Into<Payload>) -> Result<(), TrySendError> {
-        let tx = self
+        let queue = self
             .shared
             .registry
-            .sender(&peer)
+            .queue(&peer)
             .ok_or(TrySendError::NotLinked)?;
-        tx.try_send(Outgoing::Payload(payload.into()))
+        let payload = payload.into();
+        let permit = Arc::clone(&queue.budget)
+            .try_acquire_many_owned(permits_for(&payload, &queue))
+            .map_err(|e| match e {
+                tokio::sync::TryAcquireError::NoPermits => TrySendError::Full,
+                tokio::sync::TryAcquireError::Closed => TrySendError::NotLinked,
+            })?;
+        queue
+            .outgoing
+            .try_send(Outgoing::Payload(payload, Some(permit)))
             .map_err(|e| match e {
                 tokio::sync::mpsc::error::TrySendError::Full(_) => TrySendError::Full,
                 tokio::sync::mpsc::error::TrySendError::Closed(_) => TrySendError::NotLinked,
             })
+    }
+
+    /// The capabilities `peer` listed in its `version` on the active link, waiting up to
+    /// `wait` for that `version` to arrive (it follows the link's first frames). `None` when no
+    /// link is up or no `version` came in time.
+    pub async fn peer_capabilities(&self, peer: AgentId, wait: Duration) -> Option<Arc<[String]>> {
+        let mut rx = self.shared.registry.capabilities(&peer)?;
+        let arrived = tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await;
+        match arrived {
+            Ok(Ok(caps)) => caps.clone(),
+            _ => None,
+        }
     }
 
     /// Pings `peer` (dialling at once if needed) and returns the round-trip time. One
@@ -625,6 +649,30 @@ impl Shared {
     fn jitter(&self) -> f64 {
         rand::thread_rng().gen::<f64>()
     }
+}
+
+/// Permits a payload takes from a link's byte budget: its bytes on the wire, at most the whole
+/// budget (so one payload larger than the budget still goes, alone).
+fn permits_for(payload: &Payload, queue: &registry::Queue) -> u32 {
+    let len = match payload {
+        Payload::Envelope(envelope) => envelope.encoded_len(),
+        Payload::Json(bytes) => bytes.len(),
+    };
+    let budget = u32::try_from(len).unwrap_or(u32::MAX).max(1);
+    budget.min(queue.budget_size)
+}
+
+/// Waits for room in the link's byte budget and queue, then queues `payload`.
+async fn queue_payload(queue: &registry::Queue, payload: Payload) -> Result<(), TrySendError> {
+    let permit = Arc::clone(&queue.budget)
+        .acquire_many_owned(permits_for(&payload, queue))
+        .await
+        .map_err(|_| TrySendError::NotLinked)?;
+    queue
+        .outgoing
+        .send(Outgoing::Payload(payload, Some(permit)))
+        .await
+        .map_err(|_| TrySendError::NotLinked)
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (every critical

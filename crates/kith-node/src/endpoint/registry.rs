@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 /// Identifies one connection for its whole life.
 pub type LinkId = u64;
@@ -30,8 +30,9 @@ pub type LinkId = u64;
 /// What a link task is asked to do by the rest of the node.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// Send this payload.
-    Payload(Payload),
+    /// Send this payload; the permit holds its bytes against the link's byte budget until the
+    /// link task has handed it to the machine.
+    Payload(Payload, Option<OwnedSemaphorePermit>),
     /// Send a `ping` with this nonce.
     Ping([u8; 8]),
     /// This link lost the duplicate-link tie-break: flush, say `bye`, and close once the peer
@@ -68,6 +69,24 @@ pub struct LinkHandle {
     pub since: Instant,
     /// The link task's queue (bounded: a full queue makes senders wait).
     pub outgoing: mpsc::Sender<Outgoing>,
+    /// The bytes that may wait in that queue (`Limits::link_queue_bytes`): a sender takes
+    /// permits for its payload's bytes before queueing it.
+    pub budget: Arc<Semaphore>,
+    /// The budget's size, in bytes (permits).
+    pub budget_size: u32,
+    /// The capabilities of the peer's `version` once it has come (`None` until then).
+    pub capabilities: watch::Receiver<Option<Arc<[String]>>>,
+}
+
+/// Where a payload for a peer goes: its active link's queue and byte budget.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    /// The link task's queue.
+    pub outgoing: mpsc::Sender<Outgoing>,
+    /// Its byte budget.
+    pub budget: Arc<Semaphore>,
+    /// The budget's size, in bytes (permits).
+    pub budget_size: u32,
 }
 
 /// A link's state for `kith peers`.
@@ -214,6 +233,20 @@ impl Registry {
         self.lock().active.get(peer).map(|l| l.outgoing.clone())
     }
 
+    /// The active link's queue and byte budget for `peer`, if there is one.
+    pub fn queue(&self, peer: &AgentId) -> Option<Queue> {
+        self.lock().active.get(peer).map(|l| Queue {
+            outgoing: l.outgoing.clone(),
+            budget: Arc::clone(&l.budget),
+            budget_size: l.budget_size,
+        })
+    }
+
+    /// The active link's view of the peer's capabilities, if there is one.
+    pub fn capabilities(&self, peer: &AgentId) -> Option<watch::Receiver<Option<Arc<[String]>>>> {
+        self.lock().active.get(peer).map(|l| l.capabilities.clone())
+    }
+
     /// The link state of `peer`, for display.
     pub fn view(&self, peer: &AgentId) -> Option<LinkView> {
         self.lock().active.get(peer).map(|l| LinkView {
@@ -336,6 +369,9 @@ mod tests {
             via: Via::Direct,
             since: Instant::now(),
             outgoing: tx,
+            budget: Arc::new(Semaphore::new(1 << 20)),
+            budget_size: 1 << 20,
+            capabilities: watch::channel(None).1,
         };
         (link, rx)
     }

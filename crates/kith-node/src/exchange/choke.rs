@@ -135,6 +135,10 @@ pub struct Ledger {
     pub bytes_received: u64,
     /// Bytes sent to the peer since the node started.
     pub bytes_sent: u64,
+    /// Items it sent that did not match their name, or nobody asked for, since the node
+    /// started.
+    #[serde(default)]
+    pub bad_items: u64,
     /// Bytes received, decayed to `at` with the half-life.
     #[serde(skip)]
     recent: f64,
@@ -196,6 +200,15 @@ impl Reciprocity {
     pub fn sent(&mut self, peer: AgentId, bytes: u64, now: Instant) {
         let ledger = self.entry(peer, now);
         ledger.bytes_sent = ledger.bytes_sent.saturating_add(bytes);
+    }
+
+    /// `peer` sent a wrong or unsolicited item: counted, and what it gave lately no longer
+    /// counts for its rank.
+    pub fn penalize(&mut self, peer: AgentId, now: Instant) {
+        let ledger = self.entry(peer, now);
+        ledger.bad_items = ledger.bad_items.saturating_add(1);
+        ledger.recent = 0.0;
+        ledger.at = Some(now);
     }
 
     /// What `peer` gave lately, the rank for upload slots.

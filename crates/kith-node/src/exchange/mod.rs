@@ -41,13 +41,19 @@ pub mod choke;
 pub mod custodian;
 mod fetch;
 mod initiator;
+pub mod output;
 mod owner;
 pub mod progress;
+mod pulls;
+pub mod rate;
 mod responder;
 mod retention;
+mod serve;
+mod tree;
 pub mod uploads;
+mod window;
 
-pub use fetch::Priority;
+pub use fetch::{FetchOrder, OutputSpec, Priority};
 use initiator::InitiatorSession;
 pub use retention::CheckOutcome;
 pub use uploads::{UploadPermit, Uploads};
@@ -58,13 +64,14 @@ use crate::protocol::{LinkEvent, ProtocolHandler};
 use crate::store::{Store, StoreFailure};
 use kith_crypto::identity::AgentId;
 use kith_proto::files::binary::{self, KIND_ITEM, KIND_LINE};
+use kith_proto::files::items::{CAPABILITY, ITEMS_COMMAND, ITEMS_REPLY_COMMAND};
 use kith_proto::files::{
     Command, ContentHash, EnvelopePort, Policy, Reply, Role, SessionConfig, Target, TurnContext,
 };
 use kith_proto::wire::Envelope;
 use kith_proto::Limits;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -153,6 +160,32 @@ pub enum ExchangeError {
     /// A store question of the session could not be answered.
     #[error(transparent)]
     Answer(#[from] answer::AnswerError),
+    /// The output file could not be written.
+    #[error(transparent)]
+    Output(#[from] output::OutputError),
+    /// The fetch was cancelled (the user pressed Ctrl-C, or the node is stopping).
+    #[error("the transfer was cancelled; items already received are kept (run the same command again to resume)")]
+    Cancelled,
+    /// Nothing arrived from any source for the session deadline.
+    #[error("the transfer of {0} stalled: no source sent anything for too long; run the same command again to resume")]
+    Stalled(String),
+    /// No source left holds an item of the file.
+    #[error("no linked peer that holds {file} has its item {item}")]
+    Unavailable {
+        /// The file.
+        file: String,
+        /// The item nobody has.
+        item: String,
+    },
+    /// Every source went away or was dropped.
+    #[error("every source of {0} went away or misbehaved; items already received are kept (run the same command again to resume)")]
+    SourcesLost(String),
+}
+
+impl From<kith_store::StoreError> for ExchangeError {
+    fn from(e: kith_store::StoreError) -> ExchangeError {
+        ExchangeError::Local(e.into())
+    }
 }
 
 crate::counters! {
@@ -178,6 +211,21 @@ crate::counters! {
         custody_refused,
         /// Placement notices (`have`) sent after a fetch.
         retention_notices_sent,
+        /// Items that did not hash to their name (the source was dropped from the fetch).
+        items_rejected,
+        /// Items a peer sent that nobody asked it for (dropped, the source with them).
+        items_unsolicited,
+        /// `items`/`items-r` envelopes that did not decode (too large, malformed).
+        items_malformed,
+        /// Copies of items that came from elsewhere first, or after their request was given
+        /// up (no offence).
+        items_late,
+        /// `items` requests dropped because the peer's queue was full.
+        items_requests_dropped,
+        /// Sources of a fetch that stalled mid-window (their requests went elsewhere).
+        fetch_sources_stalled,
+        /// Sources dropped from a fetch for misbehaving or stalling too often.
+        fetch_sources_dropped,
     }
 }
 
@@ -215,6 +263,14 @@ pub struct Inner {
     pub counters: ExchangeCounters,
     /// Priced serving (the value service's hook), when set.
     gate: std::sync::OnceLock<Arc<dyn ServeGate>>,
+    /// Windowed fetches running now, and where their answers go.
+    pulls: pulls::Pulls,
+    /// The holder's tasks, one per peer that asks for items.
+    servers: serve::Servers,
+    /// The user's own fetches running now (background replication gives way to them).
+    user_fetches: AtomicUsize,
+    /// One fetch of a file at a time.
+    fetch_locks: fetch::FetchLocks,
 }
 
 /// A gate on what this node serves to a peer: items are sent only while the gate allows
@@ -295,6 +351,10 @@ impl Exchange {
                 uploads,
                 counters: ExchangeCounters::default(),
                 gate: std::sync::OnceLock::new(),
+                pulls: Default::default(),
+                servers: Default::default(),
+                user_fetches: AtomicUsize::new(0),
+                fetch_locks: Default::default(),
             }),
         }
     }
@@ -322,6 +382,26 @@ impl Exchange {
     /// Bytes per store item, type byte included.
     pub fn max_item(&self) -> usize {
         self.settings.max_item
+    }
+
+    /// Windowed item exchange is on (`fetch_window_bytes` above 0): we serve it and list
+    /// its capability.
+    pub fn items_enabled(&self) -> bool {
+        self.settings.node_limits.fetch_window_bytes > 0
+    }
+
+    /// A user's fetch is running: background work gives way.
+    fn user_waiting(&self) -> bool {
+        self.user_fetches.load(Ordering::Acquire) > 0
+    }
+}
+
+/// The capabilities the exchange adds to the node's link `version`.
+pub fn capabilities(limits: &crate::limits::NodeLimits) -> Vec<String> {
+    if limits.fetch_window_bytes > 0 {
+        vec![CAPABILITY.to_owned()]
+    } else {
+        Vec::new()
     }
 }
 
@@ -534,12 +614,24 @@ fn dispatch(ex: &Exchange, peer: AgentId, envelope: Envelope) {
 
 impl ProtocolHandler for Exchange {
     fn commands(&self) -> &'static [&'static str] {
-        &[binary::ENVELOPE_COMMAND, binary::REPLY_ENVELOPE_COMMAND]
+        &[
+            binary::ENVELOPE_COMMAND,
+            binary::REPLY_ENVELOPE_COMMAND,
+            ITEMS_COMMAND,
+            ITEMS_REPLY_COMMAND,
+        ]
     }
 
     fn on_payload(&self, peer: AgentId, payload: Payload) {
         match payload {
-            Payload::Envelope(envelope) => dispatch(self, peer, envelope),
+            Payload::Envelope(envelope) => match envelope.command.as_str() {
+                ITEMS_COMMAND => serve::dispatch(self, peer, &envelope),
+                ITEMS_REPLY_COMMAND => {
+                    self.pulls
+                        .dispatch(peer, &envelope, self.max_item(), &self.counters)
+                }
+                _ => dispatch(self, peer, envelope),
+            },
             Payload::Json(_) => self.counters.ciyam_envelopes_dropped.bump(),
         }
     }
@@ -548,6 +640,8 @@ impl ProtocolHandler for Exchange {
         if let LinkEvent::Down { peer } = event {
             // The peer's sessions (either end) died with its links.
             self.sessions.link_down(&peer);
+            self.pulls.link_down(&peer);
+            self.servers.link_down(&peer);
         }
     }
 }

@@ -1,8 +1,11 @@
 //! Transfers in progress, for the CLI's progress bars (`GET /v1/files/transfers`).
 //!
 //! A fetch registers when it starts and is removed when it ends, however it ends (the
-//! [`ProgressGuard`] is dropped); every item it stores adds its bytes. The table holds at most
-//! [`MAX_TRACKED`] transfers: one more is simply not shown.
+//! [`ProgressGuard`] is dropped); every item it stores adds its bytes, and once a source has
+//! said how large the file is and what it is called, the bar has a total and a name. Each
+//! entry carries the fetch's cancellation token ([`Transfers::cancel`]: Ctrl-C on `kith file
+//! get`). The table holds at most [`MAX_TRACKED`] transfers: one more is simply not shown
+//! (and cannot be cancelled but by stopping the node).
 
 use super::Priority;
 use crate::api::TransferProgress;
@@ -10,6 +13,7 @@ use kith_store::ContentHash;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Transfers shown at once.
 pub const MAX_TRACKED: usize = 256;
@@ -22,6 +26,9 @@ struct Entry {
     started: Instant,
     /// Fetches of the same file at once share one entry.
     holders: usize,
+    total: Option<u64>,
+    name: Option<String>,
+    cancel: CancellationToken,
 }
 
 /// The transfers running now.
@@ -55,27 +62,56 @@ impl Transfers {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A fetch of `hash` starts.
-    pub fn start(&self, hash: ContentHash, priority: Priority) -> ProgressGuard {
+    /// A fetch of `hash` starts: its guard, and the token that [`Transfers::cancel`]
+    /// cancels.
+    pub fn start(
+        &self,
+        hash: ContentHash,
+        priority: Priority,
+    ) -> (ProgressGuard, CancellationToken) {
         let mut map = self.lock();
         if !map.contains_key(&hash) && map.len() >= MAX_TRACKED {
-            return ProgressGuard {
+            let guard = ProgressGuard {
                 transfers: self.clone(),
                 hash: None,
             };
+            return (guard, CancellationToken::new());
         }
-        map.entry(hash)
-            .or_insert_with(|| Entry {
-                bytes: 0,
-                items: 0,
-                background: matches!(priority, Priority::Background { .. }),
-                started: Instant::now(),
-                holders: 0,
-            })
-            .holders += 1;
-        ProgressGuard {
+        let entry = map.entry(hash).or_insert_with(|| Entry {
+            bytes: 0,
+            items: 0,
+            background: matches!(priority, Priority::Background { .. }),
+            started: Instant::now(),
+            holders: 0,
+            total: None,
+            name: None,
+            cancel: CancellationToken::new(),
+        });
+        entry.holders += 1;
+        let token = entry.cancel.clone();
+        let guard = ProgressGuard {
             transfers: self.clone(),
             hash: Some(hash),
+        };
+        (guard, token)
+    }
+
+    /// What the sources said of the file being fetched: its size and name.
+    pub fn describe(&self, hash: ContentHash, total: Option<u64>, name: Option<String>) {
+        if let Some(entry) = self.lock().get_mut(&hash) {
+            entry.total = total.or(entry.total);
+            entry.name = name.or(entry.name.take());
+        }
+    }
+
+    /// Cancels every fetch of `hash` running now; false when none runs.
+    pub fn cancel(&self, hash: &ContentHash) -> bool {
+        match self.lock().get(hash) {
+            Some(entry) => {
+                entry.cancel.cancel();
+                true
+            }
+            None => false,
         }
     }
 
@@ -98,6 +134,8 @@ impl Transfers {
                 items: e.items,
                 background: e.background,
                 elapsed_ms: e.started.elapsed().as_millis() as u64,
+                total: e.total,
+                name: e.name.clone(),
             })
             .collect();
         list.sort_by(|a, b| a.hash.cmp(&b.hash));
@@ -113,13 +151,21 @@ mod tests {
     fn a_transfer_is_shown_while_it_runs_and_gone_after() {
         let transfers = Transfers::default();
         let hash = ContentHash([1; 32]);
-        let guard = transfers.start(hash, Priority::User);
-        let second = transfers.start(hash, Priority::User);
+        let (guard, token) = transfers.start(hash, Priority::User);
+        let (second, _) = transfers.start(hash, Priority::User);
+        transfers.describe(hash, Some(1000), Some("f.txt".into()));
         transfers.advance(hash, 100);
         transfers.advance(ContentHash([2; 32]), 5); // not running: ignored
         let list = transfers.list();
         assert_eq!(list.len(), 1);
         assert_eq!((list[0].bytes, list[0].items), (100, 1));
+        assert_eq!(
+            (list[0].total, list[0].name.as_deref()),
+            (Some(1000), Some("f.txt"))
+        );
+        assert!(transfers.cancel(&hash));
+        assert!(token.is_cancelled());
+        assert!(!transfers.cancel(&ContentHash([9; 32])));
         drop(guard);
         assert_eq!(transfers.list().len(), 1, "the second fetch still runs");
         drop(second);

@@ -23,6 +23,8 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct Uploads {
     inner: Arc<Mutex<Inner>>,
+    /// The node's upload rate limit, all peers together.
+    rate: Arc<Mutex<super::rate::RateLimit>>,
 }
 
 /// One upload slot, held until dropped.
@@ -49,6 +51,9 @@ impl Uploads {
                     max_peers,
                 ),
             })),
+            rate: Arc::new(Mutex::new(super::rate::RateLimit::new(
+                limits.upload_bytes_per_sec,
+            ))),
         }
     }
 
@@ -109,6 +114,22 @@ impl Uploads {
     /// We gave `peer` `bytes` (an item we sent).
     pub fn sent(&self, peer: AgentId, bytes: u64) {
         self.lock().accounts.sent(peer, bytes, Instant::now());
+    }
+
+    /// `peer` sent a wrong or unsolicited item (see [`Reciprocity::penalize`]).
+    pub fn penalize(&self, peer: AgentId) {
+        self.lock().accounts.penalize(peer, Instant::now());
+    }
+
+    /// Waits until `bytes` more may go out within the node's upload rate limit.
+    pub async fn throttle(&self, bytes: u64) {
+        let wait = {
+            let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+            rate.take(bytes, tokio::time::Instant::now().into_std())
+        };
+        if let Some(at) = wait {
+            tokio::time::sleep_until(at.into()).await;
+        }
     }
 
     /// The account of `peer` since the node started.

@@ -119,6 +119,7 @@ impl Node {
             dialer,
             acceptors,
             announce: config.announce.clone(),
+            capabilities: crate::exchange::capabilities(&node_limits),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
         });

@@ -189,8 +189,11 @@ pub async fn serve_with_clock(
     let files = tokio::task::spawn_blocking(move || {
         let files = store_config.open_file_store()?;
         // What a crash or a full disk left behind (items no file uses, temp files) goes now,
-        // unless another process is writing to the store.
-        tracing::info!("{}", files.startup_gc());
+        // unless another process is writing to the store. Collected before it is logged: a
+        // disabled `info!` never evaluates its arguments, so with `KITH_LOG=warn` the
+        // collection inside it never ran.
+        let report = files.startup_gc();
+        tracing::info!("{report}");
         Ok::<_, kith_store::StoreError>(files)
     })
     .await

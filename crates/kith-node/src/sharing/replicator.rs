@@ -108,7 +108,8 @@ async fn replicate_one(sharing: &Sharing, job: Job) -> Outcome {
     let priority = Priority::Background {
         max_bytes: byte_budget(offer.size, inner.exchange.max_item() as u64),
     };
-    match inner.exchange.fetch_with(hash, Some(peer), priority).await {
+    let fetched = inner.exchange.fetch_with(hash, Some(peer), priority).await;
+    match fetched {
         Ok(report) => {
             let now = inner.clock.unix_secs();
             let from = peer.to_string();

@@ -405,3 +405,74 @@ impl tokio::io::AsyncWrite for Slow {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// A dialer whose connections hold every byte `one_way` in each direction and, with a rate,
+/// deliver at most `bytes_per_sec` each way (on tokio's clock: a paused test runs a long path
+/// in no time and always the same way).
+pub struct LaggyDialer {
+    pub inner: kith_node::endpoint::MemoryDialer,
+    pub one_way: Duration,
+    pub bytes_per_sec: Option<u64>,
+}
+
+impl Dialer for LaggyDialer {
+    fn dial<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+        timeout: Duration,
+    ) -> kith_node::endpoint::directory::BoxFuture<'a, std::io::Result<kith_node::endpoint::Conn>>
+    {
+        Box::pin(async move {
+            let conn = self.inner.dial(host, port, timeout).await?;
+            let (near, far) = tokio::io::duplex(1 << 20);
+            let (inner_read, inner_write) = tokio::io::split(conn.stream);
+            let (far_read, far_write) = tokio::io::split(far);
+            tokio::spawn(lag(inner_read, far_write, self.one_way, self.bytes_per_sec));
+            tokio::spawn(lag(far_read, inner_write, self.one_way, self.bytes_per_sec));
+            Ok(kith_node::endpoint::Conn {
+                stream: Box::new(near),
+                ..conn
+            })
+        })
+    }
+}
+
+/// Copies `from` to `to`, each chunk delivered `one_way` after it was read (and no faster
+/// than the rate), in order.
+async fn lag(
+    mut from: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    mut to: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+    one_way: Duration,
+    bytes_per_sec: Option<u64>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if tx
+                        .send((tokio::time::Instant::now(), buf[..n].to_vec()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let mut departed = tokio::time::Instant::now();
+    while let Some((read_at, chunk)) = rx.recv().await {
+        let wire = bytes_per_sec.map_or(Duration::ZERO, |r| {
+            Duration::from_secs_f64(chunk.len() as f64 / r as f64)
+        });
+        departed = departed.max(read_at) + wire;
+        tokio::time::sleep_until(departed + one_way).await;
+        if to.write_all(&chunk).await.is_err() {
+            return;
+        }
+    }
+    let _ = to.shutdown().await;
+}

@@ -68,6 +68,7 @@
 pub mod binary;
 mod command;
 mod hash;
+pub mod items;
 pub mod offer;
 mod policy;
 mod session;

@@ -106,6 +106,16 @@ pub fn ticket(env: &Env, args: TicketArgs) -> Result<()> {
     Ok(())
 }
 
+/// Issues a ticket: through the running node, or with none running, from the settings.
+pub(super) fn issue_ticket(env: &Env, order: TicketOrder) -> Result<IssuedTicket> {
+    let control = client(env);
+    if control.is_running() {
+        Ok(control.post(TICKETS_PATH, &order)?)
+    } else {
+        issue_offline(env, order)
+    }
+}
+
 /// Issues a ticket with no node running: the address comes from the settings, so it must be
 /// fixed (`--announce` in kith.toml, or a `listen` address with a port).
 fn issue_offline(env: &Env, order: TicketOrder) -> Result<IssuedTicket> {

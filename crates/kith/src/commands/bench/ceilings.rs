@@ -1,13 +1,17 @@
-//! The ceilings a transfer is read against, measured on this machine in the same run: raw TCP
-//! over loopback, SHA-256 (every item is hashed when read and when received) and
-//! ChaCha20-Poly1305 (ring, as the secure link seals and opens every frame).
+//! The ceilings a transfer is read against, measured on this machine in the same run: one TCP
+//! stream (over loopback, or through the same delaying relay as the transfer), SHA-256 (every
+//! item is hashed when read and when received), the durable disk write rate (the file lands
+//! twice: in the store and in the output) and ChaCha20-Poly1305 (ring, as the secure link
+//! seals and opens every frame).
 
+use super::relay::{Relay, Shape};
 use super::Measured;
 use anyhow::{anyhow, Context, Result};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::time::Instant;
 
 /// Bytes per write on the raw TCP pair, and per hash update: large, so syscalls and call
@@ -16,6 +20,74 @@ const BLOCK: usize = 1 << 20;
 /// Bytes per AEAD message: a secure-link frame carries at most 64 KiB, so the link seals at
 /// most this much at a time.
 const AEAD_MESSAGE: usize = 64 * 1024;
+
+/// Writes `bytes` to a new file in `dir`, 1 MiB at a time, and syncs it: the durable write
+/// rate of the disk the store is on (the file is removed afterwards).
+pub fn disk_write(dir: &Path, bytes: u64, pattern: &[u8]) -> Result<Measured> {
+    let path = dir.join("disk-ceiling.bin");
+    let block = &pattern[..BLOCK.min(pattern.len())];
+    let start = Instant::now();
+    {
+        let mut file = std::fs::File::create(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            file.write_all(&block[..n])?;
+            left -= n as u64;
+        }
+        file.sync_all()?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    std::fs::remove_file(&path)?;
+    Ok(Measured { bytes, seconds })
+}
+
+/// Pushes `bytes` from one thread to another over one TCP connection on 127.0.0.1 (through a
+/// relay shaped by `shape`, unless that is no shaping at all), in 1 MiB writes; timed from the
+/// connect to the last byte read.
+pub fn tcp_stream(bytes: u64, pattern: &[u8], shape: Shape) -> Result<Measured> {
+    if shape.is_none() {
+        return raw_tcp(bytes, pattern);
+    }
+    let sink = TcpListener::bind("127.0.0.1:0").context("cannot listen on 127.0.0.1")?;
+    let target = sink.local_addr()?;
+    let (listener, addr) = Relay::bind()?;
+    let _relay = Relay::start(listener, target, shape)?;
+    let block = pattern[..BLOCK.min(pattern.len())].to_vec();
+    let start = Instant::now();
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut stream = TcpStream::connect(addr)?;
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            stream.write_all(&block[..n])?;
+            left -= n as u64;
+        }
+        stream.shutdown(std::net::Shutdown::Write)
+    });
+    let (mut stream, _) = sink.accept().context("TCP through the relay: accept")?;
+    let mut buf = vec![0u8; BLOCK];
+    let mut received = 0u64;
+    loop {
+        let n = stream
+            .read(&mut buf)
+            .context("TCP through the relay: read")?;
+        if n == 0 {
+            break;
+        }
+        received += n as u64;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    sender
+        .join()
+        .map_err(|_| anyhow!("TCP: the sending thread panicked"))?
+        .context("TCP through the relay: write")?;
+    if received != bytes {
+        anyhow::bail!("TCP through the relay: received {received} of {bytes} bytes");
+    }
+    Ok(Measured { bytes, seconds })
+}
 
 /// Pushes `bytes` from one thread to another over a TCP connection on 127.0.0.1, in 1 MiB
 /// writes; timed from the first write to the last byte read.

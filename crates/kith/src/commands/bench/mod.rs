@@ -12,26 +12,22 @@ mod ceilings;
 mod handshakes;
 mod nodes;
 mod probe;
+mod relay;
 mod report;
+mod transfer;
 
 use crate::output::print_json;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use kith_node::api::{
-    ConnectBody, FetchBody, FetchReport, IssuedTicket, TicketOrder, CONNECT_PATH, FETCH_PATH,
-    TICKETS_PATH,
-};
 use kith_node::{NodeConfig, Overrides};
-use kith_store::meta::PeerRecord;
 use kith_store::ContentHash;
-use nodes::{BenchNode, ScratchDir};
-use rand::{RngCore, SeedableRng};
+use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// `kith bench ...`: measurements of this machine and this build.
 #[derive(Debug, Subcommand)]
@@ -55,17 +51,29 @@ pub struct TransferArgs {
     /// Keep the temporary data dirs, node logs and file (the path is printed on stderr)
     #[arg(long)]
     pub keep: bool,
-    /// Where the temporary directory is made (it needs about 3 x the size free) [default: the
-    /// system temp dir]
+    /// Where the temporary directory is made (it needs about (3 + sources) x the size free)
+    /// [default: the system temp dir]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Round trip between the fetching node and each source, in milliseconds: a built-in
+    /// relay holds every byte half of it each way
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub rtt: u64,
+    /// Each source's uplink, decimal megabytes per second: the relay paces each direction to
+    /// it [default: unlimited]
+    #[arg(long, value_name = "MB/S")]
+    pub rate: Option<f64>,
+    /// Nodes that hold the file, each behind its own relay; the fetching node takes it from
+    /// all of them at once (`file get` without `--from`)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub sources: u64,
 }
 
 /// Runs `kith bench ...`; `json` is the global `--json`. No data dir of the user's is touched.
 pub fn run(command: BenchCommand, json: bool) -> Result<()> {
     match command {
         BenchCommand::Transfer(args) => {
-            let result = transfer(&args, json)?;
+            let result = transfer::run(&args, json)?;
             if json {
                 print_json(&result)
             } else {
@@ -108,30 +116,43 @@ pub struct TransferResult {
     pub bytes: u64,
     /// Its content address.
     pub hash: String,
-    /// The fetcher's copy streamed out of its store had the source file's SHA-256.
+    /// The output file and the fetcher's stored copy had the source file's SHA-256.
     pub verified: bool,
-    /// Raw TCP loopback, two threads, same byte count.
+    /// The round trip the relays added, ms (0: none).
+    pub rtt_ms: u64,
+    /// Each source's uplink, MB/s (`None`: unlimited).
+    pub rate_mb_s: Option<f64>,
+    /// Nodes that held the file.
+    pub sources: u64,
+    /// One TCP stream, same byte count: over loopback, or through a relay shaped as the
+    /// transfer's (with a rate, the one-uplink figure).
     pub raw_tcp: Figure,
     /// SHA-256 (sha2) on one core.
     pub sha256: Figure,
+    /// The file written to disk and synced (the store's file system), same byte count.
+    pub disk_write: Figure,
     /// ChaCha20-Poly1305 (ring) sealing on one core.
     pub chacha20_poly1305: Figure,
-    /// `kith file put` on the source node's data dir.
+    /// min(SHA-256, one TCP stream, half the durable disk write rate), decimal GB/s: the bytes
+    /// are hashed, cross the network, and land on disk twice (store and output).
+    pub ceiling_gb_per_s: f64,
+    /// `kith file put` on a source node's data dir.
     pub put: Figure,
-    /// `file get HASH --from SOURCE` on the fetching node.
+    /// `kith file get HASH [--from SOURCE] -o FILE` on the fetching node, start to exit.
     pub transfer: Figure,
-    /// Items of the file's tree, and how many were fetched.
+    /// Items of the file's tree.
     pub items: u64,
     /// Items received by the fetch.
     pub items_fetched: u64,
+    /// What each source delivered.
+    pub shares: Vec<kith_node::api::SourceShare>,
     /// The transfer's throughput over each ceiling's.
     pub ratios: Ratios,
-    /// Peak resident set size (VmHWM) of the source node, bytes.
+    /// Peak resident set size (VmHWM) of the source node that used the most, bytes.
     pub peak_rss_source: u64,
     /// Peak resident set size (VmHWM) of the fetching node, bytes.
     pub peak_rss_fetcher: u64,
-    /// CPU time (user + system) the source node spent during the transfer, seconds: next to
-    /// the transfer's wall-clock seconds it says whether the transfer was busy or waiting.
+    /// CPU time (user + system) the source nodes spent during the transfer, seconds.
     pub cpu_seconds_source: f64,
     /// CPU time (user + system) the fetching node spent during the transfer, seconds.
     pub cpu_seconds_fetcher: f64,
@@ -166,138 +187,16 @@ impl From<Measured> for Figure {
 /// The transfer's throughput divided by each ceiling's.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Ratios {
-    /// transfer / raw TCP loopback.
+    /// transfer / one TCP stream (through one relay: with a rate, one uplink).
     pub raw_tcp: f64,
     /// transfer / SHA-256.
     pub sha256: f64,
+    /// transfer / half the durable disk write rate.
+    pub half_disk: f64,
     /// transfer / ChaCha20-Poly1305.
     pub chacha20_poly1305: f64,
-}
-
-fn transfer(args: &TransferArgs, json: bool) -> Result<TransferResult> {
-    let progress = |what: &str| {
-        if !json {
-            eprintln!("{what}");
-        }
-    };
-    let size = args.size;
-    if size == 0 {
-        bail!("--size must be at least one byte");
-    }
-    let mut rng = rand::rngs::StdRng::from_entropy();
-    let mut pattern = vec![0u8; 1 << 20];
-    rng.fill_bytes(&mut pattern);
-
-    progress("measuring the ceilings: raw TCP loopback, SHA-256, ChaCha20-Poly1305");
-    let raw_tcp = ceilings::raw_tcp(size, &pattern)?;
-    let sha256 = ceilings::sha256(size, &pattern);
-    let chacha = ceilings::chacha20_poly1305(size, &pattern)?;
-
-    let parent = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => std::env::temp_dir(),
-    };
-    // Declared before the nodes, so it is dropped (removed) after they have stopped.
-    let scratch = ScratchDir::create(&parent, args.keep)?;
-    let file = scratch.path().join("file.bin");
-    progress(&format!(
-        "writing {size} random bytes to {}",
-        file.display()
-    ));
-    let source_sha256 = write_random_file(&file, size, &mut rng)?;
-
-    progress("starting two nodes and linking them");
-    let mut source = BenchNode::start(&scratch.path().join("a"))?;
-    let mut fetcher = BenchNode::start(&scratch.path().join("b"))?;
-    let node_limits = kith_node::limits::NodeLimits::default();
-    let quick = Duration::from_millis(node_limits.control_timeout_ms);
-    let ticket: IssuedTicket = source.control(quick).post(
-        TICKETS_PATH,
-        &TicketOrder {
-            reusable: false,
-            ttl_secs: 600,
-            cuid: None,
-            code: false,
-        },
-    )?;
-    let _: PeerRecord = fetcher.control(quick).post(
-        CONNECT_PATH,
-        &ConnectBody {
-            ticket: ticket.line,
-        },
-    )?;
-
-    progress("file put on the source node");
-    let (hash, put) = put_file(&source.data, &file, size)?;
-
-    progress("timing status and chat on the fetching node, idle");
-    let probing = fetcher.control(quick);
-    probe::prepare(&probing)?;
-    let idle_probe = probe::Probe::start(probing.clone());
-    std::thread::sleep(probe::EVERY * 20);
-    let idle = idle_probe.finish();
-
-    progress("file get --from the source on the fetching node (status and chat timed meanwhile)");
-    let body = FetchBody {
-        hash: hash.to_hex(),
-        from: Some(source.agent.clone()),
-        max_price: None,
-    };
-    let slow = Duration::from_millis(node_limits.exchange_fetch_timeout_ms);
-    let cpu_before = (source.cpu_seconds()?, fetcher.cpu_seconds()?);
-    let start = Instant::now();
-    let busy_probe = probe::Probe::start(probing);
-    let fetched = fetcher
-        .control(slow)
-        .post::<_, FetchReport>(FETCH_PATH, &body);
-    let transfer = Measured {
-        bytes: size,
-        seconds: start.elapsed().as_secs_f64(),
-    };
-    let during_transfer = busy_probe.finish();
-    let fetched = fetched?;
-    let cpu_source = source.cpu_seconds()? - cpu_before.0;
-    let cpu_fetcher = fetcher.cpu_seconds()? - cpu_before.1;
-    let peak_rss_source = source.peak_rss()?;
-    let peak_rss_fetcher = fetcher.peak_rss()?;
-
-    progress("verifying the fetched copy");
-    if fetched.size != size {
-        bail!(
-            "the fetch reported {} bytes, the file has {size}",
-            fetched.size
-        );
-    }
-    let copy_sha256 = stored_sha256(&fetcher.data, &hash)?;
-    if copy_sha256 != source_sha256 {
-        bail!("the fetched copy of {hash} differs from the source file");
-    }
-    source.stop();
-    fetcher.stop();
-
-    Ok(TransferResult {
-        bytes: size,
-        hash: hash.to_hex(),
-        verified: true,
-        raw_tcp: raw_tcp.into(),
-        sha256: sha256.into(),
-        chacha20_poly1305: chacha.into(),
-        put: put.into(),
-        transfer: transfer.into(),
-        items: fetched.items,
-        items_fetched: fetched.items_fetched,
-        ratios: Ratios {
-            raw_tcp: transfer.gb_per_s() / raw_tcp.gb_per_s(),
-            sha256: transfer.gb_per_s() / sha256.gb_per_s(),
-            chacha20_poly1305: transfer.gb_per_s() / chacha.gb_per_s(),
-        },
-        peak_rss_source,
-        peak_rss_fetcher,
-        cpu_seconds_source: cpu_source,
-        cpu_seconds_fetcher: cpu_fetcher,
-        idle,
-        during_transfer,
-    })
+    /// transfer / min(SHA-256, TCP, half disk): the figure the issue asks for.
+    pub ceiling: f64,
 }
 
 /// Writes `size` random bytes to `path`; returns their SHA-256.

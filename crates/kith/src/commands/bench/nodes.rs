@@ -72,6 +72,23 @@ impl BenchNode {
 
     /// [`BenchNode::start`] with another kith executable (to compare builds).
     pub fn start_with(exe: Option<&Path>, data: &Path) -> Result<BenchNode> {
+        BenchNode::start_full(exe, data, None)
+    }
+
+    /// [`BenchNode::start`] for a node that tells peers to reach it at `announce` (a relay in
+    /// front of it): its tickets and its link `version` name that address.
+    pub fn start_announcing(
+        data: &Path,
+        announce: Option<std::net::SocketAddr>,
+    ) -> Result<BenchNode> {
+        BenchNode::start_full(None, data, announce)
+    }
+
+    fn start_full(
+        exe: Option<&Path>,
+        data: &Path,
+        announce: Option<std::net::SocketAddr>,
+    ) -> Result<BenchNode> {
         std::fs::create_dir_all(data)?;
         let log_path = data.with_extension("log");
         let log = std::fs::File::create(&log_path)
@@ -80,11 +97,17 @@ impl BenchNode {
             Some(exe) => exe.to_owned(),
             None => std::env::current_exe().context("cannot find the kith executable")?,
         };
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        if let Some(announce) = announce {
+            // Before the subcommand's own flags is fine for clap: these are `up`'s.
+            command.args(["up", "--announce", &announce.to_string()]);
+        } else {
+            command.arg("up");
+        }
+        let mut child = command
             .arg("--data")
             .arg(data)
             .args([
-                "up",
                 "--listen",
                 "127.0.0.1:0",
                 "--peer-listen",

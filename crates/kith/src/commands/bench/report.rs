@@ -5,37 +5,65 @@ use super::{Figure, TransferResult};
 /// Prints the run as a table: each ceiling and the transfer, with the transfer's throughput
 /// as a fraction of each ceiling, then the peak memory of both nodes.
 pub fn print_table(r: &TransferResult) {
+    let path = match (r.rtt_ms, r.rate_mb_s) {
+        (0, None) => "over loopback".to_owned(),
+        (rtt, None) => format!("across a {rtt} ms round trip"),
+        (rtt, Some(rate)) => format!("across a {rtt} ms round trip, {rate} MB/s per source"),
+    };
     println!(
-        "kith bench transfer: {} bytes ({}), {} items ({} fetched), over one secure link on loopback",
+        "kith bench transfer: {} bytes ({}), {} items ({} fetched), from {} source(s) {path}",
         r.bytes,
         human_bytes(r.bytes),
         r.items,
-        r.items_fetched
+        r.items_fetched,
+        r.sources
     );
     println!(
-        "{:<34} {:>9} {:>8} {:>14}",
+        "{:<40} {:>9} {:>8} {:>14}",
         "", "seconds", "GB/s", "transfer/this"
     );
     let row = |name: &str, figure: &Figure, ratio: Option<f64>| {
         let ratio = ratio.map_or_else(String::new, |r| format!("{r:.3}"));
         println!(
-            "{name:<34} {:>9.3} {:>8.3} {ratio:>14}",
+            "{name:<40} {:>9.3} {:>8.3} {ratio:>14}",
             figure.seconds, figure.gb_per_s
         );
     };
-    row(
-        "raw TCP loopback (2 threads)",
-        &r.raw_tcp,
-        Some(r.ratios.raw_tcp),
-    );
+    let tcp = if r.rtt_ms == 0 && r.rate_mb_s.is_none() {
+        "one TCP stream (loopback)"
+    } else {
+        "one TCP stream through one relay"
+    };
+    row(tcp, &r.raw_tcp, Some(r.ratios.raw_tcp));
     row("SHA-256 (1 core)", &r.sha256, Some(r.ratios.sha256));
+    row(
+        "disk write + sync (ratio: half of it)",
+        &r.disk_write,
+        Some(r.ratios.half_disk),
+    );
     row(
         "ChaCha20-Poly1305 seal (1 core)",
         &r.chacha20_poly1305,
         Some(r.ratios.chacha20_poly1305),
     );
-    row("file put (source node's store)", &r.put, None);
-    row("file get --from (transfer)", &r.transfer, None);
+    row("file put (a source node's store)", &r.put, None);
+    row("file get -o FILE (start to exit)", &r.transfer, None);
+    println!(
+        "ceiling min(SHA-256, TCP, disk/2) = {:.3} GB/s; transfer / ceiling = {:.3}",
+        r.ceiling_gb_per_s, r.ratios.ceiling
+    );
+    for share in &r.shares {
+        println!(
+            "  source {}: {} items, {}{}",
+            &share.agent[..12.min(share.agent.len())],
+            share.items,
+            human_bytes(share.bytes),
+            share
+                .dropped
+                .as_ref()
+                .map_or(String::new(), |d| format!(" (dropped: {d})"))
+        );
+    }
     println!(
         "peak RSS (VmHWM): source node {}, fetching node {}",
         human_bytes(r.peak_rss_source),

@@ -181,7 +181,7 @@ fn fetch(demo: &Demo, who: Node, hash: &str) -> Result<FetchReport> {
     let body = FetchBody {
         hash: hash.to_owned(),
         from: Some(from.agent.clone()),
-        max_price: None,
+        ..FetchBody::default()
     };
     let _bar = TransferBar::start(to.control(), hash, label, demo.json);
     to.post(FETCH_PATH, &body)

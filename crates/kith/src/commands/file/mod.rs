@@ -1,17 +1,17 @@
 //! `kith file hash|put|get|ls|rm|share`: the local content store, usable with or without a running
-//! node (the store takes a lock, so both can share one data dir). `file get --from AGENT`
-//! (or a `file get` of a file that is not here, with a node running) has the node fetch the
-//! file from a linked peer first.
+//! node (the store takes a lock, so both can share one data dir). `file get` of a file that
+//! is not here has the node fetch it from its linked peers ([`get`]); `file share --ticket`
+//! prints a file ticket ([`ticket`]).
+
+mod get;
+pub mod ticket;
 
 use super::Env;
 use crate::cli::FileCommand;
 use crate::output::{print_json, report};
-use crate::progress::TransferBar;
 use anyhow::{Context, Result};
 use kith_node::api::ShareReport;
-use kith_node::api::{
-    Changed, FetchBody, FetchReport, HashBody, FETCH_PATH, SHARE_PATH, UNSHARE_PATH,
-};
+use kith_node::api::{Changed, HashBody, SHARE_PATH, UNSHARE_PATH};
 use kith_node::control::ControlClient;
 use kith_store::{ContentHash, FileStore, RemoveOutcome};
 use serde_json::json;
@@ -37,7 +37,7 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
             }
         }
         FileCommand::Put { path } => {
-            let record = store.put_path(&path, None)?;
+            let record = put(&store, &path, env.json)?;
             if env.json {
                 print_json(&record)
             } else {
@@ -49,33 +49,21 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
             hash,
             output,
             from,
+            force,
+            rate,
             max_price,
-        } => {
-            let hash = parse_hash(&hash)?;
-            let fetched = fetch_if_needed(env, &mut store, &hash, from, max_price)?;
-            if let (Some(report), false) = (&fetched, env.json) {
-                eprintln!(
-                    "fetched {} of {} items ({} bytes) from {}",
-                    report.items_fetched, report.items, report.size, report.from
-                );
-            }
-            let bytes = match &output {
-                Some(path) => store.get_to_path(&hash, path)?,
-                None => {
-                    let mut stdout = std::io::stdout().lock();
-                    store.get_to_writer(&hash, &mut stdout)?
-                }
-            };
-            if let (true, Some(path)) = (env.json, &output) {
-                print_json(&json!({
-                    "hash": hash.to_hex(),
-                    "path": path,
-                    "size": bytes,
-                    "fetched": fetched,
-                }))?;
-            }
-            Ok(())
-        }
+        } => get::run(
+            env,
+            &store,
+            get::GetArgs {
+                target: hash,
+                output,
+                from,
+                force,
+                rate,
+                max_price,
+            },
+        ),
         FileCommand::Ls => {
             let files = store.list()?;
             if env.json {
@@ -92,7 +80,13 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
             }
             Ok(())
         }
-        FileCommand::Share { hash, stop } => share(env, &mut store, &parse_hash(&hash)?, stop),
+        FileCommand::Share {
+            hash,
+            ticket: true,
+            ttl,
+            ..
+        } => file_ticket(env, &store, &parse_hash(&hash)?, &ttl),
+        FileCommand::Share { hash, stop, .. } => share(env, &mut store, &parse_hash(&hash)?, stop),
         FileCommand::Rm { hash } => {
             let hash = parse_hash(&hash)?;
             match store.remove(&hash)? {
@@ -110,32 +104,63 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
     }
 }
 
-/// With `--from`, or when the file is not recorded here and a node runs, asks the node to
-/// fetch it from a linked peer. With no node running and no `--from`, the local store alone
-/// answers, as before.
-fn fetch_if_needed(
-    env: &Env,
-    store: &mut FileStore,
-    hash: &ContentHash,
-    from: Option<String>,
-    max_price: Option<u64>,
-) -> Result<Option<FetchReport>> {
-    let dir = &env.config.data_dir;
-    let control = ControlClient::new(
-        dir.root(),
-        dir.control_socket(),
-        Duration::from_millis(env.config.node_limits.exchange_fetch_timeout_ms),
+/// `kith file put PATH`, with a progress bar on a terminal.
+fn put(store: &FileStore, path: &std::path::Path, json: bool) -> Result<kith_store::FileRecord> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let size = file.metadata().map(|m| m.len()).ok();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let bar = crate::progress::bar(
+        size,
+        &format!("storing {}", name.as_deref().unwrap_or("")),
+        json,
     );
-    if from.is_none() && (store.get(hash)?.is_some() || !control.is_running()) {
-        return Ok(None);
-    }
-    let body = FetchBody {
-        hash: hash.to_hex(),
-        from,
-        max_price,
+    let mut reader = bar.wrap_read(file);
+    let record = match store.put_reader(&mut reader, name.as_deref()) {
+        // A remove in another process took an item meanwhile: the plain put retries.
+        Err(kith_store::StoreError::ItemVanished { .. }) => store.put_path(path, None)?,
+        other => other?,
     };
-    let _bar = TransferBar::start(&control, &body.hash, "fetching", env.json);
-    Ok(Some(control.post(FETCH_PATH, &body)?))
+    bar.finish_and_clear();
+    Ok(record)
+}
+
+/// `kith file share HASH --ticket`: a one-line file ticket, with a fresh one-time ticket for
+/// this node inside.
+fn file_ticket(env: &Env, store: &FileStore, hash: &ContentHash, ttl: &str) -> Result<()> {
+    let Some(record) = store.get(hash)? else {
+        anyhow::bail!(
+            "no stored file has the hash {hash}; store it first with `kith file put PATH`"
+        );
+    };
+    let ttl = humantime::parse_duration(ttl)
+        .with_context(|| format!("--ttl {ttl:?} is not a duration like 45m, 2h or 7d"))?;
+    let issued = super::links::issue_ticket(
+        env,
+        kith_node::api::TicketOrder {
+            reusable: false,
+            ttl_secs: ttl.as_secs(),
+            cuid: None,
+            code: false,
+        },
+    )?;
+    let ticket = ticket::FileTicket {
+        hash: hash.to_hex(),
+        name: record.name,
+        size: Some(record.size),
+        ticket: issued.ticket,
+    };
+    let line = ticket.to_line();
+    if env.json {
+        return print_json(&json!({"hash": hash.to_hex(), "ticket": line}));
+    }
+    println!("{line}");
+    eprintln!(
+        "one use, expires {}; whoever holds it can link to this node and fetch the file: \
+         `kith file get TICKET`",
+        ticket.ticket.expires
+    );
+    Ok(())
 }
 
 /// `kith file share HASH [--stop]`: through the running node, which offers the file to its

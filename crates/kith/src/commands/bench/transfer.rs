@@ -1,0 +1,269 @@
+//! One run of `kith bench transfer`: ceilings, nodes (each source behind its own relay),
+//! the file, the timed `kith file get`, and the checks.
+
+use super::ceilings;
+use super::nodes::{BenchNode, ScratchDir};
+use super::probe;
+use super::relay::{Relay, Shape};
+use super::{
+    put_file, stored_sha256, write_random_file, Figure, Measured, Ratios, TransferArgs,
+    TransferResult,
+};
+use anyhow::{bail, Context, Result};
+use kith_node::api::{
+    ConnectBody, FetchReport, IssuedTicket, TicketOrder, CONNECT_PATH, TICKETS_PATH,
+};
+use kith_store::meta::PeerRecord;
+use kith_store::ContentHash;
+use rand::{RngCore, SeedableRng};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs the benchmark.
+pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
+    let progress = |what: &str| {
+        if !json {
+            eprintln!("{what}");
+        }
+    };
+    let size = args.size;
+    if size == 0 {
+        bail!("--size must be at least one byte");
+    }
+    if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+        bail!("--rate must be a positive number of MB/s");
+    }
+    let shape = Shape {
+        one_way: Duration::from_millis(args.rtt) / 2,
+        rate: args.rate.map(|r| r * 1e6),
+    };
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    let mut pattern = vec![0u8; 1 << 20];
+    rng.fill_bytes(&mut pattern);
+    let parent = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir(),
+    };
+    // Declared before the nodes, so it is dropped (removed) after they have stopped.
+    let scratch = ScratchDir::create(&parent, args.keep)?;
+
+    progress("measuring the ceilings: one TCP stream, SHA-256, the disk, ChaCha20-Poly1305");
+    let tcp = ceilings::tcp_stream(size, &pattern, shape)?;
+    let sha256 = ceilings::sha256(size, &pattern);
+    let disk = ceilings::disk_write(scratch.path(), size, &pattern)?;
+    let chacha = ceilings::chacha20_poly1305(size, &pattern)?;
+    let ceiling = tcp
+        .gb_per_s()
+        .min(sha256.gb_per_s())
+        .min(disk.gb_per_s() / 2.0);
+
+    let file = scratch.path().join("file.bin");
+    progress(&format!(
+        "writing {size} random bytes to {}",
+        file.display()
+    ));
+    let source_sha256 = write_random_file(&file, size, &mut rng)?;
+
+    progress(&format!(
+        "starting {} source node(s){} and the fetching node",
+        args.sources,
+        if shape.is_none() {
+            String::new()
+        } else {
+            format!(
+                " behind relays ({} ms round trip{})",
+                args.rtt,
+                args.rate
+                    .map_or(String::new(), |r| format!(", {r} MB/s each way"))
+            )
+        }
+    ));
+    let mut relays = Vec::new();
+    let mut sources = Vec::new();
+    for i in 0..args.sources {
+        let data = scratch.path().join(format!("source{i}"));
+        if shape.is_none() {
+            sources.push(BenchNode::start(&data)?);
+            continue;
+        }
+        let (listener, relay_addr) = Relay::bind()?;
+        let node = BenchNode::start_announcing(&data, Some(relay_addr))?;
+        let listen: SocketAddr = node
+            .listen
+            .as_deref()
+            .context("a source node has no listener")?
+            .parse()
+            .context("a source node's listener is not an address")?;
+        relays.push(Relay::start(listener, listen, shape)?);
+        sources.push(node);
+    }
+    let mut fetcher = BenchNode::start(&scratch.path().join("fetcher"))?;
+    let node_limits = kith_node::limits::NodeLimits::default();
+    let quick = Duration::from_millis(node_limits.control_timeout_ms);
+
+    progress("file put on each source node, and linking the fetching node to each");
+    let mut put = None;
+    let mut hash = None;
+    for source in &sources {
+        let (h, m) = put_file(&source.data, &file, size)?;
+        put.get_or_insert(m);
+        hash = Some(h);
+        let ticket: IssuedTicket = source.control(quick).post(
+            TICKETS_PATH,
+            &TicketOrder {
+                reusable: false,
+                ttl_secs: 600,
+                cuid: None,
+                code: false,
+            },
+        )?;
+        let _: PeerRecord = fetcher.control(quick).post(
+            CONNECT_PATH,
+            &ConnectBody {
+                ticket: ticket.line,
+            },
+        )?;
+    }
+    let (hash, put) = (
+        hash.context("no source node")?,
+        put.context("no source node")?,
+    );
+
+    progress("timing status and chat on the fetching node, idle");
+    let probing = fetcher.control(quick);
+    probe::prepare(&probing)?;
+    let idle_probe = probe::Probe::start(probing.clone());
+    std::thread::sleep(probe::EVERY * 20);
+    let idle = idle_probe.finish();
+
+    let from = (args.sources == 1).then(|| sources[0].agent.clone());
+    progress(&format!(
+        "kith file get {}-o FILE on the fetching node (status and chat timed meanwhile)",
+        if from.is_some() { "--from SOURCE " } else { "" }
+    ));
+    let out = scratch.path().join("copy.bin");
+    let cpu_before = (cpu_of(&sources)?, fetcher.cpu_seconds()?);
+    let busy_probe = probe::Probe::start(probing);
+    let fetched = get_file(&fetcher.data, &hash, from.as_deref(), &out, size);
+    let during_transfer = busy_probe.finish();
+    let (transfer, fetched) = fetched?;
+    let cpu_source = cpu_of(&sources)? - cpu_before.0;
+    let cpu_fetcher = fetcher.cpu_seconds()? - cpu_before.1;
+    let mut peak_rss_source = 0;
+    for source in &sources {
+        peak_rss_source = peak_rss_source.max(source.peak_rss()?);
+    }
+    let peak_rss_fetcher = fetcher.peak_rss()?;
+
+    progress("verifying the output file and the fetched copy in the store");
+    if fetched.size != size {
+        bail!(
+            "the fetch reported {} bytes, the file has {size}",
+            fetched.size
+        );
+    }
+    if file_sha256(&out)? != source_sha256 {
+        bail!("the output file of {hash} differs from the source file");
+    }
+    if stored_sha256(&fetcher.data, &hash)? != source_sha256 {
+        bail!("the fetched copy of {hash} differs from the source file");
+    }
+    for source in &mut sources {
+        source.stop();
+    }
+    fetcher.stop();
+    drop(relays);
+
+    let rate = transfer.gb_per_s();
+    Ok(TransferResult {
+        bytes: size,
+        hash: hash.to_hex(),
+        verified: true,
+        rtt_ms: args.rtt,
+        rate_mb_s: args.rate,
+        sources: args.sources,
+        raw_tcp: tcp.into(),
+        sha256: sha256.into(),
+        disk_write: disk.into(),
+        chacha20_poly1305: chacha.into(),
+        ceiling_gb_per_s: ceiling,
+        put: put.into(),
+        transfer: Figure::from(transfer),
+        items: fetched.items,
+        items_fetched: fetched.items_fetched,
+        shares: fetched.sources,
+        ratios: Ratios {
+            raw_tcp: rate / tcp.gb_per_s(),
+            sha256: rate / sha256.gb_per_s(),
+            half_disk: rate / (disk.gb_per_s() / 2.0),
+            chacha20_poly1305: rate / chacha.gb_per_s(),
+            ceiling: rate / ceiling,
+        },
+        peak_rss_source,
+        peak_rss_fetcher,
+        cpu_seconds_source: cpu_source,
+        cpu_seconds_fetcher: cpu_fetcher,
+        idle,
+        during_transfer,
+    })
+}
+
+fn cpu_of(nodes: &[BenchNode]) -> Result<f64> {
+    nodes.iter().map(BenchNode::cpu_seconds).sum()
+}
+
+/// `kith --data DATA file get HASH [--from AGENT] -o OUT --json` (this executable), timed
+/// from start to exit; returns the fetch report.
+fn get_file(
+    data: &Path,
+    hash: &ContentHash,
+    from: Option<&str>,
+    out: &Path,
+    size: u64,
+) -> Result<(Measured, FetchReport)> {
+    let exe = std::env::current_exe().context("cannot find the kith executable")?;
+    let mut command = Command::new(exe);
+    command
+        .arg("--data")
+        .arg(data)
+        .args(["file", "get", &hash.to_hex(), "--json", "-o"])
+        .arg(out);
+    if let Some(from) = from {
+        command.args(["--from", from]);
+    }
+    let start = Instant::now();
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run kith file get")?;
+    let seconds = start.elapsed().as_secs_f64();
+    if !output.status.success() {
+        bail!(
+            "kith file get failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let printed: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("kith file get printed no JSON")?;
+    let report: FetchReport = serde_json::from_value(printed["fetched"].clone())
+        .context("kith file get printed no fetch report")?;
+    Ok((
+        Measured {
+            bytes: size,
+            seconds,
+        },
+        report,
+    ))
+}
+
+/// SHA-256 of a file, streamed.
+fn file_sha256(path: &Path) -> Result<[u8; 32]> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hasher.finalize().into())
+}
