@@ -33,6 +33,17 @@ fn link_with(node: &Node, agent: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// How plain `kith peers` says `agent` is reached: `[via, remote]`.
+fn reached(node: &Node, agent: &str) -> Vec<String> {
+    let text = node.ok(&["peers"]);
+    let line = text.lines().find(|l| l.starts_with(agent)).unwrap();
+    line.split_whitespace()
+        .skip(2)
+        .take(2)
+        .map(str::to_owned)
+        .collect()
+}
+
 fn node_id(node: &Node) -> String {
     node.ready["node_id"].as_str().unwrap().to_owned()
 }
@@ -99,6 +110,7 @@ fn behind_two_nats_a_and_b_link_by_a_hole_punched_through_the_helper() {
     let seen_by_b = link_with(nb, &na.agent());
     assert_eq!(seen_by_a["via"], "punched", "{seen_by_a}");
     assert_eq!(seen_by_b["via"], "punched", "{seen_by_b}");
+    assert_eq!(reached(na, &nb.agent()), ["punched", "203.0.113.2:7420"]);
     assert_eq!(
         seen_by_a["remote"], "203.0.113.2:7420",
         "NAT B's public address"
@@ -170,6 +182,7 @@ fn behind_symmetric_nats_the_helper_relays_and_a_file_and_chat_still_go_through(
     });
     assert_eq!(link_with(na, &nb.agent())["via"], "relayed");
     assert_eq!(link_with(nb, &na.agent())["via"], "relayed");
+    assert_eq!(reached(na, &nb.agent())[0], "relayed");
     assert_eq!(na.counter("punches_failed"), 1);
     assert_eq!(helper.counter("relay_circuits_opened"), 1);
     eprintln!(
