@@ -70,6 +70,24 @@ fn peer_line(node: &Node, agent: &str) -> String {
 }
 
 #[test]
+fn a_ticket_naming_no_public_address_warns_on_stderr_and_stays_alone_on_stdout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(&tmp.path().join("a"));
+    let out = a.kith(&["ticket"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    assert!(stdout.starts_with("kith-ticket:"), "{stdout:?}");
+    assert!(
+        stderr.contains(
+            "warning: no address in this ticket can be reached from the internet (127.0.0.1:"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_reused_ticket_gets_no_answer() {
     let tmp = tempfile::tempdir().unwrap();
     let a = Node::start(&tmp.path().join("a"));
