@@ -90,6 +90,23 @@ crate::counters! {
     }
 }
 
+/// Why a record found in the DHT was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRecord {
+    /// It is under another key than the agent's.
+    #[error("the record is under another key")]
+    OtherKey,
+    /// It does not carry kith's salt.
+    #[error("the record is not a kith address record (salt)")]
+    Salt,
+    /// The agent's key did not sign it.
+    #[error("the record is not signed by the agent's key")]
+    Signature,
+    /// Its value is not a list of 1 to [`MAX_ADDRS`] usable `IP:PORT` addresses.
+    #[error("the record's value is not a list of usable addresses")]
+    Value,
+}
+
 /// The node's DHT (a handle).
 #[derive(Clone)]
 pub struct Dht {
@@ -116,8 +133,8 @@ impl std::fmt::Debug for Dht {
     }
 }
 
-/// The bytes BEP 44 signs.
-fn signable(seq: i64, value: &[u8]) -> Vec<u8> {
+/// The bytes BEP 44 signs for a record of ours (salt [`SALT`]).
+pub fn signable(seq: i64, value: &[u8]) -> Vec<u8> {
     let mut out = format!("4:salt{}:", SALT.len()).into_bytes();
     out.extend_from_slice(SALT);
     out.extend_from_slice(format!("3:seqi{seq}e1:v{}:", value.len()).as_bytes());
@@ -237,19 +254,32 @@ impl Dht {
         let item = client
             .get_mutable_most_recent(agent.as_bytes(), Some(SALT))
             .await?;
-        // The DHT checked the signature; check it is this agent's, once more, ourselves.
-        let signed = signable(item.seq(), item.value());
-        let valid = item.key() == agent.as_bytes() && agent.verify(&signed, item.signature());
-        match parse_value(item.value()).filter(|_| valid) {
-            Some(addrs) => {
-                self.inner.counters.dht_found.bump();
-                Some(addrs)
-            }
-            None => {
-                self.inner.counters.dht_records_invalid.bump();
-                None
-            }
+        self.accept(agent, &item).ok()
+    }
+
+    /// The addresses of `item`, a record found under `agent`'s key, if it is a valid kith
+    /// record of that agent's; else the reason, counted (`dht_records_invalid`). DHT nodes
+    /// check signatures before they store or return an item, but one that lies could hand us
+    /// anything: we check the key, the signature and the value ourselves.
+    pub fn accept(
+        &self,
+        agent: AgentId,
+        item: &MutableItem,
+    ) -> Result<Vec<SocketAddr>, InvalidRecord> {
+        let checked = if item.key() != agent.as_bytes() {
+            Err(InvalidRecord::OtherKey)
+        } else if item.salt() != Some(SALT) {
+            Err(InvalidRecord::Salt)
+        } else if !agent.verify(&signable(item.seq(), item.value()), item.signature()) {
+            Err(InvalidRecord::Signature)
+        } else {
+            parse_value(item.value()).ok_or(InvalidRecord::Value)
+        };
+        match &checked {
+            Ok(_) => self.inner.counters.dht_found.bump(),
+            Err(_) => self.inner.counters.dht_records_invalid.bump(),
         }
+        checked
     }
 
     /// Publishes `addrs` under our key now.

@@ -38,6 +38,11 @@ fn two_nodes_link_by_ticket_ping_and_relink_after_a_restart() {
     assert!(a.ok(&["ping", &b.agent()]).starts_with("pong from"));
     assert!(b.ok(&["ping", &a.agent()]).starts_with("pong from"));
     assert_eq!(a.peer_state(&b.agent()), "linked");
+    // Plain `kith peers` says how the peer is reached and where: a direct dial on loopback.
+    let line = peer_line(&b, &a.agent());
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols[1..3], ["linked", "direct"], "{line}");
+    assert!(cols[3].starts_with("127.0.0.1:"), "{line}");
 
     // B restarts: it re-links to A by itself (N + KK), nobody has to send anything.
     b.stop();
@@ -47,6 +52,39 @@ fn two_nodes_link_by_ticket_ping_and_relink_after_a_restart() {
     });
     assert!(a.ok(&["ping", &b.agent()]).starts_with("pong from"));
     assert_eq!(a.links(), 1, "one logical link per peer");
+    // With no node running, the peer is offline and nothing says how it is reached.
+    let mut a = a;
+    a.stop();
+    let line = peer_line(&a, &b.agent());
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols[1..3], ["offline", "-"], "{line}");
+}
+
+/// `kith peers`'s line for `agent` (plain output).
+fn peer_line(node: &Node, agent: &str) -> String {
+    let text = node.ok(&["peers"]);
+    text.lines()
+        .find(|l| l.starts_with(agent))
+        .unwrap_or_else(|| panic!("{agent} not listed: {text}"))
+        .to_owned()
+}
+
+#[test]
+fn a_ticket_naming_no_public_address_warns_on_stderr_and_stays_alone_on_stdout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(&tmp.path().join("a"));
+    let out = a.kith(&["ticket"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    assert!(stdout.starts_with("kith-ticket:"), "{stdout:?}");
+    assert!(
+        stderr.contains(
+            "warning: no address in this ticket can be reached from the internet (127.0.0.1:"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -12,6 +12,8 @@
 //! - A node with a public address moves to another (and restarts there); its peer behind a
 //!   NAT finds it again through the DHT (the helper is the lab's DHT bootstrap), where it
 //!   published its addresses under its key.
+//! - A ticket warns on stderr when nothing in it is public, and when its node is behind a
+//!   NAT with no linked peer to broker a punch to it.
 //! - Two nodes on one LAN segment hear each other by mDNS (`kith peers --nearby`), each key
 //!   proven at its LAN address.
 
@@ -31,6 +33,17 @@ fn link_with(node: &Node, agent: &str) -> Value {
         .find(|p| p["agent"] == agent)
         .map(|p| p["link"].clone())
         .unwrap_or(Value::Null)
+}
+
+/// How plain `kith peers` says `agent` is reached: `[via, remote]`.
+fn reached(node: &Node, agent: &str) -> Vec<String> {
+    let text = node.ok(&["peers"]);
+    let line = text.lines().find(|l| l.starts_with(agent)).unwrap();
+    line.split_whitespace()
+        .skip(2)
+        .take(2)
+        .map(str::to_owned)
+        .collect()
 }
 
 fn node_id(node: &Node) -> String {
@@ -99,6 +112,7 @@ fn behind_two_nats_a_and_b_link_by_a_hole_punched_through_the_helper() {
     let seen_by_b = link_with(nb, &na.agent());
     assert_eq!(seen_by_a["via"], "punched", "{seen_by_a}");
     assert_eq!(seen_by_b["via"], "punched", "{seen_by_b}");
+    assert_eq!(reached(na, &nb.agent()), ["punched", "203.0.113.2:7420"]);
     assert_eq!(
         seen_by_a["remote"], "203.0.113.2:7420",
         "NAT B's public address"
@@ -133,6 +147,55 @@ fn behind_two_nats_a_and_b_link_by_a_hole_punched_through_the_helper() {
     eventually("B reads A's message", || {
         has_text(nb, "hello through the NATs")
     });
+}
+
+/// `kith ticket`'s stdout (one line) and stderr.
+fn ticket_and_stderr(node: &Node) -> (String, String) {
+    let out = node.kith(&["ticket"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    (stdout, String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+#[cfg_attr(
+    not(kith_test_netns),
+    ignore = "needs root, ip netns and nftables: set KITH_TEST_NETNS=1 (.ci/run does)"
+)]
+fn a_ticket_warns_on_stderr_when_it_cannot_be_reached_from_the_internet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lab = Lab::new(Nat::Cone, Nat::Cone);
+    let h = lab.start(
+        "helper",
+        &tmp.path().join("helper"),
+        &["--announce", "203.0.113.10:7420"],
+    );
+    let a = lab.start("a", &tmp.path().join("a"), &[]);
+    // Linked to nobody, A knows no public address of its own.
+    let (_, stderr) = ticket_and_stderr(&lab.nodes[a]);
+    assert!(
+        stderr.contains("warning: no address in this ticket can be reached from the internet"),
+        "{stderr}"
+    );
+    // Linked to the helper, A knows its NAT's address and has a broker: no warning.
+    let helper_ticket = lab.nodes[h].ok(&["ticket"]);
+    lab.nodes[a].ok(&["connect", helper_ticket.trim()]);
+    let (_, stderr) = ticket_and_stderr(&lab.nodes[a]);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    // The helper goes: A still knows its public address (behind a port-keeping NAT, listening
+    // on 0.0.0.0), but nobody can broker a punch to it.
+    let helper_agent = lab.nodes[h].agent();
+    lab.nodes[h].stop();
+    eventually("A's link with the helper is down", || {
+        link_with(&lab.nodes[a], &helper_agent).is_null()
+    });
+    let (ticket, stderr) = ticket_and_stderr(&lab.nodes[a]);
+    assert!(ticket.starts_with("kith-ticket:"), "{ticket}");
+    assert!(
+        stderr.contains("warning: this node is behind a NAT and no linked peer can broker"),
+        "{stderr}"
+    );
 }
 
 /// Fetches `hash` from `from` into a new file; returns the seconds it took.
@@ -170,6 +233,7 @@ fn behind_symmetric_nats_the_helper_relays_and_a_file_and_chat_still_go_through(
     });
     assert_eq!(link_with(na, &nb.agent())["via"], "relayed");
     assert_eq!(link_with(nb, &na.agent())["via"], "relayed");
+    assert_eq!(reached(na, &nb.agent())[0], "relayed");
     assert_eq!(na.counter("punches_failed"), 1);
     assert_eq!(helper.counter("relay_circuits_opened"), 1);
     eprintln!(

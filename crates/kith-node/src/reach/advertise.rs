@@ -79,14 +79,13 @@ fn warnings(endpoint: &Endpoint, ticket: &Ticket) -> Vec<String> {
     }
     let listen = endpoint.local_addr();
     let observed = endpoint.observed();
+    // Behind a NAT: the public address peers see is not one of this machine's, or its port
+    // is not the listening one. A node listening on `0.0.0.0` behind a port-keeping NAT
+    // shows only the first, so the address itself is asked.
     let natted = observed
         .iter()
         .find(|o| is_public(o.ip()))
-        .is_some_and(|o| {
-            listen.is_some_and(|l| {
-                l.port() != o.port() || (!l.ip().is_unspecified() && l.ip() != o.ip())
-            })
-        });
+        .is_some_and(|o| listen.is_some_and(|l| l.port() != o.port()) || !is_local(o.ip()));
     if natted && ticket.via.is_empty() {
         out.push(
             "this node is behind a NAT and no linked peer can broker a hole punch to it: a \
@@ -96,4 +95,21 @@ fn warnings(endpoint: &Endpoint, ticket: &Ticket) -> Vec<String> {
         );
     }
     out
+}
+
+/// True when `ip` is an address of this machine (a socket can be bound to it).
+fn is_local(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_machines_addresses_are_local() {
+        assert!(is_local(IpAddr::from([127, 0, 0, 1])));
+        // TEST-NET-3 is nobody's address.
+        assert!(!is_local(IpAddr::from([203, 0, 113, 77])));
+    }
 }

@@ -338,8 +338,14 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
     }
     for view in &views {
         let r = &view.record;
-        let addr = match (&r.host, r.port) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
+        // A linked peer shows how it is reached (`direct`, `punched`, `relayed`) and the
+        // link's remote address; any other, `-` and the address it would be dialled at.
+        let link = view.link.as_ref();
+        let field = |name: &str| link.and_then(|l| l[name].as_str()).map(str::to_owned);
+        let via = field("via").unwrap_or_else(|| "-".to_owned());
+        let addr = match (field("remote"), &r.host, r.port) {
+            (Some(remote), _, _) => remote,
+            (None, Some(h), Some(p)) => format!("{h}:{p}"),
             _ => "-".to_owned(),
         };
         let ledger = &view.exchanged;
@@ -380,7 +386,7 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
         };
         // One line per peer: scripts take the first column of the first line.
         println!(
-            "{}  {:<7}  {addr}{exchanged}{held}{chat}",
+            "{}  {:<7}  {via:<8}  {addr}{exchanged}{held}{chat}",
             r.agent, view.state
         );
     }
