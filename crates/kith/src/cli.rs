@@ -497,6 +497,15 @@ pub struct PeersArgs {
     /// anonymous query proved the key there. Linking still needs a ticket or a known key
     #[arg(long, conflicts_with_all = ["remove", "block", "unblock", "check"])]
     pub nearby: bool,
+    /// Links with this known peer use the MyCHIPs reference library's transport cipher order
+    /// (to talk to an encrypted reference site; both ends must agree, the default is the
+    /// Noise specification's). Kept with the peer; a link up now is closed so the next one
+    /// uses it
+    #[arg(long, value_name = "AGENT", allow_hyphen_values = true, conflicts_with_all = ["remove", "block", "unblock", "check", "nearby"])]
+    pub reference_order: Option<String>,
+    /// With --reference-order: back to the specification's order
+    #[arg(long, requires = "reference_order")]
+    pub undo: bool,
 }
 
 /// `kith file ...`

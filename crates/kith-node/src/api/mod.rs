@@ -11,7 +11,8 @@
 //!   `POST /v1/tickets/revoke` [`TokenBody`] → [`Changed`]
 //! - `POST /v1/connect` [`ConnectBody`] → the new peer's record
 //! - `GET /v1/peers` → [`PeerView`]s; `POST /v1/peers/remove` [`AgentBody`] → [`Changed`];
-//!   `POST /v1/peers/block` [`BlockBody`] → [`Changed`]
+//!   `POST /v1/peers/block` [`BlockBody`] → [`Changed`]; `POST /v1/peers/reference-order`
+//!   [`ReferenceOrderBody`] → [`Changed`] (`changed`: the agent is a recorded peer)
 //! - `POST /v1/peers/check` [`AgentBody`] → [`CheckReport`]s (proof of
 //!   retention: check that peer's placements now)
 //! - `POST /v1/ping` [`AgentBody`] → [`PingReport`]
@@ -54,6 +55,8 @@ pub const NEARBY_PATH: &str = "/v1/peers/nearby";
 pub const REMOVE_PEER_PATH: &str = "/v1/peers/remove";
 /// Block or unblock a peer.
 pub const BLOCK_PEER_PATH: &str = "/v1/peers/block";
+/// Set or clear a peer's reference cipher order (a link option).
+pub const REFERENCE_ORDER_PATH: &str = "/v1/peers/reference-order";
 /// Check a peer's placements now (proof of retention).
 pub const CHECK_PEER_PATH: &str = "/v1/peers/check";
 /// Ping a peer.
@@ -163,6 +166,16 @@ pub struct BlockBody {
     pub agent: String,
     /// Block or unblock.
     pub blocked: bool,
+}
+
+/// Links with a recorded peer use the MyCHIPs reference library's transport cipher order
+/// (`on`), or the Noise specification's again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReferenceOrderBody {
+    /// 43-character agent id.
+    pub agent: String,
+    /// Use the reference order.
+    pub on: bool,
 }
 
 /// Whether an operation changed anything.

@@ -92,6 +92,7 @@ pub fn router(state: Services) -> Router {
         .route(NEARBY_PATH, get(nearby))
         .route(REMOVE_PEER_PATH, post(remove_peer))
         .route(BLOCK_PEER_PATH, post(block_peer))
+        .route(REFERENCE_ORDER_PATH, post(reference_order))
         .route(CHECK_PEER_PATH, post(check_peer))
         .route(PING_PATH, post(ping))
         .route(FETCH_PATH, post(fetch))
@@ -323,6 +324,21 @@ async fn block_peer(State(state): State<Services>, Json(body): Json<BlockBody>) 
     if body.blocked {
         state.endpoint.close(&agent);
     }
+    Ok(Json(Changed { changed }))
+}
+
+async fn reference_order(
+    State(state): State<Services>,
+    Json(body): Json<ReferenceOrderBody>,
+) -> Api<Changed> {
+    let agent = parse_agent(&body.agent)?;
+    let (name, on) = (agent.to_string(), body.on);
+    let changed = store(&state, move |s| {
+        s.meta().set_peer_reference_order(&name, on)
+    })
+    .await?;
+    // A link up now runs in the order it was opened with: the next one takes the option.
+    state.endpoint.close(&agent);
     Ok(Json(Changed { changed }))
 }
 
