@@ -424,6 +424,13 @@ pub struct PersistArgs {
     /// `dummy` is its test key) instead of Argon2id
     #[arg(long)]
     pub ciyam_compat: bool,
+    /// Pay the custodian at most this many units for keeping it, if it charges (a Datt
+    /// payment request on the tally you share; default: `[value] max_price`)
+    #[arg(long, value_name = "UNITS")]
+    pub max_price: Option<u64>,
+    /// Days of custody to pay for, when the custodian charges per MiB and day
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub days: u64,
 }
 
 /// `kith retrieve` flags.
@@ -443,6 +450,10 @@ pub struct RetrieveArgs {
     /// The key was derived with --ciyam-compat when the file was persisted
     #[arg(long)]
     pub ciyam_compat: bool,
+    /// Pay the custodian at most this many units for the copy, if it charges for what it
+    /// serves (a Datt payment request on the tally you share; default: `[value] max_price`)
+    #[arg(long, value_name = "UNITS")]
+    pub max_price: Option<u64>,
 }
 
 /// `kith ticket` flags.

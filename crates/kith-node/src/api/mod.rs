@@ -90,7 +90,17 @@ pub struct PersistBody {
     pub push_request: String,
     /// The custodian (agent id); `None` picks the first linked peer.
     pub to: Option<String>,
+    /// Units paid at most for the custody (a Datt payment request on the shared tally);
+    /// `None`: `[value] max_price`.
+    #[serde(default)]
+    pub max_price: Option<u64>,
+    /// Days of custody asked for when the custodian prices it (`None`: 30).
+    #[serde(default)]
+    pub days: Option<u64>,
 }
+
+/// Days of custody a persist asks for when it does not say.
+pub const DEFAULT_CUSTODY_DAYS: u64 = 30;
 
 /// What `POST /v1/custody/retrieve` asks for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +114,10 @@ pub struct RetrieveBody {
     /// pull request naming this key is taken. `None` takes the first pull request offered.
     #[serde(default)]
     pub owner_key: Option<String>,
+    /// Units paid at most for the copy, when the custodian prices what it serves; `None`:
+    /// `[value] max_price`.
+    #[serde(default)]
+    pub max_price: Option<u64>,
 }
 
 /// What `kith ticket` asks for.

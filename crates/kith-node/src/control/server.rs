@@ -462,6 +462,22 @@ async fn persist(
 ) -> Api<PersistReport> {
     let push = parse_hash(&body.push_request)?;
     let to = body.to.as_deref().map(parse_agent).transpose()?;
+    // Priced custody is paid for first (a Datt payment request), within the budget.
+    let budget = body.max_price.unwrap_or_else(|| state.tallies.max_price());
+    let days = body.days.unwrap_or(DEFAULT_CUSTODY_DAYS);
+    if !(1..=kith_value::message::MAX_KEEP_DAYS).contains(&days) {
+        return Err(bad_request(format!("{days} days: ask for 1 to 36500")));
+    }
+    if let (Some(peer), true) = (
+        to.or_else(|| state.endpoint.linked().first().copied()),
+        budget > 0,
+    ) {
+        state
+            .tallies
+            .buy_custody(push, peer, days, budget)
+            .await
+            .map_err(tally_error)?;
+    }
     state
         .exchange
         .persist(push, to)
@@ -492,6 +508,16 @@ async fn retrieve(
                 })
         })
         .transpose()?;
+    // A custodian that prices what it serves is paid for the copy first, within the budget.
+    let budget = body.max_price.unwrap_or_else(|| state.tallies.max_price());
+    let custodian = from.or_else(|| state.endpoint.linked().first().copied());
+    if let (Some(peer), true) = (custodian, budget > 0) {
+        state
+            .tallies
+            .buy(hash, peer, budget)
+            .await
+            .map_err(tally_error)?;
+    }
     state
         .exchange
         .retrieve(hash, owner, from)
