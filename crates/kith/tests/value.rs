@@ -222,10 +222,41 @@ fn two_nodes_open_a_tally_pay_invoice_restart_and_agree() {
     });
 
     let (sign, verify) = p521_rates();
+    let (chit_sign, chit_verify) = chit_rates();
     eprintln!(
         "figures: {chits_per_sec:.0} chits/s between two nodes (sequential, each acknowledged); \
-         P-521/SHA-384 {sign:.0} signatures/s, {verify:.0} verifications/s on one core"
+         P-521/SHA-384 {sign:.0} signatures/s, {verify:.0} verifications/s on one core; \
+         whole chits (canonical JSON, hash, chain digest, P-521) {chit_sign:.0} signed/s, \
+         {chit_verify:.0} verified/s"
     );
+}
+
+/// Whole chits on this machine, this build: a payment made (canonical JSON of its core,
+/// signature, its hash and chain digest) and checked (canonical JSON, verification, hash and
+/// chain digest again), as each side of a payment does.
+fn chit_rates() -> (f64, f64) {
+    use kith_value::{new_uuid, Chit, Side, UserKey};
+    let mut rng = rand::rngs::OsRng;
+    let key = UserKey::generate(&mut rng);
+    let public = key.public();
+    let tally = new_uuid(&mut rng);
+    let n = 50;
+    let mut chits = Vec::with_capacity(n);
+    let start = Instant::now();
+    for i in 0..n {
+        let memo = Some(format!("coffee {i}"));
+        let mut chit = Chit::tran(&tally, new_uuid(&mut rng), Side::Foil, 5, 0, memo, None);
+        chit.sign_with(&key, &mut rng).unwrap();
+        std::hint::black_box((chit.hash(), chit.chain_digest(i as u64 + 1, "prior")));
+        chits.push(chit);
+    }
+    let sign = n as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for (i, chit) in chits.iter().enumerate() {
+        chit.verify(&public).unwrap();
+        std::hint::black_box((chit.hash(), chit.chain_digest(i as u64 + 1, "prior")));
+    }
+    (sign, n as f64 / start.elapsed().as_secs_f64())
 }
 
 /// P-521 signing and verification rates on this machine, this build.
@@ -456,7 +487,11 @@ fn priced_custody_is_paid_per_mib_and_day_and_its_copy_per_mib_within_budget() {
     assert!(!out_path.exists());
     assert_eq!(balance(&a), 20, "nothing paid over the budget");
     let got = retrieve("20");
-    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
     assert_eq!(std::fs::read(&out_path).unwrap(), support::data(1 << 20, 3));
     eventually("the copy's payment is agreed", || {
         balance(&a) == 31 && balance(&b) == -31
