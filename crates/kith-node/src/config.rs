@@ -91,7 +91,10 @@ struct FileSettings {
 pub struct ValueConfig {
     /// Units charged per MiB of file items served to a peer (0: free).
     pub price_per_mib: u64,
-    /// Units a fetch pays without asking, per file (`--max-price` overrides); 0: never pays.
+    /// Units charged per MiB and per day of encrypted custody kept for a peer (0: free).
+    pub custody_price_per_mib_day: u64,
+    /// Units a fetch, a persist or a retrieve pays without asking, per file (`--max-price`
+    /// overrides); 0: never pays.
     pub max_price: u64,
     /// Invoices up to this many units are paid without asking (0: every invoice waits for
     /// `kith chit accept`).

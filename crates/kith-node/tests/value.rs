@@ -200,3 +200,108 @@ async fn strangers_forgers_and_replayed_tickets_change_nothing() {
         node.stop().await;
     }
 }
+
+/// Sets (or clears) `peer`'s reference cipher order at `node`, as `kith peers
+/// --reference-order` does, and closes a link up now so the next one takes it.
+fn reference_order(node: &TestNode, peer: &TestNode, on: bool) {
+    let meta = node.node.store.files().meta();
+    assert!(meta
+        .set_peer_reference_order(&peer.agent.to_string(), on)
+        .unwrap());
+    node.node.endpoint.close(&peer.agent);
+}
+
+async fn unlinked(a: &TestNode, b: &TestNode) {
+    eventually("the links are closed", || {
+        !a.node.endpoint.is_linked(&b.agent) && !b.node.endpoint.is_linked(&a.agent)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_cipher_order_is_a_per_peer_option_both_ends_must_share() {
+    let net = MemoryNet::new();
+    let a = TestNode::start(&net, |_| {}).await;
+    let b = TestNode::start(&net, |_| {}).await;
+    add_user(&a, "alice");
+    add_user(&b, "bob");
+    b.link_to(&a).await;
+    assert_eq!(
+        a.counter("links_reference_order"),
+        0,
+        "the default is the spec"
+    );
+
+    // Both ends set it for the other: the tally dialog and a payment run over a link in the
+    // reference library's order.
+    reference_order(&a, &b, true);
+    reference_order(&b, &a, true);
+    unlinked(&a, &b).await;
+    let issued = a
+        .node
+        .tallies
+        .issue_ticket(TallyTicketOrder {
+            user: None,
+            limit: 100,
+            for_chad: None,
+            ttl_secs: 600,
+        })
+        .await
+        .unwrap();
+    let view = b
+        .node
+        .tallies
+        .open(TallyOpenBody {
+            ticket: issued.line,
+            user: None,
+            limit: 50,
+        })
+        .await
+        .unwrap();
+    assert_eq!(view.state, "open");
+    b.node
+        .tallies
+        .pay(PayBody {
+            partner: "alice".into(),
+            units: 7,
+            memo: None,
+            user: None,
+        })
+        .await
+        .unwrap();
+    eventually("alice sees the payment", || balance(&a) == 7).await;
+    assert!(a.counter("links_reference_order") >= 1);
+    assert!(b.counter("links_reference_order") >= 1);
+    assert_eq!(a.counter("links_undecryptable"), 0);
+    assert_eq!(b.counter("links_undecryptable"), 0);
+
+    // Only one end keeps it: the link fails on its first transport frame, counted; nothing
+    // reaches the tally service and no ledger moves.
+    reference_order(&b, &a, false);
+    unlinked(&a, &b).await;
+    let messages = a.counter("value_messages");
+    assert!(b.node.endpoint.ping(a.agent).await.is_err());
+    eventually("the undecryptable link is counted", || {
+        a.counter("links_undecryptable") + b.counter("links_undecryptable") >= 1
+    })
+    .await;
+    assert_eq!(a.counter("value_messages"), messages);
+    assert_eq!((balance(&a), balance(&b)), (7, -7));
+
+    // Agreeing again, they carry on.
+    reference_order(&b, &a, true);
+    b.node
+        .tallies
+        .pay(PayBody {
+            partner: "alice".into(),
+            units: 1,
+            memo: None,
+            user: None,
+        })
+        .await
+        .unwrap();
+    eventually("alice sees the second payment", || balance(&a) == 8).await;
+    for node in [&a, &b] {
+        node.stop().await;
+    }
+}

@@ -593,6 +593,43 @@ fn peers_are_recorded_updated_listed_and_removed(backend: &Backend) {
     assert_eq!(db.list_peers().unwrap().len(), 1);
 }
 
+fn the_reference_cipher_order_is_kept_per_peer_and_never_makes_a_peer(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let db = fx.meta();
+    let (a, stranger) = (new_agent(), new_agent());
+    let record = db.upsert_peer(&PeerUpsert::new(&a), NOW).unwrap();
+    assert!(
+        !record.reference_order,
+        "the specification's order by default"
+    );
+    assert!(db.set_peer_reference_order(&a.to_string(), true).unwrap());
+    // A later upsert (a redial, a first contact again) keeps the option.
+    let again = PeerUpsert {
+        last_addr: Some("192.0.2.1:1".into()),
+        ..PeerUpsert::new(&a)
+    };
+    assert!(db.upsert_peer(&again, NOW + 1).unwrap().reference_order);
+    assert!(
+        fx.meta()
+            .get_peer(&a.to_string())
+            .unwrap()
+            .unwrap()
+            .reference_order
+    );
+    assert!(db.set_peer_reference_order(&a.to_string(), false).unwrap());
+    assert!(
+        !db.get_peer(&a.to_string())
+            .unwrap()
+            .unwrap()
+            .reference_order
+    );
+    // An unknown agent is not recorded by it.
+    assert!(!db
+        .set_peer_reference_order(&stranger.to_string(), true)
+        .unwrap());
+    assert_eq!(db.get_peer(&stranger.to_string()).unwrap(), None);
+}
+
 fn a_peer_key_never_changes(backend: &Backend) {
     let fx = Fixture::new(backend);
     let db = fx.meta();
@@ -1472,6 +1509,7 @@ suite!(
     migrations_run_once,
     concurrent_puts_and_removes_never_lose_a_referenced_item,
     peers_are_recorded_updated_listed_and_removed,
+    the_reference_cipher_order_is_kept_per_peer_and_never_makes_a_peer,
     a_peer_key_never_changes,
     agents_can_be_blocked_before_and_after_they_are_peers,
     one_time_ticket_is_accepted_once,

@@ -23,6 +23,9 @@ use crate::tally::Tally;
 use crate::{is_uuid, ValueError};
 use serde_json::{json, Map, Value};
 
+/// Most days one custody request asks for (a hundred years).
+pub const MAX_KEEP_DAYS: u64 = 36_500;
+
 /// Most chits in one `upd`.
 pub const MAX_UPD: usize = 256;
 
@@ -106,6 +109,17 @@ pub enum Body {
         /// The file's content address.
         hash: String,
     },
+    /// Datt: "will you keep this file (in encrypted custody) for so many days?" Answered
+    /// like [`Body::DattGet`], the payment request's `ref` being `{"request": {"custody",
+    /// "bytes", "days"}}`.
+    DattKeep {
+        /// The file's content address.
+        hash: String,
+        /// Its size, as the owner states it (the custodian keeps no more than was paid for).
+        bytes: u64,
+        /// How many days, 1 to [`MAX_KEEP_DAYS`].
+        days: u64,
+    },
     /// Datt: the answer to a get that needs no payment (`free`) or cannot have one
     /// (`refused`, with the reason: no shared tally, unknown file).
     DattAnswer {
@@ -156,7 +170,7 @@ impl Message {
             Body::Tally { tally, .. } => Some(tally.uuid()),
             Body::Good { chit, .. } | Body::Pend { chit } => Some(&chit.tally),
             Body::Void { tally, .. } | Body::Chain { tally, .. } => Some(tally),
-            Body::DattGet { .. } | Body::DattAnswer { .. } => None,
+            Body::DattGet { .. } | Body::DattKeep { .. } | Body::DattAnswer { .. } => None,
         }
     }
 
@@ -272,6 +286,19 @@ impl Message {
             ("datt", "get") => Body::DattGet {
                 hash: hash_of(object)?,
             },
+            ("datt", "keep") => Body::DattKeep {
+                hash: hash_of(object)?,
+                bytes: object
+                    .get("bytes")
+                    .and_then(Value::as_u64)
+                    .filter(|b| *b <= crate::tally::MAX_UNITS)
+                    .ok_or_else(|| field("object.bytes", "not a size"))?,
+                days: object
+                    .get("days")
+                    .and_then(Value::as_u64)
+                    .filter(|d| (1..=MAX_KEEP_DAYS).contains(d))
+                    .ok_or_else(|| field("object.days", "not 1 to 36500 days"))?,
+            },
             ("datt", "free" | "refused") => Body::DattAnswer {
                 hash: hash_of(object)?,
                 answer: action.to_owned(),
@@ -354,7 +381,9 @@ impl Message {
                 };
                 ("chit", "chain", object)
             }
-            Body::DattGet { .. } | Body::DattAnswer { .. } => unreachable!("datt_json"),
+            Body::DattGet { .. } | Body::DattKeep { .. } | Body::DattAnswer { .. } => {
+                unreachable!("datt_json")
+            }
         };
         json!({
             "target": target, "action": action,
@@ -365,6 +394,9 @@ impl Message {
     fn datt_json(&self) -> Option<Value> {
         let (action, object) = match &self.body {
             Body::DattGet { hash } => ("get", json!({ "hash": hash })),
+            Body::DattKeep { hash, bytes, days } => {
+                ("keep", json!({"hash": hash, "bytes": bytes, "days": days}))
+            }
             Body::DattAnswer {
                 hash,
                 answer,
@@ -410,5 +442,40 @@ fn strip(value: &Value, names: &[&str]) -> Value {
             Value::Object(map)
         }
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chad(cuid: &str) -> Chad {
+        Chad::parse(&format!(
+            "{cuid}:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA@h:1"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_custody_request_round_trips_and_its_bounds_are_checked() {
+        let keep = Message {
+            to: chad("a"),
+            from: chad("b"),
+            body: Body::DattKeep {
+                hash: "ab".repeat(32),
+                bytes: 5 << 20,
+                days: 30,
+            },
+        };
+        assert_eq!(Message::parse(&keep.to_bytes()).unwrap(), keep);
+        for (bytes, days) in [(1u64, 0u64), (1, MAX_KEEP_DAYS + 1), (1 << 53, 1)] {
+            let mut json = keep.to_json();
+            json["object"]["bytes"] = json!(bytes);
+            json["object"]["days"] = json!(days);
+            assert!(
+                Message::from_json(&json).is_err(),
+                "{bytes} bytes, {days} days"
+            );
+        }
     }
 }

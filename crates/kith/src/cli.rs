@@ -439,6 +439,13 @@ pub struct PersistArgs {
     /// `dummy` is its test key) instead of Argon2id
     #[arg(long)]
     pub ciyam_compat: bool,
+    /// Pay the custodian at most this many units for keeping it, if it charges (a Datt
+    /// payment request on the tally you share; default: `[value] max_price`)
+    #[arg(long, value_name = "UNITS")]
+    pub max_price: Option<u64>,
+    /// Days of custody to pay for, when the custodian charges per MiB and day
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub days: u64,
 }
 
 /// `kith retrieve` flags.
@@ -458,6 +465,10 @@ pub struct RetrieveArgs {
     /// The key was derived with --ciyam-compat when the file was persisted
     #[arg(long)]
     pub ciyam_compat: bool,
+    /// Pay the custodian at most this many units for the copy, if it charges for what it
+    /// serves (a Datt payment request on the tally you share; default: `[value] max_price`)
+    #[arg(long, value_name = "UNITS")]
+    pub max_price: Option<u64>,
 }
 
 /// `kith ticket` flags.
@@ -512,6 +523,15 @@ pub struct PeersArgs {
     /// anonymous query proved the key there. Linking still needs a ticket or a known key
     #[arg(long, conflicts_with_all = ["remove", "block", "unblock", "check"])]
     pub nearby: bool,
+    /// Links with this known peer use the MyCHIPs reference library's transport cipher order
+    /// (to talk to an encrypted reference site; both ends must agree, the default is the
+    /// Noise specification's). Kept with the peer; a link up now is closed so the next one
+    /// uses it
+    #[arg(long, value_name = "AGENT", allow_hyphen_values = true, conflicts_with_all = ["remove", "block", "unblock", "check", "nearby"])]
+    pub reference_order: Option<String>,
+    /// With --reference-order: back to the specification's order
+    #[arg(long, requires = "reference_order")]
+    pub undo: bool,
 }
 
 /// `kith file ...`

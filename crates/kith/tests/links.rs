@@ -238,6 +238,32 @@ fn blocked_and_removed_peers_cannot_link() {
 }
 
 #[test]
+fn the_reference_cipher_order_is_set_per_peer_and_both_ends_must_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(&tmp.path().join("a"));
+    let b = Node::start(&tmp.path().join("b"));
+    b.ok(&["connect", a.ok(&["ticket"]).trim()]);
+    let err = a.fails(&["peers", "--reference-order", &a.agent()]);
+    assert!(err.contains("not a known peer"), "{err}");
+    a.ok(&["peers", "--reference-order", &b.agent()]);
+    b.ok(&["peers", "--reference-order", &a.agent()]);
+    let peers = a.json(&["peers", "--json"]);
+    assert_eq!(peers[0]["reference_order"], true, "{peers}");
+    b.ok(&["ping", &a.agent()]);
+    assert!(a.counter("links_reference_order") >= 1);
+    // One end back to the specification's order: its links with the other fail, counted.
+    b.ok(&["peers", "--reference-order", &a.agent(), "--undo"]);
+    b.fails(&["ping", &a.agent()]);
+    eventually("the mismatch is counted", || {
+        a.counter("links_undecryptable") + b.counter("links_undecryptable") >= 1
+    });
+    a.ok(&["peers", "--reference-order", &b.agent(), "--undo"]);
+    eventually("they link again", || {
+        b.kith(&["ping", &a.agent()]).status.success()
+    });
+}
+
+#[test]
 fn commands_that_need_the_network_say_no_node_is_running() {
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_kith"))

@@ -222,10 +222,41 @@ fn two_nodes_open_a_tally_pay_invoice_restart_and_agree() {
     });
 
     let (sign, verify) = p521_rates();
+    let (chit_sign, chit_verify) = chit_rates();
     eprintln!(
         "figures: {chits_per_sec:.0} chits/s between two nodes (sequential, each acknowledged); \
-         P-521/SHA-384 {sign:.0} signatures/s, {verify:.0} verifications/s on one core"
+         P-521/SHA-384 {sign:.0} signatures/s, {verify:.0} verifications/s on one core; \
+         whole chits (canonical JSON, hash, chain digest, P-521) {chit_sign:.0} signed/s, \
+         {chit_verify:.0} verified/s"
     );
+}
+
+/// Whole chits on this machine, this build: a payment made (canonical JSON of its core,
+/// signature, its hash and chain digest) and checked (canonical JSON, verification, hash and
+/// chain digest again), as each side of a payment does.
+fn chit_rates() -> (f64, f64) {
+    use kith_value::{new_uuid, Chit, Side, UserKey};
+    let mut rng = rand::rngs::OsRng;
+    let key = UserKey::generate(&mut rng);
+    let public = key.public();
+    let tally = new_uuid(&mut rng);
+    let n = 50;
+    let mut chits = Vec::with_capacity(n);
+    let start = Instant::now();
+    for i in 0..n {
+        let memo = Some(format!("coffee {i}"));
+        let mut chit = Chit::tran(&tally, new_uuid(&mut rng), Side::Foil, 5, 0, memo, None);
+        chit.sign_with(&key, &mut rng).unwrap();
+        std::hint::black_box((chit.hash(), chit.chain_digest(i as u64 + 1, "prior")));
+        chits.push(chit);
+    }
+    let sign = n as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for (i, chit) in chits.iter().enumerate() {
+        chit.verify(&public).unwrap();
+        std::hint::black_box((chit.hash(), chit.chain_digest(i as u64 + 1, "prior")));
+    }
+    (sign, n as f64 / start.elapsed().as_secs_f64())
 }
 
 /// P-521 signing and verification rates on this machine, this build.
@@ -373,4 +404,97 @@ fn a_priced_file_costs_what_it_says_within_budget_and_nothing_over_it() {
         "40",
     ]);
     assert!(err.contains("tally ticket"), "{err}");
+}
+
+#[test]
+fn priced_custody_is_paid_per_mib_and_day_and_its_copy_per_mib_within_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    // Alice's site keeps files at 2 units per MiB and day, and serves at 10 per MiB.
+    support::write_settings(
+        &a_dir,
+        "[value]\ncustody_price_per_mib_day = 2\nprice_per_mib = 10\n",
+    );
+    let a = start_on(&a_dir, "127.0.0.1:0");
+    let b = start_on(&b_dir, "127.0.0.1:0");
+    a.ok(&["user", "add", "alice"]);
+    b.ok(&["user", "add", "bob"]);
+    let out = a.ok(&["tally", "ticket", "--limit", "100"]);
+    b.ok(&["tally", "open", out.lines().last().unwrap()]);
+    eventually("alice's side is open", || tally_of(&a)["state"] == "open");
+
+    let letter = dir.path().join("letter.bin");
+    std::fs::write(&letter, support::data(1 << 20, 3)).unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    let persist = |budget: Option<&str>| {
+        let mut args = vec![
+            "persist",
+            letter.to_str().unwrap(),
+            "--password-file",
+            pw.to_str().unwrap(),
+            "--days",
+            "10",
+        ];
+        let to = a.agent();
+        args.extend(["--to", to.as_str()]);
+        if let Some(budget) = budget {
+            args.extend(["--max-price", budget]);
+        }
+        b.kith(&args)
+    };
+    // 1 MiB for 10 days at 2 units: 20 units. Over the budget, nothing is paid or kept.
+    let over = persist(Some("15"));
+    assert!(!over.status.success());
+    let err = String::from_utf8_lossy(&over.stderr);
+    assert!(err.contains("20 units") && err.contains("15"), "{err}");
+    // Without a budget the custodian keeps nothing unpaid.
+    assert!(!persist(None).status.success());
+    assert!(a.counter("datt_unpaid_custody_refused") >= 1);
+    assert_eq!((balance(&a), balance(&b)), (0, 0), "nothing paid");
+
+    let paid = persist(Some("25"));
+    assert!(
+        paid.status.success(),
+        "{}",
+        String::from_utf8_lossy(&paid.stderr)
+    );
+    eventually("the custody payment is agreed", || {
+        balance(&a) == 20 && balance(&b) == -20
+    });
+
+    // Retrieving: the copy (a little over 1 MiB) costs 11 units at 10 per MiB.
+    let hash = b.ok(&["file", "hash", letter.to_str().unwrap()]);
+    let hash = hash.trim();
+    let out_path = dir.path().join("back.bin");
+    let retrieve = |budget: &str| {
+        b.kith(&[
+            "retrieve",
+            hash,
+            "--password-file",
+            pw.to_str().unwrap(),
+            "-o",
+            out_path.to_str().unwrap(),
+            "--from",
+            &a.agent(),
+            "--max-price",
+            budget,
+        ])
+    };
+    let over = retrieve("5");
+    assert!(!over.status.success());
+    assert!(String::from_utf8_lossy(&over.stderr).contains("11 units"));
+    assert!(!out_path.exists());
+    assert_eq!(balance(&a), 20, "nothing paid over the budget");
+    let got = retrieve("20");
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(std::fs::read(&out_path).unwrap(), support::data(1 << 20, 3));
+    eventually("the copy's payment is agreed", || {
+        balance(&a) == 31 && balance(&b) == -31
+    });
+    assert_eq!(a.counter("datt_payments_received"), 2);
 }

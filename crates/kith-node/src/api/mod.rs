@@ -12,7 +12,8 @@
 //!   `POST /v1/tickets/revoke` [`TokenBody`] → [`Changed`]
 //! - `POST /v1/connect` [`ConnectBody`] → the new peer's record
 //! - `GET /v1/peers` → [`PeerView`]s; `POST /v1/peers/remove` [`AgentBody`] → [`Changed`];
-//!   `POST /v1/peers/block` [`BlockBody`] → [`Changed`]
+//!   `POST /v1/peers/block` [`BlockBody`] → [`Changed`]; `POST /v1/peers/reference-order`
+//!   [`ReferenceOrderBody`] → [`Changed`] (`changed`: the agent is a recorded peer)
 //! - `POST /v1/peers/check` [`AgentBody`] → [`CheckReport`]s (proof of
 //!   retention: check that peer's placements now)
 //! - `POST /v1/ping` [`AgentBody`] → [`PingReport`]
@@ -64,6 +65,8 @@ pub const NEARBY_PATH: &str = "/v1/peers/nearby";
 pub const REMOVE_PEER_PATH: &str = "/v1/peers/remove";
 /// Block or unblock a peer.
 pub const BLOCK_PEER_PATH: &str = "/v1/peers/block";
+/// Set or clear a peer's reference cipher order (a link option).
+pub const REFERENCE_ORDER_PATH: &str = "/v1/peers/reference-order";
 /// Check a peer's placements now (proof of retention).
 pub const CHECK_PEER_PATH: &str = "/v1/peers/check";
 /// Ping a peer.
@@ -99,7 +102,17 @@ pub struct PersistBody {
     pub push_request: String,
     /// The custodian (agent id); `None` picks the first linked peer.
     pub to: Option<String>,
+    /// Units paid at most for the custody (a Datt payment request on the shared tally);
+    /// `None`: `[value] max_price`.
+    #[serde(default)]
+    pub max_price: Option<u64>,
+    /// Days of custody asked for when the custodian prices it (`None`: 30).
+    #[serde(default)]
+    pub days: Option<u64>,
 }
+
+/// Days of custody a persist asks for when it does not say.
+pub const DEFAULT_CUSTODY_DAYS: u64 = 30;
 
 /// What `POST /v1/custody/retrieve` asks for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +126,10 @@ pub struct RetrieveBody {
     /// pull request naming this key is taken. `None` takes the first pull request offered.
     #[serde(default)]
     pub owner_key: Option<String>,
+    /// Units paid at most for the copy, when the custodian prices what it serves; `None`:
+    /// `[value] max_price`.
+    #[serde(default)]
+    pub max_price: Option<u64>,
 }
 
 /// What `kith ticket` asks for.
@@ -175,6 +192,16 @@ pub struct BlockBody {
     pub agent: String,
     /// Block or unblock.
     pub blocked: bool,
+}
+
+/// Links with a recorded peer use the MyCHIPs reference library's transport cipher order
+/// (`on`), or the Noise specification's again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReferenceOrderBody {
+    /// 43-character agent id.
+    pub agent: String,
+    /// Use the reference order.
+    pub on: bool,
 }
 
 /// Whether an operation changed anything.

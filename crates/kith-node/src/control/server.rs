@@ -93,6 +93,7 @@ pub fn router(state: Services) -> Router {
         .route(NEARBY_PATH, get(nearby))
         .route(REMOVE_PEER_PATH, post(remove_peer))
         .route(BLOCK_PEER_PATH, post(block_peer))
+        .route(REFERENCE_ORDER_PATH, post(reference_order))
         .route(CHECK_PEER_PATH, post(check_peer))
         .route(PING_PATH, post(ping))
         .route(FETCH_PATH, post(fetch))
@@ -334,6 +335,21 @@ async fn block_peer(State(state): State<Services>, Json(body): Json<BlockBody>) 
     Ok(Json(Changed { changed }))
 }
 
+async fn reference_order(
+    State(state): State<Services>,
+    Json(body): Json<ReferenceOrderBody>,
+) -> Api<Changed> {
+    let agent = parse_agent(&body.agent)?;
+    let (name, on) = (agent.to_string(), body.on);
+    let changed = store(&state, move |s| {
+        s.meta().set_peer_reference_order(&name, on)
+    })
+    .await?;
+    // A link up now runs in the order it was opened with: the next one takes the option.
+    state.endpoint.close(&agent);
+    Ok(Json(Changed { changed }))
+}
+
 async fn check_peer(
     State(state): State<Services>,
     Json(body): Json<AgentBody>,
@@ -468,6 +484,22 @@ async fn persist(
 ) -> Api<PersistReport> {
     let push = parse_hash(&body.push_request)?;
     let to = body.to.as_deref().map(parse_agent).transpose()?;
+    // Priced custody is paid for first (a Datt payment request), within the budget.
+    let budget = body.max_price.unwrap_or_else(|| state.tallies.max_price());
+    let days = body.days.unwrap_or(DEFAULT_CUSTODY_DAYS);
+    if !(1..=kith_value::message::MAX_KEEP_DAYS).contains(&days) {
+        return Err(bad_request(format!("{days} days: ask for 1 to 36500")));
+    }
+    if let (Some(peer), true) = (
+        to.or_else(|| state.endpoint.linked().first().copied()),
+        budget > 0,
+    ) {
+        state
+            .tallies
+            .buy_custody(push, peer, days, budget)
+            .await
+            .map_err(tally_error)?;
+    }
     state
         .exchange
         .persist(push, to)
@@ -498,6 +530,16 @@ async fn retrieve(
                 })
         })
         .transpose()?;
+    // A custodian that prices what it serves is paid for the copy first, within the budget.
+    let budget = body.max_price.unwrap_or_else(|| state.tallies.max_price());
+    let custodian = from.or_else(|| state.endpoint.linked().first().copied());
+    if let (Some(peer), true) = (custodian, budget > 0) {
+        state
+            .tallies
+            .buy(hash, peer, budget)
+            .await
+            .map_err(tally_error)?;
+    }
     state
         .exchange
         .retrieve(hash, owner, from)

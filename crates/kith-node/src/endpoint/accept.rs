@@ -119,5 +119,6 @@ async fn respond(shared: Arc<Shared>, mut conn: Conn, id: u64) {
             side: super::Side::Responder,
             peer,
         },
-    );
+    )
+    .await;
 }

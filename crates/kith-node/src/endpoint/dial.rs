@@ -211,7 +211,8 @@ pub(super) async fn connect_ticket(
             side: Side::Initiator,
             peer: site,
         },
-    );
+    )
+    .await;
     // One round trip, so that when first contact returns both sides count the link (the
     // site registers it on our first frame, before it answers the ping).
     let endpoint = super::Endpoint {
@@ -276,7 +277,8 @@ async fn dial_known(shared: &Arc<Shared>, peer: AgentId) -> Result<(), EndpointE
             side: Side::Initiator,
             peer,
         },
-    );
+    )
+    .await;
     Ok(())
 }
 
@@ -307,7 +309,8 @@ pub(super) async fn link_over(
             side: Side::Initiator,
             peer,
         },
-    );
+    )
+    .await;
     Ok(())
 }
 

@@ -38,6 +38,17 @@ pub enum DialTarget {
     At(PeerAddress),
 }
 
+/// How links with one peer are run, as the user set it for that peer (protocol-agnostic:
+/// options of the secure link itself, never of what it carries).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkOptions {
+    /// The MyCHIPs reference library's transport cipher order (its two `Split()` cipher
+    /// states swapped) instead of the Noise specification's, to talk to an encrypted
+    /// reference site. Both ends must agree: a link where only one end uses it fails on its
+    /// first transport frame (`links_undecryptable`).
+    pub reference_order: bool,
+}
+
 /// The endpoint's questions about peers and tickets. Every answer is durable before it is
 /// returned (a redeemed ticket stays redeemed).
 pub trait PeerDirectory: Send + Sync + 'static {
@@ -85,6 +96,13 @@ pub trait PeerDirectory: Send + Sync + 'static {
 
     /// Every known, unblocked peer with an address (to re-link at start-up).
     fn dialable_peers(&self) -> BoxFuture<'_, Result<Vec<AgentId>, StoreFailure>>;
+
+    /// How to run a link with `agent` (asked once per link, after the handshake and before
+    /// its first transport frame). The default: the specification's everything.
+    fn link_options(&self, agent: AgentId) -> BoxFuture<'_, Result<LinkOptions, StoreFailure>> {
+        let _ = agent;
+        Box::pin(async { Ok(LinkOptions::default()) })
+    }
 }
 
 /// The node's directory: its metadata database.
@@ -227,6 +245,16 @@ impl PeerDirectory for StoreDirectory {
                 .filter(|p| !p.blocked && p.host.is_some() && p.port.is_some())
                 .filter_map(|p| p.agent.parse().ok())
                 .collect())
+        })
+    }
+
+    fn link_options(&self, agent: AgentId) -> BoxFuture<'_, Result<LinkOptions, StoreFailure>> {
+        Box::pin(async move {
+            let name = agent.to_string();
+            let record = self.store.run(move |s| s.meta().get_peer(&name)).await?;
+            Ok(LinkOptions {
+                reference_order: record.is_some_and(|r| r.reference_order),
+            })
         })
     }
 }

@@ -25,7 +25,7 @@ use crate::clock::mono_now;
 use bytes::{Bytes, BytesMut};
 use kith_crypto::identity::AgentId;
 use kith_proto::link::{
-    ByeReason, Event, LinkEnd as MachineEnd, LinkMachine, LinkSettings, SendError,
+    ByeReason, Event, LinkEnd as MachineEnd, LinkFailure, LinkMachine, LinkSettings, SendError,
 };
 use kith_proto::wire::{Command, Envelope};
 use std::net::SocketAddr;
@@ -69,7 +69,27 @@ pub fn envelope(command: &'static str, data: impl Into<Bytes>) -> Envelope {
 /// Starts a link's task. An initiator's link is registered before this returns (receiving
 /// `A` proved the responder), so the caller can send on it at once; a responder's registers
 /// when the machine confirms it.
-pub(super) fn start(shared: &Arc<Shared>, link: NewLink) -> Option<Registration> {
+///
+/// The peer's link options ([`super::LinkOptions`], asked of the directory) apply here,
+/// before the machine exists: it sends `version`, the link's first transport frame, as soon
+/// as it starts.
+pub(super) async fn start(shared: &Arc<Shared>, mut link: NewLink) -> Option<Registration> {
+    let options = match shared.directory.link_options(link.peer).await {
+        Ok(options) => options,
+        Err(e) => {
+            // The specification's order: a peer that needs the other fails on its first
+            // frame, counted, and is redialled like any broken link.
+            tracing::warn!(peer = %link.peer, "link options unknown, using the defaults: {e}");
+            Default::default()
+        }
+    };
+    if options.reference_order {
+        match link.established.link.use_reference_order() {
+            Ok(()) => shared.counters.links_reference_order.bump(),
+            // Not reachable for a fresh link; if it were, the link fails on its first frame.
+            Err(e) => tracing::warn!(peer = %link.peer, "reference cipher order refused: {e}"),
+        }
+    }
     let (tx, rx) = mpsc::channel(shared.limits.link_queue_envelopes.max(1));
     let mut task = LinkTask::new(Arc::clone(shared), link, rx, tx);
     let registration = (task.side == Side::Initiator).then(|| task.register());
@@ -383,6 +403,14 @@ impl LinkTask {
             MachineEnd::Lost(failure) => {
                 tracing::debug!(peer = %self.peer, "link lost: {failure}");
                 counters.links_broken.bump();
+                if matches!(
+                    failure,
+                    LinkFailure::Transport(kith_proto::secure::LinkError::Decrypt)
+                ) {
+                    // Often two ends that disagree on the cipher order (one set the
+                    // reference order for the other, the other did not).
+                    counters.links_undecryptable.bump();
+                }
                 LinkEnd::Lost
             }
         };

@@ -30,7 +30,7 @@ pub mod reuse;
 pub mod transport;
 pub mod ws;
 
-pub use directory::{DialTarget, PeerAddress, PeerDirectory, StoreDirectory};
+pub use directory::{DialTarget, LinkOptions, PeerAddress, PeerDirectory, StoreDirectory};
 pub use error::{EndpointError, TrySendError};
 pub use fallback::{Introduction, Reacher};
 pub use handshake::{HandshakeFailure, HandshakeOutcome};
@@ -82,6 +82,11 @@ crate::counters! {
         links_broken,
         /// Links lost while active (redialled).
         links_lost,
+        /// Links opened in the MyCHIPs reference library's cipher order (set for the peer).
+        links_reference_order,
+        /// Links broken by a transport frame that did not decrypt (a forgery, or two ends
+        /// that disagree on the cipher order).
+        links_undecryptable,
         /// Links the responder closed for idleness.
         links_idle_closed,
         /// Peers that spoke no common protocol version.

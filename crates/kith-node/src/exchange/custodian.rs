@@ -26,6 +26,7 @@
 use super::Exchange;
 use bytes::Bytes;
 use kith_crypto::custody::{PullRequest, PushRequest};
+use kith_crypto::identity::AgentId;
 use kith_proto::files::{Command, Policy, State, TurnContext};
 use kith_store::custody_copy::{CopyError, CopyWriter, TreeCursor};
 use kith_store::meta::CustodyRecord;
@@ -41,8 +42,11 @@ const MAX_QUEUED: usize = 256;
 /// Custody bookkeeping of one session, and the commands it wants to issue.
 #[derive(Debug, Default)]
 pub struct Custodian {
-    /// Push requests accepted, waiting for the custody being taken now.
-    waiting: VecDeque<PushRequest>,
+    /// Who pays for custody in this session: the linked peer (`None` on the peer port).
+    payer: Option<AgentId>,
+    /// Push requests accepted, waiting for the custody being taken now, each with the bytes
+    /// of copy paid for when custody is priced.
+    waiting: VecDeque<(PushRequest, Option<u64>)>,
     /// The custody being taken now.
     active: Option<Active>,
     /// Own commands to issue, in order, when the state allows them.
@@ -81,6 +85,15 @@ impl Drop for Active {
 }
 
 impl Custodian {
+    /// The custody of a session with a linked peer, who pays for it when custody is priced
+    /// (the exchange's [`super::ServeGate`]).
+    pub fn for_peer(peer: AgentId) -> Custodian {
+        Custodian {
+            payer: Some(peer),
+            ..Custodian::default()
+        }
+    }
+
     /// Looks at an item the peer `put` (already stored): a push request makes us `put` the
     /// owner's pull request (custody held already) or take custody of its content.
     pub async fn on_item_stored(&mut self, ex: &Exchange, item: &[u8]) {
@@ -114,14 +127,13 @@ impl Custodian {
             return;
         }
         let limits = ex.node_limits();
-        let busy = self
-            .active
-            .as_ref()
-            .is_some_and(|a| a.original == original && a.owner == push.owner_key)
-            || self
-                .waiting
-                .iter()
-                .any(|w| w.content_hash == push.content_hash && w.owner_key == push.owner_key);
+        let busy =
+            self.active
+                .as_ref()
+                .is_some_and(|a| a.original == original && a.owner == push.owner_key)
+                || self.waiting.iter().any(|(w, _)| {
+                    w.content_hash == push.content_hash && w.owner_key == push.owner_key
+                });
         if busy {
             return;
         }
@@ -133,7 +145,15 @@ impl Custodian {
             ex.counters.custody_refused.bump();
             return;
         }
-        self.waiting.push_back(push);
+        // Priced custody (Datt): only what the owner paid for, and no more bytes of copy.
+        let paid = ex
+            .gate()
+            .and_then(|gate| gate.custody_allowance(self.payer.as_ref(), &original));
+        if paid == Some(0) {
+            ex.counters.custody_refused.bump();
+            return;
+        }
+        self.waiting.push_back((push, paid));
         self.start_next(ex).await;
     }
 
@@ -150,7 +170,7 @@ impl Custodian {
     /// Starts the next waiting custody when none is being taken.
     async fn start_next(&mut self, ex: &Exchange) {
         while self.active.is_none() {
-            let Some(push) = self.waiting.pop_front() else {
+            let Some((push, paid)) = self.waiting.pop_front() else {
                 return;
             };
             let original = ContentHash(push.content_hash);
@@ -166,7 +186,7 @@ impl Custodian {
                 ex.counters.custody_refused.bump();
                 continue;
             };
-            let budget = quota.saturating_sub(used);
+            let budget = quota.saturating_sub(used).min(paid.unwrap_or(u64::MAX));
             match CopyWriter::new(
                 blobs,
                 &push.owner_key,
@@ -261,6 +281,9 @@ impl Custodian {
         };
         let pull = finish_custody(ex, copy, owner, original).await?;
         ex.counters.custody_accepted.bump();
+        if let (Some(gate), Some(payer)) = (ex.gate(), &self.payer) {
+            gate.custody_taken(payer, &original);
+        }
         self.queue(Command::Put { hash: pull });
         Ok(())
     }

@@ -280,6 +280,17 @@ pub trait ServeGate: Send + Sync + std::fmt::Debug + 'static {
     fn may_send(&self, peer: &AgentId) -> bool;
     /// `bytes` of an item were sent to `peer`.
     fn sent(&self, peer: &AgentId, bytes: u64);
+    /// Custody of `content` that `payer` asks for (`None`: a stranger on the peer port):
+    /// `None` when custody is free here, otherwise the bytes of copy paid for (0: unpaid,
+    /// refused).
+    fn custody_allowance(&self, payer: Option<&AgentId>, content: &ContentHash) -> Option<u64> {
+        let _ = (payer, content);
+        None
+    }
+    /// A custody `payer` paid for was taken: its allowance is used up.
+    fn custody_taken(&self, payer: &AgentId, content: &ContentHash) {
+        let _ = (payer, content);
+    }
 }
 
 impl std::ops::Deref for Exchange {

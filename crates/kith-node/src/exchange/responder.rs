@@ -22,7 +22,10 @@ pub(super) async fn respond(
     let session = Session::new(Role::Responder, link_config(ex), mono_now());
     let mut port = EnvelopePort::new(session);
     let mut policy = NodePolicy;
-    let mut custodian = Custodian::default();
+    let mut custodian = Custodian::for_peer(peer);
+    // What this node chose to send by its own commands (a pull request it `put`s, a
+    // retention check): never priced, unlike what the peer `get`s.
+    let mut own_read: Option<kith_store::ContentHash> = None;
     let mut upload: Option<super::UploadPermit> = None;
     loop {
         flush(ex, peer, &mut port).await?;
@@ -39,12 +42,13 @@ pub(super) async fn respond(
             // Priced serving: an item goes out only within what the peer paid for.
             let event = match (event, ex.gate()) {
                 (Event::ReadItem { hash }, Some(gate)) => {
-                    let item = if gate.may_send(&peer) {
+                    let ours = own_read.take() == Some(hash);
+                    let item = if ours || gate.may_send(&peer) {
                         super::answer::read_item(&ex.store, hash).await?
                     } else {
                         None
                     };
-                    if let Some(item) = &item {
+                    if let (Some(item), false) = (&item, ours) {
                         gate.sent(&peer, item.len() as u64);
                     }
                     session.supply_verified_item(now, item).map_err(|e| {
@@ -65,7 +69,16 @@ pub(super) async fn respond(
                         custodian: &mut custodian,
                         inner: &mut policy,
                     };
-                    session.answer_command(now, policy.choose(&ctx))
+                    let command = policy.choose(&ctx);
+                    own_read = match &command {
+                        Command::Put { hash }
+                        | Command::Chk {
+                            target: Target::Hash(hash),
+                            nonce: Some(_),
+                        } => Some(*hash),
+                        _ => None,
+                    };
+                    session.answer_command(now, command)
                 }
                 Some(Event::PeerCommand(Command::Chk {
                     target: Target::Hash(hash),

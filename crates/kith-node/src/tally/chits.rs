@@ -662,7 +662,9 @@ impl Tallies {
         let result = match &msg.body {
             Body::Ticket { .. } => self.on_ticket(peer, msg).await,
             Body::Tally { .. } => self.on_tally(peer, msg).await,
-            Body::DattGet { .. } | Body::DattAnswer { .. } => self.on_datt(peer, msg).await,
+            Body::DattGet { .. } | Body::DattKeep { .. } | Body::DattAnswer { .. } => {
+                self.on_datt(peer, msg).await
+            }
             _ => self.on_chit(peer, msg).await,
         };
         if let Err(e) = result {

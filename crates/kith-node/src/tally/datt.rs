@@ -9,6 +9,14 @@
 //! ("send payment"); the chain's `ack` is Datt's "payment ack". Once the chit is chained, the
 //! server grants the peer that many bytes of items, and its file exchange serves items only
 //! within what a peer was granted (the `ServeGate` hook of `crate::exchange`).
+//!
+//! Custody is priced the same way (`[value] custody_price_per_mib_day`): before a persist the
+//! owner asks `{target: "datt", action: "keep", object: {hash, bytes, days}}`; the payment
+//! request's `ref` is `{"request": {"custody", "bytes", "days"}}`; once paid, the custodian
+//! takes custody of that content from that peer, with no more bytes of copy than were paid
+//! for (once). A retrieve from a site that prices its items pays for the copy as a file get
+//! does (the quote names the copy's size). What a node sends by its own commands (pull
+//! requests, retention checks) is never priced.
 
 use super::{ledger, Tallies, TallyError};
 use crate::exchange::ServeGate;
@@ -37,7 +45,28 @@ pub(crate) enum Quote {
 #[derive(Debug, Default)]
 pub(crate) struct Datt {
     allowances: Mutex<HashMap<AgentId, u64>>,
+    /// Custody paid for, by payer and content: bytes of copy. Every entry was paid for, and
+    /// goes when the custody is taken.
+    custody: Mutex<HashMap<(AgentId, String), u64>>,
     quotes: Mutex<HashMap<(AgentId, String), Quote>>,
+}
+
+/// What a payment request is for (the key under `ref.request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    /// File items (`file`).
+    File,
+    /// Encrypted custody (`custody`).
+    Custody,
+}
+
+impl Request {
+    fn key(self) -> &'static str {
+        match self {
+            Request::File => "file",
+            Request::Custody => "custody",
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -66,6 +95,25 @@ impl ServeGate for Tallies {
             *left = left.saturating_sub(bytes);
         }
     }
+
+    fn custody_allowance(&self, payer: Option<&AgentId>, content: &ContentHash) -> Option<u64> {
+        if self.inner.settings.value.custody_price_per_mib_day == 0 {
+            return None;
+        }
+        let paid = payer.and_then(|payer| {
+            lock(&self.inner.datt.custody)
+                .get(&(*payer, content.to_hex()))
+                .copied()
+        });
+        if paid.is_none() {
+            self.inner.counters.datt_unpaid_custody_refused.bump();
+        }
+        Some(paid.unwrap_or(0))
+    }
+
+    fn custody_taken(&self, payer: &AgentId, content: &ContentHash) {
+        lock(&self.inner.datt.custody).remove(&(*payer, content.to_hex()));
+    }
 }
 
 impl Tallies {
@@ -88,6 +136,17 @@ impl Tallies {
             .clamp(1, u128::from(kith_value::tally::MAX_UNITS)) as u64
     }
 
+    /// The price of keeping `bytes` for `days` days, in units (at least 1 when priced).
+    fn custody_price_of(&self, bytes: u64, days: u64) -> u64 {
+        let per = self.inner.settings.value.custody_price_per_mib_day;
+        if per == 0 {
+            return 0;
+        }
+        (u128::from(bytes) * u128::from(per) * u128::from(days))
+            .div_ceil(u128::from(MIB))
+            .clamp(1, u128::from(kith_value::tally::MAX_UNITS)) as u64
+    }
+
     /// Before fetching `hash` from `from`: asks its price and pays it if it is at most
     /// `max_price` units. Free files and paid ones return `Ok`; a price over the budget, a
     /// refusal or no shared tally is an error that says what to do.
@@ -98,6 +157,55 @@ impl Tallies {
         max_price: u64,
     ) -> Result<(), TallyError> {
         let hex = hash.to_hex();
+        let body = Body::DattGet { hash: hex.clone() };
+        self.settle(from, hex, body, Request::File, max_price).await
+    }
+
+    /// Before persisting the content the stored push request `push` names with `to`: asks
+    /// what keeping it `days` days costs there and pays it if it is at most `max_price`
+    /// units (as [`Tallies::buy`]).
+    pub async fn buy_custody(
+        &self,
+        push: ContentHash,
+        to: AgentId,
+        days: u64,
+        max_price: u64,
+    ) -> Result<(), TallyError> {
+        let (content, bytes) = self
+            .inner
+            .store
+            .run(move |s| {
+                let item = s.blobs().get_item(&push)?;
+                let content = kith_crypto::custody::PushRequest::parse(&item.content)
+                    .map(|p| ContentHash(p.content_hash))
+                    .map_err(|e| kith_store::StoreError::Corrupt {
+                        hash: push,
+                        reason: e.to_string(),
+                    })?;
+                let bytes = s.blobs().walk_file(&content)?.size;
+                Ok::<_, kith_store::StoreError>((content, bytes))
+            })
+            .await
+            .map_err(|e| TallyError::BadInput(format!("cannot price the custody: {e}")))?;
+        let hex = content.to_hex();
+        let body = Body::DattKeep {
+            hash: hex.clone(),
+            bytes,
+            days,
+        };
+        self.settle(to, hex, body, Request::Custody, max_price)
+            .await
+    }
+
+    /// Asks `from` what `body` costs and pays it within `max_price`.
+    async fn settle(
+        &self,
+        from: AgentId,
+        hex: String,
+        body: Body,
+        kind: Request,
+        max_price: u64,
+    ) -> Result<(), TallyError> {
         let Some(row) = self.tally_with(from).await? else {
             return Err(TallyError::NotFound(format!(
                 "no open tally with {from}, so nothing can be paid there: ask its owner for a \
@@ -114,7 +222,7 @@ impl Tallies {
         let msg = Message {
             to: Chad::parse(&row.partner)?,
             from: self.chad_of(&row.cuid),
-            body: Body::DattGet { hash: hex.clone() },
+            body,
         };
         self.send(from, &msg).await?;
         let (tally, side) = (row.uuid.clone(), row.side.clone());
@@ -139,7 +247,7 @@ impl Tallies {
                         .find(|c| {
                             c.tally == tally
                                 && c.side == side
-                                && requested_file(c) == Some(hex.clone())
+                                && requested(c, kind) == Some(hex.clone())
                         })
                         .map(Ok)
                 }
@@ -165,9 +273,13 @@ impl Tallies {
                     accept: false,
                 })
                 .await;
+            let what = match kind {
+                Request::File => "",
+                Request::Custody => "keeping ",
+            };
             return Err(TallyError::BadInput(format!(
-                "{from} asks {units} units for {hex}, more than the {max_price} you allow: \
-                 nothing paid (raise --max-price, or max_price in [value] of kith.toml)"
+                "{from} asks {units} units for {what}{hex}, more than the {max_price} you \
+                 allow: nothing paid (raise --max-price, or max_price in [value] of kith.toml)"
             )));
         }
         let chit = ledger::chit_of(&invoice)?;
@@ -194,6 +306,10 @@ impl Tallies {
                 Ok(())
             }
             Body::DattGet { hash } => self.quote(peer, msg.from, msg.to, hash).await,
+            Body::DattKeep { hash, bytes, days } => {
+                let ask = Ask { hash, bytes, days };
+                self.quote_custody(peer, msg.from, msg.to, ask).await
+            }
             _ => Ok(()),
         }
     }
@@ -205,60 +321,100 @@ impl Tallies {
         me: Chad,
         hex: String,
     ) -> Result<(), TallyError> {
-        let answer = |answer: &str, reason: Option<String>| Message {
-            to: from.clone(),
-            from: me.clone(),
-            body: Body::DattAnswer {
-                hash: hex.clone(),
-                answer: answer.into(),
-                reason,
-            },
-        };
+        let answer = Answer::new(&from, &me, &hex);
         if from.agent != peer.to_string() {
             self.inner.counters.value_refused_not_party.bump();
             return Ok(());
         }
-        if self.inner.settings.value.price_per_mib == 0 {
-            self.reply(peer, &answer("free", None)).await;
+        let per_mib = self.inner.settings.value.price_per_mib;
+        if per_mib == 0 {
+            self.reply(peer, &answer.free()).await;
             return Ok(());
         }
         let Ok(hash) = hex.parse::<ContentHash>() else {
             return Ok(());
         };
-        let Some(file) = self
+        // A file here, or copies kept in custody (a retrieve: the largest copy's size).
+        let size = self
             .inner
             .store
-            .run(move |s| s.meta().get_file(&hash))
-            .await?
-        else {
-            self.reply(
-                peer,
-                &answer("refused", Some(format!("{hex} is not stored here"))),
-            )
-            .await;
+            .run(move |s| {
+                if let Some(file) = s.meta().get_file(&hash)? {
+                    return Ok(Some(file.size));
+                }
+                let copies = s.meta().custody_of(&hash)?;
+                Ok::<_, kith_store::MetaError>(copies.iter().map(|c| c.size).max())
+            })
+            .await?;
+        let Some(size) = size else {
+            let why = format!("{hex} is not stored here");
+            self.reply(peer, &answer.refused(why)).await;
             return Ok(());
         };
         let Some(row) = self.tally_with(peer).await? else {
+            let why = no_tally(&format!("{per_mib} units per MiB"));
             self.inner.counters.datt_no_tally.bump();
-            let why = format!(
-                "this site charges {} units per MiB and shares no open tally with yours: ask \
-                 its owner for a tally ticket (`kith tally ticket`) and open it (`kith tally \
-                 open TICKET`)",
-                self.inner.settings.value.price_per_mib
-            );
-            self.reply(peer, &answer("refused", Some(why))).await;
+            self.reply(peer, &answer.refused(why)).await;
             return Ok(());
         };
-        let units = self.price_of(file.size);
-        let side = ledger::side_of(&row);
+        let reference = json!({"request": {"file": hex, "bytes": size}});
+        let memo = format!("file {hex}");
+        self.request_payment(peer, &row, self.price_of(size), memo, reference)
+            .await
+    }
+
+    /// A peer asks us to keep a file in custody for some days: quote it.
+    async fn quote_custody(
+        &self,
+        peer: AgentId,
+        from: Chad,
+        me: Chad,
+        ask: Ask,
+    ) -> Result<(), TallyError> {
+        let answer = Answer::new(&from, &me, &ask.hash);
+        if from.agent != peer.to_string() {
+            self.inner.counters.value_refused_not_party.bump();
+            return Ok(());
+        }
+        let per = self.inner.settings.value.custody_price_per_mib_day;
+        if per == 0 {
+            self.reply(peer, &answer.free()).await;
+            return Ok(());
+        }
+        let Some(row) = self.tally_with(peer).await? else {
+            let why = no_tally(&format!("{per} units per MiB and day of custody"));
+            self.inner.counters.datt_no_tally.bump();
+            self.reply(peer, &answer.refused(why)).await;
+            return Ok(());
+        };
+        let units = self.custody_price_of(ask.bytes, ask.days);
+        let memo = format!("custody of {} for {} days", ask.hash, ask.days);
+        let reference = json!({"request": {
+            "custody": ask.hash, "bytes": ask.bytes, "days": ask.days,
+        }});
+        self.request_payment(peer, &row, units, memo, reference)
+            .await
+    }
+
+    /// Records and sends a payment request (a `pend` chit, Datt's "request payment") for
+    /// `units` on the tally `row`.
+    async fn request_payment(
+        &self,
+        peer: AgentId,
+        row: &TallyRow,
+        units: u64,
+        memo: String,
+        reference: serde_json::Value,
+    ) -> Result<(), TallyError> {
+        let side = ledger::side_of(row);
         let chit = Chit::tran(
             &row.uuid,
             new_uuid(&mut rand::rngs::OsRng),
             side.other(),
             units,
             self.now_millis(),
-            Some(format!("file {hex}")),
-            Some(json!({"request": {"file": hex, "bytes": file.size}})),
+            Some(memo),
+            Some(reference),
         );
         let record = ChitRow {
             tally: row.uuid.clone(),
@@ -293,7 +449,20 @@ impl Tallies {
             .and_then(|r| r.get("request"))
             .and_then(|r| r.get("bytes"))
             .and_then(serde_json::Value::as_u64);
-        if let Some(bytes) = bytes {
+        let custody = chit
+            .reference
+            .as_ref()
+            .and_then(|r| r.get("request"))
+            .and_then(|r| r.get("custody"))
+            .and_then(serde_json::Value::as_str);
+        if let (Some(bytes), Some(content)) = (bytes, custody) {
+            // The copy adds item headers and authentication tags to the file's own bytes.
+            let slack = (bytes / 50).max(64 * 1024);
+            let mut paid = lock(&self.inner.datt.custody);
+            let left = paid.entry((peer, content.to_owned())).or_default();
+            *left = left.saturating_add(bytes.saturating_add(slack));
+            self.inner.counters.datt_payments_received.bump();
+        } else if let Some(bytes) = bytes {
             // Lists and type bytes add a little to the file's own bytes.
             let slack = (bytes / 50).max(64 * 1024);
             let mut allowances = lock(&self.inner.datt.allowances);
@@ -304,12 +473,60 @@ impl Tallies {
     }
 }
 
-/// The file an invoice asks payment for, if it is a Datt request.
-fn requested_file(chit: &ChitRow) -> Option<String> {
+/// The content an invoice asks payment for, if it is a Datt request of that kind.
+fn requested(chit: &ChitRow, kind: Request) -> Option<String> {
     let doc: serde_json::Value = serde_json::from_str(&chit.doc).ok()?;
     doc.get("ref")?
         .get("request")?
-        .get("file")?
+        .get(kind.key())?
         .as_str()
         .map(str::to_owned)
+}
+
+/// What a custody request asks for.
+pub(super) struct Ask {
+    hash: String,
+    bytes: u64,
+    days: u64,
+}
+
+/// Why a priced request from a site that shares no tally with ours is refused, and what to do.
+fn no_tally(price: &str) -> String {
+    format!(
+        "this site charges {price} and shares no open tally with yours: ask its owner for a \
+         tally ticket (`kith tally ticket`) and open it (`kith tally open TICKET`)"
+    )
+}
+
+/// The answers to a Datt request that need no payment request.
+struct Answer<'a> {
+    to: &'a Chad,
+    me: &'a Chad,
+    hash: &'a str,
+}
+
+impl<'a> Answer<'a> {
+    fn new(to: &'a Chad, me: &'a Chad, hash: &'a str) -> Answer<'a> {
+        Answer { to, me, hash }
+    }
+
+    fn message(&self, answer: &str, reason: Option<String>) -> Message {
+        Message {
+            to: self.to.clone(),
+            from: self.me.clone(),
+            body: Body::DattAnswer {
+                hash: self.hash.to_owned(),
+                answer: answer.into(),
+                reason,
+            },
+        }
+    }
+
+    fn free(&self) -> Message {
+        self.message("free", None)
+    }
+
+    fn refused(&self, why: String) -> Message {
+        self.message("refused", Some(why))
+    }
 }

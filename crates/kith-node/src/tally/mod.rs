@@ -79,7 +79,9 @@ crate::counters! {
         datt_unpaid_items_refused,
         /// Datt: priced requests from sites that share no tally with us.
         datt_no_tally,
-        /// Datt: payments received for requested files.
+        /// Datt: custody not taken because the owner had not paid for it.
+        datt_unpaid_custody_refused,
+        /// Datt: payments received for requested files and custody.
         datt_payments_received,
     }
 }

@@ -66,6 +66,10 @@ impl<B: Backend> MetaDb for B {
         self.write(|c| peers::touch(c, agent, addr, now))
     }
 
+    fn set_peer_reference_order(&self, agent: &str, on: bool) -> Result<bool, MetaError> {
+        self.write(|c| peers::set_reference_order(c, agent, on))
+    }
+
     fn set_peer_blocked(&self, agent: &str, blocked: bool, now: i64) -> Result<bool, MetaError> {
         self.write(|c| peers::set_blocked(c, agent, blocked, now))
     }

@@ -166,6 +166,12 @@ pub trait MetaDb: Send + Sync {
     /// recorded address). Returns whether the peer is recorded; an unknown agent is not added.
     fn touch_peer(&self, agent: &str, addr: Option<&str>, now: i64) -> Result<bool, MetaError>;
 
+    /// Sets whether links with a recorded peer use the MyCHIPs reference library's transport
+    /// cipher order (an opt-in for talking to a reference site; the default is the Noise
+    /// specification's). Returns whether the agent is a recorded peer (nothing is recorded
+    /// for an unknown agent: the option is not a way to make one known).
+    fn set_peer_reference_order(&self, agent: &str, on: bool) -> Result<bool, MetaError>;
+
     /// Blocks (`blocked = true`, recording `now` as the time of the block) or unblocks an agent,
     /// whether or not it is a recorded peer. Returns whether this changed anything (`false`
     /// when the agent was already in that state). Blocking refuses a malformed agent id

@@ -70,6 +70,12 @@ pub struct PeerRecord {
     pub retention_failures: u32,
     /// Free text for the operator.
     pub notes: Option<String>,
+    /// Links with this peer use the MyCHIPs reference library's transport cipher order
+    /// instead of the Noise specification's (see [`MetaDb::set_peer_reference_order`]).
+    ///
+    /// [`MetaDb::set_peer_reference_order`]: super::MetaDb::set_peer_reference_order
+    #[serde(default)]
+    pub reference_order: bool,
 }
 
 /// A blocked agent, known as a peer or not.
@@ -142,7 +148,7 @@ mod hex_key {
 }
 
 const PEER_COLUMNS: &str = "p.agent, p.agent_key, p.host, p.port, p.last_addr, p.first_seen,
-    p.last_seen, p.retention_failures, p.notes,
+    p.last_seen, p.retention_failures, p.notes, p.reference_order,
     EXISTS (SELECT 1 FROM blocked_agents b WHERE b.agent = p.agent)";
 
 fn peer(row: Row) -> Result<PeerRecord, MetaError> {
@@ -157,6 +163,7 @@ fn peer(row: Row) -> Result<PeerRecord, MetaError> {
         last_seen: c.int()?,
         retention_failures: count_from_db(&agent, c.int()?)?,
         notes: c.opt_text()?,
+        reference_order: c.boolean()?,
         blocked: c.boolean()?,
         agent,
     })
@@ -247,6 +254,19 @@ pub(super) fn touch(
         args![agent, now, addr],
     )?;
     Ok(touched > 0)
+}
+
+pub(super) fn set_reference_order(
+    c: &mut dyn Sql,
+    agent: &str,
+    on: bool,
+) -> Result<bool, MetaError> {
+    let recorded = c.execute(
+        "setting the reference cipher order",
+        "UPDATE peers SET reference_order = $2 WHERE agent = $1",
+        args![agent, on],
+    )?;
+    Ok(recorded > 0)
 }
 
 pub(super) fn set_blocked(

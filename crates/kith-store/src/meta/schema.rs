@@ -119,6 +119,8 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     chat_state::SQLITE_MIGRATION,
     // 9: value: users, tally tickets, tallies, chits.
     value::SQLITE_MIGRATION,
+    // 10: a per-peer link option: the MyCHIPs reference library's transport cipher order.
+    "ALTER TABLE peers ADD COLUMN reference_order INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Migrations for PostgreSQL, in order; entry `i` brings the schema to version `i + 1`.
@@ -199,4 +201,6 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     chat_state::POSTGRES_MIGRATION,
     // 9: value: users, tally tickets, tallies, chits.
     value::POSTGRES_MIGRATION,
+    // 10: a per-peer link option: the MyCHIPs reference library's transport cipher order.
+    "ALTER TABLE peers ADD COLUMN reference_order BOOLEAN NOT NULL DEFAULT false;",
 ];

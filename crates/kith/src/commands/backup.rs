@@ -35,6 +35,9 @@ struct PeerBackup {
     host: Option<String>,
     port: Option<u16>,
     last_addr: Option<String>,
+    /// The peer's link option (older backups lack it: the specification's order).
+    #[serde(default)]
+    reference_order: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -89,6 +92,7 @@ pub fn backup(env: &Env, out: &Path, password_file: &Path) -> Result<()> {
                 host: p.host,
                 port: p.port,
                 last_addr: p.last_addr,
+                reference_order: p.reference_order,
             })
             .collect(),
         users: meta.value_users()?,
@@ -188,6 +192,9 @@ pub fn restore(env: &Env, file: &Path, password_file: &Path) -> Result<()> {
         upsert.port = peer.port;
         upsert.last_addr = peer.last_addr.clone();
         meta.upsert_peer(&upsert, now)?;
+        if peer.reference_order {
+            meta.set_peer_reference_order(&peer.agent, true)?;
+        }
     }
     meta.value_restore(&doc.users, &doc.tally_tickets, &doc.tallies, &doc.chits)?;
     // The certificate and anything else derived from the keys are made as usual.

@@ -99,6 +99,8 @@ pub fn persist(env: &Env, args: PersistArgs) -> Result<()> {
     let body = PersistBody {
         push_request: push_hash.to_hex(),
         to: args.to,
+        max_price: args.max_price,
+        days: Some(args.days),
     };
     let report: Result<PersistReport, _> = control.post(PERSIST_PATH, &body);
     // The push request was only the message: it goes, unless a stored file is that item.
@@ -149,6 +151,7 @@ pub fn retrieve(env: &Env, args: RetrieveArgs) -> Result<()> {
         hash: hash.to_hex(),
         from: args.from,
         owner_key: Some(STANDARD.encode(key.public_key())),
+        max_price: args.max_price,
     };
     let report: RetrieveReport = control.post(RETRIEVE_PATH, &body)?;
     let mut store = env

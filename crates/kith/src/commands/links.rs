@@ -11,9 +11,10 @@ use crate::output::{print_json, report};
 use anyhow::{anyhow, bail, Context, Result};
 use kith_node::api::CheckReport;
 use kith_node::api::{
-    AgentBody, BlockBody, Changed, ConnectBody, IssuedTicket, PeerView, PingReport, TicketOrder,
-    TokenBody, BLOCK_PEER_PATH, CHECK_PEER_PATH, CONNECT_PATH, NEARBY_PATH, PEERS_PATH, PING_PATH,
-    REMOVE_PEER_PATH, REVOKE_PATH, TICKETS_PATH,
+    AgentBody, BlockBody, Changed, ConnectBody, IssuedTicket, PeerView, PingReport,
+    ReferenceOrderBody, TicketOrder, TokenBody, BLOCK_PEER_PATH, CHECK_PEER_PATH, CONNECT_PATH,
+    NEARBY_PATH, PEERS_PATH, PING_PATH, REFERENCE_ORDER_PATH, REMOVE_PEER_PATH, REVOKE_PATH,
+    TICKETS_PATH,
 };
 use kith_node::control::{ControlClient, ControlError};
 use kith_node::nearby::NearbyNode;
@@ -283,6 +284,9 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
             &text,
         );
     }
+    if let Some(agent) = args.reference_order {
+        return reference_order(env, &control, &agent, !args.undo);
+    }
     if let Some(agent) = args.check {
         return check_peer(env, &agent);
     }
@@ -384,13 +388,51 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
             (Some(guid), None) => format!("  chat {guid}"),
             _ => String::new(),
         };
+        let order = if r.reference_order {
+            "  reference cipher order"
+        } else {
+            ""
+        };
         // One line per peer: scripts take the first column of the first line.
         println!(
-            "{}  {:<7}  {via:<8}  {addr}{exchanged}{held}{chat}",
+            "{}  {:<7}  {via:<8}  {addr}{exchanged}{held}{chat}{order}",
             r.agent, view.state
         );
     }
     Ok(())
+}
+
+/// `kith peers --reference-order AGENT [--undo]`: through the node when it runs (which also
+/// closes a link up now, so the next one takes the option), else in the database.
+fn reference_order(env: &Env, control: &ControlClient, agent: &str, on: bool) -> Result<()> {
+    let agent = agent.trim();
+    let recorded = if control.is_running() {
+        let body = ReferenceOrderBody {
+            agent: agent.to_owned(),
+            on,
+        };
+        control
+            .post::<_, Changed>(REFERENCE_ORDER_PATH, &body)?
+            .changed
+    } else {
+        env.config
+            .open_file_store()?
+            .meta()
+            .set_peer_reference_order(agent, on)?
+    };
+    if !recorded {
+        bail!("{agent} is not a known peer (connect with a ticket first)");
+    }
+    let order = if on {
+        "the MyCHIPs reference cipher order"
+    } else {
+        "the Noise specification's cipher order"
+    };
+    report(
+        env.json,
+        serde_json::json!({"agent": agent, "reference_order": on}),
+        &format!("links with {agent} use {order}"),
+    )
 }
 
 /// The names chat knows, by GUID: from the running node, or from the database.
