@@ -2,7 +2,7 @@
 //! statements that use the tables are shared, see `sql.rs`).
 
 use super::sql::{args, lock, Backend, Sql};
-use super::{anonymous, chat, chat_state, sharing, value, MetaError};
+use super::{anonymous, chat, chat_state, posts, sharing, value, MetaError};
 
 /// Applies the migrations `scripts` has and the database lacks, in one transaction that
 /// other processes opening the same database wait for (so they do not migrate twice).
@@ -119,6 +119,10 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     chat_state::SQLITE_MIGRATION,
     // 9: value: users, tally tickets, tallies, chits.
     value::SQLITE_MIGRATION,
+    // 10: reserved for another branch's migration (a no-op here; replaced when merged).
+    "SELECT 1;",
+    // 11: posts and communities: kept posts, known communities, blocked and muted authors.
+    posts::SQLITE_MIGRATION,
 ];
 
 /// Migrations for PostgreSQL, in order; entry `i` brings the schema to version `i + 1`.
@@ -199,4 +203,8 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     chat_state::POSTGRES_MIGRATION,
     // 9: value: users, tally tickets, tallies, chits.
     value::POSTGRES_MIGRATION,
+    // 10: reserved for another branch's migration (a no-op here; replaced when merged).
+    "SELECT 1;",
+    // 11: posts and communities (see the SQLite list).
+    posts::POSTGRES_MIGRATION,
 ];
