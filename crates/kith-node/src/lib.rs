@@ -36,6 +36,7 @@ pub mod limits;
 pub mod nearby;
 pub mod node;
 pub mod peer_port;
+pub mod posts;
 pub mod protocol;
 pub mod reach;
 pub mod retention;

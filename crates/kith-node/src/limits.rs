@@ -114,6 +114,12 @@ pub struct NodeLimits {
     pub chat_log_messages: usize,
     /// Clients on the chat port at once; more are closed on accept.
     pub max_chat_clients: usize,
+    /// Posts a node keeps (followed and relayed; relayed ones are evicted first).
+    pub posts_max: usize,
+    /// Bytes of post items a node keeps.
+    pub posts_max_bytes: usize,
+    /// The largest post item taken or written, bytes.
+    pub posts_max_item: usize,
     /// Inputs waiting for the chat task (frames from links and clients, user actions); a
     /// frame from a link beyond this is dropped (ACKs and retries recover it), a client's
     /// reader waits.
@@ -191,6 +197,9 @@ impl Default for NodeLimits {
             max_placements_per_peer: 10_000,
             chat_log_messages: 10_000,
             max_chat_clients: 256,
+            posts_max: 10_000,
+            posts_max_bytes: 64 * 1024 * 1024,
+            posts_max_item: 64 * 1024,
             chat_input_queue: 1_024,
             chat_client_queue: 256,
             max_custody_owners: 16,

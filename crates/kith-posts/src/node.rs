@@ -80,6 +80,8 @@ pub struct PostsNode<P> {
     requested: HashMap<PostHash, (P, u64)>,
     out: VecDeque<(P, Message)>,
     counters: PostsCounters,
+    /// Posts stored since [`PostsNode::take_stored`] last ran.
+    stored_log: Vec<PostHash>,
 }
 
 impl<P: Copy + Eq + Ord + Hash> PostsNode<P> {
@@ -95,6 +97,7 @@ impl<P: Copy + Eq + Ord + Hash> PostsNode<P> {
             requested: HashMap::new(),
             out: VecDeque::new(),
             counters: PostsCounters::default(),
+            stored_log: Vec::new(),
         }
     }
 
@@ -104,6 +107,63 @@ impl<P: Copy + Eq + Ord + Hash> PostsNode<P> {
             self.follows.insert(community.id());
         }
         self.communities.insert(community.id(), community);
+    }
+
+    /// Stops following a community (its key stays known, so its sealed posts can still be
+    /// read and checked; posts already kept keep their class).
+    pub fn unfollow(&mut self, community: &CommunityId) {
+        self.follows.remove(community);
+    }
+
+    /// Whether the user follows `community`.
+    pub fn follows(&self, community: &CommunityId) -> bool {
+        self.follows.contains(community)
+    }
+
+    /// The community `id`, if its key is known.
+    pub fn community(&self, id: &CommunityId) -> Option<&Community> {
+        self.communities.get(id)
+    }
+
+    /// Every community whose key is known.
+    pub fn communities(&self) -> impl Iterator<Item = &Community> {
+        self.communities.values()
+    }
+
+    /// The neighbours up now.
+    pub fn neighbours(&self) -> usize {
+        self.neighbours.len()
+    }
+
+    /// Puts back a post kept before a restart: checked again, stored without announcing
+    /// (neighbours hear of it when they come up).
+    pub fn restore(&mut self, item: &[u8], followed: bool) -> Result<PostHash, PostError> {
+        let communities = &self.communities;
+        let post = post::check(item, self.limits.max_post, |id| communities.get(id))?;
+        let hash = post.hash;
+        if self.blocked.contains(&post.author) {
+            return Err(PostError::Malformed("by a blocked author"));
+        }
+        self.store.insert(post, followed);
+        Ok(hash)
+    }
+
+    /// Removes every post of `author` (after a block); returns their hashes.
+    pub fn remove_author(&mut self, author: &[u8; 33]) -> Vec<PostHash> {
+        let hashes = self.store.by_author(author);
+        for hash in &hashes {
+            self.store.remove(hash);
+        }
+        hashes
+    }
+
+    /// The posts stored (own and received) and evicted since the last call, for a driver
+    /// that mirrors the store on disk. A post both stored and evicted since is in both.
+    pub fn take_changes(&mut self) -> (Vec<PostHash>, Vec<PostHash>) {
+        (
+            std::mem::take(&mut self.stored_log),
+            self.store.take_evicted(),
+        )
     }
 
     /// Blocks (or unblocks) an author: its posts are neither stored nor passed on.
@@ -149,6 +209,7 @@ impl<P: Copy + Eq + Ord + Hash> PostsNode<P> {
         let hash = post.hash;
         if self.store.insert(post, true) {
             self.counters.stored += 1;
+            self.stored_log.push(hash);
         }
         self.announce(hash, None);
         Ok(hash)
@@ -229,6 +290,7 @@ impl<P: Copy + Eq + Ord + Hash> PostsNode<P> {
         let followed = self.follows.contains(&post.community);
         if self.store.insert(post, followed) {
             self.counters.stored += 1;
+            self.stored_log.push(hash);
             self.announce(hash, Some(from));
         }
     }

@@ -26,6 +26,9 @@ pub struct PostStore {
     max_posts: usize,
     max_bytes: usize,
     evicted: u64,
+    /// Posts evicted since [`PostStore::take_evicted`] last ran (so a driver that mirrors the
+    /// store on disk deletes them there too).
+    evicted_log: Vec<PostHash>,
 }
 
 impl PostStore {
@@ -40,6 +43,7 @@ impl PostStore {
             max_posts: max_posts.max(1),
             max_bytes,
             evicted: 0,
+            evicted_log: Vec::new(),
         }
     }
 
@@ -86,6 +90,7 @@ impl PostStore {
             };
             self.remove(&victim);
             self.evicted += 1;
+            self.evicted_log.push(victim);
         }
         let seq = self.next;
         self.next += 1;
@@ -105,6 +110,25 @@ impl PostStore {
             },
         );
         true
+    }
+
+    /// The posts evicted since the last call.
+    pub fn take_evicted(&mut self) -> Vec<PostHash> {
+        std::mem::take(&mut self.evicted_log)
+    }
+
+    /// Whether `hash` is kept as a post of a followed community.
+    pub fn is_followed(&self, hash: &PostHash) -> bool {
+        self.entries.get(hash).is_some_and(|e| e.followed)
+    }
+
+    /// The hashes of every post by `author`.
+    pub fn by_author(&self, author: &[u8; 33]) -> Vec<PostHash> {
+        self.entries
+            .values()
+            .filter(|e| &e.post.author == author)
+            .map(|e| e.post.hash)
+            .collect()
     }
 
     /// Removes `hash`.

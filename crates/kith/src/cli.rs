@@ -119,6 +119,23 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<ChatCommand>,
     },
+    /// Write a post in a community (signed with this node's content key; with --sealed,
+    /// encrypted to the community's key, which everyone who knows its name derives).
+    Post(PostArgs),
+    /// List the posts of a community this node holds: author, time, signature status.
+    Posts {
+        /// The community's name.
+        community: String,
+        /// Follow it first (keep its posts before relayed ones; kept across restarts).
+        #[arg(long)]
+        follow: bool,
+        /// Muted authors' posts too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Communities: follow, unfollow, list, create a closed one; block or mute post authors.
+    #[command(subcommand)]
+    Community(CommunityCommand),
     /// Walk through every feature with three nodes on this machine, narrated; exits 0 when
     /// every step worked. Uses its own temporary data dirs (not --data).
     Demo(DemoArgs),
@@ -265,6 +282,66 @@ pub struct DemoArgs {
     /// Keep the temporary data dirs (and each node's log) instead of removing them.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// `kith post`.
+#[derive(Debug, Args)]
+pub struct PostArgs {
+    /// The community's name (e.g. science).
+    pub community: String,
+    /// The text (or --file).
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub text: Option<String>,
+    /// Read the text from a file (UTF-8).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Seal the post to the community's key (only those who know the community can read it).
+    #[arg(long)]
+    pub sealed: bool,
+}
+
+/// `kith community ...`.
+#[derive(Debug, Subcommand)]
+pub enum CommunityCommand {
+    /// The communities this node knows.
+    List,
+    /// Follow a community: keep its posts before relayed ones (kept across restarts).
+    Follow {
+        /// Its name.
+        name: String,
+        /// A closed community's secret (64 hex digits), as its creator handed it out.
+        #[arg(long)]
+        secret: Option<String>,
+    },
+    /// Stop following a community.
+    Unfollow {
+        /// Its name.
+        name: String,
+    },
+    /// Create a closed community (a random key) and follow it; prints the secret to hand
+    /// to its members with the name.
+    Create {
+        /// Its name.
+        name: String,
+    },
+    /// Block a post author: its posts are neither kept nor passed on (kept across restarts).
+    Block {
+        /// The author's key (66 hex digits, as `kith posts --json` shows it).
+        author: String,
+        /// Lift the block instead.
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Mute a post author: its posts are passed on, not shown (kept across restarts).
+    Mute {
+        /// The author's key.
+        author: String,
+        /// Unmute instead.
+        #[arg(long)]
+        undo: bool,
+    },
+    /// The authors blocked or muted.
+    Authors,
 }
 
 /// `kith chat ...`. NODE is a node id (`GUID` or `name@GUID`), an agent id, or a name

@@ -347,3 +347,46 @@ fn the_live_socket_refuses_other_origins_oversized_and_malformed_frames() {
     assert_eq!(page.get(&format!("/{}/", page.token), "").0, 200);
     assert_eq!(upgrade(&page, true).0, 101);
 }
+
+#[test]
+fn posts_through_the_page_keep_markup_inert_and_need_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_page(dir.path());
+    let page = Page::of(&node);
+    let t = &page.token;
+    let markup = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+    let body = serde_json::json!({"action": "post", "community": "science", "text": markup});
+    let body = body.to_string();
+    // Without the token, or from another origin: nothing is posted.
+    let (status, _, _) = page.post("/api/v1/posts", &page.origin(), body.as_bytes());
+    assert_ne!(status, 200);
+    let (status, _, _) = page.post(
+        &format!("/{t}/api/v1/posts"),
+        "origin: http://evil.example\r\n",
+        body.as_bytes(),
+    );
+    assert_ne!(status, 200);
+    let (status, _, reply) = page.post(
+        &format!("/{t}/api/v1/posts"),
+        &format!("{}content-type: application/json\r\n", page.origin()),
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+    // Listed as JSON text (the page writes it with textContent only).
+    let list = serde_json::json!({"action": "list", "community": "science"}).to_string();
+    let (status, head, reply) = page.post(
+        &format!("/{t}/api/v1/posts"),
+        &format!("{}content-type: application/json\r\n", page.origin()),
+        list.as_bytes(),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("application/json"),
+        "{head}"
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(reply["posts"]["posts"][0]["text"], markup);
+    // The page has the posts view.
+    let (_, _, html) = page.get(&format!("/{t}/"), "");
+    assert!(String::from_utf8_lossy(&html).contains("view-posts"));
+}

@@ -26,6 +26,8 @@
 //!   action: join, leave, say, send, invite, kick, channels, status)
 //! - `POST /v1/chat/read` [`ChatReadBody`] → [`kith_store::meta::ChatMessageRow`]s (the
 //!   message log after a sequence number, waiting up to `wait_ms` for one to arrive)
+//! - `POST /v1/posts` [`PostsRequest`] → [`PostsReply`] (every posts action: post, list,
+//!   follow, unfollow, communities, block, mute, authors)
 //! - `POST /v1/custody/persist` [`PersistBody`] → [`PersistReport`] (a push
 //!   request already stored here, to a custodian)
 //! - `POST /v1/custody/retrieve` [`RetrieveBody`] → [`RetrieveReport`] (the pull
@@ -33,10 +35,12 @@
 
 mod chat;
 mod files;
+mod posts;
 pub mod value;
 
 pub use chat::*;
 pub use files::*;
+pub use posts::*;
 
 use serde::{Deserialize, Serialize};
 

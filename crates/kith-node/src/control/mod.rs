@@ -47,6 +47,8 @@ pub struct Services {
     pub nearby: crate::nearby::Nearby,
     /// Punching, relaying, short codes.
     pub reach: crate::reach::Reach,
+    /// Posts and communities.
+    pub posts: crate::posts::Posts,
     /// The node's identity, settings and counters, for `status` and tickets.
     pub node: Arc<dyn NodeInfo>,
     /// What the control API itself counts.

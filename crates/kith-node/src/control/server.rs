@@ -103,6 +103,7 @@ pub fn router(state: Services) -> Router {
         .route(CANCEL_PATH, post(cancel_fetch))
         .route(CHAT_PATH, post(chat))
         .route(CHAT_READ_PATH, post(chat_read))
+        .route(POSTS_PATH, post(posts))
         .route(PERSIST_PATH, post(persist))
         .route(RETRIEVE_PATH, post(retrieve))
         .route(value::TALLY_TICKET_PATH, post(tally_ticket))
@@ -446,6 +447,20 @@ async fn chat(State(state): State<Services>, Json(request): Json<ChatRequest>) -
         .await
         .map(Json)
         .map_err(bad_request)
+}
+
+async fn posts(
+    State(state): State<Services>,
+    Json(request): Json<PostsRequest>,
+) -> Api<PostsReply> {
+    state.posts.request(request).await.map(Json).map_err(|e| {
+        let code = if e.is_bad_input() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        ApiError(code, e.to_string())
+    })
 }
 
 async fn chat_read(

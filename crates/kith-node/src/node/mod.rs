@@ -17,6 +17,7 @@ use crate::counters::CounterSet;
 use crate::endpoint::{Endpoint, EndpointConfig, StoreDirectory};
 use crate::exchange::{Exchange, ExchangeSettings};
 use crate::peer_port::{PeerPort, PeerPortSettings};
+use crate::posts::{Posts, PostsSettings};
 use crate::protocol::Router;
 use crate::reach::Reach;
 use crate::retention::Retention;
@@ -74,6 +75,8 @@ pub struct Node {
     pub tallies: Tallies,
     /// Punching and relaying through mutual peers.
     pub reach: Reach,
+    /// Posts and communities.
+    pub posts: Posts,
     /// Nodes heard on the LAN (started by `kith up`, see [`crate::nearby`]).
     pub nearby: crate::nearby::Nearby,
     /// The mainline DHT (started when first needed, see [`crate::dht`]).
@@ -170,6 +173,22 @@ impl Node {
                 clock: Arc::clone(&clock),
             },
         );
+        let (posts, posts_queue) = Posts::new(
+            endpoint.clone(),
+            store.clone(),
+            PostsSettings {
+                limits: kith_posts::PostsLimits {
+                    max_post: config.node_limits.posts_max_item,
+                    max_posts: config.node_limits.posts_max,
+                    max_bytes: config.node_limits.posts_max_bytes,
+                    ..kith_posts::PostsLimits::default()
+                },
+                clock: Arc::clone(&clock),
+                author: identity.content_key().clone(),
+            },
+            tracker.clone(),
+            cancel.clone(),
+        );
         let (tallies, tally_queue) = Tallies::new(
             endpoint.clone(),
             store.clone(),
@@ -200,7 +219,9 @@ impl Node {
             .accept(Arc::new(chat.clone()))
             .accept(Arc::new(tallies.clone()))
             .accept(Arc::new(reach.clone()))
+            .accept(Arc::new(posts.clone()))
             .spawn();
+        crate::posts::spawn(&posts, posts_queue, &tracker, cancel.clone());
         crate::tally::spawn(&tallies, tally_queue, &tracker, cancel.clone());
         tracker.spawn(crate::chat::run(
             chat.clone(),
@@ -221,6 +242,7 @@ impl Node {
             peer_port,
             tallies,
             reach,
+            posts,
             nearby,
             dht,
             cancel,
@@ -244,6 +266,7 @@ impl Node {
             self.dht.counters(),
         ]);
         counters.extend(self.chat.router_counters());
+        counters.extend(self.posts.counters());
         counters
     }
 
@@ -259,6 +282,7 @@ impl Node {
             tallies: self.tallies.clone(),
             nearby: self.nearby.clone(),
             reach: self.reach.clone(),
+            posts: self.posts.clone(),
             node: status,
             control_counters: Arc::default(),
         }

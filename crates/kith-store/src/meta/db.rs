@@ -8,6 +8,7 @@ use super::chat::{self, ChatChannelRow, ChatMessageRow, ChatQueueRow};
 use super::chat_state::{self, ChatChannelStateRow, ChatNodeRow};
 use super::custody::{self, CustodyRecord};
 use super::placements::{self, CheckResult, PeerRetention, Placement, PlacementOutcome};
+use super::posts::{self, PostAuthorRow, PostCommunityRow, PostRow};
 use super::sql::Backend;
 use super::value::{self, ChitRow, TallyRow, TallyTicketRow, TallyTx, TicketClaim, ValueUser};
 use super::{files, peers, schema, sharing, tickets};
@@ -328,6 +329,45 @@ impl<B: Backend> MetaDb for B {
 
     fn chat_setting(&self, key: &str) -> Result<Option<String>, MetaError> {
         self.read(|c| chat_state::setting(c, key))
+    }
+
+    fn posts_apply(
+        &self,
+        stored: &[PostRow],
+        evicted: &[String],
+        now: i64,
+    ) -> Result<(), MetaError> {
+        if stored.is_empty() && evicted.is_empty() {
+            return Ok(());
+        }
+        self.transaction("keeping posts", |tx| posts::apply(tx, stored, evicted, now))
+    }
+
+    fn posts_all(&self) -> Result<Vec<PostRow>, MetaError> {
+        self.read(posts::all)
+    }
+
+    fn posts_set_community(&self, row: &PostCommunityRow, now: i64) -> Result<(), MetaError> {
+        self.write(|c| posts::set_community(c, row, now))
+    }
+
+    fn posts_communities(&self) -> Result<Vec<PostCommunityRow>, MetaError> {
+        self.read(posts::communities)
+    }
+
+    fn posts_set_author(
+        &self,
+        author: &str,
+        blocked: Option<bool>,
+        muted: Option<bool>,
+    ) -> Result<(), MetaError> {
+        self.transaction("recording a post author", |tx| {
+            posts::set_author(tx, author, blocked, muted)
+        })
+    }
+
+    fn posts_authors(&self) -> Result<Vec<PostAuthorRow>, MetaError> {
+        self.read(posts::authors)
     }
 
     fn item_in_use(&self, item: &ContentHash) -> Result<bool, MetaError> {

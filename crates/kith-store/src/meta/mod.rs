@@ -44,7 +44,8 @@
 //!
 //! Every other statement is written once for both backends (`sql.rs` is the thin adapter:
 //! placeholders, parameter and row types, transactions) in the module of its table group
-//! (`files`, `peers`, `tickets`, `custody`, `placements`, `sharing`, `chat`, `anonymous`); `db.rs` is the
+//! (`files`, `peers`, `tickets`, `custody`, `placements`, `sharing`, `chat`, `anonymous`,
+//! `posts`); `db.rs` is the
 //! one implementation of [`MetaDb`], which says for each method whether it reads, writes or
 //! runs a transaction.
 //!
@@ -62,6 +63,7 @@ mod files;
 mod peers;
 mod pg;
 mod placements;
+mod posts;
 mod schema;
 mod sharing;
 mod sql;
@@ -87,6 +89,7 @@ pub use error::{DriverError, MetaError};
 pub use peers::{BlockedAgent, PeerRecord, PeerUpsert};
 pub use pg::PostgresMeta;
 pub use placements::{CheckResult, PeerRetention, Placement, PlacementOutcome, MAX_FAILURE_TEXT};
+pub use posts::{PostAuthorRow, PostCommunityRow, PostRow};
 pub use schema::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 pub use sqlite::SqliteMeta;
 pub use tickets::{RefusalReason, TicketRecord, TicketVerdict};
@@ -400,6 +403,37 @@ pub trait MetaDb: Send + Sync {
 
     /// A chat setting.
     fn chat_setting(&self, key: &str) -> Result<Option<String>, MetaError>;
+
+    // ---- posts and communities ----
+
+    /// Keeps the posts `stored` (in arrival order) and deletes the `evicted` ones (hex
+    /// hashes), in one transaction.
+    fn posts_apply(
+        &self,
+        stored: &[PostRow],
+        evicted: &[String],
+        now: i64,
+    ) -> Result<(), MetaError>;
+
+    /// Every kept post, oldest arrival first.
+    fn posts_all(&self) -> Result<Vec<PostRow>, MetaError>;
+
+    /// Records (or updates) a community this node knows.
+    fn posts_set_community(&self, row: &PostCommunityRow, now: i64) -> Result<(), MetaError>;
+
+    /// Every community this node knows.
+    fn posts_communities(&self) -> Result<Vec<PostCommunityRow>, MetaError>;
+
+    /// Blocks or unblocks, mutes or unmutes a post author (a `None` flag stays as it was).
+    fn posts_set_author(
+        &self,
+        author: &str,
+        blocked: Option<bool>,
+        muted: Option<bool>,
+    ) -> Result<(), MetaError>;
+
+    /// Every post author the user decided about.
+    fn posts_authors(&self) -> Result<Vec<PostAuthorRow>, MetaError>;
 
     // ---- what items are in use (removal, garbage collection) ----
 

@@ -156,6 +156,14 @@ impl Cols {
         }
     }
 
+    pub(crate) fn opt_bytes(&mut self) -> Result<Option<Vec<u8>>, MetaError> {
+        match self.next("bytes")? {
+            Cell::Null => Ok(None),
+            Cell::Bytes(v) => Ok(Some(v)),
+            other => Err(self.wrong("bytes", &other)),
+        }
+    }
+
     pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, MetaError> {
         match self.next("bytes")? {
             Cell::Bytes(v) => Ok(v),

@@ -11,6 +11,7 @@ mod demo;
 mod file;
 mod links;
 mod node;
+mod posts;
 mod store;
 mod value;
 
@@ -88,6 +89,9 @@ fn needs_a_running_node(command: &Command) -> bool {
             | Command::Connect { .. }
             | Command::Ping { .. }
             | Command::Chat { .. }
+            | Command::Post(_)
+            | Command::Posts { .. }
+            | Command::Community(_)
             | Command::Tally(_)
             | Command::Pay(_)
             | Command::Invoice(_)
@@ -141,6 +145,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Retrieve(args) => custody::retrieve(&env, args),
         Command::Shell { target } => crate::shell::run(&env, &target),
         Command::Chat { command } => chat::run(&env, command),
+        Command::Post(args) => posts::post(&env, args),
+        Command::Posts {
+            community,
+            follow,
+            all,
+        } => posts::list(&env, &community, follow, all),
+        Command::Community(command) => posts::community(&env, command),
         Command::Bench(_) | Command::Completions { .. } | Command::Man => {
             unreachable!("handled before the settings are loaded")
         }

@@ -34,6 +34,7 @@ function show(view) {
   document.querySelectorAll(".view").forEach((v) => { v.hidden = v.id !== "view-" + view; });
   if (view === "files") refreshFiles();
   if (view === "peers") refreshPeers();
+  if (view === "posts") refreshPosts();
   if (view === "chat") refreshChat();
 }
 
@@ -241,6 +242,57 @@ $("fetch-form").addEventListener("submit", async (ev) => {
   } catch (e) { say("fetch: " + e.message, true); }
   refreshFiles();
 });
+
+// ---- posts: by community; text, authors and names from the network go through textContent
+let community = localStorage.getItem("kith-community") || "";
+function posts(action, fields) { return api("posts", Object.assign({ action }, fields || {})); }
+async function refreshPosts() {
+  try {
+    const list = $("communities"); list.replaceChildren();
+    for (const c of (await posts("communities")).communities) {
+      const li = el("li", c.name + (c.closed ? " (closed)" : "") + " · " + c.posts + (c.followed ? " · followed" : ""));
+      li.addEventListener("click", () => { community = c.name; refreshPosts(); });
+      list.appendChild(li);
+    }
+    if (!community) return;
+    $("community").value = community;
+    const got = (await posts("list", { community })).posts;
+    $("posts-title").textContent = got.community + (got.followed ? " (followed)" : "");
+    const ol = $("posts"); ol.replaceChildren();
+    for (const p of got.posts) {
+      const li = el("li");
+      li.appendChild(el("span", p.time.replace("T", " ").slice(0, 19), "time"));
+      li.appendChild(el("span", p.mine ? "me" : p.author.slice(0, 16), "author mono"));
+      li.appendChild(el("span", (p.sealed ? "sealed, " : "signed, ") + p.signature, "standing"));
+      li.appendChild(el("div", p.text));
+      ol.appendChild(li);
+    }
+  } catch (e) { say("posts: " + e.message, true); }
+}
+$("community-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  community = $("community").value.trim();
+  localStorage.setItem("kith-community", community);
+  refreshPosts();
+});
+$("follow").addEventListener("click", async () => {
+  const name = $("community").value.trim();
+  if (!name) return;
+  try { await posts("follow", { community: name }); community = name; say("following " + name); refreshPosts(); }
+  catch (e) { say("follow: " + e.message, true); }
+});
+$("post-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const text = $("post-text").value;
+  if (!community || !text.trim()) { say("pick a community and write something", true); return; }
+  try {
+    const r = await posts("post", { community, text, sealed: $("post-sealed").checked });
+    $("post-text").value = "";
+    say("posted, announced to " + r.posted.announced_to + " linked peer(s)");
+    refreshPosts();
+  } catch (e) { say("post: " + e.message, true); }
+});
+setInterval(() => { if (!$("view-posts").hidden) refreshPosts(); }, 5000);
 
 // ---- peers
 async function refreshPeers() {
