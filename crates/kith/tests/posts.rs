@@ -49,12 +49,36 @@ fn two_nodes_post_and_read() {
         b.json(&["--json", "posts", "club"])["posts"][0]["text"] == "sealed from a file"
     });
 
+    // A closed community: its secret is handed over out of band, and never lies in the
+    // database in the clear (it is sealed under the node's key).
+    let created = a.json(&["--json", "community", "create", "inner"]);
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    b.ok(&["community", "follow", "inner", "--secret", &secret]);
+    a.ok(&["post", "inner", "members only", "--sealed"]);
+    eventually("B reads the closed community's post", || {
+        b.json(&["--json", "posts", "inner"])["posts"][0]["text"] == "members only"
+    });
+    let raw = hex::decode(&secret).unwrap();
+    for name in ["kith.db", "kith.db-wal"] {
+        if let Ok(db) = std::fs::read(tmp.join("b").join(name)) {
+            assert!(
+                !db.windows(raw.len()).any(|w| w == raw.as_slice()),
+                "the closed community's secret is in {name} in the clear"
+            );
+        }
+    }
+
     // Posts and follows are kept across a restart.
     b.stop();
     let mut b = Node::start(&tmp.join("b"));
     assert_eq!(
         b.json(&["--json", "posts", "club"])["posts"][0]["text"],
         "sealed from a file"
+    );
+    assert_eq!(
+        b.json(&["--json", "posts", "inner"])["posts"][0]["text"],
+        "members only",
+        "the closed community opens again after a restart"
     );
     let communities = b.json(&["--json", "community", "list"]);
     assert!(communities

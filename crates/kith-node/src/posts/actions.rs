@@ -130,7 +130,14 @@ impl Posts {
         let row = PostCommunityRow {
             id: hex::encode(community.id()),
             name: community.name.clone(),
-            secret: closed.then(|| community.key().secret_bytes().to_vec()),
+            secret: closed.then(|| {
+                super::at_rest::seal(
+                    &mut rand::rngs::OsRng,
+                    &self.inner.settings.author,
+                    &community.id(),
+                    &community.key().secret_bytes(),
+                )
+            }),
             followed: follow,
         };
         let now = self.inner.settings.clock.unix_secs();

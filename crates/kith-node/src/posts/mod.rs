@@ -20,6 +20,7 @@
 //! `actions.rs` carries the control API's requests.
 
 mod actions;
+mod at_rest;
 
 use crate::clock::SharedClock;
 use crate::endpoint::{envelope, Endpoint, Payload};
@@ -263,8 +264,11 @@ impl Posts {
             let mut m = self.machine();
             for row in communities {
                 let community = match &row.secret {
-                    Some(secret) => <[u8; 32]>::try_from(&secret[..])
+                    // Sealed at rest under this node's key (`at_rest`).
+                    Some(sealed) => hex::decode(&row.id)
                         .ok()
+                        .and_then(|id| <[u8; 32]>::try_from(id).ok())
+                        .and_then(|id| at_rest::open(&self.inner.settings.author, &id, sealed))
                         .and_then(|s| Community::closed(&row.name, &s).ok()),
                     None => Community::open(&row.name).ok(),
                 };
