@@ -92,6 +92,16 @@ impl LinkMachine {
             };
             return self.end(LinkEnd::Incompatible(e));
         }
+        // Both sides list it on an authenticated link: from here on (the peer's version
+        // precedes whatever it sends unsummed, ours precedes what we do) checksums are out.
+        let listed = |caps: &[String]| caps.iter().any(|c| c == super::UNSUMMED_CAPABILITY);
+        if self.link.mode() == crate::secure::Mode::Noise
+            && listed(&self.settings.capabilities)
+            && listed(&info.capabilities)
+        {
+            self.unsummed = true;
+            self.envelopes.set_verify_checksums(false);
+        }
         self.peer_version = Some(info.clone());
         self.events.push_back(Event::Version(info));
     }

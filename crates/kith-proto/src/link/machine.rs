@@ -43,6 +43,8 @@ pub struct LinkMachine {
     pub(super) idle_fired: bool,
     pub(super) ended: Option<LinkEnd>,
     pub(super) stats: LinkStats,
+    /// Envelope checksums are left out both ways ([`super::UNSUMMED_CAPABILITY`]).
+    pub(super) unsummed: bool,
 }
 
 fn command(name: &'static str) -> Command {
@@ -78,6 +80,7 @@ impl LinkMachine {
             idle_fired: false,
             ended: None,
             stats: LinkStats::default(),
+            unsummed: false,
         };
         if machine.confirmed {
             machine.events.push_back(Event::Confirmed);
@@ -328,6 +331,12 @@ impl LinkMachine {
         self.stats
     }
 
+    /// True once both sides agreed to leave envelope checksums out on this encrypted link
+    /// ([`super::UNSUMMED_CAPABILITY`]).
+    pub fn is_unsummed(&self) -> bool {
+        self.unsummed
+    }
+
     /// Bytes waiting for [`poll_transmit`](Self::poll_transmit).
     pub fn pending_transmit(&self) -> usize {
         self.transmit.len()
@@ -357,7 +366,12 @@ impl LinkMachine {
     /// Seals one envelope without copying its data: the header and the start of the data
     /// go through the scratch buffer as the first frame, the rest straight from `data`.
     pub(super) fn seal_envelope(&mut self, env: &Envelope) {
-        let header = match env.header() {
+        let header = if self.unsummed {
+            env.header_unsummed()
+        } else {
+            env.header()
+        };
+        let header = match header {
             Ok(header) => header,
             // Only data over 4 GiB has no header; `send` refuses far less than that.
             Err(e) => return self.lose(e.into()),

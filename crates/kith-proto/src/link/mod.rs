@@ -97,6 +97,12 @@ pub const SOFTWARE: &str = concat!("kith/", env!("CARGO_PKG_VERSION"));
 pub const DEFAULT_MAX_PENDING_TRANSMIT: usize = 256 * 1024;
 /// Our pings whose pongs a machine still recognises; a newer ping forgets the oldest.
 pub const PINGS_REMEMBERED: usize = 16;
+/// The capability by which a node says: on an encrypted link with a peer that lists it too,
+/// envelope checksums are left zero and not checked, since the AEAD tag of every frame
+/// already authenticates each byte (the checksum would cost a SHA-256 pass over every byte
+/// sent and received for nothing). It takes effect, both ways, from the peer's `version` on;
+/// raw links, and peers that do not list it, keep the seed's checksums.
+pub const UNSUMMED_CAPABILITY: &str = "unsummed/1";
 /// The commands the machine speaks itself; [`LinkMachine::send`] refuses them.
 pub const LINK_COMMANDS: [&str; 4] = ["version", "ping", "pong", "bye"];
 

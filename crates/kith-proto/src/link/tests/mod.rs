@@ -6,6 +6,7 @@ mod closing;
 mod hostile;
 mod props;
 mod replay;
+mod unsummed;
 
 use std::time::{Duration, Instant};
 
