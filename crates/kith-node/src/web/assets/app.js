@@ -264,7 +264,7 @@ async function refreshPosts() {
       li.appendChild(el("span", p.time.replace("T", " ").slice(0, 19), "time"));
       li.appendChild(el("span", p.mine ? "me" : p.author.slice(0, 16), "author mono"));
       li.appendChild(el("span", (p.sealed ? "sealed, " : "signed, ") + p.signature, "standing"));
-      li.appendChild(el("div", p.text));
+      li.appendChild(el("div", p.text, "text"));
       ol.appendChild(li);
     }
   } catch (e) { say("posts: " + e.message, true); }
