@@ -113,6 +113,38 @@ def check_gate(url_a):
     assert status == 403, f"rebound host: {status}"
 
 
+def file_by_ticket(a, b, work):
+    """A uploads a file and hands out a file ticket on its page; B pastes the ticket into its
+    fetch box and gets the file."""
+    content = os.urandom(50_000)
+    path = os.path.join(work, "by-ticket.bin")
+    with open(path, "wb") as f:
+        f.write(content)
+    tab(a, "files")
+    a.find_element(By.ID, "upload").send_keys(path)
+    wait(a, "the second upload", lambda d: "by-ticket.bin" in d.find_element(By.ID, "status").text)
+    file_hash = a.find_element(By.ID, "status").text.rsplit(" ", 1)[-1]
+    assert len(file_hash) == 64, file_hash
+    wait(a, "the file's row", lambda d: d.execute_script(
+        "for (const tr of document.querySelectorAll('#files tbody tr'))"
+        "  if (tr.querySelector('td.hash').textContent === arguments[0])"
+        "    { tr.querySelector('button.ticket').click(); return true; }"
+        "return false;", file_hash))
+    wait(a, "a file ticket", lambda d: d.find_element(By.ID, "file-ticket").get_attribute("value").startswith("kith-file:"))
+    ticket = a.find_element(By.ID, "file-ticket").get_attribute("value")
+    wait(a, "the file ticket's QR code", lambda d: d.execute_script(
+        "const i = document.getElementById('file-ticket-qr'); return i.complete && i.naturalWidth > 0;"))
+
+    tab(b, "files")
+    box = b.find_element(By.ID, "fetch-hash")
+    box.clear()
+    box.send_keys(ticket)
+    b.find_element(By.CSS_SELECTOR, "#fetch-form button").click()
+    wait(b, "the fetch by ticket", lambda d: "fetched" in d.find_element(By.ID, "status").text)
+    wait(b, "the ticket's file in B's list", lambda d: file_hash in d.execute_script(
+        "return [...document.querySelectorAll('#files td.hash')].map(e => e.textContent)"))
+
+
 def post_texts(driver):
     # Read in one script: the list is re-rendered as posts arrive, so elements found first
     # may be gone by the time their text is asked for.
@@ -302,6 +334,7 @@ def main():
         got = hashlib.sha256(open(os.path.join(downloads, os.listdir(downloads)[0]), "rb").read()).hexdigest()
         assert got == hashlib.sha256(content).hexdigest()
 
+        file_by_ticket(a, b, args.work)
         posts_between(a, b, figures)
     finally:
         a.quit()

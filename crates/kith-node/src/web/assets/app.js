@@ -202,6 +202,18 @@ async function refreshFiles() {
         try { const r = await api("files/share", { hash: f.hash }); say("offered to " + r.offered_to.length + " linked peers"); } catch (e) { say("share: " + e.message, true); }
       });
       td.appendChild(share);
+      const ticket = el("button", "Ticket", "ticket"); ticket.type = "button";
+      ticket.addEventListener("click", async () => {
+        try {
+          const t = await api("files/ticket", { hash: f.hash, ttl_secs: 86400 });
+          $("file-ticket").value = t.ticket;
+          $("file-ticket-name").textContent = f.name || f.hash;
+          $("file-ticket-qr").src = "qr.svg?text=" + encodeURIComponent(t.ticket);
+          $("file-ticket-box").hidden = false;
+          say("a file ticket: whoever holds it can link to this node once and fetch the file");
+        } catch (e) { say("ticket: " + e.message, true); }
+      });
+      td.appendChild(ticket);
       tr.appendChild(td);
       body.appendChild(tr);
     }
@@ -232,9 +244,10 @@ $("upload").addEventListener("change", async (ev) => {
 });
 $("fetch-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
+  // A content address, or a file ticket: the node links to the ticket's node first.
   const hash = $("fetch-hash").value.trim();
   if (!hash) return;
-  say("fetching " + hash + "...");
+  say("fetching " + (hash.startsWith("kith-file:") ? "by file ticket" : hash) + "...");
   try {
     const r = await api("files/fetch", { hash, from: null });
     say("fetched " + size(r.size) + " from " + r.from.slice(0, 8));
