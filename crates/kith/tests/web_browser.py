@@ -210,6 +210,40 @@ def posts_between(a, b, figures):
     figures["post_ms_median"] = statistics.median(delays)
     figures["post_ms_max"] = max(delays)
 
+    # B mutes A as a post author: A's posts leave B's list; unmuted, they come back.
+    click_in_post(b, first, "button.mute")
+    wait(b, "A's posts hidden on B", lambda d: first not in post_texts(d))
+    b.find_element(By.CSS_SELECTOR, "#authors-box summary").click()
+    wait(b, "the muted author listed", lambda d: d.execute_script(
+        "const u = document.querySelector('#post-authors button.mute');"
+        "if (u) { u.click(); return true; } return false;"))
+    wait(b, "A's posts back on B", lambda d: first in post_texts(d))
+
+
+def click_in_post(driver, text, selector):
+    wait(driver, f"{selector} of the post {text!r}", lambda d: d.execute_script(
+        "for (const li of document.querySelectorAll('#posts li'))"
+        "  if (li.querySelector('.text').textContent === arguments[0])"
+        "    { li.querySelector(arguments[1]).click(); return true; }"
+        "return false;", text, selector))
+
+
+def person_actions(a, b):
+    """On B's chat view, A (a person B has heard) is muted and unmuted, blocked and unblocked
+    with the buttons of the direct conversation."""
+    guid = a.execute_script("return document.body.dataset.nodeId").rsplit("@", 1)[-1]
+    tab(b, "chat")
+    wait(b, "A among the people", lambda d: d.execute_script(
+        "const li = document.querySelector('#people li[data-key=\"@' + arguments[0] + '\"]');"
+        "if (li) { li.click(); return true; } return false;", guid))
+    wait(b, "the person's buttons", lambda d: not d.find_element(By.ID, "person-actions").get_attribute("hidden"))
+    for button, on, off in [("mute-person", "Mute", "Unmute"), ("block-person", "Block", "Unblock")]:
+        assert b.find_element(By.ID, button).text == on
+        b.find_element(By.ID, button).click()
+        wait(b, f"{button} on", lambda d: d.find_element(By.ID, button).text == off)
+        b.find_element(By.ID, button).click()
+        wait(b, f"{button} off", lambda d: d.find_element(By.ID, button).text == on)
+
 
 def main():
     parser = argparse.ArgumentParser()
@@ -336,6 +370,7 @@ def main():
 
         file_by_ticket(a, b, args.work)
         posts_between(a, b, figures)
+        person_actions(a, b)
     finally:
         a.quit()
         b.quit()
