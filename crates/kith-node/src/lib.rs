@@ -17,7 +17,8 @@
 //!
 //! Around them: [`node`] (the composition root: `kith up`), [`control`] (the control API
 //! server and client, over a struct of service handles) and [`api`] (its types), [`config`],
-//! [`store`] (the store handle), [`clock`], [`counters`], [`ticket`], [`tls`], and [`web`] (the
+//! [`store`] (the store handle), [`clock`], [`counters`], [`ticket`] and [`file_ticket`], [`tls`],
+//! and [`web`] (the
 //! local web page, another client of the same service handles).
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
@@ -32,6 +33,7 @@ pub mod counters;
 pub mod dht;
 pub mod endpoint;
 pub mod exchange;
+pub mod file_ticket;
 pub mod limits;
 pub mod nearby;
 pub mod node;

@@ -1,7 +1,8 @@
 //! The web page's bad input, over a real socket (no browser needed): requests without the
 //! token or with a wrong one, another Host, another origin, markup in file names, an upload
-//! cut short, WebSocket upgrades from nowhere, oversized and malformed WebSocket frames. Each
-//! is refused or served safely, and the node goes on serving.
+//! cut short, WebSocket upgrades from nowhere, oversized and malformed WebSocket frames, damaged
+//! file tickets. Each is refused or served safely, and the node goes on serving. And a file
+//! ticket pasted on a page links to its node and fetches the file.
 
 mod support;
 
@@ -389,4 +390,71 @@ fn posts_through_the_page_keep_markup_inert_and_need_the_token() {
     // The page has the posts view.
     let (_, _, html) = page.get(&format!("/{t}/"), "");
     assert!(String::from_utf8_lossy(&html).contains("view-posts"));
+}
+
+#[test]
+fn a_file_ticket_pasted_on_a_page_links_to_its_node_and_fetches_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = node_with_page(&dir.path().join("a"));
+    let b = node_with_page(&dir.path().join("b"));
+    let (pa, pb) = (Page::of(&a), Page::of(&b));
+    let json = |page: &Page| format!("{}content-type: application/json\r\n", page.origin());
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (status, _, record) = pa.post(
+        &format!("/{}/upload?name=shared.bin", pa.token),
+        &pa.origin(),
+        &content,
+    );
+    assert_eq!(status, 200);
+    let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    let hash = record["hash"].as_str().unwrap().to_owned();
+
+    // A's page hands out a file ticket for it (and none for a file it does not have).
+    let order = serde_json::json!({"hash": hash, "ttl_secs": 600}).to_string();
+    let (status, _, issued) = pa.post(
+        &format!("/{}/api/v1/files/ticket", pa.token),
+        &json(&pa),
+        order.as_bytes(),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&issued));
+    let issued: serde_json::Value = serde_json::from_slice(&issued).unwrap();
+    let ticket = issued["ticket"].as_str().unwrap().to_owned();
+    assert!(ticket.starts_with("kith-file:"), "{ticket}");
+    let missing = serde_json::json!({"hash": "ab".repeat(32), "ttl_secs": 600}).to_string();
+    let (status, _, _) = pa.post(
+        &format!("/{}/api/v1/files/ticket", pa.token),
+        &json(&pa),
+        missing.as_bytes(),
+    );
+    assert_eq!(status, 404);
+
+    // B is not linked to A: a damaged ticket is refused, and the node goes on serving.
+    let fetch = |what: &str| {
+        let body = serde_json::json!({"hash": what, "from": null}).to_string();
+        pb.post(
+            &format!("/{}/api/v1/files/fetch", pb.token),
+            &json(&pb),
+            body.as_bytes(),
+        )
+    };
+    for bad in [&ticket[..ticket.len() - 7], "kith-file:", "kith-file:!!!"] {
+        let (status, _, reply) = fetch(bad);
+        assert_eq!(status, 400, "{bad}: {}", String::from_utf8_lossy(&reply));
+    }
+    // The ticket as pasted: B links to A first, then fetches from it.
+    let (status, _, report) = fetch(&format!("  {ticket}\n"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&report));
+    let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
+    assert_eq!(report["hash"], hash);
+    assert_eq!(report["size"], content.len());
+    let (status, _, got) = pb.get(&format!("/{}/files/{hash}", pb.token), "");
+    assert_eq!(status, 200);
+    assert_eq!(got, content);
+    let peers: serde_json::Value = b.json(&["peers", "--json"]);
+    assert!(
+        peers
+            .to_string()
+            .contains(a.ready["agent"].as_str().unwrap()),
+        "{peers}"
+    );
 }

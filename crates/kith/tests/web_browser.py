@@ -2,7 +2,8 @@
 """Drives two kith web pages in headless Chromium, as two people would (tests/web_browser.rs
 starts the nodes and runs this): A hands B a ticket, B connects with it, both join a channel,
 a message typed on A appears on B, script in chat text and in a file name stays text, a file
-uploaded on A is fetched and downloaded on B, and a wrong or missing token gets nothing.
+uploaded on A is fetched and downloaded on B, B follows a community and A's posts in it appear
+on B's page (script in a post body stays text), and a wrong or missing token gets nothing.
 
 Needs the `selenium` package (PyPI) and the distribution's chromium and chromedriver.
 Prints one JSON line of figures on success; exits non-zero with the reason otherwise."""
@@ -110,6 +111,138 @@ def check_gate(url_a):
     assert status == 403, f"POST without Origin: {status}"
     status, _ = raw_get(url_a, headers={"host": "evil.example:80"})
     assert status == 403, f"rebound host: {status}"
+
+
+def file_by_ticket(a, b, work):
+    """A uploads a file and hands out a file ticket on its page; B pastes the ticket into its
+    fetch box and gets the file."""
+    content = os.urandom(50_000)
+    path = os.path.join(work, "by-ticket.bin")
+    with open(path, "wb") as f:
+        f.write(content)
+    tab(a, "files")
+    a.find_element(By.ID, "upload").send_keys(path)
+    wait(a, "the second upload", lambda d: "by-ticket.bin" in d.find_element(By.ID, "status").text)
+    file_hash = a.find_element(By.ID, "status").text.rsplit(" ", 1)[-1]
+    assert len(file_hash) == 64, file_hash
+    wait(a, "the file's row", lambda d: d.execute_script(
+        "for (const tr of document.querySelectorAll('#files tbody tr'))"
+        "  if (tr.querySelector('td.hash').textContent === arguments[0])"
+        "    { tr.querySelector('button.ticket').click(); return true; }"
+        "return false;", file_hash))
+    wait(a, "a file ticket", lambda d: d.find_element(By.ID, "file-ticket").get_attribute("value").startswith("kith-file:"))
+    ticket = a.find_element(By.ID, "file-ticket").get_attribute("value")
+    wait(a, "the file ticket's QR code", lambda d: d.execute_script(
+        "const i = document.getElementById('file-ticket-qr'); return i.complete && i.naturalWidth > 0;"))
+
+    tab(b, "files")
+    box = b.find_element(By.ID, "fetch-hash")
+    box.clear()
+    box.send_keys(ticket)
+    b.find_element(By.CSS_SELECTOR, "#fetch-form button").click()
+    wait(b, "the fetch by ticket", lambda d: "fetched" in d.find_element(By.ID, "status").text)
+    wait(b, "the ticket's file in B's list", lambda d: file_hash in d.execute_script(
+        "return [...document.querySelectorAll('#files td.hash')].map(e => e.textContent)"))
+
+
+def post_texts(driver):
+    # Read in one script: the list is re-rendered as posts arrive, so elements found first
+    # may be gone by the time their text is asked for.
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#posts .text')].map(e => e.textContent)")
+
+
+def pick_community(driver, name):
+    tab(driver, "posts")
+    box = driver.find_element(By.ID, "community")
+    box.clear()
+    box.send_keys(name)
+
+
+def posts_between(a, b, figures):
+    """B follows a community on its page; A writes posts in it on A's page; B's page shows
+    them, script as text."""
+    pick_community(b, "science")
+    b.find_element(By.ID, "follow").click()
+    wait(b, "the follow", lambda d: "following science" in d.find_element(By.ID, "status").text)
+    wait(b, "the followed community", lambda d: "(followed)" in d.find_element(By.ID, "posts-title").text)
+    pick_community(a, "science")
+    a.find_element(By.CSS_SELECTOR, "#community-form button[type='submit']").click()
+    wait(a, "the community on A", lambda d: d.find_element(By.ID, "posts-title").text.startswith("science"))
+
+    def write(text):
+        a.find_element(By.ID, "post-text").send_keys(text)
+        sent = a.execute_script("return Date.now()")
+        a.find_element(By.CSS_SELECTOR, "#post-form button[type='submit']").click()
+        wait(a, "the post on A", lambda d: text in post_texts(d))
+        return sent
+
+    first = "first post from A " + str(time.time())
+    write(first)
+    wait(b, "A's post on B", lambda d: first in post_texts(d))
+
+    # Script in a post body stays text on the other page.
+    evil = "<img src=x onerror=\"window.__pwned=3\"><script>window.__pwned=4</script>"
+    write(evil)
+    wait(b, "the script-like post on B", lambda d: evil in post_texts(d))
+    assert b.execute_script("return window.__pwned === undefined"), "a post body ran as script"
+    assert not b.find_elements(By.CSS_SELECTOR, "#posts img, #posts script")
+    standing = b.execute_script(
+        "for (const li of document.querySelectorAll('#posts li'))"
+        "  if (li.querySelector('.text').textContent === arguments[0])"
+        "    return li.querySelector('.standing').textContent;", evil)
+    assert standing and "verified" in standing, standing
+
+    # Post time, page to page: A's clock at Post, B's when the text shows.
+    b.execute_script("""
+        window.__postSeen = {};
+        new MutationObserver(() => {
+          for (const e of document.querySelectorAll('#posts .text'))
+            if (!(e.textContent in window.__postSeen)) window.__postSeen[e.textContent] = Date.now();
+        }).observe(document.getElementById('posts'), {childList: true, subtree: true});
+    """)
+    delays = []
+    for i in range(3):
+        text = f"post {i} {time.time()}"
+        sent = write(text)
+        wait(b, f"post {i} on B", lambda d: d.execute_script("return window.__postSeen[arguments[0]]", text))
+        delays.append(b.execute_script("return window.__postSeen[arguments[0]]", text) - sent)
+    figures["post_ms_median"] = statistics.median(delays)
+    figures["post_ms_max"] = max(delays)
+
+    # B mutes A as a post author: A's posts leave B's list; unmuted, they come back.
+    click_in_post(b, first, "button.mute")
+    wait(b, "A's posts hidden on B", lambda d: first not in post_texts(d))
+    b.find_element(By.CSS_SELECTOR, "#authors-box summary").click()
+    wait(b, "the muted author listed", lambda d: d.execute_script(
+        "const u = document.querySelector('#post-authors button.mute');"
+        "if (u) { u.click(); return true; } return false;"))
+    wait(b, "A's posts back on B", lambda d: first in post_texts(d))
+
+
+def click_in_post(driver, text, selector):
+    wait(driver, f"{selector} of the post {text!r}", lambda d: d.execute_script(
+        "for (const li of document.querySelectorAll('#posts li'))"
+        "  if (li.querySelector('.text').textContent === arguments[0])"
+        "    { li.querySelector(arguments[1]).click(); return true; }"
+        "return false;", text, selector))
+
+
+def person_actions(a, b):
+    """On B's chat view, A (a person B has heard) is muted and unmuted, blocked and unblocked
+    with the buttons of the direct conversation."""
+    guid = a.execute_script("return document.body.dataset.nodeId").rsplit("@", 1)[-1]
+    tab(b, "chat")
+    wait(b, "A among the people", lambda d: d.execute_script(
+        "const li = document.querySelector('#people li[data-key=\"@' + arguments[0] + '\"]');"
+        "if (li) { li.click(); return true; } return false;", guid))
+    wait(b, "the person's buttons", lambda d: not d.find_element(By.ID, "person-actions").get_attribute("hidden"))
+    for button, on, off in [("mute-person", "Mute", "Unmute"), ("block-person", "Block", "Unblock")]:
+        assert b.find_element(By.ID, button).text == on
+        b.find_element(By.ID, button).click()
+        wait(b, f"{button} on", lambda d: d.find_element(By.ID, button).text == off)
+        b.find_element(By.ID, button).click()
+        wait(b, f"{button} off", lambda d: d.find_element(By.ID, button).text == on)
 
 
 def main():
@@ -234,6 +367,10 @@ def main():
         wait(b, "the download", downloaded)
         got = hashlib.sha256(open(os.path.join(downloads, os.listdir(downloads)[0]), "rb").read()).hexdigest()
         assert got == hashlib.sha256(content).hexdigest()
+
+        file_by_ticket(a, b, args.work)
+        posts_between(a, b, figures)
+        person_actions(a, b)
     finally:
         a.quit()
         b.quit()

@@ -2,8 +2,10 @@
 //! headless Chromium by `tests/web_browser.py` (Selenium), as two people would: a ticket and
 //! its QR code handed over, chat both ways with live updates and unread counts, script in chat
 //! text and in file names shown as text, a file uploaded on one page fetched and downloaded on
-//! the other, and nothing for a missing or wrong token, another origin or another Host.
-//! Prints the figures: page load and page-to-page message time.
+//! the other, posts written in a community on one page shown on the other page (which follows
+//! the community), script in a post body shown as text, and nothing for a missing or wrong
+//! token, another origin or another Host.
+//! Prints the figures: page load, page-to-page message time and page-to-page post time.
 
 mod support;
 

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 /// What `POST /v1/files/fetch` asks for.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FetchBody {
-    /// The file's content address (64 hex).
+    /// The file's content address (64 hex), or a file ticket (`kith-file:…`): the node links
+    /// to the ticket's node first (unless it is a peer already) and fetches from it, as
+    /// `kith file get TICKET` does.
     pub hash: String,
     /// The one peer to ask (agent id); `None` asks every linked peer that holds the file,
     /// and fetches from all of them at once.
@@ -29,6 +31,29 @@ pub struct FetchBody {
     /// setting).
     #[serde(default)]
     pub rate: Option<u64>,
+}
+
+/// What `POST /v1/files/ticket` asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileTicketOrder {
+    /// The stored file (64 hex).
+    pub hash: String,
+    /// Lifetime of the one-time node ticket inside, in seconds.
+    pub ttl_secs: u64,
+}
+
+/// A freshly issued file ticket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuedFileTicket {
+    /// The file (64 hex).
+    pub hash: String,
+    /// The one-line form (`kith-file:…`).
+    pub ticket: String,
+    /// When the node ticket inside expires (RFC 3339).
+    pub expires: String,
+    /// Why the ticket may not work from everywhere (as for node tickets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One source's part in a fetch.

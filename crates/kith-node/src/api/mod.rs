@@ -17,7 +17,10 @@
 //! - `POST /v1/peers/check` [`AgentBody`] → [`CheckReport`]s (proof of
 //!   retention: check that peer's placements now)
 //! - `POST /v1/ping` [`AgentBody`] → [`PingReport`]
-//! - `POST /v1/files/fetch` [`FetchBody`] → [`FetchReport`] (a file from a linked peer)
+//! - `POST /v1/files/fetch` [`FetchBody`] → [`FetchReport`] (a file from a linked peer, or
+//!   by file ticket: linked to its node first)
+//! - `POST /v1/files/ticket` [`FileTicketOrder`] → [`IssuedFileTicket`] (a file ticket for a
+//!   stored file, with a fresh one-time ticket for this node inside)
 //! - `POST /v1/files/share` [`HashBody`] → [`ShareReport`] (offer a stored file
 //!   to peers); `POST /v1/files/unshare` [`HashBody`] → [`Changed`]
 //! - `GET /v1/files/transfers` → [`TransferProgress`]es (fetches
@@ -77,6 +80,8 @@ pub const CHECK_PEER_PATH: &str = "/v1/peers/check";
 pub const PING_PATH: &str = "/v1/ping";
 /// Fetch a file from a linked peer.
 pub const FETCH_PATH: &str = "/v1/files/fetch";
+/// A file ticket for a stored file.
+pub const FILE_TICKET_PATH: &str = "/v1/files/ticket";
 
 /// Offer a stored file to peers.
 pub const SHARE_PATH: &str = "/v1/files/share";

@@ -13,6 +13,7 @@
 
 pub mod accept;
 pub mod client;
+mod files;
 pub mod server;
 
 pub use client::{ControlClient, ControlError};

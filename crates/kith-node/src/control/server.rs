@@ -16,7 +16,7 @@ use kith_crypto::identity::AgentId;
 use kith_store::meta::{PeerRecord, TicketRecord};
 use std::time::Duration;
 
-type Api<T> = Result<Json<T>, ApiError>;
+pub(super) type Api<T> = Result<Json<T>, ApiError>;
 
 /// What the control API counts (the accept path's refusals).
 #[derive(Debug, Default)]
@@ -96,7 +96,8 @@ pub fn router(state: Services) -> Router {
         .route(REFERENCE_ORDER_PATH, post(reference_order))
         .route(CHECK_PEER_PATH, post(check_peer))
         .route(PING_PATH, post(ping))
-        .route(FETCH_PATH, post(fetch))
+        .route(FETCH_PATH, post(super::files::fetch))
+        .route(FILE_TICKET_PATH, post(super::files::file_ticket))
         .route(SHARE_PATH, post(share))
         .route(UNSHARE_PATH, post(unshare))
         .route(TRANSFERS_PATH, get(transfers))
@@ -121,7 +122,7 @@ pub fn router(state: Services) -> Router {
 }
 
 /// An error turned into a JSON body with a status code.
-struct ApiError(StatusCode, String);
+pub(super) struct ApiError(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -146,16 +147,16 @@ impl From<EndpointError> for ApiError {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-fn bad_request(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn bad_request(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, e.to_string())
 }
 
 /// Runs a store operation.
-async fn store<R, E, F>(state: &Services, f: F) -> Result<R, ApiError>
+pub(super) async fn store<R, E, F>(state: &Services, f: F) -> Result<R, ApiError>
 where
     R: Send + 'static,
     E: Into<crate::store::StoreFailure> + Send + 'static,
@@ -164,7 +165,7 @@ where
     state.store.run(f).await.map_err(internal)
 }
 
-fn parse_agent(text: &str) -> Result<AgentId, ApiError> {
+pub(super) fn parse_agent(text: &str) -> Result<AgentId, ApiError> {
     text.trim()
         .parse()
         .map_err(|e| bad_request(format!("{text:?} is not an agent id: {e}")))
@@ -192,6 +193,11 @@ async fn issue_ticket(
     State(state): State<Services>,
     Json(order): Json<TicketOrder>,
 ) -> Api<IssuedTicket> {
+    issue(&state, order).await.map(Json)
+}
+
+/// Issues a ticket for this node (also the one inside a file ticket).
+pub(super) async fn issue(state: &Services, order: TicketOrder) -> Result<IssuedTicket, ApiError> {
     if order.ttl_secs == 0 || order.ttl_secs > 366 * 24 * 3600 {
         return Err(bad_request(
             "ticket lifetime must be between 1 second and a year",
@@ -213,7 +219,7 @@ async fn issue_ticket(
     );
     let mut ticket = ticket;
     let warnings = crate::reach::advertise(&state.endpoint, &mut ticket);
-    store(&state, move |s| s.meta().insert_ticket(&record)).await?;
+    store(state, move |s| s.meta().insert_ticket(&record)).await?;
     let line = ticket.to_line();
     let code = if order.code {
         let code = state
@@ -225,13 +231,13 @@ async fn issue_ticket(
     } else {
         None
     };
-    Ok(Json(IssuedTicket {
+    Ok(IssuedTicket {
         ticket,
         line,
         reusable: order.reusable,
         warnings,
         code,
-    }))
+    })
 }
 
 async fn list_tickets(State(state): State<Services>) -> Api<Vec<TicketRecord>> {
@@ -371,38 +377,6 @@ async fn ping(State(state): State<Services>, Json(body): Json<AgentBody>) -> Api
         agent: agent.to_string(),
         rtt_ms: rtt.as_secs_f64() * 1000.0,
     }))
-}
-
-async fn fetch(State(state): State<Services>, Json(body): Json<FetchBody>) -> Api<FetchReport> {
-    let hash: kith_store::ContentHash = body.hash.trim().parse().map_err(|_| {
-        bad_request(format!(
-            "{:?} is not a content address (64 lowercase hex digits)",
-            body.hash
-        ))
-    })?;
-    let from = body.from.as_deref().map(parse_agent).transpose()?;
-    // A priced file is paid for first (a Datt payment request), within the budget.
-    let budget = body.max_price.unwrap_or_else(|| state.tallies.max_price());
-    if let (Some(peer), true) = (from, budget > 0) {
-        state
-            .tallies
-            .buy(hash, peer, budget)
-            .await
-            .map_err(tally_error)?;
-    }
-    let mut order = crate::exchange::FetchOrder::new(hash, from);
-    order.output = body.output.map(|path| crate::exchange::OutputSpec {
-        path: std::path::PathBuf::from(path),
-        into_dir: body.into_dir,
-        force: body.force,
-    });
-    order.rate = body.rate;
-    state
-        .exchange
-        .fetch_order(order)
-        .await
-        .map(Json)
-        .map_err(exchange_error)
 }
 
 async fn cancel_fetch(State(state): State<Services>, Json(body): Json<HashBody>) -> Api<Changed> {
@@ -563,7 +537,7 @@ async fn retrieve(
         .map_err(exchange_error)
 }
 
-fn parse_hash(text: &str) -> Result<kith_store::ContentHash, ApiError> {
+pub(super) fn parse_hash(text: &str) -> Result<kith_store::ContentHash, ApiError> {
     text.trim().parse().map_err(|_| {
         bad_request(format!(
             "{text:?} is not a content address (64 lowercase hex digits)"
@@ -571,7 +545,7 @@ fn parse_hash(text: &str) -> Result<kith_store::ContentHash, ApiError> {
     })
 }
 
-fn exchange_error(e: crate::exchange::ExchangeError) -> ApiError {
+pub(super) fn exchange_error(e: crate::exchange::ExchangeError) -> ApiError {
     use crate::exchange::ExchangeError;
     let code = match &e {
         ExchangeError::Net(_) => StatusCode::BAD_GATEWAY,
@@ -606,7 +580,7 @@ fn exchange_error(e: crate::exchange::ExchangeError) -> ApiError {
 
 // ---- value: tallies and chits ----
 
-fn tally_error(e: crate::tally::TallyError) -> ApiError {
+pub(super) fn tally_error(e: crate::tally::TallyError) -> ApiError {
     use crate::tally::{TallyError, UserError};
     let code = match &e {
         TallyError::User(UserError::Meta(_) | UserError::Key(_) | UserError::MissingKey(..)) => {

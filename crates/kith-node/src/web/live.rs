@@ -1,8 +1,10 @@
 //! `GET /live?after=SEQ`: the page's WebSocket. The server speaks, the page listens: chat log
 //! rows as they are logged (`{"type":"chat","rows":[...]}`, the rows `kith chat read --json`
 //! prints), and every two seconds a tick with the link count and the fetches in progress
-//! (`{"type":"tick","links":N,"transfers":[...]}`) for the peers view and progress bars. The
-//! page sends nothing but pings and a close, so what it may send is capped small.
+//! (`{"type":"tick","links":N,"transfers":[...]}`) for the peers view and progress bars, and a
+//! note when the kept posts changed (`{"type":"posts","version":N}`: a post written, received
+//! or dropped), on which the Posts view lists its community again through the API. The page
+//! sends nothing but pings and a close, so what it may send is capped small.
 
 use super::page::WebState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -41,6 +43,7 @@ async fn run(state: WebState, mut socket: WebSocket, mut after: i64) {
     let chat = &state.services.chat;
     // Subscribed before the first read, so a row logged in between still wakes us.
     let mut changed = chat.log_changed();
+    let mut posts_changed = state.services.posts.changed();
     let mut tick = tokio::time::interval(TICK);
     loop {
         let rows = match chat.read(after, None, ROWS_PER_MESSAGE).await {
@@ -72,6 +75,18 @@ async fn run(state: WebState, mut socket: WebSocket, mut after: i64) {
                         return;
                     }
                     break;
+                }
+                result = posts_changed.changed() => {
+                    if result.is_err() {
+                        return;
+                    }
+                    // Only the version: a burst of changes is one note, and what the page
+                    // shows comes through the API, as when the user picks a community.
+                    let version = *posts_changed.borrow_and_update();
+                    let text = serde_json::json!({ "type": "posts", "version": version }).to_string();
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
                 }
                 _ = tick.tick() => {
                     let text = serde_json::json!({

@@ -117,6 +117,7 @@ function open(key) {
   $("conv-title").textContent = key.startsWith("#") ? key : c.label;
   const info = channels.find((ch) => "#" + ch.name === key);
   $("members").textContent = info ? "Members: " + info.members.map(nameOf).join(", ") : "";
+  personActions();
   $("messages").replaceChildren();
   c.rows.forEach(appendMessage);
   $("message").disabled = false;
@@ -128,8 +129,32 @@ async function refreshChat() {
     channels = (await chat("channels")).channels || [];
     people = (await chat("people")).people || [];
     renderLists();
+    personActions();
   } catch (e) { say("chat: " + e.message, true); }
 }
+// Block or mute the person of the open direct conversation (the chat's block and mute).
+function currentPerson() {
+  if (!current || !current.startsWith("@")) return null;
+  const guid = current.slice(1);
+  return people.find((p) => p.guid === guid) || { guid, node_id: guid, blocked: false, muted: false };
+}
+function personActions() {
+  const p = currentPerson();
+  $("person-actions").hidden = !p;
+  if (!p) return;
+  $("block-person").textContent = p.blocked ? "Unblock" : "Block";
+  $("mute-person").textContent = p.muted ? "Unmute" : "Mute";
+}
+$("block-person").addEventListener("click", async () => {
+  const p = currentPerson(); if (!p) return;
+  try { await chat("block", { node_id: p.guid, blocked: !p.blocked }); say((p.blocked ? "unblocked " : "blocked ") + (p.name || p.guid.slice(0, 8))); await refreshChat(); }
+  catch (e) { say("block: " + e.message, true); }
+});
+$("mute-person").addEventListener("click", async () => {
+  const p = currentPerson(); if (!p) return;
+  try { await chat("mute", { node_id: p.guid, muted: !p.muted }); say((p.muted ? "unmuted " : "muted ") + (p.name || p.guid.slice(0, 8))); await refreshChat(); }
+  catch (e) { say("mute: " + e.message, true); }
+});
 $("join-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const name = $("join-name").value.trim();
@@ -163,11 +188,12 @@ let retry = 500;
 function live() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(scheme + "//" + location.host + location.pathname + "live?after=" + lastSeq);
-  ws.onopen = () => { $("conn").textContent = "live"; $("conn").className = "online"; retry = 500; };
+  ws.onopen = () => { $("conn").textContent = "live"; $("conn").className = "online"; retry = 500; postsChanged(); };
   ws.onmessage = (ev) => {
     const msg = JSON.parse(ev.data);
     if (msg.type === "chat") addRows(msg.rows);
     if (msg.type === "tick") tick(msg);
+    if (msg.type === "posts") postsChanged();
   };
   ws.onclose = () => {
     $("conn").textContent = "offline"; $("conn").className = "offline";
@@ -202,6 +228,18 @@ async function refreshFiles() {
         try { const r = await api("files/share", { hash: f.hash }); say("offered to " + r.offered_to.length + " linked peers"); } catch (e) { say("share: " + e.message, true); }
       });
       td.appendChild(share);
+      const ticket = el("button", "Ticket", "ticket"); ticket.type = "button";
+      ticket.addEventListener("click", async () => {
+        try {
+          const t = await api("files/ticket", { hash: f.hash, ttl_secs: 86400 });
+          $("file-ticket").value = t.ticket;
+          $("file-ticket-name").textContent = f.name || f.hash;
+          $("file-ticket-qr").src = "qr.svg?text=" + encodeURIComponent(t.ticket);
+          $("file-ticket-box").hidden = false;
+          say("a file ticket: whoever holds it can link to this node once and fetch the file");
+        } catch (e) { say("ticket: " + e.message, true); }
+      });
+      td.appendChild(ticket);
       tr.appendChild(td);
       body.appendChild(tr);
     }
@@ -232,9 +270,10 @@ $("upload").addEventListener("change", async (ev) => {
 });
 $("fetch-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
+  // A content address, or a file ticket: the node links to the ticket's node first.
   const hash = $("fetch-hash").value.trim();
   if (!hash) return;
-  say("fetching " + hash + "...");
+  say("fetching " + (hash.startsWith("kith-file:") ? "by file ticket" : hash) + "...");
   try {
     const r = await api("files/fetch", { hash, from: null });
     say("fetched " + size(r.size) + " from " + r.from.slice(0, 8));
@@ -264,10 +303,30 @@ async function refreshPosts() {
       li.appendChild(el("span", p.time.replace("T", " ").slice(0, 19), "time"));
       li.appendChild(el("span", p.mine ? "me" : p.author.slice(0, 16), "author mono"));
       li.appendChild(el("span", (p.sealed ? "sealed, " : "signed, ") + p.signature, "standing"));
-      li.appendChild(el("div", p.text));
+      li.appendChild(el("div", p.text, "text"));
+      if (!p.mine) {
+        li.appendChild(authorButton("Mute", "mute", { author: p.author, muted: true }));
+        li.appendChild(authorButton("Block", "block", { author: p.author, blocked: true }));
+      }
       ol.appendChild(li);
     }
+    const authors = $("post-authors"); authors.replaceChildren();
+    for (const a of (await posts("authors")).authors) {
+      const li = el("li", a.author.slice(0, 16) + (a.blocked ? " · blocked" : "") + (a.muted ? " · muted" : ""), "mono");
+      if (a.blocked) li.appendChild(authorButton("Unblock", "block", { author: a.author, blocked: false }));
+      if (a.muted) li.appendChild(authorButton("Unmute", "mute", { author: a.author, muted: false }));
+      authors.appendChild(li);
+    }
   } catch (e) { say("posts: " + e.message, true); }
+}
+// A post author blocked (nothing of it kept or passed on) or muted (kept, not shown).
+function authorButton(label, action, fields) {
+  const b = el("button", label, action); b.type = "button";
+  b.addEventListener("click", async () => {
+    try { await posts(action, fields); say(label.toLowerCase() + (label.endsWith("e") ? "d " : "ed ") + fields.author.slice(0, 16)); refreshPosts(); }
+    catch (e) { say(action + ": " + e.message, true); }
+  });
+  return b;
 }
 $("community-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
@@ -292,7 +351,15 @@ $("post-form").addEventListener("submit", async (ev) => {
     refreshPosts();
   } catch (e) { say("post: " + e.message, true); }
 });
-setInterval(() => { if (!$("view-posts").hidden) refreshPosts(); }, 5000);
+// Posts come over the live socket: a note that the kept posts changed. One refresh at a
+// time; a note during one asks for one more after it.
+let postsBusy = false, postsAgain = false;
+async function postsChanged() {
+  if ($("view-posts").hidden) return;
+  if (postsBusy) { postsAgain = true; return; }
+  postsBusy = true;
+  try { do { postsAgain = false; await refreshPosts(); } while (postsAgain); } finally { postsBusy = false; }
+}
 
 // ---- peers
 async function refreshPeers() {
