@@ -4,17 +4,14 @@
 
 mod support;
 
-use kith_node::clock::{Clock, ManualClock};
+use kith_node::clock::Clock;
 use kith_node::endpoint::directory::BoxFuture;
-use kith_node::endpoint::reuse::{self, ReuseTcp};
+use kith_node::endpoint::reuse::ReuseTcp;
 use kith_node::endpoint::{Conn, Dialer};
-use kith_node::node::{Node, NodeSetup};
-use kith_node::store::Store;
-use kith_node::{NodeConfig, Overrides};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use support::eventually;
+use support::{eventually, start_tcp};
 
 /// A dialer on a network without IPv4: IPv4 addresses are unreachable.
 struct NoIpv4(ReuseTcp);
@@ -38,54 +35,10 @@ impl Dialer for NoIpv4 {
     }
 }
 
-struct Started {
-    node: Node,
-    clock: Arc<ManualClock>,
-    listen: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(listen: &str, ipv4: bool) -> Started {
-    let dir = tempfile::tempdir().unwrap();
-    let config = NodeConfig::load(&Overrides {
-        data_dir: Some(dir.path().join("data")),
-        ..Overrides::default()
-    })
-    .unwrap();
-    let identity = config
-        .data_dir
-        .load_or_create_identity(&mut rand::rngs::OsRng)
-        .unwrap()
-        .identity;
-    let (acceptor, dialer) = reuse::bind(listen.parse().unwrap()).unwrap();
-    let listen = dialer.local_addr();
-    let dialer: Arc<dyn Dialer> = if ipv4 {
-        Arc::new(dialer)
-    } else {
-        Arc::new(NoIpv4(dialer))
-    };
-    let clock = ManualClock::new();
-    let node = Node::start(NodeSetup {
-        config: config.clone(),
-        identity,
-        store: Store::new(config.open_file_store().unwrap()),
-        clock: clock.clone(),
-        dialer,
-        acceptors: vec![Box::new(acceptor)],
-        tls: None,
-    });
-    Started {
-        node,
-        clock,
-        listen,
-        _dir: dir,
-    }
-}
-
 #[tokio::test]
 async fn a_dual_stack_node_lists_both_families_and_an_ipv6_only_peer_links_over_ipv6() {
-    let b = start("[::]:0", true).await;
-    let a = start("[::1]:0", false).await;
+    let b = start_tcp("[::]:0", |d| Arc::new(d)).await;
+    let a = start_tcp("[::1]:0", |d| Arc::new(NoIpv4(d))).await;
     let port = b.listen.port();
 
     let (mut ticket, record) = kith_node::ticket::issue(
