@@ -73,6 +73,7 @@ struct FileSettings {
     announce: Option<String>,
     relay: Option<bool>,
     mdns: Option<bool>,
+    port_mapping: Option<bool>,
     dht_lookup: Option<bool>,
     dht_publish: Option<bool>,
     dht_server: Option<bool>,
@@ -192,6 +193,9 @@ pub struct NodeConfig {
     pub reach: crate::reach::ReachSettings,
     /// Announce this node on the LAN and list others (mDNS; never on loopback).
     pub mdns: bool,
+    /// Ask the home router to forward the listening port (PCP or NAT-PMP; on by default,
+    /// `port_mapping = false` turns it off).
+    pub port_mapping: bool,
     /// The mainline DHT: lookups, publishing (opt-in), server mode, bootstrap nodes.
     pub dht: crate::dht::DhtSettings,
 }
@@ -291,6 +295,7 @@ impl NodeConfig {
             allow_raw_anywhere: overrides.allow_raw_anywhere,
             value: file.value.unwrap_or_default(),
             mdns: file.mdns.unwrap_or(true),
+            port_mapping: file.port_mapping.unwrap_or(true),
             dht: {
                 let d = crate::dht::DhtSettings::default();
                 crate::dht::DhtSettings {

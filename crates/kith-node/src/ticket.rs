@@ -64,6 +64,16 @@ pub struct Ticket {
     pub via: Vec<String>,
 }
 
+/// `HOST:PORT`, an IPv6 host in brackets (`[2001:db8::1]:7420`), as addresses are written
+/// wherever one is shown or sent.
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// Addresses a ticket may list in `addrs`.
 pub const MAX_ADDRS: usize = 8;
 /// Brokers a ticket may list in `via`.

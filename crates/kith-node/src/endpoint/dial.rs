@@ -33,7 +33,10 @@ async fn open(
     intro: Introduction,
 ) -> Result<Conn, EndpointError> {
     let reacher = shared.reacher.get().cloned();
-    let Some(first) = addrs.first().map(|(h, p)| format!("{h}:{p}")) else {
+    let Some(first) = addrs
+        .first()
+        .map(|(h, p)| crate::ticket::join_host_port(h, *p))
+    else {
         if reacher.is_none() {
             return Err(EndpointError::NoAddress(peer.to_string()));
         }

@@ -142,7 +142,7 @@ impl LinkTask {
         // where we see the peer from (so a node behind a NAT learns its public address).
         settings.announce = shared
             .announced()
-            .map(|(host, port)| format!("{host}:{port}"));
+            .map(|(host, port)| crate::ticket::join_host_port(&host, port));
         // (A relayed link's remote is the relay's: nothing we could tell the peer about itself.)
         settings.observed =
             (conn.via != Via::Relayed).then(|| super::reuse::canonical(conn.remote).to_string());

@@ -22,6 +22,7 @@ mod error;
 pub mod fallback;
 pub mod guard;
 mod handshake;
+mod interfaces;
 mod link_task;
 pub mod observed;
 pub mod registry;
@@ -197,6 +198,8 @@ pub(crate) struct Shared {
     listen: Option<SocketAddr>,
     /// Our addresses as peers observe them.
     observed: Mutex<observed::Observed>,
+    /// The public address of the home router's port mapping (`crate::reach::portmap`).
+    mapped: Mutex<Option<SocketAddr>>,
     /// Punches and relays, when no address answers.
     reacher: OnceLock<Arc<dyn Reacher>>,
     /// Accepted connections that a punch under way claims.
@@ -263,6 +266,7 @@ impl Endpoint {
                 capabilities: config.capabilities,
                 listen,
                 observed: Mutex::default(),
+                mapped: Mutex::default(),
                 reacher: OnceLock::new(),
                 diverts: fallback::Diverts::default(),
                 acceptors: Mutex::new(config.acceptors),
@@ -356,21 +360,55 @@ impl Endpoint {
         lock(&self.shared.observed).ranked()
     }
 
-    /// Every address a ticket should list besides its CHIP address's (observed ones, and
-    /// the listening address when it names one), at most [`crate::ticket::MAX_ADDRS`].
+    /// Every address a ticket should list besides its CHIP address's, at most
+    /// [`crate::ticket::MAX_ADDRS`]: observed ones (at most half of them, so the others
+    /// keep their room), the port mapping the home router granted, the listening address
+    /// when it names one, else the interfaces' public addresses of both families (IPv6 next
+    /// to IPv4, [`interfaces`]); a dual-stack `[::]` listener known by no address but
+    /// `127.0.0.1` lists `[::1]` too.
     pub fn other_addresses(&self) -> Vec<SocketAddr> {
+        let max = crate::ticket::MAX_ADDRS;
         let chad = self.shared.announced();
+        let listen = self.shared.listen;
+        let listening = listen.filter(|l| !l.ip().is_unspecified());
+        let own = listen
+            .map(|l| interfaces::listed(l, max))
+            .unwrap_or_default();
+        let loopback = listen
+            .filter(|l| l.is_ipv6() && l.ip().is_unspecified())
+            .filter(|_| chad.as_ref().is_some_and(|(h, _)| h == "127.0.0.1"))
+            .map(|l| interfaces::loopback_v6(l.port()));
+        let mapped = *lock(&self.shared.mapped);
         let mut out: Vec<SocketAddr> = Vec::new();
-        let listening = self.shared.listen.filter(|l| !l.ip().is_unspecified());
-        for addr in self.observed().into_iter().chain(listening) {
+        let candidates = self
+            .observed()
+            .into_iter()
+            .take(max / 2)
+            .chain(mapped)
+            .chain(listening)
+            .chain(own)
+            .chain(loopback);
+        for addr in candidates {
             let same = chad
                 .as_ref()
                 .is_some_and(|(h, p)| *h == addr.ip().to_string() && *p == addr.port());
-            if !same && !out.contains(&addr) && out.len() < crate::ticket::MAX_ADDRS {
+            if !same && !out.contains(&addr) && out.len() < max {
                 out.push(addr);
             }
         }
         out
+    }
+
+    /// Records the public address the home router maps to our listening port (`None`: no
+    /// mapping now). Tickets list it; with no public address observed, it is our CHIP
+    /// address.
+    pub fn set_mapped(&self, addr: Option<SocketAddr>) {
+        *lock(&self.shared.mapped) = addr;
+    }
+
+    /// The port mapping's public address, if the router granted one.
+    pub fn mapped(&self) -> Option<SocketAddr> {
+        *lock(&self.shared.mapped)
     }
 
     /// Our CHIP address, as tickets and first-contact requests name it.
@@ -546,7 +584,7 @@ impl Endpoint {
 
 impl Shared {
     /// Host and port that tickets and `version` name: `--announce` if given; else the best
-    /// public address peers observe, else the listening address if it is public, else the
+    /// public address peers observe, else the home router's port mapping, else the listening address if it is public, else the
     /// best observed address of any kind (a LAN's), else the listening address.
     fn announced(&self) -> Option<(String, u16)> {
         let fixed = self.announce.clone().filter(|(_, port)| *port != 0);
@@ -558,9 +596,11 @@ impl Shared {
             .as_ref()
             .and_then(|(host, _)| host.parse().ok())
             .is_some_and(reuse::is_public);
+        let mapped = *lock(&self.mapped);
         let pick = observed
             .iter()
             .find(|a| reuse::is_public(a.ip()))
+            .or(mapped.as_ref())
             .or(if listening_public {
                 None
             } else {

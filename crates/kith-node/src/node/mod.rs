@@ -81,6 +81,9 @@ pub struct Node {
     pub nearby: crate::nearby::Nearby,
     /// The mainline DHT (started when first needed, see [`crate::dht`]).
     pub dht: crate::dht::Dht,
+    /// The port mapping asked of the home router (started by `kith up`, see
+    /// [`crate::reach::PortMap`]).
+    pub portmap: crate::reach::PortMap,
     /// Cancelled to stop the node.
     pub cancel: CancellationToken,
     /// Every task of the node.
@@ -251,6 +254,7 @@ impl Node {
             posts,
             nearby,
             dht,
+            portmap: crate::reach::PortMap::default(),
             cancel,
             tracker,
             drain: Duration::from_millis(limits.link_drain_ms),
@@ -270,6 +274,7 @@ impl Node {
             self.reach.counters(),
             self.nearby.counters(),
             self.dht.counters(),
+            self.portmap.counters(),
         ]);
         counters.extend(self.chat.router_counters());
         counters.extend(self.posts.counters());

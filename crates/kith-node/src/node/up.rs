@@ -324,6 +324,15 @@ pub async fn serve_with_clock(
     // its own task: nothing here waits for it).
     node.dht
         .spawn(node.endpoint.clone(), &tracker, cancel.clone());
+    if config.port_mapping {
+        // Its own task: `ready` does not wait for the router.
+        node.portmap.spawn(
+            node.endpoint.clone(),
+            crate::reach::PortMapSettings::default(),
+            &tracker,
+            cancel.clone(),
+        );
+    }
     if config.mdns {
         // Its own thread; it never delays `ready` (nor anything else).
         node.nearby

@@ -71,7 +71,7 @@ fn warnings(endpoint: &Endpoint, ticket: &Ticket) -> Vec<String> {
             ticket
                 .addresses()
                 .iter()
-                .map(|(h, p)| format!("{h}:{p}"))
+                .map(|(h, p)| crate::ticket::join_host_port(h, *p))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));

@@ -24,6 +24,8 @@ mod circuit;
 pub mod code;
 mod introduce;
 mod mailbox;
+mod mapper;
+pub mod portmap;
 mod punch;
 mod relay;
 mod request;
@@ -48,6 +50,7 @@ use tokio_util::task::TaskTracker;
 use wire::{Msg, PUNCH, RELAY};
 
 pub use advertise::advertise;
+pub use mapper::{PortMap, PortMapCounters, PortMapSettings};
 
 crate::counters! {
     /// What reaching through mutual peers counts.

@@ -140,6 +140,51 @@ impl TestNode {
     }
 }
 
+/// A node on this machine's real TCP (address and port reuse, as `kith up`), not on the
+/// in-memory network.
+pub struct TcpNode {
+    pub node: Node,
+    pub clock: Arc<ManualClock>,
+    pub listen: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts a [`TcpNode`] listening on `listen`, its dialer wrapped by `wrap`.
+pub async fn start_tcp(
+    listen: &str,
+    wrap: impl FnOnce(kith_node::endpoint::reuse::ReuseTcp) -> Arc<dyn Dialer>,
+) -> TcpNode {
+    let dir = tempfile::tempdir().unwrap();
+    let config = NodeConfig::load(&Overrides {
+        data_dir: Some(dir.path().join("data")),
+        ..Overrides::default()
+    })
+    .unwrap();
+    let identity = config
+        .data_dir
+        .load_or_create_identity(&mut rand::rngs::OsRng)
+        .unwrap()
+        .identity;
+    let (acceptor, dialer) = kith_node::endpoint::reuse::bind(listen.parse().unwrap()).unwrap();
+    let listen = dialer.local_addr();
+    let clock = ManualClock::new();
+    let node = Node::start(NodeSetup {
+        config: config.clone(),
+        identity,
+        store: Store::new(config.open_file_store().unwrap()),
+        clock: clock.clone(),
+        dialer: wrap(dialer),
+        acceptors: vec![Box::new(acceptor)],
+        tls: None,
+    });
+    TcpNode {
+        node,
+        clock,
+        listen,
+        dir,
+    }
+}
+
 /// Waits (on tokio's clock, which a paused test advances by itself) until `check` holds, for
 /// at most two minutes of that clock.
 pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {

@@ -213,10 +213,9 @@ pub fn connect(env: &Env, ticket: &str) -> Result<()> {
             ticket: ticket.to_owned(),
         },
     )?;
-    let addr = format!(
-        "{}:{}",
+    let addr = kith_node::ticket::join_host_port(
         peer.host.as_deref().unwrap_or("?"),
-        peer.port.unwrap_or(0)
+        peer.port.unwrap_or(0),
     );
     report(
         env.json,
@@ -349,7 +348,7 @@ pub fn peers(env: &Env, args: PeersArgs) -> Result<()> {
         let via = field("via").unwrap_or_else(|| "-".to_owned());
         let addr = match (field("remote"), &r.host, r.port) {
             (Some(remote), _, _) => remote,
-            (None, Some(h), Some(p)) => format!("{h}:{p}"),
+            (None, Some(h), Some(p)) => kith_node::ticket::join_host_port(h, p),
             _ => "-".to_owned(),
         };
         let ledger = &view.exchanged;
