@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod env;
 mod output;
 mod progress;
 mod shell;

@@ -27,7 +27,7 @@ use kith_proto::files::{
 };
 use kith_store::{ContentHash, FileStore, ItemType, StoreError};
 
-use crate::commands::Env;
+use crate::env::Env;
 use conn::Conn;
 use input::LineSource;
 

@@ -9,9 +9,9 @@
 //! handshake (its ephemeral key, `es` for `N`, then `es`, `ss`, `ee`, `se` for KK).
 
 use super::nodes::{BenchNode, ScratchDir};
+use crate::cli::bench::HandshakesArgs;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::BytesMut;
-use clap::Args;
 use kith_crypto::Identity;
 use kith_node::api::{IssuedTicket, TicketOrder, TICKETS_PATH};
 use kith_proto::secure::{Chad, Event, FrameDecoder, Initiator, Link, SecureConfig, TicketRequest};
@@ -19,32 +19,11 @@ use kith_proto::wire::{Command, Envelope};
 use kith_proto::Limits;
 use serde::Serialize;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// `kith bench handshakes` flags.
-#[derive(Debug, Args)]
-pub struct HandshakesArgs {
-    /// Known-peer handshakes to run in all
-    #[arg(long, default_value_t = 2_000)]
-    pub count: usize,
-    /// Handshakes in flight at once
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: usize,
-    /// The kith executable that runs the node [default: this one]
-    #[arg(long, value_name = "PATH")]
-    pub node_bin: Option<PathBuf>,
-    /// Keep the temporary data dir and node log
-    #[arg(long)]
-    pub keep: bool,
-    /// A `[limits]` setting for the node, `KEY=VALUE` (repeatable), to see what a setting costs
-    #[arg(long = "limit", value_name = "KEY=VALUE")]
-    pub limits: Vec<String>,
-}
 
 /// What one run measured.
 #[derive(Debug, Serialize)]

@@ -1,6 +1,8 @@
 //! The command line, as `../shared/design/cli.md` fixes it: names and shapes that scripts rely
 //! on. Add freely; rename only with an alias.
 
+pub mod bench;
+
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -111,7 +113,7 @@ pub enum Command {
     },
     /// Measure this machine and build: `kith bench transfer` moves a file between two nodes.
     #[command(subcommand)]
-    Bench(crate::commands::bench::BenchCommand),
+    Bench(bench::BenchCommand),
     /// Chat: channels, direct messages, invitations; with no subcommand, an interactive chat
     /// like an IRC client.
     Chat {
@@ -648,7 +650,7 @@ pub enum FileCommand {
         #[arg(long)]
         force: bool,
         /// At most this many bytes per second for this transfer (e.g. 10MB, 512KiB).
-        #[arg(long, value_name = "RATE", value_parser = crate::commands::bench::parse_size)]
+        #[arg(long, value_name = "RATE", value_parser = bench::parse_size)]
         rate: Option<u64>,
     },
     /// List stored files.
