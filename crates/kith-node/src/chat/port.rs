@@ -120,21 +120,9 @@ async fn websocket(state: &Chat, stream: TcpStream, ip: std::net::IpAddr) {
             return;
         }
     };
-    let id = state.next_client_id();
-    let (tx, mut rx) =
-        mpsc::channel::<Bytes>(state.settings().node_limits.chat_client_queue.max(1));
-    if !state
-        .send(ChatInput::ClientUp {
-            id,
-            ip,
-            tx,
-            dialled: false,
-        })
-        .await
-    {
+    let Some((id, mut rx)) = register(state, ip, false).await else {
         return;
-    }
-    state.counters().chat_clients.bump();
+    };
     state.counters().chat_clients_websocket.bump();
     let (mut sink, mut source) = ws.split();
     let read = async {
@@ -184,23 +172,9 @@ pub(super) async fn client<S>(state: &Chat, stream: S, ip: std::net::IpAddr, dia
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let id = state.next_client_id();
-    let (tx, mut rx) =
-        mpsc::channel::<Bytes>(state.settings().node_limits.chat_client_queue.max(1));
-    if !state
-        .send(ChatInput::ClientUp {
-            id,
-            ip,
-            tx,
-            dialled,
-        })
-        .await
-    {
+    let Some((id, mut rx)) = register(state, ip, dialled).await else {
         return;
-    }
-    if !dialled {
-        state.counters().chat_clients.bump();
-    }
+    };
     let (mut reader, mut writer) = tokio::io::split(stream);
     let decoder = ChatFrameDecoder::new(&state.settings().limits);
     let read = async {
@@ -242,4 +216,28 @@ where
         _ = write => {},
     }
     state.send(ChatInput::ClientDown(id)).await;
+}
+
+/// Tells the router a client connection is up (plain or WebSocket, accepted or `dialled`):
+/// its id and the queue of frames to write to it; `None` when the router has stopped.
+async fn register(
+    state: &Chat,
+    ip: std::net::IpAddr,
+    dialled: bool,
+) -> Option<(u64, mpsc::Receiver<Bytes>)> {
+    let id = state.next_client_id();
+    let (tx, rx) = mpsc::channel::<Bytes>(state.settings().node_limits.chat_client_queue.max(1));
+    let up = ChatInput::ClientUp {
+        id,
+        ip,
+        tx,
+        dialled,
+    };
+    if !state.send(up).await {
+        return None;
+    }
+    if !dialled {
+        state.counters().chat_clients.bump();
+    }
+    Some((id, rx))
 }

@@ -256,37 +256,15 @@ async fn dial_known(shared: &Arc<Shared>, peer: AgentId) -> Result<(), EndpointE
         DialTarget::NoAddress => Vec::new(),
         DialTarget::At(address) => vec![(address.host, address.port)],
     };
-    let mut conn = open(shared, peer, addrs, Introduction::Known).await?;
+    let conn = open(shared, peer, addrs, Introduction::Known).await?;
     if conn.via != super::Via::Direct {
         shared.counters.links_reached_indirectly.bump();
     }
-    let established = handshake_over(shared, &mut conn, RECONNECT, |now| {
-        Initiator::known(&shared.secure, peer, b"", now, &mut rand::rngs::OsRng)
-    })
-    .await?;
-    let now = shared.clock.unix_secs();
-    if let Err(e) = shared
-        .directory
-        .touch(peer, conn.remote.to_string(), now)
-        .await
-    {
-        tracing::warn!(peer = %peer, "could not record the peer's address: {e}");
-    }
-    link_task::start(
-        shared,
-        NewLink {
-            conn,
-            established,
-            side: Side::Initiator,
-            peer,
-        },
-    )
-    .await;
-    Ok(())
+    link_over(shared, peer, conn).await
 }
 
-/// Runs a known peer's initiator handshake over `conn` (punched by the reach service, to
-/// replace a relayed link) and starts the link.
+/// Runs a known peer's initiator handshake over `conn` (dialled, or punched by the reach
+/// service to replace a relayed link), records the address it reached and starts the link.
 pub(super) async fn link_over(
     shared: &Arc<Shared>,
     peer: AgentId,

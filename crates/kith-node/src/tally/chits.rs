@@ -5,7 +5,7 @@
 use super::{ledger, users, Tallies, TallyError};
 use crate::api::value::{ChitAnswerBody, ChitView, PayBody, TallyIdBody, TallyView};
 use kith_crypto::identity::AgentId;
-use kith_store::meta::{ChitRow, MetaError, TallyRow};
+use kith_store::meta::{MetaError, TallyRow};
 use kith_value::chain::{Keys, Out, Outcome, Refusal};
 use kith_value::chit::ChitType;
 use kith_value::dialog::TallyState;
@@ -285,18 +285,7 @@ impl Tallies {
             body.memo.clone(),
             reference,
         );
-        let record = ChitRow {
-            tally: row.uuid.clone(),
-            side: row.side.clone(),
-            uuid: chit.uuid.clone(),
-            doc: chit.to_json().to_string(),
-            by_side: chit.by.as_str().into(),
-            units: chit.units as i64,
-            status: "pend_out".into(),
-            chain_idx: None,
-            chain_digest: None,
-            created_at: self.now(),
-        };
+        let record = ledger::row_of(&row, &chit, "pend_out", None, self.now());
         let saved = record.clone();
         self.inner
             .store
@@ -566,18 +555,7 @@ impl Tallies {
         if !known.is_empty() {
             return Ok(());
         }
-        let record = ChitRow {
-            tally: row.uuid.clone(),
-            side: row.side.clone(),
-            uuid: chit.uuid.clone(),
-            doc: chit.to_json().to_string(),
-            by_side: chit.by.as_str().into(),
-            units: chit.units as i64,
-            status: "pend_in".into(),
-            chain_idx: None,
-            chain_digest: None,
-            created_at: self.now(),
-        };
+        let record = ledger::row_of(&row, &chit, "pend_in", None, self.now());
         self.inner
             .store
             .run(move |s| s.meta().value_put_chit(&record))

@@ -416,18 +416,7 @@ impl Tallies {
             Some(memo),
             Some(reference),
         );
-        let record = ChitRow {
-            tally: row.uuid.clone(),
-            side: row.side.clone(),
-            uuid: chit.uuid.clone(),
-            doc: chit.to_json().to_string(),
-            by_side: chit.by.as_str().into(),
-            units: units as i64,
-            status: "pend_out".into(),
-            chain_idx: None,
-            chain_digest: None,
-            created_at: self.now(),
-        };
+        let record = ledger::row_of(row, &chit, "pend_out", None, self.now());
         self.inner
             .store
             .run(move |s| s.meta().value_put_chit(&record))

@@ -15,6 +15,30 @@ pub(crate) fn chit_of(row: &ChitRow) -> Result<Chit, MetaError> {
 }
 
 /// The side of a row.
+/// The database row of `chit` on the tally `row`: `status` is `chained` (with its chain
+/// position), `pend_in`, `pend_out` or `void`.
+pub(crate) fn row_of(
+    row: &TallyRow,
+    chit: &Chit,
+    status: &str,
+    chain: Option<(i64, String)>,
+    now: i64,
+) -> ChitRow {
+    let (chain_idx, chain_digest) = chain.unzip();
+    ChitRow {
+        tally: row.uuid.clone(),
+        side: row.side.clone(),
+        uuid: chit.uuid.clone(),
+        doc: chit.to_json().to_string(),
+        by_side: chit.by.as_str().to_owned(),
+        units: chit.units as i64,
+        status: status.to_owned(),
+        chain_idx,
+        chain_digest,
+        created_at: now,
+    }
+}
+
 pub(crate) fn side_of(row: &TallyRow) -> Side {
     Side::parse(&row.side).unwrap_or(Side::Foil)
 }
@@ -128,18 +152,13 @@ pub(crate) fn save(
     let row = tx.row.clone();
     let settled = std::mem::take(&mut ledger.settled);
     for entry in settled.iter().chain(ledger.tail.iter()) {
-        tx.put_chit(&ChitRow {
-            tally: row.uuid.clone(),
-            side: row.side.clone(),
-            uuid: entry.chit.uuid.clone(),
-            doc: entry.chit.to_json().to_string(),
-            by_side: entry.chit.by.as_str().to_owned(),
-            units: entry.chit.units as i64,
-            status: "chained".into(),
-            chain_idx: Some(entry.index as i64),
-            chain_digest: Some(entry.digest.clone()),
-            created_at: now,
-        })?;
+        tx.put_chit(&row_of(
+            &row,
+            &entry.chit,
+            "chained",
+            Some((entry.index as i64, entry.digest.clone())),
+            now,
+        ))?;
     }
     for uuid in &outcome.removed {
         if let Some(mut chit) = tx.chit(uuid)? {

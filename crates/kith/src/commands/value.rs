@@ -240,16 +240,13 @@ pub fn pay(
     memo: Option<String>,
     user: Option<String>,
 ) -> Result<()> {
-    let chit: ChitView = client(env).allowing(ANSWER_WAIT).post(
-        PAY_PATH,
-        &PayBody {
-            partner,
-            units,
-            memo,
-            user,
-        },
-    )?;
-    print_chit(env, &chit, "paid")
+    let body = PayBody {
+        partner,
+        units,
+        memo,
+        user,
+    };
+    post_chit(env, PAY_PATH, &body, "paid")
 }
 
 /// `kith invoice`.
@@ -260,16 +257,19 @@ pub fn invoice(
     memo: Option<String>,
     user: Option<String>,
 ) -> Result<()> {
-    let chit: ChitView = client(env).allowing(ANSWER_WAIT).post(
-        INVOICE_PATH,
-        &PayBody {
-            partner,
-            units,
-            memo,
-            user,
-        },
-    )?;
-    print_chit(env, &chit, "invoiced")
+    let body = PayBody {
+        partner,
+        units,
+        memo,
+        user,
+    };
+    post_chit(env, INVOICE_PATH, &body, "invoiced")
+}
+
+/// Asks the node for a chit (a payment or an invoice) and prints it once the node answers.
+fn post_chit(env: &Env, path: &str, body: &PayBody, done: &str) -> Result<()> {
+    let chit: ChitView = client(env).allowing(ANSWER_WAIT).post(path, body)?;
+    print_chit(env, &chit, done)
 }
 
 /// `kith chit accept|refuse`.

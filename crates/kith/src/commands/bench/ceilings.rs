@@ -54,10 +54,31 @@ pub fn tcp_stream(bytes: u64, pattern: &[u8], shape: Shape) -> Result<Measured> 
     let target = sink.local_addr()?;
     let (listener, addr) = Relay::bind()?;
     let _relay = Relay::start(listener, target, shape)?;
+    push(sink, addr, bytes, pattern, "TCP through the relay")
+}
+
+/// Pushes `bytes` from one thread to another over a TCP connection on 127.0.0.1, in 1 MiB
+/// writes; timed from the connect to the last byte read.
+pub fn raw_tcp(bytes: u64, pattern: &[u8]) -> Result<Measured> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen on 127.0.0.1")?;
+    let addr = listener.local_addr()?;
+    push(listener, addr, bytes, pattern, "raw TCP")
+}
+
+/// Connects to `connect` (which leads to `sink`, directly or through a relay), writes `bytes`
+/// of `pattern` in 1 MiB writes from another thread and reads them all from `sink`: the time
+/// from the connect to the last byte read. `what` names the path in errors.
+fn push(
+    sink: TcpListener,
+    connect: std::net::SocketAddr,
+    bytes: u64,
+    pattern: &[u8],
+    what: &str,
+) -> Result<Measured> {
     let block = pattern[..BLOCK.min(pattern.len())].to_vec();
     let start = Instant::now();
     let sender = std::thread::spawn(move || -> std::io::Result<()> {
-        let mut stream = TcpStream::connect(addr)?;
+        let mut stream = TcpStream::connect(connect)?;
         let mut left = bytes;
         while left > 0 {
             let n = left.min(block.len() as u64) as usize;
@@ -66,13 +87,13 @@ pub fn tcp_stream(bytes: u64, pattern: &[u8], shape: Shape) -> Result<Measured> 
         }
         stream.shutdown(std::net::Shutdown::Write)
     });
-    let (mut stream, _) = sink.accept().context("TCP through the relay: accept")?;
+    let (mut stream, _) = sink.accept().with_context(|| format!("{what}: accept"))?;
     let mut buf = vec![0u8; BLOCK];
     let mut received = 0u64;
     loop {
         let n = stream
             .read(&mut buf)
-            .context("TCP through the relay: read")?;
+            .with_context(|| format!("{what}: read"))?;
         if n == 0 {
             break;
         }
@@ -81,48 +102,10 @@ pub fn tcp_stream(bytes: u64, pattern: &[u8], shape: Shape) -> Result<Measured> 
     let seconds = start.elapsed().as_secs_f64();
     sender
         .join()
-        .map_err(|_| anyhow!("TCP: the sending thread panicked"))?
-        .context("TCP through the relay: write")?;
+        .map_err(|_| anyhow!("{what}: the sending thread panicked"))?
+        .with_context(|| format!("{what}: write"))?;
     if received != bytes {
-        anyhow::bail!("TCP through the relay: received {received} of {bytes} bytes");
-    }
-    Ok(Measured { bytes, seconds })
-}
-
-/// Pushes `bytes` from one thread to another over a TCP connection on 127.0.0.1, in 1 MiB
-/// writes; timed from the first write to the last byte read.
-pub fn raw_tcp(bytes: u64, pattern: &[u8]) -> Result<Measured> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen on 127.0.0.1")?;
-    let addr = listener.local_addr()?;
-    let block = pattern[..BLOCK.min(pattern.len())].to_vec();
-    let sender = std::thread::spawn(move || -> std::io::Result<()> {
-        let mut stream = TcpStream::connect(addr)?;
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(block.len() as u64) as usize;
-            stream.write_all(&block[..n])?;
-            left -= n as u64;
-        }
-        stream.shutdown(std::net::Shutdown::Write)
-    });
-    let (mut stream, _) = listener.accept().context("raw TCP: accept")?;
-    let mut buf = vec![0u8; BLOCK];
-    let start = Instant::now();
-    let mut received = 0u64;
-    loop {
-        let n = stream.read(&mut buf).context("raw TCP: read")?;
-        if n == 0 {
-            break;
-        }
-        received += n as u64;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    sender
-        .join()
-        .map_err(|_| anyhow!("raw TCP: the sending thread panicked"))?
-        .context("raw TCP: write")?;
-    if received != bytes {
-        anyhow::bail!("raw TCP: received {received} of {bytes} bytes");
+        anyhow::bail!("{what}: received {received} of {bytes} bytes");
     }
     Ok(Measured { bytes, seconds })
 }
