@@ -124,12 +124,25 @@ impl BlobStore {
     }
 }
 
-/// Asks the kernel to start writing `file`'s dirty pages now, without waiting (Linux does
-/// this for `POSIX_FADV_DONTNEED`): the disk works while the transfer goes on, and the sync
-/// at the commit only waits for what is still in flight, instead of the whole batch being
-/// written at that moment. Best effort: without it the commit's sync writes everything.
+/// Asks the kernel to start writing `file`'s dirty pages now, without waiting, and to drop
+/// its clean ones (Linux does both for `POSIX_FADV_DONTNEED`): the disk works while the
+/// transfer goes on, and the sync at the commit only waits for what is still in flight,
+/// instead of the whole batch being written at that moment; after the sync, the same call
+/// frees the pages. Best effort: without it the commit's sync writes everything.
 pub fn start_writeback(file: &std::fs::File) {
     let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
+}
+
+/// [`start_writeback`] for the `len` bytes at `offset` only: for a file that grows, where
+/// asking for the whole file each time would walk every page written so far again (the
+/// kernel's cost would grow with the file, quadratic over a large fetch).
+pub fn start_writeback_range(file: &std::fs::File, offset: u64, len: u64) {
+    let _ = rustix::fs::fadvise(
+        file,
+        offset,
+        std::num::NonZeroU64::new(len),
+        rustix::fs::Advice::DontNeed,
+    );
 }
 
 /// Staged items committed together (see the module docs).
@@ -137,12 +150,34 @@ pub fn start_writeback(file: &std::fs::File) {
 pub struct ItemBatch {
     items: Vec<StagedItem>,
     bytes: u64,
+    /// Whether committed items leave the page cache (see [`ItemBatch::streaming`]).
+    uncached: bool,
 }
 
 impl ItemBatch {
     /// An empty batch.
     pub fn new() -> ItemBatch {
         ItemBatch::default()
+    }
+
+    /// An empty batch for a stream of items larger than the page cache should keep (a big
+    /// fetch): once its items are durable, their pages are dropped from the cache. Clean
+    /// pages cost nothing to drop, and reusing them for the next items is much cheaper than
+    /// the kernel taking fresh memory for every item (on a virtual machine whose free memory
+    /// goes back to the host, each fresh page is a fault in the host too).
+    pub fn streaming() -> ItemBatch {
+        ItemBatch {
+            uncached: true,
+            ..ItemBatch::default()
+        }
+    }
+
+    /// An empty batch like this one (streaming or not).
+    pub fn empty_like(&self) -> ItemBatch {
+        ItemBatch {
+            uncached: self.uncached,
+            ..ItemBatch::default()
+        }
     }
 
     /// Adds a staged item.
@@ -205,8 +240,13 @@ impl ItemBatch {
                     Err(e) => return Err(StoreError::io("create", &dir)(e)),
                 }
             }
-            tmp.persist(&path)
+            let file = tmp
+                .persist(&path)
                 .map_err(|e| StoreError::io("rename into", &path)(e.error))?;
+            if self.uncached {
+                // Synced above, so its pages are clean: this drops them.
+                start_writeback(&file);
+            }
             dirs.insert(dir);
         }
         if new_dir {

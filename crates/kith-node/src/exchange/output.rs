@@ -198,7 +198,22 @@ impl Written {
             self.written += bytes.len() as u64;
             self.since_sync += bytes.len() as u64;
             if self.since_sync >= SYNC_EVERY {
-                kith_store::batch::start_writeback(self.tmp.as_file());
+                let start = self.written - self.since_sync;
+                kith_store::batch::start_writeback_range(
+                    self.tmp.as_file(),
+                    start,
+                    self.since_sync,
+                );
+                // The chunk before the previous one has had a chunk's time to reach the
+                // disk: its clean pages are dropped, so the page cache holds a few chunks
+                // of the output, not all of it (pages still being written stay).
+                if let Some(old) = start.checked_sub(2 * SYNC_EVERY) {
+                    kith_store::batch::start_writeback_range(
+                        self.tmp.as_file(),
+                        0,
+                        old + SYNC_EVERY,
+                    );
+                }
                 self.since_sync = 0;
             }
         }

@@ -30,7 +30,7 @@ use kith_proto::files::items::{
     Answer, Arrival, DropReason, Holding, Request, Response, SchedEvent, Scheduler, SchedulerConfig,
 };
 use kith_store::{ContentHash, ItemBatch, ItemKind, StagedItem, StoreError};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -225,6 +225,13 @@ struct Run<'a> {
     committing: Option<tokio::task::JoinHandle<Result<Vec<ContentHash>, StoreError>>>,
     committing_items: HashSet<ContentHash>,
     jobs: JoinSet<Staged>,
+    /// Items arrived and waiting for a verify-and-stage job: at most [`Run::max_checks`] run
+    /// at once, as many as there are cores. One job per arrival would put a whole window of
+    /// hashing and writing threads on the cores at once, and on a small machine they cost
+    /// more in switching and in the file system's locks than they gain. Queued items are
+    /// still inside the scheduler's window, so this queue is bounded with it.
+    checks: VecDeque<(AgentId, ContentHash, Bytes)>,
+    max_checks: usize,
     /// The last leaves written out, for a repeated chunk that follows at once.
     recent: Vec<(ContentHash, Bytes)>,
     budget: u64,
@@ -266,10 +273,12 @@ impl<'a> Run<'a> {
             cancel: order.cancel.clone(),
             sched,
             walk: TreeWalk::new(order.hash),
-            batch: ItemBatch::new(),
+            batch: ItemBatch::streaming(),
             committing: None,
             committing_items: HashSet::new(),
             jobs: JoinSet::new(),
+            checks: VecDeque::new(),
+            max_checks: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)),
             recent: Vec::new(),
             budget: order.priority.byte_budget(),
             rate: super::rate::RateLimit::new(order.rate),
@@ -323,6 +332,8 @@ impl<'a> Run<'a> {
     /// After an early end: the items being verified are staged, and everything staged is
     /// committed (best effort: a store failure here loses only what a re-run fetches again).
     async fn keep_what_arrived(&mut self) {
+        self.max_checks = usize::MAX;
+        self.start_checks();
         while let Some(job) = self.jobs.join_next().await {
             if let Ok((peer, _, item, Ok(Some(staged)))) = job {
                 // Kept, so counted as received like every other: the next run will not
@@ -360,7 +371,7 @@ impl<'a> Run<'a> {
                 last_progress = tokio::time::Instant::now();
             }
             self.send_requests().await?;
-            if self.walk.is_complete() && self.jobs.is_empty() {
+            if self.walk.is_complete() && self.jobs.is_empty() && self.checks.is_empty() {
                 break;
             }
             if self.batch.bytes() >= self.commit_every && self.committing.is_none() {
@@ -377,6 +388,7 @@ impl<'a> Run<'a> {
                 },
                 Some(job) = self.jobs.join_next(), if !self.jobs.is_empty() => {
                     let job = job.map_err(|e| ExchangeError::Store(e.to_string()))?;
+                    self.start_checks();
                     self.on_staged(job)?;
                     last_progress = tokio::time::Instant::now();
                 }
@@ -495,7 +507,8 @@ impl<'a> Run<'a> {
     }
 
     fn start_commit(&mut self) {
-        let batch = std::mem::take(&mut self.batch);
+        let fresh = self.batch.empty_like();
+        let batch = std::mem::replace(&mut self.batch, fresh);
         self.committing_items = batch.hashes().collect();
         let store = self.ex.store.clone();
         self.committing = Some(tokio::task::spawn_blocking(move || {
@@ -607,15 +620,8 @@ impl<'a> Run<'a> {
             PullInput::Response(peer, Response::Item { hash, item }) => {
                 match self.sched.arrived(&peer, hash, item.len() as u64, now) {
                     Arrival::Expected => {
-                        let store = self.ex.store.clone();
-                        self.jobs.spawn(async move {
-                            let check = item.clone();
-                            let staged = store
-                                .run(move |s| s.blobs().stage_received(&hash, &check))
-                                .await
-                                .map_err(ExchangeError::from);
-                            (peer, hash, item, staged)
-                        });
+                        self.checks.push_back((peer, hash, item));
+                        self.start_checks();
                     }
                     Arrival::Late => self.ex.counters.items_late.bump(),
                     Arrival::Unsolicited => self.ex.counters.items_unsolicited.bump(),
@@ -635,6 +641,24 @@ impl<'a> Run<'a> {
                 self.ex.uploads.penalize(peer);
             }
             PullInput::Down(peer) => self.sched.remove_source(&peer, now),
+        }
+    }
+
+    /// Starts verify-and-stage jobs for queued items, up to [`Run::max_checks`] at once.
+    fn start_checks(&mut self) {
+        while self.jobs.len() < self.max_checks {
+            let Some((peer, hash, item)) = self.checks.pop_front() else {
+                return;
+            };
+            let store = self.ex.store.clone();
+            self.jobs.spawn(async move {
+                let check = item.clone();
+                let staged = store
+                    .run(move |s| s.blobs().stage_received(&hash, &check))
+                    .await
+                    .map_err(ExchangeError::from);
+                (peer, hash, item, staged)
+            });
         }
     }
 

@@ -3,8 +3,6 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::machine::LinkMachine;
 use super::version::bye_reason;
 use super::{Event, LinkEnd, LinkFailure, Payload, VersionError, VersionInfo};
@@ -16,17 +14,17 @@ fn pong() -> Command {
 }
 
 impl LinkMachine {
-    /// A frame's plaintext: a JSON frame, or more of the envelope stream.
-    pub(super) fn on_plaintext(&mut self, now: Instant, plain: Vec<u8>) {
-        if self.plain.is_empty() && plain.first() == Some(&b'{') {
-            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&plain) {
+    /// A frame's plaintext, just appended to `self.plain` at `start`: a JSON frame (a frame
+    /// that starts with `{` where no envelope is half-read), or more of the envelope stream.
+    pub(super) fn on_plaintext(&mut self, now: Instant, start: usize) {
+        if start == 0 && self.plain.first() == Some(&b'{') {
+            let json = self.plain.split().freeze();
+            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&json) {
                 return self.lose(LinkFailure::Json(e.to_string()));
             }
             self.stats.json_in += 1;
-            let json = Bytes::from(plain);
             return self.events.push_back(Event::Payload(Payload::Json(json)));
         }
-        self.plain.extend_from_slice(&plain);
         while self.ended.is_none() && !self.heard_bye {
             // `check` first: `decode` of a partial envelope reserves its whole declared
             // length, so a 24-byte header would make a link hold `max_envelope_data` (2 MiB)

@@ -114,17 +114,17 @@ impl LinkMachine {
                 Ok(None) => break,
                 Err(e) => return self.lose(e.into()),
             };
-            let plain = match self.link.open(now, &frame) {
-                Ok(plain) => plain,
-                Err(e) => return self.lose(e.into()),
-            };
+            let start = self.plain.len();
+            if let Err(e) = self.link.open_into(now, &frame, &mut self.plain) {
+                return self.lose(e.into());
+            }
             self.stats.frames_in += 1;
             if !self.confirmed {
                 self.confirmed = true;
                 self.confirm_deadline = None;
                 self.events.push_back(Event::Confirmed);
             }
-            self.on_plaintext(now, plain);
+            self.on_plaintext(now, start);
         }
         if self.heard_bye {
             self.inbuf = BytesMut::new();

@@ -328,6 +328,45 @@ impl Link {
         Ok(plaintext)
     }
 
+    /// [`Link::open`] appending the plaintext to `out` instead of returning it: the bytes
+    /// are decrypted straight into the buffer that collects them, with no buffer of their
+    /// own and no copy after. Returns how many bytes were appended; on an error `out` is as
+    /// it was.
+    pub fn open_into(
+        &mut self,
+        now: Instant,
+        frame: &Frame,
+        out: &mut BytesMut,
+    ) -> Result<usize, LinkError> {
+        if !matches!(self.transport, Transport::Noise(_)) || self.broken {
+            let plain = self.open(now, frame)?;
+            out.extend_from_slice(&plain);
+            return Ok(plain.len());
+        }
+        if frame.kind != FrameKind::Transport {
+            self.broken = true;
+            return Err(LinkError::UnexpectedFrame(frame.kind));
+        }
+        self.used = true;
+        self.split = None;
+        let start = out.len();
+        out.resize(start + frame.body.len(), 0);
+        let read = match &mut self.transport {
+            Transport::Noise(ts) => ts.read_message(&frame.body, &mut out[start..]),
+            _ => unreachable!("checked above: a Noise transport"),
+        };
+        let Ok(n) = read else {
+            out.truncate(start);
+            self.broken = true;
+            return Err(LinkError::Decrypt);
+        };
+        out.truncate(start + n);
+        if now > self.last_received {
+            self.last_received = now;
+        }
+        Ok(n)
+    }
+
     /// When the responder should close this link if nothing arrives before then: the last
     /// frame received (or the handshake's end) plus [`Limits::idle_timeout_ms`]. `None` on the
     /// initiator (only the responder closes idle links) or if the deadline is beyond what an
