@@ -122,6 +122,13 @@ impl BlobStore {
         &self.root
     }
 
+    /// A directory under the store's temporary directory that the store's own collections
+    /// leave alone (they remove files directly in it only), for a caller's bookkeeping of
+    /// what a crash may leave elsewhere.
+    pub fn scratch_dir(&self, name: &str) -> PathBuf {
+        self.root.join(TMP_DIR).join(name)
+    }
+
     /// The maximum item size in bytes, type byte included.
     pub fn max_item_size(&self) -> usize {
         self.max_item

@@ -38,6 +38,7 @@ use crate::error::StoreError;
 pub use crate::lock::LOCK_FILE;
 use crate::lock::{CommitLock, WriteLease};
 use crate::meta::{FileRecord, MetaDb};
+use crate::outputs::OutputJournal;
 use crate::tree::StoredFile;
 
 /// How many times [`FileStore::put_path`] retries after a concurrent remove took an item.
@@ -263,6 +264,13 @@ impl FileStore {
         self.write_out(hash, path, true)
     }
 
+    /// The journal of the temporary files that writing out leaves beside its targets until
+    /// they are renamed ([`crate::outputs`]): what a crash left there, the next start
+    /// removes ([`OutputJournal::reclaim`]).
+    pub fn output_journal(&self) -> OutputJournal {
+        OutputJournal::new(self.blobs.scratch_dir("outputs"))
+    }
+
     /// [`FileStore::get_to_path`] that, without `replace`, refuses to replace an existing
     /// `path` (an [`StoreError::Io`] whose source is `AlreadyExists`; checked again at the
     /// final rename, so a file that appeared meanwhile is kept too).
@@ -281,9 +289,9 @@ impl FileStore {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".kith-get-")
-            .tempfile_in(dir)
+        let (mut tmp, _marker) = self
+            .output_journal()
+            .create_tmp(dir)
             .map_err(StoreError::io("create temporary file in", dir))?;
         let written = {
             let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());

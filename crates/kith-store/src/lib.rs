@@ -31,6 +31,7 @@ pub mod gc;
 pub mod keyfile;
 pub mod lock;
 pub mod meta;
+pub mod outputs;
 pub mod tree;
 pub mod writer;
 
@@ -47,5 +48,6 @@ pub use meta::{
     PeerRetention, PeerUpsert, Placement, PlacementOutcome, PostgresMeta, RefusalReason,
     SqliteMeta, TicketRecord, TicketVerdict,
 };
+pub use outputs::OutputJournal;
 pub use tree::{hash_file, StoredFile};
 pub use writer::FileWriter;

@@ -47,7 +47,8 @@ fn store_contents(data_dir: &Path) -> (Vec<(String, Vec<u8>)>, usize) {
         }
         for file in std::fs::read_dir(dir.path()).unwrap().flatten() {
             if name == "tmp" {
-                temps += 1;
+                // Files only: the output journal's directory lives there too.
+                temps += usize::from(file.path().is_file());
             } else if name.len() == 2 {
                 let hash = format!("{name}{}", file.file_name().to_string_lossy());
                 items.push((hash, std::fs::read(file.path()).unwrap()));
@@ -55,6 +56,15 @@ fn store_contents(data_dir: &Path) -> (Vec<(String, Vec<u8>)>, usize) {
         }
     }
     (items, temps)
+}
+
+/// Temporary output files (`.kith-get-*`) in `dir`.
+fn temp_outputs(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".kith-get-"))
+        .count()
 }
 
 #[test]
@@ -125,6 +135,11 @@ fn a_fetcher_killed_mid_transfer_resumes_after_a_restart_with_nothing_torn_or_or
     let result = get.wait_with_output().unwrap();
     assert!(!result.status.success(), "the get cannot succeed");
     assert!(!out.exists(), "no partial output file");
+    assert_eq!(
+        temp_outputs(tmp.path()),
+        1,
+        "the killed node's temporary output is still beside the target"
+    );
 
     // Whatever the crash left, no item is torn: each one under its name hashes to it.
     let (items, _) = store_contents(&b_dir);
@@ -145,6 +160,11 @@ fn a_fetcher_killed_mid_transfer_resumes_after_a_restart_with_nothing_torn_or_or
     // The start-up collection took what the crash left (the node runs with `KITH_LOG=warn`
     // here: it once skipped the collection at that level).
     assert_eq!(store_contents(&b_dir).1, 0, "temp files of the crash left");
+    assert_eq!(
+        temp_outputs(tmp.path()),
+        0,
+        "the temporary output the crash left beside the target, removed at the restart"
+    );
     eventually("B re-links to A after its restart", || {
         b.peer_state(&a.agent()) == "linked"
     });

@@ -10,6 +10,9 @@
 //! disk writes as the fetch goes rather than all at the end; the file is synced once when
 //! whole, then renamed over the target: a fetch that fails or is cancelled leaves no file,
 //! and an existing file is replaced only with `force`.
+//!
+//! The temporary file is noted in the store's output journal ([`kith_store::outputs`]), so
+//! that one a crash left behind is removed when the node starts again.
 
 use bytes::Bytes;
 use std::io::Write;
@@ -58,8 +61,12 @@ pub(super) struct OutputFile {
 
 impl OutputFile {
     /// Starts writing the file that will be `path`; refuses an existing `path` unless
-    /// `force`.
-    pub(super) fn create(path: &Path, force: bool) -> Result<OutputFile, OutputError> {
+    /// `force`. The temporary file is noted in `journal` until it is gone.
+    pub(super) fn create(
+        path: &Path,
+        force: bool,
+        journal: Option<&kith_store::OutputJournal>,
+    ) -> Result<OutputFile, OutputError> {
         if !path.is_absolute() {
             return Err(OutputError::NotAbsolute(path.to_owned()));
         }
@@ -71,12 +78,21 @@ impl OutputFile {
             source,
         };
         let dir = path.parent().unwrap_or(Path::new("/")).to_owned();
-        let tmp = tempfile::Builder::new()
-            .prefix(".kith-get-")
-            .tempfile_in(&dir)
-            .map_err(io)?;
+        let (tmp, marker) = match journal {
+            Some(journal) => {
+                let (tmp, marker) = journal.create_tmp(&dir).map_err(io)?;
+                (tmp, Some(marker))
+            }
+            None => (
+                tempfile::Builder::new()
+                    .prefix(kith_store::outputs::TMP_PREFIX)
+                    .tempfile_in(&dir)
+                    .map_err(io)?,
+                None,
+            ),
+        };
         let (tx, rx) = mpsc::channel(QUEUE);
-        let writer = tokio::spawn(write(tmp, rx, dir, force));
+        let writer = tokio::spawn(write(tmp, marker, rx, dir, force));
         Ok(OutputFile {
             tx,
             writer,
@@ -126,10 +142,14 @@ impl OutputFile {
 
 async fn write(
     tmp: tempfile::NamedTempFile,
+    marker: Option<kith_store::outputs::Marker>,
     mut rx: mpsc::Receiver<Cmd>,
     dir: PathBuf,
     force: bool,
 ) -> Result<u64, OutputError> {
+    // Whatever way this ends, the temporary file is gone (renamed, or removed when dropped)
+    // by the time the marker is.
+    let _marker = marker;
     let mut file = Some(Written {
         tmp,
         written: 0,
@@ -258,7 +278,7 @@ mod tests {
     async fn the_file_appears_whole_and_only_when_finished() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("out.bin");
-        let mut out = OutputFile::create(&target, false).unwrap();
+        let mut out = OutputFile::create(&target, false, None).unwrap();
         out.write(Bytes::from_static(b"hello ")).await.unwrap();
         out.write(Bytes::from_static(b"world")).await.unwrap();
         assert!(!target.exists());
@@ -266,10 +286,10 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"hello world");
         // Not again without force; with force, replaced.
         assert!(matches!(
-            OutputFile::create(&target, false),
+            OutputFile::create(&target, false, None),
             Err(OutputError::Exists(_))
         ));
-        let mut out = OutputFile::create(&target, true).unwrap();
+        let mut out = OutputFile::create(&target, true, None).unwrap();
         out.write(Bytes::from_static(b"new")).await.unwrap();
         out.finish().await.unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
@@ -279,7 +299,7 @@ mod tests {
     async fn an_abandoned_output_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("out.bin");
-        let mut out = OutputFile::create(&target, false).unwrap();
+        let mut out = OutputFile::create(&target, false, None).unwrap();
         out.write(Bytes::from_static(b"partial")).await.unwrap();
         drop(out);
         // The writer notices the closed queue and removes its temp file.
@@ -291,7 +311,7 @@ mod tests {
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         assert!(matches!(
-            OutputFile::create(Path::new("relative.bin"), false),
+            OutputFile::create(Path::new("relative.bin"), false, None),
             Err(OutputError::NotAbsolute(_))
         ));
     }

@@ -97,7 +97,10 @@ pub(super) async fn pull(ex: &Exchange, order: PullOrder) -> Result<FetchReport,
         .as_ref()
         .map(|o| (o.resolve(name.as_deref(), &hash), o.force));
     let mut output = match &target {
-        Some((path, force)) => Some(OutputFile::create(path, *force)?),
+        Some((path, force)) => {
+            let journal = ex.store.files().output_journal();
+            Some(OutputFile::create(path, *force, Some(&journal))?)
+        }
         None => None,
     };
     let mut run = Run::new(ex, id, &order, &holders);

@@ -194,6 +194,13 @@ pub async fn serve_with_clock(
         // collection inside it never ran.
         let report = files.startup_gc();
         tracing::info!("{report}");
+        // No fetch runs yet: a temporary output file still noted was left by a crash.
+        for left in files.output_journal().reclaim() {
+            tracing::info!(
+                "removed {}, left by a fetch that did not finish",
+                left.display()
+            );
+        }
         Ok::<_, kith_store::StoreError>(files)
     })
     .await
