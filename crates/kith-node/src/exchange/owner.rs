@@ -47,8 +47,9 @@ struct Push {
     hash: ContentHash,
     owner: [u8; 33],
     content: ContentHash,
-    /// Every distinct item of the file: all a custodian may `get` in this session.
-    items: std::collections::HashSet<ContentHash>,
+    /// Every distinct item of the file, with its size on disk: all a custodian may `get` in
+    /// this session (the sizes move the progress bar as each is served).
+    items: std::collections::HashMap<ContentHash, u64>,
 }
 
 fn pick_peer(ex: &Exchange, peer: Option<AgentId>) -> Result<AgentId, ExchangeError> {
@@ -106,12 +107,31 @@ async fn persist(
         .run(move |s| s.blobs().walk_file(&content))
         .await
         .map_err(|e| ExchangeError::Store(format!("{content} is not complete here: {e}")))?;
+    let items = ex
+        .store
+        .run(move |s| {
+            let blobs = s.blobs();
+            let size =
+                |h: ContentHash| std::fs::metadata(blobs.path_for(&h)).map_or(0, |m| m.len());
+            Ok::<_, StoreError>(walked.items.into_iter().map(|h| (h, size(h))).collect())
+        })
+        .await?;
     let push = Push {
         hash: push,
         owner: parsed.owner_key,
         content,
-        items: walked.items.into_iter().collect(),
+        items,
     };
+    // Shown by `kith persist`'s progress bar as the custodian takes the items (total: the
+    // bytes of every item, a little over the file's size: the tree's lists and type bytes).
+    let (_progress, _) = ex.progress.start(content, super::Priority::User);
+    let name = ex
+        .store
+        .run(move |s| s.get(&content).map(|r| r.and_then(|r| r.name)))
+        .await
+        .unwrap_or(None);
+    ex.progress
+        .describe(content, Some(push.items.values().sum()), name);
     let mut kept = Vec::new();
     let result = run_persist(ex, peer, &push, &mut kept).await;
     forget_items(ex, kept).await;
@@ -267,7 +287,7 @@ async fn run_persist(
                 Ok(())
             }
             Event::PeerCommand(Command::Get { hash }) if asked => {
-                if hash != ContentHash::hello() && !push.items.contains(&hash) {
+                if hash != ContentHash::hello() && !push.items.contains_key(&hash) {
                     // Not part of the file: a custodian has no business with the rest of our
                     // store. Ending now leaves the question unanswered.
                     return Err(ExchangeError::Refused(format!(
@@ -277,6 +297,9 @@ async fn run_persist(
                 }
                 served_now += 1;
                 served += 1;
+                if let Some(&len) = push.items.get(&hash) {
+                    ex.progress.advance(push.content, len);
+                }
                 Ok(())
             }
             Event::PeerCommand(Command::Put { hash }) if hash != ContentHash::hello() => {

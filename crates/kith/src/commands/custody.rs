@@ -86,7 +86,7 @@ pub fn persist(env: &Env, args: PersistArgs) -> Result<()> {
         .config
         .open_file_store()
         .context("cannot open the file store")?;
-    let record = store.put_path(&args.path, None)?;
+    let record = super::file::put(&store, &args.path, env.json)?;
     let key = owner_key(&password, &record.hash, args.ciyam_compat)?;
     drop(password);
     let owner_public = key.public_key();
@@ -102,7 +102,15 @@ pub fn persist(env: &Env, args: PersistArgs) -> Result<()> {
         max_price: args.max_price,
         days: Some(args.days),
     };
-    let report: Result<PersistReport, _> = control.post(PERSIST_PATH, &body);
+    let report: Result<PersistReport, _> = {
+        let _bar = crate::progress::TransferBar::start(
+            &control,
+            &record.hash.to_hex(),
+            "persisting",
+            env.json,
+        );
+        control.post(PERSIST_PATH, &body)
+    };
     // The push request was only the message: it goes, unless a stored file is that item.
     if let Ok(store) = env.config.open_file_store() {
         if let Ok(false) = store.meta().item_in_use(&push_hash) {

@@ -105,7 +105,11 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
 }
 
 /// `kith file put PATH`, with a progress bar on a terminal.
-fn put(store: &FileStore, path: &std::path::Path, json: bool) -> Result<kith_store::FileRecord> {
+pub(crate) fn put(
+    store: &FileStore,
+    path: &std::path::Path,
+    json: bool,
+) -> Result<kith_store::FileRecord> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).ok();
