@@ -96,11 +96,11 @@ pub enum StoreError {
         hash: ContentHash,
         /// Why it was refused.
         #[source]
-        source: crate::folder::ManifestError,
+        source: crate::manifest::ManifestError,
     },
     /// A folder that cannot be stored as one (too many entries for a manifest).
     #[error("cannot store this folder: {0}")]
-    FolderRefused(#[source] crate::folder::ManifestError),
+    FolderRefused(#[source] crate::manifest::ManifestError),
     /// `kith file put DIR` of something that is not a directory.
     #[error("{}: not a directory", path.display())]
     NotADirectory {

@@ -8,7 +8,7 @@
 //! - [`meta`]: the metadata database behind one trait ([`MetaDb`]), SQLite or PostgreSQL: file
 //!   records, the key store of peers ([`PeerRecord`]) and issued tickets ([`TicketRecord`]).
 //! - [`files`]: [`FileStore`], which keeps blobs and records consistent, across processes too.
-//! - [`folder`]: folders (`kith file put DIR`): a manifest of files, each a file as above.
+//! - [`folder`]: folders (`kith file put DIR`): a [`manifest`] of files, each a file as above.
 //! - [`anonymous`]: what strangers store on the CIYAM peer port, apart from the user's files,
 //!   within a quota and with a deadline ([`FileStore::put_anonymous`]).
 //! - [`gc`]: the garbage collector ([`FileStore::gc`]) for what crashes leave behind, and the
@@ -32,6 +32,7 @@ pub mod folder;
 pub mod gc;
 pub mod keyfile;
 pub mod lock;
+pub mod manifest;
 pub mod meta;
 pub mod tree;
 pub mod writer;

@@ -151,7 +151,7 @@ fn a_hostile_manifest_writes_nothing_anywhere() {
         format!(
             r#"{{"dirs":[],"files":[{{"exec":false,"hash":"{h}","path":"/tmp/escape","size":5}}]}}"#
         ),
-        format!(r#"{{"dirs":["a/../../escape"],"files":[]}}"#),
+        r#"{"dirs":["a/../../escape"],"files":[]}"#.to_owned(),
         format!(
             r#"{{"dirs":[],"files":[{{"exec":false,"hash":"{h}","path":"a","size":5}},{{"exec":false,"hash":"{h}","path":"a/b","size":5}}]}}"#
         ),

@@ -1,7 +1,7 @@
 //! Folders: `kith file put DIR` and `kith file get` of a folder.
 //!
 //! A folder is stored as its files, each a file exactly as `kith file put FILE` stores it, and
-//! a [`manifest`] (a file too, so it travels over every path a file does) that lists each
+//! a [`crate::manifest`] (a file too, so it travels over every path a file does) that lists each
 //! file's relative path, address, size and executable bit, and the empty directories. The
 //! manifest is recorded under the folder's name, and its record names every item of every file
 //! of the folder (`file_items`), so the folder is one entry for `kith file ls`, `kith file rm`
@@ -15,11 +15,10 @@
 //! - Here: reading a stored manifest (bounded), whether a file of a folder is here whole, and
 //!   recording a fetched folder.
 
-pub mod manifest;
 pub mod scan;
 pub mod write;
 
-pub use manifest::{FolderEntry, Manifest, ManifestError, ManifestLimits};
+pub use crate::manifest::{FolderEntry, Manifest, ManifestError, ManifestLimits};
 pub use scan::{FolderPut, FolderScan, Skipped};
 
 use crate::address::{ContentHash, ItemKind};

@@ -10,9 +10,9 @@
 //! the manifest, then records the folder in one transaction under the commit lock, holding the
 //! write lease throughout; a put that fails removes the items it wrote that no record names.
 
-use super::manifest::{is_component, FolderEntry, Manifest, ManifestError, ManifestLimits};
 use crate::error::StoreError;
 use crate::files::FileStore;
+use crate::manifest::{is_component, FolderEntry, Manifest, ManifestError, ManifestLimits};
 use crate::meta::{FileRecord, FolderRow};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};

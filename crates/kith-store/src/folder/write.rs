@@ -11,10 +11,10 @@
 //! folder; files are also created with `O_EXCL`, so nothing already there is followed or
 //! overwritten.
 
-use super::manifest::Manifest;
 use crate::blobs::sync_dir;
 use crate::error::StoreError;
 use crate::files::FileStore;
+use crate::manifest::Manifest;
 use rustix::fs::{renameat_with, RenameFlags, CWD};
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions, Permissions};
