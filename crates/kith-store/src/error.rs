@@ -88,6 +88,25 @@ pub enum StoreError {
     /// The metadata database failed.
     #[error(transparent)]
     Meta(#[from] MetaError),
+    /// A folder manifest that was refused (malformed, over a limit, a path that would leave
+    /// the folder): nothing was written.
+    #[error("folder {hash}: {source}")]
+    Manifest {
+        /// The manifest's address.
+        hash: ContentHash,
+        /// Why it was refused.
+        #[source]
+        source: crate::manifest::ManifestError,
+    },
+    /// A folder that cannot be stored as one (too many entries for a manifest).
+    #[error("cannot store this folder: {0}")]
+    FolderRefused(#[source] crate::manifest::ManifestError),
+    /// `kith file put DIR` of something that is not a directory.
+    #[error("{}: not a directory", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
 }
 
 impl StoreError {

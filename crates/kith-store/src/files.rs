@@ -202,7 +202,7 @@ impl FileStore {
     /// Removes the items a failed put wrote, except those a record names meanwhile (another
     /// put of the same content may have committed them): under the commit lock, so no commit
     /// can start naming one between the check and the removal.
-    fn undo(&self, created: &[ContentHash]) -> Result<usize, StoreError> {
+    pub(crate) fn undo(&self, created: &[ContentHash]) -> Result<usize, StoreError> {
         if created.is_empty() {
             return Ok(0);
         }

@@ -8,6 +8,7 @@
 //! - [`meta`]: the metadata database behind one trait ([`MetaDb`]), SQLite or PostgreSQL: file
 //!   records, the key store of peers ([`PeerRecord`]) and issued tickets ([`TicketRecord`]).
 //! - [`files`]: [`FileStore`], which keeps blobs and records consistent, across processes too.
+//! - [`folder`]: folders (`kith file put DIR`): a [`manifest`] of files, each a file as above.
 //! - [`anonymous`]: what strangers store on the CIYAM peer port, apart from the user's files,
 //!   within a quota and with a deadline ([`FileStore::put_anonymous`]).
 //! - [`gc`]: the garbage collector ([`FileStore::gc`]) for what crashes leave behind, and the
@@ -27,9 +28,11 @@ pub mod custody_copy;
 pub mod datadir;
 pub mod error;
 pub mod files;
+pub mod folder;
 pub mod gc;
 pub mod keyfile;
 pub mod lock;
+pub mod manifest;
 pub mod meta;
 pub mod outputs;
 pub mod tree;
@@ -44,7 +47,7 @@ pub use files::{FileStore, RemoveOutcome};
 pub use gc::{GcOptions, GcReport, StartupGc};
 pub use lock::WriteLease;
 pub use meta::{
-    open_meta_db, BlockedAgent, CheckResult, FileRecord, MetaDb, MetaError, PeerRecord,
+    open_meta_db, BlockedAgent, CheckResult, FileRecord, FolderRow, MetaDb, MetaError, PeerRecord,
     PeerRetention, PeerUpsert, Placement, PlacementOutcome, PostgresMeta, RefusalReason,
     SqliteMeta, TicketRecord, TicketVerdict,
 };

@@ -387,7 +387,7 @@ impl BlobStore {
     }
 
     /// Whether the stored item `hash` has a list's type byte (unverified).
-    fn is_list(&self, hash: &ContentHash) -> bool {
+    pub(crate) fn is_list(&self, hash: &ContentHash) -> bool {
         let mut first = [0u8; 1];
         std::fs::File::open(self.path_for(hash))
             .and_then(|mut f| f.read_exact(&mut first))

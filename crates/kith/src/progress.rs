@@ -63,15 +63,18 @@ impl TransferBar {
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let bar = bar(None, &label, false);
-            let mut known = false;
+            let mut known = None;
             while !flag.load(Ordering::Acquire) {
                 let transfers: Vec<TransferProgress> =
                     control.get(TRANSFERS_PATH).unwrap_or_default();
                 if let Some(t) = transfers.iter().find(|t| t.hash == hash) {
-                    if let (Some(total), false) = (t.total, known) {
-                        known = true;
-                        bar.set_length(total);
-                        style(&bar, true);
+                    // A folder's total grows from its manifest's to the whole folder's.
+                    if t.total.is_some() && t.total != known {
+                        bar.set_length(t.total.unwrap_or_default());
+                        if known.is_none() {
+                            style(&bar, true);
+                        }
+                        known = t.total;
                     }
                     if let Some(name) = &t.name {
                         bar.set_message(format!("{label} {name}"));

@@ -31,6 +31,10 @@ pub struct FetchBody {
     /// setting).
     #[serde(default)]
     pub rate: Option<u64>,
+    /// Where a folder goes when `output` is `None` (the file would go to stdout): a directory,
+    /// in which the folder takes its name.
+    #[serde(default)]
+    pub folder_into: Option<String>,
 }
 
 /// What `POST /v1/files/ticket` asks for.
@@ -105,6 +109,16 @@ pub struct FetchReport {
     /// Items that did not match their name (each dropped its source).
     #[serde(default)]
     pub wrong_items: u64,
+    /// The file is a folder (its manifest's address): `size` is then the bytes of all its
+    /// files, `path` the folder written, `items` and `items_fetched` those of every file.
+    #[serde(default)]
+    pub folder: bool,
+    /// A folder's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    /// A folder's files that were fetched (the others were here already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_fetched: Option<u64>,
 }
 
 /// What a persist (custody) did.

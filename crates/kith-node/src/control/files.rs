@@ -49,6 +49,12 @@ pub(super) async fn fetch(
         force: body.force,
     });
     order.rate = body.rate;
+    order.folders = true;
+    order.folder_into = body.folder_into.map(|dir| crate::exchange::OutputSpec {
+        path: std::path::PathBuf::from(dir),
+        into_dir: true,
+        force: body.force,
+    });
     state
         .exchange
         .fetch_order(order)

@@ -563,7 +563,8 @@ pub(super) fn exchange_error(e: crate::exchange::ExchangeError) -> ApiError {
         | ExchangeError::Session { .. }
         | ExchangeError::OverBudget { .. }
         | ExchangeError::Stalled(_)
-        | ExchangeError::SourcesLost(_) => StatusCode::BAD_GATEWAY,
+        | ExchangeError::SourcesLost(_)
+        | ExchangeError::BadFolder(_) => StatusCode::BAD_GATEWAY,
         ExchangeError::Unavailable { .. } => StatusCode::NOT_FOUND,
         ExchangeError::Output(crate::exchange::output::OutputError::Io { .. }) => {
             StatusCode::INTERNAL_SERVER_ERROR

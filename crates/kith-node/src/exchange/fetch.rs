@@ -84,6 +84,16 @@ pub struct FetchOrder {
     /// Download rate limit, bytes per second (`None` or 0: the node's
     /// `download_bytes_per_sec`).
     pub rate: Option<u64>,
+    /// A folder manifest is a folder: fetch its files too, and write the folder (not the
+    /// manifest) to `output` ([`super::folder`]).
+    pub folders: bool,
+    /// The folder this file is fetched for (progress and cancellation are the folder's).
+    pub parent: Option<ContentHash>,
+    /// Record the file (false for a folder's files: the folder's record names their items).
+    pub record: bool,
+    /// Where a folder goes when `output` is `None` (a file would only be stored or go to
+    /// stdout, which a folder cannot).
+    pub folder_into: Option<OutputSpec>,
 }
 
 impl FetchOrder {
@@ -95,6 +105,10 @@ impl FetchOrder {
             priority: Priority::User,
             output: None,
             rate: None,
+            folders: false,
+            parent: None,
+            record: true,
+            folder_into: None,
         }
     }
 }
@@ -121,9 +135,19 @@ impl Exchange {
         self.fetch_order(order).await
     }
 
-    /// Runs a fetch (see the module docs of [`super`] and of `window`).
+    /// Runs a fetch (see the module docs of [`super`] and of `window`); with
+    /// `order.folders`, a folder's too ([`super::folder`]).
     pub async fn fetch_order(&self, order: FetchOrder) -> Result<FetchReport, ExchangeError> {
-        fetch_order(self, order).await
+        if !order.folders {
+            return fetch_order(self, order).await;
+        }
+        // The folder's progress and cancellation span its manifest and every file.
+        let (_progress, cancel) = self.progress.start(order.hash, order.priority);
+        let report = fetch_order(self, order.clone()).await?;
+        if !report.folder {
+            return Ok(report);
+        }
+        super::folder::complete(self, &order, report, cancel).await
     }
 
     /// Cancels the fetch of `hash` running now (Ctrl-C on `kith file get`): it stops at its
@@ -192,13 +216,20 @@ impl Drop for UserFetch<'_> {
 /// exchange (it follows the link's first frames).
 const VERSION_WAIT: Duration = Duration::from_secs(2);
 
-async fn fetch_order(ex: &Exchange, order: FetchOrder) -> Result<FetchReport, ExchangeError> {
+pub(super) async fn fetch_order(
+    ex: &Exchange,
+    order: FetchOrder,
+) -> Result<FetchReport, ExchangeError> {
     let FetchOrder {
         hash,
         from,
         priority,
         output,
         rate,
+        folders,
+        parent,
+        record,
+        folder_into: _,
     } = order;
     let rate = rate
         .filter(|r| *r > 0)
@@ -213,10 +244,12 @@ async fn fetch_order(ex: &Exchange, order: FetchOrder) -> Result<FetchReport, Ex
     // Items arrive one by one before the file is recorded: the store's garbage collector must
     // not take them for orphans meanwhile (it waits while any writer holds a lease).
     let _lease = ex.store.run(|s| s.write_lease()).await?;
-    let (_progress, cancel) = ex.progress.start(hash, priority);
+    let (_progress, cancel) = ex.progress.start_under(hash, priority, parent);
     if let Some(record) = ex.store.run(move |s| s.get(&hash)).await? {
+        let folder = folders && is_folder(ex, hash).await?;
         let path = output
             .as_ref()
+            .filter(|_| !folder)
             .map(|o| (o.resolve(record.name.as_deref(), &hash), o.force));
         let written = write_out(ex, hash, path.as_ref()).await?;
         drop(file_lock);
@@ -228,6 +261,7 @@ async fn fetch_order(ex: &Exchange, order: FetchOrder) -> Result<FetchReport, Ex
             path: path.map(|(p, _)| p.display().to_string()),
             written,
             already_present: true,
+            folder,
             ..FetchReport::default()
         });
     }
@@ -278,6 +312,8 @@ async fn fetch_order(ex: &Exchange, order: FetchOrder) -> Result<FetchReport, Ex
                 output: output.clone(),
                 cancel: cancel.clone(),
                 rate,
+                folders,
+                record,
             },
         )
         .await;
@@ -296,10 +332,12 @@ async fn fetch_order(ex: &Exchange, order: FetchOrder) -> Result<FetchReport, Ex
         if cancel.is_cancelled() {
             return Err(ExchangeError::Cancelled);
         }
-        match fetch_from(ex, peer, hash, priority).await {
+        match fetch_from(ex, peer, hash, priority, record).await {
             Ok(mut report) => {
+                report.folder = folders && is_folder(ex, hash).await?;
                 let path = output
                     .as_ref()
+                    .filter(|_| !report.folder)
                     .map(|o| (o.resolve(report.name.as_deref(), &hash), o.force));
                 report.written = write_out(ex, hash, path.as_ref()).await?;
                 report.path = path.map(|(p, _)| p.display().to_string());
@@ -314,6 +352,11 @@ async fn fetch_order(ex: &Exchange, order: FetchOrder) -> Result<FetchReport, Ex
         }
     }
     Err(failure.unwrap_or_else(|| ExchangeError::NoPeerHas(hash.to_hex())))
+}
+
+/// Whether the stored file `hash` is a folder manifest (then it is not written out as a file).
+pub(super) async fn is_folder(ex: &Exchange, hash: ContentHash) -> Result<bool, ExchangeError> {
+    Ok(ex.store.run(move |s| s.is_folder_manifest(&hash)).await?)
 }
 
 /// Writes the stored file `hash` to the order's output, if any (verified as every read is).
@@ -351,12 +394,13 @@ async fn fetch_from(
     peer: AgentId,
     hash: ContentHash,
     priority: Priority,
+    record: bool,
 ) -> Result<FetchReport, ExchangeError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         ex.endpoint.ensure_link(peer).await?;
-        match initiate(ex, peer, hash, priority).await {
+        match initiate(ex, peer, hash, priority, record).await {
             Err(ExchangeError::GaveWay(_)) if attempt < OPENING_RETRIES => {
                 tokio::time::sleep(COLLISION_BACKOFF * attempt as u32).await;
                 continue;
@@ -512,6 +556,7 @@ async fn initiate(
     peer: AgentId,
     hash: ContentHash,
     priority: Priority,
+    record: bool,
 ) -> Result<FetchReport, ExchangeError> {
     let background = matches!(priority, Priority::Background { .. });
     let mut link = InitiatorSession::open_with(ex, peer, background).await?;
@@ -618,22 +663,24 @@ async fn initiate(
         return Err(link.failed("the session ended early".to_owned()));
     }
     let items = walk.visited;
-    let record = match walk.into_stored(hash) {
-        Some(walked) => ex.store.run(move |s| s.record_walked(walked, None)).await?,
-        None => {
-            ex.store
-                .run(move |s| s.record_existing(&hash, None))
-                .await?
-        }
+    let walked = match walk.into_stored(hash) {
+        Some(walked) => walked,
+        None => ex.store.run(move |s| s.blobs().walk_file(&hash)).await?,
+    };
+    let (size, kind, name) = if record {
+        let r = ex.store.run(move |s| s.record_walked(walked, None)).await?;
+        (r.size, r.kind, r.name)
+    } else {
+        (walked.size, walked.kind, None)
     };
     Ok(FetchReport {
         hash: hash.to_hex(),
         from: peer.to_string(),
-        size: record.size,
-        kind: record.kind.as_str().to_owned(),
+        size,
+        kind: kind.as_str().to_owned(),
         items,
         items_fetched: fetched,
-        name: record.name,
+        name,
         ..FetchReport::default()
     })
 }

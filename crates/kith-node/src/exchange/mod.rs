@@ -40,6 +40,7 @@ pub mod answer;
 pub mod choke;
 pub mod custodian;
 mod fetch;
+mod folder;
 mod initiator;
 pub mod output;
 mod owner;
@@ -180,6 +181,10 @@ pub enum ExchangeError {
     /// Every source went away or was dropped.
     #[error("every source of {0} went away or misbehaved; items already received are kept (run the same command again to resume)")]
     SourcesLost(String),
+    /// A folder whose manifest was refused (it came from the network: a path that would
+    /// leave the folder, a limit exceeded, malformed).
+    #[error("{0}; nothing was written")]
+    BadFolder(String),
 }
 
 impl From<kith_store::StoreError> for ExchangeError {

@@ -29,6 +29,8 @@ struct Entry {
     total: Option<u64>,
     name: Option<String>,
     cancel: CancellationToken,
+    /// The folder this file is fetched for: its bytes count there too.
+    parent: Option<ContentHash>,
 }
 
 /// The transfers running now.
@@ -69,7 +71,19 @@ impl Transfers {
         hash: ContentHash,
         priority: Priority,
     ) -> (ProgressGuard, CancellationToken) {
+        self.start_under(hash, priority, None)
+    }
+
+    /// [`Transfers::start`] of a file fetched for the folder `parent` (running now): its
+    /// bytes count for the folder too, and cancelling the folder cancels it.
+    pub fn start_under(
+        &self,
+        hash: ContentHash,
+        priority: Priority,
+        parent: Option<ContentHash>,
+    ) -> (ProgressGuard, CancellationToken) {
         let mut map = self.lock();
+        let parent_token = parent.and_then(|p| map.get(&p)).map(|e| e.cancel.clone());
         if !map.contains_key(&hash) && map.len() >= MAX_TRACKED {
             let guard = ProgressGuard {
                 transfers: self.clone(),
@@ -85,7 +99,10 @@ impl Transfers {
             holders: 0,
             total: None,
             name: None,
-            cancel: CancellationToken::new(),
+            cancel: parent_token
+                .as_ref()
+                .map_or_else(CancellationToken::new, CancellationToken::child_token),
+            parent: parent_token.and(parent),
         });
         entry.holders += 1;
         let token = entry.cancel.clone();
@@ -117,9 +134,15 @@ impl Transfers {
 
     /// The fetch of `hash` stored an item of `bytes`.
     pub fn advance(&self, hash: ContentHash, bytes: u64) {
-        if let Some(entry) = self.lock().get_mut(&hash) {
+        let mut map = self.lock();
+        let parent = map.get_mut(&hash).and_then(|entry| {
             entry.bytes += bytes;
             entry.items += 1;
+            entry.parent
+        });
+        if let Some(folder) = parent.and_then(|p| map.get_mut(&p)) {
+            folder.bytes += bytes;
+            folder.items += 1;
         }
     }
 
@@ -170,5 +193,18 @@ mod tests {
         assert_eq!(transfers.list().len(), 1, "the second fetch still runs");
         drop(second);
         assert!(transfers.list().is_empty());
+    }
+
+    #[test]
+    fn a_folder_counts_its_files_and_cancels_them() {
+        let transfers = Transfers::default();
+        let (folder, member) = (ContentHash([1; 32]), ContentHash([2; 32]));
+        let (_f, folder_token) = transfers.start(folder, Priority::User);
+        let (_m, member_token) = transfers.start_under(member, Priority::User, Some(folder));
+        transfers.advance(member, 100);
+        let list = transfers.list();
+        assert_eq!((list[0].bytes, list[1].bytes), (100, 100));
+        assert!(transfers.cancel(&folder));
+        assert!(folder_token.is_cancelled() && member_token.is_cancelled());
     }
 }

@@ -51,6 +51,10 @@ pub(super) struct PullOrder {
     pub cancel: CancellationToken,
     /// Bytes per second at most (0: no limit): requests are paced to it.
     pub rate: u64,
+    /// A folder manifest is not written out as a file (see `FetchOrder::folders`).
+    pub folders: bool,
+    /// Record the file when it is whole.
+    pub record: bool,
 }
 
 /// A finished verify-and-stage job.
@@ -110,18 +114,27 @@ pub(super) async fn pull(ex: &Exchange, order: PullOrder) -> Result<FetchReport,
         .and_then(|main| holders.iter().find(|(p, _)| *p == main))
         .and_then(|(_, a)| a.name.clone())
         .or(name);
+    // A folder's manifest is not the output: the folder is (`super::folder`), so the
+    // manifest's temporary output is dropped unfinished, which removes it.
+    let folder = order.folders && super::fetch::is_folder(ex, hash).await?;
     let target = order
         .output
         .as_ref()
+        .filter(|_| !folder)
         .map(|o| (o.resolve(name.as_deref(), &hash), o.force));
     let written = match (output, &target) {
         (Some(out), Some((path, _))) => Some(out.finish_as(path).await?),
         _ => None,
     };
-    let record = ex
-        .store
-        .run(move |s| s.record_walked(walked, name.as_deref()))
-        .await?;
+    let (size, kind, name) = if order.record {
+        let r = ex
+            .store
+            .run(move |s| s.record_walked(walked, name.as_deref()))
+            .await?;
+        (r.size, r.kind, r.name)
+    } else {
+        (walked.size, walked.kind, name)
+    };
     // The file is durable and recorded: the sources may learn that we hold it.
     for (peer, answer) in &holders {
         if answer.holding == Holding::Whole {
@@ -137,15 +150,17 @@ pub(super) async fn pull(ex: &Exchange, order: PullOrder) -> Result<FetchReport,
         hash: hash.to_hex(),
         from: from.map(|p| p.to_string()).unwrap_or_default(),
         sources: run.shares(),
-        size: record.size,
-        kind: record.kind.as_str().to_owned(),
+        size,
+        kind: kind.as_str().to_owned(),
         items: run.items_seen,
         items_fetched: run.fetched,
-        name: record.name,
+        name,
         path: target.map(|(p, _)| p.display().to_string()),
         written,
         already_present: false,
         wrong_items: run.wrong,
+        folder,
+        ..FetchReport::default()
     })
 }
 

@@ -11,9 +11,9 @@ use super::placements::{self, CheckResult, PeerRetention, Placement, PlacementOu
 use super::posts::{self, PostAuthorRow, PostCommunityRow, PostRow};
 use super::sql::Backend;
 use super::value::{self, ChitRow, TallyRow, TallyTicketRow, TallyTx, TicketClaim, ValueUser};
-use super::{files, peers, schema, sharing, tickets};
+use super::{files, folders, peers, schema, sharing, tickets};
 use super::{
-    BlockedAgent, FileRecord, MetaDb, MetaError, PeerRecord, PeerUpsert, TicketRecord,
+    BlockedAgent, FileRecord, FolderRow, MetaDb, MetaError, PeerRecord, PeerUpsert, TicketRecord,
     TicketVerdict,
 };
 use crate::address::ContentHash;
@@ -45,6 +45,25 @@ impl<B: Backend> MetaDb for B {
 
     fn remove_file(&self, hash: &ContentHash) -> Result<Option<Vec<ContentHash>>, MetaError> {
         self.transaction("removing file", |tx| files::remove(tx, hash))
+    }
+
+    fn insert_folder(
+        &self,
+        record: &FileRecord,
+        items: &[ContentHash],
+        folder: &FolderRow,
+    ) -> Result<FileRecord, MetaError> {
+        self.transaction("recording folder", |tx| {
+            folders::insert(tx, record, items, folder)
+        })
+    }
+
+    fn get_folder(&self, hash: &ContentHash) -> Result<Option<FolderRow>, MetaError> {
+        self.read(|c| folders::get(c, hash))
+    }
+
+    fn list_folders(&self) -> Result<Vec<FolderRow>, MetaError> {
+        self.read(folders::list)
     }
 
     fn upsert_peer(&self, peer: &PeerUpsert, now: i64) -> Result<PeerRecord, MetaError> {

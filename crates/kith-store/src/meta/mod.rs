@@ -60,6 +60,7 @@ mod custody;
 mod db;
 mod error;
 mod files;
+mod folders;
 mod peers;
 mod pg;
 mod placements;
@@ -86,6 +87,7 @@ pub use chat::{ChatChannelRow, ChatMessageRow, ChatQueueRow};
 pub use chat_state::{ChatChannelStateRow, ChatNodeRow};
 pub use custody::CustodyRecord;
 pub use error::{DriverError, MetaError};
+pub use folders::FolderRow;
 pub use peers::{BlockedAgent, PeerRecord, PeerUpsert};
 pub use pg::PostgresMeta;
 pub use placements::{CheckResult, PeerRetention, Placement, PlacementOutcome, MAX_FAILURE_TEXT};
@@ -143,6 +145,22 @@ pub trait MetaDb: Send + Sync {
     /// items it used that no other recorded file uses (and that are neither files themselves
     /// nor a stranger's anonymous items): the items the caller may now delete.
     fn remove_file(&self, hash: &ContentHash) -> Result<Option<Vec<ContentHash>>, MetaError>;
+
+    /// Records a folder in one transaction: its manifest as a file (as [`MetaDb::insert_file`]
+    /// does, `items` being the manifest's and every one of its files' items) and the folder's
+    /// description. A manifest already recorded as a file keeps its record and gains the rows.
+    fn insert_folder(
+        &self,
+        record: &FileRecord,
+        items: &[ContentHash],
+        folder: &FolderRow,
+    ) -> Result<FileRecord, MetaError>;
+
+    /// The folder whose manifest is `hash`, if it is recorded as one.
+    fn get_folder(&self, hash: &ContentHash) -> Result<Option<FolderRow>, MetaError>;
+
+    /// Every recorded folder, by hash.
+    fn list_folders(&self) -> Result<Vec<FolderRow>, MetaError>;
 
     // ---- the key store ----
 

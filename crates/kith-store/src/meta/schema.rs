@@ -2,7 +2,7 @@
 //! statements that use the tables are shared, see `sql.rs`).
 
 use super::sql::{args, lock, Backend, Sql};
-use super::{anonymous, chat, chat_state, posts, sharing, value, MetaError};
+use super::{anonymous, chat, chat_state, folders, posts, sharing, value, MetaError};
 
 /// Applies the migrations `scripts` has and the database lacks, in one transaction that
 /// other processes opening the same database wait for (so they do not migrate twice).
@@ -123,6 +123,8 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     "ALTER TABLE peers ADD COLUMN reference_order INTEGER NOT NULL DEFAULT 0;",
     // 11: posts and communities: kept posts, known communities, blocked and muted authors.
     posts::SQLITE_MIGRATION,
+    // 12: folders: which recorded files are folder manifests (`kith file put DIR`).
+    folders::SQLITE_MIGRATION,
 ];
 
 /// Migrations for PostgreSQL, in order; entry `i` brings the schema to version `i + 1`.
@@ -207,4 +209,6 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     "ALTER TABLE peers ADD COLUMN reference_order BOOLEAN NOT NULL DEFAULT false;",
     // 11: posts and communities (see the SQLite list).
     posts::POSTGRES_MIGRATION,
+    // 12: folders (see the SQLite list).
+    folders::POSTGRES_MIGRATION,
 ];

@@ -621,22 +621,25 @@ pub enum FileCommand {
         /// The file.
         path: PathBuf,
     },
-    /// Store a file; prints its content address.
+    /// Store a file, or a folder (every regular file under it, each a file, and a manifest
+    /// of their paths; symbolic links and special files are skipped); prints its content
+    /// address.
     Put {
-        /// The file.
+        /// The file or directory.
         path: PathBuf,
     },
     /// Write a file out, fetching it first if it is not here: by its address, a file ticket
     /// (links to its node first) or the name of a file stored here. Without --from, every
     /// linked peer that holds it is a source, all at once; items already here are not fetched
     /// again (re-running resumes). Without -o: the file's own name in the current directory
-    /// (stdout when that is a pipe).
+    /// (stdout when that is a pipe). A folder is written whole (to -o DIR, or its name in the
+    /// current directory), its files fetched as files are.
     Get {
         /// A content address (64 hex), a file ticket (`kith-file:…`), or a stored file's name.
         #[arg(value_name = "HASH|TICKET|NAME")]
         hash: String,
-        /// Where to write it (`-` for stdout); written whole or not at all, and never over an
-        /// existing file without --force.
+        /// Where to write it (`-` for stdout; for a folder, the directory to create); written
+        /// whole or not at all, and never over an existing file without --force.
         #[arg(short = 'o', long = "output", value_name = "PATH")]
         output: Option<PathBuf>,
         /// Fetch it from this linked peer (agent id) only.
@@ -653,7 +656,7 @@ pub enum FileCommand {
         #[arg(long, value_name = "RATE", value_parser = bench::parse_size)]
         rate: Option<u64>,
     },
-    /// List stored files.
+    /// List stored files and folders.
     Ls,
     /// Remove a stored file (chunks other files still use are kept).
     Rm {

@@ -74,9 +74,27 @@ pub fn run(env: &Env, store: &FileStore, args: GetArgs) -> Result<()> {
             bail!("{} exists; pass --force to replace it", path.display());
         }
     }
+    // Where a folder goes when the file would go to stdout: a folder cannot, so without -o
+    // it takes its name in the current directory, as on a terminal.
+    let folder_into = match (&out, &args.output) {
+        (Out::Stdout, None) => Some(std::env::current_dir()?),
+        _ => None,
+    };
     let start = Instant::now();
     if from.is_none() {
         if let Some(record) = store.get(&hash)? {
+            match super::folder::stored_folder(store, &record)? {
+                Some(true) => {
+                    let report = local_folder(store, &record, &out, folder_into, args.force)?;
+                    let path = report.path.as_ref().map(PathBuf::from);
+                    return finish(env, &report, path.as_deref(), start);
+                }
+                // A manifest whose files are not all here: the node fetches the rest.
+                Some(false) => {
+                    return fetch(env, &control, store, &hash, from, &out, folder_into, &args)
+                }
+                None => {}
+            }
             let path = write_local(store, &hash, record.name.as_deref(), &out, args.force)?;
             let report = FetchReport {
                 hash: hash.to_hex(),
@@ -91,6 +109,22 @@ pub fn run(env: &Env, store: &FileStore, args: GetArgs) -> Result<()> {
             return finish(env, &report, path.as_deref(), start);
         }
     }
+    fetch(env, &control, store, &hash, from, &out, folder_into, &args)
+}
+
+/// Has the running node fetch `hash` (and write it out, or the folder it is).
+#[allow(clippy::too_many_arguments)]
+fn fetch(
+    env: &Env,
+    control: &ControlClient,
+    store: &FileStore,
+    hash: &ContentHash,
+    from: Option<String>,
+    out: &Out,
+    folder_into: Option<PathBuf>,
+    args: &GetArgs,
+) -> Result<()> {
+    let start = Instant::now();
     if !control.is_running() {
         if from.is_none() {
             bail!(
@@ -103,7 +137,7 @@ pub fn run(env: &Env, store: &FileStore, args: GetArgs) -> Result<()> {
         }
         .into());
     }
-    let (output, into_dir) = match &out {
+    let (output, into_dir) = match out {
         Out::Stdout => (None, false),
         Out::File(path) => (Some(path.display().to_string()), false),
         Out::Dir(dir) => (Some(dir.display().to_string()), true),
@@ -116,15 +150,22 @@ pub fn run(env: &Env, store: &FileStore, args: GetArgs) -> Result<()> {
         force: args.force,
         rate: args.rate,
         max_price: args.max_price,
+        folder_into: folder_into.map(|d| d.display().to_string()),
     };
-    cancel_on_ctrl_c(&control, &body.hash);
+    cancel_on_ctrl_c(control, &body.hash);
     let report: FetchReport = {
-        let _bar = TransferBar::start(&control, &body.hash, "fetching", env.json);
+        let _bar = TransferBar::start(control, &body.hash, "fetching", env.json);
         control.post(FETCH_PATH, &body)?
     };
-    if out == Out::Stdout {
+    if *out == Out::Stdout && report.folder && report.path.is_none() {
+        bail!(
+            "{hash} is a folder, now stored here; a folder cannot go to stdout: \
+             `kith file get {hash} -o DIR`"
+        );
+    }
+    if *out == Out::Stdout && !report.folder {
         let mut stdout = std::io::stdout().lock();
-        store.get_to_writer(&hash, &mut stdout)?;
+        store.get_to_writer(hash, &mut stdout)?;
     }
     let path = report.path.as_ref().map(PathBuf::from);
     finish(env, &report, path.as_deref(), start)
@@ -229,6 +270,45 @@ fn write_local(
     }
 }
 
+/// Writes a folder stored here whole (no node needed).
+fn local_folder(
+    store: &FileStore,
+    record: &kith_store::FileRecord,
+    out: &Out,
+    folder_into: Option<PathBuf>,
+    force: bool,
+) -> Result<FetchReport> {
+    let name = record
+        .name
+        .as_deref()
+        .filter(|n| kith_proto::files::items::is_plain_name(n))
+        .map_or_else(|| record.hash.to_hex(), str::to_owned);
+    let target = match (out, folder_into.as_ref()) {
+        (Out::File(path), _) => path.clone(),
+        (Out::Dir(dir), _) | (Out::Stdout, Some(dir)) => dir.join(name),
+        (Out::Stdout, None) => bail!(
+            "{} is a folder; a folder cannot go to stdout: `kith file get {} -o DIR`",
+            record.hash,
+            record.hash
+        ),
+    };
+    let written = super::folder::write_local(store, &record.hash, &target, force)?;
+    let folder = store.meta().get_folder(&record.hash)?;
+    Ok(FetchReport {
+        hash: record.hash.to_hex(),
+        size: written,
+        kind: "folder".to_owned(),
+        name: record.name.clone(),
+        path: Some(target.display().to_string()),
+        written: Some(written),
+        already_present: true,
+        folder: true,
+        files: folder.map(|f| f.files),
+        files_fetched: Some(0),
+        ..FetchReport::default()
+    })
+}
+
 fn finish(env: &Env, report: &FetchReport, path: Option<&Path>, start: Instant) -> Result<()> {
     if env.json {
         return print_json(&json!({
@@ -237,11 +317,24 @@ fn finish(env: &Env, report: &FetchReport, path: Option<&Path>, start: Instant) 
             "size": report.size,
             "name": report.name,
             "already_present": report.already_present,
+            "folder": report.folder,
             "fetched": report,
         }));
     }
     let name = report.name.as_deref().unwrap_or(&report.hash);
-    let size = human_bytes(report.size as f64);
+    let size = match report.files {
+        Some(n) if report.folder => format!(
+            "{n} file{}, {}",
+            if n == 1 { "" } else { "s" },
+            human_bytes(report.size as f64)
+        ),
+        _ => human_bytes(report.size as f64),
+    };
+    let name = if report.folder {
+        format!("folder {name}")
+    } else {
+        name.to_owned()
+    };
     let to = path.map_or(String::new(), |p| format!(" -> {}", p.display()));
     if report.already_present {
         eprintln!("{name} ({size}) is already present{to}");

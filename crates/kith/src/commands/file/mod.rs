@@ -1,8 +1,9 @@
-//! `kith file hash|put|get|ls|rm|share`: the local content store, usable with or without a running
+//! `kith file hash|put|get|ls|rm|share`: the local content store (files and [`folder`]s), usable with or without a running
 //! node (the store takes a lock, so both can share one data dir). `file get` of a file that
 //! is not here has the node fetch it from its linked peers ([`get`]); `file share --ticket`
 //! prints a file ticket ([`ticket`]).
 
+mod folder;
 mod get;
 pub mod ticket;
 
@@ -36,6 +37,15 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
                 Ok(())
             }
         }
+        FileCommand::Put { path } if path.is_dir() => {
+            let put = folder::put(&store, &path, env.json)?;
+            if env.json {
+                print_json(&put)
+            } else {
+                println!("{}", put["hash"].as_str().unwrap_or_default());
+                Ok(())
+            }
+        }
         FileCommand::Put { path } => {
             let record = put(&store, &path, env.json)?;
             if env.json {
@@ -64,22 +74,7 @@ pub fn run(env: &Env, command: FileCommand) -> Result<()> {
                 max_price,
             },
         ),
-        FileCommand::Ls => {
-            let files = store.list()?;
-            if env.json {
-                return print_json(&files);
-            }
-            for file in &files {
-                let name = file.name.as_deref().unwrap_or("-");
-                println!(
-                    "{}  {:>12}  {:<4}  {name}",
-                    file.hash,
-                    file.size,
-                    file.kind.as_str()
-                );
-            }
-            Ok(())
-        }
+        FileCommand::Ls => folder::list(&store, env.json),
         FileCommand::Share {
             hash,
             ticket: true,

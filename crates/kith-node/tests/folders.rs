@@ -1,0 +1,117 @@
+//! Folders between whole nodes on an in-memory network, tokio's clock paused: the folder's
+//! progress counts its files, cancelling the folder (Ctrl-C on `kith file get`) stops the file
+//! being fetched and writes nothing, and the next fetch resumes without fetching again what
+//! arrived.
+
+mod support;
+
+use kith_node::endpoint::MemoryNet;
+use kith_node::exchange::{ExchangeError, FetchOrder, OutputSpec};
+use kith_store::folder::{FolderScan, ManifestLimits};
+use kith_store::ContentHash;
+use std::sync::Arc;
+use support::{eventually, SlowDialer, TestNode};
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[1] ^ seed)
+        .collect()
+}
+
+/// The order `kith file get HASH --from HOLDER -o OUT` gives the node.
+fn order(hash: ContentHash, holder: &TestNode, out: &std::path::Path) -> FetchOrder {
+    let mut order = FetchOrder::new(hash, Some(holder.agent));
+    order.folders = true;
+    order.output = Some(OutputSpec {
+        path: out.to_owned(),
+        into_dir: false,
+        force: false,
+    });
+    order
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_folder_writes_nothing_and_the_next_fetch_resumes() {
+    let net = MemoryNet::new();
+    let holder = TestNode::start(&net, |_| {}).await;
+    let src = tempfile::tempdir().unwrap();
+    let dir = src.path().join("album");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    for (i, name) in ["one.bin", "sub/two.bin", "three.bin"].iter().enumerate() {
+        std::fs::write(dir.join(name), data(4_000_000, i as u8)).unwrap();
+    }
+    let hash = holder
+        .node
+        .store
+        .run(move |s| {
+            let scan = FolderScan::of(&dir, &ManifestLimits::default())?;
+            s.put_folder(&scan, Some("album"), &mut |_| {})
+        })
+        .await
+        .unwrap()
+        .record
+        .hash;
+    let fetcher = TestNode::start_with_dialer(
+        &net,
+        |_| {},
+        |inner| {
+            Arc::new(SlowDialer {
+                inner,
+                bytes_per_sec: 2_000_000,
+            })
+        },
+    )
+    .await;
+    fetcher.link_to(&holder).await;
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("album");
+    let ex = fetcher.node.exchange.clone();
+    let first = order(hash, &holder, &out);
+    let fetch = tokio::spawn(async move { ex.fetch_order(first).await });
+    // The folder is one transfer, its total the folder's bytes, its bytes its files'.
+    eventually("the second file is under way", || {
+        fetcher
+            .node
+            .exchange
+            .progress
+            .list()
+            .iter()
+            .any(|t| t.hash == hash.to_hex() && t.bytes > 5_000_000)
+    })
+    .await;
+    let shown = fetcher.node.exchange.progress.list();
+    let folder = shown.iter().find(|t| t.hash == hash.to_hex()).unwrap();
+    assert!(folder.total.unwrap() >= 12_000_000, "{folder:?}");
+    assert_eq!(folder.name.as_deref(), Some("album"));
+    assert!(fetcher.node.exchange.cancel_fetch(&hash));
+    assert!(matches!(
+        fetch.await.unwrap(),
+        Err(ExchangeError::Cancelled)
+    ));
+    // Nothing written: no target, no temporary file or directory beside it.
+    assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 0);
+    assert!(fetcher.node.exchange.progress.list().is_empty());
+
+    let received = fetcher.counter("items_received");
+    let report = fetcher
+        .node
+        .exchange
+        .fetch_order(order(hash, &holder, &out))
+        .await
+        .unwrap();
+    assert!(report.folder);
+    assert_eq!(report.files, Some(3));
+    assert!(report.files_fetched.unwrap() < 3, "{report:?}");
+    // Each file is a list and its chunks of 999,999 bytes, plus the manifest: every item
+    // arrived once, what arrived before the cancel was not fetched again.
+    let again = fetcher.counter("items_received") - received;
+    let items = 3 * (1 + 4_000_000u64.div_ceil(999_999)) + 1;
+    assert!(received > 1 && again < items, "{received} then {again}");
+    assert_eq!(received + again, items);
+    for (i, name) in ["one.bin", "sub/two.bin", "three.bin"].iter().enumerate() {
+        assert_eq!(
+            std::fs::read(out.join(name)).unwrap(),
+            data(4_000_000, i as u8)
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! A folder written out whole or not at all.
+//!
+//! Everything is built in a temporary directory beside the target (`.kith-get-*`), each file
+//! read from the store and verified item by item, written with mode 0644 (0755 when the
+//! manifest says executable), synced, and every directory synced; then the temporary directory
+//! is renamed to the target (`RENAME_NOREPLACE`, so a target that appeared meanwhile is kept)
+//! or, with `force`, exchanged with the existing target (`RENAME_EXCHANGE`), which is then
+//! removed. A failure at any step removes the temporary directory: the target is untouched.
+//!
+//! Paths come from a decoded [`Manifest`], whose decoder refuses any path that could leave the
+//! folder; files are also created with `O_EXCL`, so nothing already there is followed or
+//! overwritten.
+
+use crate::blobs::sync_dir;
+use crate::error::StoreError;
+use crate::files::FileStore;
+use crate::manifest::Manifest;
+use rustix::fs::{renameat_with, RenameFlags, CWD};
+use std::collections::BTreeSet;
+use std::fs::{self, OpenOptions, Permissions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+impl FileStore {
+    /// Writes the folder `manifest` describes to `target` from the store (see the module
+    /// docs); refuses an existing `target` unless `force` (an [`StoreError::Io`] whose source
+    /// is `AlreadyExists`). `progress` learns the bytes written. Returns the bytes written.
+    pub fn write_folder(
+        &self,
+        manifest: &Manifest,
+        target: &Path,
+        force: bool,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, StoreError> {
+        let exists =
+            || StoreError::io("create", target)(io::Error::from(io::ErrorKind::AlreadyExists));
+        if !force && fs::symlink_metadata(target).is_ok() {
+            return Err(exists());
+        }
+        let parent = match target.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".kith-get-")
+            .tempdir_in(parent)
+            .map_err(StoreError::io("create temporary directory in", parent))?;
+        let root = tmp.path();
+        let mut dirs = BTreeSet::from([PathBuf::new()]);
+        for dir in &manifest.dirs {
+            add_with_parents(&mut dirs, Path::new(dir));
+        }
+        for file in &manifest.files {
+            if let Some(dir) = Path::new(&file.path).parent() {
+                add_with_parents(&mut dirs, dir);
+            }
+        }
+        for dir in dirs.iter().filter(|d| !d.as_os_str().is_empty()) {
+            let path = root.join(dir);
+            fs::create_dir(&path).map_err(StoreError::io("create directory", &path))?;
+        }
+        let mut written = 0u64;
+        for entry in &manifest.files {
+            let path = root.join(&entry.path);
+            let mode = if entry.exec { 0o755 } else { 0o644 };
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(StoreError::io("create", &path))?;
+            let mut out = BufWriter::with_capacity(1 << 20, file);
+            let mut counted = Counted {
+                inner: &mut out,
+                progress: &mut *progress,
+            };
+            let n = self.blobs().read_file(&entry.hash, &mut counted)?;
+            if n != entry.size {
+                return Err(StoreError::corrupt(
+                    entry.hash,
+                    format!("{} bytes where the folder says {}", n, entry.size),
+                ));
+            }
+            let file = out.into_inner().map_err(|e| StoreError::Stream {
+                op: "write output",
+                source: e.into_error(),
+            })?;
+            // The mode is set, not left to the umask, so the tree is the same everywhere.
+            file.set_permissions(Permissions::from_mode(mode))
+                .map_err(StoreError::io("chmod", &path))?;
+            file.sync_all().map_err(StoreError::io("sync", &path))?;
+            written += n;
+        }
+        for dir in dirs.iter().rev() {
+            let path = root.join(dir);
+            fs::set_permissions(&path, Permissions::from_mode(0o755))
+                .map_err(StoreError::io("chmod", &path))?;
+            sync_dir(&path)?;
+        }
+        place(root, target, force).map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => exists(),
+            _ => StoreError::io("rename into", target)(e),
+        })?;
+        // In place: the temporary directory is gone (or holds the replaced target).
+        let leftover = tmp.keep();
+        if leftover.exists() {
+            let _ = fs::remove_dir_all(&leftover).or_else(|_| fs::remove_file(&leftover));
+        }
+        sync_dir(parent)?;
+        Ok(written)
+    }
+}
+
+/// Moves the built tree `from` to `to`: never over an existing one unless `force`, and then
+/// by exchanging the two (the old tree ends up at `from`).
+fn place(from: &Path, to: &Path, force: bool) -> io::Result<()> {
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Err(e) if e == rustix::io::Errno::EXIST && force => {}
+        Err(e) if e == rustix::io::Errno::EXIST => {
+            return Err(io::Error::from(io::ErrorKind::AlreadyExists))
+        }
+        other => return other.map_err(io::Error::from),
+    }
+    renameat_with(CWD, from, CWD, to, RenameFlags::EXCHANGE).map_err(io::Error::from)
+}
+
+/// Adds `dir` and every ancestor of it (relative paths) to `dirs`.
+fn add_with_parents(dirs: &mut BTreeSet<PathBuf>, dir: &Path) {
+    for ancestor in dir.ancestors() {
+        if !dirs.insert(ancestor.to_owned()) {
+            break;
+        }
+    }
+}
+
+/// A writer that reports the bytes it takes.
+struct Counted<'a, W: Write> {
+    inner: &'a mut W,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
