@@ -44,7 +44,18 @@ impl OutputJournal {
         Ok((tmp, marker))
     }
 
+    /// [`OutputJournal::create_tmp`] for a directory (a folder being written out).
+    pub fn create_tmp_dir(&self, dir: &Path) -> std::io::Result<(tempfile::TempDir, Marker)> {
+        let tmp = tempfile::Builder::new()
+            .prefix(TMP_PREFIX)
+            .tempdir_in(dir)?;
+        let marker = self.note(tmp.path())?;
+        Ok((tmp, marker))
+    }
+
     fn note(&self, tmp: &Path) -> std::io::Result<Marker> {
+        // Absolute: the node that reclaims it may run in another directory.
+        let tmp = std::path::absolute(tmp)?;
         std::fs::create_dir_all(&self.dir)?;
         let mut marker = tempfile::Builder::new()
             .prefix("output-")
@@ -72,13 +83,23 @@ impl OutputJournal {
                     .file_name()
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.starts_with(TMP_PREFIX));
-                if ours && named.is_absolute() && std::fs::remove_file(&named).is_ok() {
+                if ours && named.is_absolute() && remove(&named).is_ok() {
                     removed.push(named);
                 }
             }
             let _ = std::fs::remove_file(&marker);
         }
         removed
+    }
+}
+
+/// Removes a temporary output: a file, or a folder with what is in it (never following a
+/// symbolic link: one is removed as itself).
+fn remove(path: &Path) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
     }
 }
 
@@ -116,6 +137,21 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    #[test]
+    fn a_folder_a_crash_left_half_written_is_removed_whole() {
+        let store = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let journal = OutputJournal::new(store.path().join("outputs"));
+        let (tmp, marker) = journal.create_tmp_dir(out.path()).unwrap();
+        std::fs::create_dir(tmp.path().join("sub")).unwrap();
+        std::fs::write(tmp.path().join("sub/half.txt"), b"half").unwrap();
+        let left = tmp.keep();
+        std::mem::forget(marker);
+        assert_eq!(journal.reclaim(), vec![left.clone()]);
+        assert!(!left.exists());
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -51,6 +51,7 @@ mod responder;
 mod retention;
 mod serve;
 mod tree;
+mod turns;
 pub mod uploads;
 mod window;
 

@@ -28,7 +28,7 @@
 //! has decrypted.
 
 use super::answer;
-use super::fetch::{describe, next_missing, Walk};
+use super::turns::{describe, next_missing, Walk};
 use super::{Exchange, ExchangeError, InitiatorSession, NodePolicy};
 use crate::api::{PersistReport, RetrieveReport};
 use crate::clock::mono_now;

@@ -20,7 +20,7 @@
 //! completes by itself; we then say `bye` on our first turn.
 
 use super::answer;
-use super::fetch::describe;
+use super::turns::describe;
 use super::{
     Exchange, ExchangeError, InitiatorSession, NodePolicy, COLLISION_BACKOFF, OPENING_RETRIES,
 };
@@ -228,7 +228,7 @@ async fn pick_item(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::fetch::item_bytes;
+    use crate::exchange::turns::item_bytes;
     use kith_proto::files::{Input, Role, Session, SessionConfig};
     use kith_proto::Limits;
     use std::time::Instant;

@@ -1,6 +1,7 @@
 //! A folder written out whole or not at all.
 //!
-//! Everything is built in a temporary directory beside the target (`.kith-get-*`), each file
+//! Everything is built in a temporary directory beside the target (`.kith-get-*`, noted in the
+//! store's output journal, [`crate::outputs`], until it is gone), each file
 //! read from the store and verified item by item, written with mode 0644 (0755 when the
 //! manifest says executable), synced, and every directory synced; then the temporary directory
 //! is renamed to the target (`RENAME_NOREPLACE`, so a target that appeared meanwhile is kept)
@@ -42,9 +43,10 @@ impl FileStore {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".kith-get-")
-            .tempdir_in(parent)
+        // Noted in the output journal until it is gone: a crash leaves no half folder.
+        let (tmp, _marker) = self
+            .output_journal()
+            .create_tmp_dir(parent)
             .map_err(StoreError::io("create temporary directory in", parent))?;
         let root = tmp.path();
         let mut dirs = BTreeSet::from([PathBuf::new()]);
