@@ -182,13 +182,20 @@ impl FileStore {
 
     /// Records a stored file, under the commit lock, after checking that every item is still
     /// there.
-    fn commit(&self, stored: StoredFile, name: Option<String>) -> Result<FileRecord, StoreError> {
-        let _lock = self.lock()?;
-        for item in &stored.items {
+    /// Checks, under the commit lock, that every item a record is about to name is still
+    /// stored (a remove in another process may have taken one meanwhile).
+    pub(crate) fn all_present(&self, items: &[ContentHash]) -> Result<(), StoreError> {
+        for item in items {
             if !self.blobs.contains(item)? {
                 return Err(StoreError::ItemVanished { hash: *item });
             }
         }
+        Ok(())
+    }
+
+    fn commit(&self, stored: StoredFile, name: Option<String>) -> Result<FileRecord, StoreError> {
+        let _lock = self.lock()?;
+        self.all_present(&stored.items)?;
         let record = FileRecord {
             hash: stored.hash,
             kind: stored.kind,
@@ -241,11 +248,7 @@ impl FileStore {
         name: Option<&str>,
     ) -> Result<FileRecord, StoreError> {
         let _lock = self.lock()?;
-        for item in &walked.items {
-            if !self.blobs.contains(item)? {
-                return Err(StoreError::ItemVanished { hash: *item });
-            }
-        }
+        self.all_present(&walked.items)?;
         let record = FileRecord {
             hash: walked.hash,
             kind: walked.kind,

@@ -41,20 +41,25 @@ fn shows_a_whole_bar(screen: &str, label: &str) {
     assert!(screen.contains("ETA"), "the time left is shown: {screen}");
 }
 
-fn script_available() -> bool {
-    Command::new("script").arg("--version").output().is_ok()
-}
-
-#[test]
-fn a_user_fetching_a_file_sees_its_name_size_rate_and_time_left() {
-    if !script_available() {
+/// Two linked nodes, A and B, in a temporary dir; `None` (the test is skipped) without
+/// util-linux `script`.
+fn linked_pair() -> Option<(tempfile::TempDir, Node, Node)> {
+    if Command::new("script").arg("--version").output().is_err() {
         eprintln!("skipped: util-linux `script` is not installed");
-        return;
+        return None;
     }
     let tmp = tempfile::tempdir().unwrap();
     let a = Node::start_with(&tmp.path().join("a"), SETTINGS);
     let b = Node::start_with(&tmp.path().join("b"), SETTINGS);
     b.ok(&["connect", a.ok(&["ticket"]).trim()]);
+    Some((tmp, a, b))
+}
+
+#[test]
+fn a_user_fetching_a_file_sees_its_name_size_rate_and_time_left() {
+    let Some((tmp, a, b)) = linked_pair() else {
+        return;
+    };
     let bytes = data(600_000, 7);
     let hash = a.put(tmp.path(), "holiday-photos.tar", &bytes);
     let out = tmp.path().join("copy.tar");
@@ -76,14 +81,9 @@ fn a_user_fetching_a_file_sees_its_name_size_rate_and_time_left() {
 
 #[test]
 fn a_user_persisting_a_file_sees_its_progress_to_the_custodian() {
-    if !script_available() {
-        eprintln!("skipped: util-linux `script` is not installed");
+    let Some((tmp, a, b)) = linked_pair() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let a = Node::start_with(&tmp.path().join("a"), SETTINGS);
-    let b = Node::start_with(&tmp.path().join("b"), SETTINGS);
-    b.ok(&["connect", a.ok(&["ticket"]).trim()]);
+    };
     let file = tmp.path().join("tax-return.pdf");
     std::fs::write(&file, data(600_000, 8)).unwrap();
     let pw = tmp.path().join("pw");

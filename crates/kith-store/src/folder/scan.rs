@@ -203,11 +203,7 @@ impl FileStore {
         let mut all = stored.items.clone();
         let mut seen: HashSet<_> = all.iter().copied().collect();
         all.extend(items.into_iter().filter(|i| seen.insert(*i)));
-        for item in &all {
-            if !self.blobs().contains(item)? {
-                return Err(StoreError::ItemVanished { hash: *item });
-            }
-        }
+        self.all_present(&all)?;
         let record = FileRecord {
             hash: stored.hash,
             kind: stored.kind,
