@@ -126,7 +126,7 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
         let _: PeerRecord = fetcher.control(quick).post(
             CONNECT_PATH,
             &ConnectBody {
-                ticket: ticket.line,
+                ticket: through_relay_only(&ticket.line, !shape.is_none())?,
             },
         )?;
     }
@@ -269,4 +269,20 @@ fn file_sha256(path: &Path) -> Result<[u8; 32]> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher)?;
     Ok(hasher.finalize().into())
+}
+
+/// The ticket a source behind a relay hands the fetching node: only its announced address
+/// (the relay's). A ticket also lists the node's other addresses (its real listening port,
+/// here on the same machine), and the fetching node, dialling them all, took the direct one
+/// now and then: one source then bypassed its relay's delay and pacing (one run measured
+/// 5.7 times one uplink from three sources, one of them at 180 MB/s).
+fn through_relay_only(line: &str, behind_relay: bool) -> Result<String> {
+    if !behind_relay {
+        return Ok(line.to_owned());
+    }
+    let mut ticket = kith_node::ticket::Ticket::parse(line)
+        .map_err(|e| anyhow::anyhow!("a source's ticket does not parse: {e}"))?;
+    ticket.addrs.clear();
+    ticket.via.clear();
+    Ok(ticket.to_line())
 }
