@@ -306,7 +306,7 @@ impl<'a> Run<'a> {
     /// Sends what the scheduler plans, and acts on what it reports.
     pub(super) async fn send_requests(&mut self) -> Result<(), ExchangeError> {
         let now = mono_now();
-        let mut gets: Vec<(AgentId, Vec<ContentHash>)> = Vec::new();
+        let mut gets: Vec<(AgentId, ContentHash)> = Vec::new();
         loop {
             if self
                 .paced_until
@@ -326,12 +326,9 @@ impl<'a> Run<'a> {
                 self.sched.busy(&peer, hash, now);
                 continue;
             }
-            match gets.iter_mut().find(|(p, _)| *p == peer) {
-                Some((_, hashes)) => hashes.push(hash),
-                None => gets.push((peer, vec![hash])),
-            }
+            gets.push((peer, hash));
         }
-        for (peer, hashes) in gets {
+        for (peer, hashes) in by_peer(gets) {
             for env in Request::Get(hashes).encode() {
                 if self.ex.endpoint.send_linked(peer, env).await.is_err() {
                     self.sched.remove_source(&peer, mono_now());
@@ -339,18 +336,8 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        let mut cancels: Vec<(AgentId, Vec<ContentHash>)> = Vec::new();
-        while let Some((peer, hash)) = self.sched.poll_cancel() {
-            match cancels.iter_mut().find(|(p, _)| *p == peer) {
-                Some((_, hashes)) => hashes.push(hash),
-                None => cancels.push((peer, vec![hash])),
-            }
-        }
-        for (peer, hashes) in cancels {
-            for env in Request::Cancel(hashes).encode() {
-                let _ = self.ex.endpoint.try_send(peer, env);
-            }
-        }
+        let cancels: Vec<_> = std::iter::from_fn(|| self.sched.poll_cancel()).collect();
+        self.cancel(cancels);
         while let Some(event) = self.sched.poll_event() {
             match event {
                 SchedEvent::Stalled(peer) => {
@@ -418,18 +405,7 @@ impl Drop for Run<'_> {
     /// A fetch that ends early (cancelled, failed, gave way) tells its sources to forget what
     /// it asked for and they have not sent yet (best effort: a full link skips it).
     fn drop(&mut self) {
-        let mut cancels: Vec<(AgentId, Vec<ContentHash>)> = Vec::new();
-        for (peer, hash) in self.sched.in_flight_requests() {
-            match cancels.iter_mut().find(|(p, _)| *p == peer) {
-                Some((_, hashes)) => hashes.push(hash),
-                None => cancels.push((peer, vec![hash])),
-            }
-        }
-        for (peer, hashes) in cancels {
-            for env in Request::Cancel(hashes).encode() {
-                let _ = self.ex.endpoint.try_send(peer, env);
-            }
-        }
+        self.cancel(self.sched.in_flight_requests());
     }
 }
 
@@ -438,4 +414,27 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+impl Run<'_> {
+    /// Tells each peer to forget these requests of ours (best effort: a full link skips it).
+    fn cancel(&self, requests: Vec<(AgentId, ContentHash)>) {
+        for (peer, hashes) in by_peer(requests) {
+            for env in Request::Cancel(hashes).encode() {
+                let _ = self.ex.endpoint.try_send(peer, env);
+            }
+        }
+    }
+}
+
+/// `(peer, item)` pairs grouped by peer, in the order the peers first appear.
+fn by_peer(pairs: Vec<(AgentId, ContentHash)>) -> Vec<(AgentId, Vec<ContentHash>)> {
+    let mut grouped: Vec<(AgentId, Vec<ContentHash>)> = Vec::new();
+    for (peer, hash) in pairs {
+        match grouped.iter_mut().find(|(p, _)| *p == peer) {
+            Some((_, hashes)) => hashes.push(hash),
+            None => grouped.push((peer, vec![hash])),
+        }
+    }
+    grouped
 }
