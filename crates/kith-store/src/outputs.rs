@@ -9,6 +9,10 @@
 //! ([`Marker`]'s drop); whatever the markers still name when the node starts was left by a
 //! crash, and [`OutputJournal::reclaim`] removes it.
 //!
+//! Each marker is locked (`flock`) while its writer lives, so a collection that runs
+//! meanwhile, in any process, leaves it and its file alone; the kernel drops the lock of a
+//! process that dies, by `kill -9` too.
+//!
 //! Markers are not synced: after a power cut a marker may be lost while the file it names
 //! survived (after a mere crash the kernel keeps both). Only a file whose name is a
 //! temporary output's ([`TMP_PREFIX`]) is ever removed, whatever a marker says.
@@ -61,12 +65,16 @@ impl OutputJournal {
             .prefix("output-")
             .tempfile_in(&self.dir)?;
         marker.write_all(tmp.as_os_str().as_bytes())?;
-        let (_, path) = marker.keep().map_err(|e| e.error)?;
-        Ok(Marker(Some(path)))
+        // Locked while its writer lives (the kernel drops the lock when the process dies, by
+        // `kill -9` too): a collection running meanwhile, from another process, leaves it.
+        rustix::fs::flock(marker.as_file(), rustix::fs::FlockOperation::LockExclusive)?;
+        let (file, path) = marker.keep().map_err(|e| e.error)?;
+        Ok(Marker(Some((path, file))))
     }
 
     /// Removes the temporary output files the markers still name, and the markers; returns
-    /// the files removed. Call it only when nothing is being written out (at start-up).
+    /// the files removed. A marker whose writer is still alive (any process) is locked, and
+    /// left with its file; so this may run at any time, though the node runs it at start-up.
     pub fn reclaim(&self) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
@@ -74,9 +82,16 @@ impl OutputJournal {
         let mut removed = Vec::new();
         for entry in entries.flatten() {
             let marker = entry.path();
+            let Ok(file) = std::fs::File::open(&marker) else {
+                continue;
+            };
+            let unlocked =
+                rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+            if unlocked.is_err() {
+                continue; // its writer is alive
+            }
             let mut named = Vec::new();
-            let read = std::fs::File::open(&marker)
-                .and_then(|f| f.take(MAX_MARKER).read_to_end(&mut named));
+            let read = (&file).take(MAX_MARKER).read_to_end(&mut named);
             if read.is_ok() {
                 let named = PathBuf::from(std::ffi::OsStr::from_bytes(&named));
                 let ours = named
@@ -103,14 +118,25 @@ fn remove(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// A journal marker: removed when dropped.
+/// A journal marker, locked while it lives: removed when dropped.
 #[derive(Debug)]
-pub struct Marker(Option<PathBuf>);
+pub struct Marker(Option<(PathBuf, std::fs::File)>);
+
+impl Marker {
+    /// What a crash does to the marker: closed (so unlocked) and left behind.
+    #[cfg(test)]
+    fn crash(mut self) {
+        self.0.take();
+    }
+}
 
 impl Drop for Marker {
     fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
+        // Removed before it is closed (which unlocks it): a collection never takes it for an
+        // orphan meanwhile.
+        if let Some((path, file)) = self.0.take() {
             let _ = std::fs::remove_file(path);
+            drop(file);
         }
     }
 }
@@ -127,7 +153,7 @@ mod tests {
         let (tmp, marker) = journal.create_tmp(out.path()).unwrap();
         // A crash: neither the file nor the marker is cleaned up.
         let (_, left) = tmp.keep().unwrap();
-        std::mem::forget(marker);
+        marker.crash();
         assert!(left.exists());
         assert_eq!(journal.reclaim(), vec![left.clone()]);
         assert!(!left.exists());
@@ -148,10 +174,23 @@ mod tests {
         std::fs::create_dir(tmp.path().join("sub")).unwrap();
         std::fs::write(tmp.path().join("sub/half.txt"), b"half").unwrap();
         let left = tmp.keep();
-        std::mem::forget(marker);
+        marker.crash();
         assert_eq!(journal.reclaim(), vec![left.clone()]);
         assert!(!left.exists());
         assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_collection_while_an_output_is_written_leaves_it_alone() {
+        let store = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let journal = OutputJournal::new(store.path().join("outputs"));
+        let (tmp, marker) = journal.create_tmp(out.path()).unwrap();
+        // Another process's collection (flock is per open file: a fresh open stands for it).
+        assert!(journal.reclaim().is_empty());
+        assert!(tmp.path().exists());
+        drop(marker);
+        drop(tmp);
     }
 
     #[test]
