@@ -48,7 +48,16 @@ impl Env {
                 .into());
             }
         }
-        let config = NodeConfig::load(&overrides)?;
+        let mut config = NodeConfig::load(&overrides)?;
+        if let Command::Up(up) = command {
+            // This run's rate limits beat the settings file's.
+            if let Some(rate) = up.upload_rate {
+                config.node_limits.upload_bytes_per_sec = rate;
+            }
+            if let Some(rate) = up.download_rate {
+                config.node_limits.download_bytes_per_sec = rate;
+            }
+        }
         Ok(Env {
             config,
             json: global.json,
@@ -83,4 +92,41 @@ fn needs_a_running_node(command: &Command) -> bool {
             | Command::Invoice(_)
             | Command::Chit(_)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn env_of(args: &[&str]) -> Env {
+        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+        Env::load(&cli.global, &cli.command).unwrap()
+    }
+
+    #[test]
+    fn up_rate_flags_beat_the_settings_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("kith.toml"),
+            "[limits]\nupload_bytes_per_sec = 1000\ndownload_bytes_per_sec = 2000\n",
+        )
+        .unwrap();
+        let data = dir.path().to_str().unwrap();
+        let plain = env_of(&["kith", "--data", data, "up"]);
+        assert_eq!(plain.config.node_limits.upload_bytes_per_sec, 1000);
+        assert_eq!(plain.config.node_limits.download_bytes_per_sec, 2000);
+        let flagged = env_of(&[
+            "kith",
+            "--data",
+            data,
+            "up",
+            "--upload-rate",
+            "5MB",
+            "--download-rate",
+            "0",
+        ]);
+        assert_eq!(flagged.config.node_limits.upload_bytes_per_sec, 5_000_000);
+        assert_eq!(flagged.config.node_limits.download_bytes_per_sec, 0);
+    }
 }

@@ -8,9 +8,9 @@ mod support;
 use std::process::Command;
 use support::{data, Node};
 
-/// Small items, so a modest file is many of them, sent at a paced rate: the transfer lasts
-/// long enough for the bar to be drawn several times.
-const SETTINGS: &str = "max_item = 4097\n[limits]\nupload_bytes_per_sec = 200000\n";
+/// Small items, so a modest file is many of them; sent at a paced rate (`kith up
+/// --upload-rate`), the transfer lasts long enough for the bar to be drawn several times.
+const SETTINGS: &str = "max_item = 4097\n";
 
 /// Runs `kith ARGS` for `node` on a pseudo-terminal; returns what was drawn on it.
 fn on_a_terminal(node: &Node, args: &[&str]) -> String {
@@ -49,8 +49,12 @@ fn linked_pair() -> Option<(tempfile::TempDir, Node, Node)> {
         return None;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let a = Node::start_with(&tmp.path().join("a"), SETTINGS);
-    let b = Node::start_with(&tmp.path().join("b"), SETTINGS);
+    let start = |name: &str| {
+        let data = tmp.path().join(name);
+        support::write_settings(&data, SETTINGS);
+        Node::start_up(&data, &["--upload-rate", "200KB"])
+    };
+    let (a, b) = (start("a"), start("b"));
     b.ok(&["connect", a.ok(&["ticket"]).trim()]);
     Some((tmp, a, b))
 }

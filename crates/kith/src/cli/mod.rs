@@ -501,6 +501,14 @@ pub struct UpArgs {
     /// Allow --raw on a listener that is not on loopback (you almost certainly do not want this)
     #[arg(long, requires = "raw")]
     pub allow_raw_anywhere: bool,
+    /// Items sent to all peers together, at most this many bytes a second (e.g. 5MB, 512KiB;
+    /// 0: no limit) [kith.toml: [limits] upload_bytes_per_sec]
+    #[arg(long, value_name = "RATE", value_parser = bench::parse_size)]
+    pub upload_rate: Option<u64>,
+    /// A fetch's items, at most this many bytes a second unless `file get --rate` says
+    /// otherwise (0: no limit) [kith.toml: [limits] download_bytes_per_sec]
+    #[arg(long, value_name = "RATE", value_parser = bench::parse_size)]
+    pub download_rate: Option<u64>,
 }
 
 /// `kith persist` flags.
