@@ -30,6 +30,20 @@ async fn put_named(node: &TestNode, bytes: Vec<u8>, name: &str) -> ContentHash {
         .hash
 }
 
+/// `fetcher` fetches `hash` from `holder` only; it must succeed.
+async fn fetch_from(
+    fetcher: &TestNode,
+    hash: ContentHash,
+    holder: &TestNode,
+) -> kith_node::api::FetchReport {
+    fetcher
+        .node
+        .exchange
+        .fetch(hash, Some(holder.agent))
+        .await
+        .unwrap()
+}
+
 async fn stored(node: &TestNode, hash: ContentHash) -> Option<kith_store::FileRecord> {
     node.node.store.run(move |s| s.get(&hash)).await.unwrap()
 }
@@ -81,12 +95,7 @@ async fn a_window_fills_a_long_path_where_turn_taking_crawls() {
     let fetcher = laggy(&net, 25, Some(50_000_000), None).await;
     fetcher.link_to(&holder).await;
     let start = tokio::time::Instant::now();
-    let report = fetcher
-        .node
-        .exchange
-        .fetch(hash, Some(holder.agent))
-        .await
-        .unwrap();
+    let report = fetch_from(&fetcher, hash, &holder).await;
     let windowed = start.elapsed();
     assert_eq!(report.size, 20_000_000);
     assert_eq!(report.sources.len(), 1, "the windowed path: {report:?}");
@@ -98,12 +107,7 @@ async fn a_window_fills_a_long_path_where_turn_taking_crawls() {
     let hash = put_named(&old, data(20_000_000, 2), "big.bin").await;
     fetcher.link_to(&old).await;
     let start = tokio::time::Instant::now();
-    let report = fetcher
-        .node
-        .exchange
-        .fetch(hash, Some(old.agent))
-        .await
-        .unwrap();
+    let report = fetch_from(&fetcher, hash, &old).await;
     let turns = start.elapsed();
     assert_eq!(report.size, 20_000_000);
     assert!(report.sources.is_empty(), "the CIYAM session: {report:?}");
@@ -262,12 +266,7 @@ async fn a_cancelled_fetch_keeps_what_arrived_and_the_next_one_resumes() {
         Err(ExchangeError::Cancelled)
     ));
     let before = fetcher.counter("items_received");
-    let report = fetcher
-        .node
-        .exchange
-        .fetch(hash, Some(holder.agent))
-        .await
-        .unwrap();
+    let report = fetch_from(&fetcher, hash, &holder).await;
     assert_eq!(report.items, 1 + 20_000_000u64.div_ceil(999_999));
     assert!(
         report.items_fetched <= report.items - before + 1,

@@ -21,7 +21,6 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::Write;
 use std::path::PathBuf;
 
 use crate::address::{ContentHash, ItemType};
@@ -83,17 +82,7 @@ impl BlobStore {
                 tmp: None,
             });
         }
-        let tmp_dir = self.root().join(crate::blobs::TMP_DIR);
-        fs::create_dir_all(&tmp_dir).map_err(StoreError::io("create", &tmp_dir))?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix("item-")
-            .tempfile_in(&tmp_dir)
-            .map_err(StoreError::io("create temporary file in", &tmp_dir))?;
-        let tmp_path = tmp.path().to_path_buf();
-        self.write_bytes(tmp.as_file_mut(), &[item_type.byte()])
-            .and_then(|()| self.write_bytes(tmp.as_file_mut(), content))
-            .and_then(|()| tmp.as_file_mut().flush())
-            .map_err(StoreError::io("write", &tmp_path))?;
+        let tmp = self.write_tmp_item(item_type, content)?;
         start_writeback(tmp.as_file());
         Ok(StagedItem {
             hash,

@@ -222,6 +222,23 @@ impl BlobStore {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(StoreError::io("create", &dir)(e)),
         }
+        let tmp = self.write_tmp_item(item_type, content)?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(StoreError::io("write", tmp.path().to_path_buf()))?;
+        tmp.persist(&path)
+            .map_err(|e| StoreError::io("rename into", &path)(e.error))?;
+        Ok(Some(dir))
+    }
+
+    /// Writes an item (type byte, then content) to a new temporary file in the store's
+    /// `tmp/`, unsynced and without a name: the caller syncs and renames it, or stages it.
+    /// On any error the temporary file is removed (as it drops).
+    pub(crate) fn write_tmp_item(
+        &self,
+        item_type: ItemType,
+        content: &[u8],
+    ) -> Result<tempfile::NamedTempFile, StoreError> {
         let tmp_dir = self.root.join(TMP_DIR);
         // The tmp dir may have been removed by hand; recreate rather than fail.
         fs::create_dir_all(&tmp_dir).map_err(StoreError::io("create", &tmp_dir))?;
@@ -230,14 +247,10 @@ impl BlobStore {
             .tempfile_in(&tmp_dir)
             .map_err(StoreError::io("create temporary file in", &tmp_dir))?;
         let tmp_path = tmp.path().to_path_buf();
-        // On any error the temporary file is removed as `tmp` drops.
         self.write_bytes(tmp.as_file_mut(), &[item_type.byte()])
             .and_then(|()| self.write_bytes(tmp.as_file_mut(), content))
-            .and_then(|()| tmp.as_file().sync_all())
             .map_err(StoreError::io("write", &tmp_path))?;
-        tmp.persist(&path)
-            .map_err(|e| StoreError::io("rename into", &path)(e.error))?;
-        Ok(Some(dir))
+        Ok(tmp)
     }
 
     /// Writes `bytes` to a temporary item file (through the full-disk hook in tests).
