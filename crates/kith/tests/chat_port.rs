@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{eventually, Node};
+use support::{eventually, ws, Node};
 
 /// A plain ptpchat client on a chat port.
 struct Client {
@@ -599,18 +599,8 @@ impl WsClient {
         stream
             .set_read_timeout(Some(Duration::from_secs(15)))
             .unwrap();
-        write!(
-            stream,
-            "GET /chat HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
-             sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        )
-        .unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(stream.read(&mut byte).unwrap(), 1);
-            head.push(byte[0]);
-        }
+        ws::request_upgrade(&mut stream, addr, "/chat", "");
+        let head = ws::response_head(&mut stream);
         assert!(
             head.starts_with(b"HTTP/1.1 101"),
             "{}",
@@ -624,21 +614,7 @@ impl WsClient {
     }
 
     fn send_frame(&mut self, first: u8, payload: &[u8]) -> std::io::Result<()> {
-        let mut out = vec![first];
-        let len = payload.len();
-        if len < 126 {
-            out.push(0x80 | len as u8);
-        } else if len < 65536 {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        let mask = [3, 1, 4, 1];
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.write_all(&out)
+        self.stream.write_all(&ws::masked_frame(first, payload))
     }
 
     fn send(&mut self, msg_type: &str, data: Value, ttl: u8, flood: bool) {

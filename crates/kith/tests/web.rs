@@ -9,7 +9,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-use support::Node;
+use support::{ws, Node};
 
 struct Page {
     host: String,
@@ -257,59 +257,19 @@ fn uploads_and_downloads_keep_markup_in_names_inert_and_a_cut_upload_stores_noth
 fn upgrade(page: &Page, origin: bool) -> (u16, TcpStream) {
     let mut stream = page.connect();
     let origin = if origin { page.origin() } else { String::new() };
-    write!(
-        stream,
-        "GET /{}/live HTTP/1.1\r\nhost: {}\r\n{origin}upgrade: websocket\r\nconnection: upgrade\r\n\
-         sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        page.token, page.host
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).unwrap_or(0) == 0 {
-            break;
-        }
-        head.push(byte[0]);
-    }
+    ws::request_upgrade(
+        &mut stream,
+        &page.host,
+        &format!("/{}/live", page.token),
+        &origin,
+    );
+    let head = ws::response_head(&mut stream);
     let status = String::from_utf8_lossy(&head)
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, stream)
-}
-
-/// A masked client frame.
-fn frame(opcode: u8, first: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![first | opcode];
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len < 65536 {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    let mask = [1, 2, 3, 4];
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
-/// Reads until the server closes; true if it did within the timeout.
-fn closed(stream: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
-    }
 }
 
 #[test]
@@ -322,9 +282,12 @@ fn the_live_socket_refuses_other_origins_oversized_and_malformed_frames() {
     let (status, mut ws) = upgrade(&page, true);
     assert_eq!(status, 101);
     // Oversized: a text frame of 64 KiB (the page sends nothing that large).
-    ws.write_all(&frame(0x1, 0x80, &vec![b'a'; 65_536]))
+    ws.write_all(&ws::masked_frame(0x80 | 0x1, &vec![b'a'; 65_536]))
         .unwrap();
-    assert!(closed(&mut ws), "an oversized frame must close the socket");
+    assert!(
+        ws::closed(&mut ws),
+        "an oversized frame must close the socket"
+    );
 
     // A frame claiming 2^62 bytes: refused from its header, nothing allocated.
     let (_, mut ws) = upgrade(&page, true);
@@ -332,17 +295,17 @@ fn the_live_socket_refuses_other_origins_oversized_and_malformed_frames() {
     huge.extend_from_slice(&(1u64 << 62).to_be_bytes());
     huge.extend_from_slice(&[0, 0, 0, 0]);
     ws.write_all(&huge).unwrap();
-    assert!(closed(&mut ws));
+    assert!(ws::closed(&mut ws));
 
     // Reserved bits, an unknown opcode, and an unmasked client frame.
     for bad in [
-        frame(0x1, 0xF0, b"x"),
-        frame(0x3, 0x80, b"x"),
+        ws::masked_frame(0xF0 | 0x1, b"x"),
+        ws::masked_frame(0x80 | 0x3, b"x"),
         vec![0x81, 0x01, b'x'],
     ] {
         let (_, mut ws) = upgrade(&page, true);
         ws.write_all(&bad).unwrap();
-        assert!(closed(&mut ws), "{bad:?}");
+        assert!(ws::closed(&mut ws), "{bad:?}");
     }
     // The node is unharmed.
     assert_eq!(page.get(&format!("/{}/", page.token), "").0, 200);

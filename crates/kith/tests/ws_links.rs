@@ -5,10 +5,10 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
-use support::{eventually, Node};
+use support::{eventually, ws, Node};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -78,64 +78,14 @@ fn upgrade(addr: &str) -> TcpStream {
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
-    write!(
-        stream,
-        "GET /kith HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
-         sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            stream.read(&mut byte).unwrap(),
-            1,
-            "upgrade refused: {head:?}"
-        );
-        head.push(byte[0]);
-    }
+    ws::request_upgrade(&mut stream, addr, "/kith", "");
+    let head = ws::response_head(&mut stream);
     assert!(
         head.starts_with(b"HTTP/1.1 101"),
         "{}",
         String::from_utf8_lossy(&head)
     );
     stream
-}
-
-/// A masked client frame with the given first byte (FIN, RSV bits, opcode).
-fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len < 65536 {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&[9, 8, 7, 6]);
-    out.extend(
-        payload
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ [9, 8, 7, 6][i % 4]),
-    );
-    out
-}
-
-/// True when the node closes the connection (never answering with anything but a close).
-fn closed(stream: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
-    }
 }
 
 #[test]
@@ -155,11 +105,11 @@ fn the_websocket_listener_refuses_junk_oversized_and_malformed_frames() {
         .unwrap();
     junk.write_all(b"\x00\x00\x00\x05hello not http\r\n\r\n")
         .unwrap();
-    assert!(closed(&mut junk));
+    assert!(ws::closed(&mut junk));
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         // One binary message larger than a secure-link frame can be.
-        ("oversized", frame(0x82, &vec![0u8; 70_000])),
+        ("oversized", ws::masked_frame(0x82, &vec![0u8; 70_000])),
         // A length of 2^62 in the header: refused before anything is read or allocated.
         ("huge length", {
             let mut f = vec![0x82, 0x80 | 127];
@@ -167,17 +117,17 @@ fn the_websocket_listener_refuses_junk_oversized_and_malformed_frames() {
             f.extend_from_slice(&[0, 0, 0, 0]);
             f
         }),
-        ("text message", frame(0x81, b"{\"hello\":1}")),
-        ("reserved bits", frame(0xF2, b"x")),
-        ("unknown opcode", frame(0x83, b"x")),
+        ("text message", ws::masked_frame(0x81, b"{\"hello\":1}")),
+        ("reserved bits", ws::masked_frame(0xF2, b"x")),
+        ("unknown opcode", ws::masked_frame(0x83, b"x")),
         ("unmasked", vec![0x82, 0x01, 0x00]),
         // A well-formed message that is no Noise handshake.
-        ("garbage handshake", frame(0x82, &[0xffu8; 200])),
+        ("garbage handshake", ws::masked_frame(0x82, &[0xffu8; 200])),
     ];
     for (what, bytes) in cases {
         let mut ws = upgrade(&addr);
         ws.write_all(&bytes).unwrap();
-        assert!(closed(&mut ws), "{what}: the connection stays open");
+        assert!(ws::closed(&mut ws), "{what}: the connection stays open");
     }
     // Still serving: a real peer links over WebSocket afterwards.
     let b = Node::start(&dir.path().join("b"));

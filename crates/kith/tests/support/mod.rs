@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod ws;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
