@@ -11,6 +11,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Sleeps until `at` (tokio's clock), or forever when there is no deadline: the timer arm of
+/// a `select!` over a sans-IO machine's `poll_timeout`.
+pub(crate) async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Where a node reads the time of day.
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The time of day now.

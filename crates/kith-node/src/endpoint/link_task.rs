@@ -323,7 +323,7 @@ impl LinkTask {
                         self.machine.handle_eof(mono_now());
                     }
                 },
-                _ = sleep_until_opt(deadline) => self.machine.handle_timeout(mono_now()),
+                _ = crate::clock::sleep_until_opt(deadline) => self.machine.handle_timeout(mono_now()),
             }
         }
     }
@@ -422,12 +422,5 @@ impl LinkTask {
             self.registered,
             end,
         );
-    }
-}
-
-async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

@@ -56,11 +56,8 @@ impl OutputSpec {
         if !self.into_dir {
             return self.path.clone();
         }
-        let name = name
-            .filter(|n| kith_proto::files::items::is_plain_name(n))
-            .map(str::to_owned)
-            .unwrap_or_else(|| hash.to_hex());
-        self.path.join(name)
+        self.path
+            .join(kith_proto::files::items::output_name(name, hash))
     }
 }
 

@@ -721,12 +721,7 @@ fn flush_opening(
 /// (the link went down, or we gave way).
 async fn wait_input(port: &mut EnvelopePort, rx: &mut mpsc::Receiver<Envelope>) -> bool {
     let deadline = port.poll_timeout().map(tokio::time::Instant::from_std);
-    let sleep = async {
-        match deadline {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
-        }
-    };
+    let sleep = crate::clock::sleep_until_opt(deadline);
     tokio::select! {
         env = rx.recv() => match env {
             Some(env) => {

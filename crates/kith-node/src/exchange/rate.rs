@@ -21,11 +21,6 @@ impl RateLimit {
         }
     }
 
-    /// True when there is a limit.
-    pub fn is_limited(&self) -> bool {
-        self.rate > 0
-    }
-
     /// Takes `bytes` at `now`; returns when the caller may go on (`None`: at once). The
     /// bytes are taken either way: the caller waits, then sends.
     pub fn take(&mut self, bytes: u64, now: Instant) -> Option<Instant> {

@@ -100,12 +100,7 @@ impl<'a> PeerSession<'a> {
                 return Ok(Pass::Finished);
             }
             let deadline = self.port.poll_timeout().map(tokio::time::Instant::from_std);
-            let sleep = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = crate::clock::sleep_until_opt(deadline);
             // Until the first command is in, read a byte at a time: if it is `tls`, the
             // client's TLS handshake follows it at once and must not be swallowed as text.
             let read_len = if self.port.session().state() == State::Fresh {

@@ -54,7 +54,7 @@ fn parse_secret(text: &str) -> Result<[u8; 32], PostsError> {
 fn rfc3339(secs: u64) -> String {
     // Clamped: an author's claim far in the future must not overflow the formatter.
     let secs = secs.min(253_402_300_799);
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+    crate::ticket::format_time(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 impl Posts {

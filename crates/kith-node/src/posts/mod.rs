@@ -153,8 +153,10 @@ impl Posts {
     /// What it counts: the service's counters and the exchange machine's.
     pub fn counters(&self) -> BTreeMap<String, u64> {
         let mut out = crate::counters::snapshot(&[&self.inner.counters]);
-        let c: PostsCounters = self.machine().counters().clone();
-        let evicted = self.machine().store().evicted();
+        let (c, evicted): (PostsCounters, _) = {
+            let machine = self.machine();
+            (machine.counters().clone(), machine.store().evicted())
+        };
         for (name, value) in [
             ("posts_stored", c.stored),
             ("posts_duplicates", c.duplicates),

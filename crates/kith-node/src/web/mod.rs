@@ -40,26 +40,15 @@ pub const MAX_WEB_CONNECTIONS: usize = 64;
 /// Deadline for a request's headers.
 pub const WEB_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the web page counts.
-#[derive(Debug, Default)]
-pub struct WebCounters {
-    /// Requests without the token, or with a wrong one.
-    pub web_refused_token: crate::counters::Counter,
-    /// Requests naming another host (DNS rebinding) or from another origin.
-    pub web_refused_origin: crate::counters::Counter,
-    /// Connections refused because every slot was taken.
-    pub web_refused_busy: crate::counters::Counter,
-}
-
-impl crate::counters::CounterSet for WebCounters {
-    fn snapshot_into(&self, out: &mut std::collections::BTreeMap<String, u64>) {
-        for (name, counter) in [
-            ("web_refused_token", &self.web_refused_token),
-            ("web_refused_origin", &self.web_refused_origin),
-            ("web_refused_busy", &self.web_refused_busy),
-        ] {
-            out.insert(name.to_owned(), counter.get());
-        }
+crate::counters! {
+    /// What the web page counts.
+    pub struct WebCounters {
+        /// Requests without the token, or with a wrong one.
+        web_refused_token,
+        /// Requests naming another host (DNS rebinding) or from another origin.
+        web_refused_origin,
+        /// Connections refused because every slot was taken.
+        web_refused_busy,
     }
 }
 

@@ -211,7 +211,6 @@ impl Fetcher {
             Response::Item { hash, item } => {
                 match self.sched.arrived(&peer, hash, item.len() as u64, now) {
                     Arrival::Expected if hash_of(&item) == hash => {
-                        self.sched.verified(&hash);
                         // Stored at once: this fetcher's disk is not what is measured.
                         self.sched.done(&hash);
                         self.done.insert(hash);

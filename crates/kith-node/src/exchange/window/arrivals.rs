@@ -27,10 +27,7 @@ impl Run<'_> {
             if let Ok((peer, _, item, Ok(Some(staged)))) = job {
                 // Kept, so counted as received like every other: the next run will not
                 // fetch it again.
-                self.batch.push(staged);
-                self.fetched += 1;
-                self.ex.counters.items_received.bump();
-                self.ex.uploads.received(peer, item.len() as u64);
+                self.accept(peer, staged, item.len() as u64);
             }
         }
         if let Err(e) = self.finish_commits().await {
@@ -53,20 +50,30 @@ impl Run<'_> {
 
     /// Waits for the commit in flight, then commits what is staged.
     pub(super) async fn finish_commits(&mut self) -> Result<(), ExchangeError> {
+        self.await_commit().await?;
+        if !self.batch.is_empty() {
+            self.start_commit();
+            self.await_commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the commit in flight, if any.
+    async fn await_commit(&mut self) -> Result<(), ExchangeError> {
         if let Some(job) = self.committing.take() {
             job.await
                 .map_err(|e| ExchangeError::Store(e.to_string()))??;
         }
         self.committing_items.clear();
-        if !self.batch.is_empty() {
-            self.start_commit();
-            if let Some(job) = self.committing.take() {
-                job.await
-                    .map_err(|e| ExchangeError::Store(e.to_string()))??;
-            }
-            self.committing_items.clear();
-        }
         Ok(())
+    }
+
+    /// A verified, staged item counts: in the batch to commit, and as received from `peer`.
+    fn accept(&mut self, peer: AgentId, staged: StagedItem, len: u64) {
+        self.batch.push(staged);
+        self.fetched += 1;
+        self.ex.counters.items_received.bump();
+        self.ex.uploads.received(peer, len);
     }
 
     /// Starts verify-and-stage jobs for queued items, up to [`Run::max_checks`] at once.
@@ -100,7 +107,6 @@ impl Run<'_> {
             self.sched.wrong(hash, now);
             return Ok(());
         };
-        self.sched.verified(&hash);
         let len = item.len() as u64;
         if len > self.budget {
             return Err(ExchangeError::OverBudget {
@@ -109,10 +115,7 @@ impl Run<'_> {
             });
         }
         self.budget -= len;
-        self.batch.push(staged);
-        self.fetched += 1;
-        self.ex.counters.items_received.bump();
-        self.ex.uploads.received(peer, len);
+        self.accept(peer, staged, len);
         self.ex.progress.advance(self.hash, len);
         let kind = self
             .walk

@@ -191,7 +191,7 @@ impl<'a> Run<'a> {
                     self.committing_items.clear();
                     done.map_err(|e| ExchangeError::Store(e.to_string()))??;
                 }
-                _ = sleep_until(timer) => {
+                _ = crate::clock::sleep_until_opt(timer) => {
                     if self.paced_until.is_some_and(|at| at <= tokio::time::Instant::now()) {
                         self.paced_until = None;
                     }
@@ -406,13 +406,6 @@ impl Drop for Run<'_> {
     /// it asked for and they have not sent yet (best effort: a full link skips it).
     fn drop(&mut self) {
         self.cancel(self.sched.in_flight_requests());
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -10,7 +10,7 @@
 //! session, and the CIYAM peer port is unchanged.
 //!
 //! Nothing here trusts the peer: items are hashed by the receiver before they count (the
-//! scheduler is told [`Scheduler::verified`] or [`Scheduler::wrong`]), an item nobody asked
+//! scheduler is told [`Scheduler::wrong`] of one that is not what it claims), an item nobody asked
 //! for drops its source, every length is checked before it is allocated ([`wire`]), a holder
 //! queues at most [`ServerConfig::max_queued`] requests per peer, and a fetcher holds at most
 //! [`SchedulerConfig::max_window`] bytes whatever its sources do.
@@ -26,6 +26,6 @@ pub use scheduler::{Arrival, SchedEvent, Scheduler, SchedulerConfig, SourceRepor
 pub use server::{ItemServer, ServerConfig, ServerEvent, ServerStats};
 pub use source::DropReason;
 pub use wire::{
-    is_plain_name, item_envelope, item_prefix, Answer, Holding, Request, Response, WireError,
-    CAPABILITY, ITEMS_COMMAND, ITEMS_REPLY_COMMAND, MAX_BATCH, MAX_NAME_LEN,
+    is_plain_name, item_envelope, item_prefix, output_name, Answer, Holding, Request, Response,
+    WireError, CAPABILITY, ITEMS_COMMAND, ITEMS_REPLY_COMMAND, MAX_BATCH, MAX_NAME_LEN,
 };

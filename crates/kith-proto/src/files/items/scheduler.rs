@@ -83,8 +83,8 @@ impl SchedulerConfig {
 /// How an item that arrived from a source was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
-    /// Asked for: verify it, store it, then call [`Scheduler::verified`] or
-    /// [`Scheduler::wrong`], and [`Scheduler::done`] once it is stored (and written out).
+    /// Asked for: verify it and store it; call [`Scheduler::wrong`] if it did not hash to
+    /// its name, else [`Scheduler::done`] once it is stored (and written out).
     Expected,
     /// A copy of an item that came from elsewhere first, or one whose request was given up:
     /// drop it, no harm meant.
@@ -409,9 +409,6 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
             self.drop_index(i, reason, now);
         }
     }
-
-    /// An [`Arrival::Expected`] item hashed to its name.
-    pub fn verified(&mut self, _hash: &ContentHash) {}
 
     /// An [`Arrival::Expected`] item did not hash to its name: the source is dropped and the
     /// item asked of others.

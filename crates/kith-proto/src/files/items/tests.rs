@@ -270,7 +270,6 @@ impl Sim {
                         self.sched.wrong(hash, self.now);
                     }
                     Arrival::Expected => {
-                        self.sched.verified(&hash);
                         let write = Duration::from_secs_f64(item.len() as f64 / self.disk_rate);
                         self.disk_free = self.disk_free.max(self.now) + write;
                         let at = self.disk_free;

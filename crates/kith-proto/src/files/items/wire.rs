@@ -150,6 +150,13 @@ fn hashes_envelope(kind: u8, hashes: &[ContentHash]) -> Envelope {
     envelope(ITEMS_COMMAND, data.freeze())
 }
 
+/// The name a fetched file is written under in a directory: the name its source gave it if
+/// that is a plain name, else its address in hex.
+pub fn output_name(name: Option<&str>, hash: &ContentHash) -> String {
+    name.filter(|n| is_plain_name(n))
+        .map_or_else(|| hash.to_hex(), str::to_owned)
+}
+
 /// True for a name an answer may carry (and a fetcher may write a file under).
 pub fn is_plain_name(name: &str) -> bool {
     !name.is_empty()

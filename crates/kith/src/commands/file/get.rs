@@ -253,11 +253,7 @@ fn write_local(
             return Ok(None);
         }
         Out::File(path) => path.clone(),
-        Out::Dir(dir) => dir.join(
-            name.filter(|n| kith_proto::files::items::is_plain_name(n))
-                .map(str::to_owned)
-                .unwrap_or_else(|| hash.to_hex()),
-        ),
+        Out::Dir(dir) => dir.join(kith_proto::files::items::output_name(name, hash)),
     };
     match store.write_out(hash, &path, force) {
         Ok(_) => Ok(Some(path)),
@@ -278,11 +274,7 @@ fn local_folder(
     folder_into: Option<PathBuf>,
     force: bool,
 ) -> Result<FetchReport> {
-    let name = record
-        .name
-        .as_deref()
-        .filter(|n| kith_proto::files::items::is_plain_name(n))
-        .map_or_else(|| record.hash.to_hex(), str::to_owned);
+    let name = kith_proto::files::items::output_name(record.name.as_deref(), &record.hash);
     let target = match (out, folder_into.as_ref()) {
         (Out::File(path), _) => path.clone(),
         (Out::Dir(dir), _) | (Out::Stdout, Some(dir)) => dir.join(name),
