@@ -69,12 +69,7 @@ pub fn run(args: &HandshakesArgs, json: bool) -> Result<HandshakesResult> {
         max_links_per_addr = 100000\nmax_links = 100000\nmax_pending_handshakes_per_addr = 4096\n\
         max_pending_handshakes = 4096\nmax_failures_per_addr = 100000000\n"
         .to_owned();
-    for limit in &args.limits {
-        let (key, value) = limit
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--limit takes KEY=VALUE, not {limit:?}"))?;
-        settings.push_str(&format!("{} = {}\n", key.trim(), value.trim()));
-    }
+    settings.push_str(&super::limit_lines(&args.limits)?);
     std::fs::write(data.join("kith.toml"), settings)?;
     progress("starting a node");
     let mut node = BenchNode::start_with(args.node_bin.as_deref(), &data)?;

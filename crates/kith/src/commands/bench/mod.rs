@@ -159,6 +159,18 @@ pub struct Ratios {
     pub ceiling: f64,
 }
 
+/// `--limit KEY=VALUE` flags as lines of a `[limits]` table (the caller writes the header).
+fn limit_lines(limits: &[String]) -> Result<String> {
+    let mut lines = String::new();
+    for limit in limits {
+        let (key, value) = limit
+            .split_once('=')
+            .with_context(|| format!("--limit takes KEY=VALUE, not {limit:?}"))?;
+        lines.push_str(&format!("{} = {}\n", key.trim(), value.trim()));
+    }
+    Ok(lines)
+}
+
 /// Writes `size` random bytes to `path`; returns their SHA-256.
 fn write_random_file(path: &Path, size: u64, rng: &mut impl RngCore) -> Result<[u8; 32]> {
     let mut out =

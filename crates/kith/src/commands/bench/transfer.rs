@@ -86,8 +86,17 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
     ));
     let mut relays = Vec::new();
     let mut sources = Vec::new();
+    let settings = super::limit_lines(&args.limits)?;
+    let configure = |data: &std::path::Path| -> Result<()> {
+        if !settings.is_empty() {
+            std::fs::create_dir_all(data)?;
+            std::fs::write(data.join("kith.toml"), format!("[limits]\n{settings}"))?;
+        }
+        Ok(())
+    };
     for i in 0..args.sources {
         let data = scratch.path().join(format!("source{i}"));
+        configure(&data)?;
         if shape.is_none() {
             sources.push(BenchNode::start(&data)?);
             continue;
@@ -103,6 +112,7 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
         relays.push(Relay::start(listener, listen, shape)?);
         sources.push(node);
     }
+    configure(&scratch.path().join("fetcher"))?;
     let mut fetcher = BenchNode::start(&scratch.path().join("fetcher"))?;
     let node_limits = kith_node::limits::NodeLimits::default();
     let quick = Duration::from_millis(node_limits.control_timeout_ms);
