@@ -144,6 +144,10 @@ pub struct NodeLimits {
     /// sync per group instead of one per item. A crash loses at most the group in progress
     /// (fetched again on the next run), never an item's integrity.
     pub fetch_commit_bytes: u64,
+    /// Files of one folder fetched at once (`kith file get` of a folder): a folder of many
+    /// small files is bound by round trips, not bytes. Files run together only while their
+    /// sizes fit in one fetch window, so memory stays that of one fetch. At least 1.
+    pub folder_parallel_files: usize,
     /// Item requests a peer may have queued with this node at once; more are answered
     /// "busy".
     pub items_max_queued: usize,
@@ -206,6 +210,7 @@ impl Default for NodeLimits {
             fetch_window_bytes: 24 * 1024 * 1024,
             fetch_stall_ms: 5_000,
             fetch_commit_bytes: 32 * 1024 * 1024,
+            folder_parallel_files: 32,
             items_max_queued: 128,
             items_read_ahead: 2,
             upload_bytes_per_sec: 0,

@@ -41,6 +41,10 @@ pub struct TransferArgs {
     /// all of them at once (`file get` without `--from`)
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
     pub sources: u64,
+    /// The file becomes a folder of N files, SIZE/N bytes each (`kith file put DIR`, then
+    /// `kith file get` of the folder): many small files cost round trips, not bytes
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub files: u64,
     /// A `[limits]` setting for every node, `KEY=VALUE` (repeatable), to see what a setting
     /// changes (e.g. `--limit fetch_window_bytes=50331648`)
     #[arg(long = "limit", value_name = "KEY=VALUE")]

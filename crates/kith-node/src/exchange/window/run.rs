@@ -20,6 +20,10 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// How long a request waits when another fetch of this node has the same item asked of the
+/// same peer (its answer usually follows within a round trip).
+const ROUTE_RETRY: Duration = Duration::from_millis(20);
+
 /// One fetch's transfer state.
 pub(super) struct Run<'a> {
     pub(super) ex: &'a Exchange,
@@ -50,6 +54,8 @@ pub(super) struct Run<'a> {
     pub(super) rate: super::super::rate::RateLimit,
     /// When the rate limit lets the next request go.
     pub(super) paced_until: Option<tokio::time::Instant>,
+    /// When to ask again for items another fetch of ours has asked the same peer for.
+    pub(super) retry_at: Option<tokio::time::Instant>,
     /// Staged bytes committed together.
     pub(super) commit_every: u64,
     pub(super) items_seen: u64,
@@ -100,6 +106,7 @@ impl<'a> Run<'a> {
             budget: order.priority.byte_budget(),
             rate: super::super::rate::RateLimit::new(order.rate),
             paced_until: None,
+            retry_at: None,
             commit_every: limits.fetch_commit_bytes.max(1),
             items_seen: 0,
             fetched: 0,
@@ -171,10 +178,16 @@ impl<'a> Run<'a> {
             if self.batch.bytes() >= self.commit_every && self.committing.is_none() {
                 self.start_commit();
             }
-            let timer = match (self.sched.poll_timeout(), self.paced_until) {
-                (Some(a), Some(b)) => Some(tokio::time::Instant::from_std(a).min(b)),
-                (a, b) => a.map(tokio::time::Instant::from_std).or(b),
-            };
+            let timer = [
+                self.sched
+                    .poll_timeout()
+                    .map(tokio::time::Instant::from_std),
+                self.paced_until,
+                self.retry_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             tokio::select! {
                 input = rx.recv() => match input {
                     Some(input) => self.on_input(input),
@@ -307,7 +320,17 @@ impl<'a> Run<'a> {
     pub(super) async fn send_requests(&mut self) -> Result<(), ExchangeError> {
         let now = mono_now();
         let mut gets: Vec<(AgentId, ContentHash)> = Vec::new();
+        let mut deferred = HashSet::new();
+        if self
+            .retry_at
+            .is_some_and(|at| at <= tokio::time::Instant::now())
+        {
+            self.retry_at = None;
+        }
         loop {
+            if self.retry_at.is_some() {
+                break;
+            }
             if self
                 .paced_until
                 .is_some_and(|at| at > tokio::time::Instant::now())
@@ -322,8 +345,14 @@ impl<'a> Run<'a> {
                 self.paced_until = Some(at.into());
             }
             if !self.ex.pulls.route_item(self.id, peer, hash) {
-                // Another fetch asked this peer for the same item: later, or elsewhere.
-                self.sched.busy(&peer, hash, now);
+                // Another fetch of ours asked this peer for the same item: ask again once that
+                // answer is in. Not at once: the scheduler would give the same request back,
+                // for ever; and not as the peer's "busy", which would shrink its window.
+                self.sched.unsend(&peer, hash, now);
+                if !deferred.insert(hash) {
+                    self.retry_at = Some(tokio::time::Instant::now() + ROUTE_RETRY);
+                    break;
+                }
                 continue;
             }
             gets.push((peer, hash));

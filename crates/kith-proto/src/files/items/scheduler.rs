@@ -402,6 +402,23 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
         self.requeue_unless_covered(hash);
     }
 
+    /// The request for `hash` that [`poll_request`](Scheduler::poll_request) gave for `key`
+    /// was not sent after all (the driver could not send it now, e.g. another fetch has the
+    /// same item asked of that peer): taken back, not counted against the source, and wanted
+    /// again after everything else wanted. The driver should wait a moment before polling
+    /// again if nothing else is left to ask for, since the same request would come back.
+    pub fn unsend(&mut self, key: &S, hash: ContentHash, now: Instant) {
+        let Some(i) = self.source_index(key) else {
+            return;
+        };
+        if self.sources[i].take(&hash, now).is_some()
+            && !self.held.contains_key(&hash)
+            && self.outstanding(&hash) == 0
+        {
+            self.queue.push_back(hash);
+        }
+    }
+
     /// Drops the source for `reason` (it broke the wire format, sent what nobody asked it
     /// for): its requests go to the others.
     pub fn drop_source(&mut self, key: &S, reason: DropReason, now: Instant) {

@@ -84,6 +84,8 @@ pub struct TransferResult {
     pub rate_mb_s: Option<f64>,
     /// Nodes that held the file.
     pub sources: u64,
+    /// Files: 1 for a file, more for a folder of that many.
+    pub files: u64,
     /// One TCP stream, same byte count: over loopback, or through a relay shaped as the
     /// transfer's (with a rate, the one-uplink figure).
     pub raw_tcp: Figure,

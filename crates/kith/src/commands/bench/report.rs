@@ -11,9 +11,14 @@ pub fn print_table(r: &TransferResult) {
         (rtt, Some(rate)) => format!("across a {rtt} ms round trip, {rate} MB/s per source"),
     };
     println!(
-        "kith bench transfer: {} bytes ({}), {} items ({} fetched), from {} source(s) {path}",
+        "kith bench transfer: {} bytes ({}{}), {} items ({} fetched), from {} source(s) {path}",
         r.bytes,
         human_bytes(r.bytes),
+        if r.files > 1 {
+            format!(", a folder of {} files", r.files)
+        } else {
+            String::new()
+        },
         r.items,
         r.items_fetched,
         r.sources

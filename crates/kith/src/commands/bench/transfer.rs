@@ -63,12 +63,23 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
         .min(sha256.gb_per_s())
         .min(disk.gb_per_s() / 2.0);
 
-    let file = scratch.path().join("file.bin");
+    if args.files > size {
+        bail!("--files must be at most --size (every file has a byte at least)");
+    }
+    let folder = args.files > 1;
+    let file = scratch
+        .path()
+        .join(if folder { "folder" } else { "file.bin" });
     progress(&format!(
-        "writing {size} random bytes to {}",
-        file.display()
+        "writing {size} random bytes to {}{}",
+        file.display(),
+        if folder {
+            format!(", {} files", args.files)
+        } else {
+            String::new()
+        }
     ));
-    let source_sha256 = write_random_file(&file, size, &mut rng)?;
+    let written = write_random_files(&file, size, args.files, &mut rng)?;
 
     progress(&format!(
         "starting {} source node(s){} and the fetching node",
@@ -157,7 +168,9 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
         "kith file get {}-o FILE on the fetching node (status and chat timed meanwhile)",
         if from.is_some() { "--from SOURCE " } else { "" }
     ));
-    let out = scratch.path().join("copy.bin");
+    let out = scratch
+        .path()
+        .join(if folder { "copy" } else { "copy.bin" });
     let cpu_before = (cpu_of(&sources)?, fetcher.cpu_seconds()?);
     let busy_probe = probe::Probe::start(probing);
     let fetched = get_file(&fetcher.data, &hash, from.as_deref(), &out, size);
@@ -178,10 +191,16 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
             fetched.size
         );
     }
-    if file_sha256(&out)? != source_sha256 {
-        bail!("the output file of {hash} differs from the source file");
+    for (name, sha) in &written {
+        let path = if folder { out.join(name) } else { out.clone() };
+        if file_sha256(&path)? != *sha {
+            bail!(
+                "{} (of {hash}) differs from the source file",
+                path.display()
+            );
+        }
     }
-    if stored_sha256(&fetcher.data, &hash)? != source_sha256 {
+    if !folder && stored_sha256(&fetcher.data, &hash)? != written[0].1 {
         bail!("the fetched copy of {hash} differs from the source file");
     }
     for source in &mut sources {
@@ -198,6 +217,7 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
         rtt_ms: args.rtt,
         rate_mb_s: args.rate,
         sources: args.sources,
+        files: args.files,
         raw_tcp: tcp.into(),
         sha256: sha256.into(),
         disk_write: disk.into(),
@@ -222,6 +242,31 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
         idle,
         during_transfer,
     })
+}
+
+/// Writes `size` random bytes to `path`: one file, or with `files` above 1 a folder of that
+/// many (`f00000.bin`, ...; the first ones a byte longer when `size` does not divide).
+/// Returns each file's name in the folder and SHA-256.
+fn write_random_files(
+    path: &Path,
+    size: u64,
+    files: u64,
+    rng: &mut impl RngCore,
+) -> Result<Vec<(String, [u8; 32])>> {
+    if files <= 1 {
+        return Ok(vec![(String::new(), write_random_file(path, size, rng)?)]);
+    }
+    std::fs::create_dir_all(path)?;
+    (0..files)
+        .map(|i| {
+            let name = format!("f{i:05}.bin");
+            let len = size / files + u64::from(i < size % files);
+            Ok((
+                name.clone(),
+                write_random_file(&path.join(&name), len, rng)?,
+            ))
+        })
+        .collect()
 }
 
 fn cpu_of(nodes: &[BenchNode]) -> Result<f64> {
