@@ -101,7 +101,6 @@ async fn a_cancelled_folder_writes_nothing_and_the_next_fetch_resumes() {
         .unwrap();
     assert!(report.folder);
     assert_eq!(report.files, Some(3));
-    assert!(report.files_fetched.unwrap() <= 3, "{report:?}");
     // Each file is a list and its chunks of 999,999 bytes, plus the manifest: every item
     // arrived once, what arrived before the cancel was not fetched again.
     let again = fetcher.counter("items_received") - received;
