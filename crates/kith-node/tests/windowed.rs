@@ -117,6 +117,29 @@ async fn a_window_fills_a_long_path_where_turn_taking_crawls() {
     );
 }
 
+/// With one source, the file's root item is asked for with the question of who holds it:
+/// a one-item file costs one round trip, not two (and a folder of small files, one per file).
+#[tokio::test(start_paused = true)]
+async fn a_small_file_from_one_source_takes_one_round_trip() {
+    let net = MemoryNet::new();
+    let holder = plain(&net, None).await;
+    let hash = put_named(&holder, data(200_000, 3), "small.bin").await;
+    let fetcher = laggy(&net, 25, None, None).await;
+    fetcher.link_to(&holder).await;
+    let start = tokio::time::Instant::now();
+    let report = fetch_from(&fetcher, hash, &holder).await;
+    let took = start.elapsed();
+    assert_eq!(report.size, 200_000);
+    assert_eq!(report.items_fetched, 1);
+    assert_eq!(report.name.as_deref(), Some("small.bin"));
+    assert!(took >= Duration::from_millis(50), "{took:?}");
+    assert!(
+        took < Duration::from_millis(100),
+        "two round trips: {took:?}"
+    );
+    assert_eq!(fetcher.counter("items_late"), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_node_that_does_not_list_the_capability_still_fetches_by_turns() {
     let net = MemoryNet::new();

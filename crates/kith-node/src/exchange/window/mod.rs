@@ -2,7 +2,9 @@
 //!
 //! 1. **Who holds it.** Every candidate (a linked peer whose `version` lists
 //!    [`kith_proto::files::items::CAPABILITY`]) is asked `Q HASH`; those that hold the file
-//!    whole or in part become sources, and the name and size they give are the file's.
+//!    whole or in part become sources, and the name and size they give are the file's. With
+//!    one candidate (`--from`), the file's root item is asked for with the question, not a
+//!    round trip after its answer: a small file then costs one round trip, not two.
 //! 2. **The transfer.** A [`Scheduler`] plans the requests (windows in bytes, the faster
 //!    sources getting more, stalls and lies dropping a source), a [`TreeWalk`](super::tree::TreeWalk) says what to
 //!    ask for next and in which order the contents make up the file. Each item that arrives
@@ -62,7 +64,7 @@ pub(super) async fn pull(ex: &Exchange, order: PullOrder) -> Result<FetchReport,
     let (handle, mut rx) = ex.pulls.register();
     let id = handle.id;
     let hash = order.hash;
-    let answers = query(ex, id, &order, &mut rx).await?;
+    let Queried { answers, early } = query(ex, id, &order, &mut rx).await?;
     let holders: Vec<(AgentId, Answer)> = answers
         .into_iter()
         .filter(|(_, a)| a.holding != Holding::None)
@@ -99,6 +101,12 @@ pub(super) async fn pull(ex: &Exchange, order: PullOrder) -> Result<FetchReport,
         None => None,
     };
     let mut run = Run::new(ex, id, &order, &holders);
+    if let Some(peer) = early.root_from {
+        run.asked_root(peer);
+    }
+    for input in early.inputs {
+        run.on_input(input);
+    }
     let walked = run.transfer(&mut rx, &mut output).await?;
     let name = run
         .main_source()
@@ -155,14 +163,36 @@ pub(super) async fn pull(ex: &Exchange, order: PullOrder) -> Result<FetchReport,
     })
 }
 
-/// Asks every candidate whether it holds the file.
+/// What [`query`] learnt.
+struct Queried {
+    /// Each candidate's answer.
+    answers: HashMap<AgentId, Answer>,
+    early: Early,
+}
+
+/// The root item asked for with the question, and what arrived for it meanwhile (for the
+/// transfer, in order).
+#[derive(Default)]
+struct Early {
+    root_from: Option<AgentId>,
+    inputs: Vec<PullInput>,
+}
+
+/// Asks every candidate whether it holds the file; a lone candidate is asked for the root
+/// item too, at once (unless the store has it).
 async fn query(
     ex: &Exchange,
     id: u64,
     order: &PullOrder,
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<PullInput>,
-) -> Result<HashMap<AgentId, Answer>, ExchangeError> {
+) -> Result<Queried, ExchangeError> {
     let mut waiting = HashSet::new();
+    let mut early = Early::default();
+    let root = order.hash;
+    let lone = match order.candidates.as_slice() {
+        [peer] if !ex.store.run(move |s| s.blobs().contains(&root)).await? => Some(*peer),
+        _ => None,
+    };
     for peer in &order.candidates {
         ex.pulls.add_source(id, *peer);
         if !ex.pulls.route_query(id, *peer, order.hash) {
@@ -171,6 +201,13 @@ async fn query(
         for env in Request::Query(order.hash).encode() {
             if ex.endpoint.send_linked(*peer, env).await.is_ok() {
                 waiting.insert(*peer);
+            }
+        }
+        if lone == Some(*peer) && ex.pulls.route_item(id, *peer, root) {
+            for env in Request::Get(vec![root]).encode() {
+                if ex.endpoint.send_linked(*peer, env).await.is_ok() {
+                    early.root_from = Some(*peer);
+                }
             }
         }
     }
@@ -191,6 +228,12 @@ async fn query(
                 Some(PullInput::Down(peer) | PullInput::Offence(peer, _)) => {
                     waiting.remove(&peer);
                 }
+                // The root item (or its "missing"), before the answer: kept for the run.
+                Some(input @ PullInput::Response(..)) if early.root_from.is_some() => {
+                    if early.inputs.len() < MAX_EARLY {
+                        early.inputs.push(input);
+                    }
+                }
                 Some(_) => {}
                 None => break,
             },
@@ -198,8 +241,12 @@ async fn query(
             _ = order.cancel.cancelled() => return Err(ExchangeError::Cancelled),
         }
     }
-    Ok(answers)
+    Ok(Queried { answers, early })
 }
+
+/// Inputs kept from before the answers at most: one item was asked for, so one answer to it
+/// (an item routed to us is one we asked for; the bound is for safety).
+const MAX_EARLY: usize = 4;
 
 /// The value given most often (the first of equals).
 fn most_common(values: impl Iterator<Item = String>) -> Option<String> {

@@ -115,6 +115,22 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// The file's root item was asked of `peer` with the question (see [`super::query`]):
+    /// the walk and the scheduler count it as asked, so it is not asked again.
+    pub(super) fn asked_root(&mut self, peer: AgentId) {
+        let now = mono_now();
+        if self.walk.next_unseen() != Some(self.hash) {
+            return; // never: a new walk starts at the root
+        }
+        self.sched.want(self.hash);
+        match self.sched.poll_request(now) {
+            Some((to, hash)) if to == peer && hash == self.hash => {}
+            // Not as planned (never with one fresh source): take it back, to be asked anew.
+            Some((to, hash)) => self.sched.unsend(&to, hash, now),
+            None => {}
+        }
+    }
+
     /// The source that delivered the most, of those not dropped for misbehaving.
     pub(super) fn main_source(&self) -> Option<AgentId> {
         self.sched
