@@ -120,6 +120,13 @@ impl StoreError {
         }
     }
 
+    /// The write was refused because its target exists (and replacing it was not asked for):
+    /// what [`FileStore::write_out`](crate::FileStore::write_out) and
+    /// [`FileStore::write_folder`](crate::FileStore::write_folder) say without `force`.
+    pub fn is_target_exists(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists)
+    }
+
     pub(crate) fn corrupt(hash: ContentHash, reason: impl Into<String>) -> Self {
         StoreError::Corrupt {
             hash,

@@ -8,7 +8,7 @@ use super::{window, Exchange, ExchangeError};
 use crate::api::FetchReport;
 use kith_crypto::identity::AgentId;
 use kith_proto::files::items::CAPABILITY;
-use kith_store::{ContentHash, StoreError};
+use kith_store::ContentHash;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -369,11 +369,7 @@ async fn write_out(
         .await?;
     match written {
         Ok(n) => Ok(Some(n)),
-        Err(StoreError::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::AlreadyExists =>
-        {
-            Err(super::output::OutputError::Exists(path).into())
-        }
+        Err(e) if e.is_target_exists() => Err(super::output::OutputError::Exists(path).into()),
         Err(e) => Err(ExchangeError::Store(e.to_string())),
     }
 }

@@ -136,11 +136,7 @@ pub(super) async fn complete(
             .await?;
         report.written = Some(match written {
             Ok(n) => n,
-            Err(StoreError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::AlreadyExists =>
-            {
-                return Err(OutputError::Exists(path).into())
-            }
+            Err(e) if e.is_target_exists() => return Err(OutputError::Exists(path).into()),
             Err(e) => return Err(e.into()),
         });
         report.path = Some(path.display().to_string());

@@ -5,7 +5,7 @@
 use crate::progress::human_bytes;
 use anyhow::{bail, Context, Result};
 use kith_store::folder::{FolderScan, ManifestLimits};
-use kith_store::{ContentHash, FileRecord, FileStore, StoreError};
+use kith_store::{ContentHash, FileRecord, FileStore};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
@@ -116,9 +116,7 @@ pub fn write_local(
     let manifest = store.read_manifest(hash, &ManifestLimits::default())?;
     match store.write_folder(&manifest, target, force, &mut |_| {}) {
         Ok(n) => Ok(n),
-        Err(StoreError::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::AlreadyExists =>
-        {
+        Err(e) if e.is_target_exists() => {
             bail!("{} exists; pass --force to replace it", target.display())
         }
         Err(e) => Err(e.into()),

@@ -257,9 +257,7 @@ fn write_local(
     };
     match store.write_out(hash, &path, force) {
         Ok(_) => Ok(Some(path)),
-        Err(kith_store::StoreError::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::AlreadyExists =>
-        {
+        Err(e) if e.is_target_exists() => {
             bail!("{} exists; pass --force to replace it", path.display())
         }
         Err(e) => Err(e.into()),
