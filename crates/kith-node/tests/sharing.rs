@@ -80,3 +80,51 @@ async fn a_users_fetch_goes_first_while_a_replication_from_the_same_peer_runs() 
         b.counter("items_received")
     );
 }
+
+/// A shared folder is offered with its files' bytes and replicated whole: the manifest and
+/// every file, recorded as a folder (before, only the manifest came, and the replica could
+/// serve none of the files).
+#[tokio::test(start_paused = true)]
+async fn a_shared_folder_is_replicated_whole() {
+    use kith_store::folder::{FolderScan, ManifestLimits};
+    let net = MemoryNet::new();
+    let a = TestNode::start(&net, |_| {}).await;
+    let b = TestNode::start(&net, |_| {}).await;
+    let src = tempfile::tempdir().unwrap();
+    let dir = src.path().join("album");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("one.bin"), vec![1u8; 1_500_000]).unwrap();
+    std::fs::write(dir.join("sub/two.bin"), vec![2u8; 300_000]).unwrap();
+    let put = a
+        .node
+        .store
+        .run(move |s| {
+            let scan = FolderScan::of(&dir, &ManifestLimits::default())?;
+            s.put_folder(&scan, Some("album"), &mut |_| {})
+        })
+        .await
+        .unwrap();
+    let hash = put.record.hash;
+    b.link_to(&a).await;
+    let shared = a.node.sharing.share(hash).await.unwrap();
+    assert_eq!(shared.size, put.record.size + 1_800_000, "the files count");
+    eventually("the replication finishes", || {
+        b.counter("replications_completed") == 1
+    })
+    .await;
+    let folder = b
+        .node
+        .store
+        .run(move |s| {
+            let folder = s.read_manifest(&hash, &ManifestLimits::default())?;
+            let mut whole = true;
+            for file in &folder.files {
+                whole &= s.has_whole(&file.hash)?;
+            }
+            Ok::<_, kith_store::StoreError>((s.meta().get_folder(&hash)?, whole))
+        })
+        .await
+        .unwrap();
+    assert_eq!(folder.0.map(|f| (f.files, f.bytes)), Some((2, 1_800_000)));
+    assert!(folder.1, "every file of the folder is here whole");
+}

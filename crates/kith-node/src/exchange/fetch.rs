@@ -29,6 +29,22 @@ pub enum Priority {
 }
 
 impl Priority {
+    /// Background work on a file (or a folder) of `size` content bytes: it may store the
+    /// content, the lists that hold it (one 65-byte line per item of at most `max_item` bytes,
+    /// at every level), and two items of slack for rounding.
+    pub fn background_for(size: u64, max_item: u64) -> Priority {
+        let lines_per_item = (max_item / 65).max(2);
+        let mut total = size;
+        let mut level = size.div_ceil(max_item.max(2) - 1);
+        while level > 1 {
+            total = total.saturating_add(level.saturating_mul(65));
+            level = level.div_ceil(lines_per_item);
+        }
+        Priority::Background {
+            max_bytes: total.saturating_add(2 * max_item),
+        }
+    }
+
     /// The most a fetch at this priority may store (unbounded for the user's own).
     pub(super) fn byte_budget(self) -> u64 {
         match self {
@@ -371,5 +387,20 @@ async fn write_out(
         Ok(n) => Ok(Some(n)),
         Err(e) if e.is_target_exists() => Err(super::output::OutputError::Exists(path).into()),
         Err(e) => Err(ExchangeError::Store(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Priority;
+
+    #[test]
+    fn a_background_budget_covers_the_tree_but_not_much_more() {
+        let item = 1_000_000;
+        assert_eq!(Priority::background_for(0, item).byte_budget(), 2 * item);
+        let gib = 1u64 << 30;
+        let budget = Priority::background_for(gib, item).byte_budget();
+        assert!(budget > gib + 1074 * 65, "room for the list lines");
+        assert!(budget < gib + 3 * item, "not much more than the file");
     }
 }

@@ -22,7 +22,7 @@
 
 use super::fetch::{fetch_order, OutputSpec};
 use super::output::OutputError;
-use super::{Exchange, ExchangeError, FetchOrder};
+use super::{Exchange, ExchangeError, FetchOrder, Priority};
 use crate::api::{FetchReport, SourceShare};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use kith_store::folder::ManifestLimits;
@@ -64,6 +64,16 @@ pub(super) async fn complete(
         }
     }
     let total = folder.total_bytes();
+    if let Priority::Background { max_bytes } = order.priority {
+        // Background work stores no more than it was offered: the files the manifest
+        // declares must fit, and each file's fetch is held to its declared size.
+        if total.saturating_add(manifest.size) > max_bytes {
+            return Err(ExchangeError::OverBudget {
+                peer: manifest.from.clone(),
+                budget: max_bytes,
+            });
+        }
+    }
     let counted = if manifest.already_present {
         0
     } else {
@@ -166,7 +176,10 @@ async fn fetch_file(
         return Ok(None);
     }
     let mut one = FetchOrder::new(file, order.from);
-    one.priority = order.priority;
+    one.priority = match order.priority {
+        Priority::User => Priority::User,
+        Priority::Background { .. } => Priority::background_for(size, ex.max_item() as u64),
+    };
     one.rate = order.rate;
     one.parent = Some(folder);
     one.record = false;

@@ -145,22 +145,18 @@ impl Sharing {
     /// Marks `hash` as shared and offers it to every linked peer now.
     pub async fn share(&self, hash: ContentHash) -> Result<ShareReport, ShareError> {
         let now = self.inner.clock.unix_secs();
-        let (record, newly_shared) = self
+        let (offer, newly_shared) = self
             .inner
             .store
             .run(move |s| {
-                let Some(record) = s.get(&hash)? else {
+                let Some(offer) = offer_of(s.meta(), hash)? else {
                     return Ok(None);
                 };
                 let newly = s.meta().share_file(&hash, now)?;
-                Ok::<_, kith_store::StoreError>(Some((record, newly)))
+                Ok::<_, kith_store::StoreError>(Some((offer, newly)))
             })
             .await?
             .ok_or_else(|| ShareError::NotStored(hash.to_hex()))?;
-        let offer = Offer {
-            hash,
-            size: record.size,
-        };
         let mut offered_to = Vec::new();
         for peer in self.inner.endpoint.linked() {
             if self.send_offer(peer, offer).await {
@@ -169,7 +165,7 @@ impl Sharing {
         }
         Ok(ShareReport {
             hash: hash.to_hex(),
-            size: record.size,
+            size: offer.size,
             newly_shared,
             offered_to,
         })
@@ -220,12 +216,7 @@ impl Sharing {
                 .run(move |s| {
                     let mut offers = Vec::new();
                     for hash in s.meta().shared_files(limit)? {
-                        if let Some(record) = s.meta().get_file(&hash)? {
-                            offers.push(Offer {
-                                hash,
-                                size: record.size,
-                            });
-                        }
+                        offers.extend(offer_of(s.meta(), hash)?);
                     }
                     Ok::<_, kith_store::MetaError>(offers)
                 })
@@ -242,6 +233,22 @@ impl Sharing {
             }
         });
     }
+}
+
+/// The offer of the stored file `hash`: its size, and for a folder its files' too (what a
+/// replica of it stores: the replicator fetches a folder whole). `None` when not stored.
+fn offer_of(
+    meta: &dyn kith_store::meta::MetaDb,
+    hash: ContentHash,
+) -> Result<Option<Offer>, kith_store::MetaError> {
+    let Some(record) = meta.get_file(&hash)? else {
+        return Ok(None);
+    };
+    let files = meta.get_folder(&hash)?.map_or(0, |folder| folder.bytes);
+    Ok(Some(Offer {
+        hash,
+        size: record.size.saturating_add(files),
+    }))
 }
 
 impl ProtocolHandler for Sharing {

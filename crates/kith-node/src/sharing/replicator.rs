@@ -9,7 +9,7 @@
 
 use super::queue::Job;
 use super::Sharing;
-use crate::exchange::{ExchangeError, Priority, HAVE_COMMAND};
+use crate::exchange::{ExchangeError, FetchOrder, Priority, HAVE_COMMAND};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -105,10 +105,12 @@ async fn replicate_one(sharing: &Sharing, job: Job) -> Outcome {
             return Outcome::Failed;
         }
     }
-    let priority = Priority::Background {
-        max_bytes: byte_budget(offer.size, inner.exchange.max_item() as u64),
-    };
-    let fetched = inner.exchange.fetch_with(hash, Some(peer), priority).await;
+    // A shared folder comes whole: its manifest, then its files (the offer's size is all of
+    // them together).
+    let mut order = FetchOrder::new(hash, Some(peer));
+    order.priority = Priority::background_for(offer.size, inner.exchange.max_item() as u64);
+    order.folders = true;
+    let fetched = inner.exchange.fetch_order(order).await;
     match fetched {
         Ok(report) => {
             let now = inner.clock.unix_secs();
@@ -142,34 +144,5 @@ async fn replicate_one(sharing: &Sharing, job: Job) -> Outcome {
             tracing::info!(peer = %peer, "replication of {hash} failed: {e}");
             Outcome::Failed
         }
-    }
-}
-
-/// The most a replication of a file of `size` content bytes may store: the content, the lists
-/// that hold it (one 65-byte line per item of at most `max_item` bytes, at every level), and
-/// two items of slack for rounding.
-pub(super) fn byte_budget(size: u64, max_item: u64) -> u64 {
-    let lines_per_item = (max_item / 65).max(2);
-    let mut total = size;
-    let mut level = size.div_ceil(max_item.max(2) - 1);
-    while level > 1 {
-        total = total.saturating_add(level.saturating_mul(65));
-        level = level.div_ceil(lines_per_item);
-    }
-    total.saturating_add(2 * max_item)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_byte_budget_covers_the_tree_but_not_much_more() {
-        let item = 1_000_000;
-        assert_eq!(byte_budget(0, item), 2 * item);
-        let gib = 1u64 << 30;
-        let budget = byte_budget(gib, item);
-        assert!(budget > gib + 1074 * 65, "room for the list lines");
-        assert!(budget < gib + 3 * item, "not much more than the file");
     }
 }
