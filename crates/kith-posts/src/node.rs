@@ -317,4 +317,9 @@ impl<P: Copy + Eq + Ord + Hash> PostsNode<P> {
     pub fn posts(&self, community: &CommunityId) -> Vec<&Post> {
         self.store.of_community(community)
     }
+
+    /// How many posts of a community this node holds.
+    pub fn post_count(&self, community: &CommunityId) -> usize {
+        self.store.count_of(community)
+    }
 }

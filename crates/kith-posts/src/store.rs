@@ -4,6 +4,7 @@
 //! when nothing relayed is left, again oldest first. A post is never evicted to make room for
 //! a relayed post larger than the whole budget (it is refused instead).
 
+use crate::community::CommunityId;
 use crate::post::{Post, PostHash};
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,6 +22,8 @@ pub struct PostStore {
     entries: HashMap<PostHash, Entry>,
     relayed: BTreeMap<u64, PostHash>,
     followed: BTreeMap<u64, PostHash>,
+    /// Posts held per community (for listings, without a walk over the store).
+    per_community: HashMap<CommunityId, usize>,
     bytes: usize,
     next: u64,
     max_posts: usize,
@@ -38,6 +41,7 @@ impl PostStore {
             entries: HashMap::new(),
             relayed: BTreeMap::new(),
             followed: BTreeMap::new(),
+            per_community: HashMap::new(),
             bytes: 0,
             next: 0,
             max_posts: max_posts.max(1),
@@ -100,6 +104,7 @@ impl PostStore {
             &mut self.relayed
         };
         index.insert(seq, post.hash);
+        *self.per_community.entry(post.community).or_default() += 1;
         self.bytes += size;
         self.entries.insert(
             post.hash,
@@ -137,6 +142,12 @@ impl PostStore {
             return false;
         };
         self.bytes -= entry.post.item.len();
+        if let Some(n) = self.per_community.get_mut(&entry.post.community) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_community.remove(&entry.post.community);
+            }
+        }
         if entry.followed {
             self.followed.remove(&entry.seq);
         } else {
@@ -145,19 +156,31 @@ impl PostStore {
         true
     }
 
-    /// The hashes of the newest `n` posts, newest first.
+    /// The hashes of the newest `n` posts, newest first: the two arrival orders merged from
+    /// their ends, so the cost is `n`, not the store's size (this runs on every link-up).
     pub fn newest(&self, n: usize) -> Vec<PostHash> {
-        let mut all: Vec<(u64, PostHash)> = self
-            .entries
-            .values()
-            .map(|e| (e.seq, e.post.hash))
-            .collect();
-        all.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
-        all.into_iter().take(n).map(|(_, h)| h).collect()
+        let mut relayed = self.relayed.iter().rev().peekable();
+        let mut followed = self.followed.iter().rev().peekable();
+        let mut out = Vec::with_capacity(n.min(self.entries.len()));
+        while out.len() < n {
+            let next = match (relayed.peek(), followed.peek()) {
+                (Some((r, _)), Some((f, _))) if r > f => relayed.next(),
+                (_, Some(_)) => followed.next(),
+                (Some(_), None) => relayed.next(),
+                (None, None) => break,
+            };
+            out.extend(next.map(|(_, hash)| *hash));
+        }
+        out
+    }
+
+    /// Posts of a community held.
+    pub fn count_of(&self, community: &CommunityId) -> usize {
+        self.per_community.get(community).copied().unwrap_or(0)
     }
 
     /// Every post of a community, in the authors' time order.
-    pub fn of_community(&self, community: &crate::community::CommunityId) -> Vec<&Post> {
+    pub fn of_community(&self, community: &CommunityId) -> Vec<&Post> {
         let mut posts: Vec<&Post> = self
             .entries
             .values()

@@ -121,12 +121,45 @@ fn relayed_posts_are_evicted_before_followed_ones() {
     }
     assert_eq!(node.store().len(), 3);
     assert_eq!(node.posts(&followed.id()).len(), 2, "followed posts stay");
+    assert_eq!(node.post_count(&followed.id()), 2);
+    assert_eq!(node.post_count(&other.id()), 1, "evictions counted out");
     assert_eq!(
         node.posts(&other.id()).len(),
         1,
         "only the newest relayed post is left"
     );
     assert_eq!(node.store().evicted(), 4);
+}
+
+/// What a node announces to a neighbour that comes up: its newest posts, newest first,
+/// whether kept as followed or relayed (the two arrival orders merged).
+#[test]
+fn the_newest_posts_are_the_last_arrived_followed_or_relayed() {
+    use sha2::Digest;
+    let mut rng = StdRng::seed_from_u64(11);
+    let followed = Community::open("followed").unwrap();
+    let other = Community::open("other").unwrap();
+    let me = author(&mut rng);
+    let mut node = PostsNode::<u32>::new(PostsLimits::default());
+    node.know(followed.clone(), true);
+    node.know(other.clone(), false);
+    let mut arrived = Vec::new();
+    for i in 0..12u64 {
+        // An irregular mix: followed, followed, relayed, ...
+        let community = if i % 3 == 2 || i == 7 {
+            &other
+        } else {
+            &followed
+        };
+        let item = post::create(&me, community, i, "hello", false, &mut rng).unwrap();
+        arrived.push(<[u8; 32]>::from(sha2::Sha256::digest(&item)));
+        deliver(&mut node, 1, item);
+    }
+    assert_eq!(node.store().len(), 12);
+    let newest: Vec<[u8; 32]> = arrived.iter().rev().copied().collect();
+    assert_eq!(node.store().newest(5), newest[..5].to_vec());
+    assert_eq!(node.store().newest(100), newest);
+    assert!(node.store().newest(0).is_empty());
 }
 
 #[test]

@@ -266,7 +266,7 @@ impl Posts {
                 id: hex::encode(c.id()),
                 closed: closed.contains(&c.id()),
                 followed: m.follows(&c.id()),
-                posts: m.posts(&c.id()).len(),
+                posts: m.post_count(&c.id()),
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
