@@ -286,25 +286,20 @@ pub fn open_for_channel(
 /// HKDF info (and AAD prefix) of channel keys kept at rest by their member.
 pub const AT_REST_DOMAIN: &[u8] = b"kith-chat-at-rest-v1";
 
-fn at_rest_cipher(identity: &Identity) -> XChaCha20Poly1305 {
+fn at_rest_key(identity: &Identity) -> Zeroizing<[u8; 32]> {
     let seed = Zeroizing::new(identity.agent_seed());
     let hk = Hkdf::<Sha256>::new(None, seed.as_ref());
     let mut key = Zeroizing::new([0u8; 32]);
     // 32 bytes is a valid HKDF-SHA256 output length.
     let _ = hk.expand(AT_REST_DOMAIN, key.as_mut());
-    XChaCha20Poly1305::new(key.as_ref().into())
+    key
 }
 
-fn at_rest_aad(channel_id: &str) -> Vec<u8> {
-    let mut aad = AT_REST_DOMAIN.to_vec();
-    aad.extend_from_slice(channel_id.as_bytes());
-    aad
-}
-
-/// Seals a closed channel's keys (newest first) for this node's own disk: `nonce (24) ‖
-/// XChaCha20-Poly1305(keys concatenated)` under a key derived from the node's Ed25519 seed
-/// (HKDF-SHA256, info `kith-chat-at-rest-v1`), AAD `kith-chat-at-rest-v1` ‖ channel id. Only
-/// this node can read it back, and only for that channel.
+/// Seals a closed channel's keys (newest first) for this node's own disk
+/// ([`kith_crypto::at_rest`]): `nonce (24) ‖ XChaCha20-Poly1305(keys concatenated)` under a
+/// key derived from the node's Ed25519 seed (HKDF-SHA256, info `kith-chat-at-rest-v1`), AAD
+/// `kith-chat-at-rest-v1` ‖ channel id. Only this node can read it back, and only for that
+/// channel.
 pub fn seal_at_rest<R: RngCore + CryptoRng>(
     rng: &mut R,
     identity: &Identity,
@@ -315,21 +310,13 @@ pub fn seal_at_rest<R: RngCore + CryptoRng>(
     for key in keys {
         plain.extend_from_slice(key.as_ref());
     }
-    let mut nonce = [0u8; 24];
-    rng.fill_bytes(&mut nonce);
-    let aad = at_rest_aad(channel_id);
-    let sealed = at_rest_cipher(identity)
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: &plain,
-                aad: &aad,
-            },
-        )
-        .unwrap_or_default();
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&sealed);
-    out
+    kith_crypto::at_rest::seal(
+        rng,
+        &at_rest_key(identity),
+        AT_REST_DOMAIN,
+        channel_id.as_bytes(),
+        &plain,
+    )
 }
 
 /// Opens what [`seal_at_rest`] made (the keys, newest first).
@@ -338,22 +325,13 @@ pub fn open_at_rest(
     channel_id: &str,
     sealed: &[u8],
 ) -> Result<Vec<ChannelKey>, ChatCryptoError> {
-    if sealed.len() < 24 + 16 {
-        return Err(ChatCryptoError::Decrypt);
-    }
-    let (nonce, ciphertext) = sealed.split_at(24);
-    let aad = at_rest_aad(channel_id);
-    let plain = Zeroizing::new(
-        at_rest_cipher(identity)
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| ChatCryptoError::Decrypt)?,
-    );
+    let plain = kith_crypto::at_rest::open(
+        &at_rest_key(identity),
+        AT_REST_DOMAIN,
+        channel_id.as_bytes(),
+        sealed,
+    )
+    .ok_or(ChatCryptoError::Decrypt)?;
     if plain.len() % 32 != 0 {
         return Err(ChatCryptoError::Decrypt);
     }

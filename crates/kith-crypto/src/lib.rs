@@ -12,6 +12,7 @@
 #![warn(unreachable_pub)]
 
 pub mod address;
+pub mod at_rest;
 pub mod content;
 pub mod custody;
 pub mod identity;

@@ -3,12 +3,12 @@
 //! disk) does not hand out the community's posts. Chat keeps closed channels' keys the same
 //! way (`kith_chat::crypto::seal_at_rest`).
 //!
-//! Layout: `nonce (24) ‖ XChaCha20-Poly1305(secret)`, key = SHA-256(`kith-posts-at-rest-v1` ‖
-//! the node's content secret), AAD = `kith-posts-at-rest-v1` ‖ community id. The content
-//! secret is uniformly random, so one hash with a domain is a sound key derivation here.
+//! Layout ([`kith_crypto::at_rest`]): `nonce (24) ‖ XChaCha20-Poly1305(secret)`, key =
+//! SHA-256(`kith-posts-at-rest-v1` ‖ the node's content secret), AAD = `kith-posts-at-rest-v1`
+//! ‖ community id. The content secret is uniformly random, so one hash with a domain is a
+//! sound key derivation here.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use kith_crypto::at_rest;
 use kith_crypto::identity::ContentKey;
 use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -17,19 +17,12 @@ use zeroize::Zeroizing;
 /// Domain of the key derivation and prefix of the AAD.
 pub(crate) const DOMAIN: &[u8] = b"kith-posts-at-rest-v1";
 
-fn cipher(owner: &ContentKey) -> XChaCha20Poly1305 {
+fn key(owner: &ContentKey) -> Zeroizing<[u8; 32]> {
     let secret = Zeroizing::new(owner.secret_bytes());
     let mut hasher = Sha256::new();
     hasher.update(DOMAIN);
     hasher.update(secret.as_ref());
-    let key = Zeroizing::new(<[u8; 32]>::from(hasher.finalize()));
-    XChaCha20Poly1305::new(key.as_ref().into())
-}
-
-fn aad(community_id: &[u8; 32]) -> Vec<u8> {
-    let mut aad = DOMAIN.to_vec();
-    aad.extend_from_slice(community_id);
-    aad
+    Zeroizing::new(hasher.finalize().into())
 }
 
 /// Seals `secret` of the community `community_id` for `owner`'s own disk.
@@ -39,22 +32,7 @@ pub(crate) fn seal<R: RngCore + CryptoRng>(
     community_id: &[u8; 32],
     secret: &[u8; 32],
 ) -> Vec<u8> {
-    let mut nonce = [0u8; 24];
-    rng.fill_bytes(&mut nonce);
-    let aad = aad(community_id);
-    // Encryption into a Vec cannot fail for a 32-byte message.
-    let sealed = cipher(owner)
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: secret,
-                aad: &aad,
-            },
-        )
-        .unwrap_or_default();
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&sealed);
-    out
+    at_rest::seal(rng, &key(owner), DOMAIN, community_id, secret)
 }
 
 /// Opens what [`seal`] made; `None` when it is not this node's, not this community's, or
@@ -64,25 +42,9 @@ pub(crate) fn open(
     community_id: &[u8; 32],
     sealed: &[u8],
 ) -> Option<Zeroizing<[u8; 32]>> {
-    if sealed.len() != 24 + 32 + 16 {
-        return None;
-    }
-    let (nonce, ciphertext) = sealed.split_at(24);
-    let aad = aad(community_id);
-    let plain = Zeroizing::new(
-        cipher(owner)
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
-            .ok()?,
-    );
-    let mut out = Zeroizing::new([0u8; 32]);
-    out.copy_from_slice(&plain);
-    Some(out)
+    let plain = at_rest::open(&key(owner), DOMAIN, community_id, sealed)?;
+    let secret: [u8; 32] = plain.as_slice().try_into().ok()?;
+    Some(Zeroizing::new(secret))
 }
 
 #[cfg(test)]
