@@ -223,12 +223,6 @@ pub fn unwrap_channel_key(
     Ok(key)
 }
 
-fn channel_aad(channel_id: &str) -> Vec<u8> {
-    let mut aad = CHANNEL_DOMAIN.to_vec();
-    aad.extend_from_slice(channel_id.as_bytes());
-    aad
-}
-
 /// Encrypts a closed channel's text or attachment: `key id (8) ‖ nonce (24) ‖
 /// XChaCha20-Poly1305 ciphertext`, AAD = `kith-chat-channel-v1` ‖ channel id.
 pub fn seal_for_channel<R: RngCore + CryptoRng>(
@@ -237,21 +231,10 @@ pub fn seal_for_channel<R: RngCore + CryptoRng>(
     channel_id: &str,
     plaintext: &[u8],
 ) -> Vec<u8> {
-    let mut nonce = [0u8; 24];
-    rng.fill_bytes(&mut nonce);
-    let aad = channel_aad(channel_id);
-    let sealed = XChaCha20Poly1305::new(key.into())
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: &aad,
-            },
-        )
-        .unwrap_or_default();
-    let mut out = Vec::with_capacity(8 + 24 + sealed.len());
+    let sealed =
+        kith_crypto::sealed::seal(rng, key, CHANNEL_DOMAIN, channel_id.as_bytes(), plaintext);
+    let mut out = Vec::with_capacity(8 + sealed.len());
     out.extend_from_slice(&key_id(key));
-    out.extend_from_slice(&nonce);
     out.extend_from_slice(&sealed);
     out
 }
@@ -267,20 +250,10 @@ pub fn open_for_channel(
     channel_id: &str,
     sealed: &[u8],
 ) -> Result<Vec<u8>, ChatCryptoError> {
-    if sealed.len() < 8 + 24 + 16 {
-        return Err(ChatCryptoError::Decrypt);
-    }
-    let (nonce, ciphertext) = sealed[8..].split_at(24);
-    let aad = channel_aad(channel_id);
-    XChaCha20Poly1305::new(key.into())
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad: &aad,
-            },
-        )
-        .map_err(|_| ChatCryptoError::Decrypt)
+    let sealed = sealed.get(8..).ok_or(ChatCryptoError::Decrypt)?;
+    kith_crypto::sealed::open(key, CHANNEL_DOMAIN, channel_id.as_bytes(), sealed)
+        .map(|plain| plain.to_vec())
+        .ok_or(ChatCryptoError::Decrypt)
 }
 
 /// HKDF info (and AAD prefix) of channel keys kept at rest by their member.
@@ -296,7 +269,7 @@ fn at_rest_key(identity: &Identity) -> Zeroizing<[u8; 32]> {
 }
 
 /// Seals a closed channel's keys (newest first) for this node's own disk
-/// ([`kith_crypto::at_rest`]): `nonce (24) ‖ XChaCha20-Poly1305(keys concatenated)` under a
+/// ([`kith_crypto::sealed`]): `nonce (24) ‖ XChaCha20-Poly1305(keys concatenated)` under a
 /// key derived from the node's Ed25519 seed (HKDF-SHA256, info `kith-chat-at-rest-v1`), AAD
 /// `kith-chat-at-rest-v1` ‖ channel id. Only this node can read it back, and only for that
 /// channel.
@@ -310,7 +283,7 @@ pub fn seal_at_rest<R: RngCore + CryptoRng>(
     for key in keys {
         plain.extend_from_slice(key.as_ref());
     }
-    kith_crypto::at_rest::seal(
+    kith_crypto::sealed::seal(
         rng,
         &at_rest_key(identity),
         AT_REST_DOMAIN,
@@ -325,7 +298,7 @@ pub fn open_at_rest(
     channel_id: &str,
     sealed: &[u8],
 ) -> Result<Vec<ChannelKey>, ChatCryptoError> {
-    let plain = kith_crypto::at_rest::open(
+    let plain = kith_crypto::sealed::open(
         &at_rest_key(identity),
         AT_REST_DOMAIN,
         channel_id.as_bytes(),

@@ -12,10 +12,10 @@
 #![warn(unreachable_pub)]
 
 pub mod address;
-pub mod at_rest;
 pub mod content;
 pub mod custody;
 pub mod identity;
+pub mod sealed;
 
 pub use address::{ContentHash, ItemKind, ItemType};
 pub use content::{

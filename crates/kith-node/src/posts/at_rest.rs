@@ -3,13 +3,13 @@
 //! disk) does not hand out the community's posts. Chat keeps closed channels' keys the same
 //! way (`kith_chat::crypto::seal_at_rest`).
 //!
-//! Layout ([`kith_crypto::at_rest`]): `nonce (24) ‖ XChaCha20-Poly1305(secret)`, key =
+//! Layout ([`kith_crypto::sealed`]): `nonce (24) ‖ XChaCha20-Poly1305(secret)`, key =
 //! SHA-256(`kith-posts-at-rest-v1` ‖ the node's content secret), AAD = `kith-posts-at-rest-v1`
 //! ‖ community id. The content secret is uniformly random, so one hash with a domain is a
 //! sound key derivation here.
 
-use kith_crypto::at_rest;
 use kith_crypto::identity::ContentKey;
+use kith_crypto::sealed;
 use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -32,7 +32,7 @@ pub(crate) fn seal<R: RngCore + CryptoRng>(
     community_id: &[u8; 32],
     secret: &[u8; 32],
 ) -> Vec<u8> {
-    at_rest::seal(rng, &key(owner), DOMAIN, community_id, secret)
+    sealed::seal(rng, &key(owner), DOMAIN, community_id, secret)
 }
 
 /// Opens what [`seal`] made; `None` when it is not this node's, not this community's, or
@@ -42,7 +42,7 @@ pub(crate) fn open(
     community_id: &[u8; 32],
     sealed: &[u8],
 ) -> Option<Zeroizing<[u8; 32]>> {
-    let plain = at_rest::open(&key(owner), DOMAIN, community_id, sealed)?;
+    let plain = sealed::open(&key(owner), DOMAIN, community_id, sealed)?;
     let secret: [u8; 32] = plain.as_slice().try_into().ok()?;
     Some(Zeroizing::new(secret))
 }

@@ -1,7 +1,8 @@
-//! Sealing a node's own secrets for its own disk (a closed chat channel's keys, a closed
-//! community's secret): a copy of the database (a backup, a stolen disk) then hands out
-//! nothing without the node's key. The caller derives the 32-byte key from its identity under
-//! its own domain; this module is the one sealing both use.
+//! Small secrets sealed with XChaCha20-Poly1305 under a 32-byte key, bound to a domain and a
+//! context: a node's own secrets for its disk (a closed chat channel's keys, a closed
+//! community's secret: a copy of the database then hands out nothing without the node's
+//! key) and a closed channel's texts. Each caller derives its key its own way and names its
+//! domain; this is the one sealing they share.
 //!
 //! Layout: `nonce (24) ‖ XChaCha20-Poly1305(plain)`, AAD = `domain ‖ context` (the context
 //! binds a sealed secret to what it belongs to: a channel, a community).
