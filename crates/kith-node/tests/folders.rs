@@ -7,7 +7,6 @@ mod support;
 
 use kith_node::endpoint::MemoryNet;
 use kith_node::exchange::{ExchangeError, FetchOrder, OutputSpec};
-use kith_store::folder::{FolderScan, ManifestLimits};
 use kith_store::ContentHash;
 use std::sync::Arc;
 use support::{eventually, SlowDialer, TestNode};
@@ -40,17 +39,7 @@ async fn a_cancelled_folder_writes_nothing_and_the_next_fetch_resumes() {
     for (i, name) in ["one.bin", "sub/two.bin", "three.bin"].iter().enumerate() {
         std::fs::write(dir.join(name), data(4_000_000, i as u8)).unwrap();
     }
-    let hash = holder
-        .node
-        .store
-        .run(move |s| {
-            let scan = FolderScan::of(&dir, &ManifestLimits::default())?;
-            s.put_folder(&scan, Some("album"), &mut |_| {})
-        })
-        .await
-        .unwrap()
-        .record
-        .hash;
+    let hash = holder.put_folder(&dir, "album").await.hash;
     let fetcher = TestNode::start_with_dialer(
         &net,
         |_| {},
@@ -135,17 +124,7 @@ async fn files_fetched_at_once_that_share_chunks_all_arrive() {
         std::fs::write(dir.join(format!("f{i}.bin")), &content).unwrap();
         contents.push(content);
     }
-    let hash = holder
-        .node
-        .store
-        .run(move |s| {
-            let scan = FolderScan::of(&dir, &ManifestLimits::default())?;
-            s.put_folder(&scan, Some("shared"), &mut |_| {})
-        })
-        .await
-        .unwrap()
-        .record
-        .hash;
+    let hash = holder.put_folder(&dir, "shared").await.hash;
     let fetcher = TestNode::start(&net, |_| {}).await;
     fetcher.link_to(&holder).await;
     let out_dir = tempfile::tempdir().unwrap();

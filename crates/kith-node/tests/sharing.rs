@@ -86,7 +86,7 @@ async fn a_users_fetch_goes_first_while_a_replication_from_the_same_peer_runs() 
 /// serve none of the files).
 #[tokio::test(start_paused = true)]
 async fn a_shared_folder_is_replicated_whole() {
-    use kith_store::folder::{FolderScan, ManifestLimits};
+    use kith_store::folder::ManifestLimits;
     let net = MemoryNet::new();
     let a = TestNode::start(&net, |_| {}).await;
     let b = TestNode::start(&net, |_| {}).await;
@@ -95,19 +95,11 @@ async fn a_shared_folder_is_replicated_whole() {
     std::fs::create_dir_all(dir.join("sub")).unwrap();
     std::fs::write(dir.join("one.bin"), vec![1u8; 1_500_000]).unwrap();
     std::fs::write(dir.join("sub/two.bin"), vec![2u8; 300_000]).unwrap();
-    let put = a
-        .node
-        .store
-        .run(move |s| {
-            let scan = FolderScan::of(&dir, &ManifestLimits::default())?;
-            s.put_folder(&scan, Some("album"), &mut |_| {})
-        })
-        .await
-        .unwrap();
-    let hash = put.record.hash;
+    let record = a.put_folder(&dir, "album").await;
+    let hash = record.hash;
     b.link_to(&a).await;
     let shared = a.node.sharing.share(hash).await.unwrap();
-    assert_eq!(shared.size, put.record.size + 1_800_000, "the files count");
+    assert_eq!(shared.size, record.size + 1_800_000, "the files count");
     eventually("the replication finishes", || {
         b.counter("replications_completed") == 1
     })

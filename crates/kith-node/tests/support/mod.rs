@@ -125,6 +125,21 @@ impl TestNode {
     }
 
     /// A counter of this node.
+    /// `kith file put DIR --name NAME` on this node: the folder's record.
+    pub async fn put_folder(&self, dir: &std::path::Path, name: &str) -> kith_store::FileRecord {
+        let (dir, name) = (dir.to_owned(), name.to_owned());
+        self.node
+            .store
+            .run(move |s| {
+                let limits = kith_store::folder::ManifestLimits::default();
+                let scan = kith_store::folder::FolderScan::of(&dir, &limits)?;
+                s.put_folder(&scan, Some(&name), &mut |_| {})
+            })
+            .await
+            .unwrap()
+            .record
+    }
+
     pub fn counter(&self, name: &str) -> u64 {
         *self
             .node
