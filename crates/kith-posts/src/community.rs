@@ -26,6 +26,7 @@ pub struct Community {
     pub name: String,
     key: ContentKey,
     id: CommunityId,
+    closed: bool,
 }
 
 impl std::fmt::Debug for Community {
@@ -69,7 +70,7 @@ impl Community {
             h.update([counter]);
             let secret: [u8; 32] = h.finalize().into();
             if let Ok(key) = ContentKey::from_secret(&secret) {
-                return Ok(Community::with_key(name, key));
+                return Ok(Community::with_key(name, key, false));
             }
         }
         Err(CommunityError::BadSecret)
@@ -79,12 +80,22 @@ impl Community {
     pub fn closed(name: &str, secret: &[u8; 32]) -> Result<Community, CommunityError> {
         let name = normalise(name)?;
         let key = ContentKey::from_secret(secret).map_err(|_| CommunityError::BadSecret)?;
-        Ok(Community::with_key(name, key))
+        Ok(Community::with_key(name, key, true))
     }
 
-    fn with_key(name: String, key: ContentKey) -> Community {
+    fn with_key(name: String, key: ContentKey, closed: bool) -> Community {
         let id = Sha256::digest(key.public_key()).into();
-        Community { name, key, id }
+        Community {
+            name,
+            key,
+            id,
+            closed,
+        }
+    }
+
+    /// Made from a secret ([`Community::closed`]), not from its name.
+    pub fn is_closed(&self) -> bool {
+        self.closed
     }
 
     /// Its id.

@@ -113,20 +113,15 @@ impl Posts {
     /// The community `name`: a known closed one of that name, else the open one.
     fn community(&self, name: &str) -> Result<Community, PostsError> {
         let normal = kith_posts::community::normalise(name)?;
-        let closed = self.closed_set().clone();
         let m = self.machine();
-        if let Some(c) = m
-            .communities()
-            .find(|c| c.name == normal && closed.contains(&c.id()))
-        {
+        if let Some(c) = m.communities().find(|c| c.name == normal && c.is_closed()) {
             return Ok(c.clone());
         }
         Ok(Community::open(&normal)?)
     }
 
     async fn follow(&self, community: Community, follow: bool) -> Result<(), PostsError> {
-        let closed = self.closed_set().contains(&community.id())
-            || Community::open(&community.name)?.id() != community.id();
+        let closed = community.is_closed();
         let row = PostCommunityRow {
             id: hex::encode(community.id()),
             name: community.name.clone(),
@@ -145,9 +140,6 @@ impl Posts {
             .store
             .run(move |s| s.meta().posts_set_community(&row, now))
             .await?;
-        if closed {
-            self.closed_set().insert(community.id());
-        }
         let mut m = self.machine();
         if follow {
             m.know(community, true);
@@ -257,14 +249,13 @@ impl Posts {
 
     /// The communities this node knows.
     pub fn communities(&self) -> Vec<CommunityView> {
-        let closed = self.closed_set().clone();
         let m = self.machine();
         let mut out: Vec<CommunityView> = m
             .communities()
             .map(|c| CommunityView {
                 name: c.name.clone(),
                 id: hex::encode(c.id()),
-                closed: closed.contains(&c.id()),
+                closed: c.is_closed(),
                 followed: m.follows(&c.id()),
                 posts: m.post_count(&c.id()),
             })

@@ -82,8 +82,6 @@ struct Inner {
     machine: Mutex<PostsNode<AgentId>>,
     /// Muted authors (shown only on request).
     muted: Mutex<HashSet<[u8; 33]>>,
-    /// A closed community's secret, by id (what `communities` reports as closed).
-    closed: Mutex<HashSet<[u8; 32]>>,
     queue: mpsc::Sender<(AgentId, Message)>,
     outboxes: Mutex<HashMap<AgentId, mpsc::Sender<Message>>>,
     /// Wakes the worker to send what link events queued.
@@ -134,7 +132,6 @@ impl Posts {
                     counters: PostsServiceCounters::default(),
                     machine: Mutex::new(machine),
                     muted: Mutex::default(),
-                    closed: Mutex::default(),
                     queue,
                     outboxes: Mutex::default(),
                     nudge: Notify::new(),
@@ -275,9 +272,6 @@ impl Posts {
                     None => Community::open(&row.name).ok(),
                 };
                 if let Some(community) = community {
-                    if row.secret.is_some() {
-                        self.closed_set().insert(community.id());
-                    }
                     m.know(community, row.followed);
                 }
             }
@@ -332,10 +326,6 @@ impl Posts {
 
     fn muted_set(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 33]>> {
         self.inner.muted.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn closed_set(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
-        self.inner.closed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Starts the sender task of a peer that came up.
