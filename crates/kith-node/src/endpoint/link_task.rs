@@ -115,6 +115,8 @@ struct LinkTask {
     tx: Option<mpsc::Sender<Outgoing>>,
     /// The bytes that may wait in the queue; each payload holds permits until it is sent.
     budget: Arc<Semaphore>,
+    /// The budget's permits in all (`link_queue_bytes`).
+    budget_size: u32,
     /// The peer's capabilities, told to the registry's readers when its `version` comes.
     capabilities: watch::Sender<Option<Arc<[String]>>>,
     id: LinkId,
@@ -147,9 +149,8 @@ impl LinkTask {
         settings.observed =
             (conn.via != Via::Relayed).then(|| super::reuse::canonical(conn.remote).to_string());
         settings.capabilities = shared.capabilities.clone();
-        let budget = Arc::new(Semaphore::new(
-            shared.limits.link_queue_bytes.max(1) as usize
-        ));
+        let budget_size = shared.limits.link_queue_bytes.max(1);
+        let budget = Arc::new(Semaphore::new(budget_size as usize));
         let machine = LinkMachine::new(established.link, settings, mono_now());
         let id = shared.registry.next_id();
         LinkTask {
@@ -163,6 +164,7 @@ impl LinkTask {
             rx,
             tx: Some(tx),
             budget,
+            budget_size,
             capabilities: watch::channel(None).0,
             id,
             peer,
@@ -190,7 +192,7 @@ impl LinkTask {
             since: Instant::now(),
             outgoing: tx.clone(),
             budget: Arc::clone(&self.budget),
-            budget_size: self.shared.limits.link_queue_bytes.max(1),
+            budget_size: self.budget_size,
             capabilities: self.capabilities.subscribe(),
         };
         let registration = self.shared.register(self.peer, handle);
