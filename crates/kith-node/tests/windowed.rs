@@ -140,6 +140,39 @@ async fn a_small_file_from_one_source_takes_one_round_trip() {
     assert_eq!(fetcher.counter("items_late"), 0);
 }
 
+/// The root item asked with the question of a source that does not hold the file: the fetch
+/// says so after one round trip, the source's "missing" that follows is no offence, and the
+/// next fetch from it works.
+#[tokio::test(start_paused = true)]
+async fn a_source_without_the_file_is_not_found_and_stays_usable() {
+    let net = MemoryNet::new();
+    let holder = plain(&net, None).await;
+    let fetcher = laggy(&net, 25, None, None).await;
+    fetcher.link_to(&holder).await;
+    let absent = kith_store::ContentHash([9u8; 32]);
+    let start = tokio::time::Instant::now();
+    let err = fetcher
+        .node
+        .exchange
+        .fetch(absent, Some(holder.agent))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kith_node::exchange::ExchangeError::NotFound { .. }),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        start.elapsed()
+    );
+    let hash = put_named(&holder, data(300_000, 4), "after.bin").await;
+    let report = fetch_from(&fetcher, hash, &holder).await;
+    assert_eq!(report.size, 300_000);
+    assert_eq!(fetcher.counter("items_unsolicited"), 0);
+    assert_eq!(fetcher.counter("fetch_sources_dropped"), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_node_that_does_not_list_the_capability_still_fetches_by_turns() {
     let net = MemoryNet::new();
