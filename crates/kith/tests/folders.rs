@@ -31,12 +31,15 @@ fn sample(root: &Path) -> std::path::PathBuf {
     fs::write(dir.join("a/empty.txt"), b"").unwrap();
     fs::write(dir.join("a/b/c/deep.bin"), data(12 * (MAX_ITEM - 1) + 7, 4)).unwrap();
     fs::write(dir.join("a/b/other.bin"), data(3 * (MAX_ITEM - 1), 5)).unwrap();
+    // The same content at two places: fetched once, written twice.
+    fs::write(dir.join("a/copy.bin"), data(3 * (MAX_ITEM - 1), 5)).unwrap();
     fs::write(dir.join("run.sh"), b"#!/bin/sh\necho hi\n").unwrap();
     for (f, mode) in [
         ("top.txt", 0o644),
         ("a/empty.txt", 0o644),
         ("a/b/c/deep.bin", 0o644),
         ("a/b/other.bin", 0o600),
+        ("a/copy.bin", 0o755),
         ("run.sh", 0o755),
     ] {
         fs::set_permissions(dir.join(f), fs::Permissions::from_mode(mode)).unwrap();
@@ -102,7 +105,7 @@ fn a_folder_travels_whole_by_hash_and_by_ticket() {
 
     let put = a.json(&["file", "put", src.to_str().unwrap(), "--json"]);
     assert_eq!(put["folder"], true, "{put}");
-    assert_eq!(put["files"], 5);
+    assert_eq!(put["files"], 6);
     assert_eq!(put["name"], "photos");
     assert_eq!(put["skipped"].as_array().unwrap().len(), 1, "{put}");
     let hash = put["hash"].as_str().unwrap().to_owned();
@@ -117,7 +120,7 @@ fn a_folder_travels_whole_by_hash_and_by_ticket() {
     let listed = a.json(&["file", "ls", "--json"]);
     assert_eq!(listed.as_array().unwrap().len(), 1, "one entry: {listed}");
     assert_eq!(listed[0]["folder"], true);
-    assert_eq!(listed[0]["files"], 5);
+    assert_eq!(listed[0]["files"], 6);
 
     // B first fetches one of the folder's files on its own: the folder fetch must not fetch
     // it again.
@@ -140,7 +143,7 @@ fn a_folder_travels_whole_by_hash_and_by_ticket() {
         &[&hash, "--from", &a.agent(), "-o", out.to_str().unwrap()],
     );
     assert_eq!(report["folder"], true, "{report}");
-    assert_eq!(report["fetched"]["files"], 5);
+    assert_eq!(report["fetched"]["files"], 6);
     assert_eq!(report["fetched"]["files_fetched"], 4, "{report}");
     assert_eq!(tree(&out, false), expected);
     let received = b.counter("items_received");

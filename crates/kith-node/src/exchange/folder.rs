@@ -25,9 +25,10 @@ use super::output::OutputError;
 use super::{Exchange, ExchangeError, FetchOrder, Priority};
 use crate::api::{FetchReport, SourceShare};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use kith_store::folder::ManifestLimits;
+use kith_store::folder::{adopt_entry, write_entry, FolderEntry, FolderWriter, ManifestLimits};
 use kith_store::{ContentHash, StoreError};
-use std::collections::HashSet;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 /// Fetches the files of the folder whose manifest `manifest` fetched, and writes the folder
@@ -90,20 +91,47 @@ pub(super) async fn complete(
         files: Some(folder.files.len() as u64),
         ..manifest.clone()
     };
+    // The tree is built as the files arrive: a fetched file is written into it by its own
+    // fetch as its items come (no second pass over the store afterwards), a file already
+    // here is written from the store.
+    let mut writer = match &target {
+        Some((path, force)) => {
+            let (manifest, out, force) = (folder.clone(), path.clone(), *force);
+            match ex
+                .store
+                .call(move |s| s.begin_folder(&manifest, &out, force))
+                .await?
+            {
+                Ok(writer) => Some(writer),
+                Err(e) if e.is_target_exists() => {
+                    return Err(OutputError::Exists(path.clone()).into())
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        None => None,
+    };
+    // Each distinct file once, with every place it takes in the folder.
+    let mut groups: Vec<(ContentHash, u64, Vec<FolderEntry>)> = Vec::new();
+    let mut index: HashMap<ContentHash, usize> = HashMap::new();
+    for entry in &folder.files {
+        match index.get(&entry.hash) {
+            Some(&i) => groups[i].2.push(entry.clone()),
+            None => {
+                index.insert(entry.hash, groups.len());
+                groups.push((entry.hash, entry.size, vec![entry.clone()]));
+            }
+        }
+    }
     let mut fetched = 0u64;
-    let mut seen = HashSet::new();
-    let mut pending: std::collections::VecDeque<(ContentHash, u64)> = folder
-        .files
-        .iter()
-        .filter(|entry| seen.insert(entry.hash))
-        .map(|entry| (entry.hash, entry.size))
-        .collect();
+    let mut pending: VecDeque<usize> = (0..groups.len()).collect();
     let window = ex.node_limits().fetch_window_bytes.max(1);
     let parallel = ex.node_limits().folder_parallel_files.max(1);
     let mut running = FuturesUnordered::new();
     let mut running_bytes = 0u64;
     loop {
-        while let Some(&(file, size)) = pending.front() {
+        while let Some(&i) = pending.front() {
+            let (file, size, ref entries) = groups[i];
             let share = size.min(window);
             if !admit(running.len(), parallel, running_bytes, share, window) {
                 break;
@@ -113,14 +141,22 @@ pub(super) async fn complete(
             }
             pending.pop_front();
             running_bytes += share;
-            running.push(async move { (share, fetch_file(ex, order, hash, file, size).await) });
+            let out = writer.as_ref().map(|w| w.path_of(&entries[0]));
+            running.push(
+                async move { (i, share, fetch_file(ex, order, hash, file, size, out).await) },
+            );
         }
-        let Some((share, got)) = running.next().await else {
+        let Some((i, share, got)) = running.next().await else {
             break;
         };
         running_bytes -= share;
-        // The first failure ends the folder: dropping the others cancels their requests.
-        let Some(got) = got? else { continue };
+        // The first failure ends the folder: dropping the others cancels their requests,
+        // and dropping the writer removes the tree.
+        let got = got?;
+        if let Some(writer) = &writer {
+            place_copies(ex, writer, &groups[i].2, got.is_some()).await?;
+        }
+        let Some(got) = got else { continue };
         fetched += 1;
         report.items += got.items;
         report.items_fetched += got.items_fetched;
@@ -138,22 +174,41 @@ pub(super) async fn complete(
     ex.store
         .run(move |s| s.record_folder(&hash, &recorded, named.as_deref()))
         .await?;
-    if let Some((path, force)) = target {
-        let out = path.clone();
-        let written = ex
-            .store
-            .call(move |s| s.write_folder(&folder, &out, force, &mut |_| {}))
-            .await?;
-        report.written = Some(match written {
-            Ok(n) => n,
+    if let (Some(writer), Some((path, _))) = (writer.take(), target) {
+        match ex.store.call(move |_| writer.finish()).await? {
+            Ok(()) => {}
             Err(e) if e.is_target_exists() => return Err(OutputError::Exists(path).into()),
             Err(e) => return Err(e.into()),
-        });
+        }
+        report.written = Some(total);
         report.path = Some(path.display().to_string());
     }
     report.already_present = manifest.already_present && fetched == 0;
     report.files_fetched = Some(fetched);
     Ok(report)
+}
+
+/// Puts one file's places in the tree being built: the first was written by its fetch
+/// (`fetched`: then it is checked and given its mode) or is written now from the store, as
+/// is every other place the same file takes.
+async fn place_copies(
+    ex: &Exchange,
+    writer: &FolderWriter,
+    entries: &[FolderEntry],
+    fetched: bool,
+) -> Result<(), ExchangeError> {
+    for (n, entry) in entries.iter().enumerate() {
+        let (path, entry) = (writer.path_of(entry), entry.clone());
+        let placed = if n == 0 && fetched {
+            ex.store.call(move |_| adopt_entry(&path, &entry)).await?
+        } else {
+            ex.store
+                .call(move |s| write_entry(s, &path, &entry, &mut |_| {}).map(|_| ()))
+                .await?
+        };
+        placed?;
+    }
+    Ok(())
 }
 
 /// Whether a file whose fetch may hold `share` bytes starts now, with `running` fetches
@@ -163,13 +218,15 @@ fn admit(running: usize, parallel: usize, running_bytes: u64, share: u64, window
     running == 0 || (running < parallel && running_bytes + share <= window)
 }
 
-/// One file of the folder `folder`: `None` when it is here whole already.
+/// One file of the folder `folder`, written to `output` as it arrives if given: `None`
+/// when it is here whole already (nothing is written then).
 async fn fetch_file(
     ex: &Exchange,
     order: &FetchOrder,
     folder: ContentHash,
     file: ContentHash,
     size: u64,
+    output: Option<PathBuf>,
 ) -> Result<Option<FetchReport>, ExchangeError> {
     if ex.store.run(move |s| s.has_whole(&file)).await? {
         ex.progress.advance(folder, size);
@@ -183,6 +240,11 @@ async fn fetch_file(
     one.rate = order.rate;
     one.parent = Some(folder);
     one.record = false;
+    one.output = output.map(|path| OutputSpec {
+        path,
+        into_dir: false,
+        force: false,
+    });
     fetch_order(ex, one).await.map(Some)
 }
 

@@ -20,6 +20,7 @@ pub mod write;
 
 pub use crate::manifest::{FolderEntry, Manifest, ManifestError, ManifestLimits};
 pub use scan::{FolderPut, FolderScan, Skipped};
+pub use write::{adopt_entry, write_entry, FolderWriter};
 
 use crate::address::{ContentHash, ItemKind};
 use crate::error::StoreError;
