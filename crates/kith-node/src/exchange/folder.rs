@@ -7,8 +7,14 @@
 //! written). Each of its files not already here whole is fetched as any file is (windowed,
 //! multi-source), unrecorded on its own: once all are here the manifest's record names every
 //! item of the folder. So a re-run resumes: files already here are not fetched again, and a
-//! file fetched in part resumes as a file does. Finally the folder is written out whole or
-//! not at all ([`kith_store::FileStore::write_folder`]).
+//! file fetched in part resumes as a file does.
+//!
+//! The folder is written out whole or not at all, but as its files arrive
+//! ([`kith_store::folder::FolderWriter`]): a temporary tree beside the target from the start,
+//! each fetched file written into it by its own fetch as its items come, a file already here
+//! (and every further copy of a file) from the store; the tree is renamed into place once the
+//! folder is recorded. (Written after the transfer, a 1 GiB folder of 4 files took 5.2 s over
+//! loopback; as it arrives, 2.9 s, as long as a 1 GiB file.)
 //!
 //! Several files are fetched at once (`folder_parallel_files`, 32): a folder of many small
 //! files is bound by round trips (each file's holders are asked, then its root item, then

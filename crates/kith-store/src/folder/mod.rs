@@ -11,7 +11,8 @@
 //! - [`scan`]: what is under a directory (symbolic links and special files are skipped, never
 //!   followed), and [`FileStore::put_folder`], which stores it.
 //! - [`write`]: [`FileStore::write_folder`], a folder written out whole or not at all: built in a
-//!   temporary directory beside the target, then renamed into place.
+//!   temporary directory beside the target, then renamed into place; [`FolderWriter`] the same
+//!   tree built file by file in any order (a fetch writes each file as it arrives).
 //! - Here: reading a stored manifest (bounded), whether a file of a folder is here whole, and
 //!   recording a fetched folder.
 
