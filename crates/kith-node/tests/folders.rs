@@ -9,7 +9,7 @@ use kith_node::endpoint::MemoryNet;
 use kith_node::exchange::{ExchangeError, FetchOrder, OutputSpec};
 use kith_store::ContentHash;
 use std::sync::Arc;
-use support::{eventually, SlowDialer, TestNode};
+use support::{eventually, LaggyDialer, SlowDialer, TestNode};
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -146,4 +146,73 @@ async fn files_fetched_at_once_that_share_chunks_all_arrive() {
             content
         );
     }
+}
+
+/// A manifest that says its file is tiny when it is not: the file's fetch is held to a tiny
+/// file's share of the window (one item), so however many such files run at once memory stays
+/// within one window; the file arrives, its size gives the lie away, and nothing is written.
+#[tokio::test(start_paused = true)]
+async fn a_manifest_that_understates_a_size_is_fetched_in_a_small_window_and_refused() {
+    use kith_store::folder::{FolderEntry, Manifest};
+    let net = MemoryNet::new();
+    let holder = TestNode::start(&net, |_| {}).await;
+    let big = data(6_000_000, 9);
+    let copy = big.clone();
+    let file = holder
+        .node
+        .store
+        .run(move |s| s.put_reader(&mut &copy[..], None))
+        .await
+        .unwrap()
+        .hash;
+    let manifest = Manifest {
+        files: vec![FolderEntry {
+            exec: false,
+            hash: file,
+            path: "small.txt".into(),
+            size: 10,
+        }],
+        ..Manifest::default()
+    }
+    .encode();
+    let hash = holder
+        .node
+        .store
+        .run(move |s| s.put_reader(&mut &manifest[..], Some("liar")))
+        .await
+        .unwrap()
+        .hash;
+    // 25 ms each way: a window of one item costs a round trip per item.
+    let fetcher = TestNode::start_with_dialer(
+        &net,
+        |_| {},
+        |inner| {
+            Arc::new(LaggyDialer {
+                inner,
+                one_way: std::time::Duration::from_millis(25),
+                bytes_per_sec: None,
+            })
+        },
+    )
+    .await;
+    fetcher.link_to(&holder).await;
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("liar");
+    let start = tokio::time::Instant::now();
+    let err = fetcher
+        .node
+        .exchange
+        .fetch_order(order(hash, &holder, &out))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("the folder says 10"), "{err}");
+    assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 0);
+    // One item at a time (the list, then its seven chunks one by one, after the manifest):
+    // eight round trips at least, where a full window takes three.
+    assert_eq!(fetcher.counter("items_received"), 9);
+    assert!(
+        start.elapsed() >= std::time::Duration::from_millis(400),
+        "{:?}",
+        start.elapsed()
+    );
 }

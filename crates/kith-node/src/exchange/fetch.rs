@@ -101,6 +101,9 @@ pub struct FetchOrder {
     /// Where a folder goes when `output` is `None` (a file would only be stored or go to
     /// stdout, which a folder cannot).
     pub folder_into: Option<OutputSpec>,
+    /// Bytes requested or held at once at most, below the node's `fetch_window_bytes` (a
+    /// folder's files fetched together share one window); `None`: the node's.
+    pub window: Option<u64>,
 }
 
 impl FetchOrder {
@@ -116,6 +119,7 @@ impl FetchOrder {
             parent: None,
             record: true,
             folder_into: None,
+            window: None,
         }
     }
 }
@@ -237,6 +241,7 @@ pub(super) async fn fetch_order(
         parent,
         record,
         folder_into: _,
+        window,
     } = order;
     let rate = rate
         .filter(|r| *r > 0)
@@ -321,6 +326,7 @@ pub(super) async fn fetch_order(
                 rate,
                 folders,
                 record,
+                window,
             },
         )
         .await;

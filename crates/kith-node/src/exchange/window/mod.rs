@@ -56,6 +56,8 @@ pub(super) struct PullOrder {
     pub folders: bool,
     /// Record the file when it is whole.
     pub record: bool,
+    /// A window below the node's (see `FetchOrder::window`).
+    pub window: Option<u64>,
 }
 
 /// Runs a windowed fetch. `Err(NoPeerHas)` (or `NotFound` for a single candidate) when no

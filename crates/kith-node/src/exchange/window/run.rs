@@ -73,9 +73,12 @@ impl<'a> Run<'a> {
     ) -> Self {
         let limits = ex.node_limits();
         let item_size = ex.max_item() as u64;
+        let window = order.window.map_or(limits.fetch_window_bytes, |w| {
+            w.min(limits.fetch_window_bytes)
+        });
         let config = SchedulerConfig {
-            max_window: limits.fetch_window_bytes,
-            max_source_window: limits.fetch_window_bytes,
+            max_window: window,
+            max_source_window: window,
             initial_window: 4 * item_size,
             item_size,
             stall_timeout: Duration::from_millis(limits.fetch_stall_ms),
@@ -336,7 +339,6 @@ impl<'a> Run<'a> {
     pub(super) async fn send_requests(&mut self) -> Result<(), ExchangeError> {
         let now = mono_now();
         let mut gets: Vec<(AgentId, ContentHash)> = Vec::new();
-        let mut deferred = HashSet::new();
         if self
             .retry_at
             .is_some_and(|at| at <= tokio::time::Instant::now())
@@ -362,14 +364,11 @@ impl<'a> Run<'a> {
             }
             if !self.ex.pulls.route_item(self.id, peer, hash) {
                 // Another fetch of ours asked this peer for the same item: ask again once that
-                // answer is in. Not at once: the scheduler would give the same request back,
-                // for ever; and not as the peer's "busy", which would shrink its window.
+                // answer is in. Not at once (the scheduler gives the same request back: it
+                // stays first), and not as the peer's "busy", which would shrink its window.
                 self.sched.unsend(&peer, hash, now);
-                if !deferred.insert(hash) {
-                    self.retry_at = Some(tokio::time::Instant::now() + ROUTE_RETRY);
-                    break;
-                }
-                continue;
+                self.retry_at = Some(tokio::time::Instant::now() + ROUTE_RETRY);
+                break;
             }
             gets.push((peer, hash));
         }

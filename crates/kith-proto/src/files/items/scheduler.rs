@@ -405,17 +405,16 @@ impl<S: Copy + Eq + Debug> Scheduler<S> {
     /// The request for `hash` that [`poll_request`](Scheduler::poll_request) gave for `key`
     /// was not sent after all (the driver could not send it now, e.g. another fetch has the
     /// same item asked of that peer): taken back, not counted against the source, and wanted
-    /// again after everything else wanted. The driver should wait a moment before polling
-    /// again if nothing else is left to ask for, since the same request would come back.
+    /// first again. The driver waits a moment before polling again: the same request comes
+    /// back. It stays first on purpose: items after it, asked for meanwhile, would arrive and
+    /// be held waiting for it (the output goes in file order) until they filled the window,
+    /// and then it could never be asked for.
     pub fn unsend(&mut self, key: &S, hash: ContentHash, now: Instant) {
         let Some(i) = self.source_index(key) else {
             return;
         };
-        if self.sources[i].take(&hash, now).is_some()
-            && !self.held.contains_key(&hash)
-            && self.outstanding(&hash) == 0
-        {
-            self.queue.push_back(hash);
+        if self.sources[i].take(&hash, now).is_some() {
+            self.requeue_unless_covered(hash);
         }
     }
 
