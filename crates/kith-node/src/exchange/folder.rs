@@ -38,6 +38,7 @@ use kith_store::folder::{adopt_entry, write_entry, FolderEntry, FolderWriter, Ma
 use kith_store::{ContentHash, StoreError};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// Fetches the files of the folder whose manifest `manifest` fetched, and writes the folder
@@ -103,6 +104,8 @@ pub(super) async fn complete(
     // The tree is built as the files arrive: a fetched file is written into it by its own
     // fetch as its items come (no second pass over the store afterwards), a file already
     // here is written from the store.
+    // Shared with the writes from the store, so that the tree outlives any still running
+    // when the folder ends early (it is removed when the last of them lets go).
     let mut writer = match &target {
         Some((path, force)) => {
             let (manifest, out, force) = (folder.clone(), path.clone(), *force);
@@ -111,7 +114,7 @@ pub(super) async fn complete(
                 .call(move |s| s.begin_folder(&manifest, &out, force))
                 .await?
             {
-                Ok(writer) => Some(writer),
+                Ok(writer) => Some(Arc::new(writer)),
                 Err(e) if e.is_target_exists() => {
                     return Err(OutputError::Exists(path.clone()).into())
                 }
@@ -151,25 +154,27 @@ pub(super) async fn complete(
             pending.pop_front();
             running_bytes += share;
             let out = writer.as_ref().map(|w| w.path_of(&entries[0]));
+            let (writer, entries) = (writer.clone(), entries.clone());
+            // Each file's places in the tree are written in its own future: a long write
+            // from the store must not keep the other fetches from being polled.
             running.push(async move {
-                (
-                    i,
-                    share,
-                    fetch_file(ex, order, hash, file, (size, share), out).await,
-                )
+                let got = fetch_file(ex, order, hash, file, (size, share), out).await;
+                let got = match (got, writer) {
+                    (Ok(got), Some(writer)) => place_copies(ex, writer, entries, got.is_some())
+                        .await
+                        .map(|()| got),
+                    (got, _) => got,
+                };
+                (share, got)
             });
         }
-        let Some((i, share, got)) = running.next().await else {
+        let Some((share, got)) = running.next().await else {
             break;
         };
         running_bytes -= share;
         // The first failure ends the folder: dropping the others cancels their requests,
         // and dropping the writer removes the tree.
-        let got = got?;
-        if let Some(writer) = &writer {
-            place_copies(ex, writer, &groups[i].2, got.is_some()).await?;
-        }
-        let Some(got) = got else { continue };
+        let Some(got) = got? else { continue };
         fetched += 1;
         report.items += got.items;
         report.items_fetched += got.items_fetched;
@@ -187,7 +192,11 @@ pub(super) async fn complete(
     ex.store
         .run(move |s| s.record_folder(&hash, &recorded, named.as_deref()))
         .await?;
+    drop(running);
     if let (Some(writer), Some((path, _))) = (writer.take(), target) {
+        // Every write into the tree has returned: ours is the only handle left.
+        let writer = Arc::try_unwrap(writer)
+            .map_err(|_| ExchangeError::Store("the folder's tree is still being written".into()))?;
         match ex.store.call(move |_| writer.finish()).await? {
             Ok(()) => {}
             Err(e) if e.is_target_exists() => return Err(OutputError::Exists(path).into()),
@@ -206,17 +215,23 @@ pub(super) async fn complete(
 /// is every other place the same file takes.
 async fn place_copies(
     ex: &Exchange,
-    writer: &FolderWriter,
-    entries: &[FolderEntry],
+    writer: Arc<FolderWriter>,
+    entries: Vec<FolderEntry>,
     fetched: bool,
 ) -> Result<(), ExchangeError> {
-    for (n, entry) in entries.iter().enumerate() {
-        let (path, entry) = (writer.path_of(entry), entry.clone());
+    for (n, entry) in entries.into_iter().enumerate() {
+        // The blocking write holds the tree: if the folder ends meanwhile, the tree goes
+        // when the write is done, not under it.
+        let tree = Arc::clone(&writer);
         let placed = if n == 0 && fetched {
-            ex.store.call(move |_| adopt_entry(&path, &entry)).await?
+            ex.store
+                .call(move |_| adopt_entry(&tree.path_of(&entry), &entry))
+                .await?
         } else {
             ex.store
-                .call(move |s| write_entry(s, &path, &entry, &mut |_| {}).map(|_| ()))
+                .call(move |s| {
+                    write_entry(s, &tree.path_of(&entry), &entry, &mut |_| {}).map(|_| ())
+                })
                 .await?
         };
         placed?;
