@@ -8,8 +8,7 @@ mod support;
 use kith_node::endpoint::MemoryNet;
 use kith_node::exchange::{ExchangeError, FetchOrder, OutputSpec};
 use kith_store::ContentHash;
-use std::sync::Arc;
-use support::{eventually, LaggyDialer, SlowDialer, TestNode};
+use support::{eventually, TestNode};
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -40,17 +39,7 @@ async fn a_cancelled_folder_writes_nothing_and_the_next_fetch_resumes() {
         std::fs::write(dir.join(name), data(4_000_000, i as u8)).unwrap();
     }
     let hash = holder.put_folder(&dir, "album").await.hash;
-    let fetcher = TestNode::start_with_dialer(
-        &net,
-        |_| {},
-        |inner| {
-            Arc::new(SlowDialer {
-                inner,
-                bytes_per_sec: 2_000_000,
-            })
-        },
-    )
-    .await;
+    let fetcher = TestNode::start_slow(&net, 2_000_000).await;
     fetcher.link_to(&holder).await;
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("album");
@@ -183,18 +172,7 @@ async fn a_manifest_that_understates_a_size_is_fetched_in_a_small_window_and_ref
         .unwrap()
         .hash;
     // 25 ms each way: a window of one item costs a round trip per item.
-    let fetcher = TestNode::start_with_dialer(
-        &net,
-        |_| {},
-        |inner| {
-            Arc::new(LaggyDialer {
-                inner,
-                one_way: std::time::Duration::from_millis(25),
-                bytes_per_sec: None,
-            })
-        },
-    )
-    .await;
+    let fetcher = TestNode::start_laggy(&net, std::time::Duration::from_millis(25)).await;
     fetcher.link_to(&holder).await;
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("liar");

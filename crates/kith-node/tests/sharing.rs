@@ -5,8 +5,7 @@ mod support;
 
 use kith_node::endpoint::MemoryNet;
 use kith_store::ContentHash;
-use std::sync::Arc;
-use support::{eventually, SlowDialer, TestNode};
+use support::{eventually, TestNode};
 
 async fn put(node: &TestNode, len: usize, seed: u8) -> (ContentHash, Vec<u8>) {
     let bytes: Vec<u8> = (0..len)
@@ -37,17 +36,7 @@ async fn a_users_fetch_goes_first_while_a_replication_from_the_same_peer_runs() 
     let net = MemoryNet::new();
     let a = TestNode::start(&net, |_| {}).await;
     // B reads what A sends at 1 MB/s: the 20 MB replication takes about 20 s of tokio's clock.
-    let b = TestNode::start_with_dialer(
-        &net,
-        |_| {},
-        |inner| {
-            Arc::new(SlowDialer {
-                inner,
-                bytes_per_sec: 1_000_000,
-            })
-        },
-    )
-    .await;
+    let b = TestNode::start_slow(&net, 1_000_000).await;
     b.link_to(&a).await;
     let (big, _) = put(&a, 20_000_000, 4).await;
     let (small, wanted) = put(&a, 20_000, 5).await;

@@ -190,17 +190,7 @@ async fn a_node_that_does_not_list_the_capability_still_fetches_by_turns() {
 async fn three_holders_share_the_work_and_the_file_keeps_its_name() {
     let net = MemoryNet::new();
     let bytes = data(30_000_000, 4);
-    let fetcher = TestNode::start_with_dialer(
-        &net,
-        |_| {},
-        |inner| {
-            Arc::new(SlowDialer {
-                inner,
-                bytes_per_sec: 10_000_000,
-            })
-        },
-    )
-    .await;
+    let fetcher = TestNode::start_slow(&net, 10_000_000).await;
     let mut holders = Vec::new();
     let mut hash = None;
     for _ in 0..3 {
@@ -245,17 +235,7 @@ async fn three_holders_share_the_work_and_the_file_keeps_its_name() {
 async fn a_source_that_dies_mid_transfer_is_replaced_by_the_others() {
     let net = MemoryNet::new();
     let bytes = data(20_000_000, 5);
-    let fetcher = TestNode::start_with_dialer(
-        &net,
-        |_| {},
-        |inner| {
-            Arc::new(SlowDialer {
-                inner,
-                bytes_per_sec: 5_000_000,
-            })
-        },
-    )
-    .await;
+    let fetcher = TestNode::start_slow(&net, 5_000_000).await;
     let (a, b) = (plain(&net, None).await, plain(&net, None).await);
     let hash = put_named(&a, bytes.clone(), "f").await;
     put_named(&b, bytes.clone(), "f").await;
@@ -298,17 +278,7 @@ async fn a_cancelled_fetch_keeps_what_arrived_and_the_next_one_resumes() {
     let net = MemoryNet::new();
     let holder = plain(&net, None).await;
     let hash = put_named(&holder, data(20_000_000, 6), "f").await;
-    let fetcher = TestNode::start_with_dialer(
-        &net,
-        |_| {},
-        |inner| {
-            Arc::new(SlowDialer {
-                inner,
-                bytes_per_sec: 2_000_000,
-            })
-        },
-    )
-    .await;
+    let fetcher = TestNode::start_slow(&net, 2_000_000).await;
     fetcher.link_to(&holder).await;
     let ex = fetcher.node.exchange.clone();
     let fetch = tokio::spawn(async move { ex.fetch(hash, Some(holder.agent)).await });

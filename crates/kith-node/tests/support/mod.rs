@@ -125,6 +125,37 @@ impl TestNode {
     }
 
     /// A counter of this node.
+    /// A node whose links it dials carry `bytes_per_sec` at most ([`SlowDialer`]).
+    pub async fn start_slow(net: &MemoryNet, bytes_per_sec: u64) -> TestNode {
+        TestNode::start_with_dialer(
+            net,
+            |_| {},
+            |inner| {
+                Arc::new(SlowDialer {
+                    inner,
+                    bytes_per_sec,
+                })
+            },
+        )
+        .await
+    }
+
+    /// A node whose links it dials hold every byte `one_way` each way ([`LaggyDialer`]).
+    pub async fn start_laggy(net: &MemoryNet, one_way: Duration) -> TestNode {
+        TestNode::start_with_dialer(
+            net,
+            |_| {},
+            |inner| {
+                Arc::new(LaggyDialer {
+                    inner,
+                    one_way,
+                    bytes_per_sec: None,
+                })
+            },
+        )
+        .await
+    }
+
     /// `kith file put DIR --name NAME` on this node: the folder's record.
     pub async fn put_folder(&self, dir: &std::path::Path, name: &str) -> kith_store::FileRecord {
         let (dir, name) = (dir.to_owned(), name.to_owned());

@@ -52,10 +52,9 @@ pub(super) struct Run<'a> {
     pub(super) budget: u64,
     /// The download rate limit: requests wait for it.
     pub(super) rate: super::super::rate::RateLimit,
-    /// When the rate limit lets the next request go.
-    pub(super) paced_until: Option<tokio::time::Instant>,
-    /// When to ask again for items another fetch of ours has asked the same peer for.
-    pub(super) retry_at: Option<tokio::time::Instant>,
+    /// No request goes before this: the rate limit's pace, or a moment's wait for an item
+    /// another fetch of ours has asked the same peer for.
+    pub(super) hold_until: Option<tokio::time::Instant>,
     /// Staged bytes committed together.
     pub(super) commit_every: u64,
     pub(super) items_seen: u64,
@@ -108,8 +107,7 @@ impl<'a> Run<'a> {
             recent: Vec::new(),
             budget: order.priority.byte_budget(),
             rate: super::super::rate::RateLimit::new(order.rate),
-            paced_until: None,
-            retry_at: None,
+            hold_until: None,
             commit_every: limits.fetch_commit_bytes.max(1),
             items_seen: 0,
             fetched: 0,
@@ -201,8 +199,7 @@ impl<'a> Run<'a> {
                 self.sched
                     .poll_timeout()
                     .map(tokio::time::Instant::from_std),
-                self.paced_until,
-                self.retry_at,
+                self.hold_until,
             ]
             .into_iter()
             .flatten()
@@ -224,9 +221,6 @@ impl<'a> Run<'a> {
                     done.map_err(|e| ExchangeError::Store(e.to_string()))??;
                 }
                 _ = crate::clock::sleep_until_opt(timer) => {
-                    if self.paced_until.is_some_and(|at| at <= tokio::time::Instant::now()) {
-                        self.paced_until = None;
-                    }
                     self.sched.handle_timeout(mono_now());
                 }
                 _ = tokio::time::sleep_until(last_progress + idle) => {
@@ -339,35 +333,27 @@ impl<'a> Run<'a> {
     pub(super) async fn send_requests(&mut self) -> Result<(), ExchangeError> {
         let now = mono_now();
         let mut gets: Vec<(AgentId, ContentHash)> = Vec::new();
-        if self
-            .retry_at
-            .is_some_and(|at| at <= tokio::time::Instant::now())
-        {
-            self.retry_at = None;
-        }
         loop {
-            if self.retry_at.is_some() {
-                break;
-            }
             if self
-                .paced_until
+                .hold_until
                 .is_some_and(|at| at > tokio::time::Instant::now())
             {
                 break;
             }
-            self.paced_until = None;
+            self.hold_until = None;
             let Some((peer, hash)) = self.sched.poll_request(now) else {
                 break;
             };
             if let Some(at) = self.rate.take(self.sched.config().item_size, now) {
-                self.paced_until = Some(at.into());
+                self.hold_until = Some(at.into());
             }
             if !self.ex.pulls.route_item(self.id, peer, hash) {
                 // Another fetch of ours asked this peer for the same item: ask again once that
                 // answer is in. Not at once (the scheduler gives the same request back: it
                 // stays first), and not as the peer's "busy", which would shrink its window.
                 self.sched.unsend(&peer, hash, now);
-                self.retry_at = Some(tokio::time::Instant::now() + ROUTE_RETRY);
+                let retry = tokio::time::Instant::now() + ROUTE_RETRY;
+                self.hold_until = Some(self.hold_until.map_or(retry, |at| at.max(retry)));
                 break;
             }
             gets.push((peer, hash));
