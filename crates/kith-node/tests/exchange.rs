@@ -15,12 +15,7 @@ async fn put(node: &TestNode, len: usize, seed: u8) -> ContentHash {
     let bytes: Vec<u8> = (0..len)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] ^ seed)
         .collect();
-    node.node
-        .store
-        .run(move |s| s.put_reader(&mut &bytes[..], None))
-        .await
-        .unwrap()
-        .hash
+    node.put_bytes(bytes, None).await
 }
 
 fn offer(hash: ContentHash, size: u64) -> kith_proto::wire::Envelope {

@@ -145,15 +145,7 @@ async fn a_manifest_that_understates_a_size_is_fetched_in_a_small_window_and_ref
     use kith_store::folder::{FolderEntry, Manifest};
     let net = MemoryNet::new();
     let holder = TestNode::start(&net, |_| {}).await;
-    let big = data(6_000_000, 9);
-    let copy = big.clone();
-    let file = holder
-        .node
-        .store
-        .run(move |s| s.put_reader(&mut &copy[..], None))
-        .await
-        .unwrap()
-        .hash;
+    let file = holder.put_bytes(data(6_000_000, 9), None).await;
     let manifest = Manifest {
         files: vec![FolderEntry {
             exec: false,
@@ -164,13 +156,7 @@ async fn a_manifest_that_understates_a_size_is_fetched_in_a_small_window_and_ref
         ..Manifest::default()
     }
     .encode();
-    let hash = holder
-        .node
-        .store
-        .run(move |s| s.put_reader(&mut &manifest[..], Some("liar")))
-        .await
-        .unwrap()
-        .hash;
+    let hash = holder.put_bytes(manifest, Some("liar")).await;
     // 25 ms each way: a window of one item costs a round trip per item.
     let fetcher = TestNode::start_laggy(&net, std::time::Duration::from_millis(25)).await;
     fetcher.link_to(&holder).await;

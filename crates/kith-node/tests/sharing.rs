@@ -11,15 +11,7 @@ async fn put(node: &TestNode, len: usize, seed: u8) -> (ContentHash, Vec<u8>) {
     let bytes: Vec<u8> = (0..len)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[1] ^ seed)
         .collect();
-    let copy = bytes.clone();
-    let hash = node
-        .node
-        .store
-        .run(move |s| s.put_reader(&mut &copy[..], None))
-        .await
-        .unwrap()
-        .hash;
-    (hash, bytes)
+    (node.put_bytes(bytes.clone(), None).await, bytes)
 }
 
 async fn holds(node: &TestNode, hash: ContentHash) -> bool {

@@ -21,13 +21,7 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
 
 /// Stores `bytes` on `node` under `name`; returns its address.
 async fn put_named(node: &TestNode, bytes: Vec<u8>, name: &str) -> ContentHash {
-    let name = name.to_owned();
-    node.node
-        .store
-        .run(move |s| s.put_reader(&mut &bytes[..], Some(&name)))
-        .await
-        .unwrap()
-        .hash
+    node.put_bytes(bytes, Some(name)).await
 }
 
 /// `fetcher` fetches `hash` from `holder` only; it must succeed.

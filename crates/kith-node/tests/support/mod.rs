@@ -156,6 +156,17 @@ impl TestNode {
         .await
     }
 
+    /// `kith file put` of `bytes` (under `name`) on this node: its address.
+    pub async fn put_bytes(&self, bytes: Vec<u8>, name: Option<&str>) -> kith_store::ContentHash {
+        let name = name.map(str::to_owned);
+        self.node
+            .store
+            .run(move |s| s.put_reader(&mut &bytes[..], name.as_deref()))
+            .await
+            .unwrap()
+            .hash
+    }
+
     /// `kith file put DIR --name NAME` on this node: the folder's record.
     pub async fn put_folder(&self, dir: &std::path::Path, name: &str) -> kith_store::FileRecord {
         let (dir, name) = (dir.to_owned(), name.to_owned());
