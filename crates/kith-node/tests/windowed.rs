@@ -125,6 +125,10 @@ async fn a_small_file_from_one_source_takes_one_round_trip() {
     let took = start.elapsed();
     assert_eq!(report.size, 200_000);
     assert_eq!(report.items_fetched, 1);
+    assert_eq!(
+        report.items, 1,
+        "the root asked with the question is counted as seen"
+    );
     assert_eq!(report.name.as_deref(), Some("small.bin"));
     assert!(took >= Duration::from_millis(50), "{took:?}");
     assert!(

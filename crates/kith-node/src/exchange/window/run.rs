@@ -123,6 +123,8 @@ impl<'a> Run<'a> {
         if self.walk.next_unseen() != Some(self.hash) {
             return; // never: a new walk starts at the root
         }
+        // Seen here, not by `advance`: a one-item file has nothing more to see.
+        self.items_seen = self.walk.items_seen();
         self.sched.want(self.hash);
         match self.sched.poll_request(now) {
             Some((to, hash)) if to == peer && hash == self.hash => {}
