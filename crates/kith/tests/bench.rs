@@ -25,14 +25,21 @@ fn bench_transfer_of_two_mib_reports_every_figure_and_cleans_up() {
     // Three chunks (999,999 content bytes at most each) and the list that names them.
     assert_eq!(report["items"], 4, "{report}");
     assert_eq!(report["items_fetched"], 4, "{report}");
-    for figure in ["raw_tcp", "sha256", "chacha20_poly1305", "put", "transfer"] {
+    for figure in [
+        "raw_tcp",
+        "sha256",
+        "chacha20_poly1305",
+        "essential",
+        "put",
+        "transfer",
+    ] {
         assert_eq!(report[figure]["bytes"], 2 << 20, "{figure}: {report}");
         assert!(
             report[figure]["gb_per_s"].as_f64().unwrap() > 0.0,
             "{figure}"
         );
     }
-    for ratio in ["raw_tcp", "sha256", "chacha20_poly1305"] {
+    for ratio in ["raw_tcp", "sha256", "chacha20_poly1305", "essential"] {
         assert!(report["ratios"][ratio].as_f64().unwrap() > 0.0, "{ratio}");
     }
     assert!(report["peak_rss_source"].as_u64().unwrap() > 0);

@@ -9,6 +9,7 @@
 //! `/proc/PID/status` before they are stopped.
 
 mod ceilings;
+mod floor;
 mod handshakes;
 mod nodes;
 mod probe;
@@ -98,6 +99,12 @@ pub struct TransferResult {
     /// min(SHA-256, one TCP stream, half the durable disk write rate), decimal GB/s: the bytes
     /// are hashed, cross the network, and land on disk twice (store and output).
     pub ceiling_gb_per_s: f64,
+    /// The essential work alone (one source only): the same bytes read, verified, sealed,
+    /// sent, opened, verified, written twice and synced by a tight pipeline with no protocol
+    /// (`floor.rs`). The ceilings each measure one resource on an idle machine; this needs
+    /// them all at once on the same cores, so it shows how much of the ceiling this machine
+    /// can give a transfer at all.
+    pub essential: Option<Figure>,
     /// `kith file put` on a source node's data dir.
     pub put: Figure,
     /// `kith file get HASH [--from SOURCE] -o FILE` on the fetching node, start to exit.
@@ -159,6 +166,8 @@ pub struct Ratios {
     pub chacha20_poly1305: f64,
     /// transfer / min(SHA-256, TCP, half disk): the figure the issue asks for.
     pub ceiling: f64,
+    /// transfer / the essential work alone (one source only).
+    pub essential: Option<f64>,
 }
 
 /// `--limit KEY=VALUE` flags as lines of a `[limits]` table (the caller writes the header).

@@ -51,12 +51,25 @@ pub fn print_table(r: &TransferResult) {
         &r.chacha20_poly1305,
         Some(r.ratios.chacha20_poly1305),
     );
+    if let Some(essential) = &r.essential {
+        row(
+            "essential work alone (no protocol)",
+            essential,
+            r.ratios.essential,
+        );
+    }
     row("file put (a source node's store)", &r.put, None);
     row("file get -o FILE (start to exit)", &r.transfer, None);
     println!(
         "ceiling min(SHA-256, TCP, disk/2) = {:.3} GB/s; transfer / ceiling = {:.3}",
         r.ceiling_gb_per_s, r.ratios.ceiling
     );
+    if let Some(essential) = &r.essential {
+        println!(
+            "the essential work alone reaches {:.3} of the ceiling on this machine",
+            essential.gb_per_s / r.ceiling_gb_per_s
+        );
+    }
     for share in &r.shares {
         println!(
             "  source {}: {} items, {}{}",

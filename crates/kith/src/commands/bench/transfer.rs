@@ -2,6 +2,7 @@
 //! the file, the timed `kith file get`, and the checks.
 
 use super::ceilings;
+use super::floor;
 use super::nodes::{BenchNode, ScratchDir};
 use super::probe;
 use super::relay::{Relay, Shape};
@@ -62,6 +63,17 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
         .gb_per_s()
         .min(sha256.gb_per_s())
         .min(disk.gb_per_s() / 2.0);
+    // The floor is one holder's pipeline: read against a fetch from one source.
+    let essential = if args.sources == 1 {
+        progress(&format!(
+            "measuring the essential work alone, best of {}: read, verify, seal, send; open, verify, write twice, sync",
+            ceilings::TRIES
+        ));
+        let holder = floor::Holder::write(scratch.path(), size, &pattern)?;
+        Some(ceilings::best_of(|| holder.run(scratch.path(), shape))?)
+    } else {
+        None
+    };
 
     if args.files > size {
         bail!("--files must be at most --size (every file has a byte at least)");
@@ -223,6 +235,7 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
         disk_write: disk.into(),
         chacha20_poly1305: chacha.into(),
         ceiling_gb_per_s: ceiling,
+        essential: essential.map(Figure::from),
         put: put.into(),
         transfer: Figure::from(transfer),
         items: fetched.items,
@@ -234,6 +247,7 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
             half_disk: rate / (disk.gb_per_s() / 2.0),
             chacha20_poly1305: rate / chacha.gb_per_s(),
             ceiling: rate / ceiling,
+            essential: essential.map(|e| rate / e.gb_per_s()),
         },
         peak_rss_source,
         peak_rss_fetcher,
