@@ -138,6 +138,31 @@ async fn a_small_file_from_one_source_takes_one_round_trip() {
     assert_eq!(fetcher.counter("items_late"), 0);
 }
 
+/// One source gets the whole window from the start: the 13 leaves of a 12 MB file are
+/// all asked for in the round trip after the root, not 4, then 8 (slow start), which took
+/// one round trip more.
+#[tokio::test(start_paused = true)]
+async fn a_lone_source_is_asked_for_the_whole_window_at_once() {
+    let net = MemoryNet::new();
+    let holder = plain(&net, None).await;
+    let hash = put_named(&holder, data(12_000_000, 5), "twelve.bin").await;
+    let fetcher = laggy(&net, 25, None, None).await;
+    fetcher.link_to(&holder).await;
+    let start = tokio::time::Instant::now();
+    let report = fetch_from(&fetcher, hash, &holder).await;
+    let took = start.elapsed();
+    assert_eq!(report.size, 12_000_000);
+    assert_eq!(
+        report.items_fetched, 14,
+        "the root and 13 leaves: {report:?}"
+    );
+    assert!(took >= Duration::from_millis(100), "{took:?}");
+    assert!(
+        took < Duration::from_millis(150),
+        "three round trips or more: {took:?}"
+    );
+}
+
 /// The root item asked with the question of a source that does not hold the file: the fetch
 /// says so after one round trip, the source's "missing" that follows is no offence, and the
 /// next fetch from it works.
