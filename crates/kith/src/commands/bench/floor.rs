@@ -20,7 +20,7 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -80,7 +80,10 @@ impl Holder {
             (addr, Some(Relay::start(listener, target, shape)?))
         };
         let start = Instant::now();
-        let sender = self.send(connect);
+        // Connected here, so that a failure to connect is reported rather than waited for
+        // at the accept.
+        let stream = TcpStream::connect(connect).context("cannot connect to the floor's sink")?;
+        let sender = self.send(stream);
         let received = receive(sink, &fetched, &self.items);
         let seconds = start.elapsed().as_secs_f64();
         let sent = sender
@@ -96,11 +99,10 @@ impl Holder {
     }
 
     /// The holder's side, on a thread of its own: read, verify, seal, send.
-    fn send(&self, connect: SocketAddr) -> std::thread::JoinHandle<Result<()>> {
+    fn send(&self, mut stream: TcpStream) -> std::thread::JoinHandle<Result<()>> {
         let dir = self.dir.clone();
         let items = self.items.clone();
         std::thread::spawn(move || {
-            let mut stream = TcpStream::connect(connect)?;
             let mut seal = Aead::new()?;
             let mut item = Vec::with_capacity(ITEM);
             let mut frame = vec![0u8; 2 + FRAME + 16];
