@@ -65,7 +65,8 @@ pub struct BenchNode {
 
 impl BenchNode {
     /// Starts `kith --data DATA up` (this same executable) and waits for its ready line. Its
-    /// stderr (warnings and errors only) goes to `DATA.log`.
+    /// stderr (warnings and errors only, unless `KITH_LOG` says otherwise) goes to
+    /// `DATA.log`.
     pub fn start(data: &Path) -> Result<BenchNode> {
         BenchNode::start_with(None, data)
     }
@@ -116,7 +117,12 @@ impl BenchNode {
                 "off",
                 "--json",
             ])
-            .env("KITH_LOG", "warn")
+            // Quiet unless the user asks for more (`KITH_LOG=debug kith bench transfer --keep`):
+            // a node logging every item would measure its logging.
+            .env(
+                "KITH_LOG",
+                std::env::var("KITH_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
