@@ -149,30 +149,64 @@ pub fn sha256(bytes: u64, pattern: &[u8]) -> Measured {
 
 /// ring's ChaCha20-Poly1305 sealing `bytes` bytes in place, 64 KiB per message, on one thread.
 pub fn chacha20_poly1305(bytes: u64, pattern: &[u8]) -> Result<Measured> {
-    let key = LessSafeKey::new(
-        UnboundKey::new(&CHACHA20_POLY1305, &[7u8; 32]).map_err(|_| anyhow!("AEAD key"))?,
-    );
+    let mut aead = Aead::new()?;
     let mut message = pattern[..AEAD_MESSAGE.min(pattern.len())].to_vec();
     let start = Instant::now();
     let mut left = bytes;
-    let mut counter = 0u64;
     while left > 0 {
         let n = left.min(message.len() as u64) as usize;
-        let mut nonce = [0u8; 12];
-        nonce[4..].copy_from_slice(&counter.to_le_bytes());
-        counter += 1;
-        let tag = key
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::empty(),
-                &mut message[..n],
-            )
-            .map_err(|_| anyhow!("AEAD seal failed"))?;
-        let _ = std::hint::black_box(tag);
+        std::hint::black_box(aead.seal(&mut message[..n])?);
         left -= n as u64;
     }
     Ok(Measured {
         bytes,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// One direction of a secure link's cipher: ChaCha20-Poly1305 with a counter nonce.
+pub struct Aead {
+    key: LessSafeKey,
+    counter: u64,
+}
+
+impl Aead {
+    /// A fixed key, the counter at 0.
+    pub fn new() -> Result<Aead> {
+        let key =
+            UnboundKey::new(&CHACHA20_POLY1305, &[7u8; 32]).map_err(|_| anyhow!("AEAD key"))?;
+        Ok(Aead {
+            key: LessSafeKey::new(key),
+            counter: 0,
+        })
+    }
+
+    /// The next nonce: the counter, little-endian, after four zero bytes (as Noise).
+    fn nonce(&mut self) -> Nonce {
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&self.counter.to_le_bytes());
+        self.counter += 1;
+        Nonce::assume_unique_for_key(nonce)
+    }
+
+    /// Seals `plain` in place; returns the tag.
+    pub fn seal(&mut self, plain: &mut [u8]) -> Result<[u8; 16]> {
+        let nonce = self.nonce();
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::empty(), plain)
+            .map_err(|_| anyhow!("AEAD seal failed"))?;
+        let mut out = [0u8; 16];
+        out.copy_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// Opens `sealed` (ciphertext and tag) in place; returns the plaintext.
+    pub fn open<'a>(&mut self, sealed: &'a mut [u8]) -> Result<&'a [u8]> {
+        let nonce = self.nonce();
+        self.key
+            .open_in_place(nonce, Aad::empty(), sealed)
+            .map(|plain| &*plain)
+            .map_err(|_| anyhow!("AEAD open failed"))
+    }
 }

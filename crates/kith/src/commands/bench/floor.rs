@@ -13,10 +13,10 @@
 //! fetcher's side and one on the holder's: as much parallelism as the machine's cores give a
 //! transfer.
 
+use super::ceilings::Aead;
 use super::relay::{Relay, Shape};
 use super::Measured;
 use anyhow::{anyhow, bail, Context, Result};
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -210,47 +210,4 @@ fn write_items(
 /// store does.
 fn drop_cached(file: &File, offset: u64, len: u64) {
     kith_store::batch::start_writeback_range(file, offset, len);
-}
-
-/// One direction of a secure link's cipher: ChaCha20-Poly1305 with a counter nonce.
-struct Aead {
-    key: LessSafeKey,
-    counter: u64,
-}
-
-impl Aead {
-    fn new() -> Result<Aead> {
-        let key =
-            UnboundKey::new(&CHACHA20_POLY1305, &[7u8; 32]).map_err(|_| anyhow!("AEAD key"))?;
-        Ok(Aead {
-            key: LessSafeKey::new(key),
-            counter: 0,
-        })
-    }
-
-    fn nonce(&mut self) -> Nonce {
-        let mut nonce = [0u8; 12];
-        nonce[4..].copy_from_slice(&self.counter.to_le_bytes());
-        self.counter += 1;
-        Nonce::assume_unique_for_key(nonce)
-    }
-
-    fn seal(&mut self, plain: &mut [u8]) -> Result<[u8; 16]> {
-        let nonce = self.nonce();
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::empty(), plain)
-            .map_err(|_| anyhow!("AEAD seal failed"))?;
-        let mut out = [0u8; 16];
-        out.copy_from_slice(tag.as_ref());
-        Ok(out)
-    }
-
-    fn open<'a>(&mut self, sealed: &'a mut [u8]) -> Result<&'a [u8]> {
-        let nonce = self.nonce();
-        self.key
-            .open_in_place(nonce, Aad::empty(), sealed)
-            .map(|plain| &*plain)
-            .map_err(|_| anyhow!("AEAD open failed"))
-    }
 }
