@@ -44,6 +44,11 @@ fn bench_transfer_of_two_mib_reports_every_figure_and_cleans_up() {
     }
     assert!(report["peak_rss_source"].as_u64().unwrap() > 0);
     assert!(report["peak_rss_fetcher"].as_u64().unwrap() > 0);
+    for node in ["source", "fetcher"] {
+        let file = report[format!("rss_file_{node}")].as_u64().unwrap();
+        let peak = report[format!("peak_rss_{node}")].as_u64().unwrap();
+        assert!(file > 0 && file <= peak, "{node}: {report}");
+    }
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "temporary files left behind: {left:?}");
 }

@@ -121,6 +121,12 @@ pub struct TransferResult {
     pub peak_rss_source: u64,
     /// Peak resident set size (VmHWM) of the fetching node, bytes.
     pub peak_rss_fetcher: u64,
+    /// The file-backed part of a source node's resident set after the transfer, bytes (the
+    /// largest over the sources): the executable's code and the shared libraries, shared
+    /// and clean, which the peaks include.
+    pub rss_file_source: u64,
+    /// The same for the fetching node.
+    pub rss_file_fetcher: u64,
     /// CPU time (user + system) the source nodes spent during the transfer, seconds.
     pub cpu_seconds_source: f64,
     /// CPU time (user + system) the fetching node spent during the transfer, seconds.

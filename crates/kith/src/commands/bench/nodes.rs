@@ -181,6 +181,16 @@ impl BenchNode {
         peak_rss_of(pid)
     }
 
+    /// The file-backed part of the process's resident set now, in bytes (`RssFile`): mostly
+    /// its own executable's code and the shared libraries', which count in [`peak_rss`]
+    /// (`VmHWM`) too although they are shared and clean.
+    ///
+    /// [`peak_rss`]: BenchNode::peak_rss
+    pub fn rss_file(&self) -> Result<u64> {
+        let pid = self.pid().ok_or_else(|| anyhow!("the node has stopped"))?;
+        status_bytes(pid, "RssFile")
+    }
+
     /// CPU time the process has used so far (user + system), in seconds, from
     /// `/proc/PID/stat`.
     pub fn cpu_seconds(&self) -> Result<f64> {
@@ -227,18 +237,25 @@ impl Drop for BenchNode {
 
 /// `VmHWM` of process `pid`, in bytes.
 fn peak_rss_of(pid: u32) -> Result<u64> {
+    status_bytes(pid, "VmHWM")
+}
+
+/// A `FIELD:   N kB` line of `/proc/PID/status`, in bytes.
+fn status_bytes(pid: u32, field: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) else {
-        bail!("{path} has no VmHWM line");
+    let Some(value) = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+    else {
+        bail!("{path} has no {field} line");
     };
-    let kib: u64 = line
-        .trim_start_matches("VmHWM:")
+    let kib: u64 = value
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .with_context(|| format!("unexpected VmHWM line in {path}: {line:?}"))?;
+        .with_context(|| format!("unexpected {field} line in {path}: {value:?}"))?;
     Ok(kib * 1024)
 }
 

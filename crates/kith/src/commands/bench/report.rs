@@ -83,9 +83,12 @@ pub fn print_table(r: &TransferResult) {
         );
     }
     println!(
-        "peak RSS (VmHWM): source node {}, fetching node {}",
+        "peak RSS (VmHWM): source node {}, fetching node {}; of which file-backed (the \
+         executable's code and libraries, shared): {} and {}",
         human_bytes(r.peak_rss_source),
-        human_bytes(r.peak_rss_fetcher)
+        human_bytes(r.peak_rss_fetcher),
+        human_bytes(r.rss_file_source),
+        human_bytes(r.rss_file_fetcher)
     );
     println!(
         "CPU during the transfer (user + system): source node {:.2} s, fetching node {:.2} s, \

@@ -195,6 +195,11 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
         peak_rss_source = peak_rss_source.max(source.peak_rss()?);
     }
     let peak_rss_fetcher = fetcher.peak_rss()?;
+    let mut rss_file_source = 0;
+    for source in &sources {
+        rss_file_source = rss_file_source.max(source.rss_file()?);
+    }
+    let rss_file_fetcher = fetcher.rss_file()?;
 
     progress("verifying the output file and the fetched copy in the store");
     if fetched.size != size {
@@ -251,6 +256,8 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
         },
         peak_rss_source,
         peak_rss_fetcher,
+        rss_file_source,
+        rss_file_fetcher,
         cpu_seconds_source: cpu_source,
         cpu_seconds_fetcher: cpu_fetcher,
         idle,
