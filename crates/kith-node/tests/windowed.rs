@@ -111,18 +111,29 @@ async fn a_window_fills_a_long_path_where_turn_taking_crawls() {
     );
 }
 
+/// `bytes`, stored as `name` by a holder 50 ms (a round trip) away, fetched from it alone:
+/// the fetching node, its report, and how long the fetch took in virtual time.
+async fn fetch_across_50ms(
+    net: &MemoryNet,
+    bytes: Vec<u8>,
+    name: &str,
+) -> (TestNode, kith_node::api::FetchReport, Duration) {
+    let holder = plain(net, None).await;
+    let hash = put_named(&holder, bytes, name).await;
+    let fetcher = laggy(net, 25, None, None).await;
+    fetcher.link_to(&holder).await;
+    let start = tokio::time::Instant::now();
+    let report = fetch_from(&fetcher, hash, &holder).await;
+    let took = start.elapsed();
+    (fetcher, report, took)
+}
+
 /// With one source, the file's root item is asked for with the question of who holds it:
 /// a one-item file costs one round trip, not two (and a folder of small files, one per file).
 #[tokio::test(start_paused = true)]
 async fn a_small_file_from_one_source_takes_one_round_trip() {
     let net = MemoryNet::new();
-    let holder = plain(&net, None).await;
-    let hash = put_named(&holder, data(200_000, 3), "small.bin").await;
-    let fetcher = laggy(&net, 25, None, None).await;
-    fetcher.link_to(&holder).await;
-    let start = tokio::time::Instant::now();
-    let report = fetch_from(&fetcher, hash, &holder).await;
-    let took = start.elapsed();
+    let (fetcher, report, took) = fetch_across_50ms(&net, data(200_000, 3), "small.bin").await;
     assert_eq!(report.size, 200_000);
     assert_eq!(report.items_fetched, 1);
     assert_eq!(
@@ -144,13 +155,7 @@ async fn a_small_file_from_one_source_takes_one_round_trip() {
 #[tokio::test(start_paused = true)]
 async fn a_lone_source_is_asked_for_the_whole_window_at_once() {
     let net = MemoryNet::new();
-    let holder = plain(&net, None).await;
-    let hash = put_named(&holder, data(12_000_000, 5), "twelve.bin").await;
-    let fetcher = laggy(&net, 25, None, None).await;
-    fetcher.link_to(&holder).await;
-    let start = tokio::time::Instant::now();
-    let report = fetch_from(&fetcher, hash, &holder).await;
-    let took = start.elapsed();
+    let (_, report, took) = fetch_across_50ms(&net, data(12_000_000, 5), "twelve.bin").await;
     assert_eq!(report.size, 12_000_000);
     assert_eq!(
         report.items_fetched, 14,

@@ -65,22 +65,14 @@ pub fn disk_write(dir: &Path, bytes: u64, pattern: &[u8]) -> Result<Measured> {
 /// relay shaped by `shape`, unless that is no shaping at all), in 1 MiB writes; timed from the
 /// connect to the last byte read.
 pub fn tcp_stream(bytes: u64, pattern: &[u8], shape: Shape) -> Result<Measured> {
-    if shape.is_none() {
-        return raw_tcp(bytes, pattern);
-    }
     let sink = TcpListener::bind("127.0.0.1:0").context("cannot listen on 127.0.0.1")?;
-    let target = sink.local_addr()?;
-    let (listener, addr) = Relay::bind()?;
-    let _relay = Relay::start(listener, target, shape)?;
-    push(sink, addr, bytes, pattern, "TCP through the relay")
-}
-
-/// Pushes `bytes` from one thread to another over a TCP connection on 127.0.0.1, in 1 MiB
-/// writes; timed from the connect to the last byte read.
-pub fn raw_tcp(bytes: u64, pattern: &[u8]) -> Result<Measured> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen on 127.0.0.1")?;
-    let addr = listener.local_addr()?;
-    push(listener, addr, bytes, pattern, "raw TCP")
+    let (connect, _relay) = Relay::route(sink.local_addr()?, shape)?;
+    let what = if shape.is_none() {
+        "raw TCP"
+    } else {
+        "TCP through the relay"
+    };
+    push(sink, connect, bytes, pattern, what)
 }
 
 /// Connects to `connect` (which leads to `sink`, directly or through a relay), writes `bytes`

@@ -17,6 +17,7 @@ use super::ceilings::Aead;
 use super::relay::{Relay, Shape};
 use super::Measured;
 use anyhow::{anyhow, bail, Context, Result};
+use kith_store::batch::start_writeback_range;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -42,7 +43,8 @@ pub struct Holder {
 
 impl Holder {
     /// Writes `bytes` (from `pattern`, each item made distinct) as items of their own in a
-    /// new directory `holder` under `dir`, syncs them and drops them from the page cache.
+    /// new directory `floor-holder` under `dir`, syncs them and drops them from the page
+    /// cache (the store's [`start_writeback_range`] after the sync).
     pub fn write(dir: &Path, bytes: u64, pattern: &[u8]) -> Result<Holder> {
         let dir = dir.join("floor-holder");
         std::fs::create_dir_all(&dir)
@@ -59,26 +61,21 @@ impl Holder {
             let mut file = File::create(dir.join(index.to_string()))?;
             file.write_all(&item[..len])?;
             file.sync_all()?;
-            drop_cached(&file, 0, len as u64);
+            start_writeback_range(&file, 0, len as u64);
             items.push((Sha256::digest(&item[..len]).into(), len));
             left -= len as u64;
         }
         Ok(Holder { dir, items, bytes })
     }
 
-    /// One timed run into a fresh directory `fetched` under `dir`, through a relay shaped by
-    /// `shape` unless that is no shaping: from the first connect to the last sync.
+    /// One timed run into a fresh directory `floor-fetched` under `dir` (removed after),
+    /// through a relay shaped by `shape` unless that is no shaping: from the connect to the
+    /// last sync.
     pub fn run(&self, dir: &Path, shape: Shape) -> Result<Measured> {
         let fetched = dir.join("floor-fetched");
         std::fs::create_dir_all(&fetched)?;
         let sink = TcpListener::bind("127.0.0.1:0").context("cannot listen on 127.0.0.1")?;
-        let target = sink.local_addr()?;
-        let (connect, _relay) = if shape.is_none() {
-            (target, None)
-        } else {
-            let (listener, addr) = Relay::bind()?;
-            (addr, Some(Relay::start(listener, target, shape)?))
-        };
+        let (connect, _relay) = Relay::route(sink.local_addr()?, shape)?;
         let start = Instant::now();
         // Connected here, so that a failure to connect is reported rather than waited for
         // at the accept.
@@ -172,7 +169,8 @@ fn receive(sink: TcpListener, fetched: &Path, expected: &[([u8; 32], usize)]) ->
 }
 
 /// Verifies each item, writes it to a file of its own in `fetched` and to the output file,
-/// starting their writeback as it goes; syncs everything at the end.
+/// starting their writeback as it goes (as the store and a fetch's output do); syncs
+/// everything at the end.
 fn write_items(
     fetched: &Path,
     expected: &[([u8; 32], usize)],
@@ -190,10 +188,10 @@ fn write_items(
         }
         let mut file = File::create(fetched.join(index.to_string()))?;
         file.write_all(&item)?;
-        drop_cached(&file, 0, item.len() as u64);
+        start_writeback_range(&file, 0, item.len() as u64);
         stored.push(file);
         output.write_all(&item)?;
-        drop_cached(&output, offset, item.len() as u64);
+        start_writeback_range(&output, offset, item.len() as u64);
         offset += item.len() as u64;
     }
     if stored.len() != expected.len() {
@@ -204,10 +202,4 @@ fn write_items(
     }
     File::open(fetched)?.sync_all()?;
     Ok(())
-}
-
-/// Starts writing back `len` bytes of `file` from `offset` and drops the clean pages, as the
-/// store does.
-fn drop_cached(file: &File, offset: u64, len: u64) {
-    kith_store::batch::start_writeback_range(file, offset, len);
 }

@@ -178,7 +178,7 @@ impl BenchNode {
     /// The process's peak resident set size in bytes (`VmHWM` in `/proc/PID/status`).
     pub fn peak_rss(&self) -> Result<u64> {
         let pid = self.pid().ok_or_else(|| anyhow!("the node has stopped"))?;
-        peak_rss_of(pid)
+        status_bytes(pid, "VmHWM")
     }
 
     /// The file-backed part of the process's resident set now, in bytes (`RssFile`): mostly
@@ -233,11 +233,6 @@ impl Drop for BenchNode {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// `VmHWM` of process `pid`, in bytes.
-fn peak_rss_of(pid: u32) -> Result<u64> {
-    status_bytes(pid, "VmHWM")
 }
 
 /// A `FIELD:   N kB` line of `/proc/PID/status`, in bytes.

@@ -65,6 +65,16 @@ impl Relay {
         Ok((listener, addr))
     }
 
+    /// Where to connect to reach `target` shaped by `shape`: `target` itself when that is
+    /// no shaping at all, else a new relay's address (the relay runs while it is kept).
+    pub fn route(target: SocketAddr, shape: Shape) -> Result<(SocketAddr, Option<Relay>)> {
+        if shape.is_none() {
+            return Ok((target, None));
+        }
+        let (listener, addr) = Relay::bind()?;
+        Ok((addr, Some(Relay::start(listener, target, shape)?)))
+    }
+
     /// Relays every connection to `listener` (bound by [`Relay::bind`]) to `target`, shaped by
     /// `shape`.
     pub fn start(listener: TcpListener, target: SocketAddr, shape: Shape) -> Result<Relay> {

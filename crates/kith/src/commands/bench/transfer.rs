@@ -190,15 +190,12 @@ pub fn run(args: &TransferArgs, json: bool) -> Result<TransferResult> {
     let (transfer, fetched) = fetched?;
     let cpu_source = cpu_of(&sources)? - cpu_before.0;
     let cpu_fetcher = fetcher.cpu_seconds()? - cpu_before.1;
-    let mut peak_rss_source = 0;
+    let (mut peak_rss_source, mut rss_file_source) = (0, 0);
     for source in &sources {
         peak_rss_source = peak_rss_source.max(source.peak_rss()?);
-    }
-    let peak_rss_fetcher = fetcher.peak_rss()?;
-    let mut rss_file_source = 0;
-    for source in &sources {
         rss_file_source = rss_file_source.max(source.rss_file()?);
     }
+    let peak_rss_fetcher = fetcher.peak_rss()?;
     let rss_file_fetcher = fetcher.rss_file()?;
 
     progress("verifying the output file and the fetched copy in the store");
