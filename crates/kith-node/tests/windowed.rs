@@ -11,7 +11,7 @@ use kith_proto::files::items::{Answer, Holding, Request, Response, CAPABILITY, I
 use kith_store::ContentHash;
 use std::sync::Arc;
 use std::time::Duration;
-use support::{eventually, LaggyDialer, RawPeer, SlowDialer, TestNode};
+use support::{eventually, LaggyDialer, RawPeer, TestNode};
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -404,17 +404,7 @@ async fn fetch_beside(
     let bytes = data(12_000_000, 7);
     let honest = plain(&net, None).await;
     let hash = put_named(&honest, bytes.clone(), "real.bin").await;
-    let victim = TestNode::start_with_dialer(
-        &net,
-        |_| {},
-        |inner| {
-            Arc::new(SlowDialer {
-                inner,
-                bytes_per_sec: rate,
-            })
-        },
-    )
-    .await;
+    let victim = TestNode::start_slow(&net, rate).await;
     victim.link_to(&honest).await;
     rogue(&victim, hash, bytes.len() as u64, rogue_kind).await;
     eventually("the rogue is linked", || {

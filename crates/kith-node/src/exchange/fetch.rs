@@ -327,6 +327,7 @@ pub(super) async fn fetch_order(
                 folders,
                 record,
                 window,
+                journaled: parent.is_none(),
             },
         )
         .await;

@@ -65,25 +65,22 @@ pub(super) async fn complete(
     let name = manifest.name.clone();
     let spec: Option<&OutputSpec> = order.output.as_ref().or(order.folder_into.as_ref());
     let target = spec.map(|o| (o.resolve(name.as_deref(), &hash), o.force));
-    if let Some((path, force)) = &target {
+    if let Some((path, _)) = &target {
         // Refused before anything moves, not after the transfer.
+        // (An existing `path` is refused by `begin_folder`, also before the transfer.)
         if !path.is_absolute() {
             return Err(OutputError::NotAbsolute(path.clone()).into());
         }
-        if !force && std::fs::symlink_metadata(path).is_ok() {
-            return Err(OutputError::Exists(path.clone()).into());
-        }
     }
     let total = folder.total_bytes();
-    if let Priority::Background { max_bytes } = order.priority {
-        // Background work stores no more than it was offered: the files the manifest
-        // declares must fit, and each file's fetch is held to its declared size.
-        if total.saturating_add(manifest.size) > max_bytes {
-            return Err(ExchangeError::OverBudget {
-                peer: manifest.from.clone(),
-                budget: max_bytes,
-            });
-        }
+    // Background work stores no more than it was offered: the files the manifest declares
+    // must fit, and each file's fetch is held to its declared size (a user's has no bound).
+    let budget = order.priority.byte_budget();
+    if total.saturating_add(manifest.size) > budget {
+        return Err(ExchangeError::OverBudget {
+            peer: manifest.from.clone(),
+            budget,
+        });
     }
     let counted = if manifest.already_present {
         0
@@ -123,27 +120,26 @@ pub(super) async fn complete(
         }
         None => None,
     };
-    // Each distinct file once, with every place it takes in the folder.
-    let mut groups: Vec<(ContentHash, u64, Vec<FolderEntry>)> = Vec::new();
+    // Each distinct file once, with every place it takes in the folder (the first gives its
+    // hash and size).
+    let mut pending: VecDeque<Vec<FolderEntry>> = VecDeque::new();
     let mut index: HashMap<ContentHash, usize> = HashMap::new();
     for entry in &folder.files {
         match index.get(&entry.hash) {
-            Some(&i) => groups[i].2.push(entry.clone()),
+            Some(&i) => pending[i].push(entry.clone()),
             None => {
-                index.insert(entry.hash, groups.len());
-                groups.push((entry.hash, entry.size, vec![entry.clone()]));
+                index.insert(entry.hash, pending.len());
+                pending.push_back(vec![entry.clone()]);
             }
         }
     }
     let mut fetched = 0u64;
-    let mut pending: VecDeque<usize> = (0..groups.len()).collect();
     let window = ex.node_limits().fetch_window_bytes.max(1);
     let parallel = ex.node_limits().folder_parallel_files.max(1);
     let mut running = FuturesUnordered::new();
     let mut running_bytes = 0u64;
     loop {
-        while let Some(&i) = pending.front() {
-            let (file, size, ref entries) = groups[i];
+        while let Some((file, size)) = pending.front().map(|e| (e[0].hash, e[0].size)) {
             let share = share_of(size, ex.max_item() as u64, window);
             if !admit(running.len(), parallel, running_bytes, share, window) {
                 break;
@@ -151,10 +147,12 @@ pub(super) async fn complete(
             if cancel.is_cancelled() {
                 return Err(ExchangeError::Cancelled);
             }
-            pending.pop_front();
+            let Some(entries) = pending.pop_front() else {
+                break; // never: the front was just read
+            };
             running_bytes += share;
             let out = writer.as_ref().map(|w| w.path_of(&entries[0]));
-            let (writer, entries) = (writer.clone(), entries.clone());
+            let writer = writer.clone();
             // Each file's places in the tree are written in its own future: a long write
             // from the store must not keep the other fetches from being polled.
             running.push(async move {
@@ -192,7 +190,6 @@ pub(super) async fn complete(
     ex.store
         .run(move |s| s.record_folder(&hash, &recorded, named.as_deref()))
         .await?;
-    drop(running);
     if let (Some(writer), Some((path, _))) = (writer.take(), target) {
         // Every write into the tree has returned: ours is the only handle left.
         let writer = Arc::try_unwrap(writer)

@@ -124,7 +124,6 @@ impl TestNode {
         .await;
     }
 
-    /// A counter of this node.
     /// A node whose links it dials carry `bytes_per_sec` at most ([`SlowDialer`]).
     pub async fn start_slow(net: &MemoryNet, bytes_per_sec: u64) -> TestNode {
         TestNode::start_with_dialer(
@@ -182,6 +181,7 @@ impl TestNode {
             .record
     }
 
+    /// A counter of this node.
     pub fn counter(&self, name: &str) -> u64 {
         *self
             .node

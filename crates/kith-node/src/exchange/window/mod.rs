@@ -58,6 +58,9 @@ pub(super) struct PullOrder {
     pub record: bool,
     /// A window below the node's (see `FetchOrder::window`).
     pub window: Option<u64>,
+    /// The temporary output is noted in the output journal (for a crash's clean-up); not
+    /// for a file written into a folder's tree, which is noted whole.
+    pub journaled: bool,
 }
 
 /// Runs a windowed fetch. `Err(NoPeerHas)` (or `NotFound` for a single candidate) when no
@@ -97,8 +100,8 @@ pub(super) async fn pull(ex: &Exchange, order: PullOrder) -> Result<FetchReport,
         .map(|o| (o.resolve(name.as_deref(), &hash), o.force));
     let mut output = match &target {
         Some((path, force)) => {
-            let journal = ex.store.files().output_journal();
-            Some(OutputFile::create(path, *force, Some(&journal))?)
+            let journal = order.journaled.then(|| ex.store.files().output_journal());
+            Some(OutputFile::create(path, *force, journal.as_ref())?)
         }
         None => None,
     };
